@@ -1,0 +1,649 @@
+//! Typed configuration: the embedded defaults (`config/herald.toml`), then an optional
+//! file, then `HERALD_*` environment variables. Every error names the key and what is wrong,
+//! and `herald` exits with status 2 on it.
+
+use crate::domain::HumanDuration;
+use serde::Deserialize;
+use std::{net::IpAddr, net::SocketAddr, path::PathBuf};
+
+/// The defaults, compiled in so `herald serve` runs with no file at all.
+pub const DEFAULTS: &str = include_str!("../config/herald.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Syntax { path: String, message: String },
+    #[error("unknown config key `{0}` (check the spelling against config/herald.toml)")]
+    UnknownKey(String),
+    #[error("config key `{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_string(),
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    secret_key: String,
+    database: DatabaseConfig,
+    http: RawHttp,
+    site: SiteConfig,
+    mail: RawMail,
+    subscriptions: SubscriptionsConfig,
+    delivery: DeliveryConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    pub url: String,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    listen: String,
+    public_url: String,
+    trusted_proxies: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+    /// Without a trailing slash.
+    pub public_url: String,
+    pub trusted_proxies: Vec<IpAddr>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteConfig {
+    pub name: String,
+    pub url: String,
+    pub postal_address: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMail {
+    url: String,
+    from: String,
+    domain: String,
+    list_id: String,
+    unsubscribe_mailto: String,
+    send_timeout: HumanDuration,
+    connect_timeout: HumanDuration,
+    helo_name: String,
+}
+
+/// Where mail goes, parsed from `mail.url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MailTransportConfig {
+    Maildir(PathBuf),
+    Smtp {
+        host: String,
+        port: u16,
+        tls: SmtpTls,
+        credentials: Option<(String, String)>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// Plain text, for a relay on the same host or network.
+    None,
+    /// STARTTLS, required: refuse to send if the server does not offer it.
+    StartTls,
+    /// TLS from the first byte (port 465).
+    Implicit,
+}
+
+#[derive(Debug, Clone)]
+pub struct MailConfig {
+    pub transport: MailTransportConfig,
+    pub from: lettre::message::Mailbox,
+    pub domain: String,
+    pub list_id: String,
+    pub unsubscribe_mailto: Option<lettre::Address>,
+    pub send_timeout: HumanDuration,
+    pub connect_timeout: HumanDuration,
+    pub helo_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionsConfig {
+    pub confirm_ttl: HumanDuration,
+    pub resend_cooldown: HumanDuration,
+    pub rate_limit_per_ip: u32,
+    pub rate_limit_window: HumanDuration,
+    pub purge_pending_after: HumanDuration,
+    pub purge_interval: HumanDuration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryConfig {
+    pub connections: u32,
+    pub rate_per_second: u32,
+    pub batch_size: u32,
+    pub lease: HumanDuration,
+    pub initial_backoff: HumanDuration,
+    pub max_backoff: HumanDuration,
+    pub max_age: HumanDuration,
+    pub poll_interval: HumanDuration,
+}
+
+/// The whole configuration, checked.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Empty when not configured: the app then loads or creates a persistent one.
+    pub secret_key: Option<String>,
+    pub database: DatabaseConfig,
+    pub http: HttpConfig,
+    pub site: SiteConfig,
+    pub mail: MailConfig,
+    pub subscriptions: SubscriptionsConfig,
+    pub delivery: DeliveryConfig,
+}
+
+/// Variables that start with HERALD_ but are not config keys.
+const NON_KEY_VARS: &[&str] = &["HERALD_CONFIG", "HERALD_LOG", "HERALD_LOG_FORMAT"];
+
+impl Config {
+    /// Defaults + optional file + the process environment.
+    pub fn load(file: Option<&std::path::Path>) -> Result<Self, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("HERALD_") && !k.starts_with("HERALD_TEST_"))
+            .collect();
+        let file_text = match file {
+            Some(p) => Some((
+                p.display().to_string(),
+                std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.to_path_buf(),
+                    source,
+                })?,
+            )),
+            None => None,
+        };
+        Self::from_sources(
+            file_text.as_ref().map(|(p, t)| (p.as_str(), t.as_str())),
+            &env,
+        )
+    }
+
+    /// The embedded defaults alone, with overrides given as (dotted key, value) — for tests
+    /// and tools that build a config in code.
+    pub fn defaults_with(overrides: &[(&str, &str)]) -> Result<Self, ConfigError> {
+        let env: Vec<(String, String)> = overrides
+            .iter()
+            .map(|(k, v)| {
+                (
+                    format!("HERALD_{}", k.replace('.', "__").to_uppercase()),
+                    v.to_string(),
+                )
+            })
+            .collect();
+        Self::from_sources(None, &env)
+    }
+
+    fn from_sources(
+        file: Option<(&str, &str)>,
+        env: &[(String, String)],
+    ) -> Result<Self, ConfigError> {
+        let mut table: toml::Table = DEFAULTS.parse().expect("embedded defaults are valid TOML");
+        if let Some((path, text)) = file {
+            let overlay: toml::Table =
+                text.parse()
+                    .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                        path: path.to_string(),
+                        message: e.message().to_string(),
+                    })?;
+            merge(&mut table, overlay, "")?;
+        }
+        for (var, value) in env {
+            if NON_KEY_VARS.contains(&var.as_str()) {
+                continue;
+            }
+            let path: Vec<String> = var["HERALD_".len()..]
+                .split("__")
+                .map(|p| p.to_lowercase())
+                .collect();
+            set_from_env(&mut table, &path, value)?;
+        }
+        // Deserialise from text, not from the table, so the error carries a span we can turn
+        // into the dotted key the user has to fix.
+        let text = toml::to_string(&table).expect("a TOML table serialises");
+        let raw: RawConfig = toml::from_str(&text).map_err(|e| {
+            let key = e
+                .span()
+                .map(|span| key_at(&text, span.start))
+                .unwrap_or_else(|| "(config)".to_string());
+            invalid(&key, e.message().to_string())
+        })?;
+        raw.check()
+    }
+}
+
+/// The dotted key whose value starts at byte `pos` of a serialised table.
+fn key_at(text: &str, pos: usize) -> String {
+    let mut section = String::new();
+    let mut key = String::new();
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        if offset > pos {
+            break;
+        }
+        let t = line.trim();
+        if let Some(h) = t.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+            section = h.trim().to_string();
+        } else if let Some((k, _)) = t.split_once('=') {
+            key = k.trim().to_string();
+        }
+        offset += line.len();
+    }
+    if section.is_empty() {
+        key
+    } else {
+        format!("{section}.{key}")
+    }
+}
+
+/// Overlay `src` on `dst`, refusing keys the defaults do not have (a typo must not be
+/// silently ignored).
+fn merge(dst: &mut toml::Table, src: toml::Table, prefix: &str) -> Result<(), ConfigError> {
+    for (k, v) in src {
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match (dst.get_mut(&k), v) {
+            (None, _) => return Err(ConfigError::UnknownKey(key)),
+            (Some(toml::Value::Table(d)), toml::Value::Table(s)) => merge(d, s, &key)?,
+            (Some(toml::Value::Table(_)), _) => {
+                return Err(invalid(&key, "must be a table ([section])"));
+            }
+            (Some(slot), v) => *slot = v,
+        }
+    }
+    Ok(())
+}
+
+/// Environment values are text; convert to the type the default has at that key.
+fn set_from_env(table: &mut toml::Table, path: &[String], value: &str) -> Result<(), ConfigError> {
+    let key = path.join(".");
+    let (last, parents) = path
+        .split_last()
+        .ok_or_else(|| ConfigError::UnknownKey(key.clone()))?;
+    let mut t = table;
+    for p in parents {
+        t = match t.get_mut(p) {
+            Some(toml::Value::Table(inner)) => inner,
+            _ => return Err(ConfigError::UnknownKey(key)),
+        };
+    }
+    let slot = t
+        .get_mut(last)
+        .ok_or_else(|| ConfigError::UnknownKey(key.clone()))?;
+    *slot = match slot {
+        toml::Value::Integer(_) => toml::Value::Integer(
+            value
+                .trim()
+                .parse()
+                .map_err(|_| invalid(&key, format!("expected a whole number, got {value:?}")))?,
+        ),
+        toml::Value::Boolean(_) => toml::Value::Boolean(
+            value
+                .trim()
+                .parse()
+                .map_err(|_| invalid(&key, format!("expected true or false, got {value:?}")))?,
+        ),
+        toml::Value::Array(_) => toml::Value::Array(
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| toml::Value::String(s.to_string()))
+                .collect(),
+        ),
+        toml::Value::Table(_) => return Err(invalid(&key, "is a section, not a value")),
+        _ => toml::Value::String(value.to_string()),
+    };
+    Ok(())
+}
+
+impl RawConfig {
+    fn check(self) -> Result<Config, ConfigError> {
+        let secret_key = if self.secret_key.is_empty() {
+            None
+        } else if self.secret_key.len() < crate::domain::SecretKey::MIN_LEN {
+            return Err(invalid(
+                "secret_key",
+                format!(
+                    "must be at least {} characters (generate one with `herald secret`)",
+                    crate::domain::SecretKey::MIN_LEN
+                ),
+            ));
+        } else {
+            Some(self.secret_key)
+        };
+
+        let db = &self.database.url;
+        if !(db.starts_with("sqlite:")
+            || db.starts_with("postgres://")
+            || db.starts_with("postgresql://"))
+        {
+            return Err(invalid(
+                "database.url",
+                format!("{db:?} is neither `sqlite:PATH` nor `postgres://…`"),
+            ));
+        }
+        if self.database.max_connections == 0 {
+            return Err(invalid("database.max_connections", "must be at least 1"));
+        }
+
+        let listen: SocketAddr = self.http.listen.parse().map_err(|_| {
+            invalid(
+                "http.listen",
+                format!(
+                    "{:?} is not an address:port such as 127.0.0.1:8080",
+                    self.http.listen
+                ),
+            )
+        })?;
+        let public = url::Url::parse(&self.http.public_url).map_err(|e| {
+            invalid(
+                "http.public_url",
+                format!("{:?} is not a URL: {e}", self.http.public_url),
+            )
+        })?;
+        if !matches!(public.scheme(), "http" | "https") || public.host_str().is_none() {
+            return Err(invalid(
+                "http.public_url",
+                "must be an http:// or https:// URL with a host",
+            ));
+        }
+        let trusted_proxies = self
+            .http
+            .trusted_proxies
+            .iter()
+            .map(|p| {
+                p.parse::<IpAddr>().map_err(|_| {
+                    invalid(
+                        "http.trusted_proxies",
+                        format!("{p:?} is not an IP address"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+
+        for (key, v) in [
+            ("site.name", &self.site.name),
+            ("site.postal_address", &self.site.postal_address),
+        ] {
+            if crate::domain::has_control_chars(v) {
+                return Err(invalid(
+                    key,
+                    "must not contain line breaks or control characters",
+                ));
+            }
+        }
+        if self.site.name.trim().is_empty() {
+            return Err(invalid("site.name", "must not be empty"));
+        }
+
+        let transport = parse_mail_url(&self.mail.url)?;
+        let from: lettre::message::Mailbox = self.mail.from.parse().map_err(|e| {
+            invalid(
+                "mail.from",
+                format!(
+                    "{:?} is not a mailbox like `Name <addr@domain>`: {e}",
+                    self.mail.from
+                ),
+            )
+        })?;
+        let domain = if self.mail.domain.is_empty() {
+            from.email.domain().to_string()
+        } else {
+            self.mail.domain.clone()
+        };
+        if domain.is_empty()
+            || !domain
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+        {
+            return Err(invalid(
+                "mail.domain",
+                format!("{domain:?} is not a domain name"),
+            ));
+        }
+        if self.mail.list_id.is_empty()
+            || !self
+                .mail
+                .list_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+        {
+            return Err(invalid(
+                "mail.list_id",
+                "use letters, digits, dots and dashes",
+            ));
+        }
+        let unsubscribe_mailto = if self.mail.unsubscribe_mailto.is_empty() {
+            None
+        } else {
+            Some(
+                self.mail
+                    .unsubscribe_mailto
+                    .parse()
+                    .map_err(|_| invalid("mail.unsubscribe_mailto", "is not an email address"))?,
+            )
+        };
+        if self.mail.send_timeout.0.is_zero() {
+            return Err(invalid("mail.send_timeout", "must be more than 0s"));
+        }
+        let helo_name = (!self.mail.helo_name.is_empty()).then_some(self.mail.helo_name);
+
+        if self.subscriptions.rate_limit_per_ip == 0 {
+            return Err(invalid(
+                "subscriptions.rate_limit_per_ip",
+                "must be at least 1",
+            ));
+        }
+        if self.subscriptions.confirm_ttl.0.is_zero() {
+            return Err(invalid("subscriptions.confirm_ttl", "must be more than 0s"));
+        }
+        if self.subscriptions.purge_interval.0.is_zero() {
+            return Err(invalid(
+                "subscriptions.purge_interval",
+                "must be more than 0s",
+            ));
+        }
+        if self.delivery.connections == 0 || self.delivery.connections > 1000 {
+            return Err(invalid(
+                "delivery.connections",
+                "must be between 1 and 1000",
+            ));
+        }
+        if self.delivery.batch_size == 0 || self.delivery.batch_size > 10_000 {
+            return Err(invalid(
+                "delivery.batch_size",
+                "must be between 1 and 10000",
+            ));
+        }
+        for (key, d) in [
+            ("delivery.lease", self.delivery.lease),
+            ("delivery.initial_backoff", self.delivery.initial_backoff),
+            ("delivery.poll_interval", self.delivery.poll_interval),
+        ] {
+            if d.0.is_zero() {
+                return Err(invalid(key, "must be more than 0s"));
+            }
+        }
+
+        Ok(Config {
+            secret_key,
+            database: self.database,
+            http: HttpConfig {
+                listen,
+                public_url: self.http.public_url.trim_end_matches('/').to_string(),
+                trusted_proxies,
+            },
+            site: self.site,
+            mail: MailConfig {
+                transport,
+                from,
+                domain,
+                list_id: self.mail.list_id,
+                unsubscribe_mailto,
+                send_timeout: self.mail.send_timeout,
+                connect_timeout: self.mail.connect_timeout,
+                helo_name,
+            },
+            subscriptions: self.subscriptions,
+            delivery: self.delivery,
+        })
+    }
+}
+
+fn parse_mail_url(s: &str) -> Result<MailTransportConfig, ConfigError> {
+    const KEY: &str = "mail.url";
+    if let Some(path) = s.strip_prefix("maildir:") {
+        if path.is_empty() {
+            return Err(invalid(
+                KEY,
+                "maildir: needs a folder, e.g. maildir:var/outbox",
+            ));
+        }
+        return Ok(MailTransportConfig::Maildir(PathBuf::from(path)));
+    }
+    let u = url::Url::parse(s).map_err(|e| invalid(KEY, format!("{s:?} is not a URL: {e}")))?;
+    let (default_port, mut tls) = match u.scheme() {
+        "smtp" => (25, SmtpTls::None),
+        "smtps" => (465, SmtpTls::Implicit),
+        other => {
+            return Err(invalid(
+                KEY,
+                format!(
+                    "unknown scheme {other:?}: use maildir:PATH, smtp://host:port or smtps://host:465"
+                ),
+            ));
+        }
+    };
+    let host = u
+        .host_str()
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| invalid(KEY, "needs a host, e.g. smtp://127.0.0.1:25"))?
+        .trim_matches(|c| c == '[' || c == ']')
+        .to_string();
+    for (k, v) in u.query_pairs() {
+        match (k.as_ref(), v.as_ref()) {
+            ("tls", "required") if tls == SmtpTls::None => tls = SmtpTls::StartTls,
+            ("tls", "required") => {}
+            ("tls", "none") if tls == SmtpTls::None => {}
+            ("tls", other) => {
+                return Err(invalid(
+                    KEY,
+                    format!(
+                        "tls={other:?}: use tls=required (STARTTLS) or smtps:// for implicit TLS"
+                    ),
+                ));
+            }
+            (other, _) => return Err(invalid(KEY, format!("unknown parameter {other:?}"))),
+        }
+    }
+    let credentials = if u.username().is_empty() {
+        None
+    } else {
+        let decode = |v: &str| {
+            url::form_urlencoded::parse(format!("x={v}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        };
+        Some((decode(u.username()), decode(u.password().unwrap_or(""))))
+    };
+    Ok(MailTransportConfig::Smtp {
+        host,
+        port: u.port().unwrap_or(default_port),
+        tls,
+        credentials,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_load() {
+        let c = Config::defaults_with(&[]).unwrap();
+        assert_eq!(c.database.url, "sqlite:var/herald.db");
+        assert_eq!(
+            c.mail.transport,
+            MailTransportConfig::Maildir("var/outbox".into())
+        );
+        assert_eq!(c.http.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.mail.domain, "herald.example");
+        assert!(c.secret_key.is_none());
+    }
+
+    #[test]
+    fn env_overrides_and_types() {
+        let c = Config::defaults_with(&[
+            (
+                "mail.url",
+                "smtp://user:p%40ss@relay.example:587?tls=required",
+            ),
+            ("delivery.connections", "3"),
+            ("http.trusted_proxies", "127.0.0.1, ::1"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.mail.transport,
+            MailTransportConfig::Smtp {
+                host: "relay.example".into(),
+                port: 587,
+                tls: SmtpTls::StartTls,
+                credentials: Some(("user".into(), "p@ss".into())),
+            }
+        );
+        assert_eq!(c.delivery.connections, 3);
+        assert_eq!(c.http.trusted_proxies.len(), 2);
+    }
+
+    fn err_of(overrides: &[(&str, &str)]) -> String {
+        Config::defaults_with(overrides).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        assert!(err_of(&[("http.listen", "nope")]).contains("http.listen"));
+        assert!(err_of(&[("mail.url", "ftp://x")]).contains("mail.url"));
+        assert!(err_of(&[("database.url", "mysql://x")]).contains("database.url"));
+        assert!(err_of(&[("delivery.connections", "many")]).contains("delivery.connections"));
+        assert!(err_of(&[("subscriptions.confirm_ttl", "soon")]).contains("confirm_ttl"));
+        assert!(err_of(&[("secret_key", "short")]).contains("secret_key"));
+        assert!(err_of(&[("nosuch.key", "1")]).contains("nosuch.key"));
+    }
+
+    #[test]
+    fn file_keys_are_checked() {
+        let e = Config::from_sources(Some(("f.toml", "[http]\nlisen = \"x\"\n")), &[]).unwrap_err();
+        assert!(e.to_string().contains("http.lisen"), "{e}");
+        let e = Config::from_sources(Some(("f.toml", "[http\n")), &[]).unwrap_err();
+        assert!(e.to_string().contains("f.toml"), "{e}");
+    }
+}

@@ -1,0 +1,103 @@
+//! A subscriber's email address, normalised (trimmed, lower-cased) so that one person is
+//! one row whatever case they type.
+
+use std::fmt;
+use validator::ValidateEmail;
+
+/// RFC 5321 caps a forward path at 256 octets including the angle brackets.
+const MAX_LEN: usize = 254;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EmailAddress(String);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EmailError {
+    #[error("Please enter your email address.")]
+    Empty,
+    #[error("That email address is too long (at most 254 characters).")]
+    TooLong,
+    #[error("That does not look like an email address. Please check it and try again.")]
+    Malformed,
+}
+
+impl EmailAddress {
+    pub fn parse(input: &str) -> Result<Self, EmailError> {
+        let trimmed = input.trim();
+        if trimmed.is_empty() {
+            return Err(EmailError::Empty);
+        }
+        if trimmed.len() > MAX_LEN {
+            return Err(EmailError::TooLong);
+        }
+        // A CR/LF inside the address would be a header injection once it reaches `To:`.
+        if super::has_control_chars(trimmed) || trimmed.contains(char::is_whitespace) {
+            return Err(EmailError::Malformed);
+        }
+        let normalised = trimmed.to_lowercase();
+        if !normalised.validate_email() {
+            return Err(EmailError::Malformed);
+        }
+        // validator accepts `user@localhost`; a newsletter only ever mails public domains,
+        // so the domain must have a dot and must not end with one.
+        let (_, domain) = normalised.rsplit_once('@').ok_or(EmailError::Malformed)?;
+        if !domain.contains('.') || domain.ends_with('.') || domain.starts_with('.') {
+            return Err(EmailError::Malformed);
+        }
+        // lettre builds the envelope from this; what it refuses we refuse at the door.
+        if normalised.parse::<lettre::Address>().is_err() {
+            return Err(EmailError::Malformed);
+        }
+        Ok(Self(normalised))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn to_lettre(&self) -> lettre::Address {
+        self.0.parse().expect("validated at construction")
+    }
+}
+
+impl fmt::Display for EmailAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for EmailAddress {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalises_case_and_whitespace() {
+        let e = EmailAddress::parse("  Reader@Example.COM ").unwrap();
+        assert_eq!(e.as_str(), "reader@example.com");
+    }
+
+    #[test]
+    fn rejects_what_is_not_an_address() {
+        for bad in [
+            "",
+            "   ",
+            "plainaddress",
+            "@example.com",
+            "a@",
+            "a@localhost",
+            "a b@example.com",
+            "a@example.com\r\nBcc: victim@example.org",
+            "a@example.com\n",
+            "a@exa mple.com",
+        ] {
+            assert!(EmailAddress::parse(bad).is_err(), "accepted {bad:?}");
+        }
+        let long = format!("{}@example.com", "a".repeat(250));
+        assert_eq!(EmailAddress::parse(&long), Err(EmailError::TooLong));
+    }
+}

@@ -1,0 +1,20 @@
+//! Plain types that are valid by construction. A value of one of these types can only
+//! exist if it passed parsing, so nothing downstream checks it again.
+
+mod duration;
+mod email;
+mod signup;
+mod slug;
+mod token;
+
+pub use duration::{HumanDuration, ParseDurationError};
+pub use email::{EmailAddress, EmailError};
+pub use signup::{SignupAction, SubscriberStatus};
+pub use slug::{SectionSlug, SlugError};
+pub use token::{ManageToken, RandomToken, SecretKey, TokenHash, TokenPurpose, sha256_hex};
+
+/// Reject any control character (CR/LF above all): such values would end up in mail
+/// headers or logs, where a line break is an injection.
+pub fn has_control_chars(s: &str) -> bool {
+    s.chars().any(|c| c.is_control())
+}

@@ -1,0 +1,285 @@
+//! Secrets in links.
+//!
+//! * [`RandomToken`]: confirmation links. 256 bits from the OS RNG; the database keeps only
+//!   its SHA-256 ([`TokenHash`]), so a leaked database confirms nobody.
+//! * [`ManageToken`]: long-lived unsubscribe/preferences links. `ID.MAC` where MAC is
+//!   HMAC-SHA256(secret key, purpose | id | email). Nothing is stored; rotating the secret key
+//!   revokes every link at once; erasing a subscriber invalidates theirs (the email is gone).
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+use std::fmt;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Which link a token opens. Part of the MAC input, so an unsubscribe token cannot be
+/// replayed as a preferences token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenPurpose {
+    Confirm,
+    Unsubscribe,
+    Preferences,
+}
+
+impl TokenPurpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenPurpose::Confirm => "confirm",
+            TokenPurpose::Unsubscribe => "unsubscribe",
+            TokenPurpose::Preferences => "preferences",
+        }
+    }
+}
+
+/// A fresh random token, shown once (in a mail) and never stored.
+pub struct RandomToken(String);
+
+impl RandomToken {
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).expect("the OS random number generator failed");
+        Self(URL_SAFE_NO_PAD.encode(bytes))
+    }
+
+    pub fn from_string(s: String) -> Self {
+        Self(s)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn hash(&self) -> TokenHash {
+        TokenHash::of(&self.0)
+    }
+}
+
+// Never print a token by accident (logs, panics).
+impl fmt::Debug for RandomToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RandomToken(…)")
+    }
+}
+
+/// SHA-256 of a token, hex-encoded: what the database stores and looks up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenHash(pub String);
+
+impl TokenHash {
+    pub fn of(token: &str) -> Self {
+        Self(hex(&Sha256::digest(token.as_bytes())))
+    }
+}
+
+/// Also used to keep an erased address on the suppression list without keeping the address.
+pub fn sha256_hex(s: &str) -> String {
+    hex(&Sha256::digest(s.as_bytes()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use fmt::Write;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// The server's secret for MACs. At least 32 bytes.
+#[derive(Clone)]
+pub struct SecretKey(Vec<u8>);
+
+impl fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretKey(…)")
+    }
+}
+
+impl SecretKey {
+    pub const MIN_LEN: usize = 32;
+
+    pub fn new(bytes: Vec<u8>) -> Option<Self> {
+        (bytes.len() >= Self::MIN_LEN).then_some(Self(bytes))
+    }
+
+    /// A new random key, as text suitable for a config file.
+    pub fn generate_text() -> String {
+        RandomToken::generate().0
+    }
+
+    fn mac(&self, parts: &[&[u8]]) -> HmacSha256 {
+        let mut m = HmacSha256::new_from_slice(&self.0).expect("HMAC takes any key length");
+        for p in parts {
+            // Length-prefix each part so ("ab","c") and ("a","bc") differ.
+            m.update(&(p.len() as u64).to_be_bytes());
+            m.update(p);
+        }
+        m
+    }
+
+    /// Seal a confirmation token so the outbox row can carry it until the mail is sent
+    /// without the database holding it in the clear: XOR with HMAC(key, "seal", label), where
+    /// the label (the mail's Message-ID) is unique, so no keystream is ever reused.
+    pub fn seal(&self, label: &str, token: &RandomToken) -> String {
+        let raw = URL_SAFE_NO_PAD
+            .decode(token.as_str())
+            .expect("tokens are base64url");
+        let pad = self
+            .mac(&[b"seal", label.as_bytes()])
+            .finalize()
+            .into_bytes();
+        let sealed: Vec<u8> = raw.iter().zip(pad.iter()).map(|(a, b)| a ^ b).collect();
+        URL_SAFE_NO_PAD.encode(sealed)
+    }
+
+    pub fn unseal(&self, label: &str, sealed: &str) -> Option<RandomToken> {
+        let raw = URL_SAFE_NO_PAD.decode(sealed).ok()?;
+        if raw.len() != 32 {
+            return None;
+        }
+        let pad = self
+            .mac(&[b"seal", label.as_bytes()])
+            .finalize()
+            .into_bytes();
+        let open: Vec<u8> = raw.iter().zip(pad.iter()).map(|(a, b)| a ^ b).collect();
+        Some(RandomToken(URL_SAFE_NO_PAD.encode(open)))
+    }
+}
+
+/// A long-lived link token for one subscriber and one purpose.
+pub struct ManageToken;
+
+impl ManageToken {
+    pub fn issue(key: &SecretKey, purpose: TokenPurpose, id: i64, email: &str) -> String {
+        let tag = key
+            .mac(&[
+                purpose.as_str().as_bytes(),
+                &id.to_be_bytes(),
+                email.as_bytes(),
+            ])
+            .finalize()
+            .into_bytes();
+        format!("{id}.{}", URL_SAFE_NO_PAD.encode(tag))
+    }
+
+    /// The subscriber id the token claims. Only [`ManageToken::verify`] says whether to
+    /// believe it.
+    pub fn claimed_id(token: &str) -> Option<i64> {
+        let (id, tag) = token.split_once('.')?;
+        if tag.len() != 43 || id.len() > 19 {
+            return None;
+        }
+        id.parse().ok().filter(|id: &i64| *id > 0)
+    }
+
+    /// Constant-time check that the token was issued for this subscriber and purpose.
+    pub fn verify(
+        key: &SecretKey,
+        purpose: TokenPurpose,
+        token: &str,
+        id: i64,
+        email: &str,
+    ) -> bool {
+        let Some((claimed, tag)) = token.split_once('.') else {
+            return false;
+        };
+        if claimed.parse::<i64>().ok() != Some(id) {
+            return false;
+        }
+        let Ok(tag) = URL_SAFE_NO_PAD.decode(tag) else {
+            return false;
+        };
+        key.mac(&[
+            purpose.as_str().as_bytes(),
+            &id.to_be_bytes(),
+            email.as_bytes(),
+        ])
+        .verify_slice(&tag)
+        .is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> SecretKey {
+        SecretKey::new(vec![7u8; 32]).unwrap()
+    }
+
+    #[test]
+    fn random_tokens_are_256_bits_and_distinct() {
+        let a = RandomToken::generate();
+        let b = RandomToken::generate();
+        assert_eq!(URL_SAFE_NO_PAD.decode(a.as_str()).unwrap().len(), 32);
+        assert_ne!(a.as_str(), b.as_str());
+        assert_ne!(a.hash().0, a.as_str());
+        assert_eq!(a.hash().0.len(), 64);
+    }
+
+    #[test]
+    fn manage_tokens_verify_only_unchanged() {
+        let k = key();
+        let t = ManageToken::issue(&k, TokenPurpose::Unsubscribe, 42, "a@example.com");
+        assert_eq!(ManageToken::claimed_id(&t), Some(42));
+        assert!(ManageToken::verify(
+            &k,
+            TokenPurpose::Unsubscribe,
+            &t,
+            42,
+            "a@example.com"
+        ));
+        assert!(!ManageToken::verify(
+            &k,
+            TokenPurpose::Preferences,
+            &t,
+            42,
+            "a@example.com"
+        ));
+        assert!(!ManageToken::verify(
+            &k,
+            TokenPurpose::Unsubscribe,
+            &t,
+            43,
+            "a@example.com"
+        ));
+        assert!(!ManageToken::verify(
+            &k,
+            TokenPurpose::Unsubscribe,
+            &t,
+            42,
+            "b@example.com"
+        ));
+        let other = SecretKey::new(vec![8u8; 32]).unwrap();
+        assert!(!ManageToken::verify(
+            &other,
+            TokenPurpose::Unsubscribe,
+            &t,
+            42,
+            "a@example.com"
+        ));
+        // Flip one character of the tag.
+        let mut tampered = t.clone().into_bytes();
+        let last = tampered.len() - 1;
+        tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+        let tampered = String::from_utf8(tampered).unwrap();
+        assert!(!ManageToken::verify(
+            &k,
+            TokenPurpose::Unsubscribe,
+            &tampered,
+            42,
+            "a@example.com"
+        ));
+    }
+
+    #[test]
+    fn seal_round_trips_and_hides() {
+        let k = key();
+        let t = RandomToken::generate();
+        let sealed = k.seal("<1@x>", &t);
+        assert_ne!(sealed, t.as_str());
+        assert_eq!(k.unseal("<1@x>", &sealed).unwrap().as_str(), t.as_str());
+        assert_ne!(k.unseal("<2@x>", &sealed).unwrap().as_str(), t.as_str());
+    }
+}

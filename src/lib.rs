@@ -1,0 +1,278 @@
+//! herald: a newsletter subscription and delivery daemon.
+//!
+//! [`App::build`] wires config, store, delivery and web; [`App::run_until_stopped`] serves
+//! until a shutdown signal. Tests start the same app on port 0 with a manual clock and no
+//! background tasks, and drive time and queues themselves.
+
+pub mod articles;
+pub mod clock;
+pub mod config;
+pub mod delivery;
+pub mod domain;
+pub mod store;
+pub mod subscriptions;
+pub mod telemetry;
+pub mod web;
+
+use clock::Clock;
+use config::Config;
+use delivery::DeliveryEngine;
+use domain::SecretKey;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use store::{Store, StoreError};
+use subscriptions::{Subscriptions, TransactionalComposer};
+use tokio::net::TcpListener;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("secret key: {0}")]
+    Secret(String),
+}
+
+/// How to run: tests turn off the background tasks and use a manual clock.
+#[derive(Clone, Debug)]
+pub struct AppOptions {
+    pub clock: Clock,
+    /// Delivery workers and periodic jobs. Off in tests, which drain queues explicitly.
+    pub background: bool,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        Self {
+            clock: Clock::system(),
+            background: true,
+        }
+    }
+}
+
+/// The parts of a running herald, shared by the web server, the background tasks, the CLI
+/// and tests.
+#[derive(Clone)]
+pub struct Services {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub subs: Arc<Subscriptions>,
+    pub engine: Arc<DeliveryEngine>,
+    pub clock: Clock,
+}
+
+impl Services {
+    /// Open the database, apply migrations, resolve the secret key, build the engine.
+    pub async fn open(config: Config, clock: Clock) -> Result<Self, StartError> {
+        let store = store::connect(&config.database.url, config.database.max_connections).await?;
+        store.migrate().await?;
+        let key = resolve_secret(&config, store.as_ref()).await?;
+        let subs = Arc::new(Subscriptions::new(
+            &config,
+            store.clone(),
+            key,
+            clock.clone(),
+        ));
+        let composer = Arc::new(TransactionalComposer::new(
+            subs.clone(),
+            subscriptions::mails_footer(&config),
+        ));
+        let engine = Arc::new(DeliveryEngine::new(
+            &config,
+            store.clone(),
+            composer,
+            clock.clone(),
+        ));
+        Ok(Self {
+            config: Arc::new(config),
+            store,
+            subs,
+            engine,
+            clock,
+        })
+    }
+}
+
+/// The secret for link MACs: from config, else one generated once and kept — in a file
+/// next to the SQLite database, or in the database's settings table for PostgreSQL (so
+/// several instances share it).
+async fn resolve_secret(config: &Config, store: &dyn Store) -> Result<SecretKey, StartError> {
+    if let Some(k) = &config.secret_key {
+        return SecretKey::new(k.as_bytes().to_vec())
+            .ok_or_else(|| StartError::Secret("too short".into()));
+    }
+    let fresh = SecretKey::generate_text();
+    let text = if let Some(path) = config.database.url.strip_prefix("sqlite:") {
+        let file = std::path::Path::new(path.trim_start_matches("//"))
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join("secret_key");
+        match std::fs::read_to_string(&file) {
+            Ok(s) if s.trim().len() >= SecretKey::MIN_LEN => s.trim().to_string(),
+            Ok(_) => {
+                return Err(StartError::Secret(format!(
+                    "{} is too short",
+                    file.display()
+                )));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                write_private(&file, &fresh).map_err(|e| {
+                    StartError::Secret(format!("cannot write {}: {e}", file.display()))
+                })?;
+                tracing::warn!(
+                    file = %file.display(),
+                    "no secret_key configured: generated one and saved it; set HERALD_SECRET_KEY in production"
+                );
+                fresh
+            }
+            Err(e) => {
+                return Err(StartError::Secret(format!(
+                    "cannot read {}: {e}",
+                    file.display()
+                )));
+            }
+        }
+    } else {
+        let stored = store.setting_or_insert("secret_key", &fresh).await?;
+        if stored == fresh {
+            tracing::warn!(
+                "no secret_key configured: generated one and stored it in the database; set HERALD_SECRET_KEY in production"
+            );
+        }
+        stored
+    };
+    SecretKey::new(text.into_bytes())
+        .ok_or_else(|| StartError::Secret("stored key is too short".into()))
+}
+
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(text.as_bytes())?;
+    f.write_all(b"\n")
+}
+
+/// A herald server, bound and ready.
+pub struct App {
+    services: Services,
+    listener: TcpListener,
+    addr: SocketAddr,
+    background: bool,
+}
+
+impl App {
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        Self::build_with(config, AppOptions::default()).await
+    }
+
+    pub async fn build_with(config: Config, opts: AppOptions) -> Result<Self, StartError> {
+        let listen = config.http.listen;
+        let services = Services::open(config, opts.clock).await?;
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: listen,
+            source,
+        })?;
+        Ok(Self {
+            services,
+            listener,
+            addr,
+            background: opts.background,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn services(&self) -> &Services {
+        &self.services
+    }
+
+    /// Serve until `shutdown` completes; then stop taking requests, let the delivery workers
+    /// finish their batch, and return.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let s = self.services;
+        let state = web::AppState {
+            config: s.config.clone(),
+            store: s.store.clone(),
+            subs: s.subs.clone(),
+            engine: s.engine.clone(),
+            limiter: Arc::new(web::ratelimit::IpLimiter::new(
+                s.config.subscriptions.rate_limit_per_ip,
+                s.config.subscriptions.rate_limit_window.as_chrono(),
+            )),
+            metrics: telemetry::metrics_handle(),
+            clock: s.clock.clone(),
+        };
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut tasks = Vec::new();
+        if self.background {
+            tasks.extend(s.engine.spawn_workers(stop_rx.clone()));
+            tasks.push(tokio::spawn(periodic_jobs(
+                s.clone(),
+                state.limiter.clone(),
+                stop_rx.clone(),
+            )));
+            tracing::info!(transport = %s.engine.transport().describe(), workers = s.config.delivery.connections, "delivery started");
+        }
+        tracing::info!(addr = %self.addr, public_url = %s.config.http.public_url, backend = s.store.backend(), "herald listening");
+        let app = web::router(state).into_make_service_with_connect_info::<SocketAddr>();
+        let result = axum::serve(self.listener, app)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                tracing::info!("shutting down");
+            })
+            .await;
+        let _ = stop_tx.send(true);
+        for t in tasks {
+            let _ = t.await;
+        }
+        result
+    }
+}
+
+/// Purge of expired signups and housekeeping, inside `herald serve`.
+async fn periodic_jobs(
+    s: Services,
+    limiter: Arc<web::ratelimit::IpLimiter>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut purge = tokio::time::interval(s.config.subscriptions.purge_interval.0);
+    let mut upkeep = tokio::time::interval(std::time::Duration::from_secs(10));
+    loop {
+        tokio::select! {
+            _ = purge.tick() => {
+                if let Err(e) = s.subs.purge_expired_pending().await {
+                    tracing::error!(error = %e, "purging expired signups failed");
+                }
+                limiter.prune(s.clock.now());
+            }
+            _ = upkeep.tick() => telemetry::metrics_handle().run_upkeep(),
+            _ = stop.changed() => break,
+        }
+    }
+}

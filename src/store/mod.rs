@@ -1,0 +1,357 @@
+//! Persistence. [`Store`] is the only way the rest of herald touches the database, and this
+//! folder is the only place with SQL. Two implementations: SQLite (embedded default) and
+//! PostgreSQL (production, several instances on one database). SQL that is the same in both
+//! dialects is written once in `shared.rs`; only real differences (claiming work, bulk
+//! loading, types) are written twice.
+
+mod postgres;
+mod shared;
+mod sqlite;
+
+use crate::domain::{SignupAction, SubscriberStatus};
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+use std::sync::Arc;
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot open the database: {0}")]
+    Open(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Section {
+    pub id: i64,
+    pub slug: String,
+    pub name: String,
+    pub description: String,
+    pub feed_url: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Subscriber {
+    pub id: i64,
+    pub email: String,
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub signup_ip: Option<String>,
+    pub signup_form: Option<String>,
+    pub confirmed_at: Option<DateTime<Utc>>,
+    pub consent_at: Option<DateTime<Utc>>,
+    pub consent_ip: Option<String>,
+    pub consent_form: Option<String>,
+    pub unsubscribed_at: Option<DateTime<Utc>>,
+    pub last_notice_at: Option<DateTime<Utc>>,
+}
+
+impl Subscriber {
+    pub fn status(&self) -> Option<SubscriberStatus> {
+        SubscriberStatus::parse(&self.status)
+    }
+}
+
+/// Which mail a `sends` row is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SendKind {
+    Confirm,
+    AlreadySubscribed,
+    Welcome,
+    Digest,
+}
+
+impl SendKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SendKind::Confirm => "confirm",
+            SendKind::AlreadySubscribed => "already_subscribed",
+            SendKind::Welcome => "welcome",
+            SendKind::Digest => "digest",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Confirm,
+            Self::AlreadySubscribed,
+            Self::Welcome,
+            Self::Digest,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
+/// Where a send is in its life. `Sent` only after the server's 250.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SendStatus {
+    Queued,
+    Sending,
+    Sent,
+    Retrying,
+    Failed,
+    Bounced,
+    Suppressed,
+}
+
+impl SendStatus {
+    pub const ALL: [SendStatus; 7] = [
+        SendStatus::Queued,
+        SendStatus::Sending,
+        SendStatus::Sent,
+        SendStatus::Retrying,
+        SendStatus::Failed,
+        SendStatus::Bounced,
+        SendStatus::Suppressed,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SendStatus::Queued => "queued",
+            SendStatus::Sending => "sending",
+            SendStatus::Sent => "sent",
+            SendStatus::Retrying => "retrying",
+            SendStatus::Failed => "failed",
+            SendStatus::Bounced => "bounced",
+            SendStatus::Suppressed => "suppressed",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// One row of the delivery ledger, as operators see it.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct SendRecord {
+    pub id: i64,
+    pub issue_id: Option<i64>,
+    pub kind: String,
+    pub email: Option<String>,
+    pub message_id: String,
+    pub status: String,
+    pub attempts: i32,
+    pub last_reply: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+/// A signup request, with the confirmation mail's parts prepared in advance (the store
+/// decides inside its transaction whether they are used).
+#[derive(Debug, Clone)]
+pub struct NewSignup {
+    pub email: String,
+    pub section_ids: Vec<i64>,
+    pub ip: Option<String>,
+    pub form: String,
+    pub now: DateTime<Utc>,
+    pub cooldown: Duration,
+    pub message_id: String,
+    pub token_hash: String,
+    pub sealed_token: String,
+    pub token_expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignupOutcome {
+    pub action: SignupAction,
+    pub subscriber_id: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfirmOutcome {
+    Confirmed { subscriber_id: i64, email: String },
+    AlreadyUsed,
+    Expired,
+    Unknown,
+}
+
+/// A send claimed by a delivery worker, with what it needs to render and address it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SendJob {
+    pub id: i64,
+    pub kind: String,
+    pub issue_id: Option<i64>,
+    pub subscriber_id: Option<i64>,
+    pub email: Option<String>,
+    pub message_id: String,
+    pub sealed_token: Option<String>,
+    pub attempts: i32,
+    pub created_at: DateTime<Utc>,
+    /// The subscriber's status now (NULL when erased).
+    pub subscriber_status: Option<String>,
+}
+
+/// What happened to one send attempt.
+#[derive(Debug, Clone)]
+pub enum SendOutcome {
+    Sent {
+        reply: String,
+    },
+    Retry {
+        reply: String,
+        next_attempt_at: DateTime<Utc>,
+    },
+    Failed {
+        reply: String,
+    },
+    /// Permanent failure that says the mailbox does not exist: fail it and suppress the address.
+    Bounced {
+        reply: String,
+        email_hash: String,
+    },
+    Suppressed {
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct SendResult {
+    pub send_id: i64,
+    pub outcome: SendOutcome,
+}
+
+/// One address of a bulk import, with a confirmation prepared in case it is new.
+#[derive(Debug, Clone)]
+pub struct ImportRow {
+    pub email: String,
+    pub email_hash: String,
+    pub message_id: String,
+    pub token_hash: String,
+    pub sealed_token: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ImportReport {
+    pub new_subscribers: u64,
+    pub merged: u64,
+    pub skipped_unsubscribed: u64,
+    pub skipped_suppressed: u64,
+    pub confirmations_queued: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SubscriberFilter {
+    pub status: Option<String>,
+    pub section_id: Option<i64>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    fn backend(&self) -> &'static str;
+    async fn migrate(&self) -> StoreResult<()>;
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Read a setting, or store `value` if there is none yet; returns what is stored.
+    async fn setting_or_insert(&self, key: &str, value: &str) -> StoreResult<String>;
+
+    async fn add_section(
+        &self,
+        slug: &str,
+        name: &str,
+        description: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Section>;
+    async fn list_sections(&self) -> StoreResult<Vec<Section>>;
+
+    async fn signup(&self, req: &NewSignup) -> StoreResult<SignupOutcome>;
+    async fn confirm(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+        ip: Option<&str>,
+        welcome_message_id: &str,
+    ) -> StoreResult<ConfirmOutcome>;
+    /// What `confirm` would answer, without changing anything.
+    async fn peek_confirm_token(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<ConfirmOutcome>;
+    async fn subscriber_by_id(&self, id: i64) -> StoreResult<Option<Subscriber>>;
+    async fn subscriber_by_email(&self, email: &str) -> StoreResult<Option<Subscriber>>;
+    async fn subscriber_sections(&self, id: i64) -> StoreResult<Vec<Section>>;
+    /// Replace the subscriber's sections; an empty list unsubscribes. Only for active ones.
+    async fn set_preferences(
+        &self,
+        id: i64,
+        section_ids: &[i64],
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// Returns whether anything changed (false when already unsubscribed).
+    async fn unsubscribe(&self, id: i64, now: DateTime<Utc>) -> StoreResult<bool>;
+    /// Delete pending subscribers with no confirmation link valid after `cutoff`
+    /// and created before it.
+    async fn purge_pending(&self, cutoff: DateTime<Utc>) -> StoreResult<u64>;
+    async fn import_subscribers(
+        &self,
+        rows: &[ImportRow],
+        section_ids: &[i64],
+        preconfirmed: bool,
+        form: &str,
+        now: DateTime<Utc>,
+        confirm_ttl: Duration,
+    ) -> StoreResult<ImportReport>;
+    async fn list_subscribers(&self, filter: &SubscriberFilter) -> StoreResult<Vec<Subscriber>>;
+    async fn sends_for_subscriber(&self, id: i64) -> StoreResult<Vec<SendRecord>>;
+    /// Erase a subscriber's personal data and keep only `email_hash` on the suppression list.
+    async fn erase_subscriber(
+        &self,
+        id: i64,
+        email_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    async fn is_suppressed(&self, email_hash: &str) -> StoreResult<bool>;
+
+    /// Claim up to `limit` due sends for `owner` until `lease_until`.
+    async fn claim_sends(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<SendJob>>;
+    /// Record the outcome of a batch of attempts in one transaction. Only rows still leased
+    /// by `owner` are touched (a worker whose lease expired must not overwrite a retry).
+    async fn complete_sends(
+        &self,
+        owner: &str,
+        results: &[SendResult],
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// Sends not yet settled (queued, retrying or sending), for `deliver_all_pending` and metrics.
+    async fn pending_send_count(&self) -> StoreResult<i64>;
+    /// The earliest `next_attempt_at` of a send waiting to be retried or claimed.
+    async fn next_due_at(&self) -> StoreResult<Option<DateTime<Utc>>>;
+}
+
+/// Open the store named by a database URL (`sqlite:PATH` or `postgres://…`).
+pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Arc<dyn Store>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(
+            PostgresStore::connect(url, max_connections).await?,
+        ))
+    } else if let Some(path) = url.strip_prefix("sqlite:") {
+        Ok(Arc::new(SqliteStore::open(path, max_connections).await?))
+    } else {
+        Err(StoreError::Open(format!(
+            "unsupported database URL {url:?}"
+        )))
+    }
+}

@@ -1,0 +1,629 @@
+//! The SQL both dialects share, written once. `shared_store_impl!` expands to the whole
+//! `impl Store` for one backend; the backend passes in its own dialect-specific methods.
+//! Placeholders are `$N` (SQLite accepts them too, by number). Every write transaction
+//! starts with the backend's `begin_write()` (`BEGIN IMMEDIATE` on SQLite).
+
+/// Columns of `Subscriber`, in `FromRow` order.
+pub(super) const SUBSCRIBER_COLS: &str = "id, email, status, created_at, updated_at, signup_ip, signup_form, \
+     confirmed_at, consent_at, consent_ip, consent_form, unsubscribed_at, last_notice_at";
+
+/// Rows per statement when loading many rows: 5 columns × 1,000 stays under both SQLite's
+/// (32,766) and PostgreSQL's (65,535) limit on bind parameters.
+pub(super) const BULK_CHUNK: usize = 1000;
+
+pub(super) fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+macro_rules! shared_store_impl {
+    ($store:ty, $db:ty, $backend:expr, { $($dialect:tt)* }) => {
+        #[async_trait::async_trait]
+        impl $crate::store::Store for $store {
+            fn backend(&self) -> &'static str {
+                $backend
+            }
+
+            async fn ping(&self) -> StoreResult<()> {
+                sqlx::query::<$db>("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn setting_or_insert(&self, key: &str, value: &str) -> StoreResult<String> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query::<$db>("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+                    .bind(key)
+                    .bind(value)
+                    .execute(&mut *tx)
+                    .await?;
+                let v: String = sqlx::query_scalar::<$db, String>("SELECT value FROM settings WHERE key = $1")
+                    .bind(key)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(v)
+            }
+
+            async fn add_section(&self, slug: &str, name: &str, description: &str, now: DateTime<Utc>) -> StoreResult<Section> {
+                let r = sqlx::query_as::<$db, Section>(
+                    "INSERT INTO sections (slug, name, description, created_at) VALUES ($1, $2, $3, $4) \
+                     RETURNING id, slug, name, description, feed_url, created_at",
+                )
+                .bind(slug)
+                .bind(name)
+                .bind(description)
+                .bind(now)
+                .fetch_one(&self.pool)
+                .await;
+                match r {
+                    Ok(s) => Ok(s),
+                    Err(e) if $crate::store::shared::is_unique_violation(&e) => {
+                        Err(StoreError::Conflict(format!("a section with slug {slug:?} already exists")))
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            }
+
+            async fn list_sections(&self) -> StoreResult<Vec<Section>> {
+                Ok(sqlx::query_as::<$db, Section>(
+                    "SELECT id, slug, name, description, feed_url, created_at FROM sections ORDER BY name, slug",
+                )
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn signup(&self, req: &NewSignup) -> StoreResult<SignupOutcome> {
+                use $crate::domain::SignupAction;
+                let mut tx = self.begin_write().await?;
+                let existing: Option<(i64, String, Option<DateTime<Utc>>)> = sqlx::query_as::<$db, (i64, String, Option<DateTime<Utc>>)>(
+                    "SELECT id, status, last_notice_at FROM subscribers WHERE email = $1",
+                )
+                .bind(&req.email)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let state = existing.as_ref().map(|(_, status, last)| {
+                    (
+                        $crate::domain::SubscriberStatus::parse(status)
+                            .unwrap_or($crate::domain::SubscriberStatus::Unsubscribed),
+                        *last,
+                    )
+                });
+                let action = SignupAction::decide(state, req.now, req.cooldown);
+                let notice = matches!(action, SignupAction::SendConfirmation | SignupAction::SendAlreadySubscribed);
+                let subscriber_id = match (action, &existing) {
+                    (SignupAction::SendConfirmation | SignupAction::PendingWithinCooldown, Some((id, _, last))) => {
+                        let last_notice = if notice { Some(req.now) } else { *last };
+                        sqlx::query::<$db>(
+                            "UPDATE subscribers SET status = 'pending', updated_at = $2, signup_ip = $3, \
+                             signup_form = $4, last_notice_at = $5 WHERE id = $1",
+                        )
+                        .bind(id)
+                        .bind(req.now)
+                        .bind(&req.ip)
+                        .bind(&req.form)
+                        .bind(last_notice)
+                        .execute(&mut *tx)
+                        .await?;
+                        *id
+                    }
+                    (SignupAction::SendConfirmation | SignupAction::PendingWithinCooldown, None) => {
+                        sqlx::query_scalar::<$db, i64>(
+                            "INSERT INTO subscribers (email, status, created_at, updated_at, signup_ip, signup_form, last_notice_at) \
+                             VALUES ($1, 'pending', $2, $2, $3, $4, $2) RETURNING id",
+                        )
+                        .bind(&req.email)
+                        .bind(req.now)
+                        .bind(&req.ip)
+                        .bind(&req.form)
+                        .fetch_one(&mut *tx)
+                        .await?
+                    }
+                    (SignupAction::SendAlreadySubscribed, Some((id, _, _))) => {
+                        sqlx::query::<$db>("UPDATE subscribers SET last_notice_at = $2 WHERE id = $1")
+                            .bind(id)
+                            .bind(req.now)
+                            .execute(&mut *tx)
+                            .await?;
+                        *id
+                    }
+                    (_, Some((id, _, _))) => *id,
+                    (_, None) => unreachable!("decide() only answers SendConfirmation for a new address"),
+                };
+                if matches!(action, SignupAction::SendConfirmation | SignupAction::PendingWithinCooldown) {
+                    // A pending address takes the sections of its latest request.
+                    sqlx::query::<$db>("DELETE FROM subscriptions WHERE subscriber_id = $1")
+                        .bind(subscriber_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    for section in &req.section_ids {
+                        sqlx::query::<$db>(
+                            "INSERT INTO subscriptions (subscriber_id, section_id, created_at) VALUES ($1, $2, $3) \
+                             ON CONFLICT DO NOTHING",
+                        )
+                        .bind(subscriber_id)
+                        .bind(section)
+                        .bind(req.now)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+                if action == SignupAction::SendConfirmation {
+                    sqlx::query::<$db>(
+                        "INSERT INTO tokens (token_hash, purpose, subscriber_id, created_at, expires_at) \
+                         VALUES ($1, 'confirm', $2, $3, $4)",
+                    )
+                    .bind(&req.token_hash)
+                    .bind(subscriber_id)
+                    .bind(req.now)
+                    .bind(req.token_expires_at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                if notice {
+                    let (kind, sealed) = if action == SignupAction::SendConfirmation {
+                        ("confirm", Some(&req.sealed_token))
+                    } else {
+                        ("already_subscribed", None)
+                    };
+                    sqlx::query::<$db>(
+                        "INSERT INTO sends (kind, subscriber_id, email, message_id, sealed_token, status, attempts, \
+                         next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'queued', 0, $6, $6, $6)",
+                    )
+                    .bind(kind)
+                    .bind(subscriber_id)
+                    .bind(&req.email)
+                    .bind(&req.message_id)
+                    .bind(sealed)
+                    .bind(req.now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(SignupOutcome { action, subscriber_id })
+            }
+
+            async fn confirm(
+                &self,
+                token_hash: &str,
+                now: DateTime<Utc>,
+                ip: Option<&str>,
+                welcome_message_id: &str,
+            ) -> StoreResult<ConfirmOutcome> {
+                let mut tx = self.begin_write().await?;
+                let row = sqlx::query_as::<$db, (i64, DateTime<Utc>, Option<DateTime<Utc>>, String)>(
+                    "SELECT t.subscriber_id, t.expires_at, t.used_at, s.email FROM tokens t \
+                     JOIN subscribers s ON s.id = t.subscriber_id \
+                     WHERE t.token_hash = $1 AND t.purpose = 'confirm'",
+                )
+                .bind(token_hash)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some((subscriber_id, expires_at, used_at, email)) = row else {
+                    return Ok(ConfirmOutcome::Unknown);
+                };
+                if used_at.is_some() {
+                    return Ok(ConfirmOutcome::AlreadyUsed);
+                }
+                if expires_at <= now {
+                    return Ok(ConfirmOutcome::Expired);
+                }
+                // Every outstanding link of this address is spent by one confirmation.
+                sqlx::query::<$db>(
+                    "UPDATE tokens SET used_at = $2 WHERE subscriber_id = $1 AND purpose = 'confirm' AND used_at IS NULL",
+                )
+                .bind(subscriber_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query::<$db>(
+                    "UPDATE subscribers SET status = 'active', confirmed_at = $2, consent_at = $2, consent_ip = $3, \
+                     consent_form = signup_form, unsubscribed_at = NULL, updated_at = $2 WHERE id = $1",
+                )
+                .bind(subscriber_id)
+                .bind(now)
+                .bind(ip)
+                .execute(&mut *tx)
+                .await?;
+                // Confirming anew lifts an earlier erasure's suppression.
+                sqlx::query::<$db>("DELETE FROM suppressions WHERE email_hash = $1")
+                    .bind($crate::domain::sha256_hex(&email))
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query::<$db>(
+                    "INSERT INTO sends (kind, subscriber_id, email, message_id, status, attempts, next_attempt_at, \
+                     created_at, updated_at) VALUES ('welcome', $1, $2, $3, 'queued', 0, $4, $4, $4)",
+                )
+                .bind(subscriber_id)
+                .bind(&email)
+                .bind(welcome_message_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(ConfirmOutcome::Confirmed { subscriber_id, email })
+            }
+
+            async fn peek_confirm_token(&self, token_hash: &str, now: DateTime<Utc>) -> StoreResult<ConfirmOutcome> {
+                let row = sqlx::query_as::<$db, (i64, DateTime<Utc>, Option<DateTime<Utc>>, String)>(
+                    "SELECT t.subscriber_id, t.expires_at, t.used_at, s.email FROM tokens t \
+                     JOIN subscribers s ON s.id = t.subscriber_id \
+                     WHERE t.token_hash = $1 AND t.purpose = 'confirm'",
+                )
+                .bind(token_hash)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(match row {
+                    None => ConfirmOutcome::Unknown,
+                    Some((_, _, Some(_), _)) => ConfirmOutcome::AlreadyUsed,
+                    Some((_, expires_at, None, _)) if expires_at <= now => ConfirmOutcome::Expired,
+                    Some((subscriber_id, _, None, email)) => ConfirmOutcome::Confirmed { subscriber_id, email },
+                })
+            }
+
+            async fn subscriber_by_id(&self, id: i64) -> StoreResult<Option<Subscriber>> {
+                Ok(sqlx::query_as::<$db, Subscriber>(
+                    "SELECT id, email, status, created_at, updated_at, signup_ip, signup_form, confirmed_at, consent_at, \
+                     consent_ip, consent_form, unsubscribed_at, last_notice_at FROM subscribers WHERE id = $1",
+                )
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn subscriber_by_email(&self, email: &str) -> StoreResult<Option<Subscriber>> {
+                Ok(sqlx::query_as::<$db, Subscriber>(
+                    "SELECT id, email, status, created_at, updated_at, signup_ip, signup_form, confirmed_at, consent_at, \
+                     consent_ip, consent_form, unsubscribed_at, last_notice_at FROM subscribers WHERE email = $1",
+                )
+                .bind(email)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn subscriber_sections(&self, id: i64) -> StoreResult<Vec<Section>> {
+                Ok(sqlx::query_as::<$db, Section>(
+                    "SELECT s.id, s.slug, s.name, s.description, s.feed_url, s.created_at FROM sections s \
+                     JOIN subscriptions x ON x.section_id = s.id WHERE x.subscriber_id = $1 ORDER BY s.name, s.slug",
+                )
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn set_preferences(&self, id: i64, section_ids: &[i64], now: DateTime<Utc>) -> StoreResult<()> {
+                let mut tx = self.begin_write().await?;
+                let status: Option<String> = sqlx::query_scalar::<$db, String>("SELECT status FROM subscribers WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                match status.as_deref() {
+                    None => return Err(StoreError::NotFound("no such subscriber".into())),
+                    Some("active") => {}
+                    Some(_) => return Err(StoreError::Conflict("the subscription is not active".into())),
+                }
+                sqlx::query::<$db>("DELETE FROM subscriptions WHERE subscriber_id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                for section in section_ids {
+                    sqlx::query::<$db>(
+                        "INSERT INTO subscriptions (subscriber_id, section_id, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(id)
+                    .bind(section)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                if section_ids.is_empty() {
+                    sqlx::query::<$db>(
+                        "UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = $2, updated_at = $2 WHERE id = $1",
+                    )
+                    .bind(id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                } else {
+                    sqlx::query::<$db>("UPDATE subscribers SET updated_at = $2 WHERE id = $1")
+                        .bind(id)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn unsubscribe(&self, id: i64, now: DateTime<Utc>) -> StoreResult<bool> {
+                let r = sqlx::query::<$db>(
+                    "UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = $2, updated_at = $2 \
+                     WHERE id = $1 AND status IN ('active', 'pending')",
+                )
+                .bind(id)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(r.rows_affected() > 0)
+            }
+
+            async fn purge_pending(&self, cutoff: DateTime<Utc>) -> StoreResult<u64> {
+                let mut tx = self.begin_write().await?;
+                // Sends keep their ledger row but lose the address with the person.
+                sqlx::query::<$db>(
+                    "UPDATE sends SET email = NULL, sealed_token = NULL WHERE subscriber_id IN ( \
+                       SELECT id FROM subscribers s WHERE s.status = 'pending' AND s.created_at < $1 \
+                       AND NOT EXISTS (SELECT 1 FROM tokens t WHERE t.subscriber_id = s.id AND t.expires_at > $1))",
+                )
+                .bind(cutoff)
+                .execute(&mut *tx)
+                .await?;
+                let r = sqlx::query::<$db>(
+                    "DELETE FROM subscribers WHERE status = 'pending' AND created_at < $1 \
+                     AND NOT EXISTS (SELECT 1 FROM tokens t WHERE t.subscriber_id = subscribers.id AND t.expires_at > $1)",
+                )
+                .bind(cutoff)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(r.rows_affected())
+            }
+
+            async fn import_subscribers(
+                &self,
+                rows: &[ImportRow],
+                section_ids: &[i64],
+                preconfirmed: bool,
+                form: &str,
+                now: DateTime<Utc>,
+                confirm_ttl: Duration,
+            ) -> StoreResult<ImportReport> {
+                let mut report = ImportReport::default();
+                let mut tx = self.begin_write().await?;
+                sqlx::query::<$db>(
+                    "CREATE TEMP TABLE import_rows (email TEXT PRIMARY KEY, email_hash TEXT NOT NULL, \
+                     message_id TEXT NOT NULL, token_hash TEXT NOT NULL, sealed_token TEXT NOT NULL, \
+                     is_new INTEGER NOT NULL DEFAULT 0)",
+                )
+                .execute(&mut *tx)
+                .await?;
+                for chunk in rows.chunks($crate::store::shared::BULK_CHUNK) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO import_rows (email, email_hash, message_id, token_hash, sealed_token) ",
+                    );
+                    qb.push_values(chunk, |mut b, r| {
+                        b.push_bind(r.email.clone())
+                            .push_bind(r.email_hash.clone())
+                            .push_bind(r.message_id.clone())
+                            .push_bind(r.token_hash.clone())
+                            .push_bind(r.sealed_token.clone());
+                    });
+                    qb.push(" ON CONFLICT (email) DO NOTHING");
+                    qb.build().execute(&mut *tx).await?;
+                }
+                // An erased address stays erased until its owner signs up again.
+                report.skipped_suppressed = sqlx::query::<$db>(
+                    "DELETE FROM import_rows WHERE email_hash IN (SELECT email_hash FROM suppressions)",
+                )
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                // Someone who left is not signed back up by an operator's list.
+                report.skipped_unsubscribed = sqlx::query::<$db>(
+                    "DELETE FROM import_rows WHERE email IN (SELECT email FROM subscribers \
+                     WHERE status IN ('unsubscribed', 'bounced', 'complained'))",
+                )
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                sqlx::query::<$db>(
+                    "UPDATE import_rows SET is_new = 1 WHERE email NOT IN (SELECT email FROM subscribers)",
+                )
+                .execute(&mut *tx)
+                .await?;
+                let status = if preconfirmed { "active" } else { "pending" };
+                let consent_at: Option<DateTime<Utc>> = preconfirmed.then_some(now);
+                report.new_subscribers = sqlx::query::<$db>(
+                    "INSERT INTO subscribers (email, status, created_at, updated_at, signup_form, confirmed_at, \
+                     consent_at, consent_form, last_notice_at) \
+                     SELECT email, $1, $2, $2, $3, $4, $4, $5, $2 FROM import_rows WHERE is_new = 1",
+                )
+                .bind(status)
+                .bind(now)
+                .bind(form)
+                .bind(consent_at)
+                .bind(preconfirmed.then_some(form))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                report.merged = (rows.len() as u64)
+                    .saturating_sub(report.skipped_suppressed + report.skipped_unsubscribed + report.new_subscribers);
+                if preconfirmed {
+                    sqlx::query::<$db>(
+                        "UPDATE subscribers SET status = 'active', confirmed_at = $1, consent_at = $1, \
+                         consent_form = $2, updated_at = $1 \
+                         WHERE status = 'pending' AND email IN (SELECT email FROM import_rows)",
+                    )
+                    .bind(now)
+                    .bind(form)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                for section in section_ids {
+                    sqlx::query::<$db>(
+                        "INSERT INTO subscriptions (subscriber_id, section_id, created_at) \
+                         SELECT s.id, $1, $2 FROM import_rows i JOIN subscribers s ON s.email = i.email \
+                         ON CONFLICT DO NOTHING",
+                    )
+                    .bind(section)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                if !preconfirmed {
+                    sqlx::query::<$db>(
+                        "INSERT INTO tokens (token_hash, purpose, subscriber_id, created_at, expires_at) \
+                         SELECT i.token_hash, 'confirm', s.id, $1, $2 FROM import_rows i \
+                         JOIN subscribers s ON s.email = i.email WHERE i.is_new = 1",
+                    )
+                    .bind(now)
+                    .bind(now + confirm_ttl)
+                    .execute(&mut *tx)
+                    .await?;
+                    report.confirmations_queued = sqlx::query::<$db>(
+                        "INSERT INTO sends (kind, subscriber_id, email, message_id, sealed_token, status, attempts, \
+                         next_attempt_at, created_at, updated_at) \
+                         SELECT 'confirm', s.id, s.email, i.message_id, i.sealed_token, 'queued', 0, $1, $1, $1 \
+                         FROM import_rows i JOIN subscribers s ON s.email = i.email WHERE i.is_new = 1",
+                    )
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                }
+                sqlx::query::<$db>("DROP TABLE import_rows").execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(report)
+            }
+
+            async fn list_subscribers(&self, filter: &SubscriberFilter) -> StoreResult<Vec<Subscriber>> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new("SELECT ");
+                qb.push($crate::store::shared::SUBSCRIBER_COLS);
+                qb.push(" FROM subscribers WHERE 1 = 1");
+                if let Some(status) = &filter.status {
+                    qb.push(" AND status = ").push_bind(status.clone());
+                }
+                if let Some(section) = filter.section_id {
+                    qb.push(" AND id IN (SELECT subscriber_id FROM subscriptions WHERE section_id = ")
+                        .push_bind(section)
+                        .push(")");
+                }
+                qb.push(" ORDER BY id");
+                Ok(qb.build_query_as::<Subscriber>().fetch_all(&self.pool).await?)
+            }
+
+            async fn sends_for_subscriber(&self, id: i64) -> StoreResult<Vec<SendRecord>> {
+                Ok(sqlx::query_as::<$db, SendRecord>(
+                    "SELECT id, issue_id, kind, email, message_id, status, attempts, last_reply, created_at, updated_at, sent_at \
+                     FROM sends WHERE subscriber_id = $1 ORDER BY id",
+                )
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn erase_subscriber(&self, id: i64, email_hash: &str, now: DateTime<Utc>) -> StoreResult<()> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query::<$db>(
+                    "INSERT INTO suppressions (email_hash, reason, created_at) VALUES ($1, 'erased', $2) \
+                     ON CONFLICT (email_hash) DO NOTHING",
+                )
+                .bind(email_hash)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query::<$db>("UPDATE sends SET email = NULL, sealed_token = NULL WHERE subscriber_id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                let r = sqlx::query::<$db>("DELETE FROM subscribers WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                if r.rows_affected() == 0 {
+                    return Err(StoreError::NotFound("no such subscriber".into()));
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn is_suppressed(&self, email_hash: &str) -> StoreResult<bool> {
+                Ok(sqlx::query_scalar::<$db, i64>("SELECT COUNT(*) FROM suppressions WHERE email_hash = $1")
+                    .bind(email_hash)
+                    .fetch_one(&self.pool)
+                    .await?
+                    > 0)
+            }
+
+            async fn complete_sends(&self, owner: &str, results: &[SendResult], now: DateTime<Utc>) -> StoreResult<()> {
+                if results.is_empty() {
+                    return Ok(());
+                }
+                let mut tx = self.begin_write().await?;
+                for r in results {
+                    let (status, reply, next, sent_at): (&str, Option<&str>, Option<DateTime<Utc>>, Option<DateTime<Utc>>) =
+                        match &r.outcome {
+                            SendOutcome::Sent { reply } => ("sent", Some(reply), None, Some(now)),
+                            SendOutcome::Retry { reply, next_attempt_at } => ("retrying", Some(reply), Some(*next_attempt_at), None),
+                            SendOutcome::Failed { reply } => ("failed", Some(reply), None, None),
+                            SendOutcome::Bounced { reply, .. } => ("bounced", Some(reply), None, None),
+                            SendOutcome::Suppressed { reason } => ("suppressed", Some(reason), None, None),
+                        };
+                    let updated = sqlx::query::<$db>(
+                        "UPDATE sends SET status = $3, last_reply = $4, next_attempt_at = COALESCE($5, next_attempt_at), \
+                         sent_at = COALESCE($6, sent_at), lease_owner = NULL, lease_until = NULL, updated_at = $7, \
+                         sealed_token = CASE WHEN $3 IN ('sent', 'failed', 'bounced', 'suppressed') THEN NULL ELSE sealed_token END \
+                         WHERE id = $1 AND lease_owner = $2 AND status = 'sending'",
+                    )
+                    .bind(r.send_id)
+                    .bind(owner)
+                    .bind(status)
+                    .bind(reply)
+                    .bind(next)
+                    .bind(sent_at)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    if let (SendOutcome::Bounced { email_hash, .. }, 1) = (&r.outcome, updated) {
+                        sqlx::query::<$db>(
+                            "INSERT INTO suppressions (email_hash, reason, created_at) VALUES ($1, 'bounced', $2) \
+                             ON CONFLICT (email_hash) DO NOTHING",
+                        )
+                        .bind(email_hash)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                        sqlx::query::<$db>(
+                            "UPDATE subscribers SET status = 'bounced', updated_at = $2 \
+                             WHERE id = (SELECT subscriber_id FROM sends WHERE id = $1)",
+                        )
+                        .bind(r.send_id)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn pending_send_count(&self) -> StoreResult<i64> {
+                Ok(sqlx::query_scalar::<$db, i64>(
+                    "SELECT COUNT(*) FROM sends WHERE status IN ('queued', 'retrying', 'sending')",
+                )
+                .fetch_one(&self.pool)
+                .await?)
+            }
+
+            async fn next_due_at(&self) -> StoreResult<Option<DateTime<Utc>>> {
+                let a: Option<DateTime<Utc>> = sqlx::query_scalar::<$db, Option<DateTime<Utc>>>(
+                    "SELECT MIN(next_attempt_at) FROM sends WHERE status IN ('queued', 'retrying')",
+                )
+                .fetch_one(&self.pool)
+                .await?;
+                let b: Option<DateTime<Utc>> = sqlx::query_scalar::<$db, Option<DateTime<Utc>>>(
+                    "SELECT MIN(lease_until) FROM sends WHERE status = 'sending'",
+                )
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(match (a, b) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                })
+            }
+
+            $($dialect)*
+        }
+    };
+}
+
+pub(crate) use shared_store_impl;

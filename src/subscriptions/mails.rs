@@ -1,0 +1,181 @@
+//! The transactional mails of the reader's story: confirmation, "already subscribed", and
+//! welcome. Rendered at send time from `templates/email/` (text + HTML). A confirmation
+//! mail holds nothing the signup form supplied except the address itself.
+
+use super::Subscriptions;
+use crate::delivery::{Composed, Composer, OutgoingMail};
+use crate::store::{SendJob, SendKind};
+use askama::Template;
+use std::sync::Arc;
+
+/// What every transactional mail shows in its footer.
+pub struct Footer {
+    pub site_name: String,
+    pub site_url: String,
+    pub postal_address: String,
+}
+
+struct ConfirmData<'a> {
+    f: &'a Footer,
+    email: &'a str,
+    confirm_url: String,
+    valid_hours: i64,
+}
+
+#[derive(Template)]
+#[template(path = "email/confirm.txt")]
+struct ConfirmText<'a> {
+    d: &'a ConfirmData<'a>,
+}
+
+#[derive(Template)]
+#[template(path = "email/confirm.html")]
+struct ConfirmHtml<'a> {
+    d: &'a ConfirmData<'a>,
+}
+
+struct ManageData<'a> {
+    f: &'a Footer,
+    email: &'a str,
+    sections: Vec<String>,
+    preferences_url: String,
+    unsubscribe_url: String,
+}
+
+#[derive(Template)]
+#[template(path = "email/welcome.txt")]
+struct WelcomeText<'a> {
+    d: &'a ManageData<'a>,
+}
+
+#[derive(Template)]
+#[template(path = "email/welcome.html")]
+struct WelcomeHtml<'a> {
+    d: &'a ManageData<'a>,
+}
+
+#[derive(Template)]
+#[template(path = "email/already_subscribed.txt")]
+struct AlreadyText<'a> {
+    d: &'a ManageData<'a>,
+}
+
+#[derive(Template)]
+#[template(path = "email/already_subscribed.html")]
+struct AlreadyHtml<'a> {
+    d: &'a ManageData<'a>,
+}
+
+/// Composes confirm / already_subscribed / welcome rows for the delivery workers.
+pub struct TransactionalComposer {
+    subs: Arc<Subscriptions>,
+    footer: Footer,
+}
+
+impl TransactionalComposer {
+    pub fn new(subs: Arc<Subscriptions>, footer: Footer) -> Self {
+        Self { subs, footer }
+    }
+
+    pub fn footer(&self) -> &Footer {
+        &self.footer
+    }
+}
+
+fn render<T: Template>(t: &T) -> Result<String, String> {
+    t.render().map_err(|e| e.to_string())
+}
+
+#[async_trait::async_trait]
+impl Composer for TransactionalComposer {
+    async fn compose(&self, job: &SendJob) -> Result<Composed, String> {
+        let (Some(subscriber_id), Some(email)) = (job.subscriber_id, job.email.as_deref()) else {
+            return Ok(Composed::Skip("subscriber erased".into()));
+        };
+        let to: lettre::Address = email
+            .parse()
+            .map_err(|e| format!("bad stored address: {e}"))?;
+        let status = job.subscriber_status.as_deref();
+        let links = self.subs.links(subscriber_id, email);
+        let site = &self.footer.site_name;
+        let kind = SendKind::parse(&job.kind)
+            .ok_or_else(|| format!("unknown send kind {:?}", job.kind))?;
+        let (subject, text, html) = match kind {
+            SendKind::Confirm => {
+                if status != Some("pending") {
+                    return Ok(Composed::Skip(format!(
+                        "no longer pending ({})",
+                        status.unwrap_or("erased")
+                    )));
+                }
+                let sealed = job
+                    .sealed_token
+                    .as_deref()
+                    .ok_or("confirmation token missing")?;
+                let token =
+                    self.subs.key().unseal(&job.message_id, sealed).ok_or(
+                        "confirmation token cannot be unsealed (was the secret key changed?)",
+                    )?;
+                let d = ConfirmData {
+                    f: &self.footer,
+                    email,
+                    confirm_url: format!("{}/confirm/{}", self.subs.public_url(), token.as_str()),
+                    valid_hours: self.subs.confirm_ttl().num_hours(),
+                };
+                (
+                    format!("{site}: please confirm your subscription"),
+                    render(&ConfirmText { d: &d })?,
+                    render(&ConfirmHtml { d: &d })?,
+                )
+            }
+            SendKind::AlreadySubscribed | SendKind::Welcome => {
+                if status != Some("active") {
+                    return Ok(Composed::Skip(format!(
+                        "not subscribed ({})",
+                        status.unwrap_or("erased")
+                    )));
+                }
+                let sections = self
+                    .subs
+                    .subscriber_sections(subscriber_id)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .into_iter()
+                    .map(|s| s.name)
+                    .collect();
+                let d = ManageData {
+                    f: &self.footer,
+                    email,
+                    sections,
+                    preferences_url: links.preferences_url.clone(),
+                    unsubscribe_url: links.unsubscribe_url.clone(),
+                };
+                if kind == SendKind::Welcome {
+                    (
+                        format!("Welcome to {site}"),
+                        render(&WelcomeText { d: &d })?,
+                        render(&WelcomeHtml { d: &d })?,
+                    )
+                } else {
+                    (
+                        format!("{site}: you are already subscribed"),
+                        render(&AlreadyText { d: &d })?,
+                        render(&AlreadyHtml { d: &d })?,
+                    )
+                }
+            }
+            SendKind::Digest => {
+                return Err("digest rows are composed by the digest composer".into());
+            }
+        };
+        Ok(Composed::Mail {
+            mail: OutgoingMail {
+                to,
+                subject,
+                text,
+                html,
+            },
+            unsubscribe_url: Some(links.unsubscribe_url),
+        })
+    }
+}

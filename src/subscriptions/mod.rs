@@ -1,0 +1,356 @@
+//! The reader side: signup (double opt-in), confirmation, preferences, unsubscribe, and the
+//! operator's subscriber tools (import, list, show, export, erase, purge). Handlers in
+//! `web/` and the CLI call into [`Subscriptions`]; it calls the store.
+
+mod admin;
+mod mails;
+
+pub use admin::{ImportError, ImportSummary, SubscriberExport};
+pub use mails::TransactionalComposer;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::delivery::new_message_id;
+use crate::domain::{
+    EmailAddress, EmailError, ManageToken, RandomToken, SecretKey, SectionSlug, SignupAction,
+    SubscriberStatus, TokenHash, TokenPurpose,
+};
+use crate::store::{ConfirmOutcome, NewSignup, Section, Store, StoreError, Subscriber};
+use std::sync::Arc;
+
+/// Longest value we accept in any signup field; longer is an attack or a mistake.
+pub const MAX_FIELD_LEN: usize = 1024;
+
+/// A signup as submitted, before parsing.
+#[derive(Debug, Clone, Default)]
+pub struct SignupForm {
+    pub email: String,
+    pub sections: Vec<String>,
+    /// The hidden field a human never fills.
+    pub honeypot: String,
+    /// Which form (e.g. `article-footer`): kept with the consent record.
+    pub source: String,
+}
+
+/// Problems with a signup the reader can fix, shown on the form.
+#[derive(Debug, thiserror::Error)]
+pub enum SignupError {
+    #[error("{0}")]
+    Email(#[from] EmailError),
+    #[error("Please choose at least one section.")]
+    NoSections,
+    #[error("Unknown section {0:?}.")]
+    UnknownSection(String),
+    #[error("A field is too long.")]
+    TooLong,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl SignupError {
+    pub fn is_user_error(&self) -> bool {
+        !matches!(self, SignupError::Store(_))
+    }
+}
+
+/// What a confirmation link leads to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfirmResult {
+    Confirmed {
+        email: String,
+        sections: Vec<String>,
+    },
+    AlreadyUsed,
+    Expired,
+    Unknown,
+}
+
+/// Links a subscriber manages their subscription with.
+#[derive(Debug, Clone)]
+pub struct ManageLinks {
+    pub unsubscribe_url: String,
+    pub preferences_url: String,
+}
+
+pub struct Subscriptions {
+    store: Arc<dyn Store>,
+    key: SecretKey,
+    clock: Clock,
+    public_url: String,
+    mail_domain: String,
+    cooldown: chrono::Duration,
+    confirm_ttl: chrono::Duration,
+    purge_after: chrono::Duration,
+}
+
+impl Subscriptions {
+    pub fn new(config: &Config, store: Arc<dyn Store>, key: SecretKey, clock: Clock) -> Self {
+        Self {
+            store,
+            key,
+            clock,
+            public_url: config.http.public_url.clone(),
+            mail_domain: config.mail.domain.clone(),
+            cooldown: config.subscriptions.resend_cooldown.as_chrono(),
+            confirm_ttl: config.subscriptions.confirm_ttl.as_chrono(),
+            purge_after: config.subscriptions.purge_pending_after.as_chrono(),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn key(&self) -> &SecretKey {
+        &self.key
+    }
+
+    pub fn public_url(&self) -> &str {
+        &self.public_url
+    }
+
+    pub fn confirm_ttl(&self) -> chrono::Duration {
+        self.confirm_ttl
+    }
+
+    pub fn links(&self, subscriber_id: i64, email: &str) -> ManageLinks {
+        ManageLinks {
+            unsubscribe_url: format!(
+                "{}/unsubscribe/{}",
+                self.public_url,
+                ManageToken::issue(&self.key, TokenPurpose::Unsubscribe, subscriber_id, email)
+            ),
+            preferences_url: format!(
+                "{}/preferences/{}",
+                self.public_url,
+                ManageToken::issue(&self.key, TokenPurpose::Preferences, subscriber_id, email)
+            ),
+        }
+    }
+
+    /// Resolve chosen slugs to section ids; every slug must exist.
+    async fn resolve_sections(&self, slugs: &[String]) -> Result<Vec<i64>, SignupError> {
+        let all = self.store.list_sections().await?;
+        let mut ids = Vec::new();
+        for s in slugs {
+            let found = SectionSlug::parse(s)
+                .ok()
+                .and_then(|slug| all.iter().find(|x| x.slug == slug.as_str()));
+            match found {
+                Some(sec) if !ids.contains(&sec.id) => ids.push(sec.id),
+                Some(_) => {}
+                None => {
+                    let shown: String = s.chars().take(40).filter(|c| !c.is_control()).collect();
+                    return Err(SignupError::UnknownSection(shown));
+                }
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Handle a signup. Whatever state the address is in, the caller shows the same answer;
+    /// only what is mailed differs (see [`SignupAction`]).
+    pub async fn signup(&self, form: &SignupForm, ip: Option<String>) -> Result<(), SignupError> {
+        if form.email.len() > MAX_FIELD_LEN
+            || form.source.len() > MAX_FIELD_LEN
+            || form.sections.len() > 200
+            || form.sections.iter().any(|s| s.len() > MAX_FIELD_LEN)
+        {
+            return Err(SignupError::TooLong);
+        }
+        let email = EmailAddress::parse(&form.email)?;
+        let section_ids = self.resolve_sections(&form.sections).await?;
+        if section_ids.is_empty() {
+            return Err(SignupError::NoSections);
+        }
+        if !form.honeypot.is_empty() {
+            // A bot: answer as if it worked, write and send nothing.
+            tracing::info!("signup honeypot filled; ignored");
+            metrics::counter!("herald_signups_total", "outcome" => "honeypot").increment(1);
+            return Ok(());
+        }
+        let now = self.clock.now();
+        let token = RandomToken::generate();
+        let message_id = new_message_id(&self.mail_domain);
+        let source: String = form
+            .source
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/' | ':'))
+            .take(100)
+            .collect();
+        let req = NewSignup {
+            email: email.as_str().to_string(),
+            section_ids,
+            ip,
+            form: if source.is_empty() {
+                "web".into()
+            } else {
+                format!("web:{source}")
+            },
+            now,
+            cooldown: self.cooldown,
+            sealed_token: self.key.seal(&message_id, &token),
+            message_id,
+            token_hash: token.hash().0,
+            token_expires_at: now + self.confirm_ttl,
+        };
+        let outcome = self.store.signup(&req).await?;
+        let label = match outcome.action {
+            SignupAction::SendConfirmation => "confirmation_sent",
+            SignupAction::PendingWithinCooldown => "cooldown",
+            SignupAction::SendAlreadySubscribed => "already_subscribed",
+            SignupAction::Nothing => "already_subscribed_cooldown",
+        };
+        tracing::info!(
+            subscriber = outcome.subscriber_id,
+            outcome = label,
+            "signup"
+        );
+        metrics::counter!("herald_signups_total", "outcome" => label).increment(1);
+        Ok(())
+    }
+
+    /// Look at a confirmation token without using it (the GET page changes nothing).
+    pub async fn peek_confirm(&self, token: &str) -> Result<ConfirmResult, StoreError> {
+        if !plausible_token(token) {
+            return Ok(ConfirmResult::Unknown);
+        }
+        Ok(
+            match self
+                .store
+                .peek_confirm_token(&TokenHash::of(token).0, self.clock.now())
+                .await?
+            {
+                ConfirmOutcome::Confirmed { email, .. } => ConfirmResult::Confirmed {
+                    email,
+                    sections: vec![],
+                },
+                ConfirmOutcome::AlreadyUsed => ConfirmResult::AlreadyUsed,
+                ConfirmOutcome::Expired => ConfirmResult::Expired,
+                ConfirmOutcome::Unknown => ConfirmResult::Unknown,
+            },
+        )
+    }
+
+    /// Use a confirmation token: activate the subscriber, record consent, queue the welcome mail.
+    pub async fn confirm(
+        &self,
+        token: &str,
+        ip: Option<String>,
+    ) -> Result<ConfirmResult, StoreError> {
+        if !plausible_token(token) {
+            return Ok(ConfirmResult::Unknown);
+        }
+        let welcome_id = new_message_id(&self.mail_domain);
+        let outcome = self
+            .store
+            .confirm(
+                &TokenHash::of(token).0,
+                self.clock.now(),
+                ip.as_deref(),
+                &welcome_id,
+            )
+            .await?;
+        Ok(match outcome {
+            ConfirmOutcome::Confirmed {
+                subscriber_id,
+                email,
+            } => {
+                metrics::counter!("herald_confirmations_total").increment(1);
+                tracing::info!(subscriber = subscriber_id, "subscription confirmed");
+                let sections = self
+                    .store
+                    .subscriber_sections(subscriber_id)
+                    .await?
+                    .into_iter()
+                    .map(|s| s.name)
+                    .collect();
+                ConfirmResult::Confirmed { email, sections }
+            }
+            ConfirmOutcome::AlreadyUsed => ConfirmResult::AlreadyUsed,
+            ConfirmOutcome::Expired => ConfirmResult::Expired,
+            ConfirmOutcome::Unknown => ConfirmResult::Unknown,
+        })
+    }
+
+    /// The subscriber a long-lived link belongs to, if the link is genuine.
+    pub async fn resolve_link(
+        &self,
+        purpose: TokenPurpose,
+        token: &str,
+    ) -> Result<Option<Subscriber>, StoreError> {
+        let Some(id) = ManageToken::claimed_id(token) else {
+            return Ok(None);
+        };
+        let Some(sub) = self.store.subscriber_by_id(id).await? else {
+            return Ok(None);
+        };
+        Ok(ManageToken::verify(&self.key, purpose, token, sub.id, &sub.email).then_some(sub))
+    }
+
+    pub async fn sections(&self) -> Result<Vec<Section>, StoreError> {
+        self.store.list_sections().await
+    }
+
+    pub async fn subscriber_sections(&self, id: i64) -> Result<Vec<Section>, StoreError> {
+        self.store.subscriber_sections(id).await
+    }
+
+    /// Save a subscriber's choice of sections; none left means unsubscribed.
+    pub async fn save_preferences(
+        &self,
+        sub: &Subscriber,
+        slugs: &[String],
+    ) -> Result<bool, SignupError> {
+        let ids = self.resolve_sections(slugs).await?;
+        if sub.status() != Some(SubscriberStatus::Active) {
+            return Err(SignupError::Store(StoreError::Conflict(
+                "the subscription is not active".into(),
+            )));
+        }
+        self.store
+            .set_preferences(sub.id, &ids, self.clock.now())
+            .await?;
+        if ids.is_empty() {
+            metrics::counter!("herald_unsubscribes_total", "via" => "preferences").increment(1);
+        }
+        Ok(!ids.is_empty())
+    }
+
+    /// Unsubscribe; idempotent.
+    pub async fn unsubscribe(&self, sub: &Subscriber, via: &'static str) -> Result<(), StoreError> {
+        if self.store.unsubscribe(sub.id, self.clock.now()).await? {
+            metrics::counter!("herald_unsubscribes_total", "via" => via).increment(1);
+            tracing::info!(subscriber = sub.id, via, "unsubscribed");
+        }
+        Ok(())
+    }
+
+    /// Delete pending subscribers whose link expired more than `purge_pending_after` ago.
+    pub async fn purge_expired_pending(&self) -> Result<u64, StoreError> {
+        let n = self
+            .store
+            .purge_pending(self.clock.now() - self.purge_after)
+            .await?;
+        if n > 0 {
+            tracing::info!(purged = n, "purged unconfirmed signups");
+        }
+        Ok(n)
+    }
+}
+
+/// Tokens are 43 base64url characters; anything else is not worth a database query.
+fn plausible_token(t: &str) -> bool {
+    t.len() == 43
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The footer data of transactional mails, from config.
+pub fn mails_footer(config: &Config) -> mails::Footer {
+    mails::Footer {
+        site_name: config.site.name.clone(),
+        site_url: config.site.url.clone(),
+        postal_address: config.site.postal_address.clone(),
+    }
+}

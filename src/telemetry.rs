@@ -1,0 +1,64 @@
+//! Logs (tracing: readable, or JSON for machines) and the process-wide Prometheus recorder.
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The recorder is global to the process; install it once (tests start many apps).
+pub fn metrics_handle() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new()
+                .set_buckets(&[0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0])
+                .expect("static buckets are valid")
+                .install_recorder()
+                .expect("no other metrics recorder is installed");
+            describe();
+            handle
+        })
+        .clone()
+}
+
+/// Describe the metrics and make the counters exist from the start, so dashboards and
+/// alerts see zeros rather than gaps.
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!("herald_signups_total", "Signup requests, by outcome");
+    describe_counter!("herald_confirmations_total", "Subscriptions confirmed");
+    describe_counter!("herald_unsubscribes_total", "Unsubscribes, by way");
+    describe_counter!(
+        "herald_mails_total",
+        "Delivery attempts, by mail kind and resulting status"
+    );
+    describe_counter!(
+        "herald_http_requests_total",
+        "HTTP requests, by route pattern and status"
+    );
+    describe_gauge!("herald_send_queue_depth", "Sends not yet settled");
+    describe_histogram!(
+        "herald_send_duration_seconds",
+        "Time to hand one message to the transport"
+    );
+    metrics::counter!("herald_signups_total", "outcome" => "confirmation_sent").absolute(0);
+    metrics::counter!("herald_confirmations_total").absolute(0);
+    metrics::counter!("herald_unsubscribes_total", "via" => "link").absolute(0);
+    metrics::counter!("herald_mails_total", "kind" => "confirm", "status" => "sent").absolute(0);
+    metrics::counter!("herald_mails_total", "kind" => "confirm", "status" => "failed").absolute(0);
+}
+
+/// Install the log subscriber. `json` for machines; the level from HERALD_LOG or RUST_LOG.
+pub fn init_logging(json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("HERALD_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

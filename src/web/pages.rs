@@ -1,0 +1,58 @@
+//! Page types for `templates/pages/`. Handlers fill these; askama escapes every value.
+
+use askama::Template;
+use askama_web::WebTemplate;
+
+pub struct SectionChoice {
+    pub slug: String,
+    pub name: String,
+    pub description: String,
+    pub checked: bool,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "pages/subscribe.html")]
+pub struct SubscribePage {
+    pub site_name: String,
+    pub site_url: String,
+    pub sections: Vec<SectionChoice>,
+    pub email: String,
+    pub error: Option<String>,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "pages/message.html")]
+pub struct MessagePage {
+    pub site_name: String,
+    pub site_url: String,
+    pub heading: String,
+    pub paragraphs: Vec<String>,
+    pub link: Option<(String, String)>,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "pages/confirm.html")]
+pub struct ConfirmPage {
+    pub site_name: String,
+    pub site_url: String,
+    pub email: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "pages/preferences.html")]
+pub struct PreferencesPage {
+    pub site_name: String,
+    pub site_url: String,
+    pub email: String,
+    pub sections: Vec<SectionChoice>,
+    pub error: Option<String>,
+    pub unsubscribe_url: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "pages/unsubscribe.html")]
+pub struct UnsubscribePage {
+    pub site_name: String,
+    pub site_url: String,
+    pub email: String,
+}
