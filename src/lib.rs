@@ -38,11 +38,13 @@ pub enum StartError {
 }
 
 /// How to run: tests turn off the background tasks and use a manual clock.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct AppOptions {
     pub clock: Clock,
     /// Delivery workers and periodic jobs. Off in tests, which drain queues explicitly.
     pub background: bool,
+    /// A socket already bound (tests bind port 0 first so `public_url` can name the port).
+    pub listener: Option<std::net::TcpListener>,
 }
 
 impl Default for AppOptions {
@@ -50,6 +52,7 @@ impl Default for AppOptions {
         Self {
             clock: Clock::system(),
             background: true,
+            listener: None,
         }
     }
 }
@@ -179,16 +182,18 @@ impl App {
     pub async fn build_with(config: Config, opts: AppOptions) -> Result<Self, StartError> {
         let listen = config.http.listen;
         let services = Services::open(config, opts.clock).await?;
-        let listener = TcpListener::bind(listen)
-            .await
-            .map_err(|source| StartError::Bind {
-                addr: listen,
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        let bind_err = |source| StartError::Bind {
             addr: listen,
             source,
-        })?;
+        };
+        let listener = match opts.listener {
+            Some(l) => {
+                l.set_nonblocking(true).map_err(bind_err)?;
+                TcpListener::from_std(l).map_err(bind_err)?
+            }
+            None => TcpListener::bind(listen).await.map_err(bind_err)?,
+        };
+        let addr = listener.local_addr().map_err(bind_err)?;
         Ok(Self {
             services,
             listener,

@@ -1,0 +1,291 @@
+//! Test harness: a real herald on port 0 with its own database (a fresh SQLite file, or a
+//! fresh PostgreSQL database when HERALD_TEST_POSTGRES_URL is set), a manual clock, no
+//! background tasks, and an in-process SMTP server that catches the mail.
+#![allow(dead_code)]
+
+use chrono::{DateTime, TimeZone, Utc};
+use herald::clock::Clock;
+use herald::config::Config;
+use herald::{App, AppOptions, Services};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+
+pub mod smtp;
+pub use smtp::{Behaviour, Caught, SmtpServer};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Generate one test per backend from one async body `fn(Backend)`.
+#[macro_export]
+macro_rules! both_backends {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(crate::common::Backend::Sqlite).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if crate::common::postgres_url().is_none() {
+                    eprintln!("HERALD_TEST_POSTGRES_URL not set: PostgreSQL variant skipped");
+                    return;
+                }
+                super::$name(crate::common::Backend::Postgres).await;
+            }
+        }
+    };
+}
+
+pub fn postgres_url() -> Option<String> {
+    std::env::var("HERALD_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
+/// A fixed, ordinary instant for tests to start from.
+pub fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 2, 6, 0, 0).unwrap()
+}
+
+/// A fresh, empty database URL for `backend`; the TempDir keeps a SQLite file alive.
+pub async fn fresh_database(backend: Backend) -> (String, Option<tempfile::TempDir>) {
+    match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("sqlite:{}", dir.path().join("herald.db").display());
+            (url, Some(dir))
+        }
+        Backend::Postgres => {
+            use sqlx::Connection;
+            let base = postgres_url().expect("postgres url");
+            let name = format!(
+                "herald_test_{}",
+                herald::domain::RandomToken::generate().as_str()[..16]
+                    .to_lowercase()
+                    .replace(['-', '_'], "x")
+            );
+            let mut conn = sqlx::PgConnection::connect(&base)
+                .await
+                .expect("connect to PostgreSQL");
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&mut conn)
+                .await
+                .expect("create test database");
+            let url = match base.rfind('/') {
+                Some(i) if base[..i].ends_with('/') => format!("{base}/{name}"),
+                Some(i) => format!("{}/{name}", &base[..i]),
+                None => format!("{base}/{name}"),
+            };
+            (url, None)
+        }
+    }
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub services: Services,
+    pub clock: Clock,
+    pub http: reqwest::Client,
+    pub smtp: Option<SmtpServer>,
+    pub db_url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+pub struct Spawn {
+    pub backend: Backend,
+    pub overrides: Vec<(String, String)>,
+    /// false: point mail at a port where nothing listens yet (SMTP down).
+    pub smtp_up: bool,
+    pub db: Option<(String, Option<Arc<tempfile::TempDir>>)>,
+}
+
+impl Spawn {
+    pub fn new(backend: Backend) -> Self {
+        Self {
+            backend,
+            overrides: Vec::new(),
+            smtp_up: true,
+            db: None,
+        }
+    }
+    pub fn set(mut self, k: &str, v: &str) -> Self {
+        self.overrides.push((k.into(), v.into()));
+        self
+    }
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> TestApp {
+        Self::spawn_with(Spawn::new(backend)).await
+    }
+
+    pub async fn spawn_with(spec: Spawn) -> TestApp {
+        let (db_url, dir) = fresh_database(spec.backend).await;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let base = format!("http://127.0.0.1:{port}");
+        let smtp = if spec.smtp_up {
+            SmtpServer::start(Behaviour::default())
+        } else {
+            SmtpServer::reserve()
+        };
+        let smtp_url = format!("smtp://127.0.0.1:{}", smtp.port);
+        let mut overrides: Vec<(String, String)> = vec![
+            ("database.url".into(), db_url.clone()),
+            ("database.max_connections".into(), "5".into()),
+            ("http.listen".into(), format!("127.0.0.1:{port}")),
+            ("http.public_url".into(), base.clone()),
+            ("mail.url".into(), smtp_url),
+            ("mail.send_timeout".into(), "5s".into()),
+            ("mail.connect_timeout".into(), "2s".into()),
+            (
+                "secret_key".into(),
+                "test-secret-key-test-secret-key-0123456789".into(),
+            ),
+        ];
+        overrides.extend(spec.overrides);
+        let pairs: Vec<(&str, &str)> = overrides
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let config = Config::defaults_with(&pairs).expect("test config");
+        let clock = Clock::manual(t0());
+        let app = App::build_with(
+            config,
+            AppOptions {
+                clock: clock.clone(),
+                background: false,
+                listener: Some(listener),
+            },
+        )
+        .await
+        .expect("app starts");
+        let services = app.services().clone();
+        tokio::spawn(app.run_until_stopped(std::future::pending()));
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        TestApp {
+            base,
+            services,
+            clock,
+            http,
+            smtp: Some(smtp),
+            db_url,
+            _dir: dir,
+        }
+    }
+
+    pub fn smtp(&self) -> &SmtpServer {
+        self.smtp.as_ref().unwrap()
+    }
+
+    pub async fn add_section(&self, slug: &str, name: &str) {
+        herald::articles::add_section(
+            self.services.store.as_ref(),
+            slug,
+            name,
+            "",
+            self.clock.now(),
+        )
+        .await
+        .expect("add section");
+    }
+
+    /// Deliver everything due now (no waiting on wall-clock time).
+    pub async fn deliver(&self) -> usize {
+        self.services.engine.deliver_due().await.expect("deliver")
+    }
+
+    pub async fn post_form(&self, path: &str, body: &str) -> reqwest::Response {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get(&self, url: &str) -> reqwest::Response {
+        let url = if url.starts_with("http") {
+            url.to_string()
+        } else {
+            format!("{}{url}", self.base)
+        };
+        self.http.get(url).send().await.unwrap()
+    }
+
+    pub async fn post(&self, url: &str, body: &str) -> reqwest::Response {
+        let url = if url.starts_with("http") {
+            url.to_string()
+        } else {
+            format!("{}{url}", self.base)
+        };
+        self.http
+            .post(url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn signup(&self, email: &str, sections: &[&str]) -> reqwest::Response {
+        let mut body = format!("email={}", urlencode(email));
+        for s in sections {
+            body.push_str(&format!("&sections={s}"));
+        }
+        self.post_form("/subscribe", &body).await
+    }
+
+    /// Sign up, deliver, follow the confirmation link and press the button.
+    pub async fn subscribe_and_confirm(&self, email: &str, sections: &[&str]) -> Caught {
+        assert_eq!(self.signup(email, sections).await.status(), 200);
+        self.deliver().await;
+        let mail = self.smtp().last_to(email).expect("confirmation mail");
+        let link = mail.link_with("/confirm/").expect("confirm link");
+        assert_eq!(self.post(&link, "").await.status(), 200);
+        self.deliver().await;
+        self.smtp().last_to(email).expect("welcome mail")
+    }
+
+    pub async fn subscriber_status(&self, email: &str) -> Option<String> {
+        self.services
+            .store
+            .subscriber_by_email(email)
+            .await
+            .unwrap()
+            .map(|s| s.status)
+    }
+
+    /// Rows of one table as text, for "no secret is stored" checks.
+    pub async fn dump_table(&self, sql: &'static str) -> String {
+        match self.db_url.starts_with("sqlite:") {
+            true => {
+                use sqlx::Connection;
+                let mut c = sqlx::SqliteConnection::connect(&self.db_url).await.unwrap();
+                let rows: Vec<(String,)> = sqlx::query_as(sql).fetch_all(&mut c).await.unwrap();
+                rows.into_iter().map(|r| r.0).collect::<Vec<_>>().join("\n")
+            }
+            false => {
+                use sqlx::Connection;
+                let mut c = sqlx::PgConnection::connect(&self.db_url).await.unwrap();
+                let rows: Vec<(String,)> = sqlx::query_as(sql).fetch_all(&mut c).await.unwrap();
+                rows.into_iter().map(|r| r.0).collect::<Vec<_>>().join("\n")
+            }
+        }
+    }
+}
+
+pub fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// Shared, thread-safe list of caught messages.
+pub type Inbox = Arc<Mutex<Vec<Caught>>>;

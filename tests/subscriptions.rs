@@ -1,0 +1,581 @@
+//! The reader's story, end to end over real HTTP, with mail caught by an SMTP server.
+
+mod common;
+use common::{Backend, TestApp};
+
+async fn the_whole_story(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_section("wmd", "Weapons of Mass Destruction (WMD)")
+        .await;
+    app.add_section("cyber", "Cyber").await;
+
+    // 1. The form lists the sections and has a honeypot.
+    let page = app.get("/subscribe").await;
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Weapons of Mass Destruction (WMD)"));
+    assert!(html.contains(r#"name="website""#));
+
+    // 2. Sign up: "check your inbox", and a confirmation mail.
+    let res = app.signup("Reader@Example.com", &["wmd", "cyber"]).await;
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().contains("Check your inbox"));
+    assert_eq!(
+        app.subscriber_status("reader@example.com").await.as_deref(),
+        Some("pending")
+    );
+    assert_eq!(app.deliver().await, 1);
+    let mail = app
+        .smtp()
+        .last_to("reader@example.com")
+        .expect("confirmation mail");
+    assert!(mail.subject().contains("confirm"));
+    assert!(
+        !mail.text().is_empty() && !mail.html().is_empty(),
+        "both parts"
+    );
+    assert!(
+        mail.header("Content-Type")
+            .unwrap()
+            .starts_with("multipart/alternative")
+    );
+
+    // 4. GET shows a button and changes nothing; POST confirms.
+    let link = mail.link_with("/confirm/").expect("confirm link");
+    let page = app.get(&link).await;
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("Confirm subscription"));
+    assert_eq!(
+        app.subscriber_status("reader@example.com").await.as_deref(),
+        Some("pending")
+    );
+    let res = app.post(&link, "").await;
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().contains("You are subscribed"));
+    let sub = app
+        .services
+        .store
+        .subscriber_by_email("reader@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(sub.status, "active");
+    assert!(sub.consent_at.is_some());
+    assert_eq!(sub.consent_ip.as_deref(), Some("127.0.0.1"));
+    assert_eq!(sub.consent_form.as_deref(), Some("web"));
+
+    // 5. The welcome mail: sections, links, every header.
+    assert_eq!(app.deliver().await, 1);
+    let welcome = app.smtp().last_to("reader@example.com").unwrap();
+    let text = welcome.text();
+    assert!(
+        text.contains("Weapons of Mass Destruction (WMD)") && text.contains("Cyber"),
+        "{text}"
+    );
+    assert!(
+        text.contains("1 Example Street"),
+        "postal address in the body"
+    );
+    assert!(
+        welcome.message_id().ends_with("@herald.example"),
+        "{}",
+        welcome.message_id()
+    );
+    assert!(welcome.header("Date").is_some());
+    assert!(
+        welcome
+            .header("List-Id")
+            .unwrap()
+            .contains("<news.herald.example>")
+    );
+    let lu = welcome.header("List-Unsubscribe").unwrap();
+    assert!(
+        lu.starts_with(&format!("<{}/unsubscribe/", app.base)),
+        "{lu}"
+    );
+    assert_eq!(
+        welcome.header("List-Unsubscribe-Post").as_deref(),
+        Some("List-Unsubscribe=One-Click")
+    );
+    assert_eq!(
+        welcome.header("Auto-Submitted").as_deref(),
+        Some("auto-generated")
+    );
+
+    // 6. Preferences: drop one section.
+    let prefs = welcome
+        .link_with("/preferences/")
+        .expect("preferences link");
+    let page = app.get(&prefs).await.text().await.unwrap();
+    assert!(
+        page.contains(r#"value="wmd" checked"#) && page.contains(r#"value="cyber" checked"#),
+        "{page}"
+    );
+    let res = app.post(&prefs, "sections=wmd").await;
+    assert_eq!(res.status(), 200);
+    let mine = app
+        .services
+        .store
+        .subscriber_sections(sub.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        mine.iter().map(|s| s.slug.as_str()).collect::<Vec<_>>(),
+        vec!["wmd"]
+    );
+
+    // Unsubscribe page has a button and changes nothing on GET.
+    let unsub = welcome
+        .link_with("/unsubscribe/")
+        .expect("unsubscribe link");
+    assert_eq!(app.get(&unsub).await.status(), 200);
+    assert_eq!(
+        app.subscriber_status("reader@example.com").await.as_deref(),
+        Some("active")
+    );
+    let res = app.post(&unsub, "List-Unsubscribe=One-Click").await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        app.subscriber_status("reader@example.com").await.as_deref(),
+        Some("unsubscribed")
+    );
+
+    // Unchecking every section also unsubscribes (fresh subscriber).
+    let w2 = app
+        .subscribe_and_confirm("second@example.com", &["cyber"])
+        .await;
+    let prefs2 = w2.link_with("/preferences/").unwrap();
+    assert_eq!(app.post(&prefs2, "").await.status(), 200);
+    assert_eq!(
+        app.subscriber_status("second@example.com").await.as_deref(),
+        Some("unsubscribed")
+    );
+}
+both_backends!(the_whole_story);
+
+async fn signup_answers_reveal_nothing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_section("wmd", "WMD").await;
+    app.subscribe_and_confirm("active@example.com", &["wmd"])
+        .await;
+    app.signup("pending@example.com", &["wmd"]).await;
+    let w = app
+        .subscribe_and_confirm("left@example.com", &["wmd"])
+        .await;
+    app.post(&w.link_with("/unsubscribe/").unwrap(), "").await;
+    // Well past every cooldown, so each case also mails something.
+    app.clock.advance(chrono::Duration::hours(1));
+
+    let mut answers = Vec::new();
+    for email in [
+        "new@example.com",
+        "pending@example.com",
+        "active@example.com",
+        "left@example.com",
+    ] {
+        let res = app.signup(email, &["wmd"]).await;
+        let status = res.status();
+        let body = res.text().await.unwrap();
+        answers.push((email, status, body));
+    }
+    for (email, status, body) in &answers[1..] {
+        assert_eq!(*status, answers[0].1, "status differs for {email}");
+        assert_eq!(body, &answers[0].2, "body differs for {email}");
+    }
+
+    // Behind the identical answers: confirmation for new/pending/unsubscribed, a note for active.
+    let before = app.smtp().count();
+    app.deliver().await;
+    assert_eq!(app.smtp().count(), before + 4);
+    assert!(
+        app.smtp()
+            .last_to("active@example.com")
+            .unwrap()
+            .subject()
+            .contains("already subscribed")
+    );
+    for e in ["new@example.com", "pending@example.com", "left@example.com"] {
+        assert!(
+            app.smtp().last_to(e).unwrap().subject().contains("confirm"),
+            "{e}"
+        );
+    }
+    assert_eq!(
+        app.subscriber_status("left@example.com").await.as_deref(),
+        Some("pending")
+    );
+}
+both_backends!(signup_answers_reveal_nothing);
+
+async fn cooldown_limits_mail_per_address(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_section("wmd", "WMD").await;
+    for _ in 0..3 {
+        assert_eq!(
+            app.signup("victim@example.com", &["wmd"]).await.status(),
+            200
+        );
+    }
+    app.deliver().await;
+    assert_eq!(
+        app.smtp().to("victim@example.com").len(),
+        1,
+        "one mail per cooldown"
+    );
+    app.clock.advance(chrono::Duration::minutes(11));
+    app.signup("victim@example.com", &["wmd"]).await;
+    app.deliver().await;
+    assert_eq!(
+        app.smtp().to("victim@example.com").len(),
+        2,
+        "again after the cooldown"
+    );
+}
+both_backends!(cooldown_limits_mail_per_address);
+
+async fn honeypot_writes_and_sends_nothing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_section("wmd", "WMD").await;
+    let res = app
+        .post_form(
+            "/subscribe",
+            "email=bot%40example.com&sections=wmd&website=http%3A%2F%2Fspam",
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().contains("Check your inbox"));
+    assert_eq!(app.subscriber_status("bot@example.com").await, None);
+    app.deliver().await;
+    assert_eq!(app.smtp().count(), 0);
+}
+both_backends!(honeypot_writes_and_sends_nothing);
+
+async fn per_ip_rate_limit(backend: Backend) {
+    let app = TestApp::spawn_with(
+        common::Spawn::new(backend).set("subscriptions.rate_limit_per_ip", "3"),
+    )
+    .await;
+    app.add_section("wmd", "WMD").await;
+    for i in 0..3 {
+        assert_eq!(
+            app.signup(&format!("r{i}@example.com"), &["wmd"])
+                .await
+                .status(),
+            200
+        );
+    }
+    let res = app.signup("r9@example.com", &["wmd"]).await;
+    assert_eq!(res.status(), 429);
+    let wait: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(wait > 0 && wait <= 600, "{wait}");
+    assert_eq!(
+        app.subscriber_status("r9@example.com").await,
+        None,
+        "nothing written"
+    );
+    app.clock.advance(chrono::Duration::minutes(11));
+    assert_eq!(app.signup("r9@example.com", &["wmd"]).await.status(), 200);
+}
+both_backends!(per_ip_rate_limit);
+
+async fn bad_input_gets_a_clear_422_and_writes_nothing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_section("wmd", "WMD").await;
+    let long = format!("{}@example.com", "a".repeat(300));
+    let cases: Vec<(String, &str)> = vec![
+        (
+            "email=not-an-address&sections=wmd".into(),
+            "does not look like an email",
+        ),
+        (
+            format!(
+                "email={}&sections=wmd",
+                common::urlencode("a@example.com\r\nBcc: x@example.org")
+            ),
+            "does not look like an email",
+        ),
+        (
+            format!("email={}&sections=wmd", common::urlencode(&long)),
+            "too long",
+        ),
+        (
+            "email=a%40example.com&sections=nosuch".into(),
+            "Unknown section",
+        ),
+        ("email=a%40example.com".into(), "at least one section"),
+        ("email=&sections=wmd".into(), "enter your email"),
+    ];
+    for (body, expect) in cases {
+        let res = app.post_form("/subscribe", &body).await;
+        assert_eq!(res.status(), 422, "{body}");
+        let page = res.text().await.unwrap();
+        assert!(page.contains(expect), "{body}: expected {expect:?}");
+        assert!(page.contains("<form"), "the form is shown again");
+    }
+    let subs = app
+        .services
+        .subs
+        .list_subscribers(None, None)
+        .await
+        .unwrap();
+    assert!(subs.is_empty(), "nothing written: {subs:?}");
+    app.deliver().await;
+    assert_eq!(app.smtp().count(), 0);
+}
+both_backends!(bad_input_gets_a_clear_422_and_writes_nothing);
+
+async fn confirmation_links_are_single_use_expiring_and_hashed(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_section("wmd", "WMD").await;
+    app.signup("a@example.com", &["wmd"]).await;
+    app.signup("late@example.com", &["wmd"]).await;
+    app.deliver().await;
+    let link = app
+        .smtp()
+        .last_to("a@example.com")
+        .unwrap()
+        .link_with("/confirm/")
+        .unwrap();
+    let late = app
+        .smtp()
+        .last_to("late@example.com")
+        .unwrap()
+        .link_with("/confirm/")
+        .unwrap();
+    let token = link.rsplit('/').next().unwrap().to_string();
+
+    // Only hashes are stored: neither the tokens table nor the outbox holds the token.
+    let tokens = app.dump_table("SELECT token_hash FROM tokens").await;
+    let sends = app
+        .dump_table("SELECT COALESCE(sealed_token, '') FROM sends")
+        .await;
+    assert!(!tokens.contains(&token) && !sends.contains(&token));
+    assert!(tokens.contains(&herald::domain::TokenHash::of(&token).0));
+
+    // Unknown and tampered tokens: 404, nothing changes.
+    let mut tampered = token.clone().into_bytes();
+    tampered[0] = if tampered[0] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    for bad in [
+        format!("/confirm/{tampered}"),
+        "/confirm/nope".into(),
+        format!("/confirm/{token}x"),
+    ] {
+        assert_eq!(app.get(&bad).await.status(), 404, "{bad}");
+        assert_eq!(app.post(&bad, "").await.status(), 404, "{bad}");
+    }
+    assert_eq!(
+        app.subscriber_status("a@example.com").await.as_deref(),
+        Some("pending")
+    );
+
+    // Used once, then 410.
+    assert_eq!(app.post(&link, "").await.status(), 200);
+    let again = app.post(&link, "").await;
+    assert_eq!(again.status(), 410);
+    assert!(
+        again.text().await.unwrap().contains("/subscribe"),
+        "offers to sign up again"
+    );
+
+    // Expired after 48 h: 410, still pending.
+    app.clock.advance(chrono::Duration::hours(49));
+    assert_eq!(app.get(&late).await.status(), 410);
+    assert_eq!(app.post(&late, "").await.status(), 410);
+    assert_eq!(
+        app.subscriber_status("late@example.com").await.as_deref(),
+        Some("pending")
+    );
+}
+both_backends!(confirmation_links_are_single_use_expiring_and_hashed);
+
+async fn manage_links_cannot_be_forged(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_section("wmd", "WMD").await;
+    let w = app.subscribe_and_confirm("a@example.com", &["wmd"]).await;
+    app.subscribe_and_confirm("b@example.com", &["wmd"]).await;
+    let unsub = w.link_with("/unsubscribe/").unwrap();
+    let token = unsub.rsplit('/').next().unwrap();
+    let (id, tag) = token.split_once('.').unwrap();
+    let other_id: i64 = id.parse::<i64>().unwrap() + 1; // b's id, with a's MAC
+    let mut flipped = tag.to_string().into_bytes();
+    flipped[5] = if flipped[5] == b'x' { b'y' } else { b'x' };
+    let forged = [
+        format!("/unsubscribe/{other_id}.{tag}"),
+        format!("/unsubscribe/{id}.{}", String::from_utf8(flipped).unwrap()),
+        format!("/unsubscribe/{id}"),
+        format!("/preferences/{token}"), // an unsubscribe token is not a preferences token
+    ];
+    for f in &forged {
+        assert_eq!(app.get(f).await.status(), 404, "{f}");
+        assert_eq!(
+            app.post(f, "List-Unsubscribe=One-Click").await.status(),
+            404,
+            "{f}"
+        );
+    }
+    assert_eq!(
+        app.subscriber_status("a@example.com").await.as_deref(),
+        Some("active")
+    );
+    assert_eq!(
+        app.subscriber_status("b@example.com").await.as_deref(),
+        Some("active")
+    );
+}
+both_backends!(manage_links_cannot_be_forged);
+
+async fn one_click_unsubscribe_in_both_encodings(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_section("wmd", "WMD").await;
+    for (email, multipart) in [("url@example.com", false), ("multi@example.com", true)] {
+        let w = app.subscribe_and_confirm(email, &["wmd"]).await;
+        let target = w.header("List-Unsubscribe").unwrap();
+        let url = target
+            .trim_start_matches('<')
+            .split('>')
+            .next()
+            .unwrap()
+            .to_string();
+        // A mailbox provider's POST: no cookies, no redirects followed.
+        let req = if multipart {
+            let form = reqwest::multipart::Form::new().text("List-Unsubscribe", "One-Click");
+            app.http.post(&url).multipart(form)
+        } else {
+            app.http
+                .post(&url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body("List-Unsubscribe=One-Click")
+        };
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), 200, "never a redirect");
+        assert_eq!(
+            app.subscriber_status(email).await.as_deref(),
+            Some("unsubscribed")
+        );
+        // Idempotent.
+        assert_eq!(
+            app.post(&url, "List-Unsubscribe=One-Click").await.status(),
+            200
+        );
+    }
+}
+both_backends!(one_click_unsubscribe_in_both_encodings);
+
+async fn smtp_down_during_signup(backend: Backend) {
+    let mut spec = common::Spawn::new(backend);
+    spec.smtp_up = false;
+    let app = TestApp::spawn_with(spec).await;
+    app.add_section("wmd", "WMD").await;
+    let res = app.signup("a@example.com", &["wmd"]).await;
+    assert_eq!(res.status(), 200, "the request still answers");
+    app.deliver().await;
+    let x = app
+        .services
+        .subs
+        .export_subscriber("a@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(x.sends[0].status, "retrying", "{:?}", x.sends[0]);
+    assert!(
+        x.sends[0]
+            .last_reply
+            .as_deref()
+            .unwrap_or("")
+            .contains("connect")
+    );
+
+    app.smtp().go_up();
+    app.deliver().await;
+    assert_eq!(app.smtp().count(), 0, "not due yet: backoff");
+    app.clock.advance(chrono::Duration::minutes(2));
+    app.deliver().await;
+    let mail = app
+        .smtp()
+        .last_to("a@example.com")
+        .expect("delivered once the server is back");
+    let x = app
+        .services
+        .subs
+        .export_subscriber("a@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(x.sends[0].status, "sent");
+    assert_eq!(x.sends[0].attempts, 2);
+    assert_eq!(
+        mail.message_id(),
+        x.sends[0].message_id.trim_matches(['<', '>'])
+    );
+    // And its link still works.
+    assert_eq!(
+        app.post(&mail.link_with("/confirm/").unwrap(), "")
+            .await
+            .status(),
+        200
+    );
+}
+both_backends!(smtp_down_during_signup);
+
+async fn health_and_metrics(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_section("wmd", "WMD").await;
+    assert_eq!(app.get("/healthz").await.status(), 200);
+    app.subscribe_and_confirm("m@example.com", &["wmd"]).await;
+    let m = app.get("/metrics").await.text().await.unwrap();
+    for name in [
+        "herald_signups_total",
+        "herald_confirmations_total",
+        "herald_unsubscribes_total",
+        "herald_mails_total",
+        "herald_http_requests_total",
+        "herald_send_queue_depth",
+    ] {
+        assert!(m.contains(name), "missing {name}");
+    }
+    assert!(m.contains(r#"route="/subscribe""#));
+    assert!(!m.contains("/confirm/") || m.contains(r#"route="/confirm/{token}""#));
+    let token = app
+        .smtp()
+        .last_to("m@example.com")
+        .unwrap()
+        .link_with("/unsubscribe/")
+        .unwrap();
+    assert!(
+        !m.contains(token.rsplit('/').next().unwrap()),
+        "no token in metrics"
+    );
+}
+both_backends!(health_and_metrics);
+
+async fn purge_removes_long_expired_pending(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_section("wmd", "WMD").await;
+    app.signup("old@example.com", &["wmd"]).await;
+    app.subscribe_and_confirm("kept@example.com", &["wmd"])
+        .await;
+    app.clock.advance(chrono::Duration::days(8));
+    assert_eq!(
+        app.services.subs.purge_expired_pending().await.unwrap(),
+        0,
+        "link expired only 6 days ago"
+    );
+    app.signup("fresh@example.com", &["wmd"]).await;
+    app.clock.advance(chrono::Duration::days(2));
+    assert_eq!(app.services.subs.purge_expired_pending().await.unwrap(), 1);
+    assert_eq!(app.subscriber_status("old@example.com").await, None);
+    assert_eq!(
+        app.subscriber_status("fresh@example.com").await.as_deref(),
+        Some("pending")
+    );
+    assert_eq!(
+        app.subscriber_status("kept@example.com").await.as_deref(),
+        Some("active")
+    );
+}
+both_backends!(purge_removes_long_expired_pending);
