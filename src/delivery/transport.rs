@@ -69,7 +69,7 @@ impl Transport {
                     .helo_name
                     .clone()
                     .map(ClientId::Domain)
-                    .unwrap_or_else(ClientId::default),
+                    .unwrap_or_default(),
                 connect_timeout: cfg.connect_timeout.0,
                 send_timeout: cfg.send_timeout.0,
             })),
@@ -99,7 +99,7 @@ pub enum MailSender {
     Maildir(PathBuf),
     Smtp {
         settings: Arc<SmtpSettings>,
-        conn: Option<AsyncSmtpConnection>,
+        conn: Option<Box<AsyncSmtpConnection>>,
     },
 }
 
@@ -166,7 +166,7 @@ async fn write_eml(
 
 async fn smtp_send(
     s: &SmtpSettings,
-    conn: &mut Option<AsyncSmtpConnection>,
+    conn: &mut Option<Box<AsyncSmtpConnection>>,
     envelope: &Envelope,
     bytes: &[u8],
 ) -> Result<String, SendError> {
@@ -174,7 +174,7 @@ async fn smtp_send(
         *conn = None;
     }
     if conn.is_none() {
-        *conn = Some(connect(s).await?);
+        *conn = Some(Box::new(connect(s).await?));
     }
     let c = conn.as_mut().expect("connected above");
     match tokio::time::timeout(s.send_timeout, c.send(envelope, bytes)).await {

@@ -22,6 +22,11 @@ pub enum EmailError {
 
 impl EmailAddress {
     pub fn parse(input: &str) -> Result<Self, EmailError> {
+        // A CR/LF anywhere, even trailing, is refused rather than trimmed: it is what a
+        // header-injection attempt looks like, and the reader should see it fail.
+        if super::has_control_chars(input) {
+            return Err(EmailError::Malformed);
+        }
         let trimmed = input.trim();
         if trimmed.is_empty() {
             return Err(EmailError::Empty);
@@ -29,8 +34,7 @@ impl EmailAddress {
         if trimmed.len() > MAX_LEN {
             return Err(EmailError::TooLong);
         }
-        // A CR/LF inside the address would be a header injection once it reaches `To:`.
-        if super::has_control_chars(trimmed) || trimmed.contains(char::is_whitespace) {
+        if trimmed.contains(char::is_whitespace) {
             return Err(EmailError::Malformed);
         }
         let normalised = trimmed.to_lowercase();

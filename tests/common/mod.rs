@@ -26,15 +26,15 @@ macro_rules! both_backends {
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                super::$name(crate::common::Backend::Sqlite).await;
+                super::$name($crate::common::Backend::Sqlite).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                if crate::common::postgres_url().is_none() {
+                if $crate::common::postgres_url().is_none() {
                     eprintln!("HERALD_TEST_POSTGRES_URL not set: PostgreSQL variant skipped");
                     return;
                 }
-                super::$name(crate::common::Backend::Postgres).await;
+                super::$name($crate::common::Backend::Postgres).await;
             }
         }
     };

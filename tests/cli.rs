@@ -1,0 +1,323 @@
+//! The `herald` command as operators use it: exit codes, messages, import, erase.
+
+mod common;
+use common::Backend;
+use std::process::{Command, Output};
+
+struct Cli {
+    db: String,
+    _dir: Option<tempfile::TempDir>,
+    work: tempfile::TempDir,
+}
+
+impl Cli {
+    async fn new(backend: Backend) -> Self {
+        let (db, dir) = common::fresh_database(backend).await;
+        Self {
+            db,
+            _dir: dir,
+            work: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.run_env(args, &[])
+    }
+
+    fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_herald"));
+        c.args(args)
+            .current_dir(self.work.path())
+            .env("HERALD_DATABASE__URL", &self.db)
+            .env(
+                "HERALD_SECRET_KEY",
+                "cli-test-secret-cli-test-secret-0123456789",
+            )
+            .env("HERALD_MAIL__URL", "maildir:outbox")
+            .env_remove("HERALD_CONFIG");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(
+            o.status.success(),
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    }
+
+    fn write(&self, name: &str, text: &str) -> String {
+        let p = self.work.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+async fn sections_commands(backend: Backend) {
+    let cli = Cli::new(backend).await;
+    cli.ok(&[
+        "sections",
+        "add",
+        "wmd",
+        "--name",
+        "Weapons of Mass Destruction (WMD)",
+        "--description",
+        "Arms control",
+    ]);
+    cli.ok(&["sections", "add", "cyber", "--name", "Cyber"]);
+    let list: serde_json::Value =
+        serde_json::from_str(&cli.ok(&["sections", "list", "--format", "json"])).unwrap();
+    let slugs: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["slug"].as_str().unwrap())
+        .collect();
+    assert_eq!(slugs, vec!["cyber", "wmd"]);
+    assert!(
+        cli.ok(&["sections", "list"])
+            .contains("Weapons of Mass Destruction")
+    );
+
+    let dup = cli.run(&["sections", "add", "wmd", "--name", "Again"]);
+    assert_eq!(dup.status.code(), Some(1));
+    assert!(stderr(&dup).contains("already exists"), "{}", stderr(&dup));
+    let bad = cli.run(&["sections", "add", "Bad Slug", "--name", "x"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(stderr(&bad).contains("invalid section slug"));
+    let usage = cli.run(&["sections", "add", "x"]);
+    assert_eq!(
+        usage.status.code(),
+        Some(2),
+        "missing --name is a usage error"
+    );
+}
+both_backends!(sections_commands);
+
+#[test]
+fn bad_config_exits_2_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |env: &[(&str, &str)], args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_herald"));
+        c.args(args)
+            .current_dir(dir.path())
+            .env_remove("HERALD_CONFIG");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    for (k, v, key) in [
+        ("HERALD_HTTP__LISTEN", "nowhere", "http.listen"),
+        ("HERALD_MAIL__URL", "carrier-pigeon://x", "mail.url"),
+        ("HERALD_DATABASE__URL", "mysql://x", "database.url"),
+        (
+            "HERALD_SUBSCRIPTIONS__CONFIRM_TTL",
+            "soon",
+            "subscriptions.confirm_ttl",
+        ),
+        (
+            "HERALD_DELIVERY__CONNECTIONS",
+            "lots",
+            "delivery.connections",
+        ),
+        ("HERALD_SECRET_KEY", "short", "secret_key"),
+        ("HERALD_NO__SUCH", "1", "no.such"),
+    ] {
+        let o = run(&[(k, v)], &["check-config"]);
+        assert_eq!(o.status.code(), Some(2), "{k}={v}");
+        assert!(stderr(&o).contains(key), "{k}={v}: {}", stderr(&o));
+    }
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "[http]\nlisten = 42\n").unwrap();
+    let o = run(&[], &["--config", file.to_str().unwrap(), "check-config"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("http.listen"), "{}", stderr(&o));
+    let o = run(
+        &[],
+        &["--config", "/nonexistent/herald.toml", "check-config"],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("/nonexistent/herald.toml"));
+    // Nothing was created by a refused start.
+    assert!(!dir.path().join("var").exists());
+}
+
+async fn import_show_export_delete(backend: Backend) {
+    let cli = Cli::new(backend).await;
+    cli.ok(&["sections", "add", "wmd", "--name", "WMD"]);
+    cli.ok(&["sections", "add", "cyber", "--name", "Cyber"]);
+    let csv = cli.write(
+        "list.csv",
+        "name,email,city\nAnn,ann@example.com,Oslo\nBob,not-an-address,Rome\nCid,CID@example.com,Lima\n\
+         Ann again,Ann@Example.com,Oslo\nEve,\"eve@example.com\r\nBcc: x@example.org\",Nice\n",
+    );
+    let o = cli.run(&[
+        "subscribers",
+        "import",
+        &csv,
+        "--sections",
+        "wmd,cyber",
+        "--preconfirmed",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains(":3:") && err.contains("not-an-address"),
+        "bad row reported with its line: {err}"
+    );
+    assert!(err.contains(":6:"), "CR/LF row reported: {err}");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("2 new"), "{out}");
+
+    let list: serde_json::Value = serde_json::from_str(&cli.ok(&[
+        "subscribers",
+        "list",
+        "--status",
+        "active",
+        "--format",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    let by_section = cli.ok(&["subscribers", "list", "--section", "cyber"]);
+    assert!(by_section.contains("ann@example.com") && by_section.contains("cid@example.com"));
+    let bad_status = cli.run(&["subscribers", "list", "--status", "weird"]);
+    assert_eq!(bad_status.status.code(), Some(2));
+
+    let show: serde_json::Value = serde_json::from_str(&cli.ok(&[
+        "subscribers",
+        "show",
+        "ANN@example.com",
+        "--format",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(show["email"], "ann@example.com");
+    assert_eq!(show["status"], "active");
+    assert_eq!(show["sections"], serde_json::json!(["cyber", "wmd"]));
+    assert_eq!(show["consent_form"], "import:preconfirmed");
+    assert!(
+        cli.ok(&["subscribers", "show", "ann@example.com"])
+            .contains("status:    active")
+    );
+    assert_eq!(
+        cli.run(&["subscribers", "show", "nobody@example.com"])
+            .status
+            .code(),
+        Some(1)
+    );
+
+    // Importing again merges; nothing doubles.
+    let o = cli.run(&["subscribers", "import", &csv, "--sections", "wmd"]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("0 new, 2 merged"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+
+    let export: serde_json::Value =
+        serde_json::from_str(&cli.ok(&["subscribers", "export", "cid@example.com"])).unwrap();
+    assert_eq!(export["email"], "cid@example.com");
+    assert!(export["sends"].is_array());
+
+    // Erase: gone, and a re-import does not bring them back.
+    assert!(
+        cli.ok(&["subscribers", "delete", "cid@example.com"])
+            .contains("erased")
+    );
+    assert_eq!(
+        cli.run(&["subscribers", "show", "cid@example.com"])
+            .status
+            .code(),
+        Some(1)
+    );
+    let o = cli.run(&[
+        "subscribers",
+        "import",
+        &csv,
+        "--sections",
+        "wmd",
+        "--preconfirmed",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("1 skipped (erased/suppressed)"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert_eq!(
+        cli.run(&["subscribers", "show", "cid@example.com"])
+            .status
+            .code(),
+        Some(1)
+    );
+}
+both_backends!(import_show_export_delete);
+
+async fn bad_csv_imports_nothing(backend: Backend) {
+    let cli = Cli::new(backend).await;
+    cli.ok(&["sections", "add", "wmd", "--name", "WMD"]);
+    let no_col = cli.write("a.csv", "name,mail\nAnn,ann@example.com\n");
+    let o = cli.run(&["subscribers", "import", &no_col, "--sections", "wmd"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no `email` column"), "{}", stderr(&o));
+    let all_bad = cli.write("b.csv", "email\nnope\nalso nope\n");
+    let o = cli.run(&["subscribers", "import", &all_bad, "--sections", "wmd"]);
+    assert_eq!(o.status.code(), Some(1));
+    let good = cli.write("c.csv", "email\nann@example.com\n");
+    let o = cli.run(&["subscribers", "import", &good, "--sections", "nosuch"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("unknown section"));
+    let o = cli.run(&[
+        "subscribers",
+        "import",
+        "/nonexistent.csv",
+        "--sections",
+        "wmd",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let list = cli.ok(&["subscribers", "list", "--format", "json"]);
+    assert_eq!(list.trim(), "[]");
+}
+both_backends!(bad_csv_imports_nothing);
+
+async fn import_without_preconfirm_sends_confirmations(backend: Backend) {
+    // Imported through the library with the app's SMTP server catching the mail.
+    let app = common::TestApp::spawn(backend).await;
+    app.add_section("wmd", "WMD").await;
+    let csv = "email\nann@example.com\nbob@example.com\n";
+    let s = app
+        .services
+        .subs
+        .import_csv(csv.as_bytes(), &["wmd".into()], false)
+        .await
+        .unwrap();
+    assert_eq!(s.report.new_subscribers, 2);
+    assert_eq!(s.report.confirmations_queued, 2);
+    assert_eq!(
+        app.subscriber_status("ann@example.com").await.as_deref(),
+        Some("pending")
+    );
+    app.deliver().await;
+    let link = app
+        .smtp()
+        .last_to("bob@example.com")
+        .unwrap()
+        .link_with("/confirm/")
+        .unwrap();
+    assert_eq!(app.post(&link, "").await.status(), 200);
+    assert_eq!(
+        app.subscriber_status("bob@example.com").await.as_deref(),
+        Some("active")
+    );
+}
+both_backends!(import_without_preconfirm_sends_confirmations);
