@@ -579,3 +579,36 @@ async fn purge_removes_long_expired_pending(backend: Backend) {
     );
 }
 both_backends!(purge_removes_long_expired_pending);
+
+async fn embedded_form_posts_from_another_origin(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_section("wmd", "WMD").await;
+    // The site's own page, on another origin, posts the README's snippet: no CSRF token,
+    // an Origin and Referer of the news site, a `source` for the consent record.
+    let res = app
+        .http
+        .post(format!("{}/subscribe", app.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("origin", "https://news.example.org")
+        .header(
+            "referer",
+            "https://news.example.org/wmd/lavrov-says-russia-targeting-only-terrorists",
+        )
+        .body("email=embedded%40example.com&sections=wmd&website=&source=article-footer")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let sub = app
+        .services
+        .store
+        .subscriber_by_email("embedded@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(sub.signup_form.as_deref(), Some("web:article-footer"));
+    // Over-long bodies are refused before they are read.
+    let huge = format!("email={}", "a".repeat(100_000));
+    assert_eq!(app.post_form("/subscribe", &huge).await.status(), 413);
+}
+both_backends!(embedded_form_posts_from_another_origin);
