@@ -41,6 +41,39 @@ struct RawConfig {
     mail: RawMail,
     subscriptions: SubscriptionsConfig,
     delivery: DeliveryConfig,
+    digests: DigestsConfig,
+    feeds: FeedsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DigestsConfig {
+    pub tick_interval: HumanDuration,
+    pub max_lateness: HumanDuration,
+    pub first_lookback: HumanDuration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedsConfig {
+    pub poll_interval: HumanDuration,
+    pub timeout: HumanDuration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDkim {
+    key_file: String,
+    selector: String,
+    domain: String,
+}
+
+/// DKIM signing, when configured.
+#[derive(Debug, Clone)]
+pub struct DkimConfig {
+    pub key_pem: String,
+    pub selector: String,
+    pub domain: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -72,6 +105,9 @@ pub struct SiteConfig {
     pub name: String,
     pub url: String,
     pub postal_address: String,
+    pub logo_url: String,
+    pub accent_color: String,
+    pub footer_text: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -85,6 +121,7 @@ struct RawMail {
     send_timeout: HumanDuration,
     connect_timeout: HumanDuration,
     helo_name: String,
+    dkim: RawDkim,
 }
 
 /// Where mail goes, parsed from `mail.url`.
@@ -119,6 +156,7 @@ pub struct MailConfig {
     pub send_timeout: HumanDuration,
     pub connect_timeout: HumanDuration,
     pub helo_name: Option<String>,
+    pub dkim: Option<DkimConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -156,6 +194,8 @@ pub struct Config {
     pub mail: MailConfig,
     pub subscriptions: SubscriptionsConfig,
     pub delivery: DeliveryConfig,
+    pub digests: DigestsConfig,
+    pub feeds: FeedsConfig,
 }
 
 /// Variables that start with HERALD_ but are not config keys.
@@ -400,6 +440,18 @@ impl RawConfig {
                 ));
             }
         }
+        for (key, v) in [("site.footer_text", &self.site.footer_text), ("site.logo_url", &self.site.logo_url)] {
+            if crate::domain::has_control_chars(v) {
+                return Err(invalid(key, "must not contain line breaks or control characters"));
+            }
+        }
+        let c = &self.site.accent_color;
+        if !(c.len() == 7 && c.starts_with('#') && c[1..].chars().all(|x| x.is_ascii_hexdigit())) {
+            return Err(invalid("site.accent_color", format!("{c:?} is not a colour like #1a4d8f")));
+        }
+        if !self.site.logo_url.is_empty() && !self.site.logo_url.starts_with("https://") && !self.site.logo_url.starts_with("http://") {
+            return Err(invalid("site.logo_url", "must be an http(s) URL"));
+        }
         if self.site.name.trim().is_empty() {
             return Err(invalid("site.name", "must not be empty"));
         }
@@ -455,6 +507,37 @@ impl RawConfig {
             return Err(invalid("mail.send_timeout", "must be more than 0s"));
         }
         let helo_name = (!self.mail.helo_name.is_empty()).then_some(self.mail.helo_name);
+        let dkim = if self.mail.dkim.key_file.is_empty() {
+            None
+        } else {
+            let key_pem = std::fs::read_to_string(&self.mail.dkim.key_file).map_err(|e| {
+                invalid("mail.dkim.key_file", format!("cannot read {:?}: {e}", self.mail.dkim.key_file))
+            })?;
+            let dkim_domain = if self.mail.dkim.domain.is_empty() { domain.clone() } else { self.mail.dkim.domain.clone() };
+            if self.mail.dkim.selector.is_empty() {
+                return Err(invalid("mail.dkim.selector", "must not be empty"));
+            }
+            if crate::delivery::dkim_signing_key(&key_pem).is_none() {
+                return Err(invalid(
+                    "mail.dkim.key_file",
+                    "is neither an RSA private key (PEM, BEGIN RSA PRIVATE KEY) nor a base64 Ed25519 key",
+                ));
+            }
+            Some(DkimConfig {
+                key_pem,
+                selector: self.mail.dkim.selector.clone(),
+                domain: dkim_domain,
+            })
+        };
+        for (key, d) in [
+            ("digests.tick_interval", self.digests.tick_interval),
+            ("feeds.poll_interval", self.feeds.poll_interval),
+            ("feeds.timeout", self.feeds.timeout),
+        ] {
+            if d.0.is_zero() {
+                return Err(invalid(key, "must be more than 0s"));
+            }
+        }
 
         if self.subscriptions.rate_limit_per_ip == 0 {
             return Err(invalid(
@@ -511,9 +594,12 @@ impl RawConfig {
                 send_timeout: self.mail.send_timeout,
                 connect_timeout: self.mail.connect_timeout,
                 helo_name,
+                dkim,
             },
             subscriptions: self.subscriptions,
             delivery: self.delivery,
+            digests: self.digests,
+            feeds: self.feeds,
         })
     }
 }

@@ -8,6 +8,7 @@ pub mod articles;
 pub mod clock;
 pub mod config;
 pub mod delivery;
+pub mod digests;
 pub mod domain;
 pub mod store;
 pub mod subscriptions;
@@ -64,8 +65,27 @@ pub struct Services {
     pub config: Arc<Config>,
     pub store: Arc<dyn Store>,
     pub subs: Arc<Subscriptions>,
+    pub digests: Arc<digests::Digests>,
     pub engine: Arc<DeliveryEngine>,
+    pub feeds: Arc<articles::FeedPoller>,
     pub clock: Clock,
+}
+
+/// Sends each ledger row to the module that knows how to write it.
+struct HeraldComposer {
+    transactional: TransactionalComposer,
+    digest: Arc<digests::DigestComposer>,
+}
+
+#[async_trait::async_trait]
+impl delivery::Composer for HeraldComposer {
+    async fn compose(&self, job: &store::SendJob) -> Result<delivery::Composed, String> {
+        if job.kind == store::SendKind::Digest.as_str() {
+            self.digest.compose(job).await
+        } else {
+            self.transactional.compose(job).await
+        }
+    }
 }
 
 impl Services {
@@ -80,21 +100,25 @@ impl Services {
             key,
             clock.clone(),
         ));
-        let composer = Arc::new(TransactionalComposer::new(
-            subs.clone(),
-            subscriptions::mails_footer(&config),
-        ));
-        let engine = Arc::new(DeliveryEngine::new(
-            &config,
+        let digest_composer = Arc::new(digests::DigestComposer::new(
             store.clone(),
-            composer,
-            clock.clone(),
+            subs.clone(),
+            digests::DigestLook::from_config(&config),
         ));
+        let composer = Arc::new(HeraldComposer {
+            transactional: TransactionalComposer::new(subs.clone(), subscriptions::mails_footer(&config)),
+            digest: digest_composer.clone(),
+        });
+        let engine = Arc::new(DeliveryEngine::new(&config, store.clone(), composer, clock.clone()));
+        let digests = Arc::new(digests::Digests::new(&config, store.clone(), clock.clone(), digest_composer));
+        let feeds = Arc::new(articles::FeedPoller::new(store.clone(), clock.clone(), config.feeds.timeout.0));
         Ok(Self {
             config: Arc::new(config),
             store,
             subs,
+            digests,
             engine,
+            feeds,
             clock,
         })
     }
@@ -268,8 +292,21 @@ async fn periodic_jobs(
 ) {
     let mut purge = tokio::time::interval(s.config.subscriptions.purge_interval.0);
     let mut upkeep = tokio::time::interval(std::time::Duration::from_secs(10));
+    let mut tick = tokio::time::interval(s.config.digests.tick_interval.0);
+    let mut poll = tokio::time::interval(s.config.feeds.poll_interval.0);
+    for i in [&mut purge, &mut upkeep, &mut tick, &mut poll] {
+        i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    }
     loop {
         tokio::select! {
+            _ = tick.tick() => match s.digests.run_tick().await {
+                Ok(made) if made.iter().any(|o| o.issue.send_count > 0) => s.engine.wake(),
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "scheduler tick failed; will retry"),
+            },
+            _ = poll.tick() => {
+                s.feeds.poll_all().await;
+            }
             _ = purge.tick() => {
                 if let Err(e) = s.subs.purge_expired_pending().await {
                     tracing::error!(error = %e, "purging expired signups failed");

@@ -1,8 +1,14 @@
-//! Sections (and, with the digests work, articles). A section is what readers choose:
-//! "Weapons of Mass Destruction (WMD)", slug `wmd`.
+//! Sections and their articles: add by hand or API, import RSS 2.0 / Atom / JSON Feed files,
+//! and poll each section's feed URL inside `herald serve`. Summaries keep safe HTML only
+//! (ammonia) for the HTML part and become plain text for the text part.
+
+mod feeds;
+
+pub use feeds::{FeedError, FeedPoller, parse_feed};
 
 use crate::domain::{SectionSlug, has_control_chars};
-use crate::store::{Section, Store, StoreError};
+use crate::store::{NewArticle, Section, Store, StoreError};
+use chrono::{DateTime, Utc};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SectionError {
@@ -12,19 +18,12 @@ pub enum SectionError {
     BadName,
     #[error("the description must be at most 2000 characters without control characters")]
     BadDescription,
+    #[error("unknown section {0:?} (see `herald sections list`)")]
+    Unknown(String),
+    #[error("the feed URL must be an http(s) URL: {0:?}")]
+    BadFeedUrl(String),
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-impl SectionError {
-    pub fn is_user_error(&self) -> bool {
-        !matches!(
-            self,
-            SectionError::Store(
-                StoreError::Database(_) | StoreError::Migrate(_) | StoreError::Open(_)
-            )
-        )
-    }
 }
 
 pub async fn add_section(
@@ -32,7 +31,7 @@ pub async fn add_section(
     slug: &str,
     name: &str,
     description: &str,
-    now: chrono::DateTime<chrono::Utc>,
+    now: DateTime<Utc>,
 ) -> Result<Section, SectionError> {
     let slug = SectionSlug::parse(slug)?;
     let name = name.trim();
@@ -40,12 +39,166 @@ pub async fn add_section(
         return Err(SectionError::BadName);
     }
     let description = description.trim();
-    if description.chars().count() > 2000
-        || description.chars().any(|c| c.is_control() && c != '\n')
-    {
+    if description.chars().count() > 2000 || description.chars().any(|c| c.is_control() && c != '\n') {
         return Err(SectionError::BadDescription);
     }
-    Ok(store
-        .add_section(slug.as_str(), name, description, now)
-        .await?)
+    Ok(store.add_section(slug.as_str(), name, description, now).await?)
+}
+
+pub async fn section_by_slug(store: &dyn Store, slug: &str) -> Result<Section, SectionError> {
+    store
+        .list_sections()
+        .await?
+        .into_iter()
+        .find(|s| s.slug == slug)
+        .ok_or_else(|| SectionError::Unknown(slug.chars().take(64).collect()))
+}
+
+pub async fn set_feed(store: &dyn Store, slug: &str, url: Option<&str>) -> Result<(), SectionError> {
+    let section = section_by_slug(store, slug).await?;
+    if let Some(u) = url {
+        let ok = url::Url::parse(u).is_ok_and(|p| matches!(p.scheme(), "http" | "https") && p.host_str().is_some());
+        if !ok {
+            return Err(SectionError::BadFeedUrl(u.chars().take(200).collect()));
+        }
+    }
+    Ok(store.set_section_feed(section.id, url).await?)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ArticleError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Section(#[from] SectionError),
+    #[error(transparent)]
+    Feed(#[from] FeedError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// An article as staff or a CMS submit it.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct ArticleInput {
+    pub section: String,
+    pub title: String,
+    pub url: String,
+    #[serde(default)]
+    pub summary: Option<String>,
+    #[serde(default)]
+    pub author: Option<String>,
+    #[serde(default)]
+    pub published: Option<DateTime<Utc>>,
+    /// Defaults to the URL.
+    #[serde(default)]
+    pub guid: Option<String>,
+}
+
+/// One line, no control characters, bounded: titles and names end up next to headers.
+pub fn one_line(s: &str, max: usize) -> String {
+    let cleaned: String = s
+        .chars()
+        .map(|c| if c.is_control() || c == '\u{2028}' || c == '\u{2029}' { ' ' } else { c })
+        .collect();
+    let collapsed = cleaned.split_whitespace().collect::<Vec<_>>().join(" ");
+    collapsed.chars().take(max).collect()
+}
+
+/// Safe HTML for the HTML part: formatting and links only, no scripts, styles or images
+/// that track. Links get rel=noopener.
+pub fn sanitize_html(html: &str) -> String {
+    ammonia::Builder::default()
+        .tags(maplit_tags(&["a", "b", "strong", "i", "em", "p", "br", "ul", "ol", "li", "blockquote", "code"]))
+        .url_schemes(maplit_tags(&["http", "https", "mailto"]))
+        .clean(html)
+        .to_string()
+}
+
+fn maplit_tags(tags: &[&'static str]) -> std::collections::HashSet<&'static str> {
+    tags.iter().copied().collect()
+}
+
+/// Plain text for the text part: tags removed, entities decoded, whitespace collapsed.
+pub fn html_to_text(html: &str) -> String {
+    let stripped = ammonia::Builder::empty().clean(html).to_string();
+    let decoded = stripped
+        .replace("&nbsp;", " ")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&");
+    decoded.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+impl ArticleInput {
+    pub fn into_new_article(self) -> Result<(String, NewArticle), ArticleError> {
+        let title = one_line(&self.title, 500);
+        if title.is_empty() {
+            return Err(ArticleError::Invalid("an article needs a title".into()));
+        }
+        let url_ok = url::Url::parse(self.url.trim()).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
+        if !url_ok || has_control_chars(&self.url) {
+            return Err(ArticleError::Invalid(format!(
+                "the article URL must be an http(s) URL, got {:?}",
+                self.url.chars().take(200).collect::<String>()
+            )));
+        }
+        let summary = self.summary.unwrap_or_default();
+        if summary.len() > 100_000 {
+            return Err(ArticleError::Invalid("the summary is too long (100 kB at most)".into()));
+        }
+        let url = self.url.trim().to_string();
+        Ok((
+            self.section,
+            NewArticle {
+                guid: self.guid.map(|g| one_line(&g, 1000)).filter(|g| !g.is_empty()).unwrap_or_else(|| url.clone()),
+                title,
+                summary_html: sanitize_html(&summary),
+                summary_text: html_to_text(&summary),
+                author: self.author.map(|a| one_line(&a, 200)).filter(|a| !a.is_empty()),
+                published_at: self.published,
+                url,
+            },
+        ))
+    }
+}
+
+/// Add one article; returns false when the section already had it (same guid).
+pub async fn add_article(store: &dyn Store, input: ArticleInput, now: DateTime<Utc>) -> Result<bool, ArticleError> {
+    let (slug, article) = input.into_new_article()?;
+    let section = section_by_slug(store, &slug).await?;
+    let added = store.insert_articles(section.id, &[article], now).await?;
+    if added > 0 {
+        metrics::counter!("herald_articles_added_total", "via" => "api").increment(1);
+    }
+    Ok(added > 0)
+}
+
+/// Import a feed document into a section. All or nothing: a document that is not a feed
+/// imports nothing. Returns (items in the feed, new articles).
+pub async fn import_feed(store: &dyn Store, slug: &str, bytes: &[u8], now: DateTime<Utc>) -> Result<(usize, u64), ArticleError> {
+    let section = section_by_slug(store, slug).await?;
+    let articles = parse_feed(bytes)?;
+    let added = store.insert_articles(section.id, &articles, now).await?;
+    Ok((articles.len(), added))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sanitises_and_flattens() {
+        let html = r#"<p>Hello <b>world</b> &amp; <script>alert(1)</script><img src="https://t.example/p.gif"><a href="javascript:x()">bad</a> <a href="https://ok.example/">ok</a></p>"#;
+        let safe = sanitize_html(html);
+        assert!(!safe.contains("script") && !safe.contains("img") && !safe.contains("javascript"), "{safe}");
+        assert!(safe.contains("<b>world</b>") && safe.contains(r#"href="https://ok.example/""#), "{safe}");
+        assert_eq!(html_to_text(html), "Hello world & bad ok");
+    }
+
+    #[test]
+    fn titles_are_one_line() {
+        assert_eq!(one_line("Breaking\r\nBcc: x@example.org", 100), "Breaking Bcc: x@example.org");
+    }
 }

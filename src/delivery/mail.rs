@@ -75,6 +75,48 @@ fn clean(name: &'static str, v: &str) -> Result<(), BuildError> {
     }
 }
 
+/// Parse a DKIM private key: RSA (PKCS#1 PEM) or Ed25519 (base64 of the 32-byte seed).
+pub fn dkim_signing_key(text: &str) -> Option<lettre::message::dkim::DkimSigningKey> {
+    use lettre::message::dkim::{DkimSigningAlgorithm, DkimSigningKey};
+    if text.contains("BEGIN RSA PRIVATE KEY") {
+        DkimSigningKey::new(text, DkimSigningAlgorithm::Rsa).ok()
+    } else {
+        DkimSigningKey::new(text.trim(), DkimSigningAlgorithm::Ed25519).ok()
+    }
+}
+
+/// DKIM over the headers that matter for deliverability and one-click unsubscribe
+/// (lettre's default covers only From/Subject/To/Date).
+pub fn dkim_config(c: &crate::config::DkimConfig) -> Option<lettre::message::dkim::DkimConfig> {
+    use lettre::message::dkim::{DkimCanonicalization, DkimCanonicalizationType, DkimConfig};
+    let key = dkim_signing_key(&c.key_pem)?;
+    let headers = [
+        "From",
+        "To",
+        "Subject",
+        "Date",
+        "Message-ID",
+        "List-Id",
+        "List-Unsubscribe",
+        "List-Unsubscribe-Post",
+        "MIME-Version",
+        "Content-Type",
+    ]
+    .into_iter()
+    .map(HeaderName::new_from_ascii_str)
+    .collect();
+    Some(DkimConfig::new(
+        c.selector.clone(),
+        c.domain.clone(),
+        key,
+        headers,
+        DkimCanonicalization {
+            header: DkimCanonicalizationType::Relaxed,
+            body: DkimCanonicalizationType::Relaxed,
+        },
+    ))
+}
+
 /// Build the complete RFC 5322 message.
 pub fn build_message(mail: &OutgoingMail, h: &MailHeaders) -> Result<Message, BuildError> {
     clean("Subject", &mail.subject)?;

@@ -93,6 +93,7 @@ pub struct DeliveryEngine {
     poll_interval: Duration,
     rate: Option<RateLimiter>,
     wake: Notify,
+    dkim: Option<lettre::message::dkim::DkimConfig>,
 }
 
 impl DeliveryEngine {
@@ -132,6 +133,7 @@ impl DeliveryEngine {
                 next: Mutex::new(tokio::time::Instant::now()),
             }),
             wake: Notify::new(),
+            dkim: config.mail.dkim.as_ref().and_then(super::mail::dkim_config),
         }
     }
 
@@ -192,14 +194,13 @@ impl DeliveryEngine {
             unsubscribe_url,
             unsubscribe_mailto: self.unsubscribe_mailto.clone(),
         };
-        let message = match build_message(&mail, &headers) {
+        let mut message = match build_message(&mail, &headers) {
             Ok(m) => m,
-            Err(e) => {
-                return SendOutcome::Failed {
-                    reply: e.to_string(),
-                };
-            }
+            Err(e) => return SendOutcome::Failed { reply: e.to_string() },
         };
+        if let Some(dkim) = &self.dkim {
+            message.sign(dkim);
+        }
         if let Some(rate) = &self.rate {
             rate.acquire().await;
         }

@@ -3,12 +3,14 @@
 
 mod duration;
 mod email;
+mod schedule;
 mod signup;
 mod slug;
 mod token;
 
 pub use duration::{HumanDuration, ParseDurationError};
 pub use email::{EmailAddress, EmailError};
+pub use schedule::{CronSchedule, ScheduleError};
 pub use signup::{SignupAction, SubscriberStatus};
 pub use slug::{SectionSlug, SlugError};
 pub use token::{ManageToken, RandomToken, SecretKey, TokenHash, TokenPurpose, sha256_hex};

@@ -252,6 +252,138 @@ pub struct SubscriberFilter {
     pub section_id: Option<i64>,
 }
 
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Article {
+    pub id: i64,
+    pub section_id: i64,
+    pub guid: String,
+    pub title: String,
+    pub url: String,
+    pub summary_html: String,
+    pub summary_text: String,
+    pub author: Option<String>,
+    pub published_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// An article to store; `guid` is unique per section, so storing it twice adds nothing.
+#[derive(Debug, Clone)]
+pub struct NewArticle {
+    pub guid: String,
+    pub title: String,
+    pub url: String,
+    pub summary_html: String,
+    pub summary_text: String,
+    pub author: Option<String>,
+    pub published_at: Option<DateTime<Utc>>,
+}
+
+/// A section's feed and the state of its last poll.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct SectionFeed {
+    pub id: i64,
+    pub slug: String,
+    pub feed_url: Option<String>,
+    pub feed_etag: Option<String>,
+    pub feed_last_modified: Option<String>,
+    pub feed_checked_at: Option<DateTime<Utc>>,
+    pub feed_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct ApiToken {
+    pub id: i64,
+    pub name: String,
+    pub role: String,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Schedule {
+    pub id: i64,
+    pub name: String,
+    pub cron: String,
+    pub timezone: String,
+    pub subject: Option<String>,
+    pub enabled: bool,
+    pub created_at: DateTime<Utc>,
+    pub next_run_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewSchedule {
+    pub name: String,
+    pub cron: String,
+    pub timezone: String,
+    pub subject: Option<String>,
+    pub section_ids: Vec<i64>,
+    pub next_run_at: DateTime<Utc>,
+    pub now: DateTime<Utc>,
+}
+
+/// One digest run to create, with its tick claimed in the same transaction.
+#[derive(Debug, Clone)]
+pub struct IssuePlan {
+    pub schedule_id: i64,
+    pub schedule_name: String,
+    /// `Some((expected, new))`: claim the tick by moving `next_run_at` from `expected` to
+    /// `new`; no issue if another instance already moved it. `None`: a manual run.
+    pub claim: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    pub scheduled_for: DateTime<Utc>,
+    pub window_end: DateTime<Utc>,
+    /// Where the window starts when the schedule has no issue yet.
+    pub first_window_start: DateTime<Utc>,
+    /// Record the tick as skipped (too late) without sending.
+    pub stale: bool,
+    pub subject: String,
+    /// Message-IDs are `<d{issue}.{subscriber}.{nonce}@{domain}>`: fixed at enqueue time.
+    pub message_id_nonce: String,
+    pub message_id_domain: String,
+    pub now: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Issue {
+    pub id: i64,
+    pub schedule_id: Option<i64>,
+    pub schedule_name: String,
+    pub scheduled_for: DateTime<Utc>,
+    pub window_start: DateTime<Utc>,
+    pub window_end: DateTime<Utc>,
+    pub status: String,
+    pub subject: String,
+    pub article_count: i32,
+    pub send_count: i32,
+    pub created_at: DateTime<Utc>,
+}
+
+/// An article of an issue, with the section it came through.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct IssueArticle {
+    pub section_id: i64,
+    pub section_slug: String,
+    pub section_name: String,
+    pub title: String,
+    pub url: String,
+    pub summary_html: String,
+    pub summary_text: String,
+    pub author: Option<String>,
+    pub published_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A filter on the delivery log.
+#[derive(Debug, Clone, Default)]
+pub struct SendFilter {
+    pub issue_id: Option<i64>,
+    pub status: Option<String>,
+    pub email: Option<String>,
+    pub updated_since: Option<DateTime<Utc>>,
+    /// Only rows with a larger id (for `--follow`, with `order_by_update`).
+    pub limit: Option<i64>,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     fn backend(&self) -> &'static str;
@@ -339,6 +471,55 @@ pub trait Store: Send + Sync + 'static {
     async fn pending_send_count(&self) -> StoreResult<i64>;
     /// The earliest `next_attempt_at` of a send waiting to be retried or claimed.
     async fn next_due_at(&self) -> StoreResult<Option<DateTime<Utc>>>;
+
+    // --- articles and feeds
+    /// Store articles of one section in one transaction; returns how many were new.
+    async fn insert_articles(&self, section_id: i64, articles: &[NewArticle], now: DateTime<Utc>) -> StoreResult<u64>;
+    async fn list_articles(&self, section_id: Option<i64>, limit: i64) -> StoreResult<Vec<Article>>;
+    async fn set_section_feed(&self, section_id: i64, url: Option<&str>) -> StoreResult<()>;
+    async fn section_feeds(&self) -> StoreResult<Vec<SectionFeed>>;
+    async fn record_feed_poll(
+        &self,
+        section_id: i64,
+        now: DateTime<Utc>,
+        etag: Option<&str>,
+        last_modified: Option<&str>,
+        error: Option<&str>,
+    ) -> StoreResult<()>;
+
+    // --- API tokens
+    async fn add_api_token(&self, name: &str, role: &str, token_hash: &str, now: DateTime<Utc>) -> StoreResult<ApiToken>;
+    async fn list_api_tokens(&self) -> StoreResult<Vec<ApiToken>>;
+    async fn revoke_api_token(&self, name: &str, now: DateTime<Utc>) -> StoreResult<bool>;
+    async fn api_token_by_hash(&self, token_hash: &str) -> StoreResult<Option<ApiToken>>;
+
+    // --- schedules and issues
+    async fn add_schedule(&self, s: &NewSchedule) -> StoreResult<Schedule>;
+    async fn list_schedules(&self) -> StoreResult<Vec<Schedule>>;
+    async fn schedule_by_name(&self, name: &str) -> StoreResult<Option<Schedule>>;
+    async fn schedule_sections(&self, schedule_id: i64) -> StoreResult<Vec<Section>>;
+    /// Pause or resume; resuming sets the next run. Returns false for an unknown name.
+    async fn set_schedule_enabled(&self, name: &str, enabled: bool, next_run_at: Option<DateTime<Utc>>) -> StoreResult<bool>;
+    async fn remove_schedule(&self, name: &str) -> StoreResult<bool>;
+    async fn due_schedules(&self, now: DateTime<Utc>) -> StoreResult<Vec<Schedule>>;
+    /// Where the next issue's window of this schedule starts (the last issue's end).
+    async fn last_window_end(&self, schedule_id: i64) -> StoreResult<Option<DateTime<Utc>>>;
+    /// Claim the tick and write the issue, its articles and one `sends` row per reader in
+    /// one transaction. None when the tick was already claimed.
+    async fn create_issue(&self, plan: &IssuePlan) -> StoreResult<Option<Issue>>;
+    async fn issue(&self, id: i64) -> StoreResult<Option<Issue>>;
+    async fn issue_articles(&self, issue_id: i64) -> StoreResult<Vec<IssueArticle>>;
+    /// Articles of a schedule's sections that arrived in (start, end], for previews.
+    async fn window_articles(&self, schedule_id: i64, start: DateTime<Utc>, end: DateTime<Utc>) -> StoreResult<Vec<IssueArticle>>;
+    async fn list_issues(&self, limit: i64) -> StoreResult<Vec<Issue>>;
+    async fn issue_status_counts(&self, issue_id: i64) -> StoreResult<Vec<(String, i64)>>;
+    async fn subscriber_section_ids(&self, subscriber_id: i64) -> StoreResult<Vec<i64>>;
+    /// First active subscriber of any of these sections (preview without --to).
+    async fn first_reader(&self, section_ids: &[i64]) -> StoreResult<Option<Subscriber>>;
+    async fn list_sends(&self, filter: &SendFilter) -> StoreResult<Vec<SendRecord>>;
+    /// Put failed (or other settled) sends of an issue back in the queue.
+    async fn requeue_sends(&self, issue_id: i64, status: &str, now: DateTime<Utc>) -> StoreResult<u64>;
+    async fn unsettled_sends_of_issue(&self, issue_id: i64) -> StoreResult<i64>;
 }
 
 /// Open the store named by a database URL (`sqlite:PATH` or `postgres://…`).

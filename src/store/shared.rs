@@ -621,6 +621,461 @@ macro_rules! shared_store_impl {
                 })
             }
 
+            async fn insert_articles(&self, section_id: i64, articles: &[NewArticle], now: DateTime<Utc>) -> StoreResult<u64> {
+                let mut tx = self.begin_write().await?;
+                let mut added = 0;
+                for a in articles {
+                    added += sqlx::query::<$db>(
+                        "INSERT INTO articles (section_id, guid, title, url, summary_html, summary_text, author, published_at, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (section_id, guid) DO NOTHING",
+                    )
+                    .bind(section_id)
+                    .bind(&a.guid)
+                    .bind(&a.title)
+                    .bind(&a.url)
+                    .bind(&a.summary_html)
+                    .bind(&a.summary_text)
+                    .bind(&a.author)
+                    .bind(a.published_at)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                }
+                tx.commit().await?;
+                Ok(added)
+            }
+
+            async fn list_articles(&self, section_id: Option<i64>, limit: i64) -> StoreResult<Vec<Article>> {
+                Ok(sqlx::query_as::<$db, Article>(
+                    "SELECT id, section_id, guid, title, url, summary_html, summary_text, author, published_at, created_at \
+                     FROM articles WHERE ($1 IS NULL OR section_id = $1) ORDER BY created_at DESC, id DESC LIMIT $2",
+                )
+                .bind(section_id)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn set_section_feed(&self, section_id: i64, url: Option<&str>) -> StoreResult<()> {
+                sqlx::query::<$db>(
+                    "UPDATE sections SET feed_url = $2, feed_etag = NULL, feed_last_modified = NULL, feed_error = NULL WHERE id = $1",
+                )
+                .bind(section_id)
+                .bind(url)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn section_feeds(&self) -> StoreResult<Vec<SectionFeed>> {
+                Ok(sqlx::query_as::<$db, SectionFeed>(
+                    "SELECT id, slug, feed_url, feed_etag, feed_last_modified, feed_checked_at, feed_error FROM sections ORDER BY slug",
+                )
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn record_feed_poll(
+                &self,
+                section_id: i64,
+                now: DateTime<Utc>,
+                etag: Option<&str>,
+                last_modified: Option<&str>,
+                error: Option<&str>,
+            ) -> StoreResult<()> {
+                // On error keep the validators of the last good fetch.
+                sqlx::query::<$db>(
+                    "UPDATE sections SET feed_checked_at = $2, feed_error = $5, \
+                     feed_etag = CASE WHEN $5 IS NULL THEN $3 ELSE feed_etag END, \
+                     feed_last_modified = CASE WHEN $5 IS NULL THEN $4 ELSE feed_last_modified END WHERE id = $1",
+                )
+                .bind(section_id)
+                .bind(now)
+                .bind(etag)
+                .bind(last_modified)
+                .bind(error)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn add_api_token(&self, name: &str, role: &str, token_hash: &str, now: DateTime<Utc>) -> StoreResult<ApiToken> {
+                let r = sqlx::query_as::<$db, ApiToken>(
+                    "INSERT INTO api_tokens (name, role, token_hash, created_at) VALUES ($1, $2, $3, $4) \
+                     RETURNING id, name, role, created_at, revoked_at",
+                )
+                .bind(name)
+                .bind(role)
+                .bind(token_hash)
+                .bind(now)
+                .fetch_one(&self.pool)
+                .await;
+                match r {
+                    Ok(t) => Ok(t),
+                    Err(e) if $crate::store::shared::is_unique_violation(&e) => {
+                        Err(StoreError::Conflict(format!("a token named {name:?} already exists")))
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            }
+
+            async fn list_api_tokens(&self) -> StoreResult<Vec<ApiToken>> {
+                Ok(sqlx::query_as::<$db, ApiToken>("SELECT id, name, role, created_at, revoked_at FROM api_tokens ORDER BY name")
+                    .fetch_all(&self.pool)
+                    .await?)
+            }
+
+            async fn revoke_api_token(&self, name: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+                Ok(sqlx::query::<$db>("UPDATE api_tokens SET revoked_at = $2 WHERE name = $1 AND revoked_at IS NULL")
+                    .bind(name)
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected()
+                    > 0)
+            }
+
+            async fn api_token_by_hash(&self, token_hash: &str) -> StoreResult<Option<ApiToken>> {
+                Ok(sqlx::query_as::<$db, ApiToken>(
+                    "SELECT id, name, role, created_at, revoked_at FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
+                )
+                .bind(token_hash)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn add_schedule(&self, n: &NewSchedule) -> StoreResult<Schedule> {
+                let mut tx = self.begin_write().await?;
+                let r = sqlx::query_as::<$db, Schedule>(
+                    "INSERT INTO schedules (name, cron, timezone, subject, enabled, created_at, next_run_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                     RETURNING id, name, cron, timezone, subject, enabled, created_at, next_run_at",
+                )
+                .bind(&n.name)
+                .bind(&n.cron)
+                .bind(&n.timezone)
+                .bind(&n.subject)
+                .bind(true)
+                .bind(n.now)
+                .bind(n.next_run_at)
+                .fetch_one(&mut *tx)
+                .await;
+                let sched = match r {
+                    Ok(s) => s,
+                    Err(e) if $crate::store::shared::is_unique_violation(&e) => {
+                        return Err(StoreError::Conflict(format!("a schedule named {:?} already exists", n.name)));
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                for section in &n.section_ids {
+                    sqlx::query::<$db>("INSERT INTO schedule_sections (schedule_id, section_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                        .bind(sched.id)
+                        .bind(section)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(sched)
+            }
+
+            async fn list_schedules(&self) -> StoreResult<Vec<Schedule>> {
+                Ok(sqlx::query_as::<$db, Schedule>(
+                    "SELECT id, name, cron, timezone, subject, enabled, created_at, next_run_at FROM schedules ORDER BY name",
+                )
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn schedule_by_name(&self, name: &str) -> StoreResult<Option<Schedule>> {
+                Ok(sqlx::query_as::<$db, Schedule>(
+                    "SELECT id, name, cron, timezone, subject, enabled, created_at, next_run_at FROM schedules WHERE name = $1",
+                )
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn schedule_sections(&self, schedule_id: i64) -> StoreResult<Vec<Section>> {
+                Ok(sqlx::query_as::<$db, Section>(
+                    "SELECT s.id, s.slug, s.name, s.description, s.feed_url, s.created_at FROM sections s \
+                     JOIN schedule_sections x ON x.section_id = s.id WHERE x.schedule_id = $1 ORDER BY s.name, s.slug",
+                )
+                .bind(schedule_id)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn set_schedule_enabled(&self, name: &str, enabled: bool, next_run_at: Option<DateTime<Utc>>) -> StoreResult<bool> {
+                Ok(sqlx::query::<$db>(
+                    "UPDATE schedules SET enabled = $2, next_run_at = COALESCE($3, next_run_at) WHERE name = $1",
+                )
+                .bind(name)
+                .bind(enabled)
+                .bind(next_run_at)
+                .execute(&self.pool)
+                .await?
+                .rows_affected()
+                    > 0)
+            }
+
+            async fn remove_schedule(&self, name: &str) -> StoreResult<bool> {
+                Ok(sqlx::query::<$db>("DELETE FROM schedules WHERE name = $1")
+                    .bind(name)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected()
+                    > 0)
+            }
+
+            async fn due_schedules(&self, now: DateTime<Utc>) -> StoreResult<Vec<Schedule>> {
+                Ok(sqlx::query_as::<$db, Schedule>(
+                    "SELECT id, name, cron, timezone, subject, enabled, created_at, next_run_at FROM schedules \
+                     WHERE enabled = $2 AND next_run_at <= $1 ORDER BY next_run_at",
+                )
+                .bind(now)
+                .bind(true)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn last_window_end(&self, schedule_id: i64) -> StoreResult<Option<DateTime<Utc>>> {
+                Ok(sqlx::query_scalar::<$db, Option<DateTime<Utc>>>("SELECT MAX(window_end) FROM issues WHERE schedule_id = $1")
+                    .bind(schedule_id)
+                    .fetch_one(&self.pool)
+                    .await?)
+            }
+
+            async fn create_issue(&self, p: &IssuePlan) -> StoreResult<Option<Issue>> {
+                let mut tx = self.begin_write().await?;
+                // The first statement locks the schedule row (PostgreSQL) or the database
+                // (SQLite), so the window read below cannot race another run of this schedule.
+                let claimed = match p.claim {
+                    Some((expected, new)) => sqlx::query::<$db>(
+                        "UPDATE schedules SET next_run_at = $3 WHERE id = $1 AND next_run_at = $2 AND enabled = $4",
+                    )
+                    .bind(p.schedule_id)
+                    .bind(expected)
+                    .bind(new)
+                    .bind(true)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected(),
+                    None => sqlx::query::<$db>("UPDATE schedules SET next_run_at = next_run_at WHERE id = $1")
+                        .bind(p.schedule_id)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected(),
+                };
+                if claimed == 0 {
+                    return Ok(None);
+                }
+                let last_end: Option<DateTime<Utc>> =
+                    sqlx::query_scalar::<$db, Option<DateTime<Utc>>>("SELECT MAX(window_end) FROM issues WHERE schedule_id = $1")
+                        .bind(p.schedule_id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                let window_start = last_end.unwrap_or(p.first_window_start);
+                // A stale tick keeps an empty window, so the next issue still covers its articles.
+                let window_end = if p.stale { window_start } else { p.window_end.max(window_start) };
+                let inserted = sqlx::query_scalar::<$db, i64>(
+                    "INSERT INTO issues (schedule_id, schedule_name, scheduled_for, window_start, window_end, status, subject, \
+                     article_count, send_count, created_at) VALUES ($1, $2, $3, $4, $5, 'skipped', $6, 0, 0, $7) \
+                     ON CONFLICT (schedule_id, scheduled_for) DO NOTHING RETURNING id",
+                )
+                .bind(p.schedule_id)
+                .bind(&p.schedule_name)
+                .bind(p.scheduled_for)
+                .bind(window_start)
+                .bind(window_end)
+                .bind(&p.subject)
+                .bind(p.now)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(issue_id) = inserted else {
+                    // This tick already has its issue.
+                    return Ok(None);
+                };
+                if !p.stale {
+                    let articles = sqlx::query::<$db>(
+                        "INSERT INTO issue_articles (issue_id, article_id) \
+                         SELECT $1, a.id FROM articles a JOIN schedule_sections x ON x.section_id = a.section_id \
+                         WHERE x.schedule_id = $2 AND a.created_at > $3 AND a.created_at <= $4",
+                    )
+                    .bind(issue_id)
+                    .bind(p.schedule_id)
+                    .bind(window_start)
+                    .bind(window_end)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    if articles > 0 {
+                        // One set-based statement for every reader: no per-subscriber round trips.
+                        let sends = sqlx::query::<$db>(
+                            "INSERT INTO sends (issue_id, kind, subscriber_id, email, message_id, status, attempts, \
+                             next_attempt_at, created_at, updated_at) \
+                             SELECT $1, 'digest', s.id, s.email, '<d' || $2 || '.' || s.id || '.' || $3 || '@' || $4 || '>', \
+                             'queued', 0, $5, $5, $5 FROM subscribers s \
+                             WHERE s.status = 'active' AND EXISTS (SELECT 1 FROM subscriptions x WHERE x.subscriber_id = s.id \
+                               AND x.section_id IN (SELECT a.section_id FROM issue_articles ia JOIN articles a ON a.id = ia.article_id \
+                                                    WHERE ia.issue_id = $1))",
+                        )
+                        .bind(issue_id)
+                        .bind(issue_id.to_string())
+                        .bind(&p.message_id_nonce)
+                        .bind(&p.message_id_domain)
+                        .bind(p.now)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                        sqlx::query::<$db>(
+                            "UPDATE issues SET status = 'queued', article_count = $2, send_count = $3 WHERE id = $1",
+                        )
+                        .bind(issue_id)
+                        .bind(articles as i32)
+                        .bind(sends as i32)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+                let issue = sqlx::query_as::<$db, Issue>(
+                    "SELECT id, schedule_id, schedule_name, scheduled_for, window_start, window_end, status, subject, \
+                     article_count, send_count, created_at FROM issues WHERE id = $1",
+                )
+                .bind(issue_id)
+                .fetch_one(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(Some(issue))
+            }
+
+            async fn issue(&self, id: i64) -> StoreResult<Option<Issue>> {
+                Ok(sqlx::query_as::<$db, Issue>(
+                    "SELECT id, schedule_id, schedule_name, scheduled_for, window_start, window_end, status, subject, \
+                     article_count, send_count, created_at FROM issues WHERE id = $1",
+                )
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn issue_articles(&self, issue_id: i64) -> StoreResult<Vec<IssueArticle>> {
+                Ok(sqlx::query_as::<$db, IssueArticle>(
+                    "SELECT a.section_id, s.slug AS section_slug, s.name AS section_name, a.title, a.url, a.summary_html, \
+                     a.summary_text, a.author, a.published_at, a.created_at FROM issue_articles ia \
+                     JOIN articles a ON a.id = ia.article_id JOIN sections s ON s.id = a.section_id \
+                     WHERE ia.issue_id = $1 ORDER BY s.name, s.slug, COALESCE(a.published_at, a.created_at) DESC, a.id",
+                )
+                .bind(issue_id)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn window_articles(&self, schedule_id: i64, start: DateTime<Utc>, end: DateTime<Utc>) -> StoreResult<Vec<IssueArticle>> {
+                Ok(sqlx::query_as::<$db, IssueArticle>(
+                    "SELECT a.section_id, s.slug AS section_slug, s.name AS section_name, a.title, a.url, a.summary_html, \
+                     a.summary_text, a.author, a.published_at, a.created_at FROM articles a \
+                     JOIN sections s ON s.id = a.section_id JOIN schedule_sections x ON x.section_id = a.section_id \
+                     WHERE x.schedule_id = $1 AND a.created_at > $2 AND a.created_at <= $3 \
+                     ORDER BY s.name, s.slug, COALESCE(a.published_at, a.created_at) DESC, a.id",
+                )
+                .bind(schedule_id)
+                .bind(start)
+                .bind(end)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn list_issues(&self, limit: i64) -> StoreResult<Vec<Issue>> {
+                Ok(sqlx::query_as::<$db, Issue>(
+                    "SELECT id, schedule_id, schedule_name, scheduled_for, window_start, window_end, status, subject, \
+                     article_count, send_count, created_at FROM issues ORDER BY id DESC LIMIT $1",
+                )
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn issue_status_counts(&self, issue_id: i64) -> StoreResult<Vec<(String, i64)>> {
+                Ok(sqlx::query_as::<$db, (String, i64)>(
+                    "SELECT status, COUNT(*) FROM sends WHERE issue_id = $1 GROUP BY status ORDER BY status",
+                )
+                .bind(issue_id)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn subscriber_section_ids(&self, subscriber_id: i64) -> StoreResult<Vec<i64>> {
+                Ok(sqlx::query_scalar::<$db, i64>("SELECT section_id FROM subscriptions WHERE subscriber_id = $1")
+                    .bind(subscriber_id)
+                    .fetch_all(&self.pool)
+                    .await?)
+            }
+
+            async fn first_reader(&self, section_ids: &[i64]) -> StoreResult<Option<Subscriber>> {
+                for section in section_ids {
+                    let s = sqlx::query_as::<$db, Subscriber>(
+                        "SELECT id, email, status, created_at, updated_at, signup_ip, signup_form, confirmed_at, consent_at, \
+                         consent_ip, consent_form, unsubscribed_at, last_notice_at FROM subscribers \
+                         WHERE status = 'active' AND id IN (SELECT subscriber_id FROM subscriptions WHERE section_id = $1) \
+                         ORDER BY id LIMIT 1",
+                    )
+                    .bind(section)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                    if s.is_some() {
+                        return Ok(s);
+                    }
+                }
+                Ok(None)
+            }
+
+            async fn list_sends(&self, f: &SendFilter) -> StoreResult<Vec<SendRecord>> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT id, issue_id, kind, email, message_id, status, attempts, last_reply, created_at, updated_at, sent_at \
+                     FROM sends WHERE 1 = 1",
+                );
+                if let Some(i) = f.issue_id {
+                    qb.push(" AND issue_id = ").push_bind(i);
+                }
+                if let Some(st) = &f.status {
+                    qb.push(" AND status = ").push_bind(st.clone());
+                }
+                if let Some(e) = &f.email {
+                    qb.push(" AND email = ").push_bind(e.clone());
+                }
+                if let Some(t) = f.updated_since {
+                    qb.push(" AND updated_at >= ").push_bind(t);
+                }
+                qb.push(" ORDER BY updated_at, id");
+                if let Some(l) = f.limit {
+                    qb.push(" LIMIT ").push_bind(l);
+                }
+                Ok(qb.build_query_as::<SendRecord>().fetch_all(&self.pool).await?)
+            }
+
+            async fn requeue_sends(&self, issue_id: i64, status: &str, now: DateTime<Utc>) -> StoreResult<u64> {
+                Ok(sqlx::query::<$db>(
+                    "UPDATE sends SET status = 'queued', next_attempt_at = $3, updated_at = $3, requeued_at = $3, \
+                     lease_owner = NULL, lease_until = NULL WHERE issue_id = $1 AND status = $2",
+                )
+                .bind(issue_id)
+                .bind(status)
+                .bind(now)
+                .execute(&self.pool)
+                .await?
+                .rows_affected())
+            }
+
+            async fn unsettled_sends_of_issue(&self, issue_id: i64) -> StoreResult<i64> {
+                Ok(sqlx::query_scalar::<$db, i64>(
+                    "SELECT COUNT(*) FROM sends WHERE issue_id = $1 AND status IN ('queued', 'retrying', 'sending')",
+                )
+                .bind(issue_id)
+                .fetch_one(&self.pool)
+                .await?)
+            }
+
             $($dialect)*
         }
     };

@@ -1,0 +1,159 @@
+//! RSS 2.0, Atom and JSON Feed: parsing (feed-rs) and polling each section's feed URL with
+//! conditional GET. A feed that fails is logged, counted, shown by `herald sections list`,
+//! and retried at the next poll; it never stops herald and never half-imports.
+
+use super::{html_to_text, one_line, sanitize_html};
+use crate::clock::Clock;
+use crate::store::{NewArticle, SectionFeed, Store};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FeedError {
+    #[error("not a feed (RSS, Atom or JSON Feed): {0}")]
+    Parse(String),
+    #[error("fetching {url}: {message}")]
+    Fetch { url: String, message: String },
+}
+
+/// Parse a feed document into articles. Items are keyed by their guid/id, else their link;
+/// items without a link are skipped (a digest entry needs somewhere to go).
+pub fn parse_feed(bytes: &[u8]) -> Result<Vec<NewArticle>, FeedError> {
+    let parser = feed_rs::parser::Builder::new()
+        // Without a guid, key by the link: feed-rs would otherwise hash link+title, and a
+        // corrected title would then import the same story twice.
+        .id_generator(|links, title, _| {
+            links
+                .first()
+                .map(|l| l.href.clone())
+                .or_else(|| title.as_ref().map(|t| format!("title:{}", t.content)))
+                .unwrap_or_default()
+        })
+        .build();
+    let feed = parser.parse(bytes).map_err(|e| FeedError::Parse(e.to_string()))?;
+    let mut out = Vec::new();
+    for e in feed.entries {
+        let link = e
+            .links
+            .iter()
+            .find(|l| l.rel.as_deref().is_none_or(|r| r == "alternate"))
+            .or(e.links.first())
+            .map(|l| l.href.trim().to_string());
+        let Some(url) = link.filter(|u| u.starts_with("http://") || u.starts_with("https://")) else {
+            continue;
+        };
+        let title = e.title.map(|t| one_line(&html_to_text(&t.content), 500)).unwrap_or_default();
+        let title = if title.is_empty() { url.clone() } else { title };
+        let summary = e
+            .summary
+            .map(|s| s.content)
+            .or_else(|| e.content.and_then(|c| c.body))
+            .unwrap_or_default();
+        let guid = if e.id.trim().is_empty() { url.clone() } else { one_line(&e.id, 1000) };
+        out.push(NewArticle {
+            guid,
+            title,
+            summary_html: sanitize_html(&summary),
+            summary_text: html_to_text(&summary),
+            author: e
+                .authors
+                .first()
+                .and_then(|a| a.name.as_deref())
+                .map(|n| one_line(n, 200))
+                .filter(|a| !a.is_empty()),
+            published_at: e.published.or(e.updated),
+            url,
+        });
+    }
+    Ok(out)
+}
+
+/// Polls every section that has a feed URL.
+pub struct FeedPoller {
+    store: Arc<dyn Store>,
+    clock: Clock,
+    http: reqwest::Client,
+}
+
+impl FeedPoller {
+    pub fn new(store: Arc<dyn Store>, clock: Clock, timeout: Duration) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION"), " (newsletter)"))
+            .build()
+            .expect("HTTP client");
+        Self { store, clock, http }
+    }
+
+    /// Poll all feeds once; returns how many new articles arrived.
+    pub async fn poll_all(&self) -> u64 {
+        let feeds = match self.store.section_feeds().await {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(error = %e, "feed poll: cannot list sections");
+                return 0;
+            }
+        };
+        let mut added = 0;
+        for f in feeds.into_iter().filter(|f| f.feed_url.is_some()) {
+            match self.poll_one(&f).await {
+                Ok(n) => added += n,
+                Err(e) => {
+                    metrics::counter!("herald_feed_poll_errors_total", "section" => f.slug.clone()).increment(1);
+                    tracing::warn!(section = %f.slug, error = %e, "feed poll failed; will retry at the next poll");
+                    let _ = self
+                        .store
+                        .record_feed_poll(f.id, self.clock.now(), None, None, Some(&e.to_string()))
+                        .await;
+                }
+            }
+        }
+        added
+    }
+
+    async fn poll_one(&self, f: &SectionFeed) -> Result<u64, FeedError> {
+        let url = f.feed_url.clone().unwrap_or_default();
+        let fetch_err = |message: String| FeedError::Fetch {
+            url: url.clone(),
+            message,
+        };
+        let mut req = self.http.get(&url);
+        if let Some(etag) = &f.feed_etag {
+            req = req.header(reqwest::header::IF_NONE_MATCH, etag);
+        }
+        if let Some(lm) = &f.feed_last_modified {
+            req = req.header(reqwest::header::IF_MODIFIED_SINCE, lm);
+        }
+        let res = req.send().await.map_err(|e| fetch_err(e.to_string()))?;
+        let header = |name| res.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let etag = header(reqwest::header::ETAG);
+        let last_modified = header(reqwest::header::LAST_MODIFIED);
+        if res.status() == reqwest::StatusCode::NOT_MODIFIED {
+            self.store
+                .record_feed_poll(f.id, self.clock.now(), f.feed_etag.as_deref(), f.feed_last_modified.as_deref(), None)
+                .await
+                .map_err(|e| fetch_err(e.to_string()))?;
+            return Ok(0);
+        }
+        if !res.status().is_success() {
+            return Err(fetch_err(format!("HTTP {}", res.status())));
+        }
+        let body = res.bytes().await.map_err(|e| fetch_err(e.to_string()))?;
+        let articles = parse_feed(&body)?;
+        let now = self.clock.now();
+        let added = self
+            .store
+            .insert_articles(f.id, &articles, now)
+            .await
+            .map_err(|e| fetch_err(e.to_string()))?;
+        self.store
+            .record_feed_poll(f.id, now, etag.as_deref(), last_modified.as_deref(), None)
+            .await
+            .map_err(|e| fetch_err(e.to_string()))?;
+        if added > 0 {
+            metrics::counter!("herald_articles_added_total", "via" => "feed").increment(added);
+            tracing::info!(section = %f.slug, added, "feed polled");
+        }
+        Ok(added)
+    }
+}

@@ -1,0 +1,317 @@
+//! Digests: schedules (cron in a time zone), the scheduler tick that turns a due tick into
+//! exactly one issue, and per-reader rendering (`render.rs`).
+//!
+//! Exactly once: the tick is claimed by moving the schedule's `next_run_at` from the value
+//! read to the next tick, in the same transaction that writes the issue and all its
+//! `sends` rows; `issues` is unique on (schedule, scheduled time). Two instances, or a
+//! restart mid-tick, therefore make one issue per tick.
+
+mod render;
+
+pub use render::{DigestComposer, DigestLook, RenderedDigest};
+
+use crate::articles::one_line;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::domain::{CronSchedule, ScheduleError, has_control_chars};
+use crate::store::{Issue, IssuePlan, NewSchedule, Schedule, Store, StoreError};
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DigestError {
+    #[error(transparent)]
+    Schedule(#[from] ScheduleError),
+    #[error("unknown schedule {0:?} (see `herald schedules list`)")]
+    UnknownSchedule(String),
+    #[error("unknown section {0:?} (see `herald sections list`)")]
+    UnknownSection(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("nothing to preview: {0}")]
+    NothingToPreview(String),
+    #[error("rendering failed: {0}")]
+    Render(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What one tick did for one schedule.
+#[derive(Debug, Clone)]
+pub struct TickOutcome {
+    pub schedule: String,
+    pub issue: Issue,
+}
+
+/// A schedule with its sections, for listings.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ScheduleView {
+    #[serde(flatten)]
+    pub schedule: Schedule,
+    pub sections: Vec<String>,
+    pub description: String,
+    /// The next runs in the schedule's own time zone.
+    pub upcoming: Vec<String>,
+}
+
+pub struct Digests {
+    store: Arc<dyn Store>,
+    clock: Clock,
+    max_lateness: chrono::Duration,
+    first_lookback: chrono::Duration,
+    domain: String,
+    composer: Arc<DigestComposer>,
+}
+
+impl Digests {
+    pub fn new(config: &Config, store: Arc<dyn Store>, clock: Clock, composer: Arc<DigestComposer>) -> Self {
+        Self {
+            store,
+            clock,
+            max_lateness: config.digests.max_lateness.as_chrono(),
+            first_lookback: config.digests.first_lookback.as_chrono(),
+            domain: config.mail.domain.clone(),
+            composer,
+        }
+    }
+
+    pub fn composer(&self) -> &Arc<DigestComposer> {
+        &self.composer
+    }
+
+    pub async fn add_schedule(
+        &self,
+        name: &str,
+        cron: &str,
+        sections: &[String],
+        timezone: Option<&str>,
+        subject: Option<&str>,
+    ) -> Result<Schedule, DigestError> {
+        let name = name.trim();
+        if name.is_empty() || name.len() > 100 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            return Err(DigestError::Invalid(
+                "a schedule name is 1 to 100 letters, digits, dots, dashes or underscores".into(),
+            ));
+        }
+        let tz = timezone.unwrap_or("UTC");
+        let parsed = CronSchedule::parse(cron, tz)?;
+        if let Some(s) = subject
+            && (has_control_chars(s) || s.trim().is_empty() || s.len() > 300)
+        {
+            return Err(DigestError::Invalid("the subject must be one line of at most 300 characters".into()));
+        }
+        let all = self.store.list_sections().await?;
+        let mut section_ids = Vec::new();
+        for slug in sections {
+            let s = all
+                .iter()
+                .find(|x| x.slug == *slug)
+                .ok_or_else(|| DigestError::UnknownSection(slug.chars().take(64).collect()))?;
+            section_ids.push(s.id);
+        }
+        if section_ids.is_empty() {
+            return Err(DigestError::Invalid("a schedule needs at least one section".into()));
+        }
+        let now = self.clock.now();
+        let next = parsed
+            .next_after(now)
+            .ok_or_else(|| DigestError::Invalid("this cron expression never fires".into()))?;
+        Ok(self
+            .store
+            .add_schedule(&NewSchedule {
+                name: name.to_string(),
+                cron: parsed.expr().to_string(),
+                timezone: tz.to_string(),
+                subject: subject.map(|s| one_line(s, 300)),
+                section_ids,
+                next_run_at: next,
+                now,
+            })
+            .await?)
+    }
+
+    pub async fn list_schedules(&self) -> Result<Vec<ScheduleView>, DigestError> {
+        let now = self.clock.now();
+        let mut out = Vec::new();
+        for s in self.store.list_schedules().await? {
+            let sections = self.store.schedule_sections(s.id).await?.into_iter().map(|x| x.slug).collect();
+            let (description, upcoming) = match CronSchedule::parse(&s.cron, &s.timezone) {
+                Ok(c) => (
+                    c.describe(),
+                    if s.enabled {
+                        c.upcoming(now, 3).iter().map(|t| t.format("%Y-%m-%d %H:%M %Z").to_string()).collect()
+                    } else {
+                        vec![]
+                    },
+                ),
+                Err(e) => (e.to_string(), vec![]),
+            };
+            out.push(ScheduleView {
+                schedule: s,
+                sections,
+                description,
+                upcoming,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn schedule(&self, name: &str) -> Result<Schedule, DigestError> {
+        self.store
+            .schedule_by_name(name)
+            .await?
+            .ok_or_else(|| DigestError::UnknownSchedule(name.chars().take(100).collect()))
+    }
+
+    pub async fn pause(&self, name: &str) -> Result<(), DigestError> {
+        self.schedule(name).await?;
+        self.store.set_schedule_enabled(name, false, None).await?;
+        Ok(())
+    }
+
+    /// Resume from now on: ticks missed while paused are not sent.
+    pub async fn resume(&self, name: &str) -> Result<(), DigestError> {
+        let s = self.schedule(name).await?;
+        let next = CronSchedule::parse(&s.cron, &s.timezone)?.next_after(self.clock.now());
+        self.store.set_schedule_enabled(name, true, next).await?;
+        Ok(())
+    }
+
+    pub async fn remove(&self, name: &str) -> Result<(), DigestError> {
+        if !self.store.remove_schedule(name).await? {
+            return Err(DigestError::UnknownSchedule(name.chars().take(100).collect()));
+        }
+        Ok(())
+    }
+
+    async fn subject_for(&self, s: &Schedule, at: DateTime<Utc>) -> Result<String, DigestError> {
+        if let Some(subject) = &s.subject {
+            return Ok(subject.clone());
+        }
+        let names: Vec<String> = self.store.schedule_sections(s.id).await?.into_iter().map(|x| x.name).collect();
+        let tz: chrono_tz::Tz = s.timezone.parse().unwrap_or(chrono_tz::UTC);
+        Ok(one_line(
+            &format!(
+                "{}: {} — {}",
+                self.composer.look().site_name,
+                names.join(", "),
+                at.with_timezone(&tz).format("%-d %B %Y")
+            ),
+            300,
+        ))
+    }
+
+    fn first_window_start(&self, s: &Schedule) -> DateTime<Utc> {
+        s.created_at - self.first_lookback
+    }
+
+    fn nonce() -> String {
+        crate::domain::RandomToken::generate().as_str()[..10].replace(['-', '_'], "x")
+    }
+
+    /// Make the issues of every due schedule. Safe to run concurrently from several
+    /// instances: each tick is claimed once.
+    pub async fn run_tick(&self) -> Result<Vec<TickOutcome>, DigestError> {
+        let now = self.clock.now();
+        let mut out = Vec::new();
+        for s in self.store.due_schedules(now).await? {
+            let cron = match CronSchedule::parse(&s.cron, &s.timezone) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(schedule = %s.name, error = %e, "schedule has an invalid cron expression; skipped");
+                    continue;
+                }
+            };
+            // Every missed tick collapses into this one: the next run is after *now*.
+            let Some(next) = cron.next_after(now) else { continue };
+            let lateness = now - s.next_run_at;
+            let stale = lateness > self.max_lateness;
+            metrics::gauge!("herald_scheduler_lag_seconds").set(lateness.num_milliseconds() as f64 / 1000.0);
+            let plan = IssuePlan {
+                schedule_id: s.id,
+                schedule_name: s.name.clone(),
+                claim: Some((s.next_run_at, next)),
+                scheduled_for: s.next_run_at,
+                window_end: now,
+                first_window_start: self.first_window_start(&s),
+                stale,
+                subject: self.subject_for(&s, s.next_run_at).await?,
+                message_id_nonce: Self::nonce(),
+                message_id_domain: self.domain.clone(),
+                now,
+            };
+            if let Some(issue) = self.store.create_issue(&plan).await? {
+                if stale {
+                    tracing::warn!(schedule = %s.name, late_by = %lateness, "tick too late (digests.max_lateness); skipped, the next issue covers its articles");
+                } else {
+                    tracing::info!(schedule = %s.name, issue = issue.id, articles = issue.article_count, sends = issue.send_count, status = %issue.status, "issue made");
+                }
+                metrics::counter!("herald_issues_total", "status" => issue.status.clone()).increment(1);
+                out.push(TickOutcome {
+                    schedule: s.name.clone(),
+                    issue,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Make an issue of this schedule now, outside its cron times (`herald digests run`).
+    pub async fn run_now(&self, name: &str) -> Result<Issue, DigestError> {
+        let s = self.schedule(name).await?;
+        let now = self.clock.now();
+        let plan = IssuePlan {
+            schedule_id: s.id,
+            schedule_name: s.name.clone(),
+            claim: None,
+            scheduled_for: now,
+            window_end: now,
+            first_window_start: self.first_window_start(&s),
+            stale: false,
+            subject: self.subject_for(&s, now).await?,
+            message_id_nonce: Self::nonce(),
+            message_id_domain: self.domain.clone(),
+            now,
+        };
+        self.store
+            .create_issue(&plan)
+            .await?
+            .ok_or_else(|| DigestError::Invalid("an issue for this instant already exists; try again".into()))
+    }
+
+    /// The next digest of `name` as `to` (or the first reader) would get it now; nothing is
+    /// sent or recorded.
+    pub async fn preview(&self, name: &str, to: Option<&str>) -> Result<RenderedDigest, DigestError> {
+        let s = self.schedule(name).await?;
+        let now = self.clock.now();
+        let start = self
+            .store
+            .last_window_end(s.id)
+            .await?
+            .unwrap_or_else(|| self.first_window_start(&s));
+        let articles = self.store.window_articles(s.id, start, now).await?;
+        if articles.is_empty() {
+            return Err(DigestError::NothingToPreview(format!("no new articles in {}'s sections since {start}", s.name)));
+        }
+        let sections: Vec<i64> = self.store.schedule_sections(s.id).await?.into_iter().map(|x| x.id).collect();
+        let reader = match to {
+            Some(email) => {
+                let e = crate::domain::EmailAddress::parse(email).map_err(|e| DigestError::Invalid(e.to_string()))?;
+                self.store
+                    .subscriber_by_email(e.as_str())
+                    .await?
+                    .ok_or_else(|| DigestError::NothingToPreview(format!("no subscriber {email:?}")))?
+            }
+            None => self
+                .store
+                .first_reader(&sections)
+                .await?
+                .ok_or_else(|| DigestError::NothingToPreview("no active subscriber of these sections".into()))?,
+        };
+        let subject = self.subject_for(&s, now).await?;
+        self.composer
+            .render_for(&subject, &articles, reader.id, &reader.email)
+            .await?
+            .ok_or_else(|| DigestError::NothingToPreview(format!("{} has no new articles in their sections", reader.email)))
+    }
+}
