@@ -440,16 +440,28 @@ impl RawConfig {
                 ));
             }
         }
-        for (key, v) in [("site.footer_text", &self.site.footer_text), ("site.logo_url", &self.site.logo_url)] {
+        for (key, v) in [
+            ("site.footer_text", &self.site.footer_text),
+            ("site.logo_url", &self.site.logo_url),
+        ] {
             if crate::domain::has_control_chars(v) {
-                return Err(invalid(key, "must not contain line breaks or control characters"));
+                return Err(invalid(
+                    key,
+                    "must not contain line breaks or control characters",
+                ));
             }
         }
         let c = &self.site.accent_color;
         if !(c.len() == 7 && c.starts_with('#') && c[1..].chars().all(|x| x.is_ascii_hexdigit())) {
-            return Err(invalid("site.accent_color", format!("{c:?} is not a colour like #1a4d8f")));
+            return Err(invalid(
+                "site.accent_color",
+                format!("{c:?} is not a colour like #1a4d8f"),
+            ));
         }
-        if !self.site.logo_url.is_empty() && !self.site.logo_url.starts_with("https://") && !self.site.logo_url.starts_with("http://") {
+        if !self.site.logo_url.is_empty()
+            && !self.site.logo_url.starts_with("https://")
+            && !self.site.logo_url.starts_with("http://")
+        {
             return Err(invalid("site.logo_url", "must be an http(s) URL"));
         }
         if self.site.name.trim().is_empty() {
@@ -511,9 +523,16 @@ impl RawConfig {
             None
         } else {
             let key_pem = std::fs::read_to_string(&self.mail.dkim.key_file).map_err(|e| {
-                invalid("mail.dkim.key_file", format!("cannot read {:?}: {e}", self.mail.dkim.key_file))
+                invalid(
+                    "mail.dkim.key_file",
+                    format!("cannot read {:?}: {e}", self.mail.dkim.key_file),
+                )
             })?;
-            let dkim_domain = if self.mail.dkim.domain.is_empty() { domain.clone() } else { self.mail.dkim.domain.clone() };
+            let dkim_domain = if self.mail.dkim.domain.is_empty() {
+                domain.clone()
+            } else {
+                self.mail.dkim.domain.clone()
+            };
             if self.mail.dkim.selector.is_empty() {
                 return Err(invalid("mail.dkim.selector", "must not be empty"));
             }

@@ -106,12 +106,29 @@ impl Services {
             digests::DigestLook::from_config(&config),
         ));
         let composer = Arc::new(HeraldComposer {
-            transactional: TransactionalComposer::new(subs.clone(), subscriptions::mails_footer(&config)),
+            transactional: TransactionalComposer::new(
+                subs.clone(),
+                subscriptions::mails_footer(&config),
+            ),
             digest: digest_composer.clone(),
         });
-        let engine = Arc::new(DeliveryEngine::new(&config, store.clone(), composer, clock.clone()));
-        let digests = Arc::new(digests::Digests::new(&config, store.clone(), clock.clone(), digest_composer));
-        let feeds = Arc::new(articles::FeedPoller::new(store.clone(), clock.clone(), config.feeds.timeout.0));
+        let engine = Arc::new(DeliveryEngine::new(
+            &config,
+            store.clone(),
+            composer,
+            clock.clone(),
+        ));
+        let digests = Arc::new(digests::Digests::new(
+            &config,
+            store.clone(),
+            clock.clone(),
+            digest_composer,
+        ));
+        let feeds = Arc::new(articles::FeedPoller::new(
+            store.clone(),
+            clock.clone(),
+            config.feeds.timeout.0,
+        ));
         Ok(Self {
             config: Arc::new(config),
             store,
@@ -249,6 +266,7 @@ impl App {
             config: s.config.clone(),
             store: s.store.clone(),
             subs: s.subs.clone(),
+            digests: s.digests.clone(),
             engine: s.engine.clone(),
             limiter: Arc::new(web::ratelimit::IpLimiter::new(
                 s.config.subscriptions.rate_limit_per_ip,

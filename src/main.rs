@@ -59,6 +59,164 @@ enum Command {
     /// Subscribers: import, list, show, export, delete.
     #[command(subcommand)]
     Subscribers(SubscribersCmd),
+    /// Articles: add, import a feed file, list.
+    #[command(subcommand)]
+    Articles(ArticlesCmd),
+    /// Digest schedules (cron).
+    #[command(subcommand)]
+    Schedules(SchedulesCmd),
+    /// Preview or run a digest now.
+    #[command(subcommand)]
+    Digests(DigestsCmd),
+    /// Issues (digest runs) with their delivery counts.
+    #[command(subcommand)]
+    Issues(IssuesCmd),
+    /// The delivery log; `sends retry` re-queues failed sends.
+    Sends(SendsArgs),
+    /// API tokens for /api/v1.
+    #[command(subcommand)]
+    Tokens(TokensCmd),
+}
+
+#[derive(Subcommand)]
+enum ArticlesCmd {
+    /// Add one article.
+    Add {
+        #[arg(long)]
+        section: String,
+        #[arg(long)]
+        title: String,
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        summary: Option<String>,
+        #[arg(long)]
+        author: Option<String>,
+        /// RFC 3339, e.g. 2015-10-01T14:00:00Z
+        #[arg(long)]
+        published: Option<String>,
+    },
+    /// Import an RSS 2.0, Atom or JSON Feed file into a section.
+    Import {
+        #[arg(long)]
+        section: String,
+        file: PathBuf,
+    },
+    /// List articles, newest first.
+    List {
+        #[arg(long)]
+        section: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+}
+
+#[derive(Subcommand)]
+enum SchedulesCmd {
+    /// Add a schedule: standard 5-field cron, evaluated in --timezone (IANA, default UTC).
+    Add {
+        name: String,
+        #[arg(long)]
+        cron: String,
+        #[arg(long, value_delimiter = ',', required = true)]
+        sections: Vec<String>,
+        #[arg(long)]
+        timezone: Option<String>,
+        #[arg(long)]
+        subject: Option<String>,
+    },
+    /// List schedules with their cron in words and next runs.
+    List {
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    Pause {
+        name: String,
+    },
+    Resume {
+        name: String,
+    },
+    Remove {
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum DigestsCmd {
+    /// Print the next digest of a schedule as a reader would get it; sends nothing.
+    Preview {
+        name: String,
+        #[arg(long)]
+        to: Option<String>,
+        /// Print the HTML part instead of the text part.
+        #[arg(long)]
+        html: bool,
+    },
+    /// Make an issue now and deliver it; exits 0 when every send is settled.
+    Run { name: String },
+}
+
+#[derive(Subcommand)]
+enum IssuesCmd {
+    List {
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+}
+
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct SendsArgs {
+    #[command(subcommand)]
+    retry: Option<SendsCmd>,
+    #[arg(long)]
+    issue: Option<i64>,
+    #[arg(long)]
+    status: Option<String>,
+    #[arg(long)]
+    email: Option<String>,
+    /// Only sends updated in this past duration, e.g. 2h, 30m, 7d.
+    #[arg(long)]
+    since: Option<String>,
+    /// Keep printing new events.
+    #[arg(long)]
+    follow: bool,
+    #[arg(long, default_value_t = 1000)]
+    limit: i64,
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+}
+
+#[derive(Subcommand)]
+enum SendsCmd {
+    /// Re-queue the sends of an issue that ended in --status (default failed).
+    Retry {
+        #[arg(long)]
+        issue: i64,
+        #[arg(long, default_value = "failed")]
+        status: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokensCmd {
+    /// Create a token; it is printed once, only its hash is kept.
+    Add {
+        name: String,
+        #[arg(long, value_parser = ["staff", "operator"])]
+        role: String,
+    },
+    List {
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    Revoke {
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -70,6 +228,16 @@ enum SectionsCmd {
         name: String,
         #[arg(long, default_value = "")]
         description: String,
+        /// A feed URL `herald serve` polls for new articles.
+        #[arg(long)]
+        feed: Option<String>,
+    },
+    /// Set (or with --clear remove) a section's feed URL.
+    SetFeed {
+        slug: String,
+        url: Option<String>,
+        #[arg(long, conflicts_with = "url")]
+        clear: bool,
     },
     /// List sections.
     List {
@@ -175,7 +343,16 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
                     slug,
                     name,
                     description,
+                    feed,
                 } => {
+                    if let Some(f) = &feed
+                        && !(f.starts_with("http://") || f.starts_with("https://"))
+                    {
+                        return Err(Failure(
+                            1,
+                            format!("the feed URL must be an http(s) URL: {f:?}"),
+                        ));
+                    }
                     let sec = herald::articles::add_section(
                         s.store.as_ref(),
                         &slug,
@@ -184,23 +361,42 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
                         s.clock.now(),
                     )
                     .await?;
+                    if let Some(f) = &feed {
+                        herald::articles::set_feed(s.store.as_ref(), &sec.slug, Some(f)).await?;
+                    }
                     println!("added section {} ({})", sec.slug, sec.name);
                 }
-                SectionsCmd::List { format } => {
-                    let list = s.store.list_sections().await?;
-                    if format == Format::Json {
-                        return print_json(&list);
+                SectionsCmd::SetFeed { slug, url, clear } => {
+                    if url.is_none() && !clear {
+                        return Err(Failure(2, "give a feed URL, or --clear".into()));
                     }
-                    for sec in list {
-                        println!("{:<24} {}", sec.slug, sec.name);
-                    }
+                    herald::articles::set_feed(s.store.as_ref(), &slug, url.as_deref()).await?;
+                    println!("{slug}: feed {}", url.as_deref().unwrap_or("removed"));
                 }
+                SectionsCmd::List { format } => sections_list(&s, format).await?,
             }
             Ok(())
         }
         Command::Subscribers(cmd) => {
             subscribers(cmd, Services::open(config, Clock::system()).await?).await
         }
+        Command::Articles(cmd) => {
+            articles(cmd, Services::open(config, Clock::system()).await?).await
+        }
+        Command::Schedules(cmd) => {
+            schedules(cmd, Services::open(config, Clock::system()).await?).await
+        }
+        Command::Digests(cmd) => digests(cmd, Services::open(config, Clock::system()).await?).await,
+        Command::Issues(IssuesCmd::List { limit, format }) => {
+            issues_list(
+                Services::open(config, Clock::system()).await?,
+                limit,
+                format,
+            )
+            .await
+        }
+        Command::Sends(args) => sends(args, Services::open(config, Clock::system()).await?).await,
+        Command::Tokens(cmd) => tokens(cmd, Services::open(config, Clock::system()).await?).await,
     }
 }
 
@@ -343,4 +539,397 @@ async fn shutdown_signal() {
         _ = ctrl_c => {}
         _ = term => {}
     }
+}
+
+async fn sections_list(s: &Services, format: Format) -> Result<(), Failure> {
+    let list = s.store.list_sections().await?;
+    let feeds = s.store.section_feeds().await?;
+    if format == Format::Json {
+        let v: Vec<serde_json::Value> = list
+            .iter()
+            .map(|sec| {
+                let mut v = serde_json::to_value(sec).unwrap_or_default();
+                if let Some(f) = feeds.iter().find(|f| f.id == sec.id) {
+                    v["feed_checked_at"] =
+                        serde_json::to_value(f.feed_checked_at).unwrap_or_default();
+                    v["feed_error"] = serde_json::to_value(&f.feed_error).unwrap_or_default();
+                }
+                v
+            })
+            .collect();
+        return print_json(&v);
+    }
+    for sec in list {
+        let state = match feeds.iter().find(|f| f.id == sec.id) {
+            Some(f) if f.feed_url.is_some() => match (&f.feed_error, f.feed_checked_at) {
+                (Some(e), _) => format!("  feed FAILING: {e}"),
+                (None, Some(t)) => format!("  feed ok, checked {}", t.format("%Y-%m-%d %H:%M")),
+                (None, None) => "  feed not polled yet".to_string(),
+            },
+            _ => String::new(),
+        };
+        println!("{:<24} {}{state}", sec.slug, sec.name);
+    }
+    Ok(())
+}
+
+async fn issues_list(s: Services, limit: i64, format: Format) -> Result<(), Failure> {
+    let issues = herald::digests::issues_with_counts(s.store.as_ref(), limit).await?;
+    if format == Format::Json {
+        return print_json(&issues);
+    }
+    for i in issues {
+        let counts: Vec<String> = i.counts.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        println!(
+            "#{:<5} {:<16} {} {:<8} articles={:<4} sends={:<7} {}",
+            i.issue.id,
+            i.issue.schedule_name,
+            i.issue.scheduled_for.format("%Y-%m-%d %H:%M"),
+            i.issue.status,
+            i.issue.article_count,
+            i.issue.send_count,
+            counts.join(" ")
+        );
+    }
+    Ok(())
+}
+
+async fn articles(cmd: ArticlesCmd, s: Services) -> Result<(), Failure> {
+    match cmd {
+        ArticlesCmd::Add {
+            section,
+            title,
+            url,
+            summary,
+            author,
+            published,
+        } => {
+            let published = match published {
+                Some(p) => Some(
+                    chrono::DateTime::parse_from_rfc3339(&p)
+                        .map_err(|e| {
+                            Failure(
+                                1,
+                                format!(
+                                    "--published {p:?} is not RFC 3339 (2015-10-01T14:00:00Z): {e}"
+                                ),
+                            )
+                        })?
+                        .with_timezone(&chrono::Utc),
+                ),
+                None => None,
+            };
+            let input = herald::articles::ArticleInput {
+                section,
+                title,
+                url,
+                summary,
+                author,
+                published,
+                guid: None,
+            };
+            if herald::articles::add_article(s.store.as_ref(), input, s.clock.now()).await? {
+                println!("article added");
+            } else {
+                println!("already there (same URL/guid in this section): nothing added");
+            }
+            Ok(())
+        }
+        ArticlesCmd::Import { section, file } => {
+            let bytes = std::fs::read(&file)
+                .map_err(|e| Failure(1, format!("cannot read {}: {e}", file.display())))?;
+            let (items, added) =
+                herald::articles::import_feed(s.store.as_ref(), &section, &bytes, s.clock.now())
+                    .await
+                    .map_err(|e| Failure(1, format!("{}: {e}", file.display())))?;
+            println!("{items} items in the feed, {added} new articles in {section}");
+            Ok(())
+        }
+        ArticlesCmd::List {
+            section,
+            limit,
+            format,
+        } => {
+            let section_id = match section {
+                Some(slug) => Some(
+                    herald::articles::section_by_slug(s.store.as_ref(), &slug)
+                        .await?
+                        .id,
+                ),
+                None => None,
+            };
+            let list = s.store.list_articles(section_id, limit).await?;
+            if format == Format::Json {
+                return print_json(&list);
+            }
+            for a in list {
+                println!(
+                    "{} {}  {}",
+                    a.created_at.format("%Y-%m-%d %H:%M"),
+                    a.title,
+                    a.url
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn schedules(cmd: SchedulesCmd, s: Services) -> Result<(), Failure> {
+    let d = &s.digests;
+    match cmd {
+        SchedulesCmd::Add {
+            name,
+            cron,
+            sections,
+            timezone,
+            subject,
+        } => {
+            let sched = d
+                .add_schedule(
+                    &name,
+                    &cron,
+                    &sections,
+                    timezone.as_deref(),
+                    subject.as_deref(),
+                )
+                .await?;
+            println!(
+                "added schedule {} ({} {}), next run {}",
+                sched.name, sched.cron, sched.timezone, sched.next_run_at
+            );
+        }
+        SchedulesCmd::List { format } => {
+            let list = d.list_schedules().await?;
+            if format == Format::Json {
+                return print_json(&list);
+            }
+            for v in list {
+                let sc = &v.schedule;
+                println!(
+                    "{:<16} {:<14} {:<16} {} [{}]{}",
+                    sc.name,
+                    sc.cron,
+                    sc.timezone,
+                    v.description,
+                    v.sections.join(","),
+                    if sc.enabled { "" } else { " PAUSED" }
+                );
+                for u in &v.upcoming {
+                    println!("{:<16} next: {u}", "");
+                }
+            }
+        }
+        SchedulesCmd::Pause { name } => {
+            d.pause(&name).await?;
+            println!("{name} paused");
+        }
+        SchedulesCmd::Resume { name } => {
+            d.resume(&name).await?;
+            println!("{name} resumed");
+        }
+        SchedulesCmd::Remove { name } => {
+            d.remove(&name).await?;
+            println!("{name} removed");
+        }
+    }
+    Ok(())
+}
+
+async fn digests(cmd: DigestsCmd, s: Services) -> Result<(), Failure> {
+    match cmd {
+        DigestsCmd::Preview { name, to, html } => {
+            let r = s.digests.preview(&name, to.as_deref()).await?;
+            println!("To: {}\nSubject: {}\n", r.to, r.subject);
+            println!("{}", if html { &r.html } else { &r.text });
+            Ok(())
+        }
+        DigestsCmd::Run { name } => {
+            let issue = s.digests.run_now(&name).await?;
+            if issue.status == "skipped" {
+                println!("issue #{}: no new articles, nothing to send", issue.id);
+                return Ok(());
+            }
+            eprintln!(
+                "issue #{}: {} articles, {} readers",
+                issue.id, issue.article_count, issue.send_count
+            );
+            let total = issue.send_count as i64;
+            let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            loop {
+                s.engine.deliver_due().await?;
+                let left = s.store.unsettled_sends_of_issue(issue.id).await?;
+                if tty {
+                    let done = total - left;
+                    let width: i64 = 40;
+                    let filled = if total > 0 {
+                        done * width / total
+                    } else {
+                        width
+                    } as usize;
+                    eprint!(
+                        "\r[{}{}] {done}/{total}",
+                        "#".repeat(filled),
+                        " ".repeat(width as usize - filled)
+                    );
+                }
+                if left == 0 {
+                    break;
+                }
+                // Some sends wait for a retry (the server deferred them): sleep until the
+                // earliest is due. Another herald may be delivering them meanwhile.
+                let wait = match s.store.next_due_at().await? {
+                    Some(t) => (t - s.clock.now()).to_std().unwrap_or_default(),
+                    None => std::time::Duration::from_secs(1),
+                };
+                tokio::time::sleep(wait.clamp(
+                    std::time::Duration::from_millis(200),
+                    std::time::Duration::from_secs(30),
+                ))
+                .await;
+            }
+            if tty {
+                eprintln!();
+            }
+            let counts = s.store.issue_status_counts(issue.id).await?;
+            let text: Vec<String> = counts.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            println!("issue #{} settled: {}", issue.id, text.join(" "));
+            Ok(())
+        }
+    }
+}
+
+fn status_ok(st: &str) -> Result<(), Failure> {
+    if herald::store::SendStatus::parse(st).is_none() {
+        return Err(Failure(
+            2,
+            format!(
+                "unknown send status {st:?}: use queued, sending, sent, retrying, failed, bounced or suppressed"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+async fn sends(args: SendsArgs, s: Services) -> Result<(), Failure> {
+    if let Some(SendsCmd::Retry { issue, status }) = args.retry {
+        status_ok(&status)?;
+        let n = s.store.requeue_sends(issue, &status, s.clock.now()).await?;
+        println!("{n} sends of issue #{issue} re-queued; `herald serve` delivers them");
+        return Ok(());
+    }
+    if let Some(st) = &args.status {
+        status_ok(st)?;
+    }
+    let since = match &args.since {
+        Some(d) => {
+            let d: herald::domain::HumanDuration =
+                d.parse().map_err(|e| Failure(2, format!("--since: {e}")))?;
+            Some(s.clock.now() - d.as_chrono())
+        }
+        None => None,
+    };
+    let email = match &args.email {
+        Some(e) => Some(
+            herald::domain::EmailAddress::parse(e)
+                .map_err(|err| Failure(2, format!("--email: {err}")))?
+                .as_str()
+                .to_string(),
+        ),
+        None => None,
+    };
+    let mut filter = herald::store::SendFilter {
+        issue_id: args.issue,
+        status: args.status.clone(),
+        email,
+        updated_since: since,
+        limit: Some(args.limit),
+    };
+    let mut seen: std::collections::HashSet<(i64, chrono::DateTime<chrono::Utc>)> =
+        Default::default();
+    loop {
+        let rows = s.store.list_sends(&filter).await?;
+        for r in &rows {
+            if !seen.insert((r.id, r.updated_at)) {
+                continue;
+            }
+            if args.format == Format::Json {
+                let v = serde_json::json!({
+                    "id": r.id,
+                    "issue": r.issue_id,
+                    "kind": r.kind,
+                    "email": r.email,
+                    "status": r.status,
+                    "message_id": r.message_id,
+                    "attempts": r.attempts,
+                    "last_reply": r.last_reply,
+                    "created_at": r.created_at,
+                    "updated_at": r.updated_at,
+                    "sent_at": r.sent_at,
+                });
+                println!("{v}");
+            } else {
+                println!(
+                    "{} #{:<6} issue={:<5} {:<18} {:<32} {:<10} attempts={} {}",
+                    r.updated_at.format("%Y-%m-%d %H:%M:%S"),
+                    r.id,
+                    r.issue_id
+                        .map(|i| i.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    r.kind,
+                    r.email.as_deref().unwrap_or("(erased)"),
+                    r.status,
+                    r.attempts,
+                    r.last_reply.as_deref().unwrap_or("")
+                );
+            }
+        }
+        if !args.follow {
+            return Ok(());
+        }
+        if let Some(last) = rows.last() {
+            filter.updated_since = Some(last.updated_at);
+        } else if filter.updated_since.is_none() {
+            filter.updated_since = Some(s.clock.now());
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
+
+async fn tokens(cmd: TokensCmd, s: Services) -> Result<(), Failure> {
+    match cmd {
+        TokensCmd::Add { name, role } => {
+            let token =
+                herald::web::api::issue_token(s.store.as_ref(), &name, &role, s.clock.now())
+                    .await?;
+            println!("{token}");
+            eprintln!(
+                "token {name} ({role}) created; it is shown only now: keep it somewhere safe"
+            );
+        }
+        TokensCmd::List { format } => {
+            let list = s.store.list_api_tokens().await?;
+            if format == Format::Json {
+                return print_json(&list);
+            }
+            for t in list {
+                println!(
+                    "{:<24} {:<9} created {}{}",
+                    t.name,
+                    t.role,
+                    t.created_at.format("%Y-%m-%d"),
+                    t.revoked_at
+                        .map(|r| format!(", revoked {}", r.format("%Y-%m-%d")))
+                        .unwrap_or_default()
+                );
+            }
+        }
+        TokensCmd::Revoke { name } => {
+            if !s.store.revoke_api_token(&name, s.clock.now()).await? {
+                return Err(Failure(1, format!("no active token named {name:?}")));
+            }
+            println!("token {name} revoked");
+        }
+    }
+    Ok(())
 }

@@ -30,7 +30,9 @@ pub fn parse_feed(bytes: &[u8]) -> Result<Vec<NewArticle>, FeedError> {
                 .unwrap_or_default()
         })
         .build();
-    let feed = parser.parse(bytes).map_err(|e| FeedError::Parse(e.to_string()))?;
+    let feed = parser
+        .parse(bytes)
+        .map_err(|e| FeedError::Parse(e.to_string()))?;
     let mut out = Vec::new();
     for e in feed.entries {
         let link = e
@@ -39,17 +41,25 @@ pub fn parse_feed(bytes: &[u8]) -> Result<Vec<NewArticle>, FeedError> {
             .find(|l| l.rel.as_deref().is_none_or(|r| r == "alternate"))
             .or(e.links.first())
             .map(|l| l.href.trim().to_string());
-        let Some(url) = link.filter(|u| u.starts_with("http://") || u.starts_with("https://")) else {
+        let Some(url) = link.filter(|u| u.starts_with("http://") || u.starts_with("https://"))
+        else {
             continue;
         };
-        let title = e.title.map(|t| one_line(&html_to_text(&t.content), 500)).unwrap_or_default();
+        let title = e
+            .title
+            .map(|t| one_line(&html_to_text(&t.content), 500))
+            .unwrap_or_default();
         let title = if title.is_empty() { url.clone() } else { title };
         let summary = e
             .summary
             .map(|s| s.content)
             .or_else(|| e.content.and_then(|c| c.body))
             .unwrap_or_default();
-        let guid = if e.id.trim().is_empty() { url.clone() } else { one_line(&e.id, 1000) };
+        let guid = if e.id.trim().is_empty() {
+            url.clone()
+        } else {
+            one_line(&e.id, 1000)
+        };
         out.push(NewArticle {
             guid,
             title,
@@ -79,7 +89,11 @@ impl FeedPoller {
     pub fn new(store: Arc<dyn Store>, clock: Clock, timeout: Duration) -> Self {
         let http = reqwest::Client::builder()
             .timeout(timeout)
-            .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION"), " (newsletter)"))
+            .user_agent(concat!(
+                "herald/",
+                env!("CARGO_PKG_VERSION"),
+                " (newsletter)"
+            ))
             .build()
             .expect("HTTP client");
         Self { store, clock, http }
@@ -99,7 +113,8 @@ impl FeedPoller {
             match self.poll_one(&f).await {
                 Ok(n) => added += n,
                 Err(e) => {
-                    metrics::counter!("herald_feed_poll_errors_total", "section" => f.slug.clone()).increment(1);
+                    metrics::counter!("herald_feed_poll_errors_total", "section" => f.slug.clone())
+                        .increment(1);
                     tracing::warn!(section = %f.slug, error = %e, "feed poll failed; will retry at the next poll");
                     let _ = self
                         .store
@@ -125,12 +140,23 @@ impl FeedPoller {
             req = req.header(reqwest::header::IF_MODIFIED_SINCE, lm);
         }
         let res = req.send().await.map_err(|e| fetch_err(e.to_string()))?;
-        let header = |name| res.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let header = |name| {
+            res.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
         let etag = header(reqwest::header::ETAG);
         let last_modified = header(reqwest::header::LAST_MODIFIED);
         if res.status() == reqwest::StatusCode::NOT_MODIFIED {
             self.store
-                .record_feed_poll(f.id, self.clock.now(), f.feed_etag.as_deref(), f.feed_last_modified.as_deref(), None)
+                .record_feed_poll(
+                    f.id,
+                    self.clock.now(),
+                    f.feed_etag.as_deref(),
+                    f.feed_last_modified.as_deref(),
+                    None,
+                )
                 .await
                 .map_err(|e| fetch_err(e.to_string()))?;
             return Ok(0);

@@ -39,10 +39,14 @@ pub async fn add_section(
         return Err(SectionError::BadName);
     }
     let description = description.trim();
-    if description.chars().count() > 2000 || description.chars().any(|c| c.is_control() && c != '\n') {
+    if description.chars().count() > 2000
+        || description.chars().any(|c| c.is_control() && c != '\n')
+    {
         return Err(SectionError::BadDescription);
     }
-    Ok(store.add_section(slug.as_str(), name, description, now).await?)
+    Ok(store
+        .add_section(slug.as_str(), name, description, now)
+        .await?)
 }
 
 pub async fn section_by_slug(store: &dyn Store, slug: &str) -> Result<Section, SectionError> {
@@ -54,10 +58,15 @@ pub async fn section_by_slug(store: &dyn Store, slug: &str) -> Result<Section, S
         .ok_or_else(|| SectionError::Unknown(slug.chars().take(64).collect()))
 }
 
-pub async fn set_feed(store: &dyn Store, slug: &str, url: Option<&str>) -> Result<(), SectionError> {
+pub async fn set_feed(
+    store: &dyn Store,
+    slug: &str,
+    url: Option<&str>,
+) -> Result<(), SectionError> {
     let section = section_by_slug(store, slug).await?;
     if let Some(u) = url {
-        let ok = url::Url::parse(u).is_ok_and(|p| matches!(p.scheme(), "http" | "https") && p.host_str().is_some());
+        let ok = url::Url::parse(u)
+            .is_ok_and(|p| matches!(p.scheme(), "http" | "https") && p.host_str().is_some());
         if !ok {
             return Err(SectionError::BadFeedUrl(u.chars().take(200).collect()));
         }
@@ -98,7 +107,13 @@ pub struct ArticleInput {
 pub fn one_line(s: &str, max: usize) -> String {
     let cleaned: String = s
         .chars()
-        .map(|c| if c.is_control() || c == '\u{2028}' || c == '\u{2029}' { ' ' } else { c })
+        .map(|c| {
+            if c.is_control() || c == '\u{2028}' || c == '\u{2029}' {
+                ' '
+            } else {
+                c
+            }
+        })
         .collect();
     let collapsed = cleaned.split_whitespace().collect::<Vec<_>>().join(" ");
     collapsed.chars().take(max).collect()
@@ -108,7 +123,20 @@ pub fn one_line(s: &str, max: usize) -> String {
 /// that track. Links get rel=noopener.
 pub fn sanitize_html(html: &str) -> String {
     ammonia::Builder::default()
-        .tags(maplit_tags(&["a", "b", "strong", "i", "em", "p", "br", "ul", "ol", "li", "blockquote", "code"]))
+        .tags(maplit_tags(&[
+            "a",
+            "b",
+            "strong",
+            "i",
+            "em",
+            "p",
+            "br",
+            "ul",
+            "ol",
+            "li",
+            "blockquote",
+            "code",
+        ]))
         .url_schemes(maplit_tags(&["http", "https", "mailto"]))
         .clean(html)
         .to_string()
@@ -137,7 +165,8 @@ impl ArticleInput {
         if title.is_empty() {
             return Err(ArticleError::Invalid("an article needs a title".into()));
         }
-        let url_ok = url::Url::parse(self.url.trim()).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
+        let url_ok =
+            url::Url::parse(self.url.trim()).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
         if !url_ok || has_control_chars(&self.url) {
             return Err(ArticleError::Invalid(format!(
                 "the article URL must be an http(s) URL, got {:?}",
@@ -146,17 +175,26 @@ impl ArticleInput {
         }
         let summary = self.summary.unwrap_or_default();
         if summary.len() > 100_000 {
-            return Err(ArticleError::Invalid("the summary is too long (100 kB at most)".into()));
+            return Err(ArticleError::Invalid(
+                "the summary is too long (100 kB at most)".into(),
+            ));
         }
         let url = self.url.trim().to_string();
         Ok((
             self.section,
             NewArticle {
-                guid: self.guid.map(|g| one_line(&g, 1000)).filter(|g| !g.is_empty()).unwrap_or_else(|| url.clone()),
+                guid: self
+                    .guid
+                    .map(|g| one_line(&g, 1000))
+                    .filter(|g| !g.is_empty())
+                    .unwrap_or_else(|| url.clone()),
                 title,
                 summary_html: sanitize_html(&summary),
                 summary_text: html_to_text(&summary),
-                author: self.author.map(|a| one_line(&a, 200)).filter(|a| !a.is_empty()),
+                author: self
+                    .author
+                    .map(|a| one_line(&a, 200))
+                    .filter(|a| !a.is_empty()),
                 published_at: self.published,
                 url,
             },
@@ -165,7 +203,11 @@ impl ArticleInput {
 }
 
 /// Add one article; returns false when the section already had it (same guid).
-pub async fn add_article(store: &dyn Store, input: ArticleInput, now: DateTime<Utc>) -> Result<bool, ArticleError> {
+pub async fn add_article(
+    store: &dyn Store,
+    input: ArticleInput,
+    now: DateTime<Utc>,
+) -> Result<bool, ArticleError> {
     let (slug, article) = input.into_new_article()?;
     let section = section_by_slug(store, &slug).await?;
     let added = store.insert_articles(section.id, &[article], now).await?;
@@ -177,7 +219,12 @@ pub async fn add_article(store: &dyn Store, input: ArticleInput, now: DateTime<U
 
 /// Import a feed document into a section. All or nothing: a document that is not a feed
 /// imports nothing. Returns (items in the feed, new articles).
-pub async fn import_feed(store: &dyn Store, slug: &str, bytes: &[u8], now: DateTime<Utc>) -> Result<(usize, u64), ArticleError> {
+pub async fn import_feed(
+    store: &dyn Store,
+    slug: &str,
+    bytes: &[u8],
+    now: DateTime<Utc>,
+) -> Result<(usize, u64), ArticleError> {
     let section = section_by_slug(store, slug).await?;
     let articles = parse_feed(bytes)?;
     let added = store.insert_articles(section.id, &articles, now).await?;
@@ -192,13 +239,22 @@ mod tests {
     fn sanitises_and_flattens() {
         let html = r#"<p>Hello <b>world</b> &amp; <script>alert(1)</script><img src="https://t.example/p.gif"><a href="javascript:x()">bad</a> <a href="https://ok.example/">ok</a></p>"#;
         let safe = sanitize_html(html);
-        assert!(!safe.contains("script") && !safe.contains("img") && !safe.contains("javascript"), "{safe}");
-        assert!(safe.contains("<b>world</b>") && safe.contains(r#"href="https://ok.example/""#), "{safe}");
+        assert!(
+            !safe.contains("script") && !safe.contains("img") && !safe.contains("javascript"),
+            "{safe}"
+        );
+        assert!(
+            safe.contains("<b>world</b>") && safe.contains(r#"href="https://ok.example/""#),
+            "{safe}"
+        );
         assert_eq!(html_to_text(html), "Hello world & bad ok");
     }
 
     #[test]
     fn titles_are_one_line() {
-        assert_eq!(one_line("Breaking\r\nBcc: x@example.org", 100), "Breaking Bcc: x@example.org");
+        assert_eq!(
+            one_line("Breaking\r\nBcc: x@example.org", 100),
+            "Breaking Bcc: x@example.org"
+        );
     }
 }

@@ -7,6 +7,9 @@ mod mail;
 mod transport;
 mod worker;
 
-pub use mail::{BuildError, MailHeaders, OutgoingMail, build_message, dkim_config, dkim_signing_key, new_message_id};
+pub use mail::{
+    BuildError, MailHeaders, OutgoingMail, build_message, dkim_config, dkim_signing_key,
+    new_message_id,
+};
 pub use transport::{MailSender, SendError, Transport};
 pub use worker::{Composed, Composer, DeliveryEngine, RetryPolicy};

@@ -196,7 +196,11 @@ impl DeliveryEngine {
         };
         let mut message = match build_message(&mail, &headers) {
             Ok(m) => m,
-            Err(e) => return SendOutcome::Failed { reply: e.to_string() },
+            Err(e) => {
+                return SendOutcome::Failed {
+                    reply: e.to_string(),
+                };
+            }
         };
         if let Some(dkim) = &self.dkim {
             message.sign(dkim);

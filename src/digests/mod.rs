@@ -64,7 +64,12 @@ pub struct Digests {
 }
 
 impl Digests {
-    pub fn new(config: &Config, store: Arc<dyn Store>, clock: Clock, composer: Arc<DigestComposer>) -> Self {
+    pub fn new(
+        config: &Config,
+        store: Arc<dyn Store>,
+        clock: Clock,
+        composer: Arc<DigestComposer>,
+    ) -> Self {
         Self {
             store,
             clock,
@@ -88,7 +93,12 @@ impl Digests {
         subject: Option<&str>,
     ) -> Result<Schedule, DigestError> {
         let name = name.trim();
-        if name.is_empty() || name.len() > 100 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        if name.is_empty()
+            || name.len() > 100
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
             return Err(DigestError::Invalid(
                 "a schedule name is 1 to 100 letters, digits, dots, dashes or underscores".into(),
             ));
@@ -98,7 +108,9 @@ impl Digests {
         if let Some(s) = subject
             && (has_control_chars(s) || s.trim().is_empty() || s.len() > 300)
         {
-            return Err(DigestError::Invalid("the subject must be one line of at most 300 characters".into()));
+            return Err(DigestError::Invalid(
+                "the subject must be one line of at most 300 characters".into(),
+            ));
         }
         let all = self.store.list_sections().await?;
         let mut section_ids = Vec::new();
@@ -110,7 +122,9 @@ impl Digests {
             section_ids.push(s.id);
         }
         if section_ids.is_empty() {
-            return Err(DigestError::Invalid("a schedule needs at least one section".into()));
+            return Err(DigestError::Invalid(
+                "a schedule needs at least one section".into(),
+            ));
         }
         let now = self.clock.now();
         let next = parsed
@@ -134,12 +148,21 @@ impl Digests {
         let now = self.clock.now();
         let mut out = Vec::new();
         for s in self.store.list_schedules().await? {
-            let sections = self.store.schedule_sections(s.id).await?.into_iter().map(|x| x.slug).collect();
+            let sections = self
+                .store
+                .schedule_sections(s.id)
+                .await?
+                .into_iter()
+                .map(|x| x.slug)
+                .collect();
             let (description, upcoming) = match CronSchedule::parse(&s.cron, &s.timezone) {
                 Ok(c) => (
                     c.describe(),
                     if s.enabled {
-                        c.upcoming(now, 3).iter().map(|t| t.format("%Y-%m-%d %H:%M %Z").to_string()).collect()
+                        c.upcoming(now, 3)
+                            .iter()
+                            .map(|t| t.format("%Y-%m-%d %H:%M %Z").to_string())
+                            .collect()
                     } else {
                         vec![]
                     },
@@ -179,7 +202,9 @@ impl Digests {
 
     pub async fn remove(&self, name: &str) -> Result<(), DigestError> {
         if !self.store.remove_schedule(name).await? {
-            return Err(DigestError::UnknownSchedule(name.chars().take(100).collect()));
+            return Err(DigestError::UnknownSchedule(
+                name.chars().take(100).collect(),
+            ));
         }
         Ok(())
     }
@@ -188,7 +213,13 @@ impl Digests {
         if let Some(subject) = &s.subject {
             return Ok(subject.clone());
         }
-        let names: Vec<String> = self.store.schedule_sections(s.id).await?.into_iter().map(|x| x.name).collect();
+        let names: Vec<String> = self
+            .store
+            .schedule_sections(s.id)
+            .await?
+            .into_iter()
+            .map(|x| x.name)
+            .collect();
         let tz: chrono_tz::Tz = s.timezone.parse().unwrap_or(chrono_tz::UTC);
         Ok(one_line(
             &format!(
@@ -223,10 +254,13 @@ impl Digests {
                 }
             };
             // Every missed tick collapses into this one: the next run is after *now*.
-            let Some(next) = cron.next_after(now) else { continue };
+            let Some(next) = cron.next_after(now) else {
+                continue;
+            };
             let lateness = now - s.next_run_at;
             let stale = lateness > self.max_lateness;
-            metrics::gauge!("herald_scheduler_lag_seconds").set(lateness.num_milliseconds() as f64 / 1000.0);
+            metrics::gauge!("herald_scheduler_lag_seconds")
+                .set(lateness.num_milliseconds() as f64 / 1000.0);
             let plan = IssuePlan {
                 schedule_id: s.id,
                 schedule_name: s.name.clone(),
@@ -246,7 +280,8 @@ impl Digests {
                 } else {
                     tracing::info!(schedule = %s.name, issue = issue.id, articles = issue.article_count, sends = issue.send_count, status = %issue.status, "issue made");
                 }
-                metrics::counter!("herald_issues_total", "status" => issue.status.clone()).increment(1);
+                metrics::counter!("herald_issues_total", "status" => issue.status.clone())
+                    .increment(1);
                 out.push(TickOutcome {
                     schedule: s.name.clone(),
                     issue,
@@ -273,15 +308,18 @@ impl Digests {
             message_id_domain: self.domain.clone(),
             now,
         };
-        self.store
-            .create_issue(&plan)
-            .await?
-            .ok_or_else(|| DigestError::Invalid("an issue for this instant already exists; try again".into()))
+        self.store.create_issue(&plan).await?.ok_or_else(|| {
+            DigestError::Invalid("an issue for this instant already exists; try again".into())
+        })
     }
 
     /// The next digest of `name` as `to` (or the first reader) would get it now; nothing is
     /// sent or recorded.
-    pub async fn preview(&self, name: &str, to: Option<&str>) -> Result<RenderedDigest, DigestError> {
+    pub async fn preview(
+        &self,
+        name: &str,
+        to: Option<&str>,
+    ) -> Result<RenderedDigest, DigestError> {
         let s = self.schedule(name).await?;
         let now = self.clock.now();
         let start = self
@@ -291,27 +329,66 @@ impl Digests {
             .unwrap_or_else(|| self.first_window_start(&s));
         let articles = self.store.window_articles(s.id, start, now).await?;
         if articles.is_empty() {
-            return Err(DigestError::NothingToPreview(format!("no new articles in {}'s sections since {start}", s.name)));
+            return Err(DigestError::NothingToPreview(format!(
+                "no new articles in {}'s sections since {start}",
+                s.name
+            )));
         }
-        let sections: Vec<i64> = self.store.schedule_sections(s.id).await?.into_iter().map(|x| x.id).collect();
+        let sections: Vec<i64> = self
+            .store
+            .schedule_sections(s.id)
+            .await?
+            .into_iter()
+            .map(|x| x.id)
+            .collect();
         let reader = match to {
             Some(email) => {
-                let e = crate::domain::EmailAddress::parse(email).map_err(|e| DigestError::Invalid(e.to_string()))?;
+                let e = crate::domain::EmailAddress::parse(email)
+                    .map_err(|e| DigestError::Invalid(e.to_string()))?;
                 self.store
                     .subscriber_by_email(e.as_str())
                     .await?
-                    .ok_or_else(|| DigestError::NothingToPreview(format!("no subscriber {email:?}")))?
+                    .ok_or_else(|| {
+                        DigestError::NothingToPreview(format!("no subscriber {email:?}"))
+                    })?
             }
-            None => self
-                .store
-                .first_reader(&sections)
-                .await?
-                .ok_or_else(|| DigestError::NothingToPreview("no active subscriber of these sections".into()))?,
+            None => self.store.first_reader(&sections).await?.ok_or_else(|| {
+                DigestError::NothingToPreview("no active subscriber of these sections".into())
+            })?,
         };
         let subject = self.subject_for(&s, now).await?;
         self.composer
             .render_for(&subject, &articles, reader.id, &reader.email)
             .await?
-            .ok_or_else(|| DigestError::NothingToPreview(format!("{} has no new articles in their sections", reader.email)))
+            .ok_or_else(|| {
+                DigestError::NothingToPreview(format!(
+                    "{} has no new articles in their sections",
+                    reader.email
+                ))
+            })
     }
+}
+
+/// An issue with its sends counted by status, for `herald issues list` and the API.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct IssueWithCounts {
+    #[serde(flatten)]
+    pub issue: Issue,
+    pub counts: std::collections::BTreeMap<String, i64>,
+}
+
+pub async fn issues_with_counts(
+    store: &dyn Store,
+    limit: i64,
+) -> Result<Vec<IssueWithCounts>, StoreError> {
+    let mut out = Vec::new();
+    for issue in store.list_issues(limit).await? {
+        let counts = store
+            .issue_status_counts(issue.id)
+            .await?
+            .into_iter()
+            .collect();
+        out.push(IssueWithCounts { issue, counts });
+    }
+    Ok(out)
 }

@@ -113,7 +113,11 @@ impl DigestComposer {
             .await
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("issue {issue_id} not found"))?;
-        let articles = self.store.issue_articles(issue_id).await.map_err(|e| e.to_string())?;
+        let articles = self
+            .store
+            .issue_articles(issue_id)
+            .await
+            .map_err(|e| e.to_string())?;
         let data = Arc::new(IssueData {
             subject: issue.subject,
             articles,
@@ -134,7 +138,12 @@ impl DigestComposer {
         subscriber_id: i64,
         email: &str,
     ) -> Result<Option<RenderedDigest>, DigestError> {
-        let mine: HashSet<i64> = self.store.subscriber_section_ids(subscriber_id).await?.into_iter().collect();
+        let mine: HashSet<i64> = self
+            .store
+            .subscriber_section_ids(subscriber_id)
+            .await?
+            .into_iter()
+            .collect();
         let mut seen = HashSet::new();
         let mut groups: Vec<Group> = Vec::new();
         // Articles come ordered by section name; an article in several sections is shown
@@ -143,7 +152,11 @@ impl DigestComposer {
             if !seen.insert(a.url.as_str()) {
                 continue;
             }
-            let date = a.published_at.unwrap_or(a.created_at).format("%-d %B %Y").to_string();
+            let date = a
+                .published_at
+                .unwrap_or(a.created_at)
+                .format("%-d %B %Y")
+                .to_string();
             let byline = match &a.author {
                 Some(author) => format!("by {author} · {date}"),
                 None => date,
@@ -174,8 +187,12 @@ impl DigestComposer {
             preferences_url: links.preferences_url,
             unsubscribe_url: links.unsubscribe_url.clone(),
         };
-        let html = DigestHtml { d: &d }.render().map_err(|e| DigestError::Render(e.to_string()))?;
-        let text = DigestText { d: &d }.render().map_err(|e| DigestError::Render(e.to_string()))?;
+        let html = DigestHtml { d: &d }
+            .render()
+            .map_err(|e| DigestError::Render(e.to_string()))?;
+        let text = DigestText { d: &d }
+            .render()
+            .map_err(|e| DigestError::Render(e.to_string()))?;
         Ok(Some(RenderedDigest {
             to: email.to_string(),
             subject: subject.to_string(),
@@ -189,7 +206,8 @@ impl DigestComposer {
 #[async_trait::async_trait]
 impl Composer for DigestComposer {
     async fn compose(&self, job: &SendJob) -> Result<Composed, String> {
-        let (Some(subscriber_id), Some(email), Some(issue_id)) = (job.subscriber_id, job.email.as_deref(), job.issue_id)
+        let (Some(subscriber_id), Some(email), Some(issue_id)) =
+            (job.subscriber_id, job.email.as_deref(), job.issue_id)
         else {
             return Ok(Composed::Skip("subscriber erased".into()));
         };
@@ -200,7 +218,9 @@ impl Composer for DigestComposer {
                 job.subscriber_status.as_deref().unwrap_or("erased")
             )));
         }
-        let to: lettre::Address = email.parse().map_err(|e| format!("bad stored address: {e}"))?;
+        let to: lettre::Address = email
+            .parse()
+            .map_err(|e| format!("bad stored address: {e}"))?;
         let data = self.issue_data(issue_id).await?;
         match self
             .render_for(&data.subject, &data.articles, subscriber_id, email)
@@ -216,7 +236,9 @@ impl Composer for DigestComposer {
                 },
                 unsubscribe_url: Some(r.unsubscribe_url),
             }),
-            None => Ok(Composed::Skip("no articles left in the reader's sections".into())),
+            None => Ok(Composed::Skip(
+                "no articles left in the reader's sections".into(),
+            )),
         }
     }
 }

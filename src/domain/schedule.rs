@@ -35,7 +35,10 @@ impl CronSchedule {
             reason,
         };
         if expr.split_whitespace().count() != 5 {
-            return Err(bad(format!("expected 5 fields, got {}", expr.split_whitespace().count())));
+            return Err(bad(format!(
+                "expected 5 fields, got {}",
+                expr.split_whitespace().count()
+            )));
         }
         // Seconds and years disallowed: otherwise croner also takes 6- and 7-field input.
         let cron = CronParser::builder()
@@ -102,9 +105,19 @@ mod tests {
     #[test]
     fn five_fields_only() {
         assert!(CronSchedule::parse("0 7 * * 1-5", "UTC").is_ok());
-        for bad in ["0 0 7 * * 1-5", "* * * *", "61 * * * *", "0 25 * * *", "0 7 * * 8", "bogus"] {
+        for bad in [
+            "0 0 7 * * 1-5",
+            "* * * *",
+            "61 * * * *",
+            "0 25 * * *",
+            "0 7 * * 8",
+            "bogus",
+        ] {
             let e = CronSchedule::parse(bad, "UTC").unwrap_err();
-            assert!(e.to_string().contains("invalid cron expression"), "{bad}: {e}");
+            assert!(
+                e.to_string().contains("invalid cron expression"),
+                "{bad}: {e}"
+            );
         }
         assert_eq!(
             CronSchedule::parse("0 7 * * *", "Mars/Olympus").unwrap_err(),
@@ -116,9 +129,15 @@ mod tests {
     fn weekdays_are_monday_to_friday() {
         let s = CronSchedule::parse("0 7 * * 1-5", "UTC").unwrap();
         // Friday 2026-03-06 08:00 → next is Monday 03-09 07:00.
-        assert_eq!(s.next_after(utc(2026, 3, 6, 8, 0)), Some(utc(2026, 3, 9, 7, 0)));
+        assert_eq!(
+            s.next_after(utc(2026, 3, 6, 8, 0)),
+            Some(utc(2026, 3, 9, 7, 0))
+        );
         let sun = CronSchedule::parse("0 9 * * 0", "UTC").unwrap();
-        assert_eq!(sun.next_after(utc(2026, 3, 6, 8, 0)), Some(utc(2026, 3, 8, 9, 0)));
+        assert_eq!(
+            sun.next_after(utc(2026, 3, 6, 8, 0)),
+            Some(utc(2026, 3, 8, 9, 0))
+        );
         assert!(s.describe().contains("07:00"), "{}", s.describe());
     }
 
@@ -126,9 +145,15 @@ mod tests {
     fn time_zones_and_dst() {
         let s = CronSchedule::parse("0 7 * * *", "Europe/Berlin").unwrap();
         // Winter: 07:00 CET = 06:00 UTC. Summer: 07:00 CEST = 05:00 UTC.
-        assert_eq!(s.next_after(utc(2026, 3, 27, 12, 0)), Some(utc(2026, 3, 28, 6, 0)));
+        assert_eq!(
+            s.next_after(utc(2026, 3, 27, 12, 0)),
+            Some(utc(2026, 3, 28, 6, 0))
+        );
         // 2026-03-29 is the spring change in Europe.
-        assert_eq!(s.next_after(utc(2026, 3, 28, 12, 0)), Some(utc(2026, 3, 29, 5, 0)));
+        assert_eq!(
+            s.next_after(utc(2026, 3, 28, 12, 0)),
+            Some(utc(2026, 3, 29, 5, 0))
+        );
         // 02:30 does not exist on the spring day: the run still happens once that day.
         let spring = CronSchedule::parse("30 2 * * *", "Europe/Berlin").unwrap();
         let ticks = spring.upcoming(utc(2026, 3, 28, 12, 0), 2);
@@ -136,10 +161,19 @@ mod tests {
         assert_eq!(ticks[1].with_timezone(&Utc), utc(2026, 3, 30, 0, 30));
         // Autumn (2026-10-25): 02:30 happens twice locally; it must fire once.
         let autumn = spring.upcoming(utc(2026, 10, 24, 12, 0), 2);
-        assert_eq!(autumn[0].date_naive(), chrono::NaiveDate::from_ymd_opt(2026, 10, 25).unwrap());
-        assert_eq!(autumn[1].date_naive(), chrono::NaiveDate::from_ymd_opt(2026, 10, 26).unwrap());
+        assert_eq!(
+            autumn[0].date_naive(),
+            chrono::NaiveDate::from_ymd_opt(2026, 10, 25).unwrap()
+        );
+        assert_eq!(
+            autumn[1].date_naive(),
+            chrono::NaiveDate::from_ymd_opt(2026, 10, 26).unwrap()
+        );
         // US spring change (2026-03-08), New York.
         let ny = CronSchedule::parse("0 7 * * *", "America/New_York").unwrap();
-        assert_eq!(ny.next_after(utc(2026, 3, 7, 13, 0)), Some(utc(2026, 3, 8, 11, 0)));
+        assert_eq!(
+            ny.next_after(utc(2026, 3, 7, 13, 0)),
+            Some(utc(2026, 3, 8, 11, 0))
+        );
     }
 }

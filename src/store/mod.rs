@@ -474,8 +474,14 @@ pub trait Store: Send + Sync + 'static {
 
     // --- articles and feeds
     /// Store articles of one section in one transaction; returns how many were new.
-    async fn insert_articles(&self, section_id: i64, articles: &[NewArticle], now: DateTime<Utc>) -> StoreResult<u64>;
-    async fn list_articles(&self, section_id: Option<i64>, limit: i64) -> StoreResult<Vec<Article>>;
+    async fn insert_articles(
+        &self,
+        section_id: i64,
+        articles: &[NewArticle],
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64>;
+    async fn list_articles(&self, section_id: Option<i64>, limit: i64)
+    -> StoreResult<Vec<Article>>;
     async fn set_section_feed(&self, section_id: i64, url: Option<&str>) -> StoreResult<()>;
     async fn section_feeds(&self) -> StoreResult<Vec<SectionFeed>>;
     async fn record_feed_poll(
@@ -488,7 +494,13 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<()>;
 
     // --- API tokens
-    async fn add_api_token(&self, name: &str, role: &str, token_hash: &str, now: DateTime<Utc>) -> StoreResult<ApiToken>;
+    async fn add_api_token(
+        &self,
+        name: &str,
+        role: &str,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<ApiToken>;
     async fn list_api_tokens(&self) -> StoreResult<Vec<ApiToken>>;
     async fn revoke_api_token(&self, name: &str, now: DateTime<Utc>) -> StoreResult<bool>;
     async fn api_token_by_hash(&self, token_hash: &str) -> StoreResult<Option<ApiToken>>;
@@ -499,7 +511,12 @@ pub trait Store: Send + Sync + 'static {
     async fn schedule_by_name(&self, name: &str) -> StoreResult<Option<Schedule>>;
     async fn schedule_sections(&self, schedule_id: i64) -> StoreResult<Vec<Section>>;
     /// Pause or resume; resuming sets the next run. Returns false for an unknown name.
-    async fn set_schedule_enabled(&self, name: &str, enabled: bool, next_run_at: Option<DateTime<Utc>>) -> StoreResult<bool>;
+    async fn set_schedule_enabled(
+        &self,
+        name: &str,
+        enabled: bool,
+        next_run_at: Option<DateTime<Utc>>,
+    ) -> StoreResult<bool>;
     async fn remove_schedule(&self, name: &str) -> StoreResult<bool>;
     async fn due_schedules(&self, now: DateTime<Utc>) -> StoreResult<Vec<Schedule>>;
     /// Where the next issue's window of this schedule starts (the last issue's end).
@@ -510,7 +527,12 @@ pub trait Store: Send + Sync + 'static {
     async fn issue(&self, id: i64) -> StoreResult<Option<Issue>>;
     async fn issue_articles(&self, issue_id: i64) -> StoreResult<Vec<IssueArticle>>;
     /// Articles of a schedule's sections that arrived in (start, end], for previews.
-    async fn window_articles(&self, schedule_id: i64, start: DateTime<Utc>, end: DateTime<Utc>) -> StoreResult<Vec<IssueArticle>>;
+    async fn window_articles(
+        &self,
+        schedule_id: i64,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> StoreResult<Vec<IssueArticle>>;
     async fn list_issues(&self, limit: i64) -> StoreResult<Vec<Issue>>;
     async fn issue_status_counts(&self, issue_id: i64) -> StoreResult<Vec<(String, i64)>>;
     async fn subscriber_section_ids(&self, subscriber_id: i64) -> StoreResult<Vec<i64>>;
@@ -518,7 +540,12 @@ pub trait Store: Send + Sync + 'static {
     async fn first_reader(&self, section_ids: &[i64]) -> StoreResult<Option<Subscriber>>;
     async fn list_sends(&self, filter: &SendFilter) -> StoreResult<Vec<SendRecord>>;
     /// Put failed (or other settled) sends of an issue back in the queue.
-    async fn requeue_sends(&self, issue_id: i64, status: &str, now: DateTime<Utc>) -> StoreResult<u64>;
+    async fn requeue_sends(
+        &self,
+        issue_id: i64,
+        status: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64>;
     async fn unsettled_sends_of_issue(&self, issue_id: i64) -> StoreResult<i64>;
 }
 

@@ -2,6 +2,7 @@
 //! parse the request, call one function of a feature module, map the result to a page and
 //! a status. No SQL here.
 
+pub mod api;
 mod ops;
 mod pages;
 mod public;
@@ -27,6 +28,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub store: Arc<dyn Store>,
     pub subs: Arc<Subscriptions>,
+    pub digests: Arc<crate::digests::Digests>,
     pub engine: Arc<DeliveryEngine>,
     pub limiter: Arc<ratelimit::IpLimiter>,
     pub metrics: PrometheusHandle,
@@ -57,6 +59,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
+        .nest("/api/v1", api::router(state.clone()))
         .fallback(public::not_found)
         .layer(middleware::from_fn(observe))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(BODY_LIMIT))

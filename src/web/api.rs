@@ -1,0 +1,255 @@
+//! The JSON API under `/api/v1`, for a CMS pushing articles and for staff tooling.
+//! `Authorization: Bearer TOKEN`; tokens are made with `herald tokens add` and stored
+//! hashed. Role `operator` reads; `staff` reads and writes. No token or a bad one: 401;
+//! an operator writing: 403.
+
+use super::AppState;
+use crate::articles::{ArticleError, ArticleInput, SectionError};
+use crate::digests::DigestError;
+use crate::domain::{RandomToken, TokenHash};
+use crate::store::{SendFilter, Store, StoreError};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+/// Create a token; returns the only copy of it.
+pub async fn issue_token(
+    store: &dyn Store,
+    name: &str,
+    role: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<String, StoreError> {
+    if !matches!(role, "staff" | "operator") {
+        return Err(StoreError::Conflict(format!(
+            "unknown role {role:?}: use staff or operator"
+        )));
+    }
+    if name.is_empty() || name.len() > 100 || crate::domain::has_control_chars(name) {
+        return Err(StoreError::Conflict(
+            "a token name is 1 to 100 printable characters".into(),
+        ));
+    }
+    let token = format!("hrld_{}", RandomToken::generate().as_str());
+    store
+        .add_api_token(name, role, &TokenHash::of(&token).0, now)
+        .await?;
+    Ok(token)
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+async fn authorise(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
+    let bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.len() < 200);
+    let Some(token) = bearer else {
+        return with_challenge(error(StatusCode::UNAUTHORIZED, "missing bearer token"));
+    };
+    let found = match st.store.api_token_by_hash(&TokenHash::of(token).0).await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "API token look-up failed");
+            return error(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+        }
+    };
+    let Some(found) = found else {
+        return with_challenge(error(StatusCode::UNAUTHORIZED, "invalid or revoked token"));
+    };
+    let writes = !matches!(*req.method(), Method::GET | Method::HEAD);
+    if writes && found.role != "staff" {
+        return error(
+            StatusCode::FORBIDDEN,
+            "this token is read-only (role operator)",
+        );
+    }
+    req.extensions_mut().insert(found);
+    next.run(req).await
+}
+
+fn with_challenge(mut r: Response) -> Response {
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Bearer"),
+    );
+    r
+}
+
+pub fn router(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/articles", post(add_article).get(list_articles))
+        .route("/schedules", get(list_schedules).post(add_schedule))
+        .route("/schedules/{name}", axum::routing::delete(remove_schedule))
+        .route("/schedules/{name}/pause", post(pause_schedule))
+        .route("/schedules/{name}/resume", post(resume_schedule))
+        .route("/issues", get(list_issues))
+        .route("/sends", get(list_sends))
+        .layer(middleware::from_fn_with_state(state, authorise))
+}
+
+fn internal(e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "API request failed");
+    error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+}
+
+fn article_error(e: ArticleError) -> Response {
+    match e {
+        ArticleError::Invalid(m) => error(StatusCode::UNPROCESSABLE_ENTITY, m),
+        ArticleError::Section(SectionError::Store(s)) | ArticleError::Store(s) => internal(s),
+        ArticleError::Section(s) => error(StatusCode::UNPROCESSABLE_ENTITY, s.to_string()),
+        ArticleError::Feed(f) => error(StatusCode::UNPROCESSABLE_ENTITY, f.to_string()),
+    }
+}
+
+fn digest_error(e: DigestError) -> Response {
+    match e {
+        DigestError::UnknownSchedule(_) => error(StatusCode::NOT_FOUND, e.to_string()),
+        DigestError::Store(StoreError::Conflict(m)) => error(StatusCode::CONFLICT, m),
+        DigestError::Store(s) => internal(s),
+        DigestError::Render(r) => internal(r),
+        other => error(StatusCode::UNPROCESSABLE_ENTITY, other.to_string()),
+    }
+}
+
+async fn add_article(
+    State(st): State<AppState>,
+    body: Result<Json<ArticleInput>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(input) = match body {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e.body_text()),
+    };
+    match crate::articles::add_article(st.store.as_ref(), input, st.clock.now()).await {
+        Ok(true) => (StatusCode::CREATED, Json(json!({ "added": true }))).into_response(),
+        Ok(false) => (
+            StatusCode::OK,
+            Json(json!({ "added": false, "reason": "already present" })),
+        )
+            .into_response(),
+        Err(e) => article_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct ArticleQuery {
+    section: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn list_articles(State(st): State<AppState>, Query(q): Query<ArticleQuery>) -> Response {
+    let section_id = match &q.section {
+        Some(slug) => match crate::articles::section_by_slug(st.store.as_ref(), slug).await {
+            Ok(s) => Some(s.id),
+            Err(e) => return article_error(e.into()),
+        },
+        None => None,
+    };
+    match st
+        .store
+        .list_articles(section_id, q.limit.unwrap_or(50).clamp(1, 1000))
+        .await
+    {
+        Ok(list) => Json(list).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+async fn list_schedules(State(st): State<AppState>) -> Response {
+    match st.digests.list_schedules().await {
+        Ok(list) => Json(list).into_response(),
+        Err(e) => digest_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct ScheduleInput {
+    name: String,
+    cron: String,
+    sections: Vec<String>,
+    timezone: Option<String>,
+    subject: Option<String>,
+}
+
+async fn add_schedule(
+    State(st): State<AppState>,
+    body: Result<Json<ScheduleInput>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(s) = match body {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e.body_text()),
+    };
+    match st
+        .digests
+        .add_schedule(
+            &s.name,
+            &s.cron,
+            &s.sections,
+            s.timezone.as_deref(),
+            s.subject.as_deref(),
+        )
+        .await
+    {
+        Ok(sched) => (StatusCode::CREATED, Json(sched)).into_response(),
+        Err(e) => digest_error(e),
+    }
+}
+
+async fn pause_schedule(State(st): State<AppState>, Path(name): Path<String>) -> Response {
+    match st.digests.pause(&name).await {
+        Ok(()) => Json(json!({ "name": name, "enabled": false })).into_response(),
+        Err(e) => digest_error(e),
+    }
+}
+
+async fn resume_schedule(State(st): State<AppState>, Path(name): Path<String>) -> Response {
+    match st.digests.resume(&name).await {
+        Ok(()) => Json(json!({ "name": name, "enabled": true })).into_response(),
+        Err(e) => digest_error(e),
+    }
+}
+
+async fn remove_schedule(State(st): State<AppState>, Path(name): Path<String>) -> Response {
+    match st.digests.remove(&name).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => digest_error(e),
+    }
+}
+
+async fn list_issues(State(st): State<AppState>) -> Response {
+    match crate::digests::issues_with_counts(st.store.as_ref(), 100).await {
+        Ok(list) => Json(list).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct SendsQuery {
+    issue: Option<i64>,
+    status: Option<String>,
+    email: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn list_sends(State(st): State<AppState>, Query(q): Query<SendsQuery>) -> Response {
+    let filter = SendFilter {
+        issue_id: q.issue,
+        status: q.status,
+        email: q.email.map(|e| e.trim().to_lowercase()),
+        updated_since: None,
+        limit: Some(q.limit.unwrap_or(1000).clamp(1, 10_000)),
+    };
+    match st.store.list_sends(&filter).await {
+        Ok(list) => Json(list).into_response(),
+        Err(e) => internal(e),
+    }
+}
