@@ -67,5 +67,6 @@ CREATE TABLE issue_articles (
     PRIMARY KEY (issue_id, article_id)
 );
 CREATE INDEX sends_issue ON sends (issue_id, status);
+CREATE INDEX issue_articles_article ON issue_articles (article_id);
 -- `sends retry` puts a row back in the queue; its retry window restarts from here.
 ALTER TABLE sends ADD COLUMN requeued_at TIMESTAMPTZ;

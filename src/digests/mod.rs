@@ -322,11 +322,7 @@ impl Digests {
     ) -> Result<RenderedDigest, DigestError> {
         let s = self.schedule(name).await?;
         let now = self.clock.now();
-        let start = self
-            .store
-            .last_window_end(s.id)
-            .await?
-            .unwrap_or_else(|| self.first_window_start(&s));
+        let start = self.first_window_start(&s);
         let articles = self.store.window_articles(s.id, start, now).await?;
         if articles.is_empty() {
             return Err(DigestError::NothingToPreview(format!(

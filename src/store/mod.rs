@@ -332,7 +332,8 @@ pub struct IssuePlan {
     pub claim: Option<(DateTime<Utc>, DateTime<Utc>)>,
     pub scheduled_for: DateTime<Utc>,
     pub window_end: DateTime<Utc>,
-    /// Where the window starts when the schedule has no issue yet.
+    /// The oldest arrival a schedule's issues consider (its creation minus
+    /// `digests.first_lookback`); also the first issue's window start.
     pub first_window_start: DateTime<Utc>,
     /// Record the tick as skipped (too late) without sending.
     pub stale: bool,
@@ -526,7 +527,8 @@ pub trait Store: Send + Sync + 'static {
     async fn create_issue(&self, plan: &IssuePlan) -> StoreResult<Option<Issue>>;
     async fn issue(&self, id: i64) -> StoreResult<Option<Issue>>;
     async fn issue_articles(&self, issue_id: i64) -> StoreResult<Vec<IssueArticle>>;
-    /// Articles of a schedule's sections that arrived in (start, end], for previews.
+    /// Articles of a schedule's sections that arrived in (start, end] and are in no issue
+    /// of it yet: what the next issue would hold (previews).
     async fn window_articles(
         &self,
         schedule_id: i64,

@@ -897,14 +897,20 @@ macro_rules! shared_store_impl {
                     return Ok(None);
                 };
                 if !p.stale {
+                    // An issue takes every article of its sections not yet in an issue of
+                    // this schedule, rather than those with a timestamp in (last end, now]:
+                    // an article whose transaction commits just after the previous issue
+                    // read the table, with a timestamp before it, would otherwise never go out.
                     let articles = sqlx::query::<$db>(
                         "INSERT INTO issue_articles (issue_id, article_id) \
-                         SELECT $1, a.id FROM articles a JOIN schedule_sections x ON x.section_id = a.section_id \
-                         WHERE x.schedule_id = $2 AND a.created_at > $3 AND a.created_at <= $4",
+                         SELECT DISTINCT $1, a.id FROM articles a JOIN schedule_sections x ON x.section_id = a.section_id \
+                         WHERE x.schedule_id = $2 AND a.created_at > $3 AND a.created_at <= $4 \
+                         AND NOT EXISTS (SELECT 1 FROM issue_articles done JOIN issues i ON i.id = done.issue_id \
+                                         WHERE i.schedule_id = $2 AND done.article_id = a.id)",
                     )
                     .bind(issue_id)
                     .bind(p.schedule_id)
-                    .bind(window_start)
+                    .bind(p.first_window_start)
                     .bind(window_end)
                     .execute(&mut *tx)
                     .await?
@@ -977,6 +983,8 @@ macro_rules! shared_store_impl {
                      a.summary_text, a.author, a.published_at, a.created_at FROM articles a \
                      JOIN sections s ON s.id = a.section_id JOIN schedule_sections x ON x.section_id = a.section_id \
                      WHERE x.schedule_id = $1 AND a.created_at > $2 AND a.created_at <= $3 \
+                     AND NOT EXISTS (SELECT 1 FROM issue_articles done JOIN issues i ON i.id = done.issue_id \
+                                     WHERE i.schedule_id = $1 AND done.article_id = a.id) \
                      ORDER BY s.name, s.slug, COALESCE(a.published_at, a.created_at) DESC, a.id",
                 )
                 .bind(schedule_id)

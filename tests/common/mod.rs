@@ -100,7 +100,10 @@ pub struct Spawn {
     pub overrides: Vec<(String, String)>,
     /// false: point mail at a port where nothing listens yet (SMTP down).
     pub smtp_up: bool,
-    pub db: Option<(String, Option<Arc<tempfile::TempDir>>)>,
+    /// Share another app's database (two instances on one database).
+    pub db_url: Option<String>,
+    /// Use this SMTP port (a second instance sending to the first one's server).
+    pub smtp_port: Option<u16>,
 }
 
 impl Spawn {
@@ -109,7 +112,8 @@ impl Spawn {
             backend,
             overrides: Vec::new(),
             smtp_up: true,
-            db: None,
+            db_url: None,
+            smtp_port: None,
         }
     }
     pub fn set(mut self, k: &str, v: &str) -> Self {
@@ -124,7 +128,10 @@ impl TestApp {
     }
 
     pub async fn spawn_with(spec: Spawn) -> TestApp {
-        let (db_url, dir) = fresh_database(spec.backend).await;
+        let (db_url, dir) = match &spec.db_url {
+            Some(u) => (u.clone(), None),
+            None => fresh_database(spec.backend).await,
+        };
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let base = format!("http://127.0.0.1:{port}");
@@ -133,7 +140,7 @@ impl TestApp {
         } else {
             SmtpServer::reserve()
         };
-        let smtp_url = format!("smtp://127.0.0.1:{}", smtp.port);
+        let smtp_url = format!("smtp://127.0.0.1:{}", spec.smtp_port.unwrap_or(smtp.port));
         let mut overrides: Vec<(String, String)> = vec![
             ("database.url".into(), db_url.clone()),
             ("database.max_connections".into(), "5".into()),
@@ -183,6 +190,38 @@ impl TestApp {
 
     pub fn smtp(&self) -> &SmtpServer {
         self.smtp.as_ref().unwrap()
+    }
+
+    /// Add an article that arrives now.
+    pub async fn add_article(&self, section: &str, title: &str, url: &str, summary: &str) {
+        let input = herald::articles::ArticleInput {
+            section: section.into(),
+            title: title.into(),
+            url: url.into(),
+            summary: Some(summary.into()),
+            author: Some("Pamela Dockins".into()),
+            published: None,
+            guid: None,
+        };
+        herald::articles::add_article(self.services.store.as_ref(), input, self.clock.now())
+            .await
+            .expect("add article");
+    }
+
+    /// Run the scheduler once at the clock's current time.
+    pub async fn tick(&self) -> Vec<herald::digests::TickOutcome> {
+        self.services.digests.run_tick().await.expect("tick")
+    }
+
+    /// Make a subscriber active for these sections without going through mail.
+    pub async fn reader(&self, email: &str, sections: &[&str]) {
+        let csv = format!("email\n{email}\n");
+        let slugs: Vec<String> = sections.iter().map(|s| s.to_string()).collect();
+        self.services
+            .subs
+            .import_csv(csv.as_bytes(), &slugs, true)
+            .await
+            .expect("import reader");
     }
 
     pub async fn add_section(&self, slug: &str, name: &str) {

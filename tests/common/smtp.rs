@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 /// How the server answers.
 #[derive(Clone, Debug, Default)]
 pub struct Behaviour {
-    /// Refuse the end of DATA of the first N messages with this code and text.
+    /// Refuse DATA of the first N messages with this code and text.
     pub fail_first: Option<(u32, u16, String)>,
     /// Refuse RCPT for this address with this code and text.
     pub reject_rcpt: Option<(String, u16, String)>,
@@ -41,7 +41,7 @@ impl Caught {
     pub fn text(&self) -> String {
         self.parsed()
             .body_text(0)
-            .map(|c| c.into_owned())
+            .map(|c| c.replace("\r\n", "\n"))
             .unwrap_or_default()
     }
     pub fn html(&self) -> String {
@@ -89,7 +89,15 @@ impl Handler for Catcher {
         self.data.extend_from_slice(buf);
         Ok(())
     }
-    fn data_end(&mut self) -> Response {
+    // Refusals are given to DATA, not at the end of the data: mailin stays in its data
+    // state after an error reply there, and the session would hang.
+    fn data_start(
+        &mut self,
+        _domain: &str,
+        _from: &str,
+        _is8bit: bool,
+        _to: &[String],
+    ) -> Response {
         let mut b = self.behaviour.lock().unwrap();
         if let Some((n, code, text)) = &mut b.fail_first
             && *n > 0
@@ -97,7 +105,9 @@ impl Handler for Catcher {
             *n -= 1;
             return Response::custom(*code, text.clone());
         }
-        drop(b);
+        response::OK
+    }
+    fn data_end(&mut self) -> Response {
         *self.delivered.lock().unwrap() += 1;
         self.inbox.lock().unwrap().push(Caught {
             from: self.from.clone(),
@@ -179,5 +189,99 @@ impl SmtpServer {
 
     pub fn last_to(&self, email: &str) -> Option<Caught> {
         self.to(email).pop()
+    }
+}
+
+/// A bare SMTP server for faults mailin cannot produce: it takes the whole message after
+/// DATA and then drops the connection without answering, `drop_after_data` times; after
+/// that it answers 250 and keeps the message.
+pub struct RawSmtp {
+    pub port: u16,
+    inbox: Arc<Mutex<Vec<Caught>>>,
+}
+
+impl RawSmtp {
+    pub fn start(drop_after_data: u32) -> Self {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let inbox: Arc<Mutex<Vec<Caught>>> = Arc::default();
+        let drops = Arc::new(Mutex::new(drop_after_data));
+        let inbox2 = inbox.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let inbox = inbox2.clone();
+                let drops = drops.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let _ = stream.write_all(b"220 raw.test ESMTP\r\n");
+                    let (mut from, mut to) = (String::new(), Vec::new());
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let upper = line.to_ascii_uppercase();
+                        let reply: &[u8] = if upper.starts_with("EHLO") || upper.starts_with("HELO")
+                        {
+                            b"250-raw.test\r\n250 8BITMIME\r\n"
+                        } else if upper.starts_with("MAIL FROM:") {
+                            from = line[10..].trim().to_string();
+                            to.clear();
+                            b"250 OK\r\n"
+                        } else if upper.starts_with("RCPT TO:") {
+                            to.push(line[8..].trim().trim_matches(['<', '>']).to_string());
+                            b"250 OK\r\n"
+                        } else if upper.starts_with("DATA") {
+                            let _ = stream.write_all(b"354 go ahead\r\n");
+                            let mut data = Vec::new();
+                            loop {
+                                line.clear();
+                                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                                    return;
+                                }
+                                if line == ".\r\n" {
+                                    break;
+                                }
+                                // Undo dot-stuffing (RFC 5321 4.5.2).
+                                let l = line.strip_prefix('.').unwrap_or(&line);
+                                data.extend_from_slice(l.as_bytes());
+                            }
+                            let mut d = drops.lock().unwrap();
+                            if *d > 0 {
+                                *d -= 1;
+                                // The message is in, the reply never comes.
+                                let _ = stream.shutdown(std::net::Shutdown::Both);
+                                return;
+                            }
+                            drop(d);
+                            inbox.lock().unwrap().push(Caught {
+                                from: from.clone(),
+                                to: to.clone(),
+                                raw: data,
+                            });
+                            b"250 2.0.0 queued\r\n"
+                        } else if upper.starts_with("RSET") || upper.starts_with("NOOP") {
+                            b"250 OK\r\n"
+                        } else if upper.starts_with("QUIT") {
+                            let _ = stream.write_all(b"221 bye\r\n");
+                            return;
+                        } else {
+                            b"502 not implemented\r\n"
+                        };
+                        if stream.write_all(reply).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Self { port, inbox }
+    }
+
+    pub fn all(&self) -> Vec<Caught> {
+        self.inbox.lock().unwrap().clone()
     }
 }

@@ -1,0 +1,778 @@
+//! Digests end to end: schedules, the scheduler tick, per-reader rendering, the delivery
+//! ledger under faults, and exactly-once across ticks and instances.
+
+mod common;
+use chrono::{Duration, TimeZone, Utc};
+use common::{Backend, Behaviour, Spawn, TestApp};
+
+async fn newsroom(app: &TestApp) {
+    app.add_section("wmd", "Weapons of Mass Destruction (WMD)")
+        .await;
+    app.add_section("cyber", "Cyber").await;
+    app.reader("wmd-only@example.com", &["wmd"]).await;
+    app.reader("cyber-only@example.com", &["cyber"]).await;
+    app.reader("both@example.com", &["wmd", "cyber"]).await;
+}
+
+/// Count how often `needle` occurs.
+fn count(hay: &str, needle: &str) -> usize {
+    hay.matches(needle).count()
+}
+
+async fn the_digest_story(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    newsroom(&app).await;
+    app.services
+        .digests
+        .add_schedule(
+            "morning",
+            "0 7 * * *",
+            &["wmd".into(), "cyber".into()],
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    app.add_article(
+        "wmd",
+        "Lavrov Says Russia Targeting Only Terrorists in Syria",
+        "https://news.example.org/wmd/lavrov",
+        "<p>Lavrov sought to <b>soften</b> disagreements.</p>",
+    )
+    .await;
+    app.add_article(
+        "cyber",
+        "Pentagon Weighs Active Defence",
+        "https://news.example.org/cyber/defence",
+        "Rules for intrusions.",
+    )
+    .await;
+    // One story published in both sections.
+    app.add_article(
+        "wmd",
+        "Syria Strikes and Cyber Warfare",
+        "https://news.example.org/shared/syria-cyber",
+        "In two sections.",
+    )
+    .await;
+    app.add_article(
+        "cyber",
+        "Syria Strikes and Cyber Warfare",
+        "https://news.example.org/shared/syria-cyber",
+        "In two sections.",
+    )
+    .await;
+
+    // Not due before 07:00.
+    assert!(app.tick().await.is_empty());
+    app.clock
+        .set(Utc.with_ymd_and_hms(2026, 3, 2, 7, 0, 0).unwrap());
+    let made = app.tick().await;
+    assert_eq!(made.len(), 1);
+    assert_eq!(made[0].issue.send_count, 3);
+    assert_eq!(made[0].issue.article_count, 4);
+    assert_eq!(app.deliver().await, 3);
+
+    let wmd = app.smtp().last_to("wmd-only@example.com").unwrap();
+    let cyber = app.smtp().last_to("cyber-only@example.com").unwrap();
+    let both = app.smtp().last_to("both@example.com").unwrap();
+    for (mail, yes, no) in [
+        (
+            &wmd,
+            vec!["Lavrov Says", "Syria Strikes"],
+            vec!["Pentagon Weighs"],
+        ),
+        (
+            &cyber,
+            vec!["Pentagon Weighs", "Syria Strikes"],
+            vec!["Lavrov Says"],
+        ),
+        (
+            &both,
+            vec!["Lavrov Says", "Pentagon Weighs", "Syria Strikes"],
+            vec![],
+        ),
+    ] {
+        let (text, html) = (mail.text(), mail.html());
+        for t in &yes {
+            assert_eq!(count(&text, t), 1, "{t} once in the text part:\n{text}");
+            assert_eq!(count(&html, t), 1, "{t} once in the HTML part");
+        }
+        for t in &no {
+            assert!(
+                !text.contains(t) && !html.contains(t),
+                "{t} must not be there"
+            );
+        }
+        assert!(text.contains("1 Example Street") && html.contains("1 Example Street"));
+        assert!(text.contains("/unsubscribe/") && text.contains("/preferences/"));
+        assert!(
+            mail.subject()
+                .contains("Cyber, Weapons of Mass Destruction (WMD)"),
+            "{}",
+            mail.subject()
+        );
+        for h in [
+            "Message-ID",
+            "Date",
+            "List-Id",
+            "List-Unsubscribe",
+            "List-Unsubscribe-Post",
+            "Auto-Submitted",
+        ] {
+            assert!(mail.header(h).is_some(), "missing {h}");
+        }
+        assert!(mail.parsed().date().is_some(), "Date parses");
+        assert!(
+            mail.header("Content-Type")
+                .unwrap()
+                .starts_with("multipart/alternative")
+        );
+    }
+    // Grouped by section, in both parts: the reader of both sees both headings.
+    let text = both.text();
+    let (c, w) = (
+        text.find("== Cyber ==").unwrap(),
+        text.find("== Weapons of Mass Destruction (WMD) ==")
+            .unwrap(),
+    );
+    assert!(c < text.find("Pentagon Weighs").unwrap() && text.find("Pentagon Weighs").unwrap() < w);
+    assert!(w < text.find("Lavrov Says").unwrap());
+    assert!(
+        both.html().contains("<b>soften</b>"),
+        "safe HTML kept in the HTML part"
+    );
+    assert!(
+        text.contains("Lavrov sought to soften disagreements."),
+        "plain text in the text part"
+    );
+
+    // The RFC 8058 POST from the header stops the next digest.
+    let target = wmd.header("List-Unsubscribe").unwrap();
+    let url = target
+        .trim_start_matches('<')
+        .split('>')
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        app.post(&url, "List-Unsubscribe=One-Click").await.status(),
+        200
+    );
+
+    app.add_article(
+        "wmd",
+        "Iran Deal Inspections Begin",
+        "https://news.example.org/wmd/iran",
+        "Inspectors arrive.",
+    )
+    .await;
+    app.clock
+        .set(Utc.with_ymd_and_hms(2026, 3, 3, 7, 0, 0).unwrap());
+    let made = app.tick().await;
+    assert_eq!(
+        made[0].issue.article_count, 1,
+        "only what arrived since the last issue"
+    );
+    assert_eq!(
+        made[0].issue.send_count, 1,
+        "only the reader of both; wmd-only left"
+    );
+    app.deliver().await;
+    assert_eq!(app.smtp().to("wmd-only@example.com").len(), 1);
+    let again = app.smtp().last_to("both@example.com").unwrap();
+    assert!(again.text().contains("Iran Deal") && !again.text().contains("Lavrov"));
+    assert_ne!(again.message_id(), both.message_id());
+
+    // No new articles: recorded as skipped, nothing sent.
+    let before = app.smtp().count();
+    app.clock
+        .set(Utc.with_ymd_and_hms(2026, 3, 4, 7, 0, 0).unwrap());
+    let made = app.tick().await;
+    assert_eq!(made[0].issue.status, "skipped");
+    assert_eq!(app.deliver().await, 0);
+    assert_eq!(app.smtp().count(), before);
+}
+both_backends!(the_digest_story);
+
+async fn one_tick_one_issue(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    newsroom(&app).await;
+    app.services
+        .digests
+        .add_schedule("m", "0 7 * * *", &["wmd".into()], None, None)
+        .await
+        .unwrap();
+    app.add_article("wmd", "A", "https://news.example.org/a", "")
+        .await;
+    app.clock
+        .set(Utc.with_ymd_and_hms(2026, 3, 2, 7, 0, 30).unwrap());
+
+    // A second instance on the same database, sending to the same SMTP server.
+    let mut spec = Spawn::new(backend);
+    spec.db_url = Some(app.db_url.clone());
+    spec.smtp_port = Some(app.smtp().port);
+    let other = TestApp::spawn_with(spec).await;
+    other.clock.set(app.clock.now());
+
+    let (a, b) = tokio::join!(app.tick(), other.tick());
+    assert_eq!(a.len() + b.len(), 1, "exactly one instance made the issue");
+    // The same tick again, from either instance: nothing new.
+    assert!(app.tick().await.is_empty());
+    assert!(other.tick().await.is_empty());
+    let (x, y) = tokio::join!(app.deliver(), other.deliver());
+    assert_eq!(x + y, 2);
+    assert_eq!(app.smtp().to("wmd-only@example.com").len(), 1);
+    assert_eq!(app.smtp().to("both@example.com").len(), 1);
+    assert_eq!(app.smtp().count(), 2);
+    let issues = app.services.store.list_issues(10).await.unwrap();
+    assert_eq!(issues.len(), 1);
+}
+both_backends!(one_tick_one_issue);
+
+async fn downtime_makes_one_catch_up_or_none(backend: Backend) {
+    let app = TestApp::spawn_with(Spawn::new(backend).set("digests.max_lateness", "6h")).await;
+    newsroom(&app).await;
+    app.services
+        .digests
+        .add_schedule("hourly", "0 * * * *", &["wmd".into()], None, None)
+        .await
+        .unwrap();
+    app.add_article("wmd", "A", "https://news.example.org/a", "")
+        .await;
+    // Down from 06:00 to 09:30: the 07:00, 08:00 and 09:00 ticks are missed.
+    app.clock
+        .set(Utc.with_ymd_and_hms(2026, 3, 2, 9, 30, 0).unwrap());
+    let made = app.tick().await;
+    assert_eq!(made.len(), 1, "one catch-up issue, not three");
+    assert_eq!(app.tick().await.len(), 0);
+    app.deliver().await;
+    assert_eq!(app.smtp().to("wmd-only@example.com").len(), 1);
+
+    // Down for two days: the late tick is skipped, not sent stale; its article waits.
+    app.add_article("wmd", "B", "https://news.example.org/b", "")
+        .await;
+    app.clock
+        .set(Utc.with_ymd_and_hms(2026, 3, 4, 12, 30, 0).unwrap());
+    let made = app.tick().await;
+    assert_eq!(made.len(), 1);
+    assert_eq!(made[0].issue.status, "skipped");
+    app.deliver().await;
+    assert_eq!(
+        app.smtp().to("wmd-only@example.com").len(),
+        1,
+        "nothing stale sent"
+    );
+    app.clock
+        .set(Utc.with_ymd_and_hms(2026, 3, 4, 13, 0, 0).unwrap());
+    let made = app.tick().await;
+    assert_eq!(
+        made[0].issue.article_count, 1,
+        "B goes out with the next issue"
+    );
+    app.deliver().await;
+    assert!(
+        app.smtp()
+            .last_to("wmd-only@example.com")
+            .unwrap()
+            .text()
+            .contains("\nB\n")
+    );
+}
+both_backends!(downtime_makes_one_catch_up_or_none);
+
+async fn setup_issue(app: &TestApp) {
+    app.add_section("wmd", "WMD").await;
+    app.reader("r@example.com", &["wmd"]).await;
+    app.services
+        .digests
+        .add_schedule("m", "0 7 * * *", &["wmd".into()], None, None)
+        .await
+        .unwrap();
+    app.add_article("wmd", "A", "https://news.example.org/a", "")
+        .await;
+    app.clock
+        .set(Utc.with_ymd_and_hms(2026, 3, 2, 7, 0, 0).unwrap());
+    assert_eq!(app.tick().await.len(), 1);
+}
+
+async fn send_of(app: &TestApp, email: &str) -> herald::store::SendRecord {
+    let x = app
+        .services
+        .subs
+        .export_subscriber(email)
+        .await
+        .unwrap()
+        .unwrap();
+    x.sends.into_iter().find(|s| s.kind == "digest").unwrap()
+}
+
+async fn temporary_failure_then_success(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    setup_issue(&app).await;
+    app.smtp().set_behaviour(Behaviour {
+        fail_first: Some((1, 451, "4.3.0 try again later".into())),
+        ..Default::default()
+    });
+    app.deliver().await;
+    let s = send_of(&app, "r@example.com").await;
+    assert_eq!(s.status, "retrying");
+    assert!(
+        s.last_reply.as_deref().unwrap_or("").contains("451"),
+        "{:?}",
+        s.last_reply
+    );
+    assert_eq!(app.smtp().count(), 0);
+    app.clock.advance(Duration::minutes(2));
+    app.deliver().await;
+    let s = send_of(&app, "r@example.com").await;
+    assert_eq!((s.status.as_str(), s.attempts), ("sent", 2));
+    assert_eq!(app.smtp().to("r@example.com").len(), 1);
+}
+both_backends!(temporary_failure_then_success);
+
+async fn permanent_failure_is_not_retried(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    setup_issue(&app).await;
+    app.smtp().set_behaviour(Behaviour {
+        reject_rcpt: Some((
+            "r@example.com".into(),
+            550,
+            "5.1.1 <r@example.com>: user unknown".into(),
+        )),
+        ..Default::default()
+    });
+    app.deliver().await;
+    let s = send_of(&app, "r@example.com").await;
+    assert_eq!(s.status, "bounced");
+    assert!(s.last_reply.unwrap().contains("5.1.1"));
+    app.clock.advance(Duration::days(1));
+    assert_eq!(app.deliver().await, 0, "no retry");
+    assert_eq!(send_of(&app, "r@example.com").await.attempts, 1);
+    // 5.1.x suppresses the address.
+    assert_eq!(
+        app.subscriber_status("r@example.com").await.as_deref(),
+        Some("bounced")
+    );
+    assert!(
+        app.services
+            .store
+            .is_suppressed(&herald::domain::sha256_hex("r@example.com"))
+            .await
+            .unwrap()
+    );
+}
+both_backends!(permanent_failure_is_not_retried);
+
+async fn other_5xx_fails_without_suppression(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    setup_issue(&app).await;
+    app.smtp().set_behaviour(Behaviour {
+        fail_first: Some((1, 554, "5.7.1 message refused".into())),
+        ..Default::default()
+    });
+    app.deliver().await;
+    assert_eq!(send_of(&app, "r@example.com").await.status, "failed");
+    assert_eq!(
+        app.subscriber_status("r@example.com").await.as_deref(),
+        Some("active")
+    );
+    // The operator retries the failed sends of the issue.
+    let issue = app.services.store.list_issues(1).await.unwrap()[0].id;
+    assert_eq!(
+        app.services
+            .store
+            .requeue_sends(issue, "failed", app.clock.now())
+            .await
+            .unwrap(),
+        1
+    );
+    app.deliver().await;
+    assert_eq!(send_of(&app, "r@example.com").await.status, "sent");
+}
+both_backends!(other_5xx_fails_without_suppression);
+
+async fn dropped_after_data_is_retried_with_the_same_message_id(backend: Backend) {
+    let raw = common::smtp::RawSmtp::start(1);
+    let app = TestApp::spawn_with(
+        Spawn::new(backend).set("mail.url", &format!("smtp://127.0.0.1:{}", raw.port)),
+    )
+    .await;
+    setup_issue(&app).await;
+    let queued_id = send_of(&app, "r@example.com").await.message_id;
+    app.deliver().await;
+    let s = send_of(&app, "r@example.com").await;
+    assert_eq!(s.status, "retrying", "{:?}", s.last_reply);
+    app.clock.advance(Duration::minutes(2));
+    app.deliver().await;
+    let s = send_of(&app, "r@example.com").await;
+    assert_eq!((s.status.as_str(), s.attempts), ("sent", 2));
+    let got = raw.all();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        format!("<{}>", got[0].message_id()),
+        queued_id,
+        "same Message-ID on the resend"
+    );
+}
+both_backends!(dropped_after_data_is_retried_with_the_same_message_id);
+
+async fn a_dead_worker_loses_nothing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_section("wmd", "WMD").await;
+    for i in 0..5 {
+        app.reader(&format!("r{i}@example.com"), &["wmd"]).await;
+    }
+    app.services
+        .digests
+        .add_schedule("m", "0 7 * * *", &["wmd".into()], None, None)
+        .await
+        .unwrap();
+    app.add_article("wmd", "A", "https://news.example.org/a", "")
+        .await;
+    app.clock
+        .set(Utc.with_ymd_and_hms(2026, 3, 2, 7, 0, 0).unwrap());
+    app.tick().await;
+    // A worker claims three sends and dies before recording anything.
+    let now = app.clock.now();
+    let claimed = app
+        .services
+        .store
+        .claim_sends("dead-worker", now, now + Duration::minutes(5), 3)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 3);
+    assert_eq!(
+        app.deliver().await,
+        2,
+        "the others go out; the claimed ones wait for the lease"
+    );
+    app.clock.advance(Duration::minutes(6));
+    assert_eq!(app.deliver().await, 3, "the lease expired: taken over");
+    for i in 0..5 {
+        assert_eq!(app.smtp().to(&format!("r{i}@example.com")).len(), 1);
+    }
+    // The dead worker cannot overwrite the outcome afterwards.
+    let late = herald::store::SendResult {
+        send_id: claimed[0].id,
+        outcome: herald::store::SendOutcome::Failed {
+            reply: "late".into(),
+        },
+    };
+    app.services
+        .store
+        .complete_sends("dead-worker", &[late], app.clock.now())
+        .await
+        .unwrap();
+    let issue = app.services.store.list_issues(1).await.unwrap()[0].id;
+    let counts = app.services.store.issue_status_counts(issue).await.unwrap();
+    assert_eq!(counts, vec![("sent".to_string(), 5)]);
+}
+both_backends!(a_dead_worker_loses_nothing);
+
+async fn bodies_and_headers_arrive_intact(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_section("wmd", "WMD").await;
+    app.reader("r@example.com", &["wmd"]).await;
+    let long = "word ".repeat(400);
+    app.add_article(
+        "wmd",
+        ".NET flaw: a title that starts with a dot",
+        "https://news.example.org/dot",
+        &long,
+    )
+    .await;
+    app.add_article(
+        "wmd",
+        "Breaking\r\nBcc: victim@example.org",
+        "https://news.example.org/crlf",
+        "x",
+    )
+    .await;
+    app.add_article(
+        "wmd",
+        "=?utf-8?q?=0D=0ABcc:_victim2@example.org?=",
+        "https://news.example.org/ew",
+        "y",
+    )
+    .await;
+    // Section names and subjects with line breaks are refused outright.
+    assert!(
+        herald::articles::add_section(
+            app.services.store.as_ref(),
+            "evil",
+            "Evil\r\nBcc: x@example.org",
+            "",
+            app.clock.now()
+        )
+        .await
+        .is_err()
+    );
+    assert!(
+        app.services
+            .digests
+            .add_schedule(
+                "bad",
+                "0 7 * * *",
+                &["wmd".into()],
+                None,
+                Some("Hi\r\nBcc: x@example.org")
+            )
+            .await
+            .is_err()
+    );
+    app.services
+        .digests
+        .add_schedule(
+            "m",
+            "0 7 * * *",
+            &["wmd".into()],
+            None,
+            Some("=?utf-8?q?Hello=0D=0ABcc:_victim3@example.org?="),
+        )
+        .await
+        .unwrap();
+    app.clock
+        .set(Utc.with_ymd_and_hms(2026, 3, 2, 7, 0, 0).unwrap());
+    app.tick().await;
+    app.deliver().await;
+    let all = app.smtp().all();
+    assert_eq!(all.len(), 1);
+    let m = &all[0];
+    assert_eq!(
+        m.to,
+        vec!["r@example.com".to_string()],
+        "no extra recipients"
+    );
+    assert!(m.parsed().header_raw("Bcc").is_none());
+    let text = m.text();
+    assert!(
+        text.contains("\n.NET flaw: a title that starts with a dot\n"),
+        "{text}"
+    );
+    assert!(text.contains(long.trim()), "the long line arrives whole");
+    assert!(
+        text.contains("Breaking Bcc: victim@example.org"),
+        "CR/LF folded into the title"
+    );
+}
+both_backends!(bodies_and_headers_arrive_intact);
+
+async fn feeds_import_and_reimport(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_section("wmd", "WMD").await;
+    app.add_section("cyber", "Cyber").await;
+    let store = app.services.store.as_ref();
+    let now = app.clock.now();
+    let rss = include_bytes!("fixtures/wmd.rss.xml");
+    let atom = include_bytes!("fixtures/cyber.atom.xml");
+    let json = include_bytes!("fixtures/shared.feed.json");
+    assert_eq!(
+        herald::articles::import_feed(store, "wmd", rss, now)
+            .await
+            .unwrap(),
+        (2, 2),
+        "the link-less item is skipped"
+    );
+    assert_eq!(
+        herald::articles::import_feed(store, "wmd", rss, now)
+            .await
+            .unwrap(),
+        (2, 0),
+        "re-import adds nothing"
+    );
+    assert_eq!(
+        herald::articles::import_feed(store, "cyber", atom, now)
+            .await
+            .unwrap(),
+        (2, 2)
+    );
+    assert_eq!(
+        herald::articles::import_feed(store, "wmd", json, now)
+            .await
+            .unwrap(),
+        (2, 2)
+    );
+    let wmd = herald::articles::section_by_slug(store, "wmd")
+        .await
+        .unwrap();
+    let list = store.list_articles(Some(wmd.id), 100).await.unwrap();
+    let lavrov = list.iter().find(|a| a.title.starts_with("Lavrov")).unwrap();
+    assert_eq!(lavrov.guid, "wmd-2015-10-01-lavrov");
+    assert_eq!(lavrov.author.as_deref(), Some("Pamela Dockins"));
+    assert!(lavrov.published_at.is_some());
+    assert!(
+        lavrov.summary_html.contains("<em>")
+            && !lavrov.summary_html.contains("script")
+            && !lavrov.summary_html.contains("tracker")
+    );
+    assert!(!lavrov.summary_text.contains('<'));
+    let kerry = list.iter().find(|a| a.title.starts_with("Kerry")).unwrap();
+    assert_eq!(
+        kerry.guid, "https://news.example.org/wmd/kerry-talks",
+        "no guid: keyed by link"
+    );
+    assert_eq!(
+        kerry.title,
+        "Kerry: \"Not Yet Where We Need to Be\" & Talks Continue"
+    );
+    assert!(kerry.published_at.is_none(), "missing dates stay missing");
+
+    let before = store.list_articles(None, 1000).await.unwrap().len();
+    let broken = include_bytes!("fixtures/not-a-feed.html");
+    assert!(
+        herald::articles::import_feed(store, "wmd", broken, now)
+            .await
+            .is_err()
+    );
+    let truncated = &rss[..rss.len() / 2];
+    assert!(
+        herald::articles::import_feed(store, "wmd", truncated, now)
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        store.list_articles(None, 1000).await.unwrap().len(),
+        before,
+        "a broken feed changes nothing"
+    );
+}
+both_backends!(feeds_import_and_reimport);
+
+async fn api_tokens_and_roles(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_section("wmd", "WMD").await;
+    let store = app.services.store.as_ref();
+    let staff = herald::web::api::issue_token(store, "cms", "staff", app.clock.now())
+        .await
+        .unwrap();
+    let ops = herald::web::api::issue_token(store, "grafana", "operator", app.clock.now())
+        .await
+        .unwrap();
+    // Only the hash is kept.
+    let stored = app.dump_table("SELECT token_hash FROM api_tokens").await;
+    assert!(!stored.contains(&staff) && !stored.contains(&ops));
+
+    let url = format!("{}/api/v1/articles", app.base);
+    let body = serde_json::json!({"section": "wmd", "title": "Via API", "url": "https://news.example.org/api"});
+    let post = |token: Option<String>| {
+        let mut r = app.http.post(&url).json(&body);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    assert_eq!(post(None).await.unwrap().status(), 401);
+    assert_eq!(post(Some("hrld_wrong".into())).await.unwrap().status(), 401);
+    assert_eq!(
+        post(Some(ops.clone())).await.unwrap().status(),
+        403,
+        "operator is read-only"
+    );
+    assert_eq!(post(Some(staff.clone())).await.unwrap().status(), 201);
+    assert_eq!(
+        post(Some(staff.clone())).await.unwrap().status(),
+        200,
+        "same article again: no duplicate"
+    );
+    let list: serde_json::Value = app
+        .http
+        .get(&url)
+        .bearer_auth(&ops)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+
+    let bad = serde_json::json!({"section": "nosuch", "title": "x", "url": "https://e.example/"});
+    let r = app
+        .http
+        .post(&url)
+        .bearer_auth(&staff)
+        .json(&bad)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let bad_cron = serde_json::json!({"name": "x", "cron": "0 7 * *", "sections": ["wmd"]});
+    let r = app
+        .http
+        .post(format!("{}/api/v1/schedules", app.base))
+        .bearer_auth(&staff)
+        .json(&bad_cron)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    assert!(r.text().await.unwrap().contains("invalid cron expression"));
+    let good = serde_json::json!({"name": "m", "cron": "0 7 * * 1-5", "sections": ["wmd"], "timezone": "Europe/Berlin"});
+    let r = app
+        .http
+        .post(format!("{}/api/v1/schedules", app.base))
+        .bearer_auth(&staff)
+        .json(&good)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = app
+        .http
+        .post(format!("{}/api/v1/schedules/m/pause", app.base))
+        .bearer_auth(&staff)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = app
+        .http
+        .post(format!("{}/api/v1/schedules/nope/pause", app.base))
+        .bearer_auth(&staff)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+
+    // A revoked token stops working.
+    store
+        .revoke_api_token("cms", app.clock.now())
+        .await
+        .unwrap();
+    assert_eq!(post(Some(staff)).await.unwrap().status(), 401);
+}
+both_backends!(api_tokens_and_roles);
+
+async fn paused_schedules_do_not_run(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    newsroom(&app).await;
+    app.services
+        .digests
+        .add_schedule("m", "0 7 * * *", &["wmd".into()], None, None)
+        .await
+        .unwrap();
+    app.add_article("wmd", "A", "https://news.example.org/a", "")
+        .await;
+    app.services.digests.pause("m").await.unwrap();
+    app.clock
+        .set(Utc.with_ymd_and_hms(2026, 3, 2, 7, 0, 0).unwrap());
+    assert!(app.tick().await.is_empty());
+    app.clock
+        .set(Utc.with_ymd_and_hms(2026, 3, 2, 8, 0, 0).unwrap());
+    app.services.digests.resume("m").await.unwrap();
+    assert!(
+        app.tick().await.is_empty(),
+        "resuming does not send the missed tick"
+    );
+    app.clock
+        .set(Utc.with_ymd_and_hms(2026, 3, 3, 7, 0, 0).unwrap());
+    assert_eq!(app.tick().await.len(), 1);
+    let preview = app
+        .services
+        .digests
+        .preview("m", Some("both@example.com"))
+        .await;
+    assert!(preview.is_err(), "nothing new after the issue");
+}
+both_backends!(paused_schedules_do_not_run);
