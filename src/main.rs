@@ -155,7 +155,12 @@ enum DigestsCmd {
         html: bool,
     },
     /// Make an issue now and deliver it; exits 0 when every send is settled.
-    Run { name: String },
+    Run {
+        name: String,
+        /// Only make the issue and queue its sends; `herald serve` delivers them.
+        #[arg(long)]
+        queue_only: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -744,10 +749,21 @@ async fn digests(cmd: DigestsCmd, s: Services) -> Result<(), Failure> {
             println!("{}", if html { &r.html } else { &r.text });
             Ok(())
         }
-        DigestsCmd::Run { name } => {
+        DigestsCmd::Run { name, queue_only } => {
+            let started = std::time::Instant::now();
             let issue = s.digests.run_now(&name).await?;
             if issue.status == "skipped" {
                 println!("issue #{}: no new articles, nothing to send", issue.id);
+                return Ok(());
+            }
+            if queue_only {
+                println!(
+                    "issue #{}: {} articles, {} sends queued in {:.2}s",
+                    issue.id,
+                    issue.article_count,
+                    issue.send_count,
+                    started.elapsed().as_secs_f64()
+                );
                 return Ok(());
             }
             eprintln!(

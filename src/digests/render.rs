@@ -144,6 +144,17 @@ impl DigestComposer {
             .await?
             .into_iter()
             .collect();
+        self.render_with(subject, articles, subscriber_id, email, &mine)
+    }
+
+    fn render_with(
+        &self,
+        subject: &str,
+        articles: &[IssueArticle],
+        subscriber_id: i64,
+        email: &str,
+        mine: &HashSet<i64>,
+    ) -> Result<Option<RenderedDigest>, DigestError> {
         let mut seen = HashSet::new();
         let mut groups: Vec<Group> = Vec::new();
         // Articles come ordered by section name; an article in several sections is shown
@@ -222,9 +233,9 @@ impl Composer for DigestComposer {
             .parse()
             .map_err(|e| format!("bad stored address: {e}"))?;
         let data = self.issue_data(issue_id).await?;
+        let mine: HashSet<i64> = job.section_ids().into_iter().collect();
         match self
-            .render_for(&data.subject, &data.articles, subscriber_id, email)
-            .await
+            .render_with(&data.subject, &data.articles, subscriber_id, email, &mine)
             .map_err(|e| e.to_string())?
         {
             Some(r) => Ok(Composed::Mail {

@@ -196,6 +196,20 @@ pub struct SendJob {
     pub created_at: DateTime<Utc>,
     /// The subscriber's status now (NULL when erased).
     pub subscriber_status: Option<String>,
+    /// The subscriber's section ids now, comma-separated: read with the claim so that
+    /// composing a digest needs no query per message.
+    pub subscriber_sections: Option<String>,
+}
+
+impl SendJob {
+    pub fn section_ids(&self) -> Vec<i64> {
+        self.subscriber_sections
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .filter_map(|s| s.trim().parse().ok())
+            .collect()
+    }
 }
 
 /// What happened to one send attempt.

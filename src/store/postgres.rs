@@ -57,7 +57,8 @@ shared_store_impl!(PostgresStore, Postgres, "postgres", {
         .await?;
         let jobs = sqlx::query_as::<Postgres, SendJob>(
             "SELECT s.id, s.kind, s.issue_id, s.subscriber_id, s.email, s.message_id, s.sealed_token, s.attempts, \
-             COALESCE(s.requeued_at, s.created_at) AS created_at, u.status AS subscriber_status FROM sends s LEFT JOIN subscribers u ON u.id = s.subscriber_id \
+             COALESCE(s.requeued_at, s.created_at) AS created_at, u.status AS subscriber_status, \
+             (SELECT string_agg(x.section_id::text, ',') FROM subscriptions x WHERE x.subscriber_id = s.subscriber_id) AS subscriber_sections FROM sends s LEFT JOIN subscribers u ON u.id = s.subscriber_id \
              WHERE s.lease_owner = $1 AND s.status = 'sending' ORDER BY s.id",
         )
         .bind(owner)
