@@ -36,12 +36,28 @@ fn describe() {
         "HTTP requests, by route pattern and status"
     );
     describe_gauge!("herald_send_queue_depth", "Sends not yet settled");
+    describe_counter!(
+        "herald_smtp_replies_total",
+        "SMTP outcomes by reply class (2xx, 4xx, 5xx, connection)"
+    );
+    describe_gauge!(
+        "herald_scheduler_lag_seconds",
+        "How late the last due tick was picked up"
+    );
+    describe_counter!("herald_issues_total", "Digest issues made, by status");
+    describe_counter!(
+        "herald_feed_poll_errors_total",
+        "Failed feed polls, by section"
+    );
+    describe_counter!("herald_articles_added_total", "New articles, by way in");
     describe_histogram!(
         "herald_send_duration_seconds",
         "Time to hand one message to the transport"
     );
     metrics::counter!("herald_signups_total", "outcome" => "confirmation_sent").absolute(0);
     metrics::counter!("herald_confirmations_total").absolute(0);
+    metrics::counter!("herald_smtp_replies_total", "class" => "2xx").absolute(0);
+    metrics::gauge!("herald_scheduler_lag_seconds").set(0.0);
     metrics::counter!("herald_unsubscribes_total", "via" => "link").absolute(0);
     metrics::counter!("herald_mails_total", "kind" => "confirm", "status" => "sent").absolute(0);
     metrics::counter!("herald_mails_total", "kind" => "confirm", "status" => "failed").absolute(0);

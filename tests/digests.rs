@@ -776,3 +776,136 @@ async fn paused_schedules_do_not_run(backend: Backend) {
     assert!(preview.is_err(), "nothing new after the issue");
 }
 both_backends!(paused_schedules_do_not_run);
+
+async fn feed_polling_is_conditional_and_survives_errors(backend: Backend) {
+    use axum::http::{HeaderMap, StatusCode};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let seen: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
+    let broken = Arc::new(AtomicBool::new(false));
+    let (seen2, broken2) = (seen.clone(), broken.clone());
+    let feed = axum::Router::new().route(
+        "/wmd.xml",
+        axum::routing::get(move |headers: HeaderMap| {
+            let (seen, broken) = (seen2.clone(), broken2.clone());
+            async move {
+                let inm = headers
+                    .get("if-none-match")
+                    .map(|v| v.to_str().unwrap().to_string());
+                seen.lock().unwrap().push(inm.clone());
+                if broken.load(Ordering::SeqCst) {
+                    return (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        [("etag", "\"v1\"")],
+                        Vec::new(),
+                    );
+                }
+                if inm.as_deref() == Some("\"v1\"") {
+                    return (StatusCode::NOT_MODIFIED, [("etag", "\"v1\"")], Vec::new());
+                }
+                (
+                    StatusCode::OK,
+                    [("etag", "\"v1\"")],
+                    include_bytes!("fixtures/wmd.rss.xml").to_vec(),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/wmd.xml", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, feed).await });
+
+    let app = TestApp::spawn(backend).await;
+    app.add_section("wmd", "WMD").await;
+    let store = app.services.store.as_ref();
+    herald::articles::set_feed(store, "wmd", Some(&url))
+        .await
+        .unwrap();
+    assert_eq!(app.services.feeds.poll_all().await, 2);
+    assert_eq!(app.services.feeds.poll_all().await, 0);
+    assert_eq!(
+        seen.lock().unwrap()[1].as_deref(),
+        Some("\"v1\""),
+        "conditional GET"
+    );
+
+    broken.store(true, Ordering::SeqCst);
+    assert_eq!(app.services.feeds.poll_all().await, 0);
+    let state = store
+        .section_feeds()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|f| f.slug == "wmd")
+        .unwrap();
+    assert!(
+        state.feed_error.as_deref().unwrap().contains("500"),
+        "{state:?}"
+    );
+    assert_eq!(
+        store.list_articles(None, 100).await.unwrap().len(),
+        2,
+        "nothing lost or half-imported"
+    );
+
+    broken.store(false, Ordering::SeqCst);
+    app.services.feeds.poll_all().await;
+    let state = store
+        .section_feeds()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|f| f.slug == "wmd")
+        .unwrap();
+    assert!(state.feed_error.is_none());
+    // A bad feed URL is refused up front.
+    assert!(
+        herald::articles::set_feed(store, "wmd", Some("file:///etc/passwd"))
+            .await
+            .is_err()
+    );
+}
+both_backends!(feed_polling_is_conditional_and_survives_errors);
+
+async fn dkim_signature_covers_the_list_headers(backend: Backend) {
+    // An Ed25519 key (base64 of a 32-byte seed) keeps the test fast.
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("dkim.key");
+    std::fs::write(&key, "nWGxne/9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A=").unwrap();
+    let app = TestApp::spawn_with(
+        Spawn::new(backend)
+            .set("mail.dkim.key_file", key.to_str().unwrap())
+            .set("mail.dkim.selector", "s2026"),
+    )
+    .await;
+    app.add_section("wmd", "WMD").await;
+    app.subscribe_and_confirm("r@example.com", &["wmd"]).await;
+    let m = app.smtp().last_to("r@example.com").unwrap();
+    let sig = m.header("DKIM-Signature").expect("signed");
+    let sig: String = sig.split_whitespace().collect();
+    assert!(
+        sig.contains("d=herald.example") && sig.contains("s=s2026"),
+        "{sig}"
+    );
+    let h = sig
+        .split("h=")
+        .nth(1)
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_ascii_lowercase();
+    for name in [
+        "from",
+        "to",
+        "subject",
+        "date",
+        "message-id",
+        "list-id",
+        "list-unsubscribe",
+        "list-unsubscribe-post",
+    ] {
+        assert!(h.split(':').any(|x| x == name), "{name} not signed: {h}");
+    }
+}
+both_backends!(dkim_signature_covers_the_list_headers);

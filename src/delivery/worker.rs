@@ -213,6 +213,13 @@ impl DeliveryEngine {
             .send(message.envelope(), &job.message_id, &message.formatted())
             .await;
         metrics::histogram!("herald_send_duration_seconds").record(started.elapsed().as_secs_f64());
+        let class = match &result {
+            Ok(_) => "2xx",
+            Err(SendError::Permanent { .. }) => "5xx",
+            Err(SendError::Transient(r)) if r.contains("(4") || r.starts_with('4') => "4xx",
+            Err(SendError::Transient(_)) => "connection",
+        };
+        metrics::counter!("herald_smtp_replies_total", "class" => class).increment(1);
         match result {
             Ok(reply) => SendOutcome::Sent { reply },
             Err(SendError::Transient(reply)) => {

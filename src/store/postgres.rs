@@ -4,8 +4,10 @@
 
 use super::shared::shared_store_impl;
 use super::*;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::ConnectOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Pool, Postgres, Transaction};
+use std::str::FromStr;
 
 pub struct PostgresStore {
     pool: Pool<Postgres>,
@@ -13,10 +15,17 @@ pub struct PostgresStore {
 
 impl PostgresStore {
     pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
+        let opts = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Open(format!("bad PostgreSQL URL: {e}")))?
+            // Bulk statements (an issue for a million readers) legitimately take seconds.
+            .log_slow_statements(
+                tracing::log::LevelFilter::Warn,
+                std::time::Duration::from_secs(30),
+            );
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(std::time::Duration::from_secs(10))
-            .connect(url)
+            .connect_with(opts)
             .await
             .map_err(|e| StoreError::Open(format!("cannot connect to PostgreSQL: {e}")))?;
         Ok(Self { pool })

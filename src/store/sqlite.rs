@@ -6,7 +6,7 @@
 use super::shared::shared_store_impl;
 use super::*;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Pool, Sqlite, Transaction};
+use sqlx::{ConnectOptions, Pool, Sqlite, Transaction};
 use std::str::FromStr;
 
 pub struct SqliteStore {
@@ -37,7 +37,12 @@ impl SqliteStore {
             // NORMAL is durable in WAL mode except for the last transactions on power loss.
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(std::time::Duration::from_secs(10))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // Bulk statements (an issue for a million readers) legitimately take seconds.
+            .log_slow_statements(
+                tracing::log::LevelFilter::Warn,
+                std::time::Duration::from_secs(30),
+            );
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections)
             .connect_with(opts)

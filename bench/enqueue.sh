@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Issue creation: how long one digest tick takes to write the issue and one `sends` row
+# per reader, for N subscribers (default 1,000,000).
+# Usage: bench/enqueue.sh [N] [database-url]   (default: a fresh SQLite file)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N="${1:-1000000}"
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+DB="${2:-sqlite:$WORK/herald.db}"
+cargo build --release -q
+BIN="$PWD/target/release/herald"
+FIX="$PWD/tests/fixtures/wmd.rss.xml"
+export HERALD_DATABASE__URL="$DB" HERALD_SECRET_KEY="bench-secret-bench-secret-bench-secret-0" HERALD_LOG=warn
+python3 - "$N" > "$WORK/list.csv" <<'PY'
+import sys
+print("email")
+for i in range(int(sys.argv[1])):
+    print(f"reader{i}@example{i % 97}.com")
+PY
+cd "$WORK"
+"$BIN" sections add wmd --name "WMD" >/dev/null
+s=$(date +%s.%N)
+"$BIN" subscribers import list.csv --sections wmd --preconfirmed >/dev/null
+e=$(date +%s.%N)
+echo "import of $N preconfirmed subscribers: $(python3 -c "print(f'{$e-$s:.1f}')") s"
+"$BIN" articles import --section wmd "$FIX" >/dev/null
+"$BIN" schedules add morning --cron "0 7 * * *" --sections wmd >/dev/null
+"$BIN" digests run morning --queue-only
