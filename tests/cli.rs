@@ -321,3 +321,233 @@ async fn import_without_preconfirm_sends_confirmations(backend: Backend) {
     );
 }
 both_backends!(import_without_preconfirm_sends_confirmations);
+
+async fn digest_commands(backend: Backend) {
+    let cli = Cli::new(backend).await;
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+    cli.ok(&[
+        "sections",
+        "add",
+        "wmd",
+        "--name",
+        "Weapons of Mass Destruction (WMD)",
+    ]);
+    cli.ok(&[
+        "sections",
+        "add",
+        "cyber",
+        "--name",
+        "Cyber",
+        "--feed",
+        "https://news.example.org/cyber/feed",
+    ]);
+    assert!(
+        cli.ok(&["sections", "list"])
+            .contains("feed not polled yet")
+    );
+    let out = cli.ok(&[
+        "articles",
+        "import",
+        "--section",
+        "wmd",
+        &format!("{fixtures}/wmd.rss.xml"),
+    ]);
+    assert!(out.contains("2 new articles"), "{out}");
+    let o = cli.run(&[
+        "articles",
+        "import",
+        "--section",
+        "wmd",
+        &format!("{fixtures}/not-a-feed.html"),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("not a feed"));
+    cli.ok(&[
+        "articles",
+        "add",
+        "--section",
+        "cyber",
+        "--title",
+        "Hand-added",
+        "--url",
+        "https://news.example.org/cyber/h",
+        "--published",
+        "2015-10-02T08:00:00Z",
+    ]);
+    let o = cli.run(&[
+        "articles",
+        "add",
+        "--section",
+        "cyber",
+        "--title",
+        "x",
+        "--url",
+        "https://e.example/",
+        "--published",
+        "yesterday",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let list: serde_json::Value =
+        serde_json::from_str(&cli.ok(&["articles", "list", "--format", "json"])).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 3);
+
+    let csv = cli.write("r.csv", "email\nann@example.com\nbob@example.com\n");
+    cli.ok(&[
+        "subscribers",
+        "import",
+        &csv,
+        "--sections",
+        "wmd,cyber",
+        "--preconfirmed",
+    ]);
+
+    let o = cli.run(&[
+        "schedules",
+        "add",
+        "bad",
+        "--cron",
+        "0 7 * *",
+        "--sections",
+        "wmd",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("invalid cron expression"),
+        "{}",
+        stderr(&o)
+    );
+    let o = cli.run(&[
+        "schedules",
+        "add",
+        "bad",
+        "--cron",
+        "0 7 * * *",
+        "--sections",
+        "wmd",
+        "--timezone",
+        "Mars/Base",
+    ]);
+    assert!(stderr(&o).contains("unknown time zone"));
+    let o = cli.run(&[
+        "schedules",
+        "add",
+        "bad",
+        "--cron",
+        "0 7 * * *",
+        "--sections",
+        "nosuch",
+    ]);
+    assert!(stderr(&o).contains("unknown section"));
+    cli.ok(&[
+        "schedules",
+        "add",
+        "morning",
+        "--cron",
+        "0 7 * * 1-5",
+        "--sections",
+        "wmd,cyber",
+        "--timezone",
+        "Europe/Berlin",
+    ]);
+    let list: serde_json::Value =
+        serde_json::from_str(&cli.ok(&["schedules", "list", "--format", "json"])).unwrap();
+    assert!(list[0]["description"].as_str().unwrap().contains("07:00"));
+    assert_eq!(list[0]["upcoming"].as_array().unwrap().len(), 3);
+    assert!(
+        list[0]["upcoming"][0]
+            .as_str()
+            .unwrap()
+            .contains("07:00 CE"),
+        "{}",
+        list[0]["upcoming"]
+    );
+
+    let preview = cli.ok(&["digests", "preview", "morning", "--to", "ann@example.com"]);
+    assert!(
+        preview.contains("Lavrov Says Russia") && preview.contains("Hand-added"),
+        "{preview}"
+    );
+    assert!(
+        preview.contains("== Cyber ==")
+            && preview.contains("== Weapons of Mass Destruction (WMD) ==")
+    );
+    // Nothing recorded by a preview.
+    assert_eq!(cli.ok(&["issues", "list", "--format", "json"]).trim(), "[]");
+
+    let out = cli.ok(&["digests", "run", "morning"]);
+    assert!(out.contains("settled: sent=2"), "{out}");
+    let outbox = std::fs::read_dir(cli.work.path().join("outbox"))
+        .unwrap()
+        .count();
+    assert_eq!(outbox, 2, "one .eml per reader");
+    let issues: serde_json::Value =
+        serde_json::from_str(&cli.ok(&["issues", "list", "--format", "json"])).unwrap();
+    assert_eq!(issues[0]["counts"]["sent"], 2);
+    assert_eq!(issues[0]["article_count"], 3);
+    let sends = cli.ok(&["sends", "--issue", "1", "--format", "json"]);
+    let rows: Vec<serde_json::Value> = sends
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2);
+    for key in [
+        "issue",
+        "email",
+        "status",
+        "message_id",
+        "attempts",
+        "last_reply",
+        "updated_at",
+    ] {
+        assert!(rows[0].get(key).is_some(), "sends json lacks {key}");
+    }
+    assert!(
+        cli.ok(&["sends", "--email", "ANN@example.com"])
+            .contains("ann@example.com")
+    );
+    assert_eq!(
+        cli.run(&["sends", "--status", "lost"]).status.code(),
+        Some(2)
+    );
+    assert_eq!(
+        cli.run(&["sends", "--since", "soon"]).status.code(),
+        Some(2)
+    );
+    assert!(
+        cli.ok(&["sends", "retry", "--issue", "1"])
+            .contains("0 sends")
+    );
+    // Nothing new: the next run sends nothing.
+    assert!(
+        cli.ok(&["digests", "run", "morning"])
+            .contains("nothing to send")
+    );
+
+    cli.ok(&["schedules", "pause", "morning"]);
+    assert!(cli.ok(&["schedules", "list"]).contains("PAUSED"));
+    cli.ok(&["schedules", "resume", "morning"]);
+    assert_eq!(
+        cli.run(&["schedules", "pause", "nope"]).status.code(),
+        Some(1)
+    );
+    cli.ok(&["schedules", "remove", "morning"]);
+
+    let token = cli.ok(&["tokens", "add", "cms", "--role", "staff"]);
+    assert!(token.trim().starts_with("hrld_"));
+    assert_eq!(
+        cli.run(&["tokens", "add", "cms", "--role", "staff"])
+            .status
+            .code(),
+        Some(1)
+    );
+    assert_eq!(
+        cli.run(&["tokens", "add", "x", "--role", "root"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert!(cli.ok(&["tokens", "list"]).contains("cms"));
+    cli.ok(&["tokens", "revoke", "cms"]);
+    assert_eq!(cli.run(&["tokens", "revoke", "cms"]).status.code(), Some(1));
+}
+both_backends!(digest_commands);
