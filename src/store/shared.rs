@@ -349,7 +349,7 @@ macro_rules! shared_store_impl {
                 let mut tx = self.begin_write().await?;
                 // Sends keep their ledger row but lose the address with the person.
                 sqlx::query::<$db>(
-                    "UPDATE sends SET email = NULL, sealed_token = NULL WHERE subscriber_id IN ( \
+                    "UPDATE sends SET email = NULL, sealed_token = NULL, subscriber_id = NULL WHERE subscriber_id IN ( \
                        SELECT id FROM subscribers s WHERE s.status = 'pending' AND s.created_at < $1 \
                        AND NOT EXISTS (SELECT 1 FROM tokens t WHERE t.subscriber_id = s.id AND t.expires_at > $1))",
                 )
@@ -520,7 +520,7 @@ macro_rules! shared_store_impl {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
-                sqlx::query::<$db>("UPDATE sends SET email = NULL, sealed_token = NULL WHERE subscriber_id = $1")
+                sqlx::query::<$db>("UPDATE sends SET email = NULL, sealed_token = NULL, subscriber_id = NULL WHERE subscriber_id = $1")
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
