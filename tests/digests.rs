@@ -699,41 +699,29 @@ async fn api_tokens_and_roles(backend: Backend) {
     assert_eq!(r.status(), 422);
     let bad_cron = serde_json::json!({"name": "x", "cron": "0 7 * *", "sections": ["wmd"]});
     let r = app
-        .http
-        .post(format!("{}/api/v1/schedules", app.base))
-        .bearer_auth(&staff)
-        .json(&bad_cron)
-        .send()
-        .await
-        .unwrap();
+        .api_post("/api/v1/schedules", &staff, Some(&bad_cron))
+        .await;
     assert_eq!(r.status(), 422);
     assert!(r.text().await.unwrap().contains("invalid cron expression"));
     let good = serde_json::json!({"name": "m", "cron": "0 7 * * 1-5", "sections": ["wmd"], "timezone": "Europe/Berlin"});
-    let r = app
-        .http
-        .post(format!("{}/api/v1/schedules", app.base))
-        .bearer_auth(&staff)
-        .json(&good)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let r = app
-        .http
-        .post(format!("{}/api/v1/schedules/m/pause", app.base))
-        .bearer_auth(&staff)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let r = app
-        .http
-        .post(format!("{}/api/v1/schedules/nope/pause", app.base))
-        .bearer_auth(&staff)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 404);
+    assert_eq!(
+        app.api_post("/api/v1/schedules", &staff, Some(&good))
+            .await
+            .status(),
+        201
+    );
+    assert_eq!(
+        app.api_post("/api/v1/schedules/m/pause", &staff, None)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.api_post("/api/v1/schedules/nope/pause", &staff, None)
+            .await
+            .status(),
+        404
+    );
 
     // A revoked token stops working.
     store

@@ -275,6 +275,23 @@ impl TestApp {
             .unwrap()
     }
 
+    /// POST to the JSON API with a bearer token.
+    pub async fn api_post(
+        &self,
+        path: &str,
+        token: &str,
+        body: Option<&serde_json::Value>,
+    ) -> reqwest::Response {
+        let mut r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            r = r.json(b);
+        }
+        r.send().await.unwrap()
+    }
+
     pub async fn signup(&self, email: &str, sections: &[&str]) -> reqwest::Response {
         let mut body = format!("email={}", urlencode(email));
         for s in sections {
