@@ -548,32 +548,22 @@ macro_rules! shared_store_impl {
                     return Ok(());
                 }
                 let mut tx = self.begin_write().await?;
+                // Bounces (rare) one by one: they also suppress the address, but only if this
+                // worker still held the row.
                 for r in results {
-                    let (status, reply, next, sent_at): (&str, Option<&str>, Option<DateTime<Utc>>, Option<DateTime<Utc>>) =
-                        match &r.outcome {
-                            SendOutcome::Sent { reply } => ("sent", Some(reply), None, Some(now)),
-                            SendOutcome::Retry { reply, next_attempt_at } => ("retrying", Some(reply), Some(*next_attempt_at), None),
-                            SendOutcome::Failed { reply } => ("failed", Some(reply), None, None),
-                            SendOutcome::Bounced { reply, .. } => ("bounced", Some(reply), None, None),
-                            SendOutcome::Suppressed { reason } => ("suppressed", Some(reason), None, None),
-                        };
+                    let SendOutcome::Bounced { reply, email_hash } = &r.outcome else { continue };
                     let updated = sqlx::query::<$db>(
-                        "UPDATE sends SET status = $3, last_reply = $4, next_attempt_at = COALESCE($5, next_attempt_at), \
-                         sent_at = COALESCE($6, sent_at), lease_owner = NULL, lease_until = NULL, updated_at = $7, \
-                         sealed_token = CASE WHEN $3 IN ('sent', 'failed', 'bounced', 'suppressed') THEN NULL ELSE sealed_token END \
-                         WHERE id = $1 AND lease_owner = $2 AND status = 'sending'",
+                        "UPDATE sends SET status = 'bounced', last_reply = $3, lease_owner = NULL, lease_until = NULL, \
+                         updated_at = $4, sealed_token = NULL WHERE id = $1 AND lease_owner = $2 AND status = 'sending'",
                     )
                     .bind(r.send_id)
                     .bind(owner)
-                    .bind(status)
                     .bind(reply)
-                    .bind(next)
-                    .bind(sent_at)
                     .bind(now)
                     .execute(&mut *tx)
                     .await?
                     .rows_affected();
-                    if let (SendOutcome::Bounced { email_hash, .. }, 1) = (&r.outcome, updated) {
+                    if updated == 1 {
                         sqlx::query::<$db>(
                             "INSERT INTO suppressions (email_hash, reason, created_at) VALUES ($1, 'bounced', $2) \
                              ON CONFLICT (email_hash) DO NOTHING",
@@ -591,6 +581,39 @@ macro_rules! shared_store_impl {
                         .execute(&mut *tx)
                         .await?;
                     }
+                }
+                // Everything else in one statement per chunk: a batch of outcomes is one
+                // write, not one per message (the ledger must not be the bottleneck).
+                let rest: Vec<&SendResult> =
+                    results.iter().filter(|r| !matches!(r.outcome, SendOutcome::Bounced { .. })).collect();
+                for chunk in rest.chunks($crate::store::shared::BULK_CHUNK) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "UPDATE sends SET status = v.column2, last_reply = v.column3, \
+                         next_attempt_at = COALESCE(v.column4, sends.next_attempt_at), \
+                         sent_at = COALESCE(v.column5, sends.sent_at), lease_owner = NULL, lease_until = NULL, \
+                         sealed_token = CASE WHEN v.column2 = 'retrying' THEN sends.sealed_token ELSE NULL END, \
+                         updated_at = ",
+                    );
+                    qb.push_bind(now);
+                    qb.push(" FROM (");
+                    qb.push_values(chunk.iter(), |mut b, r| {
+                        let (status, reply, next, sent_at): (&str, &str, Option<DateTime<Utc>>, Option<DateTime<Utc>>) =
+                            match &r.outcome {
+                                SendOutcome::Sent { reply } => ("sent", reply, None, Some(now)),
+                                SendOutcome::Retry { reply, next_attempt_at } => ("retrying", reply, Some(*next_attempt_at), None),
+                                SendOutcome::Failed { reply } => ("failed", reply, None, None),
+                                SendOutcome::Suppressed { reason } => ("suppressed", reason, None, None),
+                                SendOutcome::Bounced { .. } => unreachable!("filtered out above"),
+                            };
+                        b.push_bind(r.send_id)
+                            .push_bind(status.to_string())
+                            .push_bind(reply.to_string())
+                            .push_bind(next)
+                            .push_bind(sent_at);
+                    });
+                    qb.push(") AS v WHERE sends.id = v.column1 AND sends.status = 'sending' AND sends.lease_owner = ");
+                    qb.push_bind(owner.to_string());
+                    qb.build().execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
                 Ok(())
