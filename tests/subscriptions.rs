@@ -473,7 +473,27 @@ async fn smtp_down_during_signup(backend: Backend) {
     app.add_section("wmd", "WMD").await;
     let res = app.signup("a@example.com", &["wmd"]).await;
     assert_eq!(res.status(), 200, "the request still answers");
+    app.signup("b@example.com", &["wmd"]).await;
     app.deliver().await;
+    // One connection attempt per batch: the rest of the batch is deferred without waiting
+    // for another connect timeout.
+    let b = app
+        .services
+        .subs
+        .export_subscriber("b@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(b.sends[0].status, "retrying");
+    assert!(
+        b.sends[0]
+            .last_reply
+            .as_deref()
+            .unwrap()
+            .contains("not attempted"),
+        "{:?}",
+        b.sends[0]
+    );
     let x = app
         .services
         .subs

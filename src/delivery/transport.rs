@@ -22,9 +22,13 @@ use tokio::net::TcpStream;
 /// Why a message did not go out.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {
-    /// 4xx, timeout, connection refused or dropped: try again later.
+    /// 4xx, timeout, connection dropped: try again later.
     #[error("temporary failure: {0}")]
     Transient(String),
+    /// No session could be opened (refused, unreachable, TLS or AUTH failed): try again
+    /// later, and do not try the rest of the batch now.
+    #[error("mail server unreachable: {0}")]
+    Unreachable(String),
     /// 5xx: do not retry. `mailbox_unknown` for 5.1.x (no such user / bad address).
     #[error("permanent failure: {reply}")]
     Permanent {
@@ -174,7 +178,11 @@ async fn smtp_send(
         *conn = None;
     }
     if conn.is_none() {
-        *conn = Some(Box::new(connect(s).await?));
+        let c = connect(s).await.map_err(|e| match e {
+            SendError::Transient(m) => SendError::Unreachable(m),
+            other => other,
+        })?;
+        *conn = Some(Box::new(c));
     }
     let c = conn.as_mut().expect("connected above");
     match tokio::time::timeout(s.send_timeout, c.send(envelope, bytes)).await {

@@ -159,8 +159,20 @@ impl DeliveryEngine {
             return Ok(0);
         }
         let mut results = Vec::with_capacity(jobs.len());
+        let mut unreachable: Option<String> = None;
         for job in &jobs {
-            let outcome = self.process(job, sender).await;
+            let outcome = match &unreachable {
+                // The server could not be reached a moment ago: do not spend a connect
+                // timeout on every remaining message of the batch.
+                Some(why) => {
+                    self.retry_or_fail(job, format!("not attempted, server unreachable: {why}"))
+                }
+                None => {
+                    let (outcome, down) = self.process(job, sender).await;
+                    unreachable = down;
+                    outcome
+                }
+            };
             record_metrics(job, &outcome);
             results.push(SendResult {
                 send_id: job.id,
@@ -173,11 +185,34 @@ impl DeliveryEngine {
         Ok(results.len())
     }
 
-    async fn process(&self, job: &SendJob, sender: &mut MailSender) -> SendOutcome {
+    /// Send one row; also says whether the server was unreachable.
+    async fn process(
+        &self,
+        job: &SendJob,
+        sender: &mut MailSender,
+    ) -> (SendOutcome, Option<String>) {
+        match self.attempt(job, sender).await {
+            Err(SendError::Unreachable(why)) => {
+                metrics::counter!("herald_smtp_replies_total", "class" => "connection")
+                    .increment(1);
+                tracing::warn!(send = job.id, reason = %why, "mail server unreachable; will retry");
+                (self.retry_or_fail(job, why.clone()), Some(why))
+            }
+            Err(other) => unreachable!("attempt() maps every other error: {other}"),
+            Ok(outcome) => (outcome, None),
+        }
+    }
+
+    /// Ok(outcome) for everything but an unreachable server.
+    async fn attempt(
+        &self,
+        job: &SendJob,
+        sender: &mut MailSender,
+    ) -> Result<SendOutcome, SendError> {
         let composed = match self.composer.compose(job).await {
             Ok(c) => c,
             Err(e) => {
-                return self.retry_or_fail(job, format!("could not compose the message: {e}"));
+                return Ok(self.retry_or_fail(job, format!("could not compose the message: {e}")));
             }
         };
         let (mail, unsubscribe_url) = match composed {
@@ -185,7 +220,7 @@ impl DeliveryEngine {
                 mail,
                 unsubscribe_url,
             } => (mail, unsubscribe_url),
-            Composed::Skip(reason) => return SendOutcome::Suppressed { reason },
+            Composed::Skip(reason) => return Ok(SendOutcome::Suppressed { reason }),
         };
         let headers = MailHeaders {
             from: self.from.clone(),
@@ -197,9 +232,9 @@ impl DeliveryEngine {
         let mut message = match build_message(&mail, &headers) {
             Ok(m) => m,
             Err(e) => {
-                return SendOutcome::Failed {
+                return Ok(SendOutcome::Failed {
                     reply: e.to_string(),
-                };
+                });
             }
         };
         if let Some(dkim) = &self.dkim {
@@ -218,14 +253,19 @@ impl DeliveryEngine {
             Err(SendError::Permanent { .. }) => "5xx",
             Err(SendError::Transient(r)) if r.contains("(4") || r.starts_with('4') => "4xx",
             Err(SendError::Transient(_)) => "connection",
+            // Counted by process().
+            Err(SendError::Unreachable(_)) => "",
         };
-        metrics::counter!("herald_smtp_replies_total", "class" => class).increment(1);
-        match result {
+        if !class.is_empty() {
+            metrics::counter!("herald_smtp_replies_total", "class" => class).increment(1);
+        }
+        Ok(match result {
             Ok(reply) => SendOutcome::Sent { reply },
             Err(SendError::Transient(reply)) => {
                 tracing::warn!(send = job.id, kind = %job.kind, %reply, "temporary delivery failure; will retry");
                 self.retry_or_fail(job, reply)
             }
+            Err(e @ SendError::Unreachable(_)) => return Err(e),
             Err(SendError::Permanent {
                 reply,
                 mailbox_unknown,
@@ -239,7 +279,7 @@ impl DeliveryEngine {
                     _ => SendOutcome::Failed { reply },
                 }
             }
-        }
+        })
     }
 
     fn retry_or_fail(&self, job: &SendJob, reply: String) -> SendOutcome {
