@@ -464,6 +464,14 @@ impl RawConfig {
         {
             return Err(invalid("site.logo_url", "must be an http(s) URL"));
         }
+        let site_ok =
+            url::Url::parse(&self.site.url).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
+        if !site_ok {
+            return Err(invalid(
+                "site.url",
+                format!("{:?} is not an http(s) URL", self.site.url),
+            ));
+        }
         if self.site.name.trim().is_empty() {
             return Err(invalid("site.name", "must not be empty"));
         }
@@ -742,6 +750,8 @@ mod tests {
         assert!(err_of(&[("subscriptions.confirm_ttl", "soon")]).contains("confirm_ttl"));
         assert!(err_of(&[("secret_key", "short")]).contains("secret_key"));
         assert!(err_of(&[("nosuch.key", "1")]).contains("nosuch.key"));
+        assert!(err_of(&[("site.url", "javascript:alert(1)")]).contains("site.url"));
+        assert!(err_of(&[("site.accent_color", "red;x")]).contains("site.accent_color"));
     }
 
     #[test]
