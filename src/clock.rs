@@ -24,10 +24,6 @@ impl Clock {
         }
     }
 
-    pub fn is_manual(&self) -> bool {
-        self.0.is_some()
-    }
-
     /// Move a manual clock; no effect on the system clock.
     pub fn set(&self, to: DateTime<Utc>) {
         if let Some(t) = &self.0 {

@@ -150,6 +150,14 @@ async fn the_whole_story(backend: Backend) {
         app.subscriber_status("second@example.com").await.as_deref(),
         Some("unsubscribed")
     );
+    // The old preferences link cannot resubscribe: only a new double opt-in can.
+    let res = app.post(&prefs2, "sections=cyber").await;
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().contains("You are not subscribed"));
+    assert_eq!(
+        app.subscriber_status("second@example.com").await.as_deref(),
+        Some("unsubscribed")
+    );
 }
 both_backends!(the_whole_story);
 

@@ -193,8 +193,6 @@ impl DeliveryEngine {
     ) -> (SendOutcome, Option<String>) {
         match self.attempt(job, sender).await {
             Err(SendError::Unreachable(why)) => {
-                metrics::counter!("herald_smtp_replies_total", "class" => "connection")
-                    .increment(1);
                 tracing::warn!(send = job.id, reason = %why, "mail server unreachable; will retry");
                 (self.retry_or_fail(job, why.clone()), Some(why))
             }
@@ -252,13 +250,9 @@ impl DeliveryEngine {
             Ok(_) => "2xx",
             Err(SendError::Permanent { .. }) => "5xx",
             Err(SendError::Transient(r)) if r.contains("(4") || r.starts_with('4') => "4xx",
-            Err(SendError::Transient(_)) => "connection",
-            // Counted by process().
-            Err(SendError::Unreachable(_)) => "",
+            Err(SendError::Transient(_) | SendError::Unreachable(_)) => "connection",
         };
-        if !class.is_empty() {
-            metrics::counter!("herald_smtp_replies_total", "class" => class).increment(1);
-        }
+        metrics::counter!("herald_smtp_replies_total", "class" => class).increment(1);
         Ok(match result {
             Ok(reply) => SendOutcome::Sent { reply },
             Err(SendError::Transient(reply)) => {

@@ -395,7 +395,7 @@ pub struct SendFilter {
     pub status: Option<String>,
     pub email: Option<String>,
     pub updated_since: Option<DateTime<Utc>>,
-    /// Only rows with a larger id (for `--follow`, with `order_by_update`).
+    /// At most this many rows, oldest update first.
     pub limit: Option<i64>,
 }
 
@@ -534,8 +534,6 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<bool>;
     async fn remove_schedule(&self, name: &str) -> StoreResult<bool>;
     async fn due_schedules(&self, now: DateTime<Utc>) -> StoreResult<Vec<Schedule>>;
-    /// Where the next issue's window of this schedule starts (the last issue's end).
-    async fn last_window_end(&self, schedule_id: i64) -> StoreResult<Option<DateTime<Utc>>>;
     /// Claim the tick and write the issue, its articles and one `sends` row per reader in
     /// one transaction. None when the tick was already claimed.
     async fn create_issue(&self, plan: &IssuePlan) -> StoreResult<Option<Issue>>;

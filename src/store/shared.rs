@@ -3,9 +3,40 @@
 //! Placeholders are `$N` (SQLite accepts them too, by number). Every write transaction
 //! starts with the backend's `begin_write()` (`BEGIN IMMEDIATE` on SQLite).
 
-/// Columns of `Subscriber`, in `FromRow` order.
-pub(super) const SUBSCRIBER_COLS: &str = "id, email, status, created_at, updated_at, signup_ip, signup_form, \
-     confirmed_at, consent_at, consent_ip, consent_form, unsubscribed_at, last_notice_at";
+use super::ConfirmOutcome;
+use chrono::{DateTime, Utc};
+
+/// `SELECT <the columns of Subscriber> <tail>`, as a literal so it stays a `&'static str`
+/// query (sqlx's SQL-injection guard) while the column list is written once.
+macro_rules! select_subscriber {
+    ($tail:literal) => {
+        concat!(
+            "SELECT id, email, status, created_at, updated_at, signup_ip, signup_form, confirmed_at, \
+             consent_at, consent_ip, consent_form, unsubscribed_at, last_notice_at ",
+            $tail
+        )
+    };
+}
+pub(crate) use select_subscriber;
+
+/// A confirmation token's row: subscriber, expiry, use, address.
+pub(super) type ConfirmRow = (i64, DateTime<Utc>, Option<DateTime<Utc>>, String);
+
+pub(super) const CONFIRM_TOKEN_SQL: &str = "SELECT t.subscriber_id, t.expires_at, t.used_at, s.email FROM tokens t \
+     JOIN subscribers s ON s.id = t.subscriber_id WHERE t.token_hash = $1 AND t.purpose = 'confirm'";
+
+/// What a confirmation token is worth at `now`; `Confirmed` means usable (confirm() then uses it).
+pub(super) fn confirm_outcome(row: Option<ConfirmRow>, now: DateTime<Utc>) -> ConfirmOutcome {
+    match row {
+        None => ConfirmOutcome::Unknown,
+        Some((_, _, Some(_), _)) => ConfirmOutcome::AlreadyUsed,
+        Some((_, expires_at, None, _)) if expires_at <= now => ConfirmOutcome::Expired,
+        Some((subscriber_id, _, None, email)) => ConfirmOutcome::Confirmed {
+            subscriber_id,
+            email,
+        },
+    }
+}
 
 /// Rows per statement when loading many rows: 5 columns × 1,000 stays under both SQLite's
 /// (32,766) and PostgreSQL's (65,535) limit on bind parameters.
@@ -189,23 +220,14 @@ macro_rules! shared_store_impl {
                 welcome_message_id: &str,
             ) -> StoreResult<ConfirmOutcome> {
                 let mut tx = self.begin_write().await?;
-                let row = sqlx::query_as::<$db, (i64, DateTime<Utc>, Option<DateTime<Utc>>, String)>(
-                    "SELECT t.subscriber_id, t.expires_at, t.used_at, s.email FROM tokens t \
-                     JOIN subscribers s ON s.id = t.subscriber_id \
-                     WHERE t.token_hash = $1 AND t.purpose = 'confirm'",
-                )
-                .bind(token_hash)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let Some((subscriber_id, expires_at, used_at, email)) = row else {
-                    return Ok(ConfirmOutcome::Unknown);
+                let row = sqlx::query_as::<$db, $crate::store::shared::ConfirmRow>($crate::store::shared::CONFIRM_TOKEN_SQL)
+                    .bind(token_hash)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let (subscriber_id, email) = match $crate::store::shared::confirm_outcome(row, now) {
+                    ConfirmOutcome::Confirmed { subscriber_id, email } => (subscriber_id, email),
+                    refused => return Ok(refused),
                 };
-                if used_at.is_some() {
-                    return Ok(ConfirmOutcome::AlreadyUsed);
-                }
-                if expires_at <= now {
-                    return Ok(ConfirmOutcome::Expired);
-                }
                 // Every outstanding link of this address is spent by one confirmation.
                 sqlx::query::<$db>(
                     "UPDATE tokens SET used_at = $2 WHERE subscriber_id = $1 AND purpose = 'confirm' AND used_at IS NULL",
@@ -243,37 +265,26 @@ macro_rules! shared_store_impl {
             }
 
             async fn peek_confirm_token(&self, token_hash: &str, now: DateTime<Utc>) -> StoreResult<ConfirmOutcome> {
-                let row = sqlx::query_as::<$db, (i64, DateTime<Utc>, Option<DateTime<Utc>>, String)>(
-                    "SELECT t.subscriber_id, t.expires_at, t.used_at, s.email FROM tokens t \
-                     JOIN subscribers s ON s.id = t.subscriber_id \
-                     WHERE t.token_hash = $1 AND t.purpose = 'confirm'",
-                )
-                .bind(token_hash)
-                .fetch_optional(&self.pool)
-                .await?;
-                Ok(match row {
-                    None => ConfirmOutcome::Unknown,
-                    Some((_, _, Some(_), _)) => ConfirmOutcome::AlreadyUsed,
-                    Some((_, expires_at, None, _)) if expires_at <= now => ConfirmOutcome::Expired,
-                    Some((subscriber_id, _, None, email)) => ConfirmOutcome::Confirmed { subscriber_id, email },
-                })
+                let row = sqlx::query_as::<$db, $crate::store::shared::ConfirmRow>($crate::store::shared::CONFIRM_TOKEN_SQL)
+                    .bind(token_hash)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok($crate::store::shared::confirm_outcome(row, now))
             }
 
             async fn subscriber_by_id(&self, id: i64) -> StoreResult<Option<Subscriber>> {
-                Ok(sqlx::query_as::<$db, Subscriber>(
-                    "SELECT id, email, status, created_at, updated_at, signup_ip, signup_form, confirmed_at, consent_at, \
-                     consent_ip, consent_form, unsubscribed_at, last_notice_at FROM subscribers WHERE id = $1",
-                )
+                Ok(sqlx::query_as::<$db, Subscriber>($crate::store::shared::select_subscriber!(
+                    "FROM subscribers WHERE id = $1"
+                ))
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await?)
             }
 
             async fn subscriber_by_email(&self, email: &str) -> StoreResult<Option<Subscriber>> {
-                Ok(sqlx::query_as::<$db, Subscriber>(
-                    "SELECT id, email, status, created_at, updated_at, signup_ip, signup_form, confirmed_at, consent_at, \
-                     consent_ip, consent_form, unsubscribed_at, last_notice_at FROM subscribers WHERE email = $1",
-                )
+                Ok(sqlx::query_as::<$db, Subscriber>($crate::store::shared::select_subscriber!(
+                    "FROM subscribers WHERE email = $1"
+                ))
                 .bind(email)
                 .fetch_optional(&self.pool)
                 .await?)
@@ -485,9 +496,9 @@ macro_rules! shared_store_impl {
             }
 
             async fn list_subscribers(&self, filter: &SubscriberFilter) -> StoreResult<Vec<Subscriber>> {
-                let mut qb = sqlx::QueryBuilder::<$db>::new("SELECT ");
-                qb.push($crate::store::shared::SUBSCRIBER_COLS);
-                qb.push(" FROM subscribers WHERE 1 = 1");
+                let mut qb = sqlx::QueryBuilder::<$db>::new($crate::store::shared::select_subscriber!(
+                    "FROM subscribers WHERE 1 = 1"
+                ));
                 if let Some(status) = &filter.status {
                     qb.push(" AND status = ").push_bind(status.clone());
                 }
@@ -862,13 +873,6 @@ macro_rules! shared_store_impl {
                 .await?)
             }
 
-            async fn last_window_end(&self, schedule_id: i64) -> StoreResult<Option<DateTime<Utc>>> {
-                Ok(sqlx::query_scalar::<$db, Option<DateTime<Utc>>>("SELECT MAX(window_end) FROM issues WHERE schedule_id = $1")
-                    .bind(schedule_id)
-                    .fetch_one(&self.pool)
-                    .await?)
-            }
-
             async fn create_issue(&self, p: &IssuePlan) -> StoreResult<Option<Issue>> {
                 let mut tx = self.begin_write().await?;
                 // The first statement locks the schedule row (PostgreSQL) or the database
@@ -1044,21 +1048,19 @@ macro_rules! shared_store_impl {
             }
 
             async fn first_reader(&self, section_ids: &[i64]) -> StoreResult<Option<Subscriber>> {
-                for section in section_ids {
-                    let s = sqlx::query_as::<$db, Subscriber>(
-                        "SELECT id, email, status, created_at, updated_at, signup_ip, signup_form, confirmed_at, consent_at, \
-                         consent_ip, consent_form, unsubscribed_at, last_notice_at FROM subscribers \
-                         WHERE status = 'active' AND id IN (SELECT subscriber_id FROM subscriptions WHERE section_id = $1) \
-                         ORDER BY id LIMIT 1",
-                    )
-                    .bind(section)
-                    .fetch_optional(&self.pool)
-                    .await?;
-                    if s.is_some() {
-                        return Ok(s);
-                    }
+                if section_ids.is_empty() {
+                    return Ok(None);
                 }
-                Ok(None)
+                let mut qb = sqlx::QueryBuilder::<$db>::new($crate::store::shared::select_subscriber!(
+                    "FROM subscribers WHERE status = 'active' AND id IN \
+                     (SELECT subscriber_id FROM subscriptions WHERE section_id IN ("
+                ));
+                let mut ids = qb.separated(", ");
+                for id in section_ids {
+                    ids.push_bind(*id);
+                }
+                qb.push(")) ORDER BY id LIMIT 1");
+                Ok(qb.build_query_as::<Subscriber>().fetch_optional(&self.pool).await?)
             }
 
             async fn list_sends(&self, f: &SendFilter) -> StoreResult<Vec<SendRecord>> {

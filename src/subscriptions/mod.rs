@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::delivery::new_message_id;
 use crate::domain::{
     EmailAddress, EmailError, ManageToken, RandomToken, SecretKey, SectionSlug, SignupAction,
-    SubscriberStatus, TokenHash, TokenPurpose,
+    TokenHash, TokenPurpose,
 };
 use crate::store::{ConfirmOutcome, NewSignup, Section, Store, StoreError, Subscriber};
 use std::sync::Arc;
@@ -43,6 +43,8 @@ pub enum SignupError {
     UnknownSection(String),
     #[error("A field is too long.")]
     TooLong,
+    #[error("This address is not subscribed.")]
+    NotActive,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -63,6 +65,21 @@ pub enum ConfirmResult {
     AlreadyUsed,
     Expired,
     Unknown,
+}
+
+impl From<ConfirmOutcome> for ConfirmResult {
+    /// A usable token maps to `Confirmed` without sections; `confirm()` fills them in.
+    fn from(o: ConfirmOutcome) -> Self {
+        match o {
+            ConfirmOutcome::Confirmed { email, .. } => ConfirmResult::Confirmed {
+                email,
+                sections: vec![],
+            },
+            ConfirmOutcome::AlreadyUsed => ConfirmResult::AlreadyUsed,
+            ConfirmOutcome::Expired => ConfirmResult::Expired,
+            ConfirmOutcome::Unknown => ConfirmResult::Unknown,
+        }
+    }
 }
 
 /// Links a subscriber manages their subscription with.
@@ -215,21 +232,11 @@ impl Subscriptions {
         if !plausible_token(token) {
             return Ok(ConfirmResult::Unknown);
         }
-        Ok(
-            match self
-                .store
-                .peek_confirm_token(&TokenHash::of(token).0, self.clock.now())
-                .await?
-            {
-                ConfirmOutcome::Confirmed { email, .. } => ConfirmResult::Confirmed {
-                    email,
-                    sections: vec![],
-                },
-                ConfirmOutcome::AlreadyUsed => ConfirmResult::AlreadyUsed,
-                ConfirmOutcome::Expired => ConfirmResult::Expired,
-                ConfirmOutcome::Unknown => ConfirmResult::Unknown,
-            },
-        )
+        let outcome = self
+            .store
+            .peek_confirm_token(&TokenHash::of(token).0, self.clock.now())
+            .await?;
+        Ok(outcome.into())
     }
 
     /// Use a confirmation token: activate the subscriber, record consent, queue the welcome mail.
@@ -251,26 +258,23 @@ impl Subscriptions {
                 &welcome_id,
             )
             .await?;
-        Ok(match outcome {
-            ConfirmOutcome::Confirmed {
-                subscriber_id,
-                email,
-            } => {
-                metrics::counter!("herald_confirmations_total").increment(1);
-                tracing::info!(subscriber = subscriber_id, "subscription confirmed");
-                let sections = self
-                    .store
-                    .subscriber_sections(subscriber_id)
-                    .await?
-                    .into_iter()
-                    .map(|s| s.name)
-                    .collect();
-                ConfirmResult::Confirmed { email, sections }
-            }
-            ConfirmOutcome::AlreadyUsed => ConfirmResult::AlreadyUsed,
-            ConfirmOutcome::Expired => ConfirmResult::Expired,
-            ConfirmOutcome::Unknown => ConfirmResult::Unknown,
-        })
+        let ConfirmOutcome::Confirmed {
+            subscriber_id,
+            email,
+        } = outcome
+        else {
+            return Ok(outcome.into());
+        };
+        metrics::counter!("herald_confirmations_total").increment(1);
+        tracing::info!(subscriber = subscriber_id, "subscription confirmed");
+        let sections = self
+            .store
+            .subscriber_sections(subscriber_id)
+            .await?
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        Ok(ConfirmResult::Confirmed { email, sections })
     }
 
     /// The subscriber a long-lived link belongs to, if the link is genuine.
@@ -303,14 +307,15 @@ impl Subscriptions {
         slugs: &[String],
     ) -> Result<bool, SignupError> {
         let ids = self.resolve_sections(slugs).await?;
-        if sub.status() != Some(SubscriberStatus::Active) {
-            return Err(SignupError::Store(StoreError::Conflict(
-                "the subscription is not active".into(),
-            )));
-        }
-        self.store
+        // The store checks the status inside its transaction.
+        match self
+            .store
             .set_preferences(sub.id, &ids, self.clock.now())
-            .await?;
+            .await
+        {
+            Err(StoreError::Conflict(_)) => return Err(SignupError::NotActive),
+            other => other?,
+        }
         if ids.is_empty() {
             metrics::counter!("herald_unsubscribes_total", "via" => "preferences").increment(1);
         }

@@ -145,7 +145,6 @@ pub async fn subscribe(
             }
             res
         }
-        Err(SignupError::Store(e)) => internal_error(&st, e),
         Err(e) => internal_error(&st, e),
     }
 }
@@ -215,6 +214,16 @@ pub async fn confirm(
     }
 }
 
+fn not_subscribed(st: &AppState) -> Response {
+    message(
+        st,
+        "You are not subscribed",
+        &["This address receives no newsletter from us. Sign up to choose sections."],
+        Some(("/subscribe", "Sign up")),
+    )
+    .into_response()
+}
+
 fn bad_link(st: &AppState) -> Response {
     (
         StatusCode::NOT_FOUND,
@@ -239,13 +248,7 @@ pub async fn preferences_page(State(st): State<AppState>, Path(token): Path<Stri
         Err(e) => return internal_error(&st, e),
     };
     if sub.status != "active" {
-        return message(
-            &st,
-            "You are not subscribed",
-            &["This address receives no newsletter from us. Sign up to choose sections."],
-            Some(("/subscribe", "Sign up")),
-        )
-        .into_response();
+        return not_subscribed(&st);
     }
     let (all, mine) = match (
         st.subs.sections().await,
@@ -300,13 +303,7 @@ pub async fn save_preferences(
             Some(("/subscribe", "Sign up again")),
         )
         .into_response(),
-        Err(SignupError::Store(crate::store::StoreError::Conflict(_))) => message(
-            &st,
-            "You are not subscribed",
-            &["This address receives no newsletter from us. Sign up to choose sections."],
-            Some(("/subscribe", "Sign up")),
-        )
-        .into_response(),
+        Err(SignupError::NotActive) => not_subscribed(&st),
         Err(e) if e.is_user_error() => (
             StatusCode::UNPROCESSABLE_ENTITY,
             message(&st, "Those sections do not exist", &[&e.to_string()], None),
