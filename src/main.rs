@@ -350,25 +350,15 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
                     description,
                     feed,
                 } => {
-                    if let Some(f) = &feed
-                        && !(f.starts_with("http://") || f.starts_with("https://"))
-                    {
-                        return Err(Failure(
-                            1,
-                            format!("the feed URL must be an http(s) URL: {f:?}"),
-                        ));
-                    }
                     let sec = herald::articles::add_section(
                         s.store.as_ref(),
                         &slug,
                         &name,
                         &description,
+                        feed.as_deref(),
                         s.clock.now(),
                     )
                     .await?;
-                    if let Some(f) = &feed {
-                        herald::articles::set_feed(s.store.as_ref(), &sec.slug, Some(f)).await?;
-                    }
                     println!("added section {} ({})", sec.slug, sec.name);
                 }
                 SectionsCmd::SetFeed { slug, url, clear } => {

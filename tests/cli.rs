@@ -345,6 +345,19 @@ async fn digest_commands(backend: Backend) {
         cli.ok(&["sections", "list"])
             .contains("feed not polled yet")
     );
+    // A bad feed URL refuses the whole section: nothing half-written.
+    let o = cli.run(&[
+        "sections",
+        "add",
+        "odd",
+        "--name",
+        "Odd",
+        "--feed",
+        "file:///etc/passwd",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("feed URL"), "{}", stderr(&o));
+    assert!(!cli.ok(&["sections", "list"]).contains("odd"));
     let out = cli.ok(&[
         "articles",
         "import",

@@ -503,6 +503,7 @@ async fn bodies_and_headers_arrive_intact(backend: Backend) {
             "evil",
             "Evil\r\nBcc: x@example.org",
             "",
+            None,
             app.clock.now()
         )
         .await

@@ -26,14 +26,20 @@ pub enum SectionError {
     Store(#[from] StoreError),
 }
 
+/// Add a section, optionally with the feed `herald serve` polls for it. Everything is
+/// checked before anything is written.
 pub async fn add_section(
     store: &dyn Store,
     slug: &str,
     name: &str,
     description: &str,
+    feed: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<Section, SectionError> {
     let slug = SectionSlug::parse(slug)?;
+    if let Some(u) = feed {
+        check_feed_url(u)?;
+    }
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 200 || has_control_chars(name) {
         return Err(SectionError::BadName);
@@ -44,9 +50,26 @@ pub async fn add_section(
     {
         return Err(SectionError::BadDescription);
     }
-    Ok(store
+    let section = store
         .add_section(slug.as_str(), name, description, now)
-        .await?)
+        .await?;
+    if let Some(u) = feed {
+        store.set_section_feed(section.id, Some(u)).await?;
+    }
+    Ok(Section {
+        feed_url: feed.map(str::to_string),
+        ..section
+    })
+}
+
+fn check_feed_url(u: &str) -> Result<(), SectionError> {
+    let ok = url::Url::parse(u)
+        .is_ok_and(|p| matches!(p.scheme(), "http" | "https") && p.host_str().is_some());
+    if ok {
+        Ok(())
+    } else {
+        Err(SectionError::BadFeedUrl(u.chars().take(200).collect()))
+    }
 }
 
 pub async fn section_by_slug(store: &dyn Store, slug: &str) -> Result<Section, SectionError> {
@@ -58,6 +81,30 @@ pub async fn section_by_slug(store: &dyn Store, slug: &str) -> Result<Section, S
         .ok_or_else(|| SectionError::Unknown(slug.chars().take(64).collect()))
 }
 
+/// The ids of the sections named by `slugs`, each once, in the order given.
+/// `Ok(Err(slug))` names the first unknown one (printable, shortened for display).
+pub async fn section_ids(
+    store: &dyn Store,
+    slugs: &[String],
+) -> Result<Result<Vec<i64>, String>, StoreError> {
+    let all = store.list_sections().await?;
+    let mut ids = Vec::new();
+    for s in slugs {
+        match all.iter().find(|x| x.slug == *s) {
+            Some(sec) if !ids.contains(&sec.id) => ids.push(sec.id),
+            Some(_) => {}
+            None => {
+                return Ok(Err(s
+                    .chars()
+                    .filter(|c| !c.is_control())
+                    .take(40)
+                    .collect()));
+            }
+        }
+    }
+    Ok(Ok(ids))
+}
+
 pub async fn set_feed(
     store: &dyn Store,
     slug: &str,
@@ -65,11 +112,7 @@ pub async fn set_feed(
 ) -> Result<(), SectionError> {
     let section = section_by_slug(store, slug).await?;
     if let Some(u) = url {
-        let ok = url::Url::parse(u)
-            .is_ok_and(|p| matches!(p.scheme(), "http" | "https") && p.host_str().is_some());
-        if !ok {
-            return Err(SectionError::BadFeedUrl(u.chars().take(200).collect()));
-        }
+        check_feed_url(u)?;
     }
     Ok(store.set_section_feed(section.id, url).await?)
 }

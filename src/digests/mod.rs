@@ -112,15 +112,9 @@ impl Digests {
                 "the subject must be one line of at most 300 characters".into(),
             ));
         }
-        let all = self.store.list_sections().await?;
-        let mut section_ids = Vec::new();
-        for slug in sections {
-            let s = all
-                .iter()
-                .find(|x| x.slug == *slug)
-                .ok_or_else(|| DigestError::UnknownSection(slug.chars().take(64).collect()))?;
-            section_ids.push(s.id);
-        }
+        let section_ids = crate::articles::section_ids(self.store.as_ref(), sections)
+            .await?
+            .map_err(DigestError::UnknownSection)?;
         if section_ids.is_empty() {
             return Err(DigestError::Invalid(
                 "a schedule needs at least one section".into(),

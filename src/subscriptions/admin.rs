@@ -3,7 +3,7 @@
 
 use super::Subscriptions;
 use crate::delivery::new_message_id;
-use crate::domain::{EmailAddress, RandomToken, SectionSlug, sha256_hex};
+use crate::domain::{EmailAddress, RandomToken, sha256_hex};
 use crate::store::{ImportReport, ImportRow, SendRecord, StoreError, Subscriber, SubscriberFilter};
 use serde::Serialize;
 use std::collections::HashSet;
@@ -50,17 +50,9 @@ pub struct SubscriberExport {
 
 impl Subscriptions {
     pub async fn section_ids_for(&self, slugs: &[String]) -> Result<Vec<i64>, ImportError> {
-        let all = self.store.list_sections().await?;
-        let mut ids = Vec::new();
-        for s in slugs {
-            let found = SectionSlug::parse(s)
-                .ok()
-                .and_then(|slug| all.iter().find(|x| x.slug == slug.as_str()).map(|x| x.id));
-            match found {
-                Some(id) => ids.push(id),
-                None => return Err(ImportError::UnknownSection(s.clone())),
-            }
-        }
+        let ids = crate::articles::section_ids(self.store.as_ref(), slugs)
+            .await?
+            .map_err(ImportError::UnknownSection)?;
         if ids.is_empty() {
             return Err(ImportError::NoSections);
         }

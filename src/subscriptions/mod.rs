@@ -12,8 +12,8 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::delivery::new_message_id;
 use crate::domain::{
-    EmailAddress, EmailError, ManageToken, RandomToken, SecretKey, SectionSlug, SignupAction,
-    TokenHash, TokenPurpose,
+    EmailAddress, EmailError, ManageToken, RandomToken, SecretKey, SignupAction, TokenHash,
+    TokenPurpose,
 };
 use crate::store::{ConfirmOutcome, NewSignup, Section, Store, StoreError, Subscriber};
 use std::sync::Arc;
@@ -147,22 +147,9 @@ impl Subscriptions {
 
     /// Resolve chosen slugs to section ids; every slug must exist.
     async fn resolve_sections(&self, slugs: &[String]) -> Result<Vec<i64>, SignupError> {
-        let all = self.store.list_sections().await?;
-        let mut ids = Vec::new();
-        for s in slugs {
-            let found = SectionSlug::parse(s)
-                .ok()
-                .and_then(|slug| all.iter().find(|x| x.slug == slug.as_str()));
-            match found {
-                Some(sec) if !ids.contains(&sec.id) => ids.push(sec.id),
-                Some(_) => {}
-                None => {
-                    let shown: String = s.chars().take(40).filter(|c| !c.is_control()).collect();
-                    return Err(SignupError::UnknownSection(shown));
-                }
-            }
-        }
-        Ok(ids)
+        crate::articles::section_ids(self.store.as_ref(), slugs)
+            .await?
+            .map_err(SignupError::UnknownSection)
     }
 
     /// Handle a signup. Whatever state the address is in, the caller shows the same answer;

@@ -230,6 +230,7 @@ impl TestApp {
             slug,
             name,
             "",
+            None,
             self.clock.now(),
         )
         .await
