@@ -103,13 +103,10 @@ impl Services {
         let digest_composer = Arc::new(digests::DigestComposer::new(
             store.clone(),
             subs.clone(),
-            digests::DigestLook::from_config(&config),
+            config.site.clone(),
         ));
         let composer = Arc::new(HeraldComposer {
-            transactional: TransactionalComposer::new(
-                subs.clone(),
-                subscriptions::mails_footer(&config),
-            ),
+            transactional: TransactionalComposer::new(subs.clone(), config.site.clone()),
             digest: digest_composer.clone(),
         });
         let engine = Arc::new(DeliveryEngine::new(

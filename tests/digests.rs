@@ -20,7 +20,13 @@ fn count(hay: &str, needle: &str) -> usize {
 }
 
 async fn the_digest_story(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    // The look comes from config, without a rebuild.
+    let app = TestApp::spawn_with(
+        Spawn::new(backend)
+            .set("site.accent_color", "#8a1c1c")
+            .set("site.logo_url", "https://news.example.org/logo.png"),
+    )
+    .await;
     newsroom(&app).await;
     app.services
         .digests
@@ -138,6 +144,15 @@ async fn the_digest_story(backend: Backend) {
     );
     assert!(c < text.find("Pentagon Weighs").unwrap() && text.find("Pentagon Weighs").unwrap() < w);
     assert!(w < text.find("Lavrov Says").unwrap());
+    let html = both.html();
+    let pos = |needle: &str| {
+        html.find(needle)
+            .unwrap_or_else(|| panic!("{needle} not in HTML"))
+    };
+    assert!(pos(">Cyber</h2>") < pos("Pentagon Weighs"));
+    assert!(pos("Pentagon Weighs") < pos(">Weapons of Mass Destruction (WMD)</h2>"));
+    assert!(pos(">Weapons of Mass Destruction (WMD)</h2>") < pos("Lavrov Says"));
+    assert!(html.contains("#8a1c1c") && html.contains("https://news.example.org/logo.png"));
     assert!(
         both.html().contains("<b>soften</b>"),
         "safe HTML kept in the HTML part"

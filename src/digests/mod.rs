@@ -8,7 +8,7 @@
 
 mod render;
 
-pub use render::{DigestComposer, DigestLook, RenderedDigest};
+pub use render::{DigestComposer, RenderedDigest};
 
 use crate::articles::one_line;
 use crate::clock::Clock;
@@ -218,7 +218,7 @@ impl Digests {
         Ok(one_line(
             &format!(
                 "{}: {} — {}",
-                self.composer.look().site_name,
+                self.composer.site().name,
                 names.join(", "),
                 at.with_timezone(&tz).format("%-d %B %Y")
             ),

@@ -2,36 +2,13 @@
 //! section, each article once; rendered from `templates/email/digest.{html,txt}`.
 
 use super::DigestError;
+use crate::config::SiteConfig;
 use crate::delivery::{Composed, Composer, OutgoingMail};
 use crate::store::{IssueArticle, SendJob, Store};
 use crate::subscriptions::Subscriptions;
 use askama::Template;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-
-/// The site's look, from config (`[site]`), so it changes without a rebuild.
-#[derive(Debug, Clone)]
-pub struct DigestLook {
-    pub site_name: String,
-    pub site_url: String,
-    pub logo_url: String,
-    pub accent_color: String,
-    pub footer_text: String,
-    pub postal_address: String,
-}
-
-impl DigestLook {
-    pub fn from_config(c: &crate::config::Config) -> Self {
-        Self {
-            site_name: c.site.name.clone(),
-            site_url: c.site.url.clone(),
-            logo_url: c.site.logo_url.clone(),
-            accent_color: c.site.accent_color.clone(),
-            footer_text: c.site.footer_text.clone(),
-            postal_address: c.site.postal_address.clone(),
-        }
-    }
-}
 
 struct Item {
     title: String,
@@ -47,7 +24,7 @@ struct Group {
 }
 
 struct DigestData<'a> {
-    look: &'a DigestLook,
+    site: &'a SiteConfig,
     subject: &'a str,
     groups: Vec<Group>,
     preferences_url: String,
@@ -85,22 +62,23 @@ struct IssueData {
 pub struct DigestComposer {
     store: Arc<dyn Store>,
     subs: Arc<Subscriptions>,
-    look: DigestLook,
+    /// The site's look (`[site]` in config), so it changes without a rebuild.
+    site: SiteConfig,
     cache: Mutex<HashMap<i64, Arc<IssueData>>>,
 }
 
 impl DigestComposer {
-    pub fn new(store: Arc<dyn Store>, subs: Arc<Subscriptions>, look: DigestLook) -> Self {
+    pub fn new(store: Arc<dyn Store>, subs: Arc<Subscriptions>, site: SiteConfig) -> Self {
         Self {
             store,
             subs,
-            look,
+            site,
             cache: Mutex::new(HashMap::new()),
         }
     }
 
-    pub fn look(&self) -> &DigestLook {
-        &self.look
+    pub fn site(&self) -> &SiteConfig {
+        &self.site
     }
 
     async fn issue_data(&self, issue_id: i64) -> Result<Arc<IssueData>, String> {
@@ -192,7 +170,7 @@ impl DigestComposer {
         }
         let links = self.subs.links(subscriber_id, email);
         let d = DigestData {
-            look: &self.look,
+            site: &self.site,
             subject,
             groups,
             preferences_url: links.preferences_url,

@@ -3,20 +3,14 @@
 //! mail holds nothing the signup form supplied except the address itself.
 
 use super::Subscriptions;
+use crate::config::SiteConfig;
 use crate::delivery::{Composed, Composer, OutgoingMail};
 use crate::store::{SendJob, SendKind};
 use askama::Template;
 use std::sync::Arc;
 
-/// What every transactional mail shows in its footer.
-pub struct Footer {
-    pub site_name: String,
-    pub site_url: String,
-    pub postal_address: String,
-}
-
 struct ConfirmData<'a> {
-    f: &'a Footer,
+    site: &'a SiteConfig,
     email: &'a str,
     confirm_url: String,
     valid_hours: i64,
@@ -35,7 +29,7 @@ struct ConfirmHtml<'a> {
 }
 
 struct ManageData<'a> {
-    f: &'a Footer,
+    site: &'a SiteConfig,
     email: &'a str,
     sections: Vec<String>,
     preferences_url: String,
@@ -69,16 +63,12 @@ struct AlreadyHtml<'a> {
 /// Composes confirm / already_subscribed / welcome rows for the delivery workers.
 pub struct TransactionalComposer {
     subs: Arc<Subscriptions>,
-    footer: Footer,
+    site: SiteConfig,
 }
 
 impl TransactionalComposer {
-    pub fn new(subs: Arc<Subscriptions>, footer: Footer) -> Self {
-        Self { subs, footer }
-    }
-
-    pub fn footer(&self) -> &Footer {
-        &self.footer
+    pub fn new(subs: Arc<Subscriptions>, site: SiteConfig) -> Self {
+        Self { subs, site }
     }
 }
 
@@ -97,7 +87,7 @@ impl Composer for TransactionalComposer {
             .map_err(|e| format!("bad stored address: {e}"))?;
         let status = job.subscriber_status.as_deref();
         let links = self.subs.links(subscriber_id, email);
-        let site = &self.footer.site_name;
+        let site = &self.site.name;
         let kind = SendKind::parse(&job.kind)
             .ok_or_else(|| format!("unknown send kind {:?}", job.kind))?;
         let (subject, text, html) = match kind {
@@ -117,7 +107,7 @@ impl Composer for TransactionalComposer {
                         "confirmation token cannot be unsealed (was the secret key changed?)",
                     )?;
                 let d = ConfirmData {
-                    f: &self.footer,
+                    site: &self.site,
                     email,
                     confirm_url: format!("{}/confirm/{}", self.subs.public_url(), token.as_str()),
                     valid_hours: self.subs.confirm_ttl().num_hours(),
@@ -144,7 +134,7 @@ impl Composer for TransactionalComposer {
                     .map(|s| s.name)
                     .collect();
                 let d = ManageData {
-                    f: &self.footer,
+                    site: &self.site,
                     email,
                     sections,
                     preferences_url: links.preferences_url.clone(),

@@ -337,12 +337,3 @@ fn plausible_token(t: &str) -> bool {
         && t.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
-
-/// The footer data of transactional mails, from config.
-pub fn mails_footer(config: &Config) -> mails::Footer {
-    mails::Footer {
-        site_name: config.site.name.clone(),
-        site_url: config.site.url.clone(),
-        postal_address: config.site.postal_address.clone(),
-    }
-}
