@@ -860,20 +860,7 @@ async fn sends(args: SendsArgs, s: Services) -> Result<(), Failure> {
                 continue;
             }
             if args.format == Format::Json {
-                let v = serde_json::json!({
-                    "id": r.id,
-                    "issue": r.issue_id,
-                    "kind": r.kind,
-                    "email": r.email,
-                    "status": r.status,
-                    "message_id": r.message_id,
-                    "attempts": r.attempts,
-                    "last_reply": r.last_reply,
-                    "created_at": r.created_at,
-                    "updated_at": r.updated_at,
-                    "sent_at": r.sent_at,
-                });
-                println!("{v}");
+                println!("{}", serde_json::to_string(r)?);
             } else {
                 println!(
                     "{} #{:<6} issue={:<5} {:<18} {:<32} {:<10} attempts={} {}",

@@ -371,14 +371,21 @@ pub async fn issues_with_counts(
     store: &dyn Store,
     limit: i64,
 ) -> Result<Vec<IssueWithCounts>, StoreError> {
-    let mut out = Vec::new();
-    for issue in store.list_issues(limit).await? {
-        let counts = store
-            .issue_status_counts(issue.id)
-            .await?
-            .into_iter()
-            .collect();
-        out.push(IssueWithCounts { issue, counts });
+    let issues = store.list_issues(limit).await?;
+    let (Some(last), Some(first)) = (issues.first().map(|i| i.id), issues.last().map(|i| i.id))
+    else {
+        return Ok(Vec::new());
+    };
+    let mut counts: std::collections::HashMap<i64, std::collections::BTreeMap<String, i64>> =
+        Default::default();
+    for (issue, status, n) in store.issues_status_counts(first, last).await? {
+        counts.entry(issue).or_default().insert(status, n);
     }
-    Ok(out)
+    Ok(issues
+        .into_iter()
+        .map(|issue| IssueWithCounts {
+            counts: counts.remove(&issue.id).unwrap_or_default(),
+            issue,
+        })
+        .collect())
 }

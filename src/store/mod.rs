@@ -140,6 +140,8 @@ impl SendStatus {
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct SendRecord {
     pub id: i64,
+    /// `issue` in JSON, as in `herald sends --format json` and the API.
+    #[serde(rename = "issue")]
     pub issue_id: Option<i64>,
     pub kind: String,
     pub email: Option<String>,
@@ -548,7 +550,21 @@ pub trait Store: Send + Sync + 'static {
         end: DateTime<Utc>,
     ) -> StoreResult<Vec<IssueArticle>>;
     async fn list_issues(&self, limit: i64) -> StoreResult<Vec<Issue>>;
-    async fn issue_status_counts(&self, issue_id: i64) -> StoreResult<Vec<(String, i64)>>;
+    /// Sends of issues `first..=last` counted by (issue, status), in one query.
+    async fn issues_status_counts(
+        &self,
+        first: i64,
+        last: i64,
+    ) -> StoreResult<Vec<(i64, String, i64)>>;
+    /// Sends of one issue counted by status.
+    async fn issue_status_counts(&self, issue_id: i64) -> StoreResult<Vec<(String, i64)>> {
+        Ok(self
+            .issues_status_counts(issue_id, issue_id)
+            .await?
+            .into_iter()
+            .map(|(_, status, n)| (status, n))
+            .collect())
+    }
     async fn subscriber_section_ids(&self, subscriber_id: i64) -> StoreResult<Vec<i64>>;
     /// First active subscriber of any of these sections (preview without --to).
     async fn first_reader(&self, section_ids: &[i64]) -> StoreResult<Option<Subscriber>>;

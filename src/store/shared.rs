@@ -1031,11 +1031,13 @@ macro_rules! shared_store_impl {
                 .await?)
             }
 
-            async fn issue_status_counts(&self, issue_id: i64) -> StoreResult<Vec<(String, i64)>> {
-                Ok(sqlx::query_as::<$db, (String, i64)>(
-                    "SELECT status, COUNT(*) FROM sends WHERE issue_id = $1 GROUP BY status ORDER BY status",
+            async fn issues_status_counts(&self, first: i64, last: i64) -> StoreResult<Vec<(i64, String, i64)>> {
+                Ok(sqlx::query_as::<$db, (i64, String, i64)>(
+                    "SELECT issue_id, status, COUNT(*) FROM sends WHERE issue_id BETWEEN $1 AND $2 \
+                     GROUP BY issue_id, status ORDER BY issue_id, status",
                 )
-                .bind(issue_id)
+                .bind(first)
+                .bind(last)
                 .fetch_all(&self.pool)
                 .await?)
             }
