@@ -2,7 +2,7 @@
 //! ledger under faults, and exactly-once across ticks and instances.
 
 mod common;
-use chrono::{Duration, TimeZone, Utc};
+use chrono::Duration;
 use common::{Backend, Behaviour, Spawn, TestApp};
 
 async fn newsroom(app: &TestApp) {
@@ -71,8 +71,7 @@ async fn the_digest_story(backend: Backend) {
 
     // Not due before 07:00.
     assert!(app.tick().await.is_empty());
-    app.clock
-        .set(Utc.with_ymd_and_hms(2026, 3, 2, 7, 0, 0).unwrap());
+    app.set_time(2026, 3, 2, 7, 0, 0);
     let made = app.tick().await;
     assert_eq!(made.len(), 1);
     assert_eq!(made[0].issue.send_count, 3);
@@ -163,13 +162,7 @@ async fn the_digest_story(backend: Backend) {
     );
 
     // The RFC 8058 POST from the header stops the next digest.
-    let target = wmd.header("List-Unsubscribe").unwrap();
-    let url = target
-        .trim_start_matches('<')
-        .split('>')
-        .next()
-        .unwrap()
-        .to_string();
+    let url = wmd.one_click_url();
     assert_eq!(
         app.post(&url, "List-Unsubscribe=One-Click").await.status(),
         200
@@ -182,8 +175,7 @@ async fn the_digest_story(backend: Backend) {
         "Inspectors arrive.",
     )
     .await;
-    app.clock
-        .set(Utc.with_ymd_and_hms(2026, 3, 3, 7, 0, 0).unwrap());
+    app.set_time(2026, 3, 3, 7, 0, 0);
     let made = app.tick().await;
     assert_eq!(
         made[0].issue.article_count, 1,
@@ -201,8 +193,7 @@ async fn the_digest_story(backend: Backend) {
 
     // No new articles: recorded as skipped, nothing sent.
     let before = app.smtp().count();
-    app.clock
-        .set(Utc.with_ymd_and_hms(2026, 3, 4, 7, 0, 0).unwrap());
+    app.set_time(2026, 3, 4, 7, 0, 0);
     let made = app.tick().await;
     assert_eq!(made[0].issue.status, "skipped");
     assert_eq!(app.deliver().await, 0);
@@ -213,15 +204,10 @@ both_backends!(the_digest_story);
 async fn one_tick_one_issue(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     newsroom(&app).await;
-    app.services
-        .digests
-        .add_schedule("m", "0 7 * * *", &["wmd".into()], None, None)
-        .await
-        .unwrap();
+    app.add_schedule("m", "0 7 * * *", &["wmd"]).await;
     app.add_article("wmd", "A", "https://news.example.org/a", "")
         .await;
-    app.clock
-        .set(Utc.with_ymd_and_hms(2026, 3, 2, 7, 0, 30).unwrap());
+    app.set_time(2026, 3, 2, 7, 0, 30);
 
     // A second instance on the same database, sending to the same SMTP server.
     let mut spec = Spawn::new(backend);
@@ -248,16 +234,11 @@ both_backends!(one_tick_one_issue);
 async fn downtime_makes_one_catch_up_or_none(backend: Backend) {
     let app = TestApp::spawn_with(Spawn::new(backend).set("digests.max_lateness", "6h")).await;
     newsroom(&app).await;
-    app.services
-        .digests
-        .add_schedule("hourly", "0 * * * *", &["wmd".into()], None, None)
-        .await
-        .unwrap();
+    app.add_schedule("hourly", "0 * * * *", &["wmd"]).await;
     app.add_article("wmd", "A", "https://news.example.org/a", "")
         .await;
     // Down from 06:00 to 09:30: the 07:00, 08:00 and 09:00 ticks are missed.
-    app.clock
-        .set(Utc.with_ymd_and_hms(2026, 3, 2, 9, 30, 0).unwrap());
+    app.set_time(2026, 3, 2, 9, 30, 0);
     let made = app.tick().await;
     assert_eq!(made.len(), 1, "one catch-up issue, not three");
     assert_eq!(app.tick().await.len(), 0);
@@ -267,8 +248,7 @@ async fn downtime_makes_one_catch_up_or_none(backend: Backend) {
     // Down for two days: the late tick is skipped, not sent stale; its article waits.
     app.add_article("wmd", "B", "https://news.example.org/b", "")
         .await;
-    app.clock
-        .set(Utc.with_ymd_and_hms(2026, 3, 4, 12, 30, 0).unwrap());
+    app.set_time(2026, 3, 4, 12, 30, 0);
     let made = app.tick().await;
     assert_eq!(made.len(), 1);
     assert_eq!(made[0].issue.status, "skipped");
@@ -278,8 +258,7 @@ async fn downtime_makes_one_catch_up_or_none(backend: Backend) {
         1,
         "nothing stale sent"
     );
-    app.clock
-        .set(Utc.with_ymd_and_hms(2026, 3, 4, 13, 0, 0).unwrap());
+    app.set_time(2026, 3, 4, 13, 0, 0);
     let made = app.tick().await;
     assert_eq!(
         made[0].issue.article_count, 1,
@@ -299,15 +278,10 @@ both_backends!(downtime_makes_one_catch_up_or_none);
 async fn setup_issue(app: &TestApp) {
     app.add_section("wmd", "WMD").await;
     app.reader("r@example.com", &["wmd"]).await;
-    app.services
-        .digests
-        .add_schedule("m", "0 7 * * *", &["wmd".into()], None, None)
-        .await
-        .unwrap();
+    app.add_schedule("m", "0 7 * * *", &["wmd"]).await;
     app.add_article("wmd", "A", "https://news.example.org/a", "")
         .await;
-    app.clock
-        .set(Utc.with_ymd_and_hms(2026, 3, 2, 7, 0, 0).unwrap());
+    app.set_time(2026, 3, 2, 7, 0, 0);
     assert_eq!(app.tick().await.len(), 1);
 }
 
@@ -438,15 +412,10 @@ async fn a_dead_worker_loses_nothing(backend: Backend) {
     for i in 0..5 {
         app.reader(&format!("r{i}@example.com"), &["wmd"]).await;
     }
-    app.services
-        .digests
-        .add_schedule("m", "0 7 * * *", &["wmd".into()], None, None)
-        .await
-        .unwrap();
+    app.add_schedule("m", "0 7 * * *", &["wmd"]).await;
     app.add_article("wmd", "A", "https://news.example.org/a", "")
         .await;
-    app.clock
-        .set(Utc.with_ymd_and_hms(2026, 3, 2, 7, 0, 0).unwrap());
+    app.set_time(2026, 3, 2, 7, 0, 0);
     app.tick().await;
     // A worker claims three sends and dies before recording anything.
     let now = app.clock.now();
@@ -548,8 +517,7 @@ async fn bodies_and_headers_arrive_intact(backend: Backend) {
         )
         .await
         .unwrap();
-    app.clock
-        .set(Utc.with_ymd_and_hms(2026, 3, 2, 7, 0, 0).unwrap());
+    app.set_time(2026, 3, 2, 7, 0, 0);
     app.tick().await;
     app.deliver().await;
     let all = app.smtp().all();
@@ -751,33 +719,32 @@ both_backends!(api_tokens_and_roles);
 async fn paused_schedules_do_not_run(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     newsroom(&app).await;
-    app.services
-        .digests
-        .add_schedule("m", "0 7 * * *", &["wmd".into()], None, None)
-        .await
-        .unwrap();
+    app.add_schedule("m", "0 7 * * *", &["wmd"]).await;
     app.add_article("wmd", "A", "https://news.example.org/a", "")
         .await;
     app.services.digests.pause("m").await.unwrap();
-    app.clock
-        .set(Utc.with_ymd_and_hms(2026, 3, 2, 7, 0, 0).unwrap());
+    app.set_time(2026, 3, 2, 7, 0, 0);
     assert!(app.tick().await.is_empty());
-    app.clock
-        .set(Utc.with_ymd_and_hms(2026, 3, 2, 8, 0, 0).unwrap());
+    app.set_time(2026, 3, 2, 8, 0, 0);
     app.services.digests.resume("m").await.unwrap();
     assert!(
         app.tick().await.is_empty(),
         "resuming does not send the missed tick"
     );
-    app.clock
-        .set(Utc.with_ymd_and_hms(2026, 3, 3, 7, 0, 0).unwrap());
+    app.set_time(2026, 3, 3, 7, 0, 0);
     assert_eq!(app.tick().await.len(), 1);
     let preview = app
         .services
         .digests
         .preview("m", Some("both@example.com"))
         .await;
-    assert!(preview.is_err(), "nothing new after the issue");
+    assert!(
+        matches!(
+            preview,
+            Err(herald::digests::DigestError::NothingToPreview(_))
+        ),
+        "nothing new after the issue"
+    );
 }
 both_backends!(paused_schedules_do_not_run);
 

@@ -208,6 +208,22 @@ impl TestApp {
             .expect("add article");
     }
 
+    /// A schedule in UTC with no custom subject.
+    pub async fn add_schedule(&self, name: &str, cron: &str, sections: &[&str]) {
+        let slugs: Vec<String> = sections.iter().map(|s| s.to_string()).collect();
+        self.services
+            .digests
+            .add_schedule(name, cron, &slugs, None, None)
+            .await
+            .expect("add schedule");
+    }
+
+    /// Set the manual clock to this UTC instant.
+    pub fn set_time(&self, y: i32, mo: u32, d: u32, h: u32, mi: u32, sec: u32) {
+        self.clock
+            .set(Utc.with_ymd_and_hms(y, mo, d, h, mi, sec).unwrap());
+    }
+
     /// Run the scheduler once at the clock's current time.
     pub async fn tick(&self) -> Vec<herald::digests::TickOutcome> {
         self.services.digests.run_tick().await.expect("tick")

@@ -50,6 +50,18 @@ impl Caught {
             .map(|c| c.into_owned())
             .unwrap_or_default()
     }
+    /// The https target of `List-Unsubscribe` (what a mailbox provider POSTs to).
+    pub fn one_click_url(&self) -> String {
+        let h = self
+            .header("List-Unsubscribe")
+            .expect("List-Unsubscribe header");
+        h.trim_start_matches('<')
+            .split('>')
+            .next()
+            .unwrap()
+            .to_string()
+    }
+
     /// The first URL in the text part that contains `needle`.
     pub fn link_with(&self, needle: &str) -> Option<String> {
         self.text()
