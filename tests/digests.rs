@@ -670,6 +670,27 @@ async fn api_tokens_and_roles(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(list.as_array().unwrap().len(), 1);
+    let get = |path: &str| {
+        app.http
+            .get(format!("{}{path}", app.base))
+            .bearer_auth(&ops)
+            .send()
+    };
+    assert_eq!(get("/api/v1/issues").await.unwrap().status(), 200);
+    assert_eq!(
+        get("/api/v1/sends?email=R%40Example.com")
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        get("/api/v1/sends?email=not-an-address")
+            .await
+            .unwrap()
+            .status(),
+        422
+    );
 
     let bad = serde_json::json!({"section": "nosuch", "title": "x", "url": "https://e.example/"});
     let r = app

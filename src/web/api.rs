@@ -241,10 +241,16 @@ struct SendsQuery {
 }
 
 async fn list_sends(State(st): State<AppState>, Query(q): Query<SendsQuery>) -> Response {
+    // Addresses are stored normalised by EmailAddress; filter by the same normal form.
+    let email = match q.email.as_deref().map(crate::domain::EmailAddress::parse) {
+        Some(Ok(e)) => Some(e.as_str().to_string()),
+        Some(Err(e)) => return error(StatusCode::UNPROCESSABLE_ENTITY, format!("email: {e}")),
+        None => None,
+    };
     let filter = SendFilter {
         issue_id: q.issue,
         status: q.status,
-        email: q.email.map(|e| e.trim().to_lowercase()),
+        email,
         updated_since: None,
         limit: Some(q.limit.unwrap_or(1000).clamp(1, 10_000)),
     };
