@@ -181,6 +181,7 @@ pub struct DeliveryConfig {
     pub max_backoff: HumanDuration,
     pub max_age: HumanDuration,
     pub poll_interval: HumanDuration,
+    pub instance_timeout: HumanDuration,
 }
 
 /// The whole configuration, checked.
@@ -601,6 +602,26 @@ impl RawConfig {
             if d.0.is_zero() {
                 return Err(invalid(key, "must be more than 0s"));
             }
+        }
+        // A worker sends a message only while at least one full exchange (connect + send
+        // timeouts) is left on its lease, and renews the lease at half-time: a lease shorter
+        // than two exchanges could not fence anything.
+        let exchange = self.mail.connect_timeout.0 + self.mail.send_timeout.0;
+        if self.delivery.lease.0 < exchange * 2 {
+            return Err(invalid(
+                "delivery.lease",
+                format!(
+                    "must be at least twice mail.connect_timeout + mail.send_timeout ({}s here), \
+                     so a send always ends before the lease it runs under",
+                    (exchange * 2).as_secs()
+                ),
+            ));
+        }
+        if self.delivery.instance_timeout.0 < std::time::Duration::from_secs(3) {
+            return Err(invalid(
+                "delivery.instance_timeout",
+                "must be at least 3s (heartbeats are sent every sixth of it)",
+            ));
         }
 
         Ok(Config {

@@ -274,8 +274,15 @@ impl App {
         };
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut tasks = Vec::new();
+        let mut workers = Vec::new();
         if self.background {
-            tasks.extend(s.engine.spawn_workers(stop_rx.clone()));
+            // The first heartbeat before the workers start: the rows of a predecessor that
+            // died are taken back now, not after their lease.
+            if let Err(e) = s.engine.beat().await {
+                tracing::error!(error = %e, "first heartbeat failed; will retry");
+            }
+            workers.extend(s.engine.spawn_workers(stop_rx.clone()));
+            tasks.push(s.engine.spawn_heartbeat(stop_rx.clone()));
             tasks.push(tokio::spawn(periodic_jobs(
                 s.clone(),
                 state.limiter.clone(),
@@ -292,8 +299,11 @@ impl App {
             })
             .await;
         let _ = stop_tx.send(true);
-        for t in tasks {
+        for t in workers.into_iter().chain(tasks) {
             let _ = t.await;
+        }
+        if self.background {
+            s.engine.release().await;
         }
         result
     }

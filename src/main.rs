@@ -198,7 +198,9 @@ struct SendsArgs {
 
 #[derive(Subcommand)]
 enum SendsCmd {
-    /// Re-queue the sends of an issue that ended in --status (default failed).
+    /// Re-queue the failed sends of an issue. Only `failed` can be retried: a sent mail
+    /// would be delivered twice, one in flight taken from its worker, a queued or retrying
+    /// one is already in the queue, and a bounced or suppressed address must not get mail.
     Retry {
         #[arg(long)]
         issue: i64,
@@ -820,6 +822,16 @@ fn status_ok(st: &str) -> Result<(), Failure> {
 async fn sends(args: SendsArgs, s: Services) -> Result<(), Failure> {
     if let Some(SendsCmd::Retry { issue, status }) = args.retry {
         status_ok(&status)?;
+        if status != herald::store::SendStatus::Failed.as_str() {
+            return Err(Failure(
+                2,
+                format!(
+                    "only failed sends can be retried (not {status:?}): sent mail would be delivered twice, \
+                     queued, retrying and sending ones are still being delivered, and bounced or suppressed \
+                     addresses must not get mail"
+                ),
+            ));
+        }
         let n = s.store.requeue_sends(issue, &status, s.clock.now()).await?;
         println!("{n} sends of issue #{issue} re-queued; `herald serve` delivers them");
         return Ok(());

@@ -530,6 +530,13 @@ async fn digest_commands(backend: Backend) {
         cli.ok(&["sends", "retry", "--issue", "1"])
             .contains("0 sends")
     );
+    // Delivered or in-flight mail is never re-queued: that would send it twice.
+    for status in ["sent", "sending", "queued", "bounced"] {
+        let out = cli.run(&["sends", "retry", "--issue", "1", "--status", status]);
+        assert_eq!(out.status.code(), Some(2), "retry --status {status}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("only failed sends"));
+    }
+    assert!(cli.ok(&["sends", "--status", "sent"]).contains("sent"));
     // Nothing new: the next run sends nothing.
     assert!(
         cli.ok(&["digests", "run", "morning"])

@@ -419,10 +419,14 @@ async fn a_dead_worker_loses_nothing(backend: Backend) {
     app.tick().await;
     // A worker claims three sends and dies before recording anything.
     let now = app.clock.now();
+    let dead = herald::store::LeaseHolder {
+        owner: "dead-worker".into(),
+        instance: "gone".into(),
+    };
     let claimed = app
         .services
         .store
-        .claim_sends("dead-worker", now, now + Duration::minutes(5), 3)
+        .claim_sends(&dead, now, now + Duration::minutes(5), 3)
         .await
         .unwrap();
     assert_eq!(claimed.len(), 3);
@@ -439,13 +443,14 @@ async fn a_dead_worker_loses_nothing(backend: Backend) {
     // The dead worker cannot overwrite the outcome afterwards.
     let late = herald::store::SendResult {
         send_id: claimed[0].id,
+        lease_owner: dead.owner.clone(),
         outcome: herald::store::SendOutcome::Failed {
             reply: "late".into(),
         },
     };
     app.services
         .store
-        .complete_sends("dead-worker", &[late], app.clock.now())
+        .complete_sends(&[late], app.clock.now())
         .await
         .unwrap();
     let issue = app.services.store.list_issues(1).await.unwrap()[0].id;

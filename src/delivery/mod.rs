@@ -12,4 +12,4 @@ pub use mail::{
     new_message_id,
 };
 pub use transport::{MailSender, SendError, Transport};
-pub use worker::{Composed, Composer, DeliveryEngine, RetryPolicy};
+pub use worker::{Batch, BatchReport, Composed, Composer, DeliveryEngine, RetryPolicy};

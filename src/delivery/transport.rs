@@ -29,6 +29,11 @@ pub enum SendError {
     /// later, and do not try the rest of the batch now.
     #[error("mail server unreachable: {0}")]
     Unreachable(String),
+    /// The connection failed before the server answered (closed while idle, reset): the
+    /// one case worth an immediate second try, on a new connection. Never leaves
+    /// [`MailSender::send`], which turns it into `Transient`.
+    #[error("connection lost: {0}")]
+    ConnectionLost(String),
     /// 5xx: do not retry. `mailbox_unknown` for 5.1.x (no such user / bad address).
     #[error("permanent failure: {reply}")]
     Permanent {
@@ -119,14 +124,20 @@ impl MailSender {
             MailSender::Maildir(dir) => write_eml(dir, message_id, bytes).await,
             MailSender::Smtp { settings, conn } => {
                 let reused = conn.is_some();
-                match smtp_send(settings, conn, envelope, bytes).await {
+                let first = match smtp_send(settings, conn, envelope, bytes).await {
                     // A connection that sat idle may have been closed by the server; that is
-                    // no reason to defer the mail, so reconnect once.
-                    Err(SendError::Transient(_)) if reused && conn.is_none() => {
+                    // no reason to defer the mail, so reconnect once. A 4xx reply or a timeout
+                    // is not that: the server answered (or may still deliver), and an at-once
+                    // retry would hammer a greylisting or rate-limiting server.
+                    Err(SendError::ConnectionLost(_)) if reused => {
                         smtp_send(settings, conn, envelope, bytes).await
                     }
                     other => other,
-                }
+                };
+                first.map_err(|e| match e {
+                    SendError::ConnectionLost(m) => SendError::Transient(m),
+                    other => other,
+                })
             }
         }
     }
@@ -192,13 +203,17 @@ async fn smtp_send(
             resp.message().collect::<Vec<_>>().join(" ")
         )),
         Ok(Err(e)) => {
-            let err = classify(&e);
+            let answered = e.is_permanent() || e.is_transient();
             // After a refused message the session is still usable (RSET is sent by lettre on
             // the next MAIL); after anything else, start afresh.
-            if !e.is_permanent() && !e.is_transient() || c.has_broken() {
+            if !answered || c.has_broken() {
                 *conn = None;
             }
-            Err(err)
+            if answered {
+                Err(classify(&e))
+            } else {
+                Err(SendError::ConnectionLost(e.to_string()))
+            }
         }
         Err(_) => {
             *conn = None;

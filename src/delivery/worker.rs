@@ -1,15 +1,28 @@
-//! The delivery workers: claim a batch of due `sends` with a lease, compose and send each,
-//! then record the whole batch's outcomes in one transaction. A worker that dies leaves its
-//! lease to expire and the rows are claimed again (same Message-ID). A row becomes `sent`
-//! only after the server's 2xx.
+//! The delivery workers. A worker claims a batch of due `sends` under a lease, then for each
+//! message: composes it, waits for the rate limiter, makes sure it still holds the row's
+//! lease (renewing it at half-time; a row another worker took over is dropped, never sent),
+//! sends it, and has the outcome written before it starts the next message. So a process
+//! that dies can have sent at most the one message per connection it was in the middle of,
+//! and a slow relay or a low rate limit makes delivery slow, never repeated.
+//!
+//! Outcomes are written with group commit ([`OutcomeLog`]): the outcomes of all workers that
+//! finished a message while the previous write ran go out in one transaction.
+//!
+//! Each `herald serve` has a heartbeat row; the rows leased by an instance whose heartbeat
+//! stopped are taken back at once, and a worker whose own heartbeat could not be written
+//! stops sending (the others may already consider it dead). A row becomes `sent` only after
+//! the server's 2xx.
 
 use super::OutgoingMail;
 use super::mail::{MailHeaders, build_message};
 use super::transport::{MailSender, SendError, Transport};
 use crate::clock::Clock;
-use crate::store::{SendJob, SendOutcome, SendResult, Store, StoreResult};
+use crate::store::{
+    InstanceInfo, LeaseHolder, SendJob, SendOutcome, SendResult, Store, StoreResult,
+};
 use chrono::{DateTime, Utc};
 use lettre::message::Mailbox;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Mutex, Notify, watch};
@@ -78,6 +91,111 @@ impl RateLimiter {
     }
 }
 
+/// Outcomes waiting to be written, in the order the servers answered. `durable` is the
+/// sequence number up to which they are written: whoever holds the flush lock writes every
+/// pending outcome (its own and those that queued while the previous write ran), so the
+/// ledger costs one transaction per group of messages, not one per message.
+struct OutcomeLog {
+    pending: std::sync::Mutex<PendingOutcomes>,
+    durable: Mutex<u64>,
+}
+
+#[derive(Default)]
+struct PendingOutcomes {
+    last_seq: u64,
+    items: Vec<SendResult>,
+}
+
+impl OutcomeLog {
+    fn new() -> Self {
+        Self {
+            pending: std::sync::Mutex::new(PendingOutcomes::default()),
+            durable: Mutex::new(0),
+        }
+    }
+
+    fn push(&self, result: SendResult) -> u64 {
+        let mut p = self.pending.lock().expect("outcome log lock");
+        p.last_seq += 1;
+        p.items.push(result);
+        p.last_seq
+    }
+
+    fn has_pending(&self) -> bool {
+        !self.pending.lock().expect("outcome log lock").items.is_empty()
+    }
+
+    /// Return once every outcome up to `seq` is written. On a database error the outcomes
+    /// stay pending (the next flush, by any worker, writes them) and the error is returned.
+    async fn flush_until(
+        &self,
+        store: &dyn Store,
+        seq: u64,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let mut durable = self.durable.lock().await;
+        if *durable >= seq {
+            return Ok(());
+        }
+        let (batch, upto) = {
+            let mut p = self.pending.lock().expect("outcome log lock");
+            (std::mem::take(&mut p.items), p.last_seq)
+        };
+        match store.complete_sends(&batch, now).await {
+            Ok(written) => {
+                if (written as usize) < batch.len() {
+                    metrics::counter!("herald_lease_lost_total", "at" => "record")
+                        .increment((batch.len() - written as usize) as u64);
+                }
+                *durable = upto;
+                Ok(())
+            }
+            Err(e) => {
+                let mut p = self.pending.lock().expect("outcome log lock");
+                let later = std::mem::replace(&mut p.items, batch);
+                p.items.extend(later);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// A batch of claimed sends and the lease they are held under.
+pub struct Batch {
+    holder: LeaseHolder,
+    lease_until: DateTime<Utc>,
+    jobs: Vec<SendJob>,
+    /// The ids still held after the last renewal (all of them until then).
+    held: HashSet<i64>,
+}
+
+impl Batch {
+    pub fn len(&self) -> usize {
+        self.jobs.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.jobs.is_empty()
+    }
+    pub fn ids(&self) -> Vec<i64> {
+        self.jobs.iter().map(|j| j.id).collect()
+    }
+}
+
+/// What one batch came to.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BatchReport {
+    /// Rows whose outcome was recorded (sent, retrying, failed, bounced, suppressed).
+    pub settled: usize,
+    /// Rows not sent because another worker had taken them over.
+    pub lost: usize,
+}
+
+/// A message ready to go, or why it will not.
+enum Prepared {
+    Message(Box<lettre::Message>),
+    Outcome(SendOutcome),
+}
+
 pub struct DeliveryEngine {
     store: Arc<dyn Store>,
     composer: Arc<dyn Composer>,
@@ -89,11 +207,20 @@ pub struct DeliveryEngine {
     policy: RetryPolicy,
     batch_size: u32,
     lease: Duration,
+    /// The longest one exchange with the server may take (connect + send timeouts): a
+    /// message is sent only while at least this much of the lease is left.
+    exchange: Duration,
     connections: u32,
     poll_interval: Duration,
     rate: Option<RateLimiter>,
     wake: Notify,
     dkim: Option<lettre::message::dkim::DkimConfig>,
+    log: OutcomeLog,
+    instance: InstanceInfo,
+    instance_timeout: Duration,
+    /// When our heartbeat was last written; None while no heartbeat runs (tests, CLI),
+    /// whose leases nobody reaps.
+    last_heartbeat: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl DeliveryEngine {
@@ -104,6 +231,15 @@ impl DeliveryEngine {
         clock: Clock,
     ) -> Self {
         let d = &config.delivery;
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "herald".into());
+        let pid = std::process::id();
+        let nonce = crate::domain::RandomToken::generate();
+        let instance = InstanceInfo {
+            id: format!("{host}:{pid}:{}", &nonce.as_str()[..10]),
+            host,
+            pid: pid as i64,
+            started_at: clock.now(),
+        };
         Self {
             store,
             composer,
@@ -126,6 +262,7 @@ impl DeliveryEngine {
             },
             batch_size: d.batch_size,
             lease: d.lease.0,
+            exchange: config.mail.connect_timeout.0 + config.mail.send_timeout.0,
             connections: d.connections,
             poll_interval: d.poll_interval.0,
             rate: (d.rate_per_second > 0).then(|| RateLimiter {
@@ -134,6 +271,10 @@ impl DeliveryEngine {
             }),
             wake: Notify::new(),
             dkim: config.mail.dkim.as_ref().and_then(super::mail::dkim_config),
+            log: OutcomeLog::new(),
+            instance,
+            instance_timeout: d.instance_timeout.0,
+            last_heartbeat: std::sync::Mutex::new(None),
         }
     }
 
@@ -141,25 +282,62 @@ impl DeliveryEngine {
         &self.transport
     }
 
+    /// This process's id in the `instances` table and in the leases it takes.
+    pub fn instance_id(&self) -> &str {
+        &self.instance.id
+    }
+
     /// Tell idle workers there is new work (a signup just queued a mail).
     pub fn wake(&self) {
         self.wake.notify_waiters();
     }
 
-    /// Claim and process one batch with `sender`. Returns how many rows it settled.
-    pub async fn run_batch(&self, owner: &str, sender: &mut MailSender) -> StoreResult<usize> {
+    /// A lease holder for worker `name` of this process.
+    pub fn holder(&self, name: &str) -> LeaseHolder {
+        LeaseHolder {
+            owner: format!("{}/{name}", self.instance.id),
+            instance: self.instance.id.clone(),
+        }
+    }
+
+    fn chrono(d: Duration) -> chrono::Duration {
+        chrono::Duration::from_std(d).unwrap_or(chrono::Duration::minutes(5))
+    }
+
+    /// Claim up to `delivery.batch_size` due sends for `holder`.
+    pub async fn claim(&self, holder: &LeaseHolder) -> StoreResult<Batch> {
         let now = self.clock.now();
-        let lease_until =
-            now + chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::minutes(5));
+        let lease_until = now + Self::chrono(self.lease);
         let jobs = self
             .store
-            .claim_sends(owner, now, lease_until, self.batch_size)
+            .claim_sends(holder, now, lease_until, self.batch_size)
             .await?;
-        if jobs.is_empty() {
+        Ok(Batch {
+            holder: holder.clone(),
+            lease_until,
+            held: jobs.iter().map(|j| j.id).collect(),
+            jobs,
+        })
+    }
+
+    /// Claim and process one batch with `sender`. Returns how many rows it settled.
+    pub async fn run_batch(&self, holder: &LeaseHolder, sender: &mut MailSender) -> StoreResult<usize> {
+        let batch = self.claim(holder).await?;
+        if batch.is_empty() {
             return Ok(0);
         }
-        let mut results = Vec::with_capacity(jobs.len());
+        Ok(self.send_batch(batch, sender).await?.settled)
+    }
+
+    /// Send a claimed batch, message by message, each only while its lease is held.
+    pub async fn send_batch(
+        &self,
+        mut batch: Batch,
+        sender: &mut MailSender,
+    ) -> StoreResult<BatchReport> {
+        let mut report = BatchReport::default();
         let mut unreachable: Option<String> = None;
+        let jobs = std::mem::take(&mut batch.jobs);
         for job in &jobs {
             let outcome = match &unreachable {
                 // The server could not be reached a moment ago: do not spend a connect
@@ -167,50 +345,73 @@ impl DeliveryEngine {
                 Some(why) => {
                     self.retry_or_fail(job, format!("not attempted, server unreachable: {why}"))
                 }
-                None => {
-                    let (outcome, down) = self.process(job, sender).await;
-                    unreachable = down;
-                    outcome
-                }
+                None => match self.prepare(job).await {
+                    Prepared::Outcome(o) => o,
+                    Prepared::Message(message) => {
+                        if let Some(rate) = &self.rate {
+                            rate.acquire().await;
+                        }
+                        if !self.still_held(&mut batch, job.id).await? {
+                            tracing::warn!(send = job.id, owner = %batch.holder.owner, "lease lost: another worker has this send; not sending it");
+                            metrics::counter!("herald_lease_lost_total", "at" => "send").increment(1);
+                            report.lost += 1;
+                            continue;
+                        }
+                        let (outcome, down) = self.transmit(job, &message, sender).await;
+                        unreachable = down;
+                        outcome
+                    }
+                },
             };
             record_metrics(job, &outcome);
-            results.push(SendResult {
+            let seq = self.log.push(SendResult {
                 send_id: job.id,
+                lease_owner: batch.holder.owner.clone(),
                 outcome,
             });
+            // Written before the next message goes: a crash doubles at most the one in flight.
+            self.log
+                .flush_until(self.store.as_ref(), seq, self.clock.now())
+                .await?;
+            report.settled += 1;
         }
-        self.store
-            .complete_sends(owner, &results, self.clock.now())
-            .await?;
-        Ok(results.len())
+        Ok(report)
     }
 
-    /// Send one row; also says whether the server was unreachable.
-    async fn process(
-        &self,
-        job: &SendJob,
-        sender: &mut MailSender,
-    ) -> (SendOutcome, Option<String>) {
-        match self.attempt(job, sender).await {
-            Err(SendError::Unreachable(why)) => {
-                tracing::warn!(send = job.id, reason = %why, "mail server unreachable; will retry");
-                (self.retry_or_fail(job, why.clone()), Some(why))
-            }
-            Err(other) => unreachable!("attempt() maps every other error: {other}"),
-            Ok(outcome) => (outcome, None),
+    /// Whether this worker may send row `id` now: its heartbeat is fresh and the lease has
+    /// room for one whole exchange. Renews the lease at half-time; the renewal says which
+    /// rows are still ours.
+    async fn still_held(&self, batch: &mut Batch, id: i64) -> StoreResult<bool> {
+        if let Some(beat) = *self.last_heartbeat.lock().expect("heartbeat lock")
+            && beat.elapsed() > self.instance_timeout / 2
+        {
+            // Others may already have declared this instance dead and taken its rows.
+            return Ok(false);
         }
+        let now = self.clock.now();
+        let left = batch.lease_until - now;
+        let renew_below = Self::chrono((self.lease / 2).max(self.exchange));
+        if left < renew_below {
+            let until = now + Self::chrono(self.lease);
+            let ids = self
+                .store
+                .renew_leases(&batch.holder.owner, until, now)
+                .await?;
+            batch.lease_until = until;
+            batch.held = ids.into_iter().collect();
+        }
+        Ok(batch.held.contains(&id)
+            && batch.lease_until - self.clock.now() >= Self::chrono(self.exchange))
     }
 
-    /// Ok(outcome) for everything but an unreachable server.
-    async fn attempt(
-        &self,
-        job: &SendJob,
-        sender: &mut MailSender,
-    ) -> Result<SendOutcome, SendError> {
+    /// Compose, build and sign the message for a row, or say why it will not be sent.
+    async fn prepare(&self, job: &SendJob) -> Prepared {
         let composed = match self.composer.compose(job).await {
             Ok(c) => c,
             Err(e) => {
-                return Ok(self.retry_or_fail(job, format!("could not compose the message: {e}")));
+                return Prepared::Outcome(
+                    self.retry_or_fail(job, format!("could not compose the message: {e}")),
+                );
             }
         };
         let (mail, unsubscribe_url) = match composed {
@@ -218,7 +419,7 @@ impl DeliveryEngine {
                 mail,
                 unsubscribe_url,
             } => (mail, unsubscribe_url),
-            Composed::Skip(reason) => return Ok(SendOutcome::Suppressed { reason }),
+            Composed::Skip(reason) => return Prepared::Outcome(SendOutcome::Suppressed { reason }),
         };
         let headers = MailHeaders {
             from: self.from.clone(),
@@ -230,7 +431,7 @@ impl DeliveryEngine {
         let mut message = match build_message(&mail, &headers) {
             Ok(m) => m,
             Err(e) => {
-                return Ok(SendOutcome::Failed {
+                return Prepared::Outcome(SendOutcome::Failed {
                     reply: e.to_string(),
                 });
             }
@@ -238,9 +439,16 @@ impl DeliveryEngine {
         if let Some(dkim) = &self.dkim {
             message.sign(dkim);
         }
-        if let Some(rate) = &self.rate {
-            rate.acquire().await;
-        }
+        Prepared::Message(Box::new(message))
+    }
+
+    /// Hand one message to the server; also says whether the server was unreachable.
+    async fn transmit(
+        &self,
+        job: &SendJob,
+        message: &lettre::Message,
+        sender: &mut MailSender,
+    ) -> (SendOutcome, Option<String>) {
         let started = std::time::Instant::now();
         let result = sender
             .send(message.envelope(), &job.message_id, &message.formatted())
@@ -250,30 +458,36 @@ impl DeliveryEngine {
             Ok(_) => "2xx",
             Err(SendError::Permanent { .. }) => "5xx",
             Err(SendError::Transient(r)) if r.contains("(4") || r.starts_with('4') => "4xx",
-            Err(SendError::Transient(_) | SendError::Unreachable(_)) => "connection",
+            Err(
+                SendError::Transient(_) | SendError::Unreachable(_) | SendError::ConnectionLost(_),
+            ) => "connection",
         };
         metrics::counter!("herald_smtp_replies_total", "class" => class).increment(1);
-        Ok(match result {
-            Ok(reply) => SendOutcome::Sent { reply },
-            Err(SendError::Transient(reply)) => {
+        match result {
+            Ok(reply) => (SendOutcome::Sent { reply }, None),
+            Err(SendError::Transient(reply) | SendError::ConnectionLost(reply)) => {
                 tracing::warn!(send = job.id, kind = %job.kind, %reply, "temporary delivery failure; will retry");
-                self.retry_or_fail(job, reply)
+                (self.retry_or_fail(job, reply), None)
             }
-            Err(e @ SendError::Unreachable(_)) => return Err(e),
+            Err(SendError::Unreachable(why)) => {
+                tracing::warn!(send = job.id, reason = %why, "mail server unreachable; will retry");
+                (self.retry_or_fail(job, why.clone()), Some(why))
+            }
             Err(SendError::Permanent {
                 reply,
                 mailbox_unknown,
             }) => {
                 tracing::warn!(send = job.id, kind = %job.kind, %reply, "permanent delivery failure");
-                match (mailbox_unknown, &job.email) {
+                let outcome = match (mailbox_unknown, &job.email) {
                     (true, Some(email)) => SendOutcome::Bounced {
                         reply,
                         email_hash: crate::domain::sha256_hex(email),
                     },
                     _ => SendOutcome::Failed { reply },
-                }
+                };
+                (outcome, None)
             }
-        })
+        }
     }
 
     fn retry_or_fail(&self, job: &SendJob, reply: String) -> SendOutcome {
@@ -293,11 +507,17 @@ impl DeliveryEngine {
 
     /// Deliver everything due now, batch after batch, on one connection (tests, CLI).
     pub async fn deliver_due(&self) -> StoreResult<usize> {
-        let owner = worker_name("drain", 0);
+        let holder = self.holder(&format!("drain-{}", nonce()));
         let mut sender = self.transport.sender();
         let mut total = 0;
         loop {
-            let n = self.run_batch(&owner, &mut sender).await?;
+            let n = match self.run_batch(&holder, &mut sender).await {
+                Ok(n) => n,
+                Err(e) => {
+                    sender.close().await;
+                    return Err(e);
+                }
+            };
             if n == 0 {
                 break;
             }
@@ -307,7 +527,8 @@ impl DeliveryEngine {
         Ok(total)
     }
 
-    /// Start `delivery.connections` workers; they stop when `shutdown` turns true.
+    /// Start `delivery.connections` workers; they stop when `shutdown` turns true. A
+    /// worker's error or panic is logged and counted, and the worker goes on.
     pub fn spawn_workers(
         self: &Arc<Self>,
         shutdown: watch::Receiver<bool>,
@@ -317,14 +538,40 @@ impl DeliveryEngine {
                 let engine = self.clone();
                 let mut shutdown = shutdown.clone();
                 tokio::spawn(async move {
-                    let owner = worker_name("worker", i);
-                    let mut sender = engine.transport.sender();
+                    let holder = engine.holder(&format!("worker{i}"));
+                    let sender = Arc::new(Mutex::new(engine.transport.sender()));
                     while !*shutdown.borrow() {
-                        let idle = match engine.run_batch(&owner, &mut sender).await {
-                            Ok(0) => true,
-                            Ok(_) => false,
+                        // Each batch runs as its own task, so a panic (a bug in a template,
+                        // a driver) ends that batch, not the worker.
+                        let run = {
+                            let (engine, holder, sender) =
+                                (engine.clone(), holder.clone(), sender.clone());
+                            tokio::spawn(async move {
+                                let mut sender = sender.lock().await;
+                                if engine.log.has_pending() {
+                                    // Outcomes a failed write left behind.
+                                    let seq = engine.log.pending.lock().expect("log").last_seq;
+                                    engine
+                                        .log
+                                        .flush_until(engine.store.as_ref(), seq, engine.clock.now())
+                                        .await?;
+                                }
+                                engine.run_batch(&holder, &mut sender).await
+                            })
+                        };
+                        let idle = match run.await {
+                            Ok(Ok(0)) => true,
+                            Ok(Ok(_)) => false,
+                            Ok(Err(e)) => {
+                                tracing::error!(error = %e, "delivery worker: database error; will retry");
+                                metrics::counter!("herald_job_errors_total", "job" => "delivery").increment(1);
+                                true
+                            }
                             Err(e) => {
-                                tracing::error!(error = %e, "delivery worker: database error");
+                                tracing::error!(error = %e, "delivery worker panicked; it goes on");
+                                metrics::counter!("herald_job_panics_total", "job" => "delivery").increment(1);
+                                // The session may be mid-message: start the next on a new one.
+                                *sender.lock().await = engine.transport.sender();
                                 true
                             }
                         };
@@ -336,18 +583,74 @@ impl DeliveryEngine {
                             }
                         }
                     }
-                    sender.close().await;
+                    sender.lock().await.close().await;
                 })
             })
             .collect()
     }
+
+    /// Write this instance's heartbeat every sixth of `delivery.instance_timeout`, and take
+    /// back at once the rows of instances whose heartbeat stopped. On shutdown (after the
+    /// workers stopped), hand this instance's remaining leases back.
+    pub fn spawn_heartbeat(
+        self: &Arc<Self>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(engine.instance_timeout / 6);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = every.tick() => {}
+                    _ = shutdown.changed() => break,
+                }
+                if let Err(e) = engine.beat().await {
+                    tracing::error!(error = %e, "heartbeat failed; will retry");
+                    metrics::counter!("herald_job_errors_total", "job" => "heartbeat").increment(1);
+                }
+            }
+        })
+    }
+
+    /// One heartbeat and one reaping of dead instances.
+    pub async fn beat(&self) -> StoreResult<()> {
+        let now = self.clock.now();
+        self.store.heartbeat(&self.instance, now).await?;
+        *self.last_heartbeat.lock().expect("heartbeat lock") = Some(std::time::Instant::now());
+        let cutoff = now - Self::chrono(self.instance_timeout);
+        let released = self.store.reap_dead_instances(cutoff, now).await?;
+        if released > 0 {
+            tracing::warn!(released, "took back the sends of an instance that stopped answering");
+            metrics::counter!("herald_sends_reclaimed_total").increment(released);
+            self.wake();
+        }
+        Ok(())
+    }
+
+    /// A clean stop: write what is pending and hand this instance's leases back.
+    pub async fn release(&self) {
+        if self.log.has_pending() {
+            let seq = self.log.pending.lock().expect("log").last_seq;
+            let _ = self
+                .log
+                .flush_until(self.store.as_ref(), seq, self.clock.now())
+                .await;
+        }
+        match self
+            .store
+            .release_instance(&self.instance.id, self.clock.now())
+            .await
+        {
+            Ok(n) if n > 0 => tracing::info!(released = n, "handed back unsent claimed sends"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not hand back claimed sends; they return when the lease ends"),
+        }
+    }
 }
 
-fn worker_name(kind: &str, i: u32) -> String {
-    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "herald".into());
-    let token = crate::domain::RandomToken::generate();
-    let nonce = &token.as_str()[..8];
-    format!("{host}:{}:{kind}{i}:{nonce}", std::process::id())
+fn nonce() -> String {
+    crate::domain::RandomToken::generate().as_str()[..8].to_string()
 }
 
 fn record_metrics(job: &SendJob, outcome: &SendOutcome) {

@@ -240,7 +240,27 @@ pub enum SendOutcome {
 #[derive(Debug, Clone)]
 pub struct SendResult {
     pub send_id: i64,
+    /// The worker that sent it: the outcome is written only while that worker still holds
+    /// the row's lease (the fence against a worker whose lease passed).
+    pub lease_owner: String,
     pub outcome: SendOutcome,
+}
+
+/// Who asks for a lease: a worker (`owner`, unique per worker) of a process (`instance`,
+/// whose heartbeat tells whether it is alive).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseHolder {
+    pub owner: String,
+    pub instance: String,
+}
+
+/// A running `herald serve` process, as its heartbeat row records it.
+#[derive(Debug, Clone)]
+pub struct InstanceInfo {
+    pub id: String,
+    pub host: String,
+    pub pid: i64,
+    pub started_at: DateTime<Utc>,
 }
 
 /// One address of a bulk import, with a confirmation prepared in case it is new.
@@ -468,22 +488,40 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<()>;
     async fn is_suppressed(&self, email_hash: &str) -> StoreResult<bool>;
 
-    /// Claim up to `limit` due sends for `owner` until `lease_until`.
+    /// Claim up to `limit` due sends for `holder` until `lease_until`: rows whose lease
+    /// expired first, then retries, then new rows; each in (due time, id) order. The cost
+    /// is O(limit), whatever the queue's length.
     async fn claim_sends(
         &self,
-        owner: &str,
+        holder: &LeaseHolder,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: u32,
     ) -> StoreResult<Vec<SendJob>>;
-    /// Record the outcome of a batch of attempts in one transaction. Only rows still leased
-    /// by `owner` are touched (a worker whose lease expired must not overwrite a retry).
-    async fn complete_sends(
+    /// Extend the lease on every row `owner` still holds; returns the ids of those rows.
+    /// A row another worker took over is not among them, and must not be sent.
+    async fn renew_leases(
         &self,
         owner: &str,
-        results: &[SendResult],
+        lease_until: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> StoreResult<()>;
+    ) -> StoreResult<Vec<i64>>;
+    /// Record outcomes (of one or several workers) in one transaction. A row is touched
+    /// only while its `lease_owner` still holds it (a worker whose lease passed must not
+    /// overwrite the outcome of the one that took over). Returns how many rows were written.
+    async fn complete_sends(&self, results: &[SendResult], now: DateTime<Utc>) -> StoreResult<u64>;
+    /// Say that `instance` is alive at `now` (insert or refresh its row).
+    async fn heartbeat(&self, instance: &InstanceInfo, now: DateTime<Utc>) -> StoreResult<()>;
+    /// Instances whose heartbeat is older than `cutoff` are dead: their leases end at `now`
+    /// (so any worker takes the rows at once) and their rows are removed. Returns how many
+    /// sends were released.
+    async fn reap_dead_instances(
+        &self,
+        cutoff: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64>;
+    /// A clean stop: end this instance's leases at `now` and remove its row.
+    async fn release_instance(&self, instance: &str, now: DateTime<Utc>) -> StoreResult<u64>;
     /// Sends not yet settled (queued, retrying or sending), for `deliver_all_pending` and metrics.
     async fn pending_send_count(&self) -> StoreResult<i64>;
     /// The earliest `next_attempt_at` of a send waiting to be retried or claimed.
@@ -569,7 +607,8 @@ pub trait Store: Send + Sync + 'static {
     /// First active subscriber of any of these sections (preview without --to).
     async fn first_reader(&self, section_ids: &[i64]) -> StoreResult<Option<Subscriber>>;
     async fn list_sends(&self, filter: &SendFilter) -> StoreResult<Vec<SendRecord>>;
-    /// Put failed (or other settled) sends of an issue back in the queue.
+    /// Put failed sends of an issue back in the queue (callers check that `status` may be
+    /// retried: never a row that was delivered or is in flight).
     async fn requeue_sends(
         &self,
         issue_id: i64,

@@ -6,7 +6,7 @@ use super::shared::shared_store_impl;
 use super::*;
 use sqlx::ConnectOptions;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Pool, Postgres, Transaction};
+use sqlx::{Connection, Pool, Postgres, Transaction};
 use std::str::FromStr;
 
 pub struct PostgresStore {
@@ -25,6 +25,10 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(std::time::Duration::from_secs(10))
+            // Never hand out a connection still inside a transaction (a COMMIT that failed
+            // mid-way): close it instead. PostgreSQL's rollback-on-drop lowers the depth at
+            // once, so a dropped transaction does not trip this.
+            .after_release(|conn, _meta| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
             .connect_with(opts)
             .await
             .map_err(|e| StoreError::Open(format!("cannot connect to PostgreSQL: {e}")))?;
@@ -46,31 +50,52 @@ shared_store_impl!(PostgresStore, Postgres, "postgres", {
 
     async fn claim_sends(
         &self,
-        owner: &str,
+        holder: &LeaseHolder,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: u32,
     ) -> StoreResult<Vec<SendJob>> {
+        // SKIP LOCKED: concurrent claimers (other workers, other instances) pass over rows
+        // another transaction is claiming instead of waiting for it or taking it twice.
+        // One ordered range of the (status, next_attempt_at, id) index per status, each
+        // read no further than the batch: a claim costs O(batch) whatever the queue holds.
+        // A leased row's next_attempt_at is its lease expiry, so "due" means the same for all.
+        // The statuses are literals (not binds) so each statement keeps its own plan.
+        const CLAIMS: [&str; 3] = [
+            "UPDATE sends SET status = 'sending', lease_owner = $1, lease_instance = $2, lease_until = $3, \
+             next_attempt_at = $3, attempts = attempts + 1, updated_at = $4 WHERE id IN (SELECT id FROM sends \
+             WHERE status = 'sending' AND next_attempt_at <= $4 ORDER BY next_attempt_at, id LIMIT $5 FOR UPDATE SKIP LOCKED)",
+            "UPDATE sends SET status = 'sending', lease_owner = $1, lease_instance = $2, lease_until = $3, \
+             next_attempt_at = $3, attempts = attempts + 1, updated_at = $4 WHERE id IN (SELECT id FROM sends \
+             WHERE status = 'retrying' AND next_attempt_at <= $4 ORDER BY next_attempt_at, id LIMIT $5 FOR UPDATE SKIP LOCKED)",
+            "UPDATE sends SET status = 'sending', lease_owner = $1, lease_instance = $2, lease_until = $3, \
+             next_attempt_at = $3, attempts = attempts + 1, updated_at = $4 WHERE id IN (SELECT id FROM sends \
+             WHERE status = 'queued' AND next_attempt_at <= $4 ORDER BY next_attempt_at, id LIMIT $5 FOR UPDATE SKIP LOCKED)",
+        ];
         let mut tx = self.begin_write().await?;
-        sqlx::query::<Postgres>(
-            "UPDATE sends SET status = 'sending', lease_owner = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3 \
-             WHERE id IN (SELECT id FROM sends WHERE (status IN ('queued', 'retrying') AND next_attempt_at <= $3) \
-                OR (status = 'sending' AND lease_until < $3) ORDER BY next_attempt_at, id LIMIT $4 \
-                FOR UPDATE SKIP LOCKED)",
-        )
-        .bind(owner)
-        .bind(lease_until)
-        .bind(now)
-        .bind(limit as i64)
-        .execute(&mut *tx)
-        .await?;
+        let mut remaining = limit as i64;
+        for sql in CLAIMS {
+            if remaining == 0 {
+                break;
+            }
+            remaining -= sqlx::query::<Postgres>(sql)
+                .bind(&holder.owner)
+                .bind(&holder.instance)
+                .bind(lease_until)
+                .bind(now)
+                .bind(remaining)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected() as i64;
+        }
         let jobs = sqlx::query_as::<Postgres, SendJob>(
             "SELECT s.id, s.kind, s.issue_id, s.subscriber_id, s.email, s.message_id, s.sealed_token, s.attempts, \
              COALESCE(s.requeued_at, s.created_at) AS created_at, u.status AS subscriber_status, \
-             (SELECT string_agg(x.section_id::text, ',') FROM subscriptions x WHERE x.subscriber_id = s.subscriber_id) AS subscriber_sections FROM sends s LEFT JOIN subscribers u ON u.id = s.subscriber_id \
-             WHERE s.lease_owner = $1 AND s.status = 'sending' ORDER BY s.id",
+             (SELECT string_agg(x.section_id::text, ',') FROM subscriptions x WHERE x.subscriber_id = s.subscriber_id) AS subscriber_sections \
+             FROM sends s LEFT JOIN subscribers u ON u.id = s.subscriber_id \
+             WHERE s.status = 'sending' AND s.lease_owner = $1 ORDER BY s.id",
         )
-        .bind(owner)
+        .bind(&holder.owner)
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;

@@ -554,26 +554,29 @@ macro_rules! shared_store_impl {
                     > 0)
             }
 
-            async fn complete_sends(&self, owner: &str, results: &[SendResult], now: DateTime<Utc>) -> StoreResult<()> {
+            async fn complete_sends(&self, results: &[SendResult], now: DateTime<Utc>) -> StoreResult<u64> {
                 if results.is_empty() {
-                    return Ok(());
+                    return Ok(0);
                 }
+                let mut written = 0;
                 let mut tx = self.begin_write().await?;
-                // Bounces (rare) one by one: they also suppress the address, but only if this
+                // Bounces (rare) one by one: they also suppress the address, but only if the
                 // worker still held the row.
                 for r in results {
                     let SendOutcome::Bounced { reply, email_hash } = &r.outcome else { continue };
                     let updated = sqlx::query::<$db>(
                         "UPDATE sends SET status = 'bounced', last_reply = $3, lease_owner = NULL, lease_until = NULL, \
-                         updated_at = $4, sealed_token = NULL WHERE id = $1 AND lease_owner = $2 AND status = 'sending'",
+                         lease_instance = NULL, updated_at = $4, sealed_token = NULL \
+                         WHERE id = $1 AND lease_owner = $2 AND status = 'sending'",
                     )
                     .bind(r.send_id)
-                    .bind(owner)
+                    .bind(&r.lease_owner)
                     .bind(reply)
                     .bind(now)
                     .execute(&mut *tx)
                     .await?
                     .rows_affected();
+                    written += updated;
                     if updated == 1 {
                         sqlx::query::<$db>(
                             "INSERT INTO suppressions (email_hash, reason, created_at) VALUES ($1, 'bounced', $2) \
@@ -593,8 +596,8 @@ macro_rules! shared_store_impl {
                         .await?;
                     }
                 }
-                // Everything else in one statement per chunk: a batch of outcomes is one
-                // write, not one per message (the ledger must not be the bottleneck).
+                // Everything else in one statement per chunk: the outcomes of all workers that
+                // finished a message while the previous write ran are one write, not one each.
                 let rest: Vec<&SendResult> =
                     results.iter().filter(|r| !matches!(r.outcome, SendOutcome::Bounced { .. })).collect();
                 for chunk in rest.chunks($crate::store::shared::BULK_CHUNK) {
@@ -602,6 +605,7 @@ macro_rules! shared_store_impl {
                         "UPDATE sends SET status = v.column2, last_reply = v.column3, \
                          next_attempt_at = COALESCE(v.column4, sends.next_attempt_at), \
                          sent_at = COALESCE(v.column5, sends.sent_at), lease_owner = NULL, lease_until = NULL, \
+                         lease_instance = NULL, \
                          sealed_token = CASE WHEN v.column2 = 'retrying' THEN sends.sealed_token ELSE NULL END, \
                          updated_at = ",
                     );
@@ -620,14 +624,82 @@ macro_rules! shared_store_impl {
                             .push_bind(status.to_string())
                             .push_bind(reply.to_string())
                             .push_bind(next)
-                            .push_bind(sent_at);
+                            .push_bind(sent_at)
+                            .push_bind(r.lease_owner.clone());
                     });
-                    qb.push(") AS v WHERE sends.id = v.column1 AND sends.status = 'sending' AND sends.lease_owner = ");
-                    qb.push_bind(owner.to_string());
-                    qb.build().execute(&mut *tx).await?;
+                    qb.push(") AS v WHERE sends.id = v.column1 AND sends.status = 'sending' AND sends.lease_owner = v.column6");
+                    written += qb.build().execute(&mut *tx).await?.rows_affected();
                 }
                 tx.commit().await?;
+                Ok(written)
+            }
+
+            async fn renew_leases(&self, owner: &str, lease_until: DateTime<Utc>, now: DateTime<Utc>) -> StoreResult<Vec<i64>> {
+                // A leased row's next_attempt_at is its lease expiry (see claim_sends).
+                let mut tx = self.begin_write().await?;
+                let ids = sqlx::query_scalar::<$db, i64>(
+                    "UPDATE sends SET lease_until = $2, next_attempt_at = $2, updated_at = $3 \
+                     WHERE status = 'sending' AND lease_owner = $1 RETURNING id",
+                )
+                .bind(owner)
+                .bind(lease_until)
+                .bind(now)
+                .fetch_all(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(ids)
+            }
+
+            async fn heartbeat(&self, i: &InstanceInfo, now: DateTime<Utc>) -> StoreResult<()> {
+                sqlx::query::<$db>(
+                    "INSERT INTO instances (id, host, pid, started_at, heartbeat_at) VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+                )
+                .bind(&i.id)
+                .bind(&i.host)
+                .bind(i.pid)
+                .bind(i.started_at)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
                 Ok(())
+            }
+
+            async fn reap_dead_instances(&self, cutoff: DateTime<Utc>, now: DateTime<Utc>) -> StoreResult<u64> {
+                let mut tx = self.begin_write().await?;
+                let released = sqlx::query::<$db>(
+                    "UPDATE sends SET lease_until = $2, next_attempt_at = $2 WHERE status = 'sending' \
+                     AND lease_instance IN (SELECT id FROM instances WHERE heartbeat_at < $1)",
+                )
+                .bind(cutoff)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                sqlx::query::<$db>("DELETE FROM instances WHERE heartbeat_at < $1")
+                    .bind(cutoff)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(released)
+            }
+
+            async fn release_instance(&self, instance: &str, now: DateTime<Utc>) -> StoreResult<u64> {
+                let mut tx = self.begin_write().await?;
+                let released = sqlx::query::<$db>(
+                    "UPDATE sends SET lease_until = $2, next_attempt_at = $2 WHERE status = 'sending' AND lease_instance = $1",
+                )
+                .bind(instance)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                sqlx::query::<$db>("DELETE FROM instances WHERE id = $1")
+                    .bind(instance)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(released)
             }
 
             async fn pending_send_count(&self) -> StoreResult<i64> {
@@ -639,20 +711,15 @@ macro_rules! shared_store_impl {
             }
 
             async fn next_due_at(&self) -> StoreResult<Option<DateTime<Utc>>> {
-                let a: Option<DateTime<Utc>> = sqlx::query_scalar::<$db, Option<DateTime<Utc>>>(
-                    "SELECT MIN(next_attempt_at) FROM sends WHERE status IN ('queued', 'retrying')",
+                // A leased row's next_attempt_at is its lease expiry; one index probe per status.
+                Ok(sqlx::query_scalar::<$db, Option<DateTime<Utc>>>(
+                    "SELECT MIN(t) FROM ( \
+                       SELECT MIN(next_attempt_at) AS t FROM sends WHERE status = 'queued' \
+                       UNION ALL SELECT MIN(next_attempt_at) FROM sends WHERE status = 'retrying' \
+                       UNION ALL SELECT MIN(next_attempt_at) FROM sends WHERE status = 'sending') AS due",
                 )
                 .fetch_one(&self.pool)
-                .await?;
-                let b: Option<DateTime<Utc>> = sqlx::query_scalar::<$db, Option<DateTime<Utc>>>(
-                    "SELECT MIN(lease_until) FROM sends WHERE status = 'sending'",
-                )
-                .fetch_one(&self.pool)
-                .await?;
-                Ok(match (a, b) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                })
+                .await?)
             }
 
             async fn insert_articles(&self, section_id: i64, articles: &[NewArticle], now: DateTime<Utc>) -> StoreResult<u64> {
@@ -1092,7 +1159,7 @@ macro_rules! shared_store_impl {
             async fn requeue_sends(&self, issue_id: i64, status: &str, now: DateTime<Utc>) -> StoreResult<u64> {
                 Ok(sqlx::query::<$db>(
                     "UPDATE sends SET status = 'queued', next_attempt_at = $3, updated_at = $3, requeued_at = $3, \
-                     lease_owner = NULL, lease_until = NULL WHERE issue_id = $1 AND status = $2",
+                     lease_owner = NULL, lease_until = NULL, lease_instance = NULL WHERE issue_id = $1 AND status = $2",
                 )
                 .bind(issue_id)
                 .bind(status)

@@ -6,7 +6,7 @@
 use super::shared::shared_store_impl;
 use super::*;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{ConnectOptions, Pool, Sqlite, Transaction};
+use sqlx::{ConnectOptions, Connection, Pool, Sqlite, Transaction};
 use std::str::FromStr;
 
 pub struct SqliteStore {
@@ -45,6 +45,18 @@ impl SqliteStore {
             );
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections)
+            // A connection whose transaction could not be ended (a COMMIT or ROLLBACK that
+            // failed on a full disk, after SQLite had already rolled back by itself) keeps a
+            // transaction depth of 1 in sqlx, and every later `BEGIN IMMEDIATE` on it fails
+            // with "attempted to call begin_with at non-zero transaction depth". Such a
+            // connection is closed instead of returned to the pool; the ping first lets a
+            // rollback queued by a dropped transaction run, so a healthy one is kept.
+            .after_release(|conn, _meta| {
+                Box::pin(async move {
+                    conn.ping().await?;
+                    Ok(!conn.is_in_transaction())
+                })
+            })
             .connect_with(opts)
             .await
             .map_err(|e| StoreError::Open(format!("cannot open SQLite database {path}: {e}")))?;
@@ -66,34 +78,85 @@ shared_store_impl!(SqliteStore, Sqlite, "sqlite", {
 
     async fn claim_sends(
         &self,
-        owner: &str,
+        holder: &LeaseHolder,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: u32,
     ) -> StoreResult<Vec<SendJob>> {
         // BEGIN IMMEDIATE holds the write lock, so no other claimer sees these rows as free.
+        // One ordered range of the (status, next_attempt_at, id) index per status, each
+        // read no further than the batch: a claim costs O(batch) whatever the queue holds.
+        // A leased row's next_attempt_at is its lease expiry, so "due" means the same for all.
+        // The statuses are literals (not binds) so each statement keeps its own plan.
+        const CLAIMS: [&str; 3] = [
+            "UPDATE sends SET status = 'sending', lease_owner = $1, lease_instance = $2, lease_until = $3, \
+             next_attempt_at = $3, attempts = attempts + 1, updated_at = $4 WHERE id IN (SELECT id FROM sends \
+             WHERE status = 'sending' AND next_attempt_at <= $4 ORDER BY next_attempt_at, id LIMIT $5)",
+            "UPDATE sends SET status = 'sending', lease_owner = $1, lease_instance = $2, lease_until = $3, \
+             next_attempt_at = $3, attempts = attempts + 1, updated_at = $4 WHERE id IN (SELECT id FROM sends \
+             WHERE status = 'retrying' AND next_attempt_at <= $4 ORDER BY next_attempt_at, id LIMIT $5)",
+            "UPDATE sends SET status = 'sending', lease_owner = $1, lease_instance = $2, lease_until = $3, \
+             next_attempt_at = $3, attempts = attempts + 1, updated_at = $4 WHERE id IN (SELECT id FROM sends \
+             WHERE status = 'queued' AND next_attempt_at <= $4 ORDER BY next_attempt_at, id LIMIT $5)",
+        ];
         let mut tx = self.begin_write().await?;
-        sqlx::query::<Sqlite>(
-            "UPDATE sends SET status = 'sending', lease_owner = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3 \
-             WHERE id IN (SELECT id FROM sends WHERE (status IN ('queued', 'retrying') AND next_attempt_at <= $3) \
-                OR (status = 'sending' AND lease_until < $3) ORDER BY next_attempt_at, id LIMIT $4)",
-        )
-        .bind(owner)
-        .bind(lease_until)
-        .bind(now)
-        .bind(limit as i64)
-        .execute(&mut *tx)
-        .await?;
+        let mut remaining = limit as i64;
+        for sql in CLAIMS {
+            if remaining == 0 {
+                break;
+            }
+            remaining -= sqlx::query::<Sqlite>(sql)
+                .bind(&holder.owner)
+                .bind(&holder.instance)
+                .bind(lease_until)
+                .bind(now)
+                .bind(remaining)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected() as i64;
+        }
         let jobs = sqlx::query_as::<Sqlite, SendJob>(
             "SELECT s.id, s.kind, s.issue_id, s.subscriber_id, s.email, s.message_id, s.sealed_token, s.attempts, \
              COALESCE(s.requeued_at, s.created_at) AS created_at, u.status AS subscriber_status, \
-             (SELECT GROUP_CONCAT(x.section_id) FROM subscriptions x WHERE x.subscriber_id = s.subscriber_id) AS subscriber_sections FROM sends s LEFT JOIN subscribers u ON u.id = s.subscriber_id \
-             WHERE s.lease_owner = $1 AND s.status = 'sending' ORDER BY s.id",
+             (SELECT GROUP_CONCAT(x.section_id) FROM subscriptions x WHERE x.subscriber_id = s.subscriber_id) AS subscriber_sections \
+             FROM sends s LEFT JOIN subscribers u ON u.id = s.subscriber_id \
+             WHERE s.status = 'sending' AND s.lease_owner = $1 ORDER BY s.id",
         )
-        .bind(owner)
+        .bind(&holder.owner)
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
         Ok(jobs)
     }
 });
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The state a full disk leaves behind: sqlx believes a transaction is open (its
+    /// ROLLBACK failed because SQLite had already rolled back by itself). Such a
+    /// connection must not be handed out again, or every later write fails with
+    /// "attempted to call begin_with at non-zero transaction depth" until a restart.
+    #[tokio::test]
+    async fn a_connection_left_in_a_transaction_is_not_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        // One connection, so the next write gets the same one if it goes back to the pool.
+        let store = SqliteStore::open(path.to_str().unwrap(), 1).await.unwrap();
+        store.migrate().await.unwrap();
+        {
+            let mut tx = store.begin_write().await.unwrap();
+            // End the transaction behind sqlx's back, as SQLite does on SQLITE_FULL.
+            sqlx::raw_sql("ROLLBACK").execute(&mut *tx).await.unwrap();
+            // Dropping `tx` now issues a ROLLBACK that fails: the depth stays at 1.
+        }
+        for i in 0..3 {
+            let v = store
+                .setting_or_insert(&format!("k{i}"), "v")
+                .await
+                .expect("the next writes get a healthy connection");
+            assert_eq!(v, "v");
+        }
+    }
+}

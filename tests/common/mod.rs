@@ -11,7 +11,8 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
 pub mod smtp;
-pub use smtp::{Behaviour, Caught, SmtpServer};
+#[allow(unused_imports)]
+pub use smtp::{Behaviour, Caught, Hook, SmtpServer};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {

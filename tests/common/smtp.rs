@@ -11,8 +11,23 @@ use std::sync::{Arc, Mutex};
 pub struct Behaviour {
     /// Refuse DATA of the first N messages with this code and text.
     pub fail_first: Option<(u32, u16, String)>,
+    /// Accept this many messages before `fail_first` starts refusing.
+    pub accept_first: u32,
     /// Refuse RCPT for this address with this code and text.
     pub reject_rcpt: Option<(String, u16, String)>,
+    /// Called for each message received, before the 250 (e.g. to move a manual clock:
+    /// a relay that takes that long to answer).
+    pub on_message: Option<Hook>,
+}
+
+/// A callback the server runs on its own thread.
+#[derive(Clone)]
+pub struct Hook(pub Arc<dyn Fn() + Send + Sync>);
+
+impl std::fmt::Debug for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hook")
+    }
 }
 
 /// A message as the server received it.
@@ -76,6 +91,7 @@ struct Catcher {
     inbox: Arc<Mutex<Vec<Caught>>>,
     behaviour: Arc<Mutex<Behaviour>>,
     delivered: Arc<Mutex<u32>>,
+    attempts: Arc<Mutex<u32>>,
     from: String,
     to: Vec<String>,
     data: Vec<u8>,
@@ -110,7 +126,12 @@ impl Handler for Catcher {
         _is8bit: bool,
         _to: &[String],
     ) -> Response {
+        *self.attempts.lock().unwrap() += 1;
         let mut b = self.behaviour.lock().unwrap();
+        if b.accept_first > 0 {
+            b.accept_first -= 1;
+            return response::OK;
+        }
         if let Some((n, code, text)) = &mut b.fail_first
             && *n > 0
         {
@@ -120,6 +141,10 @@ impl Handler for Catcher {
         response::OK
     }
     fn data_end(&mut self) -> Response {
+        let hook = self.behaviour.lock().unwrap().on_message.clone();
+        if let Some(Hook(f)) = hook {
+            f();
+        }
         *self.delivered.lock().unwrap() += 1;
         self.inbox.lock().unwrap().push(Caught {
             from: self.from.clone(),
@@ -135,6 +160,7 @@ pub struct SmtpServer {
     inbox: Arc<Mutex<Vec<Caught>>>,
     behaviour: Arc<Mutex<Behaviour>>,
     delivered: Arc<Mutex<u32>>,
+    attempts: Arc<Mutex<u32>>,
 }
 
 impl SmtpServer {
@@ -156,6 +182,7 @@ impl SmtpServer {
             inbox: Arc::default(),
             behaviour: Arc::default(),
             delivered: Arc::default(),
+            attempts: Arc::default(),
         }
     }
 
@@ -166,6 +193,7 @@ impl SmtpServer {
             inbox: self.inbox.clone(),
             behaviour: self.behaviour.clone(),
             delivered: self.delivered.clone(),
+            attempts: self.attempts.clone(),
             from: String::new(),
             to: Vec::new(),
             data: Vec::new(),
@@ -190,6 +218,11 @@ impl SmtpServer {
 
     pub fn count(&self) -> usize {
         self.inbox.lock().unwrap().len()
+    }
+
+    /// How many messages were offered (DATA commands), accepted or not.
+    pub fn attempts(&self) -> u32 {
+        *self.attempts.lock().unwrap()
     }
 
     pub fn to(&self, email: &str) -> Vec<Caught> {

@@ -1,0 +1,263 @@
+//! The delivery ledger under the faults that double or lose mail: a batch that outlives its
+//! lease, a slow relay, a process that died holding rows, a greylisting server, a retry of
+//! the wrong rows. Each story counts what the SMTP server actually received.
+
+mod common;
+use chrono::Duration;
+use common::{Backend, Behaviour, Hook, Spawn, TestApp};
+use herald::store::{InstanceInfo, LeaseHolder};
+use std::sync::Arc;
+
+/// `n` active readers of one section and a queued digest for all of them.
+async fn issue_for(app: &TestApp, n: usize) {
+    app.add_section("wmd", "WMD").await;
+    let mut csv = String::from("email\n");
+    for i in 0..n {
+        csv.push_str(&format!("r{i}@example.com\n"));
+    }
+    app.services
+        .subs
+        .import_csv(csv.as_bytes(), &["wmd".to_string()], true)
+        .await
+        .unwrap();
+    app.add_schedule("m", "0 7 * * *", &["wmd"]).await;
+    app.add_article("wmd", "A", "https://news.example.org/a", "")
+        .await;
+    app.set_time(2026, 3, 2, 7, 0, 0);
+    let made = app.tick().await;
+    assert_eq!(made[0].issue.send_count as usize, n);
+}
+
+/// Every reader got exactly one digest, and the ledger says sent for each.
+async fn exactly_one_each(app: &TestApp, n: usize) {
+    for i in 0..n {
+        let got = app.smtp().to(&format!("r{i}@example.com")).len();
+        assert_eq!(got, 1, "r{i}@example.com received {got} copies");
+    }
+    let issue = app.services.store.list_issues(1).await.unwrap()[0].id;
+    let counts = app.services.store.issue_status_counts(issue).await.unwrap();
+    assert_eq!(counts, vec![("sent".to_string(), n as i64)]);
+}
+
+async fn a_worker_whose_lease_passed_sends_nothing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    issue_for(&app, 4).await;
+    let engine = &app.services.engine;
+    // Worker A claims the whole issue, then stalls past its lease.
+    let a = engine.holder("A");
+    let batch = engine.claim(&a).await.unwrap();
+    assert_eq!(batch.len(), 4);
+    app.clock.advance(Duration::minutes(6));
+    // Worker B takes the rows over and delivers them.
+    assert_eq!(app.deliver().await, 4);
+    assert_eq!(app.smtp().count(), 4);
+    // A wakes up: it must send none of them, nor overwrite B's outcomes.
+    let mut sender = engine.transport().sender();
+    let report = engine.send_batch(batch, &mut sender).await.unwrap();
+    assert_eq!((report.settled, report.lost), (0, 4));
+    assert_eq!(app.smtp().attempts(), 4, "A offered nothing to the server");
+    exactly_one_each(&app, 4).await;
+}
+both_backends!(a_worker_whose_lease_passed_sends_nothing);
+
+async fn a_lost_row_mid_batch_is_not_sent(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    issue_for(&app, 3).await;
+    let engine = &app.services.engine;
+    let batch = engine.claim(&engine.holder("A")).await.unwrap();
+    // A stalls past its lease; B takes one of its rows (the oldest due) and holds it.
+    app.clock.advance(Duration::minutes(6));
+    let now = app.clock.now();
+    let b = LeaseHolder {
+        owner: "B".into(),
+        instance: "other".into(),
+    };
+    let got = app
+        .services
+        .store
+        .claim_sends(&b, now, now + Duration::minutes(5), 1)
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    // A goes on: its renewal says which rows are still its own; it sends only those.
+    let mut sender = engine.transport().sender();
+    let report = engine.send_batch(batch, &mut sender).await.unwrap();
+    assert_eq!((report.settled, report.lost), (2, 1));
+    assert_eq!(app.smtp().count(), 2);
+    let taken = &got[0];
+    assert!(
+        app.smtp().to(taken.email.as_deref().unwrap()).is_empty(),
+        "B's row was not sent by A"
+    );
+    let leased = app
+        .services
+        .store
+        .list_sends(&herald::store::SendFilter {
+            status: Some("sending".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(leased.iter().map(|s| s.id).collect::<Vec<_>>(), vec![taken.id]);
+}
+both_backends!(a_lost_row_mid_batch_is_not_sent);
+
+/// The issue's reproduction in virtual time: two workers, batches of 10, a relay that takes
+/// 3 s (of a 20 s lease) to answer each message. A batch outlives its lease many times over;
+/// renewals keep every row with the worker that claimed it.
+async fn a_slow_relay_never_doubles(backend: Backend) {
+    let app = TestApp::spawn_with(
+        Spawn::new(backend)
+            .set("delivery.lease", "20s")
+            .set("delivery.batch_size", "10"),
+    )
+    .await;
+    issue_for(&app, 40).await;
+    let clock = app.clock.clone();
+    app.smtp().set_behaviour(Behaviour {
+        on_message: Some(Hook(Arc::new(move || clock.advance(Duration::seconds(3))))),
+        ..Default::default()
+    });
+    let engine = app.services.engine.clone();
+    let worker = |name: &'static str| {
+        let engine = engine.clone();
+        async move {
+            let holder = engine.holder(name);
+            let mut sender = engine.transport().sender();
+            let mut lost = 0;
+            loop {
+                let batch = engine.claim(&holder).await.unwrap();
+                if batch.is_empty() {
+                    break;
+                }
+                lost += engine.send_batch(batch, &mut sender).await.unwrap().lost;
+            }
+            sender.close().await;
+            lost
+        }
+    };
+    // A worker may lose rows it had not started on (its lease ran out in virtual time while
+    // the other worker's messages moved the clock); it then sends none of them.
+    let (lost_a, lost_b) = tokio::join!(worker("A"), worker("B"));
+    exactly_one_each(&app, 40).await;
+    assert!(lost_a + lost_b < 40, "lost {lost_a} + {lost_b}");
+    assert!(
+        app.clock.now() - common::t0() > Duration::seconds(40 * 3),
+        "the relay really was slow"
+    );
+}
+both_backends!(a_slow_relay_never_doubles);
+
+async fn rows_of_a_dead_instance_come_back_at_once(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    issue_for(&app, 4).await;
+    let store = &app.services.store;
+    let now = app.clock.now();
+    let instance = |id: &str| InstanceInfo {
+        id: id.into(),
+        host: "h".into(),
+        pid: 1,
+        started_at: now,
+    };
+    // Two other instances claim two rows each; one keeps beating, one is killed.
+    for (id, alive) in [("dead", false), ("alive", true)] {
+        store.heartbeat(&instance(id), now).await.unwrap();
+        let holder = LeaseHolder {
+            owner: format!("{id}/w0"),
+            instance: id.into(),
+        };
+        let got = store
+            .claim_sends(&holder, now, now + Duration::minutes(5), 2)
+            .await
+            .unwrap();
+        assert_eq!(got.len(), 2, "{id} (alive: {alive}) claimed two");
+    }
+    assert_eq!(app.deliver().await, 0, "all four are leased");
+    // 30 s later, well inside the 5-minute lease: "alive" beat again, "dead" did not.
+    app.clock.advance(Duration::seconds(30));
+    store
+        .heartbeat(&instance("alive"), app.clock.now())
+        .await
+        .unwrap();
+    app.services.engine.beat().await.unwrap();
+    assert_eq!(app.deliver().await, 2, "the dead instance's rows, at once");
+    assert_eq!(app.smtp().count(), 2);
+}
+both_backends!(rows_of_a_dead_instance_come_back_at_once);
+
+async fn a_4xx_is_not_retried_at_once(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    issue_for(&app, 2).await;
+    // The first message goes through, so the second is on a reused connection.
+    app.smtp().set_behaviour(Behaviour {
+        accept_first: 1,
+        fail_first: Some((5, 451, "4.7.1 greylisted, try again later".into())),
+        ..Default::default()
+    });
+    app.deliver().await;
+    assert_eq!(app.smtp().attempts(), 2, "the 451 was not retried at once");
+    let retrying = app
+        .services
+        .store
+        .list_sends(&herald::store::SendFilter {
+            status: Some("retrying".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(retrying.len(), 1);
+    assert!(retrying[0].last_reply.as_deref().unwrap().contains("451"));
+    // It is tried again after the backoff, not before.
+    app.smtp().set_behaviour(Behaviour::default());
+    app.clock.advance(Duration::seconds(30));
+    assert_eq!(app.deliver().await, 0);
+    app.clock.advance(Duration::seconds(31));
+    assert_eq!(app.deliver().await, 1);
+    exactly_one_each(&app, 2).await;
+}
+both_backends!(a_4xx_is_not_retried_at_once);
+
+async fn each_outcome_is_recorded_before_the_next_message(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    issue_for(&app, 5).await;
+    // After each message the server receives, the ledger already says sent for every
+    // message before it: a crash now could re-send only the message in flight.
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen2 = seen.clone();
+    let db_url = app.db_url.clone();
+    app.smtp().set_behaviour(Behaviour {
+        on_message: Some(Hook(Arc::new(move || {
+            let n = sent_count_blocking(&db_url);
+            seen2.lock().unwrap().push(n);
+        }))),
+        ..Default::default()
+    });
+    app.deliver().await;
+    assert_eq!(*seen.lock().unwrap(), vec![0, 1, 2, 3, 4]);
+    exactly_one_each(&app, 5).await;
+}
+both_backends!(each_outcome_is_recorded_before_the_next_message);
+
+/// Count sent digests from another connection, from the SMTP server's thread.
+fn sent_count_blocking(db_url: &str) -> i64 {
+    let url = db_url.to_string();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            use sqlx::Connection;
+            const SQL: &str = "SELECT COUNT(*) FROM sends WHERE kind = 'digest' AND status = 'sent'";
+            if url.starts_with("sqlite:") {
+                let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+                sqlx::query_scalar::<_, i64>(SQL).fetch_one(&mut c).await.unwrap()
+            } else {
+                let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+                sqlx::query_scalar::<_, i64>(SQL).fetch_one(&mut c).await.unwrap()
+            }
+        })
+    })
+    .join()
+    .unwrap()
+}
