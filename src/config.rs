@@ -545,12 +545,8 @@ impl RawConfig {
             if self.mail.dkim.selector.is_empty() {
                 return Err(invalid("mail.dkim.selector", "must not be empty"));
             }
-            if crate::delivery::dkim_signing_key(&key_pem).is_none() {
-                return Err(invalid(
-                    "mail.dkim.key_file",
-                    "is neither an RSA private key (PEM, BEGIN RSA PRIVATE KEY) nor a base64 Ed25519 key",
-                ));
-            }
+            crate::delivery::DkimSigner::new(&key_pem, &dkim_domain, &self.mail.dkim.selector)
+                .map_err(|e| invalid("mail.dkim.key_file", e.to_string()))?;
             Some(DkimConfig {
                 key_pem,
                 selector: self.mail.dkim.selector.clone(),

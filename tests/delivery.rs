@@ -98,7 +98,10 @@ async fn a_lost_row_mid_batch_is_not_sent(backend: Backend) {
         })
         .await
         .unwrap();
-    assert_eq!(leased.iter().map(|s| s.id).collect::<Vec<_>>(), vec![taken.id]);
+    assert_eq!(
+        leased.iter().map(|s| s.id).collect::<Vec<_>>(),
+        vec![taken.id]
+    );
 }
 both_backends!(a_lost_row_mid_batch_is_not_sent);
 
@@ -248,16 +251,175 @@ fn sent_count_blocking(db_url: &str) -> i64 {
             .unwrap();
         rt.block_on(async move {
             use sqlx::Connection;
-            const SQL: &str = "SELECT COUNT(*) FROM sends WHERE kind = 'digest' AND status = 'sent'";
+            const SQL: &str =
+                "SELECT COUNT(*) FROM sends WHERE kind = 'digest' AND status = 'sent'";
             if url.starts_with("sqlite:") {
                 let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
-                sqlx::query_scalar::<_, i64>(SQL).fetch_one(&mut c).await.unwrap()
+                sqlx::query_scalar::<_, i64>(SQL)
+                    .fetch_one(&mut c)
+                    .await
+                    .unwrap()
             } else {
                 let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
-                sqlx::query_scalar::<_, i64>(SQL).fetch_one(&mut c).await.unwrap()
+                sqlx::query_scalar::<_, i64>(SQL)
+                    .fetch_one(&mut c)
+                    .await
+                    .unwrap()
             }
         })
     })
     .join()
     .unwrap()
 }
+
+/// Verify DKIM signatures with dkimpy (Debian's python3-dkim), an implementation we did not
+/// write, against the public key as openssl derives it from the private key file.
+fn dkimpy_verifies(key_file: &std::path::Path, messages: &[Vec<u8>]) -> Result<(), String> {
+    let der = std::process::Command::new("openssl")
+        .args(["pkey", "-pubout", "-outform", "DER", "-in"])
+        .arg(key_file)
+        .output()
+        .unwrap();
+    assert!(der.status.success(), "openssl pkey: {der:?}");
+    // Ed25519 records carry the raw 32-byte key (RFC 8463), RSA ones the SubjectPublicKeyInfo.
+    let (k, p) = if der.stdout.len() == 44 {
+        ("ed25519", &der.stdout[12..])
+    } else {
+        ("rsa", &der.stdout[..])
+    };
+    use base64::Engine;
+    let record = format!(
+        "v=DKIM1; k={k}; p={}",
+        base64::engine::general_purpose::STANDARD.encode(p)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec![
+        "-c".to_string(),
+        "import sys, dkim\n\
+         rec = sys.argv[1].encode()\n\
+         bad = [p for p in sys.argv[2:] if not dkim.verify(open(p, 'rb').read(), dnsfunc=lambda n, timeout=5: rec)]\n\
+         print(' '.join(bad)); sys.exit(1 if bad else 0)"
+            .to_string(),
+        record,
+    ];
+    for (i, m) in messages.iter().enumerate() {
+        let path = dir.path().join(format!("m{i}.eml"));
+        std::fs::write(&path, m).unwrap();
+        args.push(path.display().to_string());
+    }
+    let out = std::process::Command::new("/usr/bin/python3")
+        .args(&args)
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+async fn dkim_signatures_verify_independently(backend: Backend) {
+    if !common::tool_available("dkimpy", &["/usr/bin/python3", "-c", "import dkim"])
+        || !common::tool_available("openssl", &["openssl", "version"])
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // The forms the standard tools write: PKCS#8 RSA (openssl genpkey, and genrsa on
+    // OpenSSL 3), PKCS#1 RSA (genrsa -traditional, opendkim-genkey), PKCS#8 Ed25519.
+    let keys: [(&str, &[&str]); 3] = [
+        (
+            "rsa-pkcs8",
+            &[
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+                "-out",
+                "KEY",
+            ],
+        ),
+        (
+            "rsa-pkcs1",
+            &["genrsa", "-traditional", "-out", "KEY", "2048"],
+        ),
+        (
+            "ed25519",
+            &["genpkey", "-algorithm", "ed25519", "-out", "KEY"],
+        ),
+    ];
+    for (name, cmd) in keys {
+        let key = dir.path().join(format!("{name}.key"));
+        let args = cmd.iter().map(|a| {
+            if *a == "KEY" {
+                key.to_str().unwrap()
+            } else {
+                a
+            }
+        });
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "openssl {cmd:?}: {out:?}");
+        let outbox = dir.path().join(format!("outbox-{name}"));
+        for transport in ["smtp", "maildir"] {
+            let mut spec = Spawn::new(backend)
+                .set("mail.dkim.key_file", key.to_str().unwrap())
+                .set("mail.dkim.selector", "s2026");
+            if transport == "maildir" {
+                spec = spec.set("mail.url", &format!("maildir:{}", outbox.display()));
+            }
+            let app = TestApp::spawn_with(spec).await;
+            issue_for(&app, 2).await;
+            let mut messages: Vec<Vec<u8>> = Vec::new();
+            if transport == "smtp" {
+                // Confirmation and welcome mails, then a digest.
+                app.subscribe_and_confirm("new@example.com", &["wmd"]).await;
+                app.deliver().await;
+                messages.extend(app.smtp().all().into_iter().map(|m| m.raw));
+                assert_eq!(messages.len(), 4, "confirm, welcome, two digests");
+            } else {
+                app.deliver().await;
+                for f in std::fs::read_dir(&outbox).unwrap() {
+                    messages.push(std::fs::read(f.unwrap().path()).unwrap());
+                }
+                assert_eq!(messages.len(), 2);
+            }
+            for m in &messages {
+                let text = String::from_utf8_lossy(m);
+                let sig = text.split("DKIM-Signature:").nth(1).expect("signed");
+                let h: String = sig
+                    .split("h=")
+                    .nth(1)
+                    .unwrap()
+                    .split(';')
+                    .next()
+                    .unwrap()
+                    .split_whitespace()
+                    .collect();
+                assert!(
+                    h.starts_with("from:from:") || h.contains(":from:from"),
+                    "From over-signed: {h}"
+                );
+            }
+            if let Err(e) = dkimpy_verifies(&key, &messages) {
+                panic!("{name} over {transport}: dkimpy rejected {e}");
+            }
+            // A changed body or header must fail: the check can fail.
+            let mut forged = messages[0].clone();
+            let at = forged.len() - 40;
+            forged[at] = if forged[at] == b'x' { b'y' } else { b'x' };
+            assert!(
+                dkimpy_verifies(&key, &[forged]).is_err(),
+                "{name}: tampering went unnoticed"
+            );
+        }
+    }
+}
+both_backends!(dkim_signatures_verify_independently);

@@ -75,46 +75,20 @@ fn clean(name: &'static str, v: &str) -> Result<(), BuildError> {
     }
 }
 
-/// Parse a DKIM private key: RSA (PKCS#1 PEM) or Ed25519 (base64 of the 32-byte seed).
-pub fn dkim_signing_key(text: &str) -> Option<lettre::message::dkim::DkimSigningKey> {
-    use lettre::message::dkim::{DkimSigningAlgorithm, DkimSigningKey};
-    if text.contains("BEGIN RSA PRIVATE KEY") {
-        DkimSigningKey::new(text, DkimSigningAlgorithm::Rsa).ok()
-    } else {
-        DkimSigningKey::new(text.trim(), DkimSigningAlgorithm::Ed25519).ok()
+/// `text` with every line ending as CRLF, in one pass. lettre converts bare LFs itself, but
+/// by inserting each CR in place (a memmove of the rest of the text per line): building a
+/// 16,000-article digest took 8.9 s that way, almost all of it in that loop.
+fn crlf(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 32);
+    let mut prev = '\0';
+    for c in text.chars() {
+        if c == '\n' && prev != '\r' {
+            out.push('\r');
+        }
+        out.push(c);
+        prev = c;
     }
-}
-
-/// DKIM over the headers that matter for deliverability and one-click unsubscribe
-/// (lettre's default covers only From/Subject/To/Date).
-pub fn dkim_config(c: &crate::config::DkimConfig) -> Option<lettre::message::dkim::DkimConfig> {
-    use lettre::message::dkim::{DkimCanonicalization, DkimCanonicalizationType, DkimConfig};
-    let key = dkim_signing_key(&c.key_pem)?;
-    let headers = [
-        "From",
-        "To",
-        "Subject",
-        "Date",
-        "Message-ID",
-        "List-Id",
-        "List-Unsubscribe",
-        "List-Unsubscribe-Post",
-        "MIME-Version",
-        "Content-Type",
-    ]
-    .into_iter()
-    .map(HeaderName::new_from_ascii_str)
-    .collect();
-    Some(DkimConfig::new(
-        c.selector.clone(),
-        c.domain.clone(),
-        key,
-        headers,
-        DkimCanonicalization {
-            header: DkimCanonicalizationType::Relaxed,
-            body: DkimCanonicalizationType::Relaxed,
-        },
-    ))
+    out
 }
 
 /// Build the complete RFC 5322 message.
@@ -146,8 +120,8 @@ pub fn build_message(mail: &OutgoingMail, h: &MailHeaders) -> Result<Message, Bu
         b = b.header(ListUnsubscribePost("List-Unsubscribe=One-Click".into()));
     }
     Ok(b.multipart(MultiPart::alternative_plain_html(
-        mail.text.clone(),
-        mail.html.clone(),
+        crlf(&mail.text),
+        crlf(&mail.html),
     ))?)
 }
 

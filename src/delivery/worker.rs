@@ -122,7 +122,12 @@ impl OutcomeLog {
     }
 
     fn has_pending(&self) -> bool {
-        !self.pending.lock().expect("outcome log lock").items.is_empty()
+        !self
+            .pending
+            .lock()
+            .expect("outcome log lock")
+            .items
+            .is_empty()
     }
 
     /// Return once every outcome up to `seq` is written. On a database error the outcomes
@@ -190,9 +195,9 @@ pub struct BatchReport {
     pub lost: usize,
 }
 
-/// A message ready to go, or why it will not.
+/// A message ready to go (envelope and the exact bytes, signed), or why it will not.
 enum Prepared {
-    Message(Box<lettre::Message>),
+    Message(lettre::address::Envelope, Vec<u8>),
     Outcome(SendOutcome),
 }
 
@@ -214,7 +219,7 @@ pub struct DeliveryEngine {
     poll_interval: Duration,
     rate: Option<RateLimiter>,
     wake: Notify,
-    dkim: Option<lettre::message::dkim::DkimConfig>,
+    dkim: Option<super::DkimSigner>,
     log: OutcomeLog,
     instance: InstanceInfo,
     instance_timeout: Duration,
@@ -270,7 +275,12 @@ impl DeliveryEngine {
                 next: Mutex::new(tokio::time::Instant::now()),
             }),
             wake: Notify::new(),
-            dkim: config.mail.dkim.as_ref().and_then(super::mail::dkim_config),
+            // The key was read and checked when the config was loaded.
+            dkim: config
+                .mail
+                .dkim
+                .as_ref()
+                .and_then(|c| super::DkimSigner::new(&c.key_pem, &c.domain, &c.selector).ok()),
             log: OutcomeLog::new(),
             instance,
             instance_timeout: d.instance_timeout.0,
@@ -321,7 +331,11 @@ impl DeliveryEngine {
     }
 
     /// Claim and process one batch with `sender`. Returns how many rows it settled.
-    pub async fn run_batch(&self, holder: &LeaseHolder, sender: &mut MailSender) -> StoreResult<usize> {
+    pub async fn run_batch(
+        &self,
+        holder: &LeaseHolder,
+        sender: &mut MailSender,
+    ) -> StoreResult<usize> {
         let batch = self.claim(holder).await?;
         if batch.is_empty() {
             return Ok(0);
@@ -347,17 +361,18 @@ impl DeliveryEngine {
                 }
                 None => match self.prepare(job).await {
                     Prepared::Outcome(o) => o,
-                    Prepared::Message(message) => {
+                    Prepared::Message(envelope, bytes) => {
                         if let Some(rate) = &self.rate {
                             rate.acquire().await;
                         }
                         if !self.still_held(&mut batch, job.id).await? {
                             tracing::warn!(send = job.id, owner = %batch.holder.owner, "lease lost: another worker has this send; not sending it");
-                            metrics::counter!("herald_lease_lost_total", "at" => "send").increment(1);
+                            metrics::counter!("herald_lease_lost_total", "at" => "send")
+                                .increment(1);
                             report.lost += 1;
                             continue;
                         }
-                        let (outcome, down) = self.transmit(job, &message, sender).await;
+                        let (outcome, down) = self.transmit(job, &envelope, &bytes, sender).await;
                         unreachable = down;
                         outcome
                     }
@@ -428,7 +443,7 @@ impl DeliveryEngine {
             unsubscribe_url,
             unsubscribe_mailto: self.unsubscribe_mailto.clone(),
         };
-        let mut message = match build_message(&mail, &headers) {
+        let message = match build_message(&mail, &headers) {
             Ok(m) => m,
             Err(e) => {
                 return Prepared::Outcome(SendOutcome::Failed {
@@ -436,23 +451,24 @@ impl DeliveryEngine {
                 });
             }
         };
-        if let Some(dkim) = &self.dkim {
-            message.sign(dkim);
-        }
-        Prepared::Message(Box::new(message))
+        let bytes = message.formatted();
+        let bytes = match &self.dkim {
+            Some(dkim) => dkim.sign(&bytes, self.clock.now().timestamp()),
+            None => bytes,
+        };
+        Prepared::Message(message.envelope().clone(), bytes)
     }
 
     /// Hand one message to the server; also says whether the server was unreachable.
     async fn transmit(
         &self,
         job: &SendJob,
-        message: &lettre::Message,
+        envelope: &lettre::address::Envelope,
+        bytes: &[u8],
         sender: &mut MailSender,
     ) -> (SendOutcome, Option<String>) {
         let started = std::time::Instant::now();
-        let result = sender
-            .send(message.envelope(), &job.message_id, &message.formatted())
-            .await;
+        let result = sender.send(envelope, &job.message_id, bytes).await;
         metrics::histogram!("herald_send_duration_seconds").record(started.elapsed().as_secs_f64());
         let class = match &result {
             Ok(_) => "2xx",
@@ -621,7 +637,10 @@ impl DeliveryEngine {
         let cutoff = now - Self::chrono(self.instance_timeout);
         let released = self.store.reap_dead_instances(cutoff, now).await?;
         if released > 0 {
-            tracing::warn!(released, "took back the sends of an instance that stopped answering");
+            tracing::warn!(
+                released,
+                "took back the sends of an instance that stopped answering"
+            );
             metrics::counter!("herald_sends_reclaimed_total").increment(released);
             self.wake();
         }
@@ -644,7 +663,9 @@ impl DeliveryEngine {
         {
             Ok(n) if n > 0 => tracing::info!(released = n, "handed back unsent claimed sends"),
             Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "could not hand back claimed sends; they return when the lease ends"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not hand back claimed sends; they return when the lease ends")
+            }
         }
     }
 }

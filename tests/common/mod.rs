@@ -363,3 +363,22 @@ pub fn urlencode(s: &str) -> String {
 
 /// Shared, thread-safe list of caught messages.
 pub type Inbox = Arc<Mutex<Vec<Caught>>>;
+
+/// Whether an outside program a test relies on is here. When it is not, the test is skipped
+/// with a note, unless HERALD_TEST_REQUIRE_TOOLS is set (as `.ci/run` does): then it fails.
+pub fn tool_available(what: &str, probe: &[&str]) -> bool {
+    let ok = std::process::Command::new(probe[0])
+        .args(&probe[1..])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var_os("HERALD_TEST_REQUIRE_TOOLS").is_none(),
+            "{what} is required (HERALD_TEST_REQUIRE_TOOLS is set) but not installed"
+        );
+        eprintln!("{what} not installed: test skipped");
+    }
+    ok
+}
