@@ -10,6 +10,7 @@ pub mod config;
 pub mod delivery;
 pub mod digests;
 pub mod domain;
+pub mod jobs;
 pub mod store;
 pub mod subscriptions;
 pub mod telemetry;
@@ -69,6 +70,8 @@ pub struct Services {
     pub engine: Arc<DeliveryEngine>,
     pub feeds: Arc<articles::FeedPoller>,
     pub clock: Clock,
+    /// What the background jobs report, for `/healthz`.
+    pub health: Arc<jobs::JobHealth>,
 }
 
 /// Sends each ledger row to the module that knows how to write it.
@@ -134,6 +137,7 @@ impl Services {
             engine,
             feeds,
             clock,
+            health: jobs::JobHealth::new(),
         })
     }
 }
@@ -271,6 +275,7 @@ impl App {
             )),
             metrics: telemetry::metrics_handle(),
             clock: s.clock.clone(),
+            health: s.health.clone(),
         };
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut tasks = Vec::new();
@@ -281,13 +286,9 @@ impl App {
             if let Err(e) = s.engine.beat().await {
                 tracing::error!(error = %e, "first heartbeat failed; will retry");
             }
-            workers.extend(s.engine.spawn_workers(stop_rx.clone()));
-            tasks.push(s.engine.spawn_heartbeat(stop_rx.clone()));
-            tasks.push(tokio::spawn(periodic_jobs(
-                s.clone(),
-                state.limiter.clone(),
-                stop_rx.clone(),
-            )));
+            workers.extend(s.engine.spawn_workers(s.health.clone(), stop_rx.clone()));
+            tasks.push(s.engine.spawn_heartbeat(s.health.clone(), stop_rx.clone()));
+            tasks.extend(spawn_periodic_jobs(&s, state.limiter.clone(), &stop_rx));
             tracing::info!(transport = %s.engine.transport().describe(), workers = s.config.delivery.connections, "delivery started");
         }
         tracing::info!(addr = %self.addr, public_url = %s.config.http.public_url, backend = s.store.backend(), "herald listening");
@@ -309,37 +310,90 @@ impl App {
     }
 }
 
-/// Purge of expired signups and housekeeping, inside `herald serve`.
-async fn periodic_jobs(
-    s: Services,
+/// The digest tick, feed polls, the purge and metrics upkeep: each its own job (see
+/// `jobs.rs`), so a slow feed never delays a tick and a panic in one stops none of them.
+fn spawn_periodic_jobs(
+    s: &Services,
     limiter: Arc<web::ratelimit::IpLimiter>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
-    let mut purge = tokio::time::interval(s.config.subscriptions.purge_interval.0);
-    let mut upkeep = tokio::time::interval(std::time::Duration::from_secs(10));
-    let mut tick = tokio::time::interval(s.config.digests.tick_interval.0);
-    let mut poll = tokio::time::interval(s.config.feeds.poll_interval.0);
-    for i in [&mut purge, &mut upkeep, &mut tick, &mut poll] {
-        i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    }
-    loop {
-        tokio::select! {
-            _ = tick.tick() => match s.digests.run_tick().await {
-                Ok(made) if made.iter().any(|o| o.issue.send_count > 0) => s.engine.wake(),
-                Ok(_) => {}
-                Err(e) => tracing::error!(error = %e, "scheduler tick failed; will retry"),
-            },
-            _ = poll.tick() => {
-                s.feeds.poll_all().await;
-            }
-            _ = purge.tick() => {
-                if let Err(e) = s.subs.purge_expired_pending().await {
-                    tracing::error!(error = %e, "purging expired signups failed");
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    use std::time::Duration;
+    let c = &s.config;
+    let tick = c.digests.tick_interval.0;
+    let poll = c.feeds.poll_interval.0;
+    let purge = c.subscriptions.purge_interval.0;
+    let scheduler = {
+        let s = s.clone();
+        jobs::spawn_job(
+            s.health.clone(),
+            "scheduler",
+            tick,
+            (tick * 4).max(Duration::from_secs(60)),
+            stop.clone(),
+            move || {
+                let s = s.clone();
+                async move {
+                    let made = s.digests.run_tick().await.map_err(|e| e.to_string())?;
+                    if made.iter().any(|o| o.issue.send_count > 0) {
+                        s.engine.wake();
+                    }
+                    Ok(())
                 }
-                limiter.prune(s.clock.now());
-            }
-            _ = upkeep.tick() => telemetry::metrics_handle().run_upkeep(),
-            _ = stop.changed() => break,
-        }
-    }
+            },
+        )
+    };
+    let feeds = {
+        let s = s.clone();
+        // A poll fetches feeds one after another, each under feeds.timeout.
+        jobs::spawn_job(
+            s.health.clone(),
+            "feeds",
+            poll,
+            poll * 3 + Duration::from_secs(600),
+            stop.clone(),
+            move || {
+                let s = s.clone();
+                async move {
+                    s.feeds
+                        .poll_all()
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                }
+            },
+        )
+    };
+    let purger = {
+        let s = s.clone();
+        jobs::spawn_job(
+            s.health.clone(),
+            "purge",
+            purge,
+            purge * 3,
+            stop.clone(),
+            move || {
+                let (s, limiter) = (s.clone(), limiter.clone());
+                async move {
+                    limiter.prune(s.clock.now());
+                    s.subs
+                        .purge_expired_pending()
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                }
+            },
+        )
+    };
+    let upkeep = jobs::spawn_job(
+        s.health.clone(),
+        "metrics",
+        Duration::from_secs(10),
+        Duration::from_secs(60),
+        stop.clone(),
+        || async {
+            telemetry::metrics_handle().run_upkeep();
+            Ok(())
+        },
+    );
+    vec![scheduler, feeds, purger, upkeep]
 }

@@ -423,3 +423,42 @@ async fn dkim_signatures_verify_independently(backend: Backend) {
     }
 }
 both_backends!(dkim_signatures_verify_independently);
+
+/// `herald serve`'s jobs run for real here. A scheduler that cannot read its table makes
+/// /healthz say 503 and why; once the table is back the tick recovers by itself, and so
+/// does /healthz. Meanwhile the delivery workers keep delivering: jobs are independent.
+async fn healthz_tells_the_truth_about_background_jobs(backend: Backend) {
+    let mut spec = Spawn::new(backend)
+        .set("digests.tick_interval", "1s")
+        .set("delivery.poll_interval", "1s");
+    spec.background = true;
+    let app = TestApp::spawn_with(spec).await;
+    app.add_section("wmd", "WMD").await;
+    let (status, body) = app.wait_health(5, |s, _| s == 200).await;
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+    app.execute("ALTER TABLE schedules RENAME TO schedules_gone")
+        .await;
+    let (status, body) = app
+        .wait_health(10, |s, b| s == 503 && b.contains("scheduler: failing"))
+        .await;
+    assert_eq!(status, 503, "{body}");
+    // Delivery is not held up by the broken scheduler.
+    assert_eq!(app.signup("new@example.com", &["wmd"]).await.status(), 200);
+    let mut delivered = false;
+    for _ in 0..100 {
+        if app.smtp().count() > 0 {
+            delivered = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        delivered,
+        "the confirmation went out while the scheduler failed"
+    );
+    app.execute("ALTER TABLE schedules_gone RENAME TO schedules")
+        .await;
+    let (status, body) = app.wait_health(10, |s, _| s == 200).await;
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+}
+both_backends!(healthz_tells_the_truth_about_background_jobs);

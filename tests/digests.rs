@@ -818,8 +818,8 @@ async fn feed_polling_is_conditional_and_survives_errors(backend: Backend) {
     herald::articles::set_feed(store, "wmd", Some(&url))
         .await
         .unwrap();
-    assert_eq!(app.services.feeds.poll_all().await, 2);
-    assert_eq!(app.services.feeds.poll_all().await, 0);
+    assert_eq!(app.services.feeds.poll_all().await.unwrap(), 2);
+    assert_eq!(app.services.feeds.poll_all().await.unwrap(), 0);
     assert_eq!(
         seen.lock().unwrap()[1].as_deref(),
         Some("\"v1\""),
@@ -827,7 +827,7 @@ async fn feed_polling_is_conditional_and_survives_errors(backend: Backend) {
     );
 
     broken.store(true, Ordering::SeqCst);
-    assert_eq!(app.services.feeds.poll_all().await, 0);
+    assert_eq!(app.services.feeds.poll_all().await.unwrap(), 0);
     let state = store
         .section_feeds()
         .await
@@ -846,7 +846,7 @@ async fn feed_polling_is_conditional_and_survives_errors(backend: Backend) {
     );
 
     broken.store(false, Ordering::SeqCst);
-    app.services.feeds.poll_all().await;
+    app.services.feeds.poll_all().await.unwrap();
     let state = store
         .section_feeds()
         .await

@@ -30,9 +30,24 @@ pub fn parse_feed(bytes: &[u8]) -> Result<Vec<NewArticle>, FeedError> {
                 .unwrap_or_default()
         })
         .build();
-    let feed = parser
-        .parse(bytes)
-        .map_err(|e| FeedError::Parse(e.to_string()))?;
+    let utf8;
+    let bytes = match utf16_to_utf8(bytes) {
+        Some(text) => {
+            utf8 = text;
+            utf8.as_bytes()
+        }
+        None => bytes,
+    };
+    // The XML reader has panicked on input it should have refused (UTF-16 handed to it
+    // raw): whatever a document does, it is "not a feed", never the end of herald.
+    let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| parser.parse(bytes)))
+        .map_err(|p| {
+            FeedError::Parse(format!(
+                "the feed reader failed on this document ({})",
+                crate::jobs::panic_message(p)
+            ))
+        })?;
+    let feed = parsed.map_err(|e| FeedError::Parse(e.to_string()))?;
     let mut out = Vec::new();
     for e in feed.entries {
         let link = e
@@ -78,6 +93,60 @@ pub fn parse_feed(bytes: &[u8]) -> Result<Vec<NewArticle>, FeedError> {
     Ok(out)
 }
 
+/// A UTF-16 document (either byte order, with or without a byte-order mark) as UTF-8, with
+/// its XML declaration saying so; None for anything else. The feed parser reads UTF-8 (and
+/// what its XML reader transcodes), and panicked on UTF-16.
+fn utf16_to_utf8(bytes: &[u8]) -> Option<String> {
+    let (big_endian, body) = match bytes {
+        [0xFE, 0xFF, rest @ ..] => (true, rest),
+        [0xFF, 0xFE, rest @ ..] => (false, rest),
+        // No mark: an XML document starts with '<' (or whitespace), one zero byte beside it.
+        [0, b, ..] if *b != 0 => (true, bytes),
+        [b, 0, ..] if *b != 0 => (false, bytes),
+        _ => return None,
+    };
+    let units = body.chunks_exact(2).map(|c| {
+        if big_endian {
+            u16::from_be_bytes([c[0], c[1]])
+        } else {
+            u16::from_le_bytes([c[0], c[1]])
+        }
+    });
+    let text: String = char::decode_utf16(units)
+        .map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER))
+        .collect();
+    // <?xml version="1.0" encoding="UTF-16"?> would now be a lie.
+    if let Some(rest) = text.strip_prefix("<?xml")
+        && let Some(end) = rest.find("?>")
+    {
+        let decl = &rest[..end];
+        let decl = match decl.find("encoding") {
+            Some(i) => {
+                let after = &decl[i..];
+                let quote_at = after.find(['"', '\'']);
+                match quote_at {
+                    Some(q) => {
+                        let quote = after.as_bytes()[q] as char;
+                        let close = after[q + 1..].find(quote).map(|c| q + 1 + c);
+                        match close {
+                            Some(c) => format!(
+                                "{} encoding=\"UTF-8\"{}",
+                                &decl[..i].trim_end(),
+                                &after[c + 1..]
+                            ),
+                            None => decl.to_string(),
+                        }
+                    }
+                    None => decl.to_string(),
+                }
+            }
+            None => decl.to_string(),
+        };
+        return Some(format!("<?xml{decl}{}", &rest[end..]));
+    }
+    Some(text)
+}
+
 /// Polls every section that has a feed URL.
 pub struct FeedPoller {
     store: Arc<dyn Store>,
@@ -99,15 +168,10 @@ impl FeedPoller {
         Self { store, clock, http }
     }
 
-    /// Poll all feeds once; returns how many new articles arrived.
-    pub async fn poll_all(&self) -> u64 {
-        let feeds = match self.store.section_feeds().await {
-            Ok(f) => f,
-            Err(e) => {
-                tracing::error!(error = %e, "feed poll: cannot list sections");
-                return 0;
-            }
-        };
+    /// Poll all feeds once; returns how many new articles arrived. A feed that fails is
+    /// recorded on its section and counted; only a database error fails the whole poll.
+    pub async fn poll_all(&self) -> Result<u64, crate::store::StoreError> {
+        let feeds = self.store.section_feeds().await?;
         let mut added = 0;
         for f in feeds.into_iter().filter(|f| f.feed_url.is_some()) {
             match self.poll_one(&f).await {
@@ -123,7 +187,7 @@ impl FeedPoller {
                 }
             }
         }
-        added
+        Ok(added)
     }
 
     async fn poll_one(&self, f: &SectionFeed) -> Result<u64, FeedError> {
@@ -181,5 +245,56 @@ impl FeedPoller {
             tracing::info!(section = %f.slug, added, "feed polled");
         }
         Ok(added)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RSS: &str = r#"<?xml version="1.0" encoding="UTF-16"?>
+<rss version="2.0"><channel><title>WMD</title><link>https://news.example.org/</link>
+<item><title>Lavrov: « nuclear » talks – día 2</title><link>https://news.example.org/a</link>
+<guid>a</guid><description>Ω summary</description></item>
+</channel></rss>"#;
+
+    fn utf16(text: &str, big_endian: bool, bom: bool) -> Vec<u8> {
+        let mut out = Vec::new();
+        let units = (bom.then_some(0xFEFF_u16))
+            .into_iter()
+            .chain(text.encode_utf16());
+        for u in units {
+            out.extend_from_slice(&if big_endian {
+                u.to_be_bytes()
+            } else {
+                u.to_le_bytes()
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn utf16_feeds_import_in_every_byte_order() {
+        for big_endian in [true, false] {
+            for bom in [true, false] {
+                let got = parse_feed(&utf16(RSS, big_endian, bom))
+                    .unwrap_or_else(|e| panic!("be={big_endian} bom={bom}: {e}"));
+                assert_eq!(got.len(), 1);
+                assert_eq!(got[0].title, "Lavrov: « nuclear » talks – día 2");
+                assert_eq!(got[0].summary_text.trim(), "Ω summary");
+            }
+        }
+    }
+
+    #[test]
+    fn hostile_bytes_never_panic() {
+        for doc in [
+            &b"\xFE\xFF\x00<\x00?"[..],
+            b"\xFF\xFE<",
+            b"\0\0\0\0",
+            b"<rss><channel><item>",
+        ] {
+            assert!(matches!(parse_feed(doc), Err(FeedError::Parse(_)) | Ok(_)));
+        }
     }
 }

@@ -17,6 +17,7 @@ use super::OutgoingMail;
 use super::mail::{MailHeaders, build_message};
 use super::transport::{MailSender, SendError, Transport};
 use crate::clock::Clock;
+use crate::jobs::JobHealth;
 use crate::store::{
     InstanceInfo, LeaseHolder, SendJob, SendOutcome, SendResult, Store, StoreResult,
 };
@@ -226,6 +227,8 @@ pub struct DeliveryEngine {
     /// When our heartbeat was last written; None while no heartbeat runs (tests, CLI),
     /// whose leases nobody reaps.
     last_heartbeat: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Where the workers report progress (set when they are started).
+    health: std::sync::OnceLock<Arc<JobHealth>>,
 }
 
 impl DeliveryEngine {
@@ -285,6 +288,7 @@ impl DeliveryEngine {
             instance,
             instance_timeout: d.instance_timeout.0,
             last_heartbeat: std::sync::Mutex::new(None),
+            health: std::sync::OnceLock::new(),
         }
     }
 
@@ -388,6 +392,7 @@ impl DeliveryEngine {
             self.log
                 .flush_until(self.store.as_ref(), seq, self.clock.now())
                 .await?;
+            self.progress();
             report.settled += 1;
         }
         Ok(report)
@@ -544,16 +549,32 @@ impl DeliveryEngine {
     }
 
     /// Start `delivery.connections` workers; they stop when `shutdown` turns true. A
-    /// worker's error or panic is logged and counted, and the worker goes on.
+    /// worker's error or panic is logged and counted, and the worker goes on. Each claim
+    /// and each recorded outcome counts as progress of the "delivery" job in `health`.
     pub fn spawn_workers(
         self: &Arc<Self>,
+        health: Arc<JobHealth>,
         shutdown: watch::Receiver<bool>,
     ) -> Vec<tokio::task::JoinHandle<()>> {
+        // Progress comes at least once per message: one exchange, a wait for the rate
+        // limiter (one slot per worker at most), a poll interval when idle.
+        let rate_wait = self
+            .rate
+            .as_ref()
+            .map_or(Duration::ZERO, |r| r.interval * self.connections);
+        let stale = self.exchange * 2 + rate_wait + self.poll_interval + Duration::from_secs(60);
+        health.register(DELIVERY_JOB, stale);
+        let _ = self.health.set(health);
         (0..self.connections)
             .map(|i| {
                 let engine = self.clone();
                 let mut shutdown = shutdown.clone();
                 tokio::spawn(async move {
+                    // A worker that ends for any reason but shutdown is reported.
+                    let _watch = WorkerExit {
+                        engine: engine.clone(),
+                        shutdown: shutdown.clone(),
+                    };
                     let holder = engine.holder(&format!("worker{i}"));
                     let sender = Arc::new(Mutex::new(engine.transport.sender()));
                     while !*shutdown.borrow() {
@@ -576,16 +597,20 @@ impl DeliveryEngine {
                             })
                         };
                         let idle = match run.await {
-                            Ok(Ok(0)) => true,
-                            Ok(Ok(_)) => false,
+                            Ok(Ok(n)) => {
+                                engine.progress();
+                                n == 0
+                            }
                             Ok(Err(e)) => {
                                 tracing::error!(error = %e, "delivery worker: database error; will retry");
                                 metrics::counter!("herald_job_errors_total", "job" => "delivery").increment(1);
+                                engine.report_failure(format!("database error: {e}"));
                                 true
                             }
                             Err(e) => {
                                 tracing::error!(error = %e, "delivery worker panicked; it goes on");
                                 metrics::counter!("herald_job_panics_total", "job" => "delivery").increment(1);
+                                engine.report_failure(format!("a worker panicked: {e}"));
                                 // The session may be mid-message: start the next on a new one.
                                 *sender.lock().await = engine.transport.sender();
                                 true
@@ -610,9 +635,12 @@ impl DeliveryEngine {
     /// workers stopped), hand this instance's remaining leases back.
     pub fn spawn_heartbeat(
         self: &Arc<Self>,
+        health: Arc<JobHealth>,
         mut shutdown: watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
         let engine = self.clone();
+        // Past half the timeout without a heartbeat the workers stop sending.
+        health.register("heartbeat", self.instance_timeout / 2);
         tokio::spawn(async move {
             let mut every = tokio::time::interval(engine.instance_timeout / 6);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -621,9 +649,14 @@ impl DeliveryEngine {
                     _ = every.tick() => {}
                     _ = shutdown.changed() => break,
                 }
-                if let Err(e) = engine.beat().await {
-                    tracing::error!(error = %e, "heartbeat failed; will retry");
-                    metrics::counter!("herald_job_errors_total", "job" => "heartbeat").increment(1);
+                match engine.beat().await {
+                    Ok(()) => health.ok("heartbeat"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "heartbeat failed; will retry");
+                        metrics::counter!("herald_job_errors_total", "job" => "heartbeat")
+                            .increment(1);
+                        health.failed("heartbeat", format!("cannot write the heartbeat: {e}"));
+                    }
                 }
             }
         })
@@ -666,6 +699,45 @@ impl DeliveryEngine {
             Err(e) => {
                 tracing::warn!(error = %e, "could not hand back claimed sends; they return when the lease ends")
             }
+        }
+    }
+}
+
+const DELIVERY_JOB: &str = "delivery";
+
+/// Reports a worker that stopped while herald was not shutting down.
+struct WorkerExit {
+    engine: Arc<DeliveryEngine>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Drop for WorkerExit {
+    fn drop(&mut self) {
+        if !*self.shutdown.borrow()
+            && let Some(h) = self.engine.health.get()
+        {
+            tracing::error!("a delivery worker stopped");
+            // Its own entry, which nothing clears: the other workers' progress must not
+            // hide that one is gone.
+            h.register("delivery workers", Duration::ZERO);
+            h.failed(
+                "delivery workers",
+                "a delivery worker stopped; restart herald".into(),
+            );
+        }
+    }
+}
+
+impl DeliveryEngine {
+    fn progress(&self) {
+        if let Some(h) = self.health.get() {
+            h.ok(DELIVERY_JOB);
+        }
+    }
+
+    fn report_failure(&self, why: String) {
+        if let Some(h) = self.health.get() {
+            h.failed(DELIVERY_JOB, why);
         }
     }
 }

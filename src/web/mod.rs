@@ -33,6 +33,7 @@ pub struct AppState {
     pub limiter: Arc<ratelimit::IpLimiter>,
     pub metrics: PrometheusHandle,
     pub clock: crate::clock::Clock,
+    pub health: Arc<crate::jobs::JobHealth>,
 }
 
 /// Largest request body we read; a signup form is a few hundred bytes.

@@ -6,14 +6,26 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use std::time::Duration;
 
+/// 200 "ok" only when the database answers and every background job is making progress;
+/// otherwise 503 with one line per problem, so a supervisor restarts what cannot recover.
 pub async fn healthz(State(st): State<AppState>) -> impl IntoResponse {
-    match tokio::time::timeout(Duration::from_secs(3), st.store.ping()).await {
-        Ok(Ok(())) => (StatusCode::OK, "ok\n"),
+    let mut problems = match tokio::time::timeout(Duration::from_secs(3), st.store.ping()).await {
+        Ok(Ok(())) => Vec::new(),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "health check: database error");
-            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n")
+            vec!["database unavailable".to_string()]
         }
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "database not answering\n"),
+        Err(_) => vec!["database not answering".to_string()],
+    };
+    problems.extend(st.health.problems());
+    metrics::gauge!("herald_healthy").set(if problems.is_empty() { 1.0 } else { 0.0 });
+    if problems.is_empty() {
+        (StatusCode::OK, "ok\n".to_string())
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("unhealthy\n{}\n", problems.join("\n")),
+        )
     }
 }
 

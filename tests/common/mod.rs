@@ -105,6 +105,8 @@ pub struct Spawn {
     pub db_url: Option<String>,
     /// Use this SMTP port (a second instance sending to the first one's server).
     pub smtp_port: Option<u16>,
+    /// Run the background jobs and delivery workers as `herald serve` does (real time).
+    pub background: bool,
 }
 
 impl Spawn {
@@ -115,6 +117,7 @@ impl Spawn {
             smtp_up: true,
             db_url: None,
             smtp_port: None,
+            background: false,
         }
     }
     pub fn set(mut self, k: &str, v: &str) -> Self {
@@ -166,7 +169,7 @@ impl TestApp {
             config,
             AppOptions {
                 clock: clock.clone(),
-                background: false,
+                background: spec.background,
                 listener: Some(listener),
             },
         )
@@ -336,6 +339,32 @@ impl TestApp {
             .await
             .unwrap()
             .map(|s| s.status)
+    }
+
+    /// Run one statement on the test database from a connection of its own.
+    pub async fn execute(&self, sql: &'static str) {
+        use sqlx::Connection;
+        if self.db_url.starts_with("sqlite:") {
+            let mut c = sqlx::SqliteConnection::connect(&self.db_url).await.unwrap();
+            sqlx::query(sql).execute(&mut c).await.unwrap();
+        } else {
+            let mut c = sqlx::PgConnection::connect(&self.db_url).await.unwrap();
+            sqlx::query(sql).execute(&mut c).await.unwrap();
+        }
+    }
+
+    /// Poll `/healthz` until `pred(status, body)` holds (at most `secs` seconds).
+    pub async fn wait_health(&self, secs: u64, pred: impl Fn(u16, &str) -> bool) -> (u16, String) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            let r = self.get("/healthz").await;
+            let status = r.status().as_u16();
+            let body = r.text().await.unwrap();
+            if pred(status, &body) || std::time::Instant::now() > deadline {
+                return (status, body);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     }
 
     /// Rows of one table as text, for "no secret is stored" checks.
