@@ -356,46 +356,64 @@ impl DeliveryEngine {
         let mut report = BatchReport::default();
         let mut unreachable: Option<String> = None;
         let jobs = std::mem::take(&mut batch.jobs);
+        // The outcome of the previous message, not yet known to be written.
+        let mut unwritten: Option<u64> = None;
         for job in &jobs {
-            let outcome = match &unreachable {
-                // The server could not be reached a moment ago: do not spend a connect
-                // timeout on every remaining message of the batch.
-                Some(why) => {
-                    self.retry_or_fail(job, format!("not attempted, server unreachable: {why}"))
-                }
-                None => match self.prepare(job).await {
-                    Prepared::Outcome(o) => o,
-                    Prepared::Message(envelope, bytes) => {
-                        if let Some(rate) = &self.rate {
-                            rate.acquire().await;
-                        }
-                        if !self.still_held(&mut batch, job.id).await? {
-                            tracing::warn!(send = job.id, owner = %batch.holder.owner, "lease lost: another worker has this send; not sending it");
-                            metrics::counter!("herald_lease_lost_total", "at" => "send")
-                                .increment(1);
-                            report.lost += 1;
-                            continue;
-                        }
-                        let (outcome, down) = self.transmit(job, &envelope, &bytes, sender).await;
-                        unreachable = down;
-                        outcome
+            // Compose the next message while the previous outcome is being written; it is
+            // handed to the server only once that write is done, so a crash can still
+            // double at most the one message in flight.
+            let prepare =
+                async {
+                    match &unreachable {
+                        // The server could not be reached a moment ago: do not spend a connect
+                        // timeout on every remaining message of the batch.
+                        Some(why) => Prepared::Outcome(self.retry_or_fail(
+                            job,
+                            format!("not attempted, server unreachable: {why}"),
+                        )),
+                        None => self.prepare(job).await,
                     }
-                },
+                };
+            let (written, prepared) = tokio::join!(self.write_outcome(unwritten.take()), prepare);
+            written?;
+            let outcome = match prepared {
+                Prepared::Outcome(o) => o,
+                Prepared::Message(envelope, bytes) => {
+                    if let Some(rate) = &self.rate {
+                        rate.acquire().await;
+                    }
+                    if !self.still_held(&mut batch, job.id).await? {
+                        tracing::warn!(send = job.id, owner = %batch.holder.owner, "lease lost: another worker has this send; not sending it");
+                        metrics::counter!("herald_lease_lost_total", "at" => "send").increment(1);
+                        report.lost += 1;
+                        continue;
+                    }
+                    let (outcome, down) = self.transmit(job, &envelope, &bytes, sender).await;
+                    unreachable = down;
+                    outcome
+                }
             };
             record_metrics(job, &outcome);
-            let seq = self.log.push(SendResult {
+            unwritten = Some(self.log.push(SendResult {
                 send_id: job.id,
                 lease_owner: batch.holder.owner.clone(),
                 outcome,
-            });
-            // Written before the next message goes: a crash doubles at most the one in flight.
+            }));
+            report.settled += 1;
+        }
+        self.write_outcome(unwritten).await?;
+        Ok(report)
+    }
+
+    /// Wait until the outcome numbered `seq` (and all before it) is in the ledger.
+    async fn write_outcome(&self, seq: Option<u64>) -> StoreResult<()> {
+        if let Some(seq) = seq {
             self.log
                 .flush_until(self.store.as_ref(), seq, self.clock.now())
                 .await?;
             self.progress();
-            report.settled += 1;
         }
-        Ok(report)
+        Ok(())
     }
 
     /// Whether this worker may send row `id` now: its heartbeat is fresh and the lease has

@@ -11,6 +11,37 @@ use std::str::FromStr;
 
 pub struct SqliteStore {
     pool: Pool<Sqlite>,
+    /// Write transactions of this process take turns here instead of at SQLite's lock:
+    /// a `BEGIN IMMEDIATE` that finds the lock taken gets SQLITE_BUSY, and the busy handler
+    /// then sleeps 1, 2, 5, 10 … 100 ms. With the delivery workers writing each outcome as
+    /// it comes, those sleeps halved throughput (4,200 -> 2,100 msg/s into smtp-sink).
+    /// Other processes (a CLI command beside `herald serve`) still meet at SQLite's lock.
+    write_turn: tokio::sync::Mutex<()>,
+}
+
+/// A write transaction holding this process's write turn until it ends.
+pub(super) struct WriteTx<'a> {
+    tx: Transaction<'a, Sqlite>,
+    _turn: tokio::sync::MutexGuard<'a, ()>,
+}
+
+impl WriteTx<'_> {
+    pub(super) async fn commit(self) -> sqlx::Result<()> {
+        self.tx.commit().await
+    }
+}
+
+impl std::ops::Deref for WriteTx<'_> {
+    type Target = sqlx::SqliteConnection;
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tx
+    }
 }
 
 impl SqliteStore {
@@ -60,11 +91,18 @@ impl SqliteStore {
             .connect_with(opts)
             .await
             .map_err(|e| StoreError::Open(format!("cannot open SQLite database {path}: {e}")))?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            write_turn: tokio::sync::Mutex::new(()),
+        })
     }
 
-    async fn begin_write(&self) -> sqlx::Result<Transaction<'_, Sqlite>> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await
+    async fn begin_write(&self) -> sqlx::Result<WriteTx<'_>> {
+        let turn = self.write_turn.lock().await;
+        Ok(WriteTx {
+            tx: self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            _turn: turn,
+        })
     }
 }
 
