@@ -1,9 +1,4 @@
 #!/usr/bin/env bash
-# WORK IN PROGRESS (issue #6, part 6): not yet validated. In its first runs the kill loop did
-# not finish: after the kills some rows stayed `sending` (leased by killed instances, taken
-# back only after delivery.instance_timeout) and `retrying` (backoff), and the "wait for the
-# next delivery after a restart" loop below never ended. No figures from it are published.
-#
 # Crash survival: deliver one digest issue while `herald serve` is killed with SIGKILL at
 # random moments and restarted, into a sink that keeps every message; then count.
 #
@@ -15,7 +10,8 @@
 #     DATABASE   default: a fresh SQLite file; a postgres:// URL must name an empty database
 # Env: RATE (messages/s over all connections, default 400, so the issue outlasts the kills),
 #      CONN (connections per instance, default 8), RELAY_DOWN=SECONDS (stop the sink that
-#      long in the middle of the run).
+#      long in the middle of the run), PG_RESTART=1 (restart the local PostgreSQL server in
+#      the middle of the run; with a postgres:// DATABASE-URL).
 #
 # Prints: readers without the digest (must be 0), duplicate deliveries and the bound they
 # must stay under (KILLS x CONN: the messages that can be in flight at a kill), the ledger's
@@ -46,7 +42,8 @@ export HERALD_DATABASE__URL="$DB_URL" HERALD_SECRET_KEY="bench-secret-bench-secr
     HERALD_DELIVERY__RATE_PER_SECOND="$((RATE / INSTANCES))" HERALD_HTTP__LISTEN=127.0.0.1:0 \
     HERALD_MAIL__SEND_TIMEOUT=10s HERALD_MAIL__CONNECT_TIMEOUT=5s HERALD_DELIVERY__INITIAL_BACKOFF=5s
 
-mkdir -p "$WORK/dump" && chmod 777 "$WORK/dump"
+# The sink runs as nobody: it must reach the dump folder.
+chmod 755 "$WORK" && mkdir -p "$WORK/dump" && chmod 777 "$WORK/dump"
 start_sink() {
     # -d: one file per transaction, so every delivered copy can be counted.
     smtp-sink -u nobody -d "$WORK/dump/%H%M%S." -c 127.0.0.1:$PORT 1000 >/dev/null 2>&1 &
@@ -82,6 +79,9 @@ for k in $(seq 1 "$KILLS"); do
     wait "${PIDS[$victim]}" 2>/dev/null || true
     if [ -n "${RELAY_DOWN:-}" ] && [ "$k" = "$((KILLS / 2))" ]; then
         kill "$SINK"; sleep "$RELAY_DOWN"; start_sink
+    fi
+    if [ -n "${PG_RESTART:-}" ] && [ "$k" = "$((KILLS / 2))" ]; then
+        pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main restart
     fi
     start "$victim"
     # How long until the next delivery after this restart (a stall would show here).

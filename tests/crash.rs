@@ -1,0 +1,137 @@
+//! A real `herald serve` process killed with SIGKILL while it delivers an issue, restarted,
+//! killed again: every reader gets the digest, and the duplicates are no more than the
+//! messages that were in flight at the kills. (bench/crash.sh is the long version, with
+//! Postfix's smtp-sink, 20,000 readers and 20 kills; results in RELIABILITY.md.)
+
+mod common;
+use common::{Backend, Behaviour, Hook, SmtpServer};
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const READERS: usize = 300;
+const CONNECTIONS: usize = 4;
+const KILLS: usize = 3;
+
+fn herald(db: &str, smtp_port: u16, dir: &std::path::Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_herald"));
+    c.current_dir(dir)
+        .env("HERALD_DATABASE__URL", db)
+        .env(
+            "HERALD_SECRET_KEY",
+            "crash-test-secret-crash-test-secret-01234",
+        )
+        .env("HERALD_MAIL__URL", format!("smtp://127.0.0.1:{smtp_port}"))
+        .env("HERALD_HTTP__LISTEN", "127.0.0.1:0")
+        .env("HERALD_DELIVERY__CONNECTIONS", CONNECTIONS.to_string())
+        .env("HERALD_DELIVERY__BATCH_SIZE", "20")
+        // Reclaim a killed instance's rows within seconds, not 20 s, to keep the test short.
+        .env("HERALD_DELIVERY__INSTANCE_TIMEOUT", "3s")
+        .env("HERALD_LOG", "error")
+        .env_remove("HERALD_CONFIG");
+    c
+}
+
+fn ok(mut c: Command) {
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{c:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn serve(db: &str, port: u16, dir: &std::path::Path) -> Child {
+    let mut c = herald(db, port, dir);
+    c.arg("serve").stdout(Stdio::null()).stderr(Stdio::null());
+    c.spawn().unwrap()
+}
+
+async fn killed_mid_send_loses_nothing(backend: Backend) {
+    let (db, _keep) = common::fresh_database(backend).await;
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    // A relay that takes 10 ms per message: the issue takes long enough to be killed in.
+    let smtp = SmtpServer::start(Behaviour {
+        on_message: Some(Hook(Arc::new(|| {
+            std::thread::sleep(Duration::from_millis(10))
+        }))),
+        ..Default::default()
+    });
+    let run = |args: &[&str]| {
+        let mut c = herald(&db, smtp.port, dir);
+        c.args(args);
+        ok(c);
+    };
+    run(&["migrate"]);
+    run(&["sections", "add", "wmd", "--name", "WMD"]);
+    let mut csv = String::from("email\n");
+    for i in 0..READERS {
+        csv.push_str(&format!("r{i}@example.com\n"));
+    }
+    std::fs::write(dir.join("list.csv"), csv).unwrap();
+    run(&[
+        "subscribers",
+        "import",
+        "list.csv",
+        "--sections",
+        "wmd",
+        "--preconfirmed",
+    ]);
+    let feed = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/wmd.rss.xml");
+    run(&["articles", "import", "--section", "wmd", feed]);
+    run(&[
+        "schedules",
+        "add",
+        "morning",
+        "--cron",
+        "0 7 * * *",
+        "--sections",
+        "wmd",
+    ]);
+    run(&["digests", "run", "morning", "--queue-only"]);
+
+    let wait_for = |what: &str, cond: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !cond() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    for k in 0..KILLS {
+        let before = smtp.count();
+        let mut child = serve(&db, smtp.port, dir);
+        // Kill it in the middle of the stream of messages.
+        wait_for("deliveries before a kill", &|| smtp.count() >= before + 30);
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        assert!(smtp.count() < READERS, "kill {k} came after the end");
+    }
+    let store = herald::store::connect(&db, 2).await.unwrap();
+    let mut child = serve(&db, smtp.port, dir);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while store.pending_send_count().await.unwrap() > 0 {
+        assert!(Instant::now() < deadline, "the issue never settled");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let mut copies: HashMap<String, usize> = HashMap::new();
+    for m in smtp.all() {
+        *copies.entry(m.message_id()).or_default() += 1;
+    }
+    assert_eq!(copies.len(), READERS, "every reader got the digest");
+    let duplicates: usize = copies.values().map(|n| n - 1).sum();
+    assert!(
+        duplicates <= KILLS * CONNECTIONS,
+        "{duplicates} duplicates after {KILLS} kills of {CONNECTIONS} connections"
+    );
+    let issue = store.list_issues(1).await.unwrap()[0].id;
+    assert_eq!(
+        store.issue_status_counts(issue).await.unwrap(),
+        vec![("sent".to_string(), READERS as i64)]
+    );
+}
+both_backends!(killed_mid_send_loses_nothing);
