@@ -35,6 +35,11 @@ impl PostgresStore {
         Ok(Self { pool })
     }
 
+    /// Run one statement, atomic by itself, outside an explicit transaction.
+    async fn execute_alone(&self, mut qb: sqlx::QueryBuilder<Postgres>) -> StoreResult<u64> {
+        Ok(qb.build().execute(&self.pool).await?.rows_affected())
+    }
+
     async fn begin_write(&self) -> sqlx::Result<Transaction<'_, Postgres>> {
         self.pool.begin().await
     }

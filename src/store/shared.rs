@@ -558,6 +558,14 @@ macro_rules! shared_store_impl {
                 if results.is_empty() {
                     return Ok(0);
                 }
+                let bounces = results.iter().any(|r| matches!(r.outcome, SendOutcome::Bounced { .. }));
+                if !bounces && results.len() <= $crate::store::shared::BULK_CHUNK {
+                    // The usual case is one UPDATE, atomic by itself: no BEGIN and COMMIT.
+                    // Each statement is a round trip to the connection's thread (SQLite) or
+                    // the server, and the delivery workers wait for this write per message.
+                    let all: Vec<&SendResult> = results.iter().collect();
+                    return self.execute_alone(Self::outcome_update(&all, now)).await;
+                }
                 let mut written = 0;
                 let mut tx = self.begin_write().await?;
                 // Bounces (rare) one by one: they also suppress the address, but only if the
@@ -601,34 +609,7 @@ macro_rules! shared_store_impl {
                 let rest: Vec<&SendResult> =
                     results.iter().filter(|r| !matches!(r.outcome, SendOutcome::Bounced { .. })).collect();
                 for chunk in rest.chunks($crate::store::shared::BULK_CHUNK) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(
-                        "UPDATE sends SET status = v.column2, last_reply = v.column3, \
-                         next_attempt_at = COALESCE(v.column4, sends.next_attempt_at), \
-                         sent_at = COALESCE(v.column5, sends.sent_at), lease_owner = NULL, lease_until = NULL, \
-                         lease_instance = NULL, \
-                         sealed_token = CASE WHEN v.column2 = 'retrying' THEN sends.sealed_token ELSE NULL END, \
-                         updated_at = ",
-                    );
-                    qb.push_bind(now);
-                    qb.push(" FROM (");
-                    qb.push_values(chunk.iter(), |mut b, r| {
-                        let (status, reply, next, sent_at): (&str, &str, Option<DateTime<Utc>>, Option<DateTime<Utc>>) =
-                            match &r.outcome {
-                                SendOutcome::Sent { reply } => ("sent", reply, None, Some(now)),
-                                SendOutcome::Retry { reply, next_attempt_at } => ("retrying", reply, Some(*next_attempt_at), None),
-                                SendOutcome::Failed { reply } => ("failed", reply, None, None),
-                                SendOutcome::Suppressed { reason } => ("suppressed", reason, None, None),
-                                SendOutcome::Bounced { .. } => unreachable!("filtered out above"),
-                            };
-                        b.push_bind(r.send_id)
-                            .push_bind(status.to_string())
-                            .push_bind(reply.to_string())
-                            .push_bind(next)
-                            .push_bind(sent_at)
-                            .push_bind(r.lease_owner.clone());
-                    });
-                    qb.push(") AS v WHERE sends.id = v.column1 AND sends.status = 'sending' AND sends.lease_owner = v.column6");
-                    written += qb.build().execute(&mut *tx).await?.rows_affected();
+                    written += Self::outcome_update(chunk, now).build().execute(&mut *tx).await?.rows_affected();
                 }
                 tx.commit().await?;
                 Ok(written)
@@ -1179,6 +1160,41 @@ macro_rules! shared_store_impl {
             }
 
             $($dialect)*
+        }
+
+        impl $store {
+            /// One UPDATE that records these outcomes (none a bounce), each only where the
+            /// row is still `sending` under the worker that sent it.
+            fn outcome_update(chunk: &[&SendResult], now: DateTime<Utc>) -> sqlx::QueryBuilder<$db> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "UPDATE sends SET status = v.column2, last_reply = v.column3, \
+                     next_attempt_at = COALESCE(v.column4, sends.next_attempt_at), \
+                     sent_at = COALESCE(v.column5, sends.sent_at), lease_owner = NULL, lease_until = NULL, \
+                     lease_instance = NULL, \
+                     sealed_token = CASE WHEN v.column2 = 'retrying' THEN sends.sealed_token ELSE NULL END, \
+                     updated_at = ",
+                );
+                qb.push_bind(now);
+                qb.push(" FROM (");
+                qb.push_values(chunk.iter(), |mut b, r| {
+                    let (status, reply, next, sent_at): (&str, &str, Option<DateTime<Utc>>, Option<DateTime<Utc>>) =
+                        match &r.outcome {
+                            SendOutcome::Sent { reply } => ("sent", reply, None, Some(now)),
+                            SendOutcome::Retry { reply, next_attempt_at } => ("retrying", reply, Some(*next_attempt_at), None),
+                            SendOutcome::Failed { reply } => ("failed", reply, None, None),
+                            SendOutcome::Suppressed { reason } => ("suppressed", reason, None, None),
+                            SendOutcome::Bounced { .. } => unreachable!("bounces are written one by one"),
+                        };
+                    b.push_bind(r.send_id)
+                        .push_bind(status.to_string())
+                        .push_bind(reply.to_string())
+                        .push_bind(next)
+                        .push_bind(sent_at)
+                        .push_bind(r.lease_owner.clone());
+                });
+                qb.push(") AS v WHERE sends.id = v.column1 AND sends.status = 'sending' AND sends.lease_owner = v.column6");
+                qb
+            }
         }
     };
 }
