@@ -12,8 +12,9 @@ PORT=2599
 WORK="$(mktemp -d)"
 trap 'kill $SINK 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
-cargo build --release -q
-BIN="$PWD/target/release/herald"
+# BENCH_BIN: measure another build (e.g. the previous commit's) against the same sink.
+if [ -z "${BENCH_BIN:-}" ]; then cargo build --release -q; fi
+BIN="${BENCH_BIN:-$PWD/target/release/herald}"
 
 smtp-sink -u nobody -c 127.0.0.1:$PORT 1000 >/dev/null 2>&1 &
 SINK=$!

@@ -10,5 +10,5 @@ mod worker;
 
 pub use dkim::{DkimKeyError, DkimSigner};
 pub use mail::{BuildError, MailHeaders, OutgoingMail, build_message, new_message_id};
-pub use transport::{MailSender, SendError, Transport};
+pub use transport::{Gate, MailSender, SendError, Transport};
 pub use worker::{Batch, BatchReport, Composed, Composer, DeliveryEngine, RetryPolicy};

@@ -19,6 +19,55 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+/// What must hold before a server may take a message: the previous message's outcome is in
+/// the ledger. The envelope (MAIL, RCPT, DATA) goes out while that write runs; the message
+/// itself, after which the server is responsible for it, only once the write is done. So a
+/// crash can still double at most the one message per connection that was in flight.
+pub struct Gate {
+    pending: Option<tokio::task::JoinHandle<crate::store::StoreResult<()>>>,
+    error: Option<String>,
+    failure: Option<crate::store::StoreError>,
+}
+
+impl Gate {
+    /// Nothing to wait for.
+    pub fn open() -> Self {
+        Self {
+            pending: None,
+            error: None,
+            failure: None,
+        }
+    }
+
+    /// Open once this write has succeeded.
+    pub fn after(write: tokio::task::JoinHandle<crate::store::StoreResult<()>>) -> Self {
+        Self {
+            pending: Some(write),
+            error: None,
+            failure: None,
+        }
+    }
+
+    /// Wait for the write (once); whether sending may go on.
+    pub async fn wait(&mut self) -> bool {
+        if let Some(write) = self.pending.take() {
+            match write.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => self.failure = Some(e),
+                Err(e) => self.error = Some(format!("the ledger write panicked: {e}")),
+            }
+        }
+        self.failure.is_none() && self.error.is_none()
+    }
+
+    /// After [`Gate::wait`]: why the write failed, if it did.
+    pub fn take_failure(&mut self) -> Option<crate::store::StoreError> {
+        self.failure
+            .take()
+            .or_else(|| self.error.take().map(crate::store::StoreError::Open))
+    }
+}
+
 /// Why a message did not go out.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {
@@ -34,6 +83,10 @@ pub enum SendError {
     /// [`MailSender::send`], which turns it into `Transient`.
     #[error("connection lost: {0}")]
     ConnectionLost(String),
+    /// The gate did not open (the previous outcome could not be written): the message was
+    /// not handed over, and the row stays leased.
+    #[error("not sent: the previous outcome could not be recorded")]
+    Held,
     /// 5xx: do not retry. `mailbox_unknown` for 5.1.x (no such user / bad address).
     #[error("permanent failure: {reply}")]
     Permanent {
@@ -113,24 +166,31 @@ pub enum MailSender {
 }
 
 impl MailSender {
-    /// Deliver one message; on success, the server's reply (or where the file went).
+    /// Deliver one message once `gate` opens; on success, the server's reply (or where the
+    /// file went).
     pub async fn send(
         &mut self,
         envelope: &Envelope,
         message_id: &str,
         bytes: &[u8],
+        gate: &mut Gate,
     ) -> Result<String, SendError> {
         match self {
-            MailSender::Maildir(dir) => write_eml(dir, message_id, bytes).await,
+            MailSender::Maildir(dir) => {
+                if !gate.wait().await {
+                    return Err(SendError::Held);
+                }
+                write_eml(dir, message_id, bytes).await
+            }
             MailSender::Smtp { settings, conn } => {
                 let reused = conn.is_some();
-                let first = match smtp_send(settings, conn, envelope, bytes).await {
+                let first = match smtp_send(settings, conn, envelope, bytes, gate).await {
                     // A connection that sat idle may have been closed by the server; that is
                     // no reason to defer the mail, so reconnect once. A 4xx reply or a timeout
                     // is not that: the server answered (or may still deliver), and an at-once
                     // retry would hammer a greylisting or rate-limiting server.
                     Err(SendError::ConnectionLost(_)) if reused => {
-                        smtp_send(settings, conn, envelope, bytes).await
+                        smtp_send(settings, conn, envelope, bytes, gate).await
                     }
                     other => other,
                 };
@@ -184,7 +244,10 @@ async fn smtp_send(
     conn: &mut Option<Box<AsyncSmtpConnection>>,
     envelope: &Envelope,
     bytes: &[u8],
+    gate: &mut Gate,
 ) -> Result<String, SendError> {
+    use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+    use lettre::transport::smtp::extension::{Extension, MailBodyParameter, MailParameter};
     if conn.as_ref().is_some_and(|c| c.has_broken()) {
         *conn = None;
     }
@@ -196,7 +259,53 @@ async fn smtp_send(
         *conn = Some(Box::new(c));
     }
     let c = conn.as_mut().expect("connected above");
-    match tokio::time::timeout(s.send_timeout, c.send(envelope, bytes)).await {
+    // What lettre's `send` does, in two phases around the gate.
+    let mut options = Vec::new();
+    let non_ascii = envelope
+        .from()
+        .into_iter()
+        .chain(envelope.to())
+        .any(|a: &lettre::Address| !AsRef::<str>::as_ref(a).is_ascii());
+    if non_ascii {
+        if !c.server_info().supports_feature(Extension::SmtpUtfEight) {
+            return Err(SendError::Permanent {
+                reply: "the address is not ASCII and the server does not offer SMTPUTF8".into(),
+                mailbox_unknown: false,
+            });
+        }
+        options.push(MailParameter::SmtpUtfEight);
+    }
+    if !bytes.is_ascii() {
+        if !c.server_info().supports_feature(Extension::EightBitMime) {
+            return Err(SendError::Permanent {
+                reply: "the message is not 7-bit and the server does not offer 8BITMIME".into(),
+                mailbox_unknown: false,
+            });
+        }
+        options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+    }
+    let envelope_phase = async {
+        c.command(Mail::new(envelope.from().cloned(), options))
+            .await?;
+        for to in envelope.to() {
+            c.command(Rcpt::new(to.clone(), vec![])).await?;
+        }
+        c.command(Data).await
+    };
+    let result = match tokio::time::timeout(s.send_timeout, envelope_phase).await {
+        Ok(Ok(_)) => {
+            if !gate.wait().await {
+                // Inside DATA: closing without the final dot discards the message.
+                c.abort().await;
+                *conn = None;
+                return Err(SendError::Held);
+            }
+            tokio::time::timeout(s.send_timeout, c.message(bytes)).await
+        }
+        Ok(Err(e)) => Ok(Err(e)),
+        Err(elapsed) => Err(elapsed),
+    };
+    match result {
         Ok(Ok(resp)) => Ok(format!(
             "{} {}",
             resp.code(),
@@ -204,11 +313,10 @@ async fn smtp_send(
         )),
         Ok(Err(e)) => {
             let answered = e.is_permanent() || e.is_transient();
-            // After a refused message the session is still usable (RSET is sent by lettre on
-            // the next MAIL); after anything else, start afresh.
-            if !answered || c.has_broken() {
-                *conn = None;
-            }
+            // A refused command leaves the session mid-transaction: start afresh, as
+            // lettre's own send does.
+            c.abort().await;
+            *conn = None;
             if answered {
                 Err(classify(&e))
             } else {

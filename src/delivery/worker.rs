@@ -15,7 +15,7 @@
 
 use super::OutgoingMail;
 use super::mail::{MailHeaders, build_message};
-use super::transport::{MailSender, SendError, Transport};
+use super::transport::{Gate, MailSender, SendError, Transport};
 use crate::clock::Clock;
 use crate::jobs::JobHealth;
 use crate::store::{
@@ -221,7 +221,7 @@ pub struct DeliveryEngine {
     rate: Option<RateLimiter>,
     wake: Notify,
     dkim: Option<super::DkimSigner>,
-    log: OutcomeLog,
+    log: Arc<OutcomeLog>,
     instance: InstanceInfo,
     instance_timeout: Duration,
     /// When our heartbeat was last written; None while no heartbeat runs (tests, CLI),
@@ -284,7 +284,7 @@ impl DeliveryEngine {
                 .dkim
                 .as_ref()
                 .and_then(|c| super::DkimSigner::new(&c.key_pem, &c.domain, &c.selector).ok()),
-            log: OutcomeLog::new(),
+            log: Arc::new(OutcomeLog::new()),
             instance,
             instance_timeout: d.instance_timeout.0,
             last_heartbeat: std::sync::Mutex::new(None),
@@ -359,40 +359,48 @@ impl DeliveryEngine {
         // The outcome of the previous message, not yet known to be written.
         let mut unwritten: Option<u64> = None;
         for job in &jobs {
-            // Compose the next message while the previous outcome is being written; it is
-            // handed to the server only once that write is done, so a crash can still
-            // double at most the one message in flight.
-            let prepare =
-                async {
-                    match &unreachable {
-                        // The server could not be reached a moment ago: do not spend a connect
-                        // timeout on every remaining message of the batch.
-                        Some(why) => Prepared::Outcome(self.retry_or_fail(
-                            job,
-                            format!("not attempted, server unreachable: {why}"),
-                        )),
-                        None => self.prepare(job).await,
-                    }
-                };
-            let (written, prepared) = tokio::join!(self.write_outcome(unwritten.take()), prepare);
-            written?;
+            // The previous outcome is written while this message is composed and its
+            // envelope sent; the server gets the message itself only once that write is done
+            // (see `Gate`), so a crash can still double at most the one message in flight.
+            let mut gate = match unwritten.take() {
+                Some(seq) => Gate::after(self.spawn_write(seq)),
+                None => Gate::open(),
+            };
+            let prepared = match &unreachable {
+                // The server could not be reached a moment ago: do not spend a connect
+                // timeout on every remaining message of the batch.
+                Some(why) => Prepared::Outcome(
+                    self.retry_or_fail(job, format!("not attempted, server unreachable: {why}")),
+                ),
+                None => self.prepare(job).await,
+            };
             let outcome = match prepared {
-                Prepared::Outcome(o) => o,
+                Prepared::Outcome(o) => Some(o),
                 Prepared::Message(envelope, bytes) => {
                     if let Some(rate) = &self.rate {
                         rate.acquire().await;
                     }
-                    if !self.still_held(&mut batch, job.id).await? {
+                    if self.still_held(&mut batch, job.id).await? {
+                        let (outcome, down) = self
+                            .transmit(job, &envelope, &bytes, sender, &mut gate)
+                            .await;
+                        unreachable = down;
+                        Some(outcome)
+                    } else {
                         tracing::warn!(send = job.id, owner = %batch.holder.owner, "lease lost: another worker has this send; not sending it");
                         metrics::counter!("herald_lease_lost_total", "at" => "send").increment(1);
                         report.lost += 1;
-                        continue;
+                        None
                     }
-                    let (outcome, down) = self.transmit(job, &envelope, &bytes, sender).await;
-                    unreachable = down;
-                    outcome
                 }
             };
+            // Whatever happened, the previous outcome must be in the ledger before this one
+            // is recorded (and if it could not be written, this message was not sent).
+            if !gate.wait().await {
+                return Err(gate.take_failure().expect("a closed gate says why"));
+            }
+            self.progress();
+            let Some(outcome) = outcome else { continue };
             record_metrics(job, &outcome);
             unwritten = Some(self.log.push(SendResult {
                 send_id: job.id,
@@ -401,19 +409,20 @@ impl DeliveryEngine {
             }));
             report.settled += 1;
         }
-        self.write_outcome(unwritten).await?;
-        Ok(report)
-    }
-
-    /// Wait until the outcome numbered `seq` (and all before it) is in the ledger.
-    async fn write_outcome(&self, seq: Option<u64>) -> StoreResult<()> {
-        if let Some(seq) = seq {
+        if let Some(seq) = unwritten {
             self.log
                 .flush_until(self.store.as_ref(), seq, self.clock.now())
                 .await?;
             self.progress();
         }
-        Ok(())
+        Ok(report)
+    }
+
+    /// Write the outcomes up to `seq` in a task of its own, so the worker can go on
+    /// composing and addressing the next message meanwhile.
+    fn spawn_write(&self, seq: u64) -> tokio::task::JoinHandle<StoreResult<()>> {
+        let (log, store, now) = (self.log.clone(), self.store.clone(), self.clock.now());
+        tokio::spawn(async move { log.flush_until(store.as_ref(), seq, now).await })
     }
 
     /// Whether this worker may send row `id` now: its heartbeat is fresh and the lease has
@@ -489,21 +498,27 @@ impl DeliveryEngine {
         envelope: &lettre::address::Envelope,
         bytes: &[u8],
         sender: &mut MailSender,
+        gate: &mut Gate,
     ) -> (SendOutcome, Option<String>) {
         let started = std::time::Instant::now();
-        let result = sender.send(envelope, &job.message_id, bytes).await;
+        let result = sender.send(envelope, &job.message_id, bytes, gate).await;
         metrics::histogram!("herald_send_duration_seconds").record(started.elapsed().as_secs_f64());
         let class = match &result {
             Ok(_) => "2xx",
             Err(SendError::Permanent { .. }) => "5xx",
             Err(SendError::Transient(r)) if r.contains("(4") || r.starts_with('4') => "4xx",
             Err(
-                SendError::Transient(_) | SendError::Unreachable(_) | SendError::ConnectionLost(_),
+                SendError::Transient(_)
+                | SendError::Unreachable(_)
+                | SendError::ConnectionLost(_)
+                | SendError::Held,
             ) => "connection",
         };
         metrics::counter!("herald_smtp_replies_total", "class" => class).increment(1);
         match result {
             Ok(reply) => (SendOutcome::Sent { reply }, None),
+            // Held: not handed over; the caller sees the closed gate and records nothing.
+            Err(SendError::Held) => (self.retry_or_fail(job, "not sent".into()), None),
             Err(SendError::Transient(reply) | SendError::ConnectionLost(reply)) => {
                 tracing::warn!(send = job.id, kind = %job.kind, %reply, "temporary delivery failure; will retry");
                 (self.retry_or_fail(job, reply), None)
