@@ -59,7 +59,7 @@ for r in $(seq 1 "$ROUNDS"); do
         sleep 0.2
     done
     e=$(date +%s.%N)
-    kill "$(cat "$DB/pid")" 2>/dev/null || true
+    pkill -TERM -P "$(cat "$DB/pid")" 2>/dev/null || true; kill "$(cat "$DB/pid")" 2>/dev/null || true
     sent=$(cd "$DB" && "$BIN" issues list --format json | python3 -c "import json,sys; print(json.load(sys.stdin)[0]['counts'].get('sent',0))")
     herald_rates+=("$(rate "$sent" "$(python3 -c "print($e-$s)")")")
     echo "round $r: smtp-source ${src_rates[-1]} msg/s, herald ${herald_rates[-1]} msg/s ($sent sent)"
