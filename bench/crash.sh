@@ -8,7 +8,9 @@
 #     KILLS      how many SIGKILLs (default 20)
 #     INSTANCES  herald serve processes on one database (default 1; >1 needs PostgreSQL)
 #     DATABASE   default: a fresh SQLite file; a postgres:// URL must name an empty database
-# Env: RATE (messages/s over all connections, default 400, so the issue outlasts the kills),
+# With KILLS=0 and RATE=0 it measures plain delivery, e.g. one instance against three.
+# Env: RATE (messages/s over all connections, default 400, so the issue outlasts the kills;
+#      0 = unlimited),
 #      CONN (connections per instance, default 8), RELAY_DOWN=SECONDS (stop the sink that
 #      long in the middle of the run), PG_RESTART=1 (restart the local PostgreSQL server in
 #      the middle of the run; with a postgres:// DATABASE-URL).
@@ -68,6 +70,7 @@ cd "$WORK"
 
 start() { "$BIN" serve >>"$WORK/serve.log" 2>&1 & PIDS[$1]=$!; }
 delivered() { find "$WORK/dump" -type f | wc -l; }
+T_START=$(date +%s.%N)
 for i in $(seq 0 $((INSTANCES - 1))); do start "$i"; done
 
 echo "readers=$N kills=$KILLS instances=$INSTANCES rate=$RATE/s connections=$CONN db=${DB_URL%%:*}"
@@ -103,6 +106,7 @@ while :; do
     [ "$left" = 0 ] && break
     sleep 0.5
 done
+T_END=$(date +%s.%N)
 for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
 sleep 1
 
@@ -114,3 +118,4 @@ echo "readers without the digest: $((N - unique))"
 echo "duplicates: $((total - unique)) (bound: kills x connections = $((KILLS * CONN)))"
 echo "ledger: $("$BIN" issues list --format json | python3 -c "import json,sys; print(json.load(sys.stdin)[0]['counts'])")"
 echo "longest wait for the next delivery after a restart: ${max_gap}s"
+echo "elapsed: $(python3 -c "print(f'{$T_END-$T_START:.1f}')")s, $(python3 -c "print(f'{$N/($T_END-$T_START):.0f}')") readers/s"

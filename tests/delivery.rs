@@ -462,3 +462,25 @@ async fn healthz_tells_the_truth_about_background_jobs(backend: Backend) {
     assert_eq!((status, body.as_str()), (200, "ok\n"));
 }
 both_backends!(healthz_tells_the_truth_about_background_jobs);
+
+/// A claim continues where the last one ended (PostgreSQL keeps a cursor so it does not
+/// step over the dead index entries of rows already claimed). A row that becomes due behind
+/// that point must still go out.
+async fn a_row_behind_the_claim_cursor_is_still_sent(backend: Backend) {
+    let app = TestApp::spawn_with(Spawn::new(backend).set("delivery.batch_size", "2")).await;
+    issue_for(&app, 4).await;
+    let engine = &app.services.engine;
+    let batch = engine.claim(&engine.holder("A")).await.unwrap();
+    assert_eq!(batch.len(), 2);
+    // A mail queued "earlier" than the rows already claimed (another instance's clock, or a
+    // transaction that took its id before and committed after).
+    app.clock.set(common::t0());
+    assert_eq!(app.signup("late@example.com", &["wmd"]).await.status(), 200);
+    app.set_time(2026, 3, 2, 7, 0, 0);
+    let mut sender = engine.transport().sender();
+    engine.send_batch(batch, &mut sender).await.unwrap();
+    assert_eq!(app.deliver().await, 3, "two digests and the confirmation");
+    assert_eq!(app.smtp().to("late@example.com").len(), 1);
+    exactly_one_each(&app, 4).await;
+}
+both_backends!(a_row_behind_the_claim_cursor_is_still_sent);

@@ -9,8 +9,53 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, Pool, Postgres, Transaction};
 use std::str::FromStr;
 
+/// Where the last claim of each status ended in the (status, next_attempt_at, id) index.
+/// Under MVCC every claimed or finished row leaves a dead entry at the front of its old range
+/// until vacuum, and a scan from the start steps over all of them: at 1,000,000 readers the
+/// delivery rate fell to 0.46 of the 20,000-reader rate. Claims start after the cursor
+/// instead. A row can commit behind it (ids are taken before commit; a retry falls due),
+/// so a claim that comes up short looks once from the start, and cursors expire after 30 s.
+#[derive(Default)]
+struct ClaimCursors(std::sync::Mutex<std::collections::HashMap<&'static str, CursorAt>>);
+
+/// The last (next_attempt_at, id) claimed, and since when the cursor has run.
+type CursorAt = (DateTime<Utc>, i64, std::time::Instant);
+
+impl ClaimCursors {
+    const START: (DateTime<Utc>, i64) = (DateTime::<Utc>::UNIX_EPOCH, 0);
+    const MAX_AGE: std::time::Duration = std::time::Duration::from_secs(30);
+
+    fn get(&self, status: &'static str) -> (DateTime<Utc>, i64) {
+        let mut map = self.0.lock().expect("cursor lock");
+        match map.get(status) {
+            Some((at, id, since)) if since.elapsed() < Self::MAX_AGE => (*at, *id),
+            Some(_) => {
+                map.remove(status);
+                Self::START
+            }
+            None => Self::START,
+        }
+    }
+
+    fn advance(&self, status: &'static str, to: (DateTime<Utc>, i64)) {
+        let mut map = self.0.lock().expect("cursor lock");
+        let entry =
+            map.entry(status)
+                .or_insert((Self::START.0, Self::START.1, std::time::Instant::now()));
+        if (to.0, to.1) > (entry.0, entry.1) {
+            entry.0 = to.0;
+            entry.1 = to.1;
+        }
+    }
+
+    fn reset(&self, status: &'static str) {
+        self.0.lock().expect("cursor lock").remove(status);
+    }
+}
+
 pub struct PostgresStore {
     pool: Pool<Postgres>,
+    cursors: ClaimCursors,
     /// A connection of its own for recording send outcomes, the statement every delivery
     /// worker waits on after each message. It commits with `synchronous_commit = off`: the
     /// commit does not wait for the WAL to reach the disk (measured: 1,842 msg/s into
@@ -44,6 +89,7 @@ impl PostgresStore {
             .map_err(|e| StoreError::Open(format!("cannot connect to PostgreSQL: {e}")))?;
         Ok(Self {
             pool,
+            cursors: ClaimCursors::default(),
             ledger: tokio::sync::Mutex::new(None),
             ledger_options,
         })
@@ -88,45 +134,79 @@ shared_store_impl!(PostgresStore, Postgres, "postgres", {
     ) -> StoreResult<Vec<SendJob>> {
         // SKIP LOCKED: concurrent claimers (other workers, other instances) pass over rows
         // another transaction is claiming instead of waiting for it or taking it twice.
-        // One ordered range of the (status, next_attempt_at, id) index per status, each
-        // read no further than the batch: a claim costs O(batch) whatever the queue holds.
-        // A leased row's next_attempt_at is its lease expiry, so "due" means the same for all.
+        // One ordered range of the (status, next_attempt_at, id) index per status, read from
+        // this process's cursor (see `ClaimCursors`) and no further than the batch. A leased
+        // row's next_attempt_at is its lease expiry, so "due" means the same for all three.
         // The statuses are literals (not binds) so each statement keeps its own plan.
-        const CLAIMS: [&str; 3] = [
-            "UPDATE sends SET status = 'sending', lease_owner = $1, lease_instance = $2, lease_until = $3, \
-             next_attempt_at = $3, attempts = attempts + 1, updated_at = $4 WHERE id IN (SELECT id FROM sends \
-             WHERE status = 'sending' AND next_attempt_at <= $4 ORDER BY next_attempt_at, id LIMIT $5 FOR UPDATE SKIP LOCKED)",
-            "UPDATE sends SET status = 'sending', lease_owner = $1, lease_instance = $2, lease_until = $3, \
-             next_attempt_at = $3, attempts = attempts + 1, updated_at = $4 WHERE id IN (SELECT id FROM sends \
-             WHERE status = 'retrying' AND next_attempt_at <= $4 ORDER BY next_attempt_at, id LIMIT $5 FOR UPDATE SKIP LOCKED)",
-            "UPDATE sends SET status = 'sending', lease_owner = $1, lease_instance = $2, lease_until = $3, \
-             next_attempt_at = $3, attempts = attempts + 1, updated_at = $4 WHERE id IN (SELECT id FROM sends \
-             WHERE status = 'queued' AND next_attempt_at <= $4 ORDER BY next_attempt_at, id LIMIT $5 FOR UPDATE SKIP LOCKED)",
+        macro_rules! claim {
+            ($status:literal) => {
+                concat!(
+                    "WITH picked AS (SELECT id, next_attempt_at FROM sends WHERE status = '",
+                    $status,
+                    "' AND next_attempt_at <= $4 AND (status, next_attempt_at, id) > ('",
+                    $status,
+                    "', $6, $7) ORDER BY status, next_attempt_at, id LIMIT $5 FOR UPDATE SKIP LOCKED) \
+                     UPDATE sends s SET status = 'sending', lease_owner = $1, lease_instance = $2, lease_until = $3, \
+                     next_attempt_at = $3, attempts = s.attempts + 1, updated_at = $4 FROM picked p WHERE s.id = p.id \
+                     RETURNING s.id, p.next_attempt_at"
+                )
+            };
+        }
+        const CLAIMS: [(&str, &str); 3] = [
+            ("sending", claim!("sending")),
+            ("retrying", claim!("retrying")),
+            ("queued", claim!("queued")),
         ];
         let mut tx = self.begin_write().await?;
-        let mut remaining = limit as i64;
-        for sql in CLAIMS {
-            if remaining == 0 {
+        let mut ids: Vec<i64> = Vec::with_capacity(limit as usize);
+        for (status, sql) in CLAIMS {
+            let mut from_cursor = true;
+            loop {
+                let remaining = limit as i64 - ids.len() as i64;
+                if remaining <= 0 {
+                    break;
+                }
+                let (after_at, after_id) = if from_cursor {
+                    self.cursors.get(status)
+                } else {
+                    ClaimCursors::START
+                };
+                let rows: Vec<(i64, DateTime<Utc>)> =
+                    sqlx::query_as::<Postgres, (i64, DateTime<Utc>)>(sql)
+                        .bind(&holder.owner)
+                        .bind(&holder.instance)
+                        .bind(lease_until)
+                        .bind(now)
+                        .bind(remaining)
+                        .bind(after_at)
+                        .bind(after_id)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                let short = (rows.len() as i64) < remaining;
+                if let Some(last) = rows.iter().map(|(id, at)| (*at, *id)).max() {
+                    self.cursors.advance(status, last);
+                }
+                ids.extend(rows.into_iter().map(|(id, _)| id));
+                // Came up short from the cursor: rows may wait behind it (committed late, or
+                // due again); look once from the start of the range.
+                if short && from_cursor && (after_at, after_id) != ClaimCursors::START {
+                    self.cursors.reset(status);
+                    from_cursor = false;
+                    continue;
+                }
                 break;
             }
-            remaining -= sqlx::query::<Postgres>(sql)
-                .bind(&holder.owner)
-                .bind(&holder.instance)
-                .bind(lease_until)
-                .bind(now)
-                .bind(remaining)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected() as i64;
         }
+        // Read back by id: the `sending` range holds a dead index entry for every row that
+        // has passed through it, until vacuum.
         let jobs = sqlx::query_as::<Postgres, SendJob>(
             "SELECT s.id, s.kind, s.issue_id, s.subscriber_id, s.email, s.message_id, s.sealed_token, s.attempts, \
              COALESCE(s.requeued_at, s.created_at) AS created_at, u.status AS subscriber_status, \
              (SELECT string_agg(x.section_id::text, ',') FROM subscriptions x WHERE x.subscriber_id = s.subscriber_id) AS subscriber_sections \
              FROM sends s LEFT JOIN subscribers u ON u.id = s.subscriber_id \
-             WHERE s.status = 'sending' AND s.lease_owner = $1 ORDER BY s.id",
+             WHERE s.id = ANY($1) ORDER BY s.id",
         )
-        .bind(&holder.owner)
+        .bind(&ids)
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
