@@ -110,7 +110,7 @@ T_END=$(date +%s.%N)
 for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
 sleep 1
 
-cat "$WORK"/dump/* | grep -a -i '^Message-ID:' | sort > "$WORK/ids"
+find "$WORK/dump" -type f -exec grep -a -i -h '^Message-ID:' {} + | sort > "$WORK/ids"
 total=$(wc -l < "$WORK/ids")
 unique=$(uniq < "$WORK/ids" | wc -l)
 echo "delivered copies: $total, distinct Message-IDs: $unique of $N readers"
