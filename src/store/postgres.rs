@@ -95,21 +95,9 @@ impl PostgresStore {
         })
     }
 
-    /// Run one statement, atomic by itself, on the ledger connection (see `ledger`). A
-    /// connection that failed is replaced at the next call.
-    async fn execute_alone(&self, mut qb: sqlx::QueryBuilder<Postgres>) -> StoreResult<u64> {
-        let mut slot = self.ledger.lock().await;
-        if slot.is_none() {
-            *slot = Some(self.ledger_options.connect().await?);
-        }
-        let conn = slot.as_mut().expect("connected above");
-        match qb.build().execute(&mut *conn).await {
-            Ok(r) => Ok(r.rows_affected()),
-            Err(e) => {
-                *slot = None;
-                Err(e.into())
-            }
-        }
+    /// PostgreSQL's row locks order writers: no turn to wait for.
+    async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        None
     }
 
     async fn begin_write(&self) -> sqlx::Result<Transaction<'_, Postgres>> {

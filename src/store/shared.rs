@@ -1163,6 +1163,26 @@ macro_rules! shared_store_impl {
         }
 
         impl $store {
+            /// Run one statement, atomic by itself, on the connection kept for recording
+            /// outcomes (`ledger`), in this process's write turn. A connection that failed
+            /// is replaced at the next call.
+            async fn execute_alone(&self, mut qb: sqlx::QueryBuilder<$db>) -> StoreResult<u64> {
+                use sqlx::ConnectOptions;
+                let _turn = self.write_turn().await;
+                let mut slot = self.ledger.lock().await;
+                if slot.is_none() {
+                    *slot = Some(self.ledger_options.connect().await?);
+                }
+                let conn = slot.as_mut().expect("connected above");
+                match qb.build().execute(&mut *conn).await {
+                    Ok(r) => Ok(r.rows_affected()),
+                    Err(e) => {
+                        *slot = None;
+                        Err(e.into())
+                    }
+                }
+            }
+
             /// One UPDATE that records these outcomes (none a bounce), each only where the
             /// row is still `sending` under the worker that sent it.
             fn outcome_update(chunk: &[&SendResult], now: DateTime<Utc>) -> sqlx::QueryBuilder<$db> {

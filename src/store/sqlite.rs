@@ -21,7 +21,7 @@ pub struct SqliteStore {
     /// message (recording outcomes): no pool acquire and release, each of which is another
     /// round trip to a connection thread.
     ledger: tokio::sync::Mutex<Option<sqlx::SqliteConnection>>,
-    options: SqliteConnectOptions,
+    ledger_options: SqliteConnectOptions,
 }
 
 /// A write transaction holding this process's write turn until it ends.
@@ -79,7 +79,7 @@ impl SqliteStore {
                 tracing::log::LevelFilter::Warn,
                 std::time::Duration::from_secs(30),
             );
-        let options = opts.clone();
+        let ledger_options = opts.clone();
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections)
             // A connection whose transaction could not be ended (a COMMIT or ROLLBACK that
@@ -101,26 +101,13 @@ impl SqliteStore {
             pool,
             write_turn: tokio::sync::Mutex::new(()),
             ledger: tokio::sync::Mutex::new(None),
-            options,
+            ledger_options,
         })
     }
 
-    /// Run one statement, atomic by itself, on the ledger connection in this process's
-    /// write turn. A connection that failed is replaced at the next call.
-    async fn execute_alone(&self, mut qb: sqlx::QueryBuilder<Sqlite>) -> StoreResult<u64> {
-        let _turn = self.write_turn.lock().await;
-        let mut slot = self.ledger.lock().await;
-        if slot.is_none() {
-            *slot = Some(self.options.connect().await?);
-        }
-        let conn = slot.as_mut().expect("connected above");
-        match qb.build().execute(&mut *conn).await {
-            Ok(r) => Ok(r.rows_affected()),
-            Err(e) => {
-                *slot = None;
-                Err(e.into())
-            }
-        }
+    /// This process's turn to write, for a statement that runs outside a transaction.
+    async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        Some(self.write_turn.lock().await)
     }
 
     async fn begin_write(&self) -> sqlx::Result<WriteTx<'_>> {
