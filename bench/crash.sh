@@ -13,7 +13,8 @@
 #      0 = unlimited),
 #      CONN (connections per instance, default 8), RELAY_DOWN=SECONDS (stop the sink that
 #      long in the middle of the run), PG_RESTART=1 (restart the local PostgreSQL server in
-#      the middle of the run; with a postgres:// DATABASE-URL).
+#      the middle of the run; with a postgres:// DATABASE-URL), GREYLIST=SHARE (instead of
+#      smtp-sink, bench/greylist_sink.py answers 451 to that share of messages, e.g. 0.2).
 #
 # Prints: readers without the digest (must be 0), duplicate deliveries and the bound they
 # must stay under (KILLS x CONN: the messages that can be in flight at a kill), the ledger's
@@ -21,6 +22,7 @@
 # Talks only to 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+OLDPWD_ROOT="$PWD"
 N="${1:-20000}"
 KILLS="${2:-20}"
 INSTANCES="${3:-1}"
@@ -47,8 +49,12 @@ export HERALD_DATABASE__URL="$DB_URL" HERALD_SECRET_KEY="bench-secret-bench-secr
 # The sink runs as nobody: it must reach the dump folder.
 chmod 755 "$WORK" && mkdir -p "$WORK/dump" && chmod 777 "$WORK/dump"
 start_sink() {
-    # -d: one file per transaction, so every delivered copy can be counted.
-    smtp-sink -u nobody -d "$WORK/dump/%H%M%S." -c 127.0.0.1:$PORT 1000 >/dev/null 2>&1 &
+    if [ -n "${GREYLIST:-}" ]; then
+        /usr/bin/python3 "$OLDPWD_ROOT/bench/greylist_sink.py" "$PORT" "$WORK/dump" "$GREYLIST" >/dev/null 2>&1 &
+    else
+        # -d: one file per transaction, so every delivered copy can be counted.
+        smtp-sink -u nobody -d "$WORK/dump/%H%M%S." -c 127.0.0.1:$PORT 1000 >/dev/null 2>&1 &
+    fi
     SINK=$!
 }
 start_sink
