@@ -484,3 +484,30 @@ async fn a_row_behind_the_claim_cursor_is_still_sent(backend: Backend) {
     exactly_one_each(&app, 4).await;
 }
 both_backends!(a_row_behind_the_claim_cursor_is_still_sent);
+
+/// An instance whose heartbeat has gone stale (others may already have taken its rows) must
+/// neither send nor claim: claiming would only lease the queue away from live instances.
+async fn a_stale_heartbeat_claims_nothing(backend: Backend) {
+    let app = TestApp::spawn_with(Spawn::new(backend).set("delivery.instance_timeout", "3s")).await;
+    issue_for(&app, 3).await;
+    let engine = &app.services.engine;
+    engine.beat().await.unwrap();
+    // The heartbeat is real time: half the timeout passes without one.
+    tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
+    assert!(engine.claim(&engine.holder("A")).await.unwrap().is_empty());
+    assert_eq!(app.deliver().await, 0);
+    let leased = app
+        .services
+        .store
+        .list_sends(&herald::store::SendFilter {
+            status: Some("sending".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(leased.is_empty(), "nothing was leased away: {leased:?}");
+    engine.beat().await.unwrap();
+    assert_eq!(app.deliver().await, 3);
+    exactly_one_each(&app, 3).await;
+}
+both_backends!(a_stale_heartbeat_claims_nothing);

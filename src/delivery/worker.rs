@@ -318,14 +318,27 @@ impl DeliveryEngine {
         chrono::Duration::from_std(d).unwrap_or(chrono::Duration::minutes(5))
     }
 
-    /// Claim up to `delivery.batch_size` due sends for `holder`.
+    /// Whether this instance's heartbeat is too old to trust its leases: others may already
+    /// have declared it dead and taken its rows. (No heartbeat running: tests, CLI.)
+    fn heartbeat_stale(&self) -> bool {
+        self.last_heartbeat
+            .lock()
+            .expect("heartbeat lock")
+            .is_some_and(|beat| beat.elapsed() > self.instance_timeout / 2)
+    }
+
+    /// Claim up to `delivery.batch_size` due sends for `holder`; nothing while this
+    /// instance's heartbeat is stale (it could not send them, only keep them from others).
     pub async fn claim(&self, holder: &LeaseHolder) -> StoreResult<Batch> {
         let now = self.clock.now();
         let lease_until = now + Self::chrono(self.lease);
-        let jobs = self
-            .store
-            .claim_sends(holder, now, lease_until, self.batch_size)
-            .await?;
+        let jobs = if self.heartbeat_stale() {
+            Vec::new()
+        } else {
+            self.store
+                .claim_sends(holder, now, lease_until, self.batch_size)
+                .await?
+        };
         Ok(Batch {
             holder: holder.clone(),
             lease_until,
@@ -387,7 +400,7 @@ impl DeliveryEngine {
                         unreachable = down;
                         Some(outcome)
                     } else {
-                        tracing::warn!(send = job.id, owner = %batch.holder.owner, "lease lost: another worker has this send; not sending it");
+                        tracing::warn!(send = job.id, owner = %batch.holder.owner, "lease not held: not sending this one");
                         metrics::counter!("herald_lease_lost_total", "at" => "send").increment(1);
                         report.lost += 1;
                         None
@@ -429,10 +442,11 @@ impl DeliveryEngine {
     /// room for one whole exchange. Renews the lease at half-time; the renewal says which
     /// rows are still ours.
     async fn still_held(&self, batch: &mut Batch, id: i64) -> StoreResult<bool> {
-        if let Some(beat) = *self.last_heartbeat.lock().expect("heartbeat lock")
-            && beat.elapsed() > self.instance_timeout / 2
-        {
-            // Others may already have declared this instance dead and taken its rows.
+        if self.heartbeat_stale() {
+            tracing::warn!(
+                send = id,
+                "heartbeat stale: not sending; the row returns when its lease ends"
+            );
             return Ok(false);
         }
         let now = self.clock.now();
