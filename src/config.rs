@@ -68,14 +68,6 @@ struct RawDkim {
     domain: String,
 }
 
-/// DKIM signing, when configured.
-#[derive(Debug, Clone)]
-pub struct DkimConfig {
-    pub key_pem: String,
-    pub selector: String,
-    pub domain: String,
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseConfig {
@@ -156,7 +148,8 @@ pub struct MailConfig {
     pub send_timeout: HumanDuration,
     pub connect_timeout: HumanDuration,
     pub helo_name: Option<String>,
-    pub dkim: Option<DkimConfig>,
+    /// DKIM signing, when configured: the key read and checked once, at load.
+    pub dkim: Option<std::sync::Arc<crate::delivery::DkimSigner>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -545,13 +538,10 @@ impl RawConfig {
             if self.mail.dkim.selector.is_empty() {
                 return Err(invalid("mail.dkim.selector", "must not be empty"));
             }
-            crate::delivery::DkimSigner::new(&key_pem, &dkim_domain, &self.mail.dkim.selector)
-                .map_err(|e| invalid("mail.dkim.key_file", e.to_string()))?;
-            Some(DkimConfig {
-                key_pem,
-                selector: self.mail.dkim.selector.clone(),
-                domain: dkim_domain,
-            })
+            let signer =
+                crate::delivery::DkimSigner::new(&key_pem, &dkim_domain, &self.mail.dkim.selector)
+                    .map_err(|e| invalid("mail.dkim.key_file", e.to_string()))?;
+            Some(std::sync::Arc::new(signer))
         };
         for (key, d) in [
             ("digests.tick_interval", self.digests.tick_interval),

@@ -331,10 +331,7 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
         }
         Command::CheckConfig => {
             println!("configuration ok");
-            if let Some(d) = &config.mail.dkim {
-                // Checked when the config was loaded; print what to publish in DNS.
-                let signer = herald::delivery::DkimSigner::new(&d.key_pem, &d.domain, &d.selector)
-                    .map_err(|e| Failure(2, format!("mail.dkim.key_file: {e}")))?;
+            if let Some(signer) = &config.mail.dkim {
                 println!("DKIM: publish this TXT record");
                 println!("  {}  TXT  \"{}\"", signer.dns_name(), signer.dns_record());
             }

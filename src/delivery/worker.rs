@@ -122,13 +122,16 @@ impl OutcomeLog {
         p.last_seq
     }
 
-    fn has_pending(&self) -> bool {
-        !self
-            .pending
-            .lock()
-            .expect("outcome log lock")
-            .items
-            .is_empty()
+    /// Write whatever is pending (outcomes a failed write left behind).
+    async fn flush_pending(&self, store: &dyn Store, now: DateTime<Utc>) -> StoreResult<()> {
+        let last = {
+            let p = self.pending.lock().expect("outcome log lock");
+            if p.items.is_empty() {
+                return Ok(());
+            }
+            p.last_seq
+        };
+        self.flush_until(store, last, now).await
     }
 
     /// Return once every outcome up to `seq` is written. On a database error the outcomes
@@ -220,7 +223,7 @@ pub struct DeliveryEngine {
     poll_interval: Duration,
     rate: Option<RateLimiter>,
     wake: Notify,
-    dkim: Option<super::DkimSigner>,
+    dkim: Option<Arc<super::DkimSigner>>,
     log: Arc<OutcomeLog>,
     instance: InstanceInfo,
     instance_timeout: Duration,
@@ -278,12 +281,7 @@ impl DeliveryEngine {
                 next: Mutex::new(tokio::time::Instant::now()),
             }),
             wake: Notify::new(),
-            // The key was read and checked when the config was loaded.
-            dkim: config
-                .mail
-                .dkim
-                .as_ref()
-                .and_then(|c| super::DkimSigner::new(&c.key_pem, &c.domain, &c.selector).ok()),
+            dkim: config.mail.dkim.clone(),
             log: Arc::new(OutcomeLog::new()),
             instance,
             instance_timeout: d.instance_timeout.0,
@@ -632,14 +630,10 @@ impl DeliveryEngine {
                                 (engine.clone(), holder.clone(), sender.clone());
                             tokio::spawn(async move {
                                 let mut sender = sender.lock().await;
-                                if engine.log.has_pending() {
-                                    // Outcomes a failed write left behind.
-                                    let seq = engine.log.pending.lock().expect("log").last_seq;
-                                    engine
-                                        .log
-                                        .flush_until(engine.store.as_ref(), seq, engine.clock.now())
-                                        .await?;
-                                }
+                                engine
+                                    .log
+                                    .flush_pending(engine.store.as_ref(), engine.clock.now())
+                                    .await?;
                                 engine.run_batch(&holder, &mut sender).await
                             })
                         };
@@ -729,12 +723,12 @@ impl DeliveryEngine {
 
     /// A clean stop: write what is pending and hand this instance's leases back.
     pub async fn release(&self) {
-        if self.log.has_pending() {
-            let seq = self.log.pending.lock().expect("log").last_seq;
-            let _ = self
-                .log
-                .flush_until(self.store.as_ref(), seq, self.clock.now())
-                .await;
+        if let Err(e) = self
+            .log
+            .flush_pending(self.store.as_ref(), self.clock.now())
+            .await
+        {
+            tracing::warn!(error = %e, "could not record the last outcomes; those sends are retried");
         }
         match self
             .store

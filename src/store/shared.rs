@@ -616,19 +616,18 @@ macro_rules! shared_store_impl {
             }
 
             async fn renew_leases(&self, owner: &str, lease_until: DateTime<Utc>, now: DateTime<Utc>) -> StoreResult<Vec<i64>> {
-                // A leased row's next_attempt_at is its lease expiry (see claim_sends).
-                let mut tx = self.begin_write().await?;
-                let ids = sqlx::query_scalar::<$db, i64>(
+                // A leased row's next_attempt_at is its lease expiry (see claim_sends). One
+                // statement, atomic by itself.
+                let _turn = self.write_turn().await;
+                Ok(sqlx::query_scalar::<$db, i64>(
                     "UPDATE sends SET lease_until = $2, next_attempt_at = $2, updated_at = $3 \
                      WHERE status = 'sending' AND lease_owner = $1 RETURNING id",
                 )
                 .bind(owner)
                 .bind(lease_until)
                 .bind(now)
-                .fetch_all(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                Ok(ids)
+                .fetch_all(&self.pool)
+                .await?)
             }
 
             async fn heartbeat(&self, i: &InstanceInfo, now: DateTime<Utc>) -> StoreResult<()> {
