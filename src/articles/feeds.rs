@@ -38,16 +38,7 @@ pub fn parse_feed(bytes: &[u8]) -> Result<Vec<NewArticle>, FeedError> {
         }
         None => bytes,
     };
-    // The XML reader has panicked on input it should have refused (UTF-16 handed to it
-    // raw): whatever a document does, it is "not a feed", never the end of herald.
-    let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| parser.parse(bytes)))
-        .map_err(|p| {
-            FeedError::Parse(format!(
-                "the feed reader failed on this document ({})",
-                crate::jobs::panic_message(p)
-            ))
-        })?;
-    let feed = parsed.map_err(|e| FeedError::Parse(e.to_string()))?;
+    let feed = parse_guarded(|| parser.parse(bytes))?;
     let mut out = Vec::new();
     for e in feed.entries {
         let link = e
@@ -91,6 +82,22 @@ pub fn parse_feed(bytes: &[u8]) -> Result<Vec<NewArticle>, FeedError> {
         });
     }
     Ok(out)
+}
+
+/// Run the feed parser so that whatever a document does, the answer is "not a feed", never
+/// the end of herald: its XML reader has panicked on input it should have refused (UTF-16
+/// handed to it raw).
+fn parse_guarded<T, E: std::fmt::Display>(
+    parse: impl FnOnce() -> Result<T, E>,
+) -> Result<T, FeedError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(parse))
+        .map_err(|p| {
+            FeedError::Parse(format!(
+                "the feed reader failed on this document ({})",
+                crate::jobs::panic_message(p)
+            ))
+        })?
+        .map_err(|e| FeedError::Parse(e.to_string()))
 }
 
 /// A UTF-16 document (either byte order, with or without a byte-order mark) as UTF-8, with
@@ -283,6 +290,17 @@ mod tests {
                 assert_eq!(got[0].title, "Lavrov: « nuclear » talks – día 2");
                 assert_eq!(got[0].summary_text.trim(), "Ω summary");
             }
+        }
+    }
+
+    #[test]
+    fn a_parser_panic_is_not_a_feed() {
+        let got: Result<(), FeedError> = parse_guarded(|| -> Result<(), String> {
+            panic!("set_encoding() called after prefix buffer was drained")
+        });
+        match got {
+            Err(FeedError::Parse(why)) => assert!(why.contains("set_encoding"), "{why}"),
+            other => panic!("expected a parse error, got {other:?}"),
         }
     }
 
