@@ -83,18 +83,21 @@ impl JobHealth {
     }
 }
 
-/// Run `run` every `every` until `stop` turns true; each run is its own task, so its panic
-/// or error is reported and the job goes on. A run still going at shutdown is abandoned.
-pub fn spawn_job<F, Fut>(
+/// Run `run(ctx.clone())` every `every` until `stop` turns true; each run is its own task,
+/// so its panic or error is reported and the job goes on. A run still going at shutdown is
+/// abandoned.
+pub fn spawn_job<C, F, Fut>(
     health: Arc<JobHealth>,
     name: &'static str,
     every: Duration,
     stale_after: Duration,
     mut stop: watch::Receiver<bool>,
+    ctx: C,
     run: F,
 ) -> tokio::task::JoinHandle<()>
 where
-    F: Fn() -> Fut + Send + Sync + 'static,
+    C: Clone + Send + Sync + 'static,
+    F: Fn(C) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), String>> + Send + 'static,
 {
     health.register(name, stale_after);
@@ -106,32 +109,66 @@ where
                 _ = interval.tick() => {}
                 _ = stop.changed() => break,
             }
-            let task = tokio::spawn(run());
-            let abort = task.abort_handle();
-            let result = tokio::select! {
-                r = task => r,
-                _ = stop.changed() => {
-                    abort.abort();
-                    break;
-                }
-            };
-            match result {
-                Ok(Ok(())) => health.ok(name),
-                Ok(Err(e)) => {
-                    tracing::error!(job = name, error = %e, "background job failed; it runs again at its next interval");
-                    metrics::counter!("herald_job_errors_total", "job" => name).increment(1);
-                    health.failed(name, e);
-                }
-                Err(e) if e.is_panic() => {
-                    let why = panic_message(e.into_panic());
-                    tracing::error!(job = name, panic = %why, "background job panicked; it runs again at its next interval");
-                    metrics::counter!("herald_job_panics_total", "job" => name).increment(1);
-                    health.failed(name, format!("panicked: {why}"));
-                }
-                Err(_) => break,
+            tokio::select! {
+                // Dropping the run at shutdown aborts its task.
+                _ = run_guarded(&health, name, run(ctx.clone())) => {}
+                _ = stop.changed() => break,
             }
         }
     })
+}
+
+/// How a guarded run went wrong.
+#[derive(Debug)]
+pub enum RunFailure {
+    Error(String),
+    Panic(String),
+}
+
+/// Run `work` as a task of its own and report it as job `name`: a success marks the job
+/// healthy; an error or a panic is logged, counted and marks it failing, and the caller goes
+/// on. Dropping the returned future aborts the task.
+pub async fn run_guarded<T, E>(
+    health: &JobHealth,
+    name: &'static str,
+    work: impl Future<Output = Result<T, E>> + Send + 'static,
+) -> Result<T, RunFailure>
+where
+    T: Send + 'static,
+    E: std::fmt::Display + Send + 'static,
+{
+    struct AbortOnDrop(tokio::task::AbortHandle);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let task = tokio::spawn(work);
+    let _abort = AbortOnDrop(task.abort_handle());
+    match task.await {
+        Ok(Ok(v)) => {
+            health.ok(name);
+            Ok(v)
+        }
+        Ok(Err(e)) => {
+            let e = e.to_string();
+            tracing::error!(job = name, error = %e, "background job failed; it goes on");
+            metrics::counter!("herald_job_errors_total", "job" => name).increment(1);
+            health.failed(name, e.clone());
+            Err(RunFailure::Error(e))
+        }
+        Err(e) => {
+            let why = if e.is_panic() {
+                panic_message(e.into_panic())
+            } else {
+                "cancelled".into()
+            };
+            tracing::error!(job = name, panic = %why, "background job panicked; it goes on");
+            metrics::counter!("herald_job_panics_total", "job" => name).increment(1);
+            health.failed(name, format!("panicked: {why}"));
+            Err(RunFailure::Panic(why))
+        }
+    }
 }
 
 pub fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
@@ -161,7 +198,8 @@ mod tests {
             Duration::from_millis(20),
             Duration::from_secs(60),
             stop_rx,
-            move || {
+            r,
+            |r: Arc<AtomicU32>| {
                 let n = r.fetch_add(1, Ordering::SeqCst);
                 async move {
                     match n {

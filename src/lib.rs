@@ -322,75 +322,62 @@ fn spawn_periodic_jobs(
     let tick = c.digests.tick_interval.0;
     let poll = c.feeds.poll_interval.0;
     let purge = c.subscriptions.purge_interval.0;
-    let scheduler = {
-        let s = s.clone();
-        jobs::spawn_job(
-            s.health.clone(),
-            "scheduler",
-            tick,
-            (tick * 4).max(Duration::from_secs(60)),
-            stop.clone(),
-            move || {
-                let s = s.clone();
-                async move {
-                    let made = s.digests.run_tick().await.map_err(|e| e.to_string())?;
-                    if made.iter().any(|o| o.issue.send_count > 0) {
-                        s.engine.wake();
-                    }
-                    Ok(())
-                }
-            },
-        )
-    };
-    let feeds = {
-        let s = s.clone();
-        // A poll fetches feeds one after another, each under feeds.timeout.
-        jobs::spawn_job(
-            s.health.clone(),
-            "feeds",
-            poll,
-            poll * 3 + Duration::from_secs(600),
-            stop.clone(),
-            move || {
-                let s = s.clone();
-                async move {
-                    s.feeds
-                        .poll_all()
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
-                }
-            },
-        )
-    };
-    let purger = {
-        let s = s.clone();
-        jobs::spawn_job(
-            s.health.clone(),
-            "purge",
-            purge,
-            purge * 3,
-            stop.clone(),
-            move || {
-                let (s, limiter) = (s.clone(), limiter.clone());
-                async move {
-                    limiter.prune(s.clock.now());
-                    s.subs
-                        .purge_expired_pending()
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
-                }
-            },
-        )
-    };
+    let (h, stop) = (&s.health, stop);
+    let scheduler = jobs::spawn_job(
+        h.clone(),
+        "scheduler",
+        tick,
+        (tick * 4).max(Duration::from_secs(60)),
+        stop.clone(),
+        s.clone(),
+        |s: Services| async move {
+            let made = s.digests.run_tick().await.map_err(|e| e.to_string())?;
+            if made.iter().any(|o| o.issue.send_count > 0) {
+                s.engine.wake();
+            }
+            Ok(())
+        },
+    );
+    // A poll fetches feeds one after another, each under feeds.timeout.
+    let feeds = jobs::spawn_job(
+        h.clone(),
+        "feeds",
+        poll,
+        poll * 3 + Duration::from_secs(600),
+        stop.clone(),
+        s.clone(),
+        |s: Services| async move {
+            s.feeds
+                .poll_all()
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        },
+    );
+    let purger = jobs::spawn_job(
+        h.clone(),
+        "purge",
+        purge,
+        purge * 3,
+        stop.clone(),
+        (s.clone(), limiter),
+        |(s, limiter): (Services, Arc<web::ratelimit::IpLimiter>)| async move {
+            limiter.prune(s.clock.now());
+            s.subs
+                .purge_expired_pending()
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        },
+    );
     let upkeep = jobs::spawn_job(
-        s.health.clone(),
+        h.clone(),
         "metrics",
         Duration::from_secs(10),
         Duration::from_secs(60),
         stop.clone(),
-        || async {
+        (),
+        |()| async {
             telemetry::metrics_handle().run_upkeep();
             Ok(())
         },

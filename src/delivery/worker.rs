@@ -609,10 +609,11 @@ impl DeliveryEngine {
             .map_or(Duration::ZERO, |r| r.interval * self.connections);
         let stale = self.exchange * 2 + rate_wait + self.poll_interval + Duration::from_secs(60);
         health.register(DELIVERY_JOB, stale);
-        let _ = self.health.set(health);
+        let _ = self.health.set(health.clone());
         (0..self.connections)
             .map(|i| {
                 let engine = self.clone();
+                let health = health.clone();
                 let mut shutdown = shutdown.clone();
                 tokio::spawn(async move {
                     // A worker that ends for any reason but shutdown is reported.
@@ -628,30 +629,20 @@ impl DeliveryEngine {
                         let run = {
                             let (engine, holder, sender) =
                                 (engine.clone(), holder.clone(), sender.clone());
-                            tokio::spawn(async move {
+                            async move {
                                 let mut sender = sender.lock().await;
                                 engine
                                     .log
                                     .flush_pending(engine.store.as_ref(), engine.clock.now())
                                     .await?;
                                 engine.run_batch(&holder, &mut sender).await
-                            })
+                            }
                         };
-                        let idle = match run.await {
-                            Ok(Ok(n)) => {
-                                engine.progress();
-                                n == 0
-                            }
-                            Ok(Err(e)) => {
-                                tracing::error!(error = %e, "delivery worker: database error; will retry");
-                                metrics::counter!("herald_job_errors_total", "job" => "delivery").increment(1);
-                                engine.report_failure(format!("database error: {e}"));
-                                true
-                            }
-                            Err(e) => {
-                                tracing::error!(error = %e, "delivery worker panicked; it goes on");
-                                metrics::counter!("herald_job_panics_total", "job" => "delivery").increment(1);
-                                engine.report_failure(format!("a worker panicked: {e}"));
+                        let idle = match crate::jobs::run_guarded(&health, DELIVERY_JOB, run).await
+                        {
+                            Ok(n) => n == 0,
+                            Err(crate::jobs::RunFailure::Error(_)) => true,
+                            Err(crate::jobs::RunFailure::Panic(_)) => {
                                 // The session may be mid-message: start the next on a new one.
                                 *sender.lock().await = engine.transport.sender();
                                 true
@@ -773,12 +764,6 @@ impl DeliveryEngine {
     fn progress(&self) {
         if let Some(h) = self.health.get() {
             h.ok(DELIVERY_JOB);
-        }
-    }
-
-    fn report_failure(&self, why: String) {
-        if let Some(h) = self.health.get() {
-            h.failed(DELIVERY_JOB, why);
         }
     }
 }
