@@ -28,6 +28,18 @@ async fn issue_for(app: &TestApp, n: usize) {
     assert_eq!(made[0].issue.send_count as usize, n);
 }
 
+/// The ledger rows in one status.
+async fn sends_in(app: &TestApp, status: &str) -> Vec<herald::store::SendRecord> {
+    app.services
+        .store
+        .list_sends(&herald::store::SendFilter {
+            status: Some(status.into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+}
+
 /// Every reader got exactly one digest, and the ledger says sent for each.
 async fn exactly_one_each(app: &TestApp, n: usize) {
     for i in 0..n {
@@ -89,15 +101,7 @@ async fn a_lost_row_mid_batch_is_not_sent(backend: Backend) {
         app.smtp().to(taken.email.as_deref().unwrap()).is_empty(),
         "B's row was not sent by A"
     );
-    let leased = app
-        .services
-        .store
-        .list_sends(&herald::store::SendFilter {
-            status: Some("sending".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let leased = sends_in(&app, "sending").await;
     assert_eq!(
         leased.iter().map(|s| s.id).collect::<Vec<_>>(),
         vec![taken.id]
@@ -199,15 +203,7 @@ async fn a_4xx_is_not_retried_at_once(backend: Backend) {
     });
     app.deliver().await;
     assert_eq!(app.smtp().attempts(), 2, "the 451 was not retried at once");
-    let retrying = app
-        .services
-        .store
-        .list_sends(&herald::store::SendFilter {
-            status: Some("retrying".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let retrying = sends_in(&app, "retrying").await;
     assert_eq!(retrying.len(), 1);
     assert!(retrying[0].last_reply.as_deref().unwrap().contains("451"));
     // It is tried again after the backoff, not before.
@@ -496,15 +492,7 @@ async fn a_stale_heartbeat_claims_nothing(backend: Backend) {
     tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
     assert!(engine.claim(&engine.holder("A")).await.unwrap().is_empty());
     assert_eq!(app.deliver().await, 0);
-    let leased = app
-        .services
-        .store
-        .list_sends(&herald::store::SendFilter {
-            status: Some("sending".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let leased = sends_in(&app, "sending").await;
     assert!(leased.is_empty(), "nothing was leased away: {leased:?}");
     engine.beat().await.unwrap();
     assert_eq!(app.deliver().await, 3);
