@@ -330,11 +330,16 @@ fn spawn_periodic_jobs(
         (tick * 4).max(Duration::from_secs(60)),
         stop.clone(),
         s.clone(),
-        |s: Services| async move {
-            let made = s.digests.run_tick().await.map_err(|e| e.to_string())?;
-            if made.iter().any(|o| o.issue.send_count > 0) {
-                s.engine.wake();
-            }
+        move |s: Services| async move {
+            s.digests.run_tick().await.map_err(|e| e.to_string())?;
+            // Rows of new issues (and of any a crash left half-written) go out as each chunk
+            // commits. A large list takes several runs; a run stays well inside the job's
+            // stall limit.
+            let budget = tick.min(Duration::from_secs(30));
+            s.digests
+                .fill_pending(budget, |_| s.engine.wake())
+                .await
+                .map_err(|e| e.to_string())?;
             Ok(())
         },
     );

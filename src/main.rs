@@ -752,11 +752,14 @@ async fn digests(cmd: DigestsCmd, s: Services) -> Result<(), Failure> {
                 println!("issue #{}: no new articles, nothing to send", issue.id);
                 return Ok(());
             }
+            let made = started.elapsed();
+            let issue = s.digests.fill(issue).await?;
             if queue_only {
                 println!(
-                    "issue #{}: {} articles, {} sends queued in {:.2}s",
+                    "issue #{}: {} articles, made in {:.3}s; {} sends queued in {:.2}s",
                     issue.id,
                     issue.article_count,
+                    made.as_secs_f64(),
                     issue.send_count,
                     started.elapsed().as_secs_f64()
                 );

@@ -863,3 +863,71 @@ async fn feed_polling_is_conditional_and_survives_errors(backend: Backend) {
     );
 }
 both_backends!(feed_polling_is_conditional_and_survives_errors);
+
+/// An issue fixes its readers at the tick; their `sends` rows are written afterwards in
+/// chunks, each its own transaction. Readers who join after the tick are not in it, readers
+/// who leave before their chunk get nothing, two instances filling at once write one row per
+/// reader, and the issue counts as unsettled until the last chunk is in.
+async fn an_issue_is_written_in_chunks(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_section("wmd", "WMD").await;
+    app.add_section("cyber", "Cyber").await;
+    for i in 0..12 {
+        app.reader(&format!("r{i:02}@example.com"), &["wmd"]).await;
+    }
+    app.reader("cyber-only@example.com", &["cyber"]).await;
+    app.add_schedule("m", "0 7 * * *", &["wmd"]).await;
+    app.add_article("wmd", "A", "https://news.example.org/a", "")
+        .await;
+    app.set_time(2026, 3, 2, 7, 0, 0);
+    let made = app.services.digests.run_tick().await.unwrap();
+    assert_eq!(made.len(), 1);
+    let issue = made[0].issue.clone();
+    assert!(issue.filling);
+    assert_eq!(issue.send_count, 0);
+    let store = &app.services.store;
+    assert_eq!(store.issues_filling().await.unwrap(), vec![issue.id]);
+    assert_eq!(
+        store.unsettled_sends_of_issue(issue.id).await.unwrap(),
+        1,
+        "an issue being written is not settled"
+    );
+
+    // After the tick: one reader joins, one leaves before their chunk is written.
+    app.reader("late@example.com", &["wmd"]).await;
+    app.execute("UPDATE subscribers SET status = 'unsubscribed' WHERE email = 'r09@example.com'")
+        .await;
+
+    let now = app.clock.now();
+    let step = store.fill_issue(issue.id, 5, now).await.unwrap();
+    assert_eq!((step.written, step.done), (5, false));
+    // The first chunk can go out before the rest is written.
+    assert_eq!(app.deliver().await, 5);
+    // Two instances write the rest at once, in chunks of 2.
+    let fill_all = || async {
+        loop {
+            if store.fill_issue(issue.id, 2, now).await.unwrap().done {
+                break;
+            }
+        }
+    };
+    tokio::join!(fill_all(), fill_all());
+    assert!(store.issues_filling().await.unwrap().is_empty());
+    let issue = store.issue(issue.id).await.unwrap().unwrap();
+    assert!(!issue.filling);
+    assert_eq!(issue.send_count, 11, "12 readers at the tick, one left");
+    app.deliver().await;
+    assert_eq!(store.unsettled_sends_of_issue(issue.id).await.unwrap(), 0);
+    for i in 0..12 {
+        let to = format!("r{i:02}@example.com");
+        let want = usize::from(i != 9);
+        assert_eq!(app.smtp().to(&to).len(), want, "{to}");
+    }
+    assert!(app.smtp().to("late@example.com").is_empty());
+    assert!(app.smtp().to("cyber-only@example.com").is_empty());
+    assert_eq!(app.smtp().count(), 11);
+    // Nothing is left to write: a further fill does nothing.
+    let step = store.fill_issue(issue.id, 5, now).await.unwrap();
+    assert_eq!((step.written, step.done), (0, true));
+}
+both_backends!(an_issue_is_written_in_chunks);

@@ -391,8 +391,19 @@ pub struct Issue {
     pub status: String,
     pub subject: String,
     pub article_count: i32,
+    /// Readers whose `sends` rows are written so far (all of them once `filling` is false).
     pub send_count: i32,
     pub created_at: DateTime<Utc>,
+    /// Its `sends` rows are still being written (see `Store::fill_issue`).
+    pub filling: bool,
+}
+
+/// What one `Store::fill_issue` call did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FillStep {
+    pub written: u64,
+    /// Every reader of the issue has a row now.
+    pub done: bool,
 }
 
 /// An article of an issue, with the section it came through.
@@ -574,9 +585,21 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<bool>;
     async fn remove_schedule(&self, name: &str) -> StoreResult<bool>;
     async fn due_schedules(&self, now: DateTime<Utc>) -> StoreResult<Vec<Schedule>>;
-    /// Claim the tick and write the issue, its articles and one `sends` row per reader in
-    /// one transaction. None when the tick was already claimed.
+    /// Claim the tick and write the issue and its articles in one transaction, fixing its
+    /// readers: the active readers of its sections with a subscriber id up to the highest
+    /// one now. Their `sends` rows follow with `fill_issue`. None when the tick was already
+    /// claimed.
     async fn create_issue(&self, plan: &IssuePlan) -> StoreResult<Option<Issue>>;
+    /// Issues whose `sends` rows are not all written yet, oldest first.
+    async fn issues_filling(&self) -> StoreResult<Vec<i64>>;
+    /// Write the `sends` rows of the issue's readers among the next `chunk` subscriber ids
+    /// in one transaction. Readers who left before their chunk are skipped.
+    async fn fill_issue(
+        &self,
+        issue_id: i64,
+        chunk: i64,
+        now: DateTime<Utc>,
+    ) -> StoreResult<FillStep>;
     async fn issue(&self, id: i64) -> StoreResult<Option<Issue>>;
     async fn issue_articles(&self, issue_id: i64) -> StoreResult<Vec<IssueArticle>>;
     /// Articles of a schedule's sections that arrived in (start, end] and are in no issue

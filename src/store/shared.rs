@@ -990,37 +990,25 @@ macro_rules! shared_store_impl {
                     .await?
                     .rows_affected();
                     if articles > 0 {
-                        // One set-based statement for every reader: no per-subscriber round trips.
-                        let sends = sqlx::query::<$db>(
-                            "INSERT INTO sends (issue_id, kind, subscriber_id, email, message_id, status, attempts, \
-                             next_attempt_at, created_at, updated_at) \
-                             SELECT $1, 'digest', s.id, s.email, '<d' || $2 || '.' || s.id || '.' || $3 || '@' || $4 || '>', \
-                             'queued', 0, $5, $5, $5 FROM subscribers s \
-                             WHERE s.status = 'active' AND EXISTS (SELECT 1 FROM subscriptions x WHERE x.subscriber_id = s.id \
-                               AND x.section_id IN (SELECT a.section_id FROM issue_articles ia JOIN articles a ON a.id = ia.article_id \
-                                                    WHERE ia.issue_id = $1))",
-                        )
-                        .bind(issue_id)
-                        .bind(issue_id.to_string())
-                        .bind(&p.message_id_nonce)
-                        .bind(&p.message_id_domain)
-                        .bind(p.now)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected();
+                        // The readers are fixed here (active readers of the sections with an id
+                        // up to the highest one now); their `sends` rows follow in chunks
+                        // (`fill_issue`), so this transaction stays short whatever the list size.
                         sqlx::query::<$db>(
-                            "UPDATE issues SET status = 'queued', article_count = $2, send_count = $3 WHERE id = $1",
+                            "UPDATE issues SET status = 'queued', article_count = $2, fill_after = 0, \
+                             fill_through = (SELECT COALESCE(MAX(id), 0) FROM subscribers), \
+                             message_id_nonce = $3, message_id_domain = $4 WHERE id = $1",
                         )
                         .bind(issue_id)
                         .bind(articles as i32)
-                        .bind(sends as i32)
+                        .bind(&p.message_id_nonce)
+                        .bind(&p.message_id_domain)
                         .execute(&mut *tx)
                         .await?;
                     }
                 }
                 let issue = sqlx::query_as::<$db, Issue>(
                     "SELECT id, schedule_id, schedule_name, scheduled_for, window_start, window_end, status, subject, \
-                     article_count, send_count, created_at FROM issues WHERE id = $1",
+                     article_count, send_count, created_at, (fill_after IS NOT NULL) AS filling FROM issues WHERE id = $1",
                 )
                 .bind(issue_id)
                 .fetch_one(&mut *tx)
@@ -1032,7 +1020,7 @@ macro_rules! shared_store_impl {
             async fn issue(&self, id: i64) -> StoreResult<Option<Issue>> {
                 Ok(sqlx::query_as::<$db, Issue>(
                     "SELECT id, schedule_id, schedule_name, scheduled_for, window_start, window_end, status, subject, \
-                     article_count, send_count, created_at FROM issues WHERE id = $1",
+                     article_count, send_count, created_at, (fill_after IS NOT NULL) AS filling FROM issues WHERE id = $1",
                 )
                 .bind(id)
                 .fetch_optional(&self.pool)
@@ -1071,7 +1059,7 @@ macro_rules! shared_store_impl {
             async fn list_issues(&self, limit: i64) -> StoreResult<Vec<Issue>> {
                 Ok(sqlx::query_as::<$db, Issue>(
                     "SELECT id, schedule_id, schedule_name, scheduled_for, window_start, window_end, status, subject, \
-                     article_count, send_count, created_at FROM issues ORDER BY id DESC LIMIT $1",
+                     article_count, send_count, created_at, (fill_after IS NOT NULL) AS filling FROM issues ORDER BY id DESC LIMIT $1",
                 )
                 .bind(limit)
                 .fetch_all(&self.pool)
@@ -1149,9 +1137,96 @@ macro_rules! shared_store_impl {
                 .rows_affected())
             }
 
+            async fn issues_filling(&self) -> StoreResult<Vec<i64>> {
+                Ok(sqlx::query_scalar::<$db, i64>("SELECT id FROM issues WHERE fill_after IS NOT NULL ORDER BY id")
+                    .fetch_all(&self.pool)
+                    .await?)
+            }
+
+            async fn fill_issue(&self, issue_id: i64, chunk: i64, now: DateTime<Utc>) -> StoreResult<FillStep> {
+                let mut tx = self.begin_write().await?;
+                // Locks the issue row (PostgreSQL; SQLite's write transaction locks the
+                // database), so two instances filling the same issue take turns.
+                let open = sqlx::query::<$db>("UPDATE issues SET fill_after = fill_after WHERE id = $1 AND fill_after IS NOT NULL")
+                    .bind(issue_id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if open == 0 {
+                    return Ok(FillStep { written: 0, done: true });
+                }
+                let (after, through, nonce, domain) = sqlx::query_as::<$db, (i64, i64, String, String)>(
+                    "SELECT fill_after, fill_through, message_id_nonce, message_id_domain FROM issues WHERE id = $1",
+                )
+                .bind(issue_id)
+                .fetch_one(&mut *tx)
+                .await?;
+                // The issue's sections, bound as values: with a subquery in their place
+                // PostgreSQL hashed all of `subscriptions` for every chunk (0.86 s per chunk
+                // of 5,000 at 1M readers, against 16 ms for an index probe per reader).
+                let sections = sqlx::query_scalar::<$db, i64>(
+                    "SELECT DISTINCT a.section_id FROM issue_articles ia JOIN articles a ON a.id = ia.article_id \
+                     WHERE ia.issue_id = $1",
+                )
+                .bind(issue_id)
+                .fetch_all(&mut *tx)
+                .await?;
+                // The next `chunk` subscriber ids (a range, not a count, so each chunk reads
+                // one bounded slice of `subscribers` whatever the share of active readers);
+                // the unique (issue, subscriber) key would refuse a second row for anyone.
+                let upto = after.saturating_add(chunk).min(through);
+                let mut written = 0;
+                if !sections.is_empty() && upto > after {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO sends (issue_id, kind, subscriber_id, email, message_id, status, attempts, \
+                         next_attempt_at, created_at, updated_at) SELECT ",
+                    );
+                    qb.push_bind(issue_id)
+                        .push(", 'digest', s.id, s.email, '<d' || ")
+                        .push_bind(issue_id.to_string())
+                        .push(" || '.' || s.id || '.' || ")
+                        .push_bind(nonce)
+                        .push(" || '@' || ")
+                        .push_bind(domain)
+                        .push(" || '>', 'queued', 0, ")
+                        .push_bind(now)
+                        .push(", ")
+                        .push_bind(now)
+                        .push(", ")
+                        .push_bind(now)
+                        .push(" FROM subscribers s WHERE s.id > ")
+                        .push_bind(after)
+                        .push(" AND s.id <= ")
+                        .push_bind(upto)
+                        .push(" AND s.status = 'active' AND EXISTS (SELECT 1 FROM subscriptions x \
+                               WHERE x.subscriber_id = s.id AND x.section_id IN (");
+                    let mut ids = qb.separated(", ");
+                    for id in &sections {
+                        ids.push_bind(*id);
+                    }
+                    qb.push("))");
+                    written = qb.build().execute(&mut *tx).await?.rows_affected();
+                }
+                let done = upto >= through || sections.is_empty();
+                let next: Option<i64> = if done { None } else { Some(upto) };
+                sqlx::query::<$db>(
+                    "UPDATE issues SET send_count = send_count + $2, fill_after = $3, \
+                     fill_through = CASE WHEN $3 IS NULL THEN NULL ELSE fill_through END WHERE id = $1",
+                )
+                .bind(issue_id)
+                .bind(written as i32)
+                .bind(next)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(FillStep { written, done })
+            }
+
             async fn unsettled_sends_of_issue(&self, issue_id: i64) -> StoreResult<i64> {
+                // An issue whose rows are still being written counts one more: it is not done.
                 Ok(sqlx::query_scalar::<$db, i64>(
-                    "SELECT COUNT(*) FROM sends WHERE issue_id = $1 AND status IN ('queued', 'retrying', 'sending')",
+                    "SELECT (SELECT COUNT(*) FROM sends WHERE issue_id = $1 AND status IN ('queued', 'retrying', 'sending')) \
+                     + (SELECT COUNT(*) FROM issues WHERE id = $1 AND fill_after IS NOT NULL)",
                 )
                 .bind(issue_id)
                 .fetch_one(&self.pool)

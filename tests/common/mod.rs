@@ -229,8 +229,25 @@ impl TestApp {
     }
 
     /// Run the scheduler once at the clock's current time.
+    /// Like `herald serve`'s scheduler job: make the due issues, then write their readers'
+    /// `sends` rows; the outcomes carry the issues as they are after that.
     pub async fn tick(&self) -> Vec<herald::digests::TickOutcome> {
-        self.services.digests.run_tick().await.expect("tick")
+        let digests = &self.services.digests;
+        let mut made = digests.run_tick().await.expect("tick");
+        digests
+            .fill_pending(std::time::Duration::MAX, |_| {})
+            .await
+            .expect("fill");
+        for o in &mut made {
+            o.issue = self
+                .services
+                .store
+                .issue(o.issue.id)
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        made
     }
 
     /// Make a subscriber active for these sections without going through mail.
