@@ -459,6 +459,40 @@ async fn healthz_tells_the_truth_about_background_jobs(backend: Backend) {
 }
 both_backends!(healthz_tells_the_truth_about_background_jobs);
 
+/// `herald serve`'s scheduler job writes the rows of an issue left half-written (as a crash
+/// between two chunks leaves it) and the workers deliver them: every reader once.
+async fn the_scheduler_job_finishes_a_half_written_issue(backend: Backend) {
+    let mut spec = Spawn::new(backend)
+        .set("digests.tick_interval", "1s")
+        .set("delivery.poll_interval", "1s");
+    spec.background = true;
+    let app = TestApp::spawn_with(spec).await;
+    app.add_section("wmd", "WMD").await;
+    for i in 0..7 {
+        app.reader(&format!("r{i}@example.com"), &["wmd"]).await;
+    }
+    app.add_schedule("m", "0 7 * * *", &["wmd"]).await;
+    app.add_article("wmd", "A", "https://news.example.org/a", "")
+        .await;
+    let issue = app.services.digests.run_now("m").await.unwrap();
+    assert!(issue.filling);
+    let store = &app.services.store;
+    let step = store.fill_issue(issue.id, 2, app.clock.now()).await.unwrap();
+    assert!(!step.done);
+    for _ in 0..100 {
+        if app.smtp().count() >= 7 && store.issues_filling().await.unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for i in 0..7 {
+        assert_eq!(app.smtp().to(&format!("r{i}@example.com")).len(), 1, "r{i}");
+    }
+    let issue = store.issue(issue.id).await.unwrap().unwrap();
+    assert_eq!((issue.filling, issue.send_count), (false, 7));
+}
+both_backends!(the_scheduler_job_finishes_a_half_written_issue);
+
 /// A claim continues where the last one ended (PostgreSQL keeps a cursor so it does not
 /// step over the dead index entries of rows already claimed). A row that becomes due behind
 /// that point must still go out.
