@@ -81,6 +81,8 @@ struct RawHttp {
     listen: String,
     public_url: String,
     trusted_proxies: Vec<String>,
+    metrics_listen: String,
+    metrics_token: String,
 }
 
 #[derive(Debug, Clone)]
@@ -89,6 +91,12 @@ pub struct HttpConfig {
     /// Without a trailing slash.
     pub public_url: String,
     pub trusted_proxies: Vec<IpAddr>,
+    /// Where `/metrics` is served for Prometheus, apart from the public pages (None: not
+    /// on a listener of its own).
+    pub metrics_listen: Option<SocketAddr>,
+    /// With a token, `/metrics` is also served on the public listener to requests that
+    /// carry `Authorization: Bearer <token>`.
+    pub metrics_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -409,6 +417,31 @@ impl RawConfig {
                 "must be an http:// or https:// URL with a host",
             ));
         }
+        let metrics_listen = match self.http.metrics_listen.trim() {
+            "" => None,
+            a => Some(a.parse::<SocketAddr>().map_err(|_| {
+                invalid(
+                    "http.metrics_listen",
+                    format!("{a:?} is not an address:port such as 127.0.0.1:9464"),
+                )
+            })?),
+        };
+        if metrics_listen == Some(listen) {
+            return Err(invalid(
+                "http.metrics_listen",
+                "must differ from http.listen (metrics are not for the public)",
+            ));
+        }
+        let metrics_token = match self.http.metrics_token.trim() {
+            "" => None,
+            t if t.len() < 16 || !t.bytes().all(|b| b.is_ascii_graphic()) => {
+                return Err(invalid(
+                    "http.metrics_token",
+                    "must be at least 16 printable characters without spaces",
+                ));
+            }
+            t => Some(t.to_string()),
+        };
         let trusted_proxies = self
             .http
             .trusted_proxies
@@ -617,6 +650,8 @@ impl RawConfig {
                 listen,
                 public_url: self.http.public_url.trim_end_matches('/').to_string(),
                 trusted_proxies,
+                metrics_listen,
+                metrics_token,
             },
             site: self.site,
             mail: MailConfig {

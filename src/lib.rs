@@ -213,6 +213,8 @@ pub struct App {
     services: Services,
     listener: TcpListener,
     addr: SocketAddr,
+    /// `http.metrics_listen`, bound at start so a taken port is a start-up error.
+    metrics_listener: Option<TcpListener>,
     background: bool,
 }
 
@@ -236,10 +238,19 @@ impl App {
             None => TcpListener::bind(listen).await.map_err(bind_err)?,
         };
         let addr = listener.local_addr().map_err(bind_err)?;
+        let metrics_listener = match services.config.http.metrics_listen {
+            Some(m) => Some(
+                TcpListener::bind(m)
+                    .await
+                    .map_err(|source| StartError::Bind { addr: m, source })?,
+            ),
+            None => None,
+        };
         Ok(Self {
             services,
             listener,
             addr,
+            metrics_listener,
             background: opts.background,
         })
     }
@@ -250,6 +261,13 @@ impl App {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where `/metrics` is served (`http.metrics_listen`), if anywhere.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     pub fn services(&self) -> &Services {
@@ -292,6 +310,23 @@ impl App {
             tracing::info!(transport = %s.engine.transport().describe(), workers = s.config.delivery.connections, "delivery started");
         }
         tracing::info!(addr = %self.addr, public_url = %s.config.http.public_url, backend = s.store.backend(), "herald listening");
+        if let Some(m) = self.metrics_listener {
+            if let Ok(a) = m.local_addr() {
+                tracing::info!(addr = %a, "metrics listening");
+            }
+            let mut stop = stop_rx.clone();
+            let metrics = web::metrics_router(state.clone());
+            tasks.push(tokio::spawn(async move {
+                let served = axum::serve(m, metrics)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.changed().await;
+                    })
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "metrics listener failed");
+                }
+            }));
+        }
         let app = web::router(state).into_make_service_with_connect_info::<SocketAddr>();
         let result = axum::serve(self.listener, app)
             .with_graceful_shutdown(async move {

@@ -477,7 +477,10 @@ async fn the_scheduler_job_finishes_a_half_written_issue(backend: Backend) {
     let issue = app.services.digests.run_now("m").await.unwrap();
     assert!(issue.filling);
     let store = &app.services.store;
-    let step = store.fill_issue(issue.id, 2, app.clock.now()).await.unwrap();
+    let step = store
+        .fill_issue(issue.id, 2, app.clock.now())
+        .await
+        .unwrap();
     assert!(!step.done);
     for _ in 0..100 {
         if app.smtp().count() >= 7 && store.issues_filling().await.unwrap().is_empty() {

@@ -1,7 +1,7 @@
 //! The reader's story, end to end over real HTTP, with mail caught by an SMTP server.
 
 mod common;
-use common::{Backend, TestApp};
+use common::{Backend, Spawn, TestApp};
 
 async fn the_whole_story(backend: Backend) {
     let app = TestApp::spawn(backend).await;
@@ -208,12 +208,86 @@ async fn signup_answers_reveal_nothing(backend: Backend) {
             "{e}"
         );
     }
+    // A former subscriber stays unsubscribed until they click the new link themselves.
     assert_eq!(
         app.subscriber_status("left@example.com").await.as_deref(),
-        Some("pending")
+        Some("unsubscribed")
+    );
+
+    // An address that hard-bounced gets the same answer, and no mail at all.
+    app.reader("dead@example.com", &["wmd"]).await;
+    app.execute("UPDATE subscribers SET status = 'bounced' WHERE email = 'dead@example.com'")
+        .await;
+    app.clock.advance(chrono::Duration::hours(1));
+    let res = app.signup("dead@example.com", &["wmd"]).await;
+    assert_eq!(res.status(), answers[0].1);
+    assert_eq!(res.text().await.unwrap(), answers[0].2);
+    app.deliver().await;
+    assert!(app.smtp().to("dead@example.com").is_empty());
+    assert_eq!(
+        app.subscriber_status("dead@example.com").await.as_deref(),
+        Some("bounced")
     );
 }
 both_backends!(signup_answers_reveal_nothing);
+
+/// Someone who left is never made active again except by their own click: not by a
+/// stranger's signup followed by an operator's import, and not after the purge of stale
+/// pending signups (which used to delete the record that they had left).
+async fn only_its_owner_undoes_an_unsubscribe(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_section("wmd", "WMD").await;
+    let w = app
+        .subscribe_and_confirm("left@example.com", &["wmd"])
+        .await;
+    app.post(&w.link_with("/unsubscribe/").unwrap(), "").await;
+    app.clock.advance(chrono::Duration::hours(1));
+    // A stranger signs the address up.
+    app.signup("left@example.com", &["wmd"]).await;
+    app.deliver().await;
+    let link = app.smtp().last_to("left@example.com").unwrap();
+    assert!(link.subject().contains("confirm"));
+    let import = |app: &TestApp| {
+        let subs = app.services.subs.clone();
+        async move {
+            subs.import_csv(
+                "email\nleft@example.com\n".as_bytes(),
+                &["wmd".into()],
+                true,
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let report = import(&app).await;
+    assert_eq!(report.report.skipped_unsubscribed, 1, "{report:?}");
+    assert_eq!(
+        app.subscriber_status("left@example.com").await.as_deref(),
+        Some("unsubscribed")
+    );
+    // Weeks later the link has expired and stale signups are purged: the record stays.
+    app.clock.advance(chrono::Duration::days(40));
+    app.services.subs.purge_expired_pending().await.unwrap();
+    assert_eq!(
+        app.subscriber_status("left@example.com").await.as_deref(),
+        Some("unsubscribed")
+    );
+    let report = import(&app).await;
+    assert_eq!(report.report.skipped_unsubscribed, 1, "{report:?}");
+    assert_eq!(report.report.new_subscribers, 0, "{report:?}");
+
+    // Their own click on a fresh link brings them back.
+    app.signup("left@example.com", &["wmd"]).await;
+    app.deliver().await;
+    let mail = app.smtp().last_to("left@example.com").unwrap();
+    let confirm = mail.link_with("/confirm/").unwrap();
+    assert_eq!(app.post(&confirm, "").await.status(), 200);
+    assert_eq!(
+        app.subscriber_status("left@example.com").await.as_deref(),
+        Some("active")
+    );
+}
+both_backends!(only_its_owner_undoes_an_unsubscribe);
 
 async fn cooldown_limits_mail_per_address(backend: Backend) {
     let app = TestApp::spawn(backend).await;
@@ -544,12 +618,60 @@ async fn smtp_down_during_signup(backend: Backend) {
 }
 both_backends!(smtp_down_during_signup);
 
+/// Metrics are for the operator: on a listener of their own (`http.metrics_listen`), or on
+/// the public one only with `http.metrics_token`. A reader who could read them could tell
+/// whether an address is subscribed: sign it up, watch `herald_signups_total{outcome}` move.
 async fn health_and_metrics(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    const TOKEN: &str = "metrics-token-0123456789";
+    let app = TestApp::spawn_with(
+        Spawn::new(backend)
+            .set("http.metrics_listen", "127.0.0.1:0")
+            .set("http.metrics_token", TOKEN),
+    )
+    .await;
     app.add_section("wmd", "WMD").await;
     assert_eq!(app.get("/healthz").await.status(), 200);
     app.subscribe_and_confirm("m@example.com", &["wmd"]).await;
-    let m = app.get("/metrics").await.text().await.unwrap();
+
+    // The public listener: without the token, /metrics is a page like any unknown one.
+    let unknown = app.get("/no-such-page").await.text().await.unwrap();
+    for auth in [
+        None,
+        Some("Bearer wrong-token-0123456789"),
+        Some("Basic eDp5"),
+    ] {
+        let mut req = app.http.get(format!("{}/metrics", app.base));
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 404, "{auth:?}");
+        assert_eq!(r.text().await.unwrap(), unknown, "{auth:?}");
+    }
+    // With it (the scheme is case-insensitive), and on the metrics listener: the same text.
+    let with_token = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .header("authorization", format!("bearer {TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_token.status(), 200);
+    assert!(
+        with_token
+            .text()
+            .await
+            .unwrap()
+            .contains("herald_signups_total")
+    );
+    let metrics_base = app.metrics_base.clone().expect("metrics listener");
+    let r = app.get(&format!("{metrics_base}/metrics")).await;
+    assert_eq!(r.status(), 200);
+    let m = r.text().await.unwrap();
+    assert_eq!(
+        app.get(&format!("{metrics_base}/healthz")).await.status(),
+        200
+    );
     for name in [
         "herald_signups_total",
         "herald_confirmations_total",
@@ -573,6 +695,18 @@ async fn health_and_metrics(backend: Backend) {
         !m.contains(confirm.rsplit('/').next().unwrap()),
         "no token in metrics"
     );
+
+    // By default there is no way to read them from the public listener at all.
+    let plain = TestApp::spawn(backend).await;
+    let r = plain
+        .http
+        .get(format!("{}/metrics", plain.base))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(plain.metrics_base.is_none());
 }
 both_backends!(health_and_metrics);
 
@@ -635,3 +769,30 @@ async fn embedded_form_posts_from_another_origin(backend: Backend) {
     assert_eq!(app.post_form("/subscribe", &huge).await.status(), 413);
 }
 both_backends!(embedded_form_posts_from_another_origin);
+
+/// An internationalised domain is one mailbox whichever way it is written: the signup in
+/// Unicode and the import in ASCII (punycode) are one subscriber, mailed once.
+async fn idna_spellings_are_one_subscriber(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_section("wmd", "WMD").await;
+    assert_eq!(app.signup("x@bücher.example", &["wmd"]).await.status(), 200);
+    let s = app
+        .services
+        .subs
+        .import_csv(
+            "email\nx@xn--bcher-kva.example\nX@BÜCHER.example\n".as_bytes(),
+            &["wmd".into()],
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(s.report.new_subscribers, 0, "{s:?}");
+    app.deliver().await;
+    assert_eq!(app.smtp().count(), 1);
+    assert_eq!(app.smtp().to("x@xn--bcher-kva.example").len(), 1);
+    assert_eq!(
+        app.dump_table("SELECT email FROM subscribers").await,
+        "x@xn--bcher-kva.example"
+    );
+}
+both_backends!(idna_spellings_are_one_subscriber);

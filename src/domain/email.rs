@@ -37,7 +37,14 @@ impl EmailAddress {
         if trimmed.contains(char::is_whitespace) {
             return Err(EmailError::Malformed);
         }
-        let normalised = trimmed.to_lowercase();
+        // One spelling per mailbox: the domain in its ASCII (IDNA) form, so
+        // `x@bücher.example` and `x@xn--bcher-kva.example` are one subscriber, not two.
+        let (local, domain) = trimmed.rsplit_once('@').ok_or(EmailError::Malformed)?;
+        let domain = idna::domain_to_ascii(domain).map_err(|_| EmailError::Malformed)?;
+        let normalised = format!("{}@{domain}", local.to_lowercase());
+        if normalised.len() > MAX_LEN {
+            return Err(EmailError::TooLong);
+        }
         if !normalised.validate_email() {
             return Err(EmailError::Malformed);
         }
@@ -83,6 +90,18 @@ mod tests {
     fn normalises_case_and_whitespace() {
         let e = EmailAddress::parse("  Reader@Example.COM ").unwrap();
         assert_eq!(e.as_str(), "reader@example.com");
+    }
+
+    #[test]
+    fn one_spelling_per_internationalised_domain() {
+        let a = EmailAddress::parse("x@bücher.example").unwrap();
+        let b = EmailAddress::parse("x@xn--bcher-kva.example").unwrap();
+        let c = EmailAddress::parse("X@BÜCHER.Example").unwrap();
+        assert_eq!(a.as_str(), "x@xn--bcher-kva.example");
+        assert_eq!(a, b);
+        assert_eq!(a, c);
+        // Not a valid IDNA label: refused, not stored as typed.
+        assert!(EmailAddress::parse("x@xn--a.example").is_err());
     }
 
     #[test]

@@ -50,18 +50,32 @@ pub enum SignupAction {
     SendAlreadySubscribed,
     /// Already confirmed and noted within the cooldown: nothing.
     Nothing,
+    /// The address hard-bounced or its owner complained: nothing is written and nothing is
+    /// mailed (a stranger's signup must not reach it; the caller's answer is the same).
+    Suppressed,
 }
 
 impl SignupAction {
-    /// `existing`: the address's status and when it was last sent a signup notice.
+    /// `existing`: the address's status and when it was last sent a signup notice;
+    /// `suppressed`: the address is on the suppression list for a bounce or a complaint.
+    ///
+    /// A former subscriber (unsubscribed) gets a fresh confirmation link but stays
+    /// unsubscribed until they click it: an anonymous signup never undoes an unsubscribe.
     pub fn decide(
         existing: Option<(SubscriberStatus, Option<DateTime<Utc>>)>,
+        suppressed: bool,
         now: DateTime<Utc>,
         cooldown: Duration,
     ) -> Self {
         let cooling = |last: Option<DateTime<Utc>>| last.is_some_and(|t| now < t + cooldown);
+        if suppressed {
+            return SignupAction::Suppressed;
+        }
         match existing {
             None => SignupAction::SendConfirmation,
+            Some((SubscriberStatus::Bounced | SubscriberStatus::Complained, _)) => {
+                SignupAction::Suppressed
+            }
             Some((SubscriberStatus::Active, last)) => {
                 if cooling(last) {
                     SignupAction::Nothing
@@ -93,26 +107,33 @@ mod tests {
         let cd = Duration::minutes(10);
         let recent = Some(now - Duration::minutes(3));
         let old = Some(now - Duration::minutes(30));
-        assert_eq!(SignupAction::decide(None, now, cd), SendConfirmation);
+        assert_eq!(SignupAction::decide(None, false, now, cd), SendConfirmation);
         assert_eq!(
-            SignupAction::decide(Some((Pending, recent)), now, cd),
+            SignupAction::decide(Some((Pending, recent)), false, now, cd),
             PendingWithinCooldown
         );
         assert_eq!(
-            SignupAction::decide(Some((Pending, old)), now, cd),
+            SignupAction::decide(Some((Pending, old)), false, now, cd),
             SendConfirmation
         );
         assert_eq!(
-            SignupAction::decide(Some((Unsubscribed, None)), now, cd),
+            SignupAction::decide(Some((Unsubscribed, None)), false, now, cd),
             SendConfirmation
         );
         assert_eq!(
-            SignupAction::decide(Some((Active, None)), now, cd),
+            SignupAction::decide(Some((Active, None)), false, now, cd),
             SendAlreadySubscribed
         );
         assert_eq!(
-            SignupAction::decide(Some((Active, recent)), now, cd),
+            SignupAction::decide(Some((Active, recent)), false, now, cd),
             Nothing
         );
+        for st in [Bounced, Complained] {
+            assert_eq!(
+                SignupAction::decide(Some((st, old)), false, now, cd),
+                Suppressed
+            );
+        }
+        assert_eq!(SignupAction::decide(None, true, now, cd), Suppressed);
     }
 }

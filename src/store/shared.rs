@@ -118,13 +118,29 @@ macro_rules! shared_store_impl {
                         *last,
                     )
                 });
-                let action = SignupAction::decide(state, req.now, req.cooldown);
+                // An address that bounced or complained, even with its subscriber row gone,
+                // is mailed nothing. (An erased address may sign up again: its owner's click
+                // on the new link is what lifts the erasure.)
+                let suppressed = existing.is_none()
+                    && sqlx::query_scalar::<$db, i64>(
+                        "SELECT COUNT(*) FROM suppressions WHERE email_hash = $1 AND reason <> 'erased'",
+                    )
+                    .bind($crate::domain::sha256_hex(&req.email))
+                    .fetch_one(&mut *tx)
+                    .await?
+                        > 0;
+                let action = SignupAction::decide(state, suppressed, req.now, req.cooldown);
+                if action == SignupAction::Suppressed {
+                    return Ok(SignupOutcome { action, subscriber_id: existing.map_or(0, |e| e.0) });
+                }
                 let notice = matches!(action, SignupAction::SendConfirmation | SignupAction::SendAlreadySubscribed);
                 let subscriber_id = match (action, &existing) {
                     (SignupAction::SendConfirmation | SignupAction::PendingWithinCooldown, Some((id, _, last))) => {
                         let last_notice = if notice { Some(req.now) } else { *last };
+                        // The status stays as it is: pending stays pending, and someone who
+                        // unsubscribed stays unsubscribed until they click the new link.
                         sqlx::query::<$db>(
-                            "UPDATE subscribers SET status = 'pending', updated_at = $2, signup_ip = $3, \
+                            "UPDATE subscribers SET updated_at = $2, signup_ip = $3, \
                              signup_form = $4, last_notice_at = $5 WHERE id = $1",
                         )
                         .bind(id)
@@ -361,14 +377,14 @@ macro_rules! shared_store_impl {
                 // Sends keep their ledger row but lose the address with the person.
                 sqlx::query::<$db>(
                     "UPDATE sends SET email = NULL, sealed_token = NULL, subscriber_id = NULL WHERE subscriber_id IN ( \
-                       SELECT id FROM subscribers s WHERE s.status = 'pending' AND s.created_at < $1 \
+                       SELECT id FROM subscribers s WHERE s.status = 'pending' AND s.unsubscribed_at IS NULL AND s.created_at < $1 \
                        AND NOT EXISTS (SELECT 1 FROM tokens t WHERE t.subscriber_id = s.id AND t.expires_at > $1))",
                 )
                 .bind(cutoff)
                 .execute(&mut *tx)
                 .await?;
                 let r = sqlx::query::<$db>(
-                    "DELETE FROM subscribers WHERE status = 'pending' AND created_at < $1 \
+                    "DELETE FROM subscribers WHERE status = 'pending' AND unsubscribed_at IS NULL AND created_at < $1 \
                      AND NOT EXISTS (SELECT 1 FROM tokens t WHERE t.subscriber_id = subscribers.id AND t.expires_at > $1)",
                 )
                 .bind(cutoff)
@@ -451,7 +467,7 @@ macro_rules! shared_store_impl {
                     sqlx::query::<$db>(
                         "UPDATE subscribers SET status = 'active', confirmed_at = $1, consent_at = $1, \
                          consent_form = $2, updated_at = $1 \
-                         WHERE status = 'pending' AND email IN (SELECT email FROM import_rows)",
+                         WHERE status = 'pending' AND unsubscribed_at IS NULL AND email IN (SELECT email FROM import_rows)",
                     )
                     .bind(now)
                     .bind(form)

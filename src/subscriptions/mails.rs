@@ -92,7 +92,9 @@ impl Composer for TransactionalComposer {
             .ok_or_else(|| format!("unknown send kind {:?}", job.kind))?;
         let (subject, text, html) = match kind {
             SendKind::Confirm => {
-                if status != Some("pending") {
+                // Pending, or a former subscriber asking to come back. Never an address
+                // that bounced or complained since the link was queued.
+                if !matches!(status, Some("pending" | "unsubscribed")) {
                     return Ok(Composed::Skip(format!(
                         "no longer pending ({})",
                         status.unwrap_or("erased")

@@ -204,6 +204,7 @@ impl Subscriptions {
             SignupAction::PendingWithinCooldown => "cooldown",
             SignupAction::SendAlreadySubscribed => "already_subscribed",
             SignupAction::Nothing => "already_subscribed_cooldown",
+            SignupAction::Suppressed => "suppressed",
         };
         tracing::info!(
             subscriber = outcome.subscriber_id,

@@ -46,14 +46,7 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 async fn authorise(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
-    let bearer = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty() && t.len() < 200);
-    let Some(token) = bearer else {
+    let Some(token) = super::bearer_token(req.headers()) else {
         return with_challenge(error(StatusCode::UNAUTHORIZED, "missing bearer token"));
     };
     let found = match st.store.api_token_by_hash(&TokenHash::of(token).0).await {

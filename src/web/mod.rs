@@ -59,13 +59,33 @@ pub fn router(state: AppState) -> Router {
             get(public::unsubscribe_page).post(public::unsubscribe),
         )
         .route("/healthz", get(ops::healthz))
-        .route("/metrics", get(ops::metrics))
+        // Only with `http.metrics_token` and that bearer token; otherwise "not found".
+        .route("/metrics", get(ops::metrics_with_token))
         .nest("/api/v1", api::router(state.clone()))
         .fallback(public::not_found)
         .layer(middleware::from_fn(observe))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(BODY_LIMIT))
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
         .with_state(state)
+}
+
+/// `/metrics` (and `/healthz`) alone, for `http.metrics_listen`: an address only the
+/// operator's Prometheus reaches.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(ops::metrics))
+        .route("/healthz", get(ops::healthz))
+        .with_state(state)
+}
+
+/// The token of an `Authorization: Bearer …` header. The scheme is case-insensitive
+/// (RFC 9110 §11.1): `bearer x` is as good as `Bearer x`.
+pub(crate) fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.trim_start().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && token.len() < 200)
+        .then_some(token)
 }
 
 /// Count and log each request by its route pattern — never by its URI, which would put

@@ -1,9 +1,10 @@
 //! Operator endpoints: `/healthz` for load balancers, `/metrics` for Prometheus.
 
 use super::AppState;
+use crate::domain::TokenHash;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use std::time::Duration;
 
 /// 200 "ok" only when the database answers and every background job is making progress;
@@ -27,6 +28,24 @@ pub async fn healthz(State(st): State<AppState>) -> impl IntoResponse {
             format!("unhealthy\n{}\n", problems.join("\n")),
         )
     }
+}
+
+/// `/metrics` on the public listener: served only with `http.metrics_token` and that bearer
+/// token, and answered exactly like an unknown page otherwise, so a reader cannot read the
+/// signup counters (they would tell whether an address is subscribed).
+pub async fn metrics_with_token(
+    State(st): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let allowed = match (&st.config.http.metrics_token, super::bearer_token(&headers)) {
+        // Compared as hashes: the time taken says nothing about the token.
+        (Some(want), Some(got)) => TokenHash::of(got).0 == TokenHash::of(want).0,
+        _ => false,
+    };
+    if !allowed {
+        return super::public::not_found(State(st)).await;
+    }
+    metrics(State(st)).await.into_response()
 }
 
 pub async fn metrics(State(st): State<AppState>) -> impl IntoResponse {

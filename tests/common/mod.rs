@@ -93,6 +93,8 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub smtp: Option<SmtpServer>,
     pub db_url: String,
+    /// `http://addr` of the metrics listener, when `http.metrics_listen` is set.
+    pub metrics_base: Option<String>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -176,6 +178,7 @@ impl TestApp {
         .await
         .expect("app starts");
         let services = app.services().clone();
+        let metrics_base = app.metrics_addr().map(|a| format!("http://{a}"));
         tokio::spawn(app.run_until_stopped(std::future::pending()));
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -188,6 +191,7 @@ impl TestApp {
             http,
             smtp: Some(smtp),
             db_url,
+            metrics_base,
             _dir: dir,
         }
     }
