@@ -390,6 +390,10 @@ async fn bad_input_gets_a_clear_422_and_writes_nothing(backend: Backend) {
         ),
         ("email=a%40example.com".into(), "at least one section"),
         ("email=&sections=wmd".into(), "enter your email"),
+        (
+            format!("email=a%40example.com{}", "&sections=wmd".repeat(201)),
+            "201 sections were chosen; a signup takes at most 200",
+        ),
     ];
     for (body, expect) in cases {
         let res = app.post_form("/subscribe", &body).await;
@@ -405,6 +409,50 @@ async fn bad_input_gets_a_clear_422_and_writes_nothing(backend: Backend) {
         .await
         .unwrap();
     assert!(subs.is_empty(), "nothing written: {subs:?}");
+
+    // A JSON or multipart signup is told what is wrong (415), not "enter your address".
+    for ct in ["application/json", "multipart/form-data; boundary=x"] {
+        let res = app
+            .http
+            .post(format!("{}/subscribe", app.base))
+            .header("content-type", ct)
+            .body(r#"{"email":"j@example.com","sections":["wmd"]}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 415, "{ct}");
+        let page = res.text().await.unwrap();
+        assert!(
+            page.contains("application/x-www-form-urlencoded"),
+            "{ct}: {page}"
+        );
+    }
+
+    // Over the body limit: a page like the others, with the security headers, counted.
+    let huge = format!(
+        "email=a%40example.com&sections=wmd&x={}",
+        "y".repeat(70_000)
+    );
+    let res = app.post_form("/subscribe", &huge).await;
+    assert_eq!(res.status(), 413);
+    assert_eq!(res.headers()["x-frame-options"], "DENY");
+    assert!(res.headers().contains_key("content-security-policy"));
+    assert!(res.text().await.unwrap().contains("Request too large"));
+    // Under /api/v1 the same limit answers in JSON, as every API error does.
+    let res = app
+        .http
+        .post(format!("{}/api/v1/articles", app.base))
+        .header("authorization", "Bearer whatever")
+        .header("content-type", "application/json")
+        .body("x".repeat(70_000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 413);
+    assert_eq!(res.headers()["x-content-type-options"], "nosniff");
+    let v: serde_json::Value = res.json().await.unwrap();
+    assert!(v["error"].as_str().unwrap().contains("too large"), "{v}");
+
     app.deliver().await;
     assert_eq!(app.smtp().count(), 0);
 }
@@ -796,3 +844,45 @@ async fn idna_spellings_are_one_subscriber(backend: Backend) {
     );
 }
 both_backends!(idna_spellings_are_one_subscriber);
+
+/// Behind a trusted proxy each client keeps its own rate-limit bucket, whatever way the
+/// proxy writes the hop: with a port, in the standard `Forwarded` header, or as `unknown`.
+async fn forwarded_clients_keep_their_own_buckets(backend: Backend) {
+    let app = TestApp::spawn_with(
+        Spawn::new(backend)
+            .set("http.trusted_proxies", "127.0.0.1")
+            .set("subscriptions.rate_limit_per_ip", "2"),
+    )
+    .await;
+    app.add_section("wmd", "WMD").await;
+    let post = |header: &'static str, value: &'static str, n: usize| {
+        let app = &app;
+        async move {
+            app.http
+                .post(format!("{}/subscribe", app.base))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header(header, value)
+                .body(format!("email=r{n}%40example.com&sections=wmd"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    let clients = [
+        ("x-forwarded-for", "198.51.100.1:5678"),
+        ("x-forwarded-for", "198.51.100.2:6789, 127.0.0.1"),
+        ("forwarded", "for=\"[2001:db8::1]:4711\";proto=https"),
+        ("x-forwarded-for", "203.0.113.5, unknown"),
+    ];
+    let mut n = 0;
+    for (h, v) in clients {
+        for _ in 0..2 {
+            n += 1;
+            assert_eq!(post(h, v, n).await, 200, "{h}: {v}");
+        }
+        n += 1;
+        assert_eq!(post(h, v, n).await, 429, "{h}: {v}: its own limit applies");
+    }
+}
+both_backends!(forwarded_clients_keep_their_own_buckets);

@@ -167,10 +167,10 @@ impl ManageToken {
     /// believe it.
     pub fn claimed_id(token: &str) -> Option<i64> {
         let (id, tag) = token.split_once('.')?;
-        if tag.len() != 43 || id.len() > 19 {
+        if tag.len() != 43 {
             return None;
         }
-        id.parse().ok().filter(|id: &i64| *id > 0)
+        canonical_id(id)
     }
 
     /// Constant-time check that the token was issued for this subscriber and purpose.
@@ -184,7 +184,7 @@ impl ManageToken {
         let Some((claimed, tag)) = token.split_once('.') else {
             return false;
         };
-        if claimed.parse::<i64>().ok() != Some(id) {
+        if canonical_id(claimed) != Some(id) {
             return false;
         }
         let Ok(tag) = URL_SAFE_NO_PAD.decode(tag) else {
@@ -198,6 +198,16 @@ impl ManageToken {
         .verify_slice(&tag)
         .is_ok()
     }
+}
+
+/// A positive id written the one way [`ManageToken::issue`] writes it: decimal digits, no
+/// sign, no leading zero. `+7` and `07` would otherwise be further spellings of one link.
+fn canonical_id(s: &str) -> Option<i64> {
+    if s.is_empty() || s.len() > 19 || s.starts_with('0') || !s.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    s.parse().ok()
 }
 
 #[cfg(test)]
@@ -271,6 +281,22 @@ mod tests {
             42,
             "a@example.com"
         ));
+        // The id has one spelling: with a sign or a leading zero the link is not the link.
+        let tag = t.split_once('.').unwrap().1;
+        for other in [
+            format!("042.{tag}"),
+            format!("+42.{tag}"),
+            format!("0.{tag}"),
+        ] {
+            assert_eq!(ManageToken::claimed_id(&other), None, "{other}");
+            assert!(!ManageToken::verify(
+                &k,
+                TokenPurpose::Unsubscribe,
+                &other,
+                42,
+                "a@example.com"
+            ));
+        }
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub struct SignupForm {
 }
 
 /// Problems with a signup the reader can fix, shown on the form.
+/// Sections one signup may name.
+pub const MAX_SECTIONS: usize = 200;
+
 #[derive(Debug, thiserror::Error)]
 pub enum SignupError {
     #[error("{0}")]
@@ -43,6 +46,8 @@ pub enum SignupError {
     UnknownSection(String),
     #[error("A field is too long.")]
     TooLong,
+    #[error("{0} sections were chosen; a signup takes at most 200.")]
+    TooManySections(usize),
     #[error("This address is not subscribed.")]
     NotActive,
     #[error(transparent)]
@@ -155,9 +160,11 @@ impl Subscriptions {
     /// Handle a signup. Whatever state the address is in, the caller shows the same answer;
     /// only what is mailed differs (see [`SignupAction`]).
     pub async fn signup(&self, form: &SignupForm, ip: Option<String>) -> Result<(), SignupError> {
+        if form.sections.len() > MAX_SECTIONS {
+            return Err(SignupError::TooManySections(form.sections.len()));
+        }
         if form.email.len() > MAX_FIELD_LEN
             || form.source.len() > MAX_FIELD_LEN
-            || form.sections.len() > 200
             || form.sections.iter().any(|s| s.len() > MAX_FIELD_LEN)
         {
             return Err(SignupError::TooLong);

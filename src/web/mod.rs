@@ -63,9 +63,11 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics_with_token))
         .nest("/api/v1", api::router(state.clone()))
         .fallback(public::not_found)
-        .layer(middleware::from_fn(observe))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(BODY_LIMIT))
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
+        // Outermost, so every response — a 413 from the body limit, a 500 from a panic —
+        // is counted and carries the security headers.
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
 
@@ -90,15 +92,37 @@ pub(crate) fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
 
 /// Count and log each request by its route pattern — never by its URI, which would put
 /// tokens into logs and metric labels — and set the security headers every page carries.
-async fn observe(req: Request, next: Next) -> Response {
+async fn observe(
+    axum::extract::State(st): axum::extract::State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
+    let api = req.uri().path().starts_with("/api/");
     let method = req.method().clone();
     let started = std::time::Instant::now();
     let mut res = next.run(req).await;
+    // The body limit answers in plain text (tower-http, or axum when a body outgrows it
+    // while read); say it the way the rest of the site or the API says errors.
+    let plain = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|v| v.starts_with("text/plain"));
+    if res.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE && plain {
+        res = if api {
+            api::error(
+                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body too large (limit {} KiB)", BODY_LIMIT / 1024),
+            )
+        } else {
+            public::too_large(&st)
+        };
+    }
     let status = res.status().as_u16();
     metrics::counter!("herald_http_requests_total", "route" => route.clone(), "status" => status.to_string())
         .increment(1);
@@ -120,24 +144,152 @@ async fn observe(req: Request, next: Next) -> Response {
     res
 }
 
-/// The client's address: the peer, or — when the peer is a trusted proxy — the last
-/// X-Forwarded-For hop that is not itself a trusted proxy.
+/// The client's address: the peer, or — when the peer is a trusted proxy — the rightmost
+/// hop of the standard `Forwarded` header (RFC 7239), or else of `X-Forwarded-For`, that is
+/// not itself a trusted proxy. Hops may carry ports (`1.2.3.4:5678`, `[2001:db8::1]:443`).
+/// A hop that names no address (`unknown`, an obfuscated `_id`, garbage) ends the walk: what
+/// lies left of it came from an untrusted party and could be forged, so that hop gets a
+/// bucket of its own (an address in `fd00::/8` derived from its text) rather than the
+/// proxy's, which every client would share.
 pub(crate) fn client_ip(
     config: &Config,
     peer: SocketAddr,
     headers: &axum::http::HeaderMap,
 ) -> IpAddr {
     let peer_ip = peer.ip();
-    if !config.http.trusted_proxies.contains(&peer_ip) {
+    let trusted = &config.http.trusted_proxies;
+    if !trusted.contains(&peer_ip) {
         return peer_ip;
     }
+    let hops: Vec<String> = if headers.contains_key(header::FORWARDED) {
+        forwarded_for_hops(headers)
+    } else {
+        headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .collect()
+    };
+    for hop in hops.iter().rev() {
+        match parse_hop(hop) {
+            Some(ip) if trusted.contains(&ip) => continue,
+            Some(ip) => return ip,
+            None => return opaque_hop(hop),
+        }
+    }
+    peer_ip
+}
+
+/// The `for=` values of every `Forwarded` element, in order.
+fn forwarded_for_hops(headers: &axum::http::HeaderMap) -> Vec<String> {
     headers
-        .get_all("x-forwarded-for")
+        .get_all(header::FORWARDED)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|s| s.trim().parse::<IpAddr>().ok())
-        .rev()
-        .find(|ip| !config.http.trusted_proxies.contains(ip))
-        .unwrap_or(peer_ip)
+        .filter_map(|element| {
+            element.split(';').find_map(|pair| {
+                let (k, v) = pair.split_once('=')?;
+                k.trim()
+                    .eq_ignore_ascii_case("for")
+                    .then(|| v.trim().trim_matches('"').to_string())
+            })
+        })
+        .collect()
+}
+
+/// An address from one hop: `1.2.3.4`, `1.2.3.4:5678`, `2001:db8::1`, `[2001:db8::1]`,
+/// `[2001:db8::1]:443`.
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    if let Ok(ip) = hop.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    if let Ok(sa) = hop.parse::<SocketAddr>() {
+        return Some(sa.ip());
+    }
+    hop.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .and_then(|h| h.parse::<std::net::Ipv6Addr>().ok())
+        .map(IpAddr::V6)
+}
+
+/// A stable stand-in address for a hop that names none, for the per-IP rate limit.
+fn opaque_hop(hop: &str) -> IpAddr {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(hop.to_ascii_lowercase().as_bytes());
+    let mut b = [0u8; 16];
+    b[0] = 0xfd;
+    b[1..].copy_from_slice(&d[..15]);
+    IpAddr::V6(std::net::Ipv6Addr::from(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderMap;
+
+    fn ip_for(headers: &[(&str, &str)]) -> IpAddr {
+        let config =
+            Config::defaults_with(&[("http.trusted_proxies", "10.0.0.1, 10.0.0.2")]).unwrap();
+        let mut h = HeaderMap::new();
+        for (k, v) in headers {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        client_ip(&config, "10.0.0.1:40000".parse().unwrap(), &h)
+    }
+
+    #[test]
+    fn forwarded_hops_with_ports_and_the_standard_header() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(ip_for(&[("x-forwarded-for", "1.2.3.4")]), ip("1.2.3.4"));
+        assert_eq!(
+            ip_for(&[("x-forwarded-for", "1.2.3.4:5678")]),
+            ip("1.2.3.4")
+        );
+        assert_eq!(
+            ip_for(&[("x-forwarded-for", "9.9.9.9, [2001:db8::7]:443, 10.0.0.2")]),
+            ip("2001:db8::7")
+        );
+        assert_eq!(
+            ip_for(&[(
+                "forwarded",
+                r#"for=9.9.9.9, for="[2001:db8::17]:4711";proto=https"#
+            )]),
+            ip("2001:db8::17")
+        );
+        assert_eq!(
+            ip_for(&[("Forwarded", "proto=http;For=203.0.113.9:1234;by=10.0.0.2")]),
+            ip("203.0.113.9")
+        );
+        // Forwarded wins over X-Forwarded-For when both are there.
+        assert_eq!(
+            ip_for(&[("x-forwarded-for", "5.5.5.5"), ("forwarded", "for=6.6.6.6")]),
+            ip("6.6.6.6")
+        );
+        // Nothing forwarded: the proxy itself.
+        assert_eq!(ip_for(&[]), ip("10.0.0.1"));
+    }
+
+    #[test]
+    fn a_hop_without_an_address_is_its_own_bucket_and_stops_the_walk() {
+        let unknown = ip_for(&[("x-forwarded-for", "9.9.9.9, unknown")]);
+        assert_ne!(
+            unknown,
+            "10.0.0.1".parse::<IpAddr>().unwrap(),
+            "not the proxy's bucket"
+        );
+        assert_ne!(
+            unknown,
+            "9.9.9.9".parse::<IpAddr>().unwrap(),
+            "left of it may be forged"
+        );
+        assert_eq!(unknown, ip_for(&[("x-forwarded-for", "8.8.8.8, UNKNOWN")]));
+        assert_ne!(unknown, ip_for(&[("forwarded", "for=_hidden")]));
+    }
 }

@@ -105,6 +105,28 @@ pub async fn subscribe(
         res.headers_mut().insert(header::RETRY_AFTER, wait.into());
         return res;
     }
+    // The form is urlencoded (what every HTML form sends by default). Anything else would
+    // parse as an empty form and earn a misleading "enter your address".
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/x-www-form-urlencoded");
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    if !media.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        let mut res = subscribe_form(
+            &st,
+            String::new(),
+            &[],
+            Some(format!(
+                "This form must be sent as application/x-www-form-urlencoded (a plain HTML form), not {media}."
+            )),
+        )
+        .await;
+        if res.status() == StatusCode::OK {
+            *res.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
+        }
+        return res;
+    }
     let mut form = SignupForm::default();
     for (k, v) in form_pairs(&body) {
         match k.as_str() {
@@ -348,6 +370,20 @@ pub async fn unsubscribe(State(st): State<AppState>, Path(token): Path<String>) 
         Ok(None) => bad_link(&st),
         Err(e) => internal_error(&st, e),
     }
+}
+
+/// 413 for a body over the limit, as a page like the others.
+pub(super) fn too_large(st: &AppState) -> Response {
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        message(
+            st,
+            "Request too large",
+            &["What was sent is larger than this form ever needs (64 KiB)."],
+            Some(("/subscribe", "Join the mailing list")),
+        ),
+    )
+        .into_response()
 }
 
 pub async fn not_found(State(st): State<AppState>) -> Response {
