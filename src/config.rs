@@ -83,6 +83,8 @@ struct RawHttp {
     trusted_proxies: Vec<String>,
     metrics_listen: String,
     metrics_token: String,
+    header_timeout: HumanDuration,
+    request_timeout: HumanDuration,
 }
 
 #[derive(Debug, Clone)]
@@ -97,6 +99,11 @@ pub struct HttpConfig {
     /// With a token, `/metrics` is also served on the public listener to requests that
     /// carry `Authorization: Bearer <token>`.
     pub metrics_token: Option<String>,
+    /// A client must send its request headers within this, and an idle keep-alive
+    /// connection is closed after it.
+    pub header_timeout: std::time::Duration,
+    /// A whole request (body and handler) must finish within this: 408 otherwise.
+    pub request_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -578,6 +585,8 @@ impl RawConfig {
         };
         for (key, d) in [
             ("digests.tick_interval", self.digests.tick_interval),
+            ("http.header_timeout", self.http.header_timeout),
+            ("http.request_timeout", self.http.request_timeout),
             ("feeds.poll_interval", self.feeds.poll_interval),
             ("feeds.timeout", self.feeds.timeout),
         ] {
@@ -652,6 +661,8 @@ impl RawConfig {
                 trusted_proxies,
                 metrics_listen,
                 metrics_token,
+                header_timeout: self.http.header_timeout.0,
+                request_timeout: self.http.request_timeout.0,
             },
             site: self.site,
             mail: MailConfig {

@@ -316,24 +316,27 @@ impl App {
             }
             let mut stop = stop_rx.clone();
             let metrics = web::metrics_router(state.clone());
+            let header_timeout = s.config.http.header_timeout;
             tasks.push(tokio::spawn(async move {
-                let served = axum::serve(m, metrics)
-                    .with_graceful_shutdown(async move {
-                        let _ = stop.changed().await;
-                    })
-                    .await;
+                let served = web::server::serve(m, metrics, header_timeout, async move {
+                    let _ = stop.changed().await;
+                })
+                .await;
                 if let Err(e) = served {
                     tracing::error!(error = %e, "metrics listener failed");
                 }
             }));
         }
-        let app = web::router(state).into_make_service_with_connect_info::<SocketAddr>();
-        let result = axum::serve(self.listener, app)
-            .with_graceful_shutdown(async move {
+        let result = web::server::serve(
+            self.listener,
+            web::router(state),
+            s.config.http.header_timeout,
+            async move {
                 shutdown.await;
                 tracing::info!("shutting down");
-            })
-            .await;
+            },
+        )
+        .await;
         let _ = stop_tx.send(true);
         for t in workers.into_iter().chain(tasks) {
             let _ = t.await;

@@ -886,3 +886,66 @@ async fn forwarded_clients_keep_their_own_buckets(backend: Backend) {
     }
 }
 both_backends!(forwarded_clients_keep_their_own_buckets);
+
+/// Slowloris: connections that never finish their request headers, and idle keep-alive
+/// connections, are closed after `http.header_timeout`; the site keeps answering meanwhile.
+async fn unfinished_and_idle_connections_are_closed(backend: Backend) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn_with(Spawn::new(backend).set("http.header_timeout", "1s")).await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let mut slow = Vec::new();
+    for _ in 0..200 {
+        let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        c.write_all(b"GET /subscribe HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            .await
+            .unwrap();
+        slow.push(c);
+    }
+    // An idle keep-alive connection: one whole request, then nothing.
+    let mut idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = idle.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    assert_eq!(app.get("/healthz").await.status(), 200, "still serving");
+
+    let closed = |mut c: tokio::net::TcpStream| async move {
+        let mut buf = vec![0u8; 4096];
+        // Whatever the server says before it hangs up, it does hang up.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match tokio::time::timeout_at(deadline, c.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return true,
+                Ok(Ok(_)) => continue,
+                Err(_) => return false,
+            }
+        }
+    };
+    let started = std::time::Instant::now();
+    let results = futures_join_all(slow.into_iter().map(closed).collect()).await;
+    assert!(
+        results.iter().all(|c| *c),
+        "every unfinished connection was closed"
+    );
+    assert!(
+        closed(idle).await,
+        "the idle keep-alive connection was closed"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(app.get("/healthz").await.status(), 200);
+}
+both_backends!(unfinished_and_idle_connections_are_closed);
+
+/// Await every future (no futures crate in the tests).
+async fn futures_join_all<F: std::future::Future<Output = bool> + Send + 'static>(
+    fs: Vec<F>,
+) -> Vec<bool> {
+    let handles: Vec<_> = fs.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}

@@ -7,6 +7,7 @@ mod ops;
 mod pages;
 mod public;
 pub mod ratelimit;
+pub mod server;
 
 use crate::config::Config;
 use crate::delivery::DeliveryEngine;
@@ -64,6 +65,11 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", api::router(state.clone()))
         .fallback(public::not_found)
         .layer(tower_http::limit::RequestBodyLimitLayer::new(BODY_LIMIT))
+        // Bounds a request whose body trickles in (the header timeout is the server's).
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            state.config.http.request_timeout,
+        ))
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
         // Outermost, so every response — a 413 from the body limit, a 500 from a panic —
         // is counted and carries the security headers.
