@@ -949,3 +949,70 @@ async fn futures_join_all<F: std::future::Future<Output = bool> + Send + 'static
     }
     out
 }
+
+/// Signups under load share a commit (group commit): 120 concurrent signups, some for the
+/// same address, all answered alike; each address gets one confirmation. A batch is atomic:
+/// one failing signup in it writes nothing, and each is then written alone.
+async fn concurrent_signups_share_commits(backend: Backend) {
+    let app =
+        TestApp::spawn_with(Spawn::new(backend).set("subscriptions.rate_limit_per_ip", "100000"))
+            .await;
+    app.add_section("wmd", "WMD").await;
+    let mut tasks = Vec::new();
+    for i in 0..120 {
+        let http = app.http.clone();
+        let url = format!("{}/subscribe", app.base);
+        // Every fourth request repeats an address: one confirmation, the rest in cooldown.
+        let who = if i % 4 == 3 { i - 1 } else { i };
+        tasks.push(tokio::spawn(async move {
+            http.post(url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(format!("email=c{who}%40example.com&sections=wmd"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    app.deliver().await;
+    assert_eq!(
+        app.smtp().count(),
+        90,
+        "one confirmation per distinct address"
+    );
+    for i in (0..120).filter(|i| i % 4 != 3) {
+        assert_eq!(app.smtp().to(&format!("c{i}@example.com")).len(), 1, "c{i}");
+    }
+
+    // The store's batch is all or nothing.
+    let store = &app.services.store;
+    let base = herald::store::NewSignup {
+        email: "ok@example.com".into(),
+        section_ids: vec![1],
+        ip: None,
+        form: "web".into(),
+        now: app.clock.now(),
+        cooldown: chrono::Duration::minutes(10),
+        sealed_token: "x".into(),
+        message_id: "<batch-1@example.com>".into(),
+        token_hash: "h1".into(),
+        token_expires_at: app.clock.now() + chrono::Duration::hours(1),
+    };
+    let mut bad = base.clone();
+    bad.email = "bad@example.com".into();
+    bad.section_ids = vec![999_999];
+    bad.message_id = "<batch-2@example.com>".into();
+    bad.token_hash = "h2".into();
+    assert!(store.signup_batch(&[base.clone(), bad]).await.is_err());
+    assert_eq!(app.subscriber_status("ok@example.com").await, None);
+    assert_eq!(app.subscriber_status("bad@example.com").await, None);
+    assert_eq!(store.signup_batch(&[base]).await.unwrap().len(), 1);
+    assert_eq!(
+        app.subscriber_status("ok@example.com").await.as_deref(),
+        Some("pending")
+    );
+}
+both_backends!(concurrent_signups_share_commits);

@@ -451,6 +451,9 @@ pub trait Store: Send + Sync + 'static {
     async fn list_sections(&self) -> StoreResult<Vec<Section>>;
 
     async fn signup(&self, req: &NewSignup) -> StoreResult<SignupOutcome>;
+    /// Several signups in one transaction, in order (each sees the ones before it): one
+    /// commit for all. An error fails them all; the caller retries them one by one.
+    async fn signup_batch(&self, reqs: &[NewSignup]) -> StoreResult<Vec<SignupOutcome>>;
     async fn confirm(
         &self,
         token_hash: &str,

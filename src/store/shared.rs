@@ -103,129 +103,20 @@ macro_rules! shared_store_impl {
             }
 
             async fn signup(&self, req: &NewSignup) -> StoreResult<SignupOutcome> {
-                use $crate::domain::SignupAction;
                 let mut tx = self.begin_write().await?;
-                let existing: Option<(i64, String, Option<DateTime<Utc>>)> = sqlx::query_as::<$db, (i64, String, Option<DateTime<Utc>>)>(
-                    "SELECT id, status, last_notice_at FROM subscribers WHERE email = $1",
-                )
-                .bind(&req.email)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let state = existing.as_ref().map(|(_, status, last)| {
-                    (
-                        $crate::domain::SubscriberStatus::parse(status)
-                            .unwrap_or($crate::domain::SubscriberStatus::Unsubscribed),
-                        *last,
-                    )
-                });
-                // An address that bounced or complained, even with its subscriber row gone,
-                // is mailed nothing. (An erased address may sign up again: its owner's click
-                // on the new link is what lifts the erasure.)
-                let suppressed = existing.is_none()
-                    && sqlx::query_scalar::<$db, i64>(
-                        "SELECT COUNT(*) FROM suppressions WHERE email_hash = $1 AND reason <> 'erased'",
-                    )
-                    .bind($crate::domain::sha256_hex(&req.email))
-                    .fetch_one(&mut *tx)
-                    .await?
-                        > 0;
-                let action = SignupAction::decide(state, suppressed, req.now, req.cooldown);
-                if action == SignupAction::Suppressed {
-                    return Ok(SignupOutcome { action, subscriber_id: existing.map_or(0, |e| e.0) });
-                }
-                let notice = matches!(action, SignupAction::SendConfirmation | SignupAction::SendAlreadySubscribed);
-                let subscriber_id = match (action, &existing) {
-                    (SignupAction::SendConfirmation | SignupAction::PendingWithinCooldown, Some((id, _, last))) => {
-                        let last_notice = if notice { Some(req.now) } else { *last };
-                        // The status stays as it is: pending stays pending, and someone who
-                        // unsubscribed stays unsubscribed until they click the new link.
-                        sqlx::query::<$db>(
-                            "UPDATE subscribers SET updated_at = $2, signup_ip = $3, \
-                             signup_form = $4, last_notice_at = $5 WHERE id = $1",
-                        )
-                        .bind(id)
-                        .bind(req.now)
-                        .bind(&req.ip)
-                        .bind(&req.form)
-                        .bind(last_notice)
-                        .execute(&mut *tx)
-                        .await?;
-                        *id
-                    }
-                    (SignupAction::SendConfirmation | SignupAction::PendingWithinCooldown, None) => {
-                        sqlx::query_scalar::<$db, i64>(
-                            "INSERT INTO subscribers (email, status, created_at, updated_at, signup_ip, signup_form, last_notice_at) \
-                             VALUES ($1, 'pending', $2, $2, $3, $4, $2) RETURNING id",
-                        )
-                        .bind(&req.email)
-                        .bind(req.now)
-                        .bind(&req.ip)
-                        .bind(&req.form)
-                        .fetch_one(&mut *tx)
-                        .await?
-                    }
-                    (SignupAction::SendAlreadySubscribed, Some((id, _, _))) => {
-                        sqlx::query::<$db>("UPDATE subscribers SET last_notice_at = $2 WHERE id = $1")
-                            .bind(id)
-                            .bind(req.now)
-                            .execute(&mut *tx)
-                            .await?;
-                        *id
-                    }
-                    (_, Some((id, _, _))) => *id,
-                    (_, None) => unreachable!("decide() only answers SendConfirmation for a new address"),
-                };
-                if matches!(action, SignupAction::SendConfirmation | SignupAction::PendingWithinCooldown) {
-                    // A pending address takes the sections of its latest request.
-                    sqlx::query::<$db>("DELETE FROM subscriptions WHERE subscriber_id = $1")
-                        .bind(subscriber_id)
-                        .execute(&mut *tx)
-                        .await?;
-                    for section in &req.section_ids {
-                        sqlx::query::<$db>(
-                            "INSERT INTO subscriptions (subscriber_id, section_id, created_at) VALUES ($1, $2, $3) \
-                             ON CONFLICT DO NOTHING",
-                        )
-                        .bind(subscriber_id)
-                        .bind(section)
-                        .bind(req.now)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
-                }
-                if action == SignupAction::SendConfirmation {
-                    sqlx::query::<$db>(
-                        "INSERT INTO tokens (token_hash, purpose, subscriber_id, created_at, expires_at) \
-                         VALUES ($1, 'confirm', $2, $3, $4)",
-                    )
-                    .bind(&req.token_hash)
-                    .bind(subscriber_id)
-                    .bind(req.now)
-                    .bind(req.token_expires_at)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                if notice {
-                    let (kind, sealed) = if action == SignupAction::SendConfirmation {
-                        ("confirm", Some(&req.sealed_token))
-                    } else {
-                        ("already_subscribed", None)
-                    };
-                    sqlx::query::<$db>(
-                        "INSERT INTO sends (kind, subscriber_id, email, message_id, sealed_token, status, attempts, \
-                         next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'queued', 0, $6, $6, $6)",
-                    )
-                    .bind(kind)
-                    .bind(subscriber_id)
-                    .bind(&req.email)
-                    .bind(&req.message_id)
-                    .bind(sealed)
-                    .bind(req.now)
-                    .execute(&mut *tx)
-                    .await?;
+                let out = Self::signup_in(&mut tx, req).await?;
+                tx.commit().await?;
+                Ok(out)
+            }
+
+            async fn signup_batch(&self, reqs: &[NewSignup]) -> StoreResult<Vec<SignupOutcome>> {
+                let mut tx = self.begin_write().await?;
+                let mut out = Vec::with_capacity(reqs.len());
+                for req in reqs {
+                    out.push(Self::signup_in(&mut tx, req).await?);
                 }
                 tx.commit().await?;
-                Ok(SignupOutcome { action, subscriber_id })
+                Ok(out)
             }
 
             async fn confirm(
@@ -1253,6 +1144,134 @@ macro_rules! shared_store_impl {
         }
 
         impl $store {
+            /// One signup's reads and writes, inside the caller's transaction.
+            async fn signup_in(
+                tx: &mut <$db as sqlx::Database>::Connection,
+                req: &NewSignup,
+            ) -> StoreResult<SignupOutcome> {
+                use $crate::domain::SignupAction;
+                let existing: Option<(i64, String, Option<DateTime<Utc>>)> = sqlx::query_as::<$db, (i64, String, Option<DateTime<Utc>>)>(
+                    "SELECT id, status, last_notice_at FROM subscribers WHERE email = $1",
+                )
+                .bind(&req.email)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let state = existing.as_ref().map(|(_, status, last)| {
+                    (
+                        $crate::domain::SubscriberStatus::parse(status)
+                            .unwrap_or($crate::domain::SubscriberStatus::Unsubscribed),
+                        *last,
+                    )
+                });
+                // An address that bounced or complained, even with its subscriber row gone,
+                // is mailed nothing. (An erased address may sign up again: its owner's click
+                // on the new link is what lifts the erasure.)
+                let suppressed = existing.is_none()
+                    && sqlx::query_scalar::<$db, i64>(
+                        "SELECT COUNT(*) FROM suppressions WHERE email_hash = $1 AND reason <> 'erased'",
+                    )
+                    .bind($crate::domain::sha256_hex(&req.email))
+                    .fetch_one(&mut *tx)
+                    .await?
+                        > 0;
+                let action = SignupAction::decide(state, suppressed, req.now, req.cooldown);
+                if action == SignupAction::Suppressed {
+                    return Ok(SignupOutcome { action, subscriber_id: existing.map_or(0, |e| e.0) });
+                }
+                let notice = matches!(action, SignupAction::SendConfirmation | SignupAction::SendAlreadySubscribed);
+                let subscriber_id = match (action, &existing) {
+                    (SignupAction::SendConfirmation | SignupAction::PendingWithinCooldown, Some((id, _, last))) => {
+                        let last_notice = if notice { Some(req.now) } else { *last };
+                        // The status stays as it is: pending stays pending, and someone who
+                        // unsubscribed stays unsubscribed until they click the new link.
+                        sqlx::query::<$db>(
+                            "UPDATE subscribers SET updated_at = $2, signup_ip = $3, \
+                             signup_form = $4, last_notice_at = $5 WHERE id = $1",
+                        )
+                        .bind(id)
+                        .bind(req.now)
+                        .bind(&req.ip)
+                        .bind(&req.form)
+                        .bind(last_notice)
+                        .execute(&mut *tx)
+                        .await?;
+                        *id
+                    }
+                    (SignupAction::SendConfirmation | SignupAction::PendingWithinCooldown, None) => {
+                        sqlx::query_scalar::<$db, i64>(
+                            "INSERT INTO subscribers (email, status, created_at, updated_at, signup_ip, signup_form, last_notice_at) \
+                             VALUES ($1, 'pending', $2, $2, $3, $4, $2) RETURNING id",
+                        )
+                        .bind(&req.email)
+                        .bind(req.now)
+                        .bind(&req.ip)
+                        .bind(&req.form)
+                        .fetch_one(&mut *tx)
+                        .await?
+                    }
+                    (SignupAction::SendAlreadySubscribed, Some((id, _, _))) => {
+                        sqlx::query::<$db>("UPDATE subscribers SET last_notice_at = $2 WHERE id = $1")
+                            .bind(id)
+                            .bind(req.now)
+                            .execute(&mut *tx)
+                            .await?;
+                        *id
+                    }
+                    (_, Some((id, _, _))) => *id,
+                    (_, None) => unreachable!("decide() only answers SendConfirmation for a new address"),
+                };
+                if matches!(action, SignupAction::SendConfirmation | SignupAction::PendingWithinCooldown) {
+                    // A pending address takes the sections of its latest request.
+                    sqlx::query::<$db>("DELETE FROM subscriptions WHERE subscriber_id = $1")
+                        .bind(subscriber_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    for section in &req.section_ids {
+                        sqlx::query::<$db>(
+                            "INSERT INTO subscriptions (subscriber_id, section_id, created_at) VALUES ($1, $2, $3) \
+                             ON CONFLICT DO NOTHING",
+                        )
+                        .bind(subscriber_id)
+                        .bind(section)
+                        .bind(req.now)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+                if action == SignupAction::SendConfirmation {
+                    sqlx::query::<$db>(
+                        "INSERT INTO tokens (token_hash, purpose, subscriber_id, created_at, expires_at) \
+                         VALUES ($1, 'confirm', $2, $3, $4)",
+                    )
+                    .bind(&req.token_hash)
+                    .bind(subscriber_id)
+                    .bind(req.now)
+                    .bind(req.token_expires_at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                if notice {
+                    let (kind, sealed) = if action == SignupAction::SendConfirmation {
+                        ("confirm", Some(&req.sealed_token))
+                    } else {
+                        ("already_subscribed", None)
+                    };
+                    sqlx::query::<$db>(
+                        "INSERT INTO sends (kind, subscriber_id, email, message_id, sealed_token, status, attempts, \
+                         next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'queued', 0, $6, $6, $6)",
+                    )
+                    .bind(kind)
+                    .bind(subscriber_id)
+                    .bind(&req.email)
+                    .bind(&req.message_id)
+                    .bind(sealed)
+                    .bind(req.now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                Ok(SignupOutcome { action, subscriber_id })
+            }
+
             /// Run one statement, atomic by itself, on the connection kept for recording
             /// outcomes (`ledger`), in this process's write turn. A connection that failed
             /// is replaced at the next call.
