@@ -103,10 +103,26 @@ macro_rules! shared_store_impl {
             }
 
             async fn signup(&self, req: &NewSignup) -> StoreResult<SignupOutcome> {
-                let mut tx = self.begin_write().await?;
-                let out = Self::signup_in(&mut tx, req).await?;
-                tx.commit().await?;
-                Ok(out)
+                // Two signups of one new address at once (PostgreSQL runs them in parallel)
+                // both find no row and both insert it; the loser's transaction is rolled
+                // back and run again, and now finds the winner's row.
+                let mut attempt = 0;
+                loop {
+                    attempt += 1;
+                    let mut tx = self.begin_write().await?;
+                    match Self::signup_in(&mut tx, req).await {
+                        Ok(out) => {
+                            tx.commit().await?;
+                            return Ok(out);
+                        }
+                        Err(StoreError::Database(e))
+                            if attempt < 3 && $crate::store::shared::is_unique_violation(&e) =>
+                        {
+                            continue
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
             }
 
             async fn signup_batch(&self, reqs: &[NewSignup]) -> StoreResult<Vec<SignupOutcome>> {
