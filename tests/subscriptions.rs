@@ -1011,7 +1011,14 @@ async fn concurrent_signups_share_commits(backend: Backend) {
     assert!(store.signup_batch(&[base.clone(), bad]).await.is_err());
     assert_eq!(app.subscriber_status("ok@example.com").await, None);
     assert_eq!(app.subscriber_status("bad@example.com").await, None);
-    assert_eq!(store.signup_batch(&[base.clone()]).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .signup_batch(std::slice::from_ref(&base))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 
     // The same new address signed up twice at the very same moment, 30 times over: both
     // writes succeed (one inserts, the other is retried and finds the row).
