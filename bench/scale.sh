@@ -7,7 +7,8 @@
 #   bench/scale.sh [DATABASE] [N...]      DATABASE: sqlite (default) or a postgres:// URL of
 #                                          an empty database (it is emptied between sizes)
 #   e.g. bench/scale.sh sqlite 20000 1000000
-# Env: CONN (connections, default 8), BATCH (batch size, default 200).
+# Env: CONN (connections, default 8), BATCH (batch size, default 200), BENCH_BIN (measure
+# another build, e.g. an A/B of one setting, against the same sink).
 # Talks only to 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,8 +21,8 @@ PORT=2596
 WORK="$(mktemp -d)"
 trap 'kill ${SINK:-0} ${PID:-0} 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
-cargo build --release -q
-BIN="$PWD/target/release/herald"
+if [ -z "${BENCH_BIN:-}" ]; then cargo build --release -q; fi
+BIN="${BENCH_BIN:-$PWD/target/release/herald}"
 FIX="$PWD/tests/fixtures/wmd.rss.xml"
 smtp-sink -u nobody -c 127.0.0.1:$PORT 1000 >/dev/null 2>&1 &
 SINK=$!
