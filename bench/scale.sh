@@ -24,19 +24,13 @@ trap 'kill ${SINK:-0} ${PID:-0} 2>/dev/null || true; rm -rf "$WORK"' EXIT
 if [ -z "${BENCH_BIN:-}" ]; then cargo build --release -q; fi
 BIN="${BENCH_BIN:-$PWD/target/release/herald}"
 FIX="$PWD/tests/fixtures/wmd.rss.xml"
-smtp-sink -u nobody -c 127.0.0.1:$PORT 1000 >/dev/null 2>&1 &
-SINK=$!
-sleep 0.5
+. bench/lib.sh
+start_sink $PORT
 
 echo "database=${DBARG%%:*} connections=$CONN batch=${BATCH:-200}"
 for N in "${SIZES[@]}"; do
     D="$WORK/n$N"; mkdir -p "$D"; cd "$D"
-    if [ "$DBARG" = sqlite ]; then
-        DB="sqlite:$D/herald.db"
-    else
-        DB="$DBARG"
-        psql "$DB" -qc "DROP SCHEMA public CASCADE; CREATE SCHEMA public;" >/dev/null
-    fi
+    DB=$(fresh_db "$DBARG" "$D")
     export HERALD_DATABASE__URL="$DB" HERALD_SECRET_KEY="bench-secret-bench-secret-bench-secret-0" \
         HERALD_LOG=warn HERALD_MAIL__URL="smtp://127.0.0.1:$PORT" HERALD_DELIVERY__CONNECTIONS="$CONN" \
         HERALD_DELIVERY__BATCH_SIZE="${BATCH:-200}" HERALD_HTTP__LISTEN=127.0.0.1:0

@@ -21,14 +21,9 @@ trap 'kill ${SINK:-0} ${PID:-0} 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
 cargo build --release -q
 BIN="$PWD/target/release/herald"
-smtp-sink -u nobody -c 127.0.0.1:$PORT 1000 >/dev/null 2>&1 &
-SINK=$!
-if [ "$DBARG" = sqlite ]; then
-    DB="sqlite:$WORK/herald.db"
-else
-    DB="$DBARG"
-    psql "$DB" -qc "DROP SCHEMA public CASCADE; CREATE SCHEMA public;" >/dev/null
-fi
+. bench/lib.sh
+start_sink $PORT
+DB=$(fresh_db "$DBARG" "$WORK")
 export HERALD_DATABASE__URL="$DB" HERALD_SECRET_KEY="bench-secret-bench-secret-bench-secret-0" \
     HERALD_LOG=warn HERALD_MAIL__URL="smtp://127.0.0.1:$PORT" HERALD_HTTP__LISTEN="$HTTP" \
     HERALD_HTTP__PUBLIC_URL="http://$HTTP" HERALD_SUBSCRIPTIONS__RATE_LIMIT_PER_IP=100000000

@@ -420,15 +420,20 @@ async fn dkim_signatures_verify_independently(backend: Backend) {
 }
 both_backends!(dkim_signatures_verify_independently);
 
-/// `herald serve`'s jobs run for real here. A scheduler that cannot read its table makes
-/// /healthz say 503 and why; once the table is back the tick recovers by itself, and so
-/// does /healthz. Meanwhile the delivery workers keep delivering: jobs are independent.
-async fn healthz_tells_the_truth_about_background_jobs(backend: Backend) {
+/// An app whose background jobs and workers run as in `herald serve`, on short intervals.
+async fn with_background_jobs(backend: Backend) -> TestApp {
     let mut spec = Spawn::new(backend)
         .set("digests.tick_interval", "1s")
         .set("delivery.poll_interval", "1s");
     spec.background = true;
-    let app = TestApp::spawn_with(spec).await;
+    TestApp::spawn_with(spec).await
+}
+
+/// `herald serve`'s jobs run for real here. A scheduler that cannot read its table makes
+/// /healthz say 503 and why; once the table is back the tick recovers by itself, and so
+/// does /healthz. Meanwhile the delivery workers keep delivering: jobs are independent.
+async fn healthz_tells_the_truth_about_background_jobs(backend: Backend) {
+    let app = with_background_jobs(backend).await;
     app.add_section("wmd", "WMD").await;
     let (status, body) = app.wait_health(5, |s, _| s == 200).await;
     assert_eq!((status, body.as_str()), (200, "ok\n"));
@@ -462,11 +467,7 @@ both_backends!(healthz_tells_the_truth_about_background_jobs);
 /// `herald serve`'s scheduler job writes the rows of an issue left half-written (as a crash
 /// between two chunks leaves it) and the workers deliver them: every reader once.
 async fn the_scheduler_job_finishes_a_half_written_issue(backend: Backend) {
-    let mut spec = Spawn::new(backend)
-        .set("digests.tick_interval", "1s")
-        .set("delivery.poll_interval", "1s");
-    spec.background = true;
-    let app = TestApp::spawn_with(spec).await;
+    let app = with_background_jobs(backend).await;
     app.add_section("wmd", "WMD").await;
     for i in 0..7 {
         app.reader(&format!("r{i}@example.com"), &["wmd"]).await;

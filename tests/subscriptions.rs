@@ -688,22 +688,15 @@ async fn health_and_metrics(backend: Backend) {
         Some("Bearer wrong-token-0123456789"),
         Some("Basic eDp5"),
     ] {
-        let mut req = app.http.get(format!("{}/metrics", app.base));
-        if let Some(a) = auth {
-            req = req.header("authorization", a);
-        }
-        let r = req.send().await.unwrap();
+        let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", *a)).collect();
+        let r = app.get_with("/metrics", &headers).await;
         assert_eq!(r.status(), 404, "{auth:?}");
         assert_eq!(r.text().await.unwrap(), unknown, "{auth:?}");
     }
     // With it (the scheme is case-insensitive), and on the metrics listener: the same text.
     let with_token = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .header("authorization", format!("bearer {TOKEN}"))
-        .send()
-        .await
-        .unwrap();
+        .get_with("/metrics", &[("authorization", &format!("bearer {TOKEN}"))])
+        .await;
     assert_eq!(with_token.status(), 200);
     assert!(
         with_token
@@ -747,12 +740,8 @@ async fn health_and_metrics(backend: Backend) {
     // By default there is no way to read them from the public listener at all.
     let plain = TestApp::spawn(backend).await;
     let r = plain
-        .http
-        .get(format!("{}/metrics", plain.base))
-        .header("authorization", format!("Bearer {TOKEN}"))
-        .send()
-        .await
-        .unwrap();
+        .get_with("/metrics", &[("authorization", &format!("Bearer {TOKEN}"))])
+        .await;
     assert_eq!(r.status(), 404);
     assert!(plain.metrics_base.is_none());
 }

@@ -304,34 +304,48 @@ impl Digests {
         budget: std::time::Duration,
         mut on_chunk: impl FnMut(u64) + Send,
     ) -> Result<u64, DigestError> {
-        let started = std::time::Instant::now();
+        let deadline = std::time::Instant::now() + budget;
         let mut total = 0;
         for issue in self.store.issues_filling().await? {
-            loop {
-                if started.elapsed() >= budget {
-                    return Ok(total);
-                }
-                let step = self
-                    .store
-                    .fill_issue(issue, FILL_CHUNK, self.clock.now())
-                    .await?;
-                total += step.written;
-                if step.written > 0 {
-                    on_chunk(step.written);
-                }
-                if step.done {
-                    if let Some(i) = self.store.issue(issue).await? {
-                        tracing::info!(
-                            issue = i.id,
-                            sends = i.send_count,
-                            "every reader of the issue is queued"
-                        );
-                    }
-                    break;
-                }
+            let (written, done) = self.fill_one(issue, Some(deadline), &mut on_chunk).await?;
+            total += written;
+            if !done {
+                break;
             }
         }
         Ok(total)
+    }
+
+    /// Write one issue's remaining rows chunk by chunk, until done or past `deadline`.
+    /// Returns the rows written and whether the issue is complete.
+    async fn fill_one(
+        &self,
+        issue: i64,
+        deadline: Option<std::time::Instant>,
+        on_chunk: &mut (impl FnMut(u64) + Send),
+    ) -> Result<(u64, bool), DigestError> {
+        let mut total = 0;
+        loop {
+            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                return Ok((total, false));
+            }
+            let step = self
+                .store
+                .fill_issue(issue, FILL_CHUNK, self.clock.now())
+                .await?;
+            total += step.written;
+            if step.written > 0 {
+                on_chunk(step.written);
+            }
+            if step.done {
+                tracing::info!(
+                    issue,
+                    written = total,
+                    "every reader of the issue is queued"
+                );
+                return Ok((total, true));
+            }
+        }
     }
 
     /// Make an issue of this schedule now, outside its cron times (`herald digests run`);
@@ -362,12 +376,7 @@ impl Digests {
         if !issue.filling {
             return Ok(issue);
         }
-        while !self
-            .store
-            .fill_issue(issue.id, FILL_CHUNK, self.clock.now())
-            .await?
-            .done
-        {}
+        self.fill_one(issue.id, None, &mut |_| {}).await?;
         Ok(self.store.issue(issue.id).await?.unwrap_or(issue))
     }
 

@@ -114,12 +114,13 @@ async fn observe(
     let mut res = next.run(req).await;
     // The body limit answers in plain text (tower-http, or axum when a body outgrows it
     // while read); say it the way the rest of the site or the API says errors.
-    let plain = res
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_none_or(|v| v.starts_with("text/plain"));
-    if res.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE && plain {
+    let plain = || {
+        res.headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_none_or(|v| v.starts_with("text/plain"))
+    };
+    if res.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE && plain() {
         res = if api {
             api::error(
                 axum::http::StatusCode::PAYLOAD_TOO_LARGE,

@@ -293,6 +293,20 @@ impl TestApp {
             .unwrap()
     }
 
+    /// GET with extra headers (a path, or a whole URL).
+    pub async fn get_with(&self, url: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+        let url = if url.starts_with("http") {
+            url.to_string()
+        } else {
+            format!("{}{url}", self.base)
+        };
+        let mut req = self.http.get(url);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.send().await.unwrap()
+    }
+
     pub async fn get(&self, url: &str) -> reqwest::Response {
         let url = if url.starts_with("http") {
             url.to_string()
