@@ -304,10 +304,11 @@ impl Digests {
         budget: std::time::Duration,
         mut on_chunk: impl FnMut(u64) + Send,
     ) -> Result<u64, DigestError> {
-        let deadline = std::time::Instant::now() + budget;
+        // A budget too large to add (Duration::MAX) means no deadline.
+        let deadline = std::time::Instant::now().checked_add(budget);
         let mut total = 0;
         for issue in self.store.issues_filling().await? {
-            let (written, done) = self.fill_one(issue, Some(deadline), &mut on_chunk).await?;
+            let (written, done) = self.fill_one(issue, deadline, &mut on_chunk).await?;
             total += written;
             if !done {
                 break;
