@@ -2,14 +2,15 @@
 # Issue creation: how long one digest tick takes to write the issue and one `sends` row
 # per reader, for N subscribers (default 1,000,000).
 # Usage: bench/enqueue.sh [N] [database-url]   (default: a fresh SQLite file)
+# Env: BENCH_BIN (measure another build, e.g. the previous commit's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${1:-1000000}"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 DB="${2:-sqlite:$WORK/herald.db}"
-cargo build --release -q
-BIN="$PWD/target/release/herald"
+if [ -z "${BENCH_BIN:-}" ]; then cargo build --release -q; fi
+BIN="${BENCH_BIN:-$PWD/target/release/herald}"
 FIX="$PWD/tests/fixtures/wmd.rss.xml"
 export HERALD_DATABASE__URL="$DB" HERALD_SECRET_KEY="bench-secret-bench-secret-bench-secret-0" HERALD_LOG=warn
 python3 - "$N" > "$WORK/list.csv" <<'PY'

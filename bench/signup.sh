@@ -7,7 +7,8 @@
 # Usage (as root; `apt-get install wrk postfix`, its service stopped):
 #   bench/signup.sh [RATE] [SECONDS] [DATABASE]   defaults: 1000 20 sqlite
 #   DATABASE: sqlite or a postgres:// URL of an empty database (it is emptied first)
-# Env: CONN (wrk connections, default 50). Talks only to 127.0.0.1.
+# Env: CONN (wrk connections, default 50); BENCH_BIN (measure another build, e.g. the
+# previous commit's). Talks only to 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RATE="${1:-1000}"
@@ -19,8 +20,8 @@ HTTP=127.0.0.1:18087
 WORK="$(mktemp -d)"
 trap 'kill ${SINK:-0} ${PID:-0} 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
-cargo build --release -q
-BIN="$PWD/target/release/herald"
+if [ -z "${BENCH_BIN:-}" ]; then cargo build --release -q; fi
+BIN="${BENCH_BIN:-$PWD/target/release/herald}"
 . bench/lib.sh
 start_sink $PORT
 DB=$(fresh_db "$DBARG" "$WORK")
@@ -33,8 +34,8 @@ cd "$WORK"
 "$BIN" serve >serve.log 2>&1 &
 PID=$!
 for _ in $(seq 1 50); do curl -sf "http://$HTTP/healthz" >/dev/null && break; sleep 0.1; done
-# Each of CONN connections waits CONN*1000/RATE ms between its requests.
-DELAY_MS=$(( CONN * 1000 / RATE )) wrk -t2 -c"$CONN" -d"${SECS}s" --latency \
+# Two wrk threads, each sending one request every 2000/RATE ms (see signup.lua).
+INTERVAL_MS=$(python3 -c "print(2000 / $RATE)") wrk -t2 -c"$CONN" -d"${SECS}s" --latency \
     -s "$OLDPWD/bench/signup.lua" "http://$HTTP" > wrk.txt
 rps=$(awk '/Requests\/sec/ {print $2}' wrk.txt)
 p50=$(awk '$1 == "50%" {print $2}' wrk.txt)
