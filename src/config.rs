@@ -58,6 +58,8 @@ pub struct DigestsConfig {
 pub struct FeedsConfig {
     pub poll_interval: HumanDuration,
     pub timeout: HumanDuration,
+    /// A feed document larger than this is refused (counted while it is read).
+    pub max_size: crate::domain::ByteSize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -595,6 +597,9 @@ impl RawConfig {
             }
         }
 
+        if self.feeds.max_size.0 < 1_000 {
+            return Err(invalid("feeds.max_size", "must be at least 1kB"));
+        }
         if self.subscriptions.rate_limit_per_ip == 0 {
             return Err(invalid(
                 "subscriptions.rate_limit_per_ip",

@@ -128,6 +128,7 @@ impl Services {
             store.clone(),
             clock.clone(),
             config.feeds.timeout.0,
+            config.feeds.max_size,
         ));
         Ok(Self {
             config: Arc::new(config),

@@ -101,6 +101,10 @@ enum ArticlesCmd {
         #[arg(long)]
         section: String,
         file: PathBuf,
+        /// Where the feed is published: relative links in it are resolved against this
+        /// (after any xml:base, before the channel's own link).
+        #[arg(long)]
+        base: Option<String>,
     },
     /// List articles, newest first.
     List {
@@ -629,21 +633,56 @@ async fn articles(cmd: ArticlesCmd, s: Services) -> Result<(), Failure> {
                 published,
                 guid: None,
             };
-            if herald::articles::add_article(s.store.as_ref(), input, s.clock.now()).await? {
+            let w = herald::articles::add_article(s.store.as_ref(), input, s.clock.now()).await?;
+            if w.added > 0 {
                 println!("article added");
+            } else if w.updated > 0 {
+                println!("article corrected (same URL/guid in this section, not mailed yet)");
             } else {
-                println!("already there (same URL/guid in this section): nothing added");
+                println!(
+                    "already there (same URL/guid in this section, unchanged or already mailed): nothing changed"
+                );
             }
             Ok(())
         }
-        ArticlesCmd::Import { section, file } => {
+        ArticlesCmd::Import {
+            section,
+            file,
+            base,
+        } => {
+            if let Some(b) = &base
+                && !url::Url::parse(b).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
+            {
+                return Err(Failure(
+                    2,
+                    format!("--base must be an http(s) URL, got {b:?}"),
+                ));
+            }
+            let limit = s.config.feeds.max_size;
+            let size = std::fs::metadata(&file)
+                .map_err(|e| Failure(1, format!("cannot read {}: {e}", file.display())))?
+                .len();
+            if size > limit.0 {
+                return Err(Failure(
+                    1,
+                    format!(
+                        "{}: the feed is larger than {limit} (feeds.max_size)",
+                        file.display()
+                    ),
+                ));
+            }
             let bytes = std::fs::read(&file)
                 .map_err(|e| Failure(1, format!("cannot read {}: {e}", file.display())))?;
-            let (items, added) =
-                herald::articles::import_feed(s.store.as_ref(), &section, &bytes, s.clock.now())
-                    .await
-                    .map_err(|e| Failure(1, format!("{}: {e}", file.display())))?;
-            println!("{items} items in the feed, {added} new articles in {section}");
+            let outcome = herald::articles::import_feed(
+                s.store.as_ref(),
+                &section,
+                &bytes,
+                base.as_deref(),
+                s.clock.now(),
+            )
+            .await
+            .map_err(|e| Failure(1, format!("{}: {e}", file.display())))?;
+            println!("{outcome} in {section}");
             Ok(())
         }
         ArticlesCmd::List {

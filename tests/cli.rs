@@ -365,7 +365,10 @@ async fn digest_commands(backend: Backend) {
         "wmd",
         &format!("{fixtures}/wmd.rss.xml"),
     ]);
-    assert!(out.contains("2 new articles"), "{out}");
+    assert!(
+        out.contains("3 items, 1 skipped (1 with no http(s) link), 2 new, 0 updated in wmd"),
+        "{out}"
+    );
     let o = cli.run(&[
         "articles",
         "import",

@@ -2,11 +2,13 @@
 //! conditional GET. A feed that fails is logged, counted, shown by `herald sections list`,
 //! and retried at the next poll; it never stops herald and never half-imports.
 
-use super::{html_to_text, one_line, sanitize_html};
+use super::xmlfacts::{self, EntryFacts, XmlFacts};
+use super::{escape_html, html_to_text, one_line, sanitize_html_with_base};
 use crate::clock::Clock;
 use crate::store::{NewArticle, SectionFeed, Store};
 use std::sync::Arc;
 use std::time::Duration;
+use url::Url;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FeedError {
@@ -14,12 +16,103 @@ pub enum FeedError {
     Parse(String),
     #[error("fetching {url}: {message}")]
     Fetch { url: String, message: String },
+    #[error("the feed is larger than {limit} (feeds.max_size)")]
+    TooLarge { limit: crate::domain::ByteSize },
 }
 
-/// Parse a feed document into articles. Items are keyed by their guid/id, else their link;
-/// items without a link are skipped (a digest entry needs somewhere to go).
-pub fn parse_feed(bytes: &[u8]) -> Result<Vec<NewArticle>, FeedError> {
+/// The largest summary kept (the API's limit too); a longer one is cut, and the cut counted.
+pub const MAX_SUMMARY: usize = 100_000;
+
+/// A feed document read into articles, with what was left out and why.
+#[derive(Debug, Default)]
+pub struct ParsedFeed {
+    pub articles: Vec<NewArticle>,
+    pub report: FeedReport,
+}
+
+/// What one feed document held: items, and those skipped by reason.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct FeedReport {
+    pub items: usize,
+    /// No link, or a relative one with nothing to resolve it against.
+    pub no_link: usize,
+    /// A link that is not http(s) (`javascript:`, `data:` …) or not a URL at all.
+    pub unsafe_link: usize,
+    /// The same guid earlier in the same document.
+    pub duplicate: usize,
+    /// Summaries cut to [`MAX_SUMMARY`].
+    pub summaries_cut: usize,
+}
+
+impl FeedReport {
+    pub fn skipped(&self) -> usize {
+        self.no_link + self.unsafe_link + self.duplicate
+    }
+}
+
+impl std::fmt::Display for FeedReport {
+    /// "12 items, 3 skipped (2 with no http(s) link, 1 duplicate)".
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let plural = |n: usize| if n == 1 { "" } else { "s" };
+        write!(f, "{} item{}", self.items, plural(self.items))?;
+        let reasons: Vec<String> = [
+            (self.no_link, "with no http(s) link"),
+            (self.unsafe_link, "with an unsafe or malformed link"),
+            (self.duplicate, "repeated in the feed"),
+        ]
+        .into_iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, why)| format!("{n} {why}"))
+        .collect();
+        write!(f, ", {} skipped", self.skipped())?;
+        if !reasons.is_empty() {
+            write!(f, " ({})", reasons.join(", "))?;
+        }
+        if self.summaries_cut > 0 {
+            write!(
+                f,
+                ", {} summar{} cut to {} kB",
+                self.summaries_cut,
+                if self.summaries_cut == 1 { "y" } else { "ies" },
+                MAX_SUMMARY / 1000
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Parse a feed document into articles. `document_url` is where it was fetched from (none
+/// for a file), the second base for relative links after the item's `xml:base` and before
+/// the channel's own link. Items are keyed by their guid/id, else their link.
+pub fn parse_feed(bytes: &[u8], document_url: Option<&str>) -> Result<ParsedFeed, FeedError> {
+    let utf8;
+    let mut bytes = match utf16_to_utf8(bytes) {
+        Some(text) => {
+            utf8 = text;
+            utf8.as_bytes()
+        }
+        None => bytes,
+    };
+    let document_url = document_url.and_then(|u| Url::parse(u).ok());
+    let is_json = bytes
+        .iter()
+        .find(|b| !b.is_ascii_whitespace() && **b != 0xEF && **b != 0xBB && **b != 0xBF)
+        == Some(&b'{');
+    let facts = if is_json {
+        XmlFacts::default()
+    } else {
+        xmlfacts::scan(bytes, document_url.as_ref())
+    };
+    // Atom 0.3 is Atom 1.0's draft: the same elements in another namespace. Read it as 1.0
+    // (its `issued`/`modified` dates are not read; `summary` and `content` are).
+    let atom03;
+    if facts.atom03 {
+        atom03 = String::from_utf8_lossy(bytes)
+            .replace(xmlfacts::ATOM03_NS, "http://www.w3.org/2005/Atom");
+        bytes = atom03.as_bytes();
+    }
     let parser = feed_rs::parser::Builder::new()
+        .base_uri(document_url.as_ref().map(Url::as_str))
         // Without a guid, key by the link: feed-rs would otherwise hash link+title, and a
         // corrected title would then import the same story twice.
         .id_generator(|links, title, _| {
@@ -30,58 +123,230 @@ pub fn parse_feed(bytes: &[u8]) -> Result<Vec<NewArticle>, FeedError> {
                 .unwrap_or_default()
         })
         .build();
-    let utf8;
-    let bytes = match utf16_to_utf8(bytes) {
-        Some(text) => {
-            utf8 = text;
-            utf8.as_bytes()
-        }
-        None => bytes,
-    };
     let feed = parse_guarded(|| parser.parse(bytes))?;
+    if feed.entries.is_empty() && !facts.entries.is_empty() {
+        return Err(FeedError::Parse(format!(
+            "{} items found but none could be read{}",
+            facts.entries.len(),
+            if facts.atom03 { " (Atom 0.3)" } else { "" }
+        )));
+    }
+    // Per-item facts only when both readings agree on the items.
+    let entry_facts: Vec<EntryFacts> =
+        if facts.complete && facts.entries.len() == feed.entries.len() {
+            facts.entries
+        } else {
+            vec![EntryFacts::default(); feed.entries.len()]
+        };
+    let json_authors = if is_json {
+        json_item_authors(bytes)
+    } else {
+        Vec::new()
+    };
+    let channel_link = feed
+        .links
+        .iter()
+        .filter(|l| is_page_link(l))
+        .find_map(|l| Url::parse(l.href.trim()).ok())
+        .filter(|u| matches!(u.scheme(), "http" | "https"));
+    let feed_author = feed
+        .authors
+        .iter()
+        .find_map(person_name)
+        .or_else(|| facts.channel_author.as_deref().and_then(byline));
+    let mut report = FeedReport {
+        items: feed.entries.len(),
+        ..FeedReport::default()
+    };
+    let mut seen = std::collections::HashSet::new();
     let mut out = Vec::new();
-    for e in feed.entries {
-        let link = e
+    for (i, (e, ef)) in feed.entries.into_iter().zip(entry_facts).enumerate() {
+        let bases: Vec<&Url> = [
+            ef.base.as_ref(),
+            document_url.as_ref(),
+            channel_link.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let candidate = e
             .links
             .iter()
-            .find(|l| l.rel.as_deref().is_none_or(|r| r == "alternate"))
-            .or(e.links.first())
-            .map(|l| l.href.trim().to_string());
-        let Some(url) = link.filter(|u| u.starts_with("http://") || u.starts_with("https://"))
-        else {
-            continue;
+            .find(|l| is_page_link(l))
+            .map(|l| l.href.clone())
+            .or(ef.permalink);
+        let url = match candidate.as_deref().map(|h| resolve_link(h, &bases)) {
+            Some(LinkCheck::Ok(u)) => u,
+            Some(LinkCheck::Unsafe) => {
+                report.unsafe_link += 1;
+                continue;
+            }
+            Some(LinkCheck::Missing) | None => {
+                report.no_link += 1;
+                continue;
+            }
         };
-        let title = e
-            .title
-            .map(|t| one_line(&html_to_text(&t.content), 500))
-            .unwrap_or_default();
-        let title = if title.is_empty() { url.clone() } else { title };
-        let summary = e
-            .summary
-            .map(|s| s.content)
-            .or_else(|| e.content.and_then(|c| c.body))
-            .unwrap_or_default();
         let guid = if e.id.trim().is_empty() {
             url.clone()
         } else {
             one_line(&e.id, 1000)
         };
+        if !seen.insert(guid.clone()) {
+            report.duplicate += 1;
+            continue;
+        }
+        let title = e.title.as_ref().map(text_of).unwrap_or_default();
+        let title = one_line(&title, 500);
+        let title = if title.is_empty() { url.clone() } else { title };
+        let (mut summary, summary_is_html) = match (&e.summary, &e.content) {
+            (Some(s), _) if !s.content.trim().is_empty() => {
+                (s.content.clone(), is_html(&s.content_type))
+            }
+            (_, Some(c)) => (c.body.clone().unwrap_or_default(), is_html(&c.content_type)),
+            (Some(s), None) => (s.content.clone(), is_html(&s.content_type)),
+            (None, None) => (String::new(), false),
+        };
+        if summary.len() > MAX_SUMMARY {
+            let mut cut = MAX_SUMMARY;
+            while !summary.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            summary.truncate(cut);
+            report.summaries_cut += 1;
+        }
+        let (summary_html, summary_text) = if summary_is_html {
+            (
+                sanitize_html_with_base(&summary, bases.first().copied()),
+                html_to_text(&summary),
+            )
+        } else {
+            let text = summary.split_whitespace().collect::<Vec<_>>().join(" ");
+            (escape_html(&text), text)
+        };
+        let author = match json_authors.get(i) {
+            Some(Some(name)) => Some(name.clone()),
+            _ => e.authors.iter().find_map(person_name),
+        }
+        .or_else(|| feed_author.clone());
         out.push(NewArticle {
             guid,
             title,
-            summary_html: sanitize_html(&summary),
-            summary_text: html_to_text(&summary),
-            author: e
-                .authors
-                .first()
-                .and_then(|a| a.name.as_deref())
-                .map(|n| one_line(n, 200))
-                .filter(|a| !a.is_empty()),
+            summary_html,
+            summary_text,
+            author,
             published_at: e.published.or(e.updated),
             url,
         });
     }
-    Ok(out)
+    Ok(ParsedFeed {
+        articles: out,
+        report,
+    })
+}
+
+/// A link to the item's page: Atom `rel="alternate"` or no rel (never `edit`, `self`,
+/// `enclosure` …), and not an RSS comments link.
+fn is_page_link(l: &feed_rs::model::Link) -> bool {
+    l.rel
+        .as_deref()
+        .is_none_or(|r| r.eq_ignore_ascii_case("alternate"))
+        && l.target.is_none()
+}
+
+enum LinkCheck {
+    Ok(String),
+    Missing,
+    Unsafe,
+}
+
+/// An absolute http(s) URL for `href`: as it is, or resolved against the first base.
+fn resolve_link(href: &str, bases: &[&Url]) -> LinkCheck {
+    let href = href.trim();
+    if href.is_empty() {
+        return LinkCheck::Missing;
+    }
+    let web = |u: Url| {
+        if matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty()) {
+            LinkCheck::Ok(u.to_string())
+        } else {
+            LinkCheck::Unsafe
+        }
+    };
+    match Url::parse(href) {
+        Ok(u) => web(u),
+        Err(url::ParseError::RelativeUrlWithoutBase) => match bases.first() {
+            Some(b) => b.join(href).map_or(LinkCheck::Unsafe, web),
+            None => LinkCheck::Missing,
+        },
+        Err(_) => LinkCheck::Unsafe,
+    }
+}
+
+fn is_html(t: &impl std::fmt::Display) -> bool {
+    let t = t.to_string().to_ascii_lowercase();
+    t.starts_with("text/html") || t.contains("xhtml")
+}
+
+/// A title or summary as text: HTML only when the feed declares it HTML (an RSS title or an
+/// Atom `type="text"` is text, so `Vector<T>` stays `Vector<T>`).
+fn text_of(t: &feed_rs::model::Text) -> String {
+    if is_html(&t.content_type) {
+        html_to_text(&t.content)
+    } else {
+        t.content.clone()
+    }
+}
+
+/// The name to show for a person: `desk@example.com (Jane Doe)` is "Jane Doe"; a bare
+/// address is no byline (it is not a name, and not ours to print).
+fn person_name(p: &feed_rs::model::Person) -> Option<String> {
+    p.name.as_deref().and_then(byline)
+}
+
+fn byline(raw: &str) -> Option<String> {
+    let mut name = raw.trim();
+    // "desk@example.com (Jane Doe)" as RSS writes it, if it reaches us whole.
+    if let (Some(open), true) = (name.find('('), name.ends_with(')'))
+        && name[..open].contains('@')
+    {
+        name = &name[open..];
+    }
+    let name = name.trim_start_matches('(').trim_end_matches(')').trim();
+    let name = one_line(name, 200);
+    (!name.is_empty() && !name.contains('@')).then_some(name)
+}
+
+/// JSON Feed 1.1: each item's first author from `authors`, else the deprecated `author`
+/// (feed-rs merges both into one list, in the other order).
+fn json_item_authors(bytes: &[u8]) -> Vec<Option<String>> {
+    #[derive(serde::Deserialize)]
+    struct Person {
+        name: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Item {
+        authors: Option<Vec<Person>>,
+        author: Option<Person>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Doc {
+        #[serde(default)]
+        items: Vec<Item>,
+    }
+    let Ok(doc) = serde_json::from_slice::<Doc>(bytes) else {
+        return Vec::new();
+    };
+    doc.items
+        .into_iter()
+        .map(|i| {
+            i.authors
+                .and_then(|a| {
+                    a.into_iter()
+                        .find_map(|p| p.name.as_deref().and_then(byline))
+                })
+                .or_else(|| i.author.and_then(|p| p.name.as_deref().and_then(byline)))
+        })
+        .collect()
 }
 
 /// Run the feed parser so that whatever a document does, the answer is "not a feed", never
@@ -159,10 +424,24 @@ pub struct FeedPoller {
     store: Arc<dyn Store>,
     clock: Clock,
     http: reqwest::Client,
+    timeout: Duration,
+    max_size: crate::domain::ByteSize,
+}
+
+/// What one poll of one feed did.
+#[derive(Debug, Default)]
+pub struct PollOutcome {
+    pub report: FeedReport,
+    pub written: crate::store::ArticleWrite,
 }
 
 impl FeedPoller {
-    pub fn new(store: Arc<dyn Store>, clock: Clock, timeout: Duration) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Clock,
+        timeout: Duration,
+        max_size: crate::domain::ByteSize,
+    ) -> Self {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .user_agent(concat!(
@@ -172,7 +451,13 @@ impl FeedPoller {
             ))
             .build()
             .expect("HTTP client");
-        Self { store, clock, http }
+        Self {
+            store,
+            clock,
+            http,
+            timeout,
+            max_size,
+        }
     }
 
     /// Poll all feeds once; returns how many new articles arrived. A feed that fails is
@@ -182,7 +467,7 @@ impl FeedPoller {
         let mut added = 0;
         for f in feeds.into_iter().filter(|f| f.feed_url.is_some()) {
             match self.poll_one(&f).await {
-                Ok(n) => added += n,
+                Ok(n) => added += n.written.added,
                 Err(e) => {
                     metrics::counter!("herald_feed_poll_errors_total", "section" => f.slug.clone())
                         .increment(1);
@@ -197,7 +482,21 @@ impl FeedPoller {
         Ok(added)
     }
 
-    async fn poll_one(&self, f: &SectionFeed) -> Result<u64, FeedError> {
+    /// What reqwest says, in words an operator can act on: a timeout is named a timeout.
+    fn describe(&self, e: &reqwest::Error) -> String {
+        if e.is_timeout() {
+            format!(
+                "timed out after {}s (feeds.timeout)",
+                self.timeout.as_secs()
+            )
+        } else if e.is_connect() {
+            format!("cannot connect: {}", error_chain(e))
+        } else {
+            error_chain(e)
+        }
+    }
+
+    pub async fn poll_one(&self, f: &SectionFeed) -> Result<PollOutcome, FeedError> {
         let url = f.feed_url.clone().unwrap_or_default();
         let fetch_err = |message: String| FeedError::Fetch {
             url: url.clone(),
@@ -210,7 +509,7 @@ impl FeedPoller {
         if let Some(lm) = &f.feed_last_modified {
             req = req.header(reqwest::header::IF_MODIFIED_SINCE, lm);
         }
-        let res = req.send().await.map_err(|e| fetch_err(e.to_string()))?;
+        let mut res = req.send().await.map_err(|e| fetch_err(self.describe(&e)))?;
         let header = |name| {
             res.headers()
                 .get(name)
@@ -230,29 +529,73 @@ impl FeedPoller {
                 )
                 .await
                 .map_err(|e| fetch_err(e.to_string()))?;
-            return Ok(0);
+            return Ok(PollOutcome::default());
         }
         if !res.status().is_success() {
             return Err(fetch_err(format!("HTTP {}", res.status())));
         }
-        let body = res.bytes().await.map_err(|e| fetch_err(e.to_string()))?;
-        let articles = parse_feed(&body)?;
+        // Where the document came from after redirects: the base for its relative links.
+        let document_url = res.url().to_string();
+        let limit = self.max_size;
+        if res.content_length().is_some_and(|n| n > limit.0) {
+            return Err(FeedError::TooLarge { limit });
+        }
+        // Counted while read: a chunked body that never ends stops here, not in memory.
+        let mut body = Vec::new();
+        while let Some(chunk) = res
+            .chunk()
+            .await
+            .map_err(|e| fetch_err(self.describe(&e)))?
+        {
+            if body.len() + chunk.len() > limit.0 as usize {
+                return Err(FeedError::TooLarge { limit });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let parsed = parse_feed(&body, Some(&document_url))?;
         let now = self.clock.now();
-        let added = self
+        let written = self
             .store
-            .insert_articles(f.id, &articles, now)
+            .insert_articles(f.id, &parsed.articles, now)
             .await
             .map_err(|e| fetch_err(e.to_string()))?;
         self.store
             .record_feed_poll(f.id, now, etag.as_deref(), last_modified.as_deref(), None)
             .await
             .map_err(|e| fetch_err(e.to_string()))?;
-        if added > 0 {
-            metrics::counter!("herald_articles_added_total", "via" => "feed").increment(added);
-            tracing::info!(section = %f.slug, added, "feed polled");
+        if written.added > 0 {
+            metrics::counter!("herald_articles_added_total", "via" => "feed")
+                .increment(written.added);
         }
-        Ok(added)
+        if written.added > 0 || written.updated > 0 || parsed.report.skipped() > 0 {
+            tracing::info!(
+                section = %f.slug,
+                report = %parsed.report,
+                new = written.added,
+                updated = written.updated,
+                "feed polled"
+            );
+        }
+        Ok(PollOutcome {
+            report: parsed.report,
+            written,
+        })
     }
+}
+
+/// An error with its causes ("error sending request: connection refused").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
 }
 
 #[cfg(test)]
@@ -284,13 +627,217 @@ mod tests {
     fn utf16_feeds_import_in_every_byte_order() {
         for big_endian in [true, false] {
             for bom in [true, false] {
-                let got = parse_feed(&utf16(RSS, big_endian, bom))
-                    .unwrap_or_else(|e| panic!("be={big_endian} bom={bom}: {e}"));
+                let got = parse_feed(&utf16(RSS, big_endian, bom), None)
+                    .unwrap_or_else(|e| panic!("be={big_endian} bom={bom}: {e}"))
+                    .articles;
                 assert_eq!(got.len(), 1);
                 assert_eq!(got[0].title, "Lavrov: « nuclear » talks – día 2");
                 assert_eq!(got[0].summary_text.trim(), "Ω summary");
             }
         }
+    }
+
+    fn parse_fixture(name: &str, url: Option<&str>) -> ParsedFeed {
+        let path = format!("{}/tests/fixtures/feeds/{name}", env!("CARGO_MANIFEST_DIR"));
+        parse_feed(&std::fs::read(&path).unwrap(), url).unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    fn by_title<'a>(feed: &'a ParsedFeed, title: &str) -> &'a NewArticle {
+        feed.articles
+            .iter()
+            .find(|a| a.title == title)
+            .unwrap_or_else(|| panic!("no {title:?} in {:#?}", feed.articles))
+    }
+
+    #[test]
+    fn text_stays_text() {
+        let feed = parse_fixture("text_titles.rss.xml", None);
+        assert_eq!(
+            feed.articles[0].title,
+            "Vector<T> and Option<Box<dyn Error>> in Rust"
+        );
+        assert_eq!(feed.articles[1].title, "a<b>c &amp; d");
+        // RSS descriptions are HTML: the escaped type parameter survives as text in it.
+        assert_eq!(feed.articles[0].summary_text, "Why Vec<T> owns its items.");
+        assert!(
+            feed.articles[0]
+                .summary_html
+                .contains("<code>Vec&lt;T&gt;</code>")
+        );
+
+        let atom = parse_fixture("text_types.atom.xml", None);
+        let text = &atom.articles[0];
+        assert_eq!(text.title, "a<b>c");
+        assert_eq!(
+            text.summary_text, "x <b> y & z",
+            "type=text summary is text"
+        );
+        assert_eq!(text.summary_html, "x &lt;b&gt; y &amp; z");
+        let html = &atom.articles[1];
+        assert_eq!(html.title, "Bold move & more", "type=html title is HTML");
+    }
+
+    #[test]
+    fn atom_links_are_the_alternate_only() {
+        let atom = parse_fixture("text_types.atom.xml", None);
+        assert_eq!(atom.articles.len(), 2);
+        assert_eq!(
+            atom.articles[1].url, "https://atom.example.org/2",
+            "not edit/self/enclosure"
+        );
+        assert_eq!(
+            atom.report.no_link, 1,
+            "an entry with only edit/self links is skipped"
+        );
+        // The summary's relative href resolves against the feed's own link.
+        assert!(
+            atom.articles[1]
+                .summary_html
+                .contains(r#"href="https://atom.example.org/more""#),
+            "{}",
+            atom.articles[1].summary_html
+        );
+        assert_eq!(atom.articles[1].author.as_deref(), Some("Ann Writer"));
+        assert_eq!(
+            atom.articles[0].author.as_deref(),
+            Some("The Desk"),
+            "feed author"
+        );
+    }
+
+    #[test]
+    fn relative_links_resolve_and_guids_can_be_links() {
+        let feed = parse_fixture("relative_links.rss.xml", None);
+        let root = by_title(&feed, "Root-relative link");
+        assert_eq!(
+            root.url, "https://rel.example.org/r/1",
+            "against the channel link"
+        );
+        assert!(
+            root.summary_html
+                .contains(r#"href="https://rel.example.org/r/1/photos""#)
+                && root
+                    .summary_html
+                    .contains(r#"href="https://rel.example.org/news/notes.html""#),
+            "{}",
+            root.summary_html
+        );
+        let based = by_title(&feed, "Item with xml:base");
+        assert_eq!(based.url, "https://cdn.example.net/stories/two.html");
+        assert!(
+            based
+                .summary_html
+                .contains(r#"href="https://cdn.example.net/stories/two/more.html""#),
+            "{}",
+            based.summary_html
+        );
+        assert_eq!(
+            by_title(&feed, "Permalink guid").url,
+            "https://rel.example.org/news/3"
+        );
+        assert_eq!(
+            by_title(&feed, "URL guid without the attribute").url,
+            "https://rel.example.org/news/4"
+        );
+        assert!(!feed.articles.iter().any(|a| a.title == "Not a permalink"));
+        assert!(!feed.articles.iter().any(|a| a.title == "Script link"));
+        assert_eq!(
+            feed.report,
+            FeedReport {
+                items: 7,
+                no_link: 1,
+                unsafe_link: 1,
+                duplicate: 1,
+                summaries_cut: 0
+            }
+        );
+        assert_eq!(
+            feed.report.to_string(),
+            "7 items, 3 skipped (1 with no http(s) link, 1 with an unsafe or malformed link, 1 repeated in the feed)"
+        );
+
+        // The URL the document came from comes before the channel link.
+        let fetched = parse_fixture(
+            "relative_links.rss.xml",
+            Some("https://mirror.example.com/feeds/rss"),
+        );
+        assert_eq!(
+            by_title(&fetched, "Root-relative link").url,
+            "https://mirror.example.com/r/1"
+        );
+        assert_eq!(
+            by_title(&fetched, "Item with xml:base").url,
+            "https://cdn.example.net/stories/two.html",
+            "xml:base first"
+        );
+    }
+
+    #[test]
+    fn bylines_fall_back_and_read_as_names() {
+        let feed = parse_fixture("authors.rss.xml", None);
+        assert_eq!(
+            by_title(&feed, "Mailbox byline").author.as_deref(),
+            Some("Jane Doe")
+        );
+        assert_eq!(
+            by_title(&feed, "No byline").author.as_deref(),
+            Some("The Newsroom")
+        );
+        assert_eq!(
+            by_title(&feed, "Bare address").author.as_deref(),
+            Some("The Newsroom"),
+            "an address is not a name"
+        );
+
+        let json = parse_fixture("authors.json", None);
+        assert_eq!(
+            by_title(&json, "Both fields").author.as_deref(),
+            Some("New Field")
+        );
+        assert_eq!(
+            by_title(&json, "Both fields").summary_text,
+            "text < with & signs"
+        );
+        assert_eq!(
+            by_title(&json, "Feed author").author.as_deref(),
+            Some("JSON Newsroom")
+        );
+        assert_eq!(
+            by_title(&json, "Relative JSON url").url,
+            "https://json.example.org/3",
+            "against the home page"
+        );
+    }
+
+    #[test]
+    fn atom_0_3_imports() {
+        let feed = parse_fixture("atom03.xml", None);
+        assert_eq!(feed.articles.len(), 1, "{:?}", feed.report);
+        let a = &feed.articles[0];
+        assert_eq!(a.title, "An 0.3 entry");
+        assert_eq!(a.url, "https://old.example.org/1");
+        assert_eq!(a.summary_text, "Still out there.");
+        assert_eq!(a.author.as_deref(), Some("Old Timer"));
+    }
+
+    #[test]
+    fn a_huge_summary_is_cut() {
+        let big = "<p>".to_string() + &"é".repeat(3 * MAX_SUMMARY) + "</p>";
+        let doc = format!(
+            r#"<rss version="2.0"><channel><title>t</title><link>https://x.example/</link>
+<item><title>Big</title><link>https://x.example/big</link><description><![CDATA[{big}]]></description></item>
+</channel></rss>"#
+        );
+        let feed = parse_feed(doc.as_bytes(), None).unwrap();
+        assert_eq!(feed.report.summaries_cut, 1);
+        let a = &feed.articles[0];
+        assert!(
+            a.summary_html.len() <= MAX_SUMMARY + 100,
+            "{}",
+            a.summary_html.len()
+        );
+        assert!(a.summary_text.len() <= MAX_SUMMARY);
+        assert!(feed.report.to_string().ends_with("1 summary cut to 100 kB"));
     }
 
     #[test]
@@ -312,7 +859,10 @@ mod tests {
             b"\0\0\0\0",
             b"<rss><channel><item>",
         ] {
-            assert!(matches!(parse_feed(doc), Err(FeedError::Parse(_)) | Ok(_)));
+            assert!(matches!(
+                parse_feed(doc, None),
+                Err(FeedError::Parse(_)) | Ok(_)
+            ));
         }
     }
 }

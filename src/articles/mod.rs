@@ -3,11 +3,12 @@
 //! (ammonia) for the HTML part and become plain text for the text part.
 
 mod feeds;
+mod xmlfacts;
 
-pub use feeds::{FeedError, FeedPoller, parse_feed};
+pub use feeds::{FeedError, FeedPoller, FeedReport, MAX_SUMMARY, ParsedFeed, parse_feed};
 
 use crate::domain::{SectionSlug, has_control_chars};
-use crate::store::{NewArticle, Section, Store, StoreError};
+use crate::store::{ArticleWrite, NewArticle, Section, Store, StoreError};
 use chrono::{DateTime, Utc};
 
 #[derive(Debug, thiserror::Error)]
@@ -163,9 +164,20 @@ pub fn one_line(s: &str, max: usize) -> String {
 }
 
 /// Safe HTML for the HTML part: formatting and links only, no scripts, styles or images
-/// that track. Links get rel=noopener.
+/// that track. Links get rel=noopener. A relative link is dropped: in a mail it has nothing
+/// to be relative to.
 pub fn sanitize_html(html: &str) -> String {
+    sanitize_html_with_base(html, None)
+}
+
+/// [`sanitize_html`], with relative links resolved against `base` (a feed item's).
+pub fn sanitize_html_with_base(html: &str, base: Option<&url::Url>) -> String {
+    let relative = match base {
+        Some(b) => ammonia::UrlRelative::RewriteWithBase(b.clone()),
+        None => ammonia::UrlRelative::Deny,
+    };
     ammonia::Builder::default()
+        .url_relative(relative)
         .tags(maplit_tags(&[
             "a",
             "b",
@@ -183,6 +195,22 @@ pub fn sanitize_html(html: &str) -> String {
         .url_schemes(maplit_tags(&["http", "https", "mailto"]))
         .clean(html)
         .to_string()
+}
+
+/// Text as HTML: the five characters that mean something there, escaped.
+pub fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn maplit_tags(tags: &[&'static str]) -> std::collections::HashSet<&'static str> {
@@ -217,7 +245,7 @@ impl ArticleInput {
             )));
         }
         let summary = self.summary.unwrap_or_default();
-        if summary.len() > 100_000 {
+        if summary.len() > MAX_SUMMARY {
             return Err(ArticleError::Invalid(
                 "the summary is too long (100 kB at most)".into(),
             ));
@@ -245,33 +273,63 @@ impl ArticleInput {
     }
 }
 
-/// Add one article; returns false when the section already had it (same guid).
+/// Add one article. The same guid again adds nothing, or corrects the stored article if it
+/// changed and has not been mailed yet.
 pub async fn add_article(
     store: &dyn Store,
     input: ArticleInput,
     now: DateTime<Utc>,
-) -> Result<bool, ArticleError> {
+) -> Result<ArticleWrite, ArticleError> {
     let (slug, article) = input.into_new_article()?;
     let section = section_by_slug(store, &slug).await?;
-    let added = store.insert_articles(section.id, &[article], now).await?;
-    if added > 0 {
+    let written = store.insert_articles(section.id, &[article], now).await?;
+    if written.added > 0 {
         metrics::counter!("herald_articles_added_total", "via" => "api").increment(1);
     }
-    Ok(added > 0)
+    Ok(written)
+}
+
+/// What importing one feed document did.
+#[derive(Debug)]
+pub struct ImportOutcome {
+    pub report: FeedReport,
+    pub written: ArticleWrite,
+}
+
+impl std::fmt::Display for ImportOutcome {
+    /// "12 items, 3 skipped (2 with no http(s) link, 1 repeated in the feed), 8 new, 1 updated".
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}, {} new, {} updated",
+            self.report, self.written.added, self.written.updated
+        )
+    }
 }
 
 /// Import a feed document into a section. All or nothing: a document that is not a feed
-/// imports nothing. Returns (items in the feed, new articles).
+/// imports nothing. `document_url` is where the document came from, if known (the base of
+/// its relative links after any `xml:base`; the channel's own link comes last).
 pub async fn import_feed(
     store: &dyn Store,
     slug: &str,
     bytes: &[u8],
+    document_url: Option<&str>,
     now: DateTime<Utc>,
-) -> Result<(usize, u64), ArticleError> {
+) -> Result<ImportOutcome, ArticleError> {
     let section = section_by_slug(store, slug).await?;
-    let articles = parse_feed(bytes)?;
-    let added = store.insert_articles(section.id, &articles, now).await?;
-    Ok((articles.len(), added))
+    let parsed = parse_feed(bytes, document_url)?;
+    let written = store
+        .insert_articles(section.id, &parsed.articles, now)
+        .await?;
+    if written.added > 0 {
+        metrics::counter!("herald_articles_added_total", "via" => "import")
+            .increment(written.added);
+    }
+    Ok(ImportOutcome {
+        report: parsed.report,
+        written,
+    })
 }
 
 #[cfg(test)]

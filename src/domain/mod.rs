@@ -5,6 +5,7 @@ mod duration;
 mod email;
 mod schedule;
 mod signup;
+mod size;
 mod slug;
 mod token;
 
@@ -12,6 +13,7 @@ pub use duration::{HumanDuration, ParseDurationError};
 pub use email::{EmailAddress, EmailError};
 pub use schedule::{CronSchedule, ScheduleError};
 pub use signup::{SignupAction, SubscriberStatus};
+pub use size::{ByteSize, ParseSizeError};
 pub use slug::{SectionSlug, SlugError};
 pub use token::{ManageToken, RandomToken, SecretKey, TokenHash, TokenPurpose, sha256_hex};
 

@@ -314,6 +314,14 @@ pub struct NewArticle {
     pub published_at: Option<DateTime<Utc>>,
 }
 
+/// What storing a batch of articles did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ArticleWrite {
+    pub added: u64,
+    /// Corrected: same guid, changed content, not mailed yet.
+    pub updated: u64,
+}
+
 /// A section's feed and the state of its last poll.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct SectionFeed {
@@ -542,13 +550,15 @@ pub trait Store: Send + Sync + 'static {
     async fn next_due_at(&self) -> StoreResult<Option<DateTime<Utc>>>;
 
     // --- articles and feeds
-    /// Store articles of one section in one transaction; returns how many were new.
+    /// Store articles of one section in one transaction. An article whose guid the section
+    /// already has replaces the stored one when its title, link, summary or byline changed
+    /// and no issue carries it yet (a correction); once mailed, it stays as mailed.
     async fn insert_articles(
         &self,
         section_id: i64,
         articles: &[NewArticle],
         now: DateTime<Utc>,
-    ) -> StoreResult<u64>;
+    ) -> StoreResult<ArticleWrite>;
     async fn list_articles(&self, section_id: Option<i64>, limit: i64)
     -> StoreResult<Vec<Article>>;
     async fn set_section_feed(&self, section_id: i64, url: Option<&str>) -> StoreResult<()>;

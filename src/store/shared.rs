@@ -625,29 +625,63 @@ macro_rules! shared_store_impl {
                 .await?)
             }
 
-            async fn insert_articles(&self, section_id: i64, articles: &[NewArticle], now: DateTime<Utc>) -> StoreResult<u64> {
+            async fn insert_articles(&self, section_id: i64, articles: &[NewArticle], now: DateTime<Utc>) -> StoreResult<ArticleWrite> {
                 let mut tx = self.begin_write().await?;
-                let mut added = 0;
+                let mut out = ArticleWrite::default();
                 for a in articles {
-                    added += sqlx::query::<$db>(
-                        "INSERT INTO articles (section_id, guid, title, url, summary_html, summary_text, author, published_at, created_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (section_id, guid) DO NOTHING",
+                    let stored: Option<(i64, String, String, String, String, Option<String>, bool)> = sqlx::query_as::<$db, (i64, String, String, String, String, Option<String>, bool)>(
+                        "SELECT a.id, a.title, a.url, a.summary_html, a.summary_text, a.author, \
+                         EXISTS (SELECT 1 FROM issue_articles ia WHERE ia.article_id = a.id) \
+                         FROM articles a WHERE a.section_id = $1 AND a.guid = $2",
                     )
                     .bind(section_id)
                     .bind(&a.guid)
-                    .bind(&a.title)
-                    .bind(&a.url)
-                    .bind(&a.summary_html)
-                    .bind(&a.summary_text)
-                    .bind(&a.author)
-                    .bind(a.published_at)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    match stored {
+                        None => {
+                            out.added += sqlx::query::<$db>(
+                                "INSERT INTO articles (section_id, guid, title, url, summary_html, summary_text, author, published_at, created_at) \
+                                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (section_id, guid) DO NOTHING",
+                            )
+                            .bind(section_id)
+                            .bind(&a.guid)
+                            .bind(&a.title)
+                            .bind(&a.url)
+                            .bind(&a.summary_html)
+                            .bind(&a.summary_text)
+                            .bind(&a.author)
+                            .bind(a.published_at)
+                            .bind(now)
+                            .execute(&mut *tx)
+                            .await?
+                            .rows_affected();
+                        }
+                        Some((id, title, url, html, text, author, mailed)) => {
+                            let changed = title != a.title || url != a.url || html != a.summary_html
+                                || text != a.summary_text || author != a.author;
+                            if changed && !mailed {
+                                // Its arrival time stays: it is the same story, corrected.
+                                out.updated += sqlx::query::<$db>(
+                                    "UPDATE articles SET title = $2, url = $3, summary_html = $4, summary_text = $5, \
+                                     author = $6, published_at = COALESCE($7, published_at) WHERE id = $1",
+                                )
+                                .bind(id)
+                                .bind(&a.title)
+                                .bind(&a.url)
+                                .bind(&a.summary_html)
+                                .bind(&a.summary_text)
+                                .bind(&a.author)
+                                .bind(a.published_at)
+                                .execute(&mut *tx)
+                                .await?
+                                .rows_affected();
+                            }
+                        }
+                    }
                 }
                 tx.commit().await?;
-                Ok(added)
+                Ok(out)
             }
 
             async fn list_articles(&self, section_id: Option<i64>, limit: i64) -> StoreResult<Vec<Article>> {

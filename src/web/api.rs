@@ -123,10 +123,17 @@ async fn add_article(
         Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e.body_text()),
     };
     match crate::articles::add_article(st.store.as_ref(), input, st.clock.now()).await {
-        Ok(true) => (StatusCode::CREATED, Json(json!({ "added": true }))).into_response(),
-        Ok(false) => (
+        Ok(w) if w.added > 0 => {
+            (StatusCode::CREATED, Json(json!({ "added": true }))).into_response()
+        }
+        Ok(w) if w.updated > 0 => (
             StatusCode::OK,
-            Json(json!({ "added": false, "reason": "already present" })),
+            Json(json!({ "added": false, "updated": true, "reason": "corrected: same guid, not mailed yet" })),
+        )
+            .into_response(),
+        Ok(_) => (
+            StatusCode::OK,
+            Json(json!({ "added": false, "updated": false, "reason": "already present (unchanged, or already mailed)" })),
         )
             .into_response(),
         Err(e) => article_error(e),
