@@ -928,3 +928,172 @@ async fn an_issue_is_written_in_chunks(backend: Backend) {
     assert_eq!((step.written, step.done), (0, true));
 }
 both_backends!(an_issue_is_written_in_chunks);
+
+/// Feed items reach the reader as a feed reader shows them: text titles keep their angle
+/// brackets (escaped in the HTML part, not swallowed as tags), relative links arrive
+/// absolute, bylines are names.
+async fn feed_items_arrive_faithfully_in_the_mail(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_section("wmd", "WMD").await;
+    app.reader("r@example.com", &["wmd"]).await;
+    let store = app.services.store.as_ref();
+    let now = app.clock.now();
+    for fixture in [
+        &include_bytes!("fixtures/feeds/text_titles.rss.xml")[..],
+        include_bytes!("fixtures/feeds/relative_links.rss.xml"),
+        include_bytes!("fixtures/feeds/authors.rss.xml"),
+    ] {
+        herald::articles::import_feed(store, "wmd", fixture, None, now)
+            .await
+            .unwrap();
+    }
+    app.add_schedule("m", "0 7 * * *", &["wmd"]).await;
+    app.set_time(2026, 3, 2, 7, 0, 0);
+    app.tick().await;
+    app.deliver().await;
+    let all = app.smtp().all();
+    assert_eq!(all.len(), 1);
+    let (text, html) = (all[0].text(), all[0].html());
+    // Escaped either way askama or ammonia writes it.
+    let html = html.replace("&#60;", "&lt;").replace("&#62;", "&gt;");
+    assert!(
+        text.contains("Vector<T> and Option<Box<dyn Error>> in Rust"),
+        "{text}"
+    );
+    assert!(
+        html.contains("Vector&lt;T&gt; and Option&lt;Box&lt;dyn Error&gt;&gt; in Rust"),
+        "{html}"
+    );
+    assert!(text.contains("https://rel.example.org/r/1"), "{text}");
+    assert!(
+        html.contains(r#"href="https://rel.example.org/r/1""#)
+            && html.contains(r#"href="https://rel.example.org/r/1/photos""#)
+            && !html.contains(r#"href="/r/"#),
+        "{html}"
+    );
+    assert!(
+        text.contains("Jane Doe") && !text.contains("(Jane Doe)"),
+        "{text}"
+    );
+    assert!(!text.contains("Script link") && !html.contains("javascript:"));
+}
+both_backends!(feed_items_arrive_faithfully_in_the_mail);
+
+/// An item that comes again with its guid and a changed title corrects the stored article
+/// until an issue carries it; after that the article stays as it was mailed.
+async fn corrected_items_update_unmailed_articles(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_section("wmd", "WMD").await;
+    app.reader("r@example.com", &["wmd"]).await;
+    let store = app.services.store.as_ref();
+    let now = app.clock.now();
+    let feed = |title: &str| {
+        format!(
+            r#"<rss version="2.0"><channel><title>t</title><link>https://x.example/</link>
+<item><title>{title}</title><link>https://x.example/story</link><guid>story-1</guid></item>
+</channel></rss>"#
+        )
+    };
+    let import = |doc: String| async move {
+        herald::articles::import_feed(store, "wmd", doc.as_bytes(), None, now)
+            .await
+            .unwrap()
+    };
+    let o = import(feed("Minister resigns")).await;
+    assert_eq!((o.written.added, o.written.updated), (1, 0));
+    let o = import(feed("Minister resigns")).await;
+    assert_eq!((o.written.added, o.written.updated), (0, 0), "unchanged");
+    let o = import(feed("Minister does not resign")).await;
+    assert_eq!((o.written.added, o.written.updated), (0, 1), "{o}");
+    assert!(o.to_string().ends_with("0 new, 1 updated"), "{o}");
+
+    app.add_schedule("m", "0 7 * * *", &["wmd"]).await;
+    app.set_time(2026, 3, 2, 7, 0, 0);
+    app.tick().await;
+    app.deliver().await;
+    assert!(
+        app.smtp().all()[0]
+            .text()
+            .contains("Minister does not resign")
+    );
+
+    let o = import(feed("Minister resigns after all")).await;
+    assert_eq!((o.written.added, o.written.updated), (0, 0), "mailed: kept");
+    let stored = store.list_articles(None, 10).await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].title, "Minister does not resign");
+}
+both_backends!(corrected_items_update_unmailed_articles);
+
+/// A feed server that never ends its body is cut off at `feeds.max_size`, one that never
+/// answers is reported as a timeout; both are recorded on the section and nothing is
+/// imported.
+async fn endless_and_silent_feeds_are_cut_off(backend: Backend) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Endless: a chunked body of 64 kB chunks, forever.
+    let endless = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endless_url = format!("http://{}/feed.xml", endless.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut c, _)) = endless.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = c.read(&mut buf).await;
+                let _ = c
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/rss+xml\r\nTransfer-Encoding: chunked\r\n\r\n")
+                    .await;
+                let head = "<rss version=\"2.0\"><channel><title>";
+                let _ = c
+                    .write_all(format!("{:x}\r\n{head}\r\n", head.len()).as_bytes())
+                    .await;
+                let chunk = format!("10000\r\n{}\r\n", "x".repeat(0x10000));
+                while c.write_all(chunk.as_bytes()).await.is_ok() {}
+            });
+        }
+    });
+    // Silent: accepts, reads the request, says nothing.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_url = format!("http://{}/feed.xml", silent.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((c, _)) = silent.accept().await {
+            held.push(c);
+        }
+    });
+
+    let app = TestApp::spawn_with(
+        Spawn::new(backend)
+            .set("feeds.max_size", "2MB")
+            .set("feeds.timeout", "2s"),
+    )
+    .await;
+    app.add_section("big", "Big").await;
+    app.add_section("quiet", "Quiet").await;
+    let store = app.services.store.as_ref();
+    herald::articles::set_feed(store, "big", Some(&endless_url))
+        .await
+        .unwrap();
+    herald::articles::set_feed(store, "quiet", Some(&silent_url))
+        .await
+        .unwrap();
+    assert_eq!(app.services.feeds.poll_all().await.unwrap(), 0);
+    let feeds = store.section_feeds().await.unwrap();
+    let error_of = |slug: &str| {
+        feeds
+            .iter()
+            .find(|f| f.slug == slug)
+            .and_then(|f| f.feed_error.clone())
+            .unwrap_or_default()
+    };
+    assert!(
+        error_of("big").contains("larger than 2MB (feeds.max_size)"),
+        "{}",
+        error_of("big")
+    );
+    assert!(
+        error_of("quiet").contains("timed out after 2s (feeds.timeout)"),
+        "{}",
+        error_of("quiet")
+    );
+    assert!(store.list_articles(None, 10).await.unwrap().is_empty());
+}
+both_backends!(endless_and_silent_feeds_are_cut_off);
