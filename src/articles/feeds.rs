@@ -841,6 +841,29 @@ mod tests {
     }
 
     #[test]
+    fn rss_0_91_and_1_0_import() {
+        let rss091 = r#"<?xml version="1.0"?>
+<rss version="0.91"><channel><title>Old</title><link>https://old.example/</link>
+<description>d</description><language>en</language>
+<item><title>Ninety-one</title><link>https://old.example/91</link><description>one</description></item>
+</channel></rss>"#;
+        let rdf = r#"<?xml version="1.0"?>
+<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" xmlns="http://purl.org/rss/1.0/"
+  xmlns:dc="http://purl.org/dc/elements/1.1/">
+<channel rdf:about="https://rdf.example/"><title>RDF</title><link>https://rdf.example/</link>
+<description>d</description></channel>
+<item rdf:about="https://rdf.example/1"><title>One &lt;point&gt; oh</title><link>https://rdf.example/1</link>
+<dc:creator>Ada</dc:creator></item>
+</rdf:RDF>"#;
+        let a = parse_feed(rss091.as_bytes(), None).unwrap();
+        assert_eq!(a.articles[0].url, "https://old.example/91");
+        let b = parse_feed(rdf.as_bytes(), None).unwrap();
+        assert_eq!(b.articles.len(), 1, "{:?}", b.report);
+        assert_eq!(b.articles[0].title, "One <point> oh");
+        assert_eq!(b.articles[0].author.as_deref(), Some("Ada"));
+    }
+
+    #[test]
     fn a_parser_panic_is_not_a_feed() {
         let got: Result<(), FeedError> = parse_guarded(|| -> Result<(), String> {
             panic!("set_encoding() called after prefix buffer was drained")
