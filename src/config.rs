@@ -51,6 +51,8 @@ pub struct DigestsConfig {
     pub tick_interval: HumanDuration,
     pub max_lateness: HumanDuration,
     pub first_lookback: HumanDuration,
+    /// Articles per section in one digest; the rest are a line "and N more in Section".
+    pub max_articles: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -117,6 +119,12 @@ pub struct SiteConfig {
     pub logo_url: String,
     pub accent_color: String,
     pub footer_text: String,
+    /// The language of the mails and pages (`lang` on their HTML), e.g. "en", "pt-BR".
+    pub language: String,
+    /// The logo's size in the mail, in CSS pixels (mail clients need both to lay it out
+    /// before images load, or when they never do).
+    pub logo_width: u32,
+    pub logo_height: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -486,6 +494,27 @@ impl RawConfig {
                     "must not contain line breaks or control characters",
                 ));
             }
+        }
+        let lang = &self.site.language;
+        if lang.is_empty()
+            || lang.len() > 35
+            || !lang.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
+            return Err(invalid(
+                "site.language",
+                format!("{lang:?} is not a language tag like en or pt-BR"),
+            ));
+        }
+        for (key, v) in [
+            ("site.logo_width", self.site.logo_width),
+            ("site.logo_height", self.site.logo_height),
+        ] {
+            if v == 0 || v > 2000 {
+                return Err(invalid(key, "must be 1 to 2000 pixels"));
+            }
+        }
+        if self.digests.max_articles == 0 || self.digests.max_articles > 1000 {
+            return Err(invalid("digests.max_articles", "must be 1 to 1000"));
         }
         let c = &self.site.accent_color;
         if !(c.len() == 7 && c.starts_with('#') && c[1..].chars().all(|x| x.is_ascii_hexdigit())) {

@@ -107,6 +107,7 @@ impl Services {
             store.clone(),
             subs.clone(),
             config.site.clone(),
+            config.digests.max_articles,
         ));
         let composer = Arc::new(HeraldComposer {
             transactional: TransactionalComposer::new(subs.clone(), config.site.clone()),

@@ -250,6 +250,14 @@ enum SectionsCmd {
         #[arg(long, conflicts_with = "url")]
         clear: bool,
     },
+    /// Set (or with --clear remove) the section's page on the site, where a digest's
+    /// "and N more in Section" links. Without one, the section's feed gives it.
+    SetPage {
+        slug: String,
+        url: Option<String>,
+        #[arg(long, conflicts_with = "url")]
+        clear: bool,
+    },
     /// List sections.
     List {
         #[arg(long, value_enum, default_value = "text")]
@@ -377,6 +385,13 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
                     }
                     herald::articles::set_feed(s.store.as_ref(), &slug, url.as_deref()).await?;
                     println!("{slug}: feed {}", url.as_deref().unwrap_or("removed"));
+                }
+                SectionsCmd::SetPage { slug, url, clear } => {
+                    if url.is_none() && !clear {
+                        return Err(Failure(2, "give the page URL, or --clear".into()));
+                    }
+                    herald::articles::set_page(s.store.as_ref(), &slug, url.as_deref()).await?;
+                    println!("{slug}: page {}", url.as_deref().unwrap_or("removed"));
                 }
                 SectionsCmd::List { format } => sections_list(&s, format).await?,
             }

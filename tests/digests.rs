@@ -99,6 +99,7 @@ async fn the_digest_story(backend: Backend) {
         ),
     ] {
         let (text, html) = (mail.text(), mail.html());
+        let html = without_preheader(html);
         for t in &yes {
             assert_eq!(count(&text, t), 1, "{t} once in the text part:\n{text}");
             assert_eq!(count(&html, t), 1, "{t} once in the HTML part");
@@ -111,12 +112,18 @@ async fn the_digest_story(backend: Backend) {
         }
         assert!(text.contains("1 Example Street") && html.contains("1 Example Street"));
         assert!(text.contains("/unsubscribe/") && text.contains("/preferences/"));
-        assert!(
-            mail.subject()
-                .contains("Cyber, Weapons of Mass Destruction (WMD)"),
-            "{}",
-            mail.subject()
+        // The subject names the reader's own sections, not every section of the schedule.
+        let subject = mail.subject();
+        let (has_wmd, has_cyber) = (
+            yes.contains(&"Lavrov Says"),
+            yes.contains(&"Pentagon Weighs"),
         );
+        let expected = match (has_wmd, has_cyber) {
+            (true, true) => "Herald News: Cyber, Weapons of Mass Destruction (WMD) — 2 March 2026",
+            (true, false) => "Herald News: Weapons of Mass Destruction (WMD) — 2 March 2026",
+            _ => "Herald News: Cyber — 2 March 2026",
+        };
+        assert_eq!(subject, expected);
         for h in [
             "Message-ID",
             "Date",
@@ -143,7 +150,7 @@ async fn the_digest_story(backend: Backend) {
     );
     assert!(c < text.find("Pentagon Weighs").unwrap() && text.find("Pentagon Weighs").unwrap() < w);
     assert!(w < text.find("Lavrov Says").unwrap());
-    let html = both.html();
+    let html = without_preheader(both.html());
     let pos = |needle: &str| {
         html.find(needle)
             .unwrap_or_else(|| panic!("{needle} not in HTML"))
@@ -1097,3 +1104,144 @@ async fn endless_and_silent_feeds_are_cut_off(backend: Backend) {
     assert!(store.list_articles(None, 10).await.unwrap().is_empty());
 }
 both_backends!(endless_and_silent_feeds_are_cut_off);
+
+/// At most `digests.max_articles` per section, newest first, then "and N more in Section"
+/// linking to the section's page; the subject names the reader's own sections; the mail
+/// says its language, its colour scheme and a preview line.
+async fn digests_cap_each_section_and_name_the_readers_sections(backend: Backend) {
+    let app = TestApp::spawn_with(Spawn::new(backend).set("digests.max_articles", "3")).await;
+    app.add_section("wmd", "WMD").await;
+    app.add_section("cyber", "Cyber").await;
+    app.reader("r@example.com", &["wmd"]).await;
+    let store = app.services.store.as_ref();
+    herald::articles::set_page(store, "wmd", Some("https://news.example.org/wmd/"))
+        .await
+        .unwrap();
+    for i in 1..=5 {
+        app.clock.advance(Duration::minutes(1));
+        app.add_article(
+            "wmd",
+            &format!("Story {i}"),
+            &format!("https://news.example.org/wmd/{i}"),
+            "s",
+        )
+        .await;
+    }
+    app.add_article("cyber", "Cyber story", "https://news.example.org/c/1", "c")
+        .await;
+    app.add_schedule("m", "0 7 * * *", &["wmd", "cyber"]).await;
+    app.set_time(2026, 3, 2, 7, 0, 0);
+    app.tick().await;
+    app.deliver().await;
+    let all = app.smtp().all();
+    assert_eq!(all.len(), 1);
+    let m = &all[0];
+    assert_eq!(
+        m.subject(),
+        "Herald News: WMD — 2 March 2026",
+        "only their sections"
+    );
+    let (text, html) = (m.text(), m.html());
+    for shown in ["Story 5", "Story 4", "Story 3"] {
+        assert!(text.contains(shown), "{text}");
+    }
+    assert!(
+        !text.contains("Story 2") && !text.contains("Story 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("and 2 more in WMD: https://news.example.org/wmd/"),
+        "{text}"
+    );
+    assert!(
+        html.contains(r#"<a href="https://news.example.org/wmd/""#)
+            && html.contains("and 2 more in WMD"),
+        "{html}"
+    );
+    assert!(html.contains(r#"<html lang="en">"#));
+    assert!(html.contains(r#"<meta name="color-scheme" content="light">"#));
+    let preheader_at = html.find("display:none").expect("a preheader");
+    assert!(
+        html[preheader_at..].starts_with(
+            "display:none;max-height:0;overflow:hidden;mso-hide:all\">Story 5 · Story 4"
+        ),
+        "{}",
+        &html[preheader_at..preheader_at + 120]
+    );
+}
+both_backends!(digests_cap_each_section_and_name_the_readers_sections);
+
+/// A digest's HTML after its hidden preview line (which repeats the first titles).
+fn without_preheader(html: String) -> String {
+    html.split_once("mso-hide:all\">")
+        .and_then(|(_, rest)| rest.split_once("</div>"))
+        .map(|(_, body)| body.to_string())
+        .unwrap_or(html)
+}
+
+/// A worst-case issue (2,000 articles with the longest titles, links and summaries herald
+/// takes, in ten sections) still makes an HTML part under Gmail's clip, with the
+/// unsubscribe link before the first article, and every article either shown or counted.
+async fn a_huge_issue_fits_under_the_clip(backend: Backend) {
+    let app = TestApp::spawn_with(Spawn::new(backend).set("digests.max_articles", "1000")).await;
+    let store = app.services.store.as_ref();
+    let mut slugs = Vec::new();
+    for s in 0..10 {
+        let slug = format!("s{s}");
+        app.add_section(&slug, &format!("Section {s}")).await;
+        slugs.push(slug);
+    }
+    let slug_refs: Vec<&str> = slugs.iter().map(String::as_str).collect();
+    app.reader("r@example.com", &slug_refs).await;
+    let summary = format!("<p>{}</p>", "word ".repeat(395));
+    for (s, slug) in slugs.iter().enumerate() {
+        let section = herald::articles::section_by_slug(store, slug)
+            .await
+            .unwrap();
+        let articles: Vec<herald::store::NewArticle> = (0..200)
+            .map(|i| herald::store::NewArticle {
+                guid: format!("{s}-{i}"),
+                title: format!("{s}-{i} {}", "T".repeat(490)),
+                url: format!("https://news.example.org/{s}/{i}/{}", "p".repeat(900)),
+                summary_html: summary.clone(),
+                summary_text: summary.clone(),
+                author: Some("A".repeat(200)),
+                published_at: None,
+            })
+            .collect();
+        store
+            .insert_articles(section.id, &articles, app.clock.now())
+            .await
+            .unwrap();
+    }
+    app.add_schedule("m", "0 7 * * *", &slug_refs).await;
+    app.set_time(2026, 3, 2, 7, 0, 0);
+    app.tick().await;
+    app.deliver().await;
+    let all = app.smtp().all();
+    assert_eq!(all.len(), 1);
+    let html = all[0].html();
+    assert!(
+        html.len() <= herald::digests::HTML_BUDGET,
+        "HTML part of {} bytes",
+        html.len()
+    );
+    let unsubscribe = html.find("Unsubscribe").unwrap();
+    let first_article = html.find("https://news.example.org/0/").unwrap();
+    assert!(
+        unsubscribe < first_article,
+        "the unsubscribe link comes first too"
+    );
+    assert!(html.contains("1 Example Street"), "the footer is there");
+    // Every article is shown or counted in its section's "and N more".
+    let text = all[0].text();
+    let shown = text.matches("https://news.example.org/").count();
+    let more: usize = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("… and "))
+        .map(|l| l.split(' ').next().unwrap().parse::<usize>().unwrap())
+        .sum();
+    assert_eq!(shown + more, 2_000, "{text}");
+    assert!(shown > 0);
+}
+both_backends!(a_huge_issue_fits_under_the_clip);

@@ -28,6 +28,8 @@ pub const MAX_SUMMARY: usize = 100_000;
 pub struct ParsedFeed {
     pub articles: Vec<NewArticle>,
     pub report: FeedReport,
+    /// The feed's own link (the section's page on the site), if it gives one.
+    pub page_url: Option<String>,
 }
 
 /// What one feed document held: items, and those skipped by reason.
@@ -241,6 +243,7 @@ pub fn parse_feed(bytes: &[u8], document_url: Option<&str>) -> Result<ParsedFeed
     Ok(ParsedFeed {
         articles: out,
         report,
+        page_url: channel_link.map(|u| u.to_string()),
     })
 }
 
@@ -559,6 +562,12 @@ impl FeedPoller {
             .insert_articles(f.id, &parsed.articles, now)
             .await
             .map_err(|e| fetch_err(e.to_string()))?;
+        if let Some(page) = &parsed.page_url {
+            self.store
+                .set_section_page(f.id, Some(page), true)
+                .await
+                .map_err(|e| fetch_err(e.to_string()))?;
+        }
         self.store
             .record_feed_poll(f.id, now, etag.as_deref(), last_modified.as_deref(), None)
             .await

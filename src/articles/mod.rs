@@ -23,6 +23,8 @@ pub enum SectionError {
     Unknown(String),
     #[error("the feed URL must be an http(s) URL: {0:?}")]
     BadFeedUrl(String),
+    #[error("the page URL must be an http(s) URL: {0:?}")]
+    BadPageUrl(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -116,6 +118,29 @@ pub async fn set_feed(
         check_feed_url(u)?;
     }
     Ok(store.set_section_feed(section.id, url).await?)
+}
+
+/// Set or clear a section's page on the site.
+pub async fn set_page(
+    store: &dyn Store,
+    slug: &str,
+    url: Option<&str>,
+) -> Result<(), SectionError> {
+    let section = section_by_slug(store, slug).await?;
+    if let Some(u) = url {
+        check_page_url(u)?;
+    }
+    Ok(store.set_section_page(section.id, url, false).await?)
+}
+
+fn check_page_url(u: &str) -> Result<(), SectionError> {
+    let ok = url::Url::parse(u)
+        .is_ok_and(|p| matches!(p.scheme(), "http" | "https") && p.host_str().is_some());
+    if ok && !has_control_chars(u) {
+        Ok(())
+    } else {
+        Err(SectionError::BadPageUrl(u.chars().take(200).collect()))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

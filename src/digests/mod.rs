@@ -14,7 +14,7 @@
 
 mod render;
 
-pub use render::{DigestComposer, RenderedDigest};
+pub use render::{DigestComposer, HTML_BUDGET, RenderedDigest, SubjectRule};
 
 use crate::articles::one_line;
 use crate::clock::Clock;
@@ -214,6 +214,18 @@ impl Digests {
         Ok(())
     }
 
+    /// How the preview's subject is made (as the issue's sends will make it).
+    fn subject_rule(&self, s: &Schedule, at: DateTime<Utc>) -> render::SubjectRule {
+        match &s.subject {
+            Some(subject) => render::SubjectRule::Fixed(subject.clone()),
+            None => render::SubjectRule::Sections {
+                date: date_label(s, at),
+            },
+        }
+    }
+
+    /// The subject stored on the issue (the log's name for it): the schedule's own, or the
+    /// site's name with all the schedule's sections. Each reader's mail names only theirs.
     async fn subject_for(&self, s: &Schedule, at: DateTime<Utc>) -> Result<String, DigestError> {
         if let Some(subject) = &s.subject {
             return Ok(subject.clone());
@@ -225,13 +237,12 @@ impl Digests {
             .into_iter()
             .map(|x| x.name)
             .collect();
-        let tz: chrono_tz::Tz = s.timezone.parse().unwrap_or(chrono_tz::UTC);
         Ok(one_line(
             &format!(
                 "{}: {} — {}",
                 self.composer.site().name,
                 names.join(", "),
-                at.with_timezone(&tz).format("%-d %B %Y")
+                date_label(s, at)
             ),
             300,
         ))
@@ -420,7 +431,7 @@ impl Digests {
                 DigestError::NothingToPreview("no active subscriber of these sections".into())
             })?,
         };
-        let subject = self.subject_for(&s, now).await?;
+        let subject = self.subject_rule(&s, now);
         self.composer
             .render_for(&subject, &articles, reader.id, &reader.email)
             .await?
@@ -431,6 +442,12 @@ impl Digests {
                 ))
             })
     }
+}
+
+/// The date of an issue in its schedule's zone, as subjects show it ("2 March 2026").
+pub(crate) fn date_label(s: &Schedule, at: DateTime<Utc>) -> String {
+    let tz: chrono_tz::Tz = s.timezone.parse().unwrap_or(chrono_tz::UTC);
+    at.with_timezone(&tz).format("%-d %B %Y").to_string()
 }
 
 /// An issue with its sends counted by status, for `herald issues list` and the API.

@@ -21,14 +21,56 @@ struct Item {
 struct Group {
     name: String,
     items: Vec<Item>,
+    /// Articles of this section in the issue that are not shown.
+    more: usize,
+    /// Where "and N more" links: the section's page, else the site.
+    more_url: String,
 }
 
 struct DigestData<'a> {
     site: &'a SiteConfig,
     subject: &'a str,
+    /// Hidden preview text (the first titles), shown by mail clients beside the subject.
+    preheader: String,
     groups: Vec<Group>,
     preferences_url: String,
     unsubscribe_url: String,
+}
+
+/// The HTML part stays under this many bytes. Gmail clips a message whose HTML passes
+/// ~102 kB and hides the rest behind "View entire message" (the footer with the unsubscribe
+/// link and postal address included); the margin covers the transfer encoding.
+pub const HTML_BUDGET: usize = 80_000;
+
+/// A summary whose HTML is longer than this is shown as a text teaser.
+const SUMMARY_HTML_MAX: usize = 2_000;
+/// The text part carries a summary whole up to this many characters (it is not clipped,
+/// but a 100 kB summary is no digest entry).
+const SUMMARY_TEXT_MAX: usize = 5_000;
+/// Teaser lengths (characters): at first, and when the digest is still over budget.
+const TEASER: usize = 400;
+const SHORT_TEASER: usize = 160;
+
+/// How a digest's subject is made.
+#[derive(Debug, Clone)]
+pub enum SubjectRule {
+    /// The schedule's own subject.
+    Fixed(String),
+    /// "Site: the reader's sections in this issue — date".
+    Sections { date: String },
+}
+
+/// Text cut to `max` characters at a word boundary, with an ellipsis when cut.
+fn teaser(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let cut: String = text.chars().take(max).collect();
+    let cut = match cut.rfind(' ') {
+        Some(i) if i > max / 2 => &cut[..i],
+        _ => cut.as_str(),
+    };
+    format!("{}…", cut.trim_end())
 }
 
 #[derive(Template)]
@@ -55,7 +97,7 @@ pub struct RenderedDigest {
 
 /// Issue data shared by all of its sends; cached so a million sends read it once.
 struct IssueData {
-    subject: String,
+    subject: SubjectRule,
     articles: Vec<IssueArticle>,
 }
 
@@ -65,15 +107,22 @@ pub struct DigestComposer {
     /// The site's look (`[site]` in config), so it changes without a rebuild.
     site: SiteConfig,
     cache: Mutex<HashMap<i64, Arc<IssueData>>>,
+    max_articles: usize,
 }
 
 impl DigestComposer {
-    pub fn new(store: Arc<dyn Store>, subs: Arc<Subscriptions>, site: SiteConfig) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        subs: Arc<Subscriptions>,
+        site: SiteConfig,
+        max_articles: u32,
+    ) -> Self {
         Self {
             store,
             subs,
             site,
             cache: Mutex::new(HashMap::new()),
+            max_articles: max_articles as usize,
         }
     }
 
@@ -96,10 +145,21 @@ impl DigestComposer {
             .issue_articles(issue_id)
             .await
             .map_err(|e| e.to_string())?;
-        let data = Arc::new(IssueData {
-            subject: issue.subject,
-            articles,
-        });
+        // The schedule's own subject is the one stored on the issue; without one, each
+        // reader's subject names their own sections. A removed schedule keeps what was stored.
+        let schedule = self
+            .store
+            .schedule_by_name(&issue.schedule_name)
+            .await
+            .map_err(|e| e.to_string())?
+            .filter(|s| Some(s.id) == issue.schedule_id);
+        let subject = match schedule {
+            Some(s) if s.subject.is_none() => SubjectRule::Sections {
+                date: super::date_label(&s, issue.scheduled_for),
+            },
+            _ => SubjectRule::Fixed(issue.subject),
+        };
+        let data = Arc::new(IssueData { subject, articles });
         let mut cache = self.cache.lock().expect("cache lock");
         if cache.len() > 32 {
             cache.clear();
@@ -111,7 +171,7 @@ impl DigestComposer {
     /// Render for one reader; None when none of the articles is in their sections.
     pub async fn render_for(
         &self,
-        subject: &str,
+        subject: &SubjectRule,
         articles: &[IssueArticle],
         subscriber_id: i64,
         email: &str,
@@ -127,68 +187,139 @@ impl DigestComposer {
 
     fn render_with(
         &self,
-        subject: &str,
+        subject: &SubjectRule,
         articles: &[IssueArticle],
         subscriber_id: i64,
         email: &str,
         mine: &HashSet<i64>,
     ) -> Result<Option<RenderedDigest>, DigestError> {
+        // The reader's articles by section, newest first within each (the query's order);
+        // an article in several sections is shown under the first the reader chose.
         let mut seen = HashSet::new();
-        let mut groups: Vec<Group> = Vec::new();
-        // Articles come ordered by section name; an article in several sections is shown
-        // under the first of them that the reader chose.
+        let mut sections: Vec<(&IssueArticle, Vec<&IssueArticle>)> = Vec::new();
         for a in articles.iter().filter(|a| mine.contains(&a.section_id)) {
             if !seen.insert(a.url.as_str()) {
                 continue;
             }
-            let date = a
-                .published_at
-                .unwrap_or(a.created_at)
-                .format("%-d %B %Y")
-                .to_string();
-            let byline = match &a.author {
-                Some(author) => format!("by {author} · {date}"),
-                None => date,
-            };
-            let item = Item {
-                title: a.title.clone(),
-                url: a.url.clone(),
-                byline,
-                summary_html: a.summary_html.clone(),
-                summary_text: a.summary_text.clone(),
-            };
-            match groups.last_mut() {
-                Some(g) if g.name == a.section_name => g.items.push(item),
-                _ => groups.push(Group {
-                    name: a.section_name.clone(),
-                    items: vec![item],
-                }),
+            match sections.last_mut() {
+                Some((first, list)) if first.section_id == a.section_id => list.push(a),
+                _ => sections.push((a, vec![a])),
             }
         }
-        if groups.is_empty() {
+        if sections.is_empty() {
             return Ok(None);
         }
-        let links = self.subs.links(subscriber_id, email);
-        let d = DigestData {
-            site: &self.site,
-            subject,
-            groups,
-            preferences_url: links.preferences_url,
-            unsubscribe_url: links.unsubscribe_url.clone(),
+        let subject = match subject {
+            SubjectRule::Fixed(s) => s.clone(),
+            SubjectRule::Sections { date } => crate::articles::one_line(
+                &format!(
+                    "{}: {} — {date}",
+                    self.site.name,
+                    sections
+                        .iter()
+                        .map(|(first, _)| first.section_name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                300,
+            ),
         };
-        let html = DigestHtml { d: &d }
-            .render()
-            .map_err(|e| DigestError::Render(e.to_string()))?;
-        let text = DigestText { d: &d }
-            .render()
-            .map_err(|e| DigestError::Render(e.to_string()))?;
-        Ok(Some(RenderedDigest {
-            to: email.to_string(),
-            subject: subject.to_string(),
-            text,
-            html,
-            unsubscribe_url: links.unsubscribe_url,
-        }))
+        let preheader = teaser(
+            &sections
+                .iter()
+                .flat_map(|(_, list)| list.iter().map(|a| a.title.as_str()))
+                .take(4)
+                .collect::<Vec<_>>()
+                .join(" · "),
+            150,
+        );
+        let links = self.subs.links(subscriber_id, email);
+        // Fit the mailbox: at most `max_articles` per section; then, while the HTML is over
+        // budget, shorter teasers, then fewer articles. Whatever is left out is counted in
+        // "and N more", so nothing is lost without a word.
+        let mut shown: Vec<usize> = sections
+            .iter()
+            .map(|(_, list)| list.len().min(self.max_articles))
+            .collect();
+        let mut short = false;
+        loop {
+            let groups = sections
+                .iter()
+                .zip(&shown)
+                .map(|((first, list), &n)| Group {
+                    name: first.section_name.clone(),
+                    items: list[..n].iter().map(|a| self.item(a, short)).collect(),
+                    more: list.len() - n,
+                    more_url: first
+                        .section_page_url
+                        .clone()
+                        .unwrap_or_else(|| self.site.url.clone()),
+                })
+                .collect();
+            let d = DigestData {
+                site: &self.site,
+                subject: &subject,
+                preheader: preheader.clone(),
+                groups,
+                preferences_url: links.preferences_url.clone(),
+                unsubscribe_url: links.unsubscribe_url.clone(),
+            };
+            let html = DigestHtml { d: &d }
+                .render()
+                .map_err(|e| DigestError::Render(e.to_string()))?;
+            let nothing_left = shown.iter().all(|n| *n == 0);
+            if html.len() > HTML_BUDGET && !nothing_left {
+                if !short {
+                    short = true;
+                } else {
+                    for n in shown.iter_mut() {
+                        *n = *n * 3 / 4;
+                    }
+                }
+                continue;
+            }
+            let text = DigestText { d: &d }
+                .render()
+                .map_err(|e| DigestError::Render(e.to_string()))?;
+            return Ok(Some(RenderedDigest {
+                to: email.to_string(),
+                subject: subject.clone(),
+                text,
+                html,
+                unsubscribe_url: links.unsubscribe_url,
+            }));
+        }
+    }
+
+    /// One article as shown: a summary longer than [`SUMMARY_HTML_MAX`] (or any, when
+    /// `short`) becomes a text teaser in both parts.
+    fn item(&self, a: &IssueArticle, short: bool) -> Item {
+        let date = a
+            .published_at
+            .unwrap_or(a.created_at)
+            .format("%-d %B %Y")
+            .to_string();
+        let byline = match &a.author {
+            Some(author) => format!("by {author} · {date}"),
+            None => date,
+        };
+        let max = if short { SHORT_TEASER } else { TEASER };
+        let (summary_html, summary_text) = if !short && a.summary_html.len() <= SUMMARY_HTML_MAX {
+            (
+                a.summary_html.clone(),
+                teaser(&a.summary_text, SUMMARY_TEXT_MAX),
+            )
+        } else {
+            let t = teaser(&a.summary_text, max);
+            (crate::articles::escape_html(&t), t)
+        };
+        Item {
+            title: a.title.clone(),
+            url: a.url.clone(),
+            byline,
+            summary_html,
+            summary_text,
+        }
     }
 }
 

@@ -40,6 +40,8 @@ pub struct Section {
     pub name: String,
     pub description: String,
     pub feed_url: Option<String>,
+    /// The section's page on the site (see migration 0006).
+    pub page_url: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -420,6 +422,7 @@ pub struct IssueArticle {
     pub section_id: i64,
     pub section_slug: String,
     pub section_name: String,
+    pub section_page_url: Option<String>,
     pub title: String,
     pub url: String,
     pub summary_html: String,
@@ -562,6 +565,13 @@ pub trait Store: Send + Sync + 'static {
     async fn list_articles(&self, section_id: Option<i64>, limit: i64)
     -> StoreResult<Vec<Article>>;
     async fn set_section_feed(&self, section_id: i64, url: Option<&str>) -> StoreResult<()>;
+    /// Set (or clear) the section's page; with `only_if_unset`, only where none is set.
+    async fn set_section_page(
+        &self,
+        section_id: i64,
+        url: Option<&str>,
+        only_if_unset: bool,
+    ) -> StoreResult<()>;
     async fn section_feeds(&self) -> StoreResult<Vec<SectionFeed>>;
     async fn record_feed_poll(
         &self,

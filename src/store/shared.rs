@@ -77,7 +77,7 @@ macro_rules! shared_store_impl {
             async fn add_section(&self, slug: &str, name: &str, description: &str, now: DateTime<Utc>) -> StoreResult<Section> {
                 let r = sqlx::query_as::<$db, Section>(
                     "INSERT INTO sections (slug, name, description, created_at) VALUES ($1, $2, $3, $4) \
-                     RETURNING id, slug, name, description, feed_url, created_at",
+                     RETURNING id, slug, name, description, feed_url, page_url, created_at",
                 )
                 .bind(slug)
                 .bind(name)
@@ -96,7 +96,7 @@ macro_rules! shared_store_impl {
 
             async fn list_sections(&self) -> StoreResult<Vec<Section>> {
                 Ok(sqlx::query_as::<$db, Section>(
-                    "SELECT id, slug, name, description, feed_url, created_at FROM sections ORDER BY name, slug",
+                    "SELECT id, slug, name, description, feed_url, page_url, created_at FROM sections ORDER BY name, slug",
                 )
                 .fetch_all(&self.pool)
                 .await?)
@@ -215,7 +215,7 @@ macro_rules! shared_store_impl {
 
             async fn subscriber_sections(&self, id: i64) -> StoreResult<Vec<Section>> {
                 Ok(sqlx::query_as::<$db, Section>(
-                    "SELECT s.id, s.slug, s.name, s.description, s.feed_url, s.created_at FROM sections s \
+                    "SELECT s.id, s.slug, s.name, s.description, s.feed_url, s.page_url, s.created_at FROM sections s \
                      JOIN subscriptions x ON x.section_id = s.id WHERE x.subscriber_id = $1 ORDER BY s.name, s.slug",
                 )
                 .bind(id)
@@ -695,6 +695,16 @@ macro_rules! shared_store_impl {
                 .await?)
             }
 
+            async fn set_section_page(&self, section_id: i64, url: Option<&str>, only_if_unset: bool) -> StoreResult<()> {
+                sqlx::query::<$db>("UPDATE sections SET page_url = $2 WHERE id = $1 AND ($3 = FALSE OR page_url IS NULL)")
+                    .bind(section_id)
+                    .bind(url)
+                    .bind(only_if_unset)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
             async fn set_section_feed(&self, section_id: i64, url: Option<&str>) -> StoreResult<()> {
                 sqlx::query::<$db>(
                     "UPDATE sections SET feed_url = $2, feed_etag = NULL, feed_last_modified = NULL, feed_error = NULL WHERE id = $1",
@@ -836,7 +846,7 @@ macro_rules! shared_store_impl {
 
             async fn schedule_sections(&self, schedule_id: i64) -> StoreResult<Vec<Section>> {
                 Ok(sqlx::query_as::<$db, Section>(
-                    "SELECT s.id, s.slug, s.name, s.description, s.feed_url, s.created_at FROM sections s \
+                    "SELECT s.id, s.slug, s.name, s.description, s.feed_url, s.page_url, s.created_at FROM sections s \
                      JOIN schedule_sections x ON x.section_id = s.id WHERE x.schedule_id = $1 ORDER BY s.name, s.slug",
                 )
                 .bind(schedule_id)
@@ -986,7 +996,7 @@ macro_rules! shared_store_impl {
 
             async fn issue_articles(&self, issue_id: i64) -> StoreResult<Vec<IssueArticle>> {
                 Ok(sqlx::query_as::<$db, IssueArticle>(
-                    "SELECT a.section_id, s.slug AS section_slug, s.name AS section_name, a.title, a.url, a.summary_html, \
+                    "SELECT a.section_id, s.slug AS section_slug, s.name AS section_name, s.page_url AS section_page_url, a.title, a.url, a.summary_html, \
                      a.summary_text, a.author, a.published_at, a.created_at FROM issue_articles ia \
                      JOIN articles a ON a.id = ia.article_id JOIN sections s ON s.id = a.section_id \
                      WHERE ia.issue_id = $1 ORDER BY s.name, s.slug, COALESCE(a.published_at, a.created_at) DESC, a.id",
@@ -998,7 +1008,7 @@ macro_rules! shared_store_impl {
 
             async fn window_articles(&self, schedule_id: i64, start: DateTime<Utc>, end: DateTime<Utc>) -> StoreResult<Vec<IssueArticle>> {
                 Ok(sqlx::query_as::<$db, IssueArticle>(
-                    "SELECT a.section_id, s.slug AS section_slug, s.name AS section_name, a.title, a.url, a.summary_html, \
+                    "SELECT a.section_id, s.slug AS section_slug, s.name AS section_name, s.page_url AS section_page_url, a.title, a.url, a.summary_html, \
                      a.summary_text, a.author, a.published_at, a.created_at FROM articles a \
                      JOIN sections s ON s.id = a.section_id JOIN schedule_sections x ON x.section_id = a.section_id \
                      WHERE x.schedule_id = $1 AND a.created_at > $2 AND a.created_at <= $3 \

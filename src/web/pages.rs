@@ -14,6 +14,7 @@ pub struct SectionChoice {
 #[template(path = "pages/subscribe.html")]
 pub struct SubscribePage {
     pub site_name: String,
+    pub lang: String,
     pub site_url: String,
     pub sections: Vec<SectionChoice>,
     pub email: String,
@@ -24,6 +25,7 @@ pub struct SubscribePage {
 #[template(path = "pages/message.html")]
 pub struct MessagePage {
     pub site_name: String,
+    pub lang: String,
     pub site_url: String,
     pub heading: String,
     pub paragraphs: Vec<String>,
@@ -34,6 +36,7 @@ pub struct MessagePage {
 #[template(path = "pages/confirm.html")]
 pub struct ConfirmPage {
     pub site_name: String,
+    pub lang: String,
     pub site_url: String,
     pub email: String,
 }
@@ -42,6 +45,7 @@ pub struct ConfirmPage {
 #[template(path = "pages/preferences.html")]
 pub struct PreferencesPage {
     pub site_name: String,
+    pub lang: String,
     pub site_url: String,
     pub email: String,
     pub sections: Vec<SectionChoice>,
@@ -53,6 +57,7 @@ pub struct PreferencesPage {
 #[template(path = "pages/unsubscribe.html")]
 pub struct UnsubscribePage {
     pub site_name: String,
+    pub lang: String,
     pub site_url: String,
     pub email: String,
 }

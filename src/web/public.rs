@@ -27,6 +27,7 @@ fn message(
 ) -> MessagePage {
     MessagePage {
         site_name: st.config.site.name.clone(),
+        lang: st.config.site.language.clone(),
         site_url: st.config.site.url.clone(),
         heading: heading.into(),
         paragraphs: paragraphs.iter().map(|p| p.to_string()).collect(),
@@ -69,6 +70,7 @@ async fn subscribe_form(
     match st.subs.sections().await {
         Ok(sections) => SubscribePage {
             site_name: st.config.site.name.clone(),
+            lang: st.config.site.language.clone(),
             site_url: st.config.site.url.clone(),
             sections: choices(sections, checked),
             email,
@@ -200,6 +202,7 @@ pub async fn confirm_page(State(st): State<AppState>, Path(token): Path<String>)
     match st.subs.peek_confirm(&token).await {
         Ok(ConfirmResult::Confirmed { email, .. }) => ConfirmPage {
             site_name: st.config.site.name.clone(),
+            lang: st.config.site.language.clone(),
             site_url: st.config.site.url.clone(),
             email,
         }
@@ -282,6 +285,7 @@ pub async fn preferences_page(State(st): State<AppState>, Path(token): Path<Stri
     let mine: Vec<String> = mine.into_iter().map(|s| s.slug).collect();
     PreferencesPage {
         site_name: st.config.site.name.clone(),
+        lang: st.config.site.language.clone(),
         site_url: st.config.site.url.clone(),
         unsubscribe_url: st.subs.links(sub.id, &sub.email).unsubscribe_url,
         email: sub.email,
@@ -343,6 +347,7 @@ pub async fn unsubscribe_page(State(st): State<AppState>, Path(token): Path<Stri
     {
         Ok(Some(sub)) => UnsubscribePage {
             site_name: st.config.site.name.clone(),
+            lang: st.config.site.language.clone(),
             site_url: st.config.site.url.clone(),
             email: sub.email,
         }
