@@ -358,6 +358,26 @@ async fn digest_commands(backend: Backend) {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("feed URL"), "{}", stderr(&o));
     assert!(!cli.ok(&["sections", "list"]).contains("odd"));
+    // The section's page: set, shown, refused when it is not a web address.
+    cli.ok(&[
+        "sections",
+        "set-page",
+        "wmd",
+        "https://news.example.org/wmd/",
+    ]);
+    let listed: serde_json::Value =
+        serde_json::from_str(&cli.ok(&["sections", "list", "--format", "json"])).unwrap();
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["slug"] == "wmd" && s["page_url"] == "https://news.example.org/wmd/"),
+        "{listed}"
+    );
+    let o = cli.run(&["sections", "set-page", "wmd", "javascript:alert(1)"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("page URL"), "{}", stderr(&o));
     let out = cli.ok(&[
         "articles",
         "import",
