@@ -95,6 +95,9 @@ enum ArticlesCmd {
         /// RFC 3339, e.g. 2015-10-01T14:00:00Z
         #[arg(long)]
         published: Option<String>,
+        /// The article's picture (an https URL), shown in digests as a thumbnail.
+        #[arg(long)]
+        image: Option<String>,
     },
     /// Import an RSS 2.0, Atom or JSON Feed file into a section.
     Import {
@@ -141,6 +144,12 @@ enum SchedulesCmd {
     },
     Resume {
         name: String,
+    },
+    /// Show article pictures in this schedule's digests (on by default), or not.
+    Images {
+        name: String,
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
     },
     Remove {
         name: String,
@@ -623,6 +632,7 @@ async fn articles(cmd: ArticlesCmd, s: Services) -> Result<(), Failure> {
             summary,
             author,
             published,
+            image,
         } => {
             let published = match published {
                 Some(p) => Some(
@@ -647,6 +657,7 @@ async fn articles(cmd: ArticlesCmd, s: Services) -> Result<(), Failure> {
                 author,
                 published,
                 guid: None,
+                image,
             };
             let w = herald::articles::add_article(s.store.as_ref(), input, s.clock.now()).await?;
             if w.added > 0 {
@@ -782,6 +793,10 @@ async fn schedules(cmd: SchedulesCmd, s: Services) -> Result<(), Failure> {
         SchedulesCmd::Resume { name } => {
             d.resume(&name).await?;
             println!("{name} resumed");
+        }
+        SchedulesCmd::Images { name, state } => {
+            d.set_images(&name, state == "on").await?;
+            println!("{name}: pictures {state}");
         }
         SchedulesCmd::Remove { name } => {
             d.remove(&name).await?;

@@ -1207,6 +1207,10 @@ async fn a_huge_issue_fits_under_the_clip(backend: Backend) {
                 summary_text: summary.clone(),
                 author: Some("A".repeat(200)),
                 published_at: None,
+                image_url: Some(format!(
+                    "https://img.example.org/{s}/{i}/{}.jpg",
+                    "i".repeat(900)
+                )),
             })
             .collect();
         store
@@ -1245,3 +1249,57 @@ async fn a_huge_issue_fits_under_the_clip(backend: Backend) {
     assert!(shown > 0);
 }
 both_backends!(a_huge_issue_fits_under_the_clip);
+
+/// A feed's pictures are shown as thumbnails with alt text and a fixed size; a schedule can
+/// turn them off.
+async fn digests_show_pictures_unless_turned_off(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_section("pics", "Pictures").await;
+    app.reader("r@example.com", &["pics"]).await;
+    let store = app.services.store.as_ref();
+    herald::articles::import_feed(
+        store,
+        "pics",
+        include_bytes!("fixtures/feeds/images.rss.xml"),
+        None,
+        app.clock.now(),
+    )
+    .await
+    .unwrap();
+    app.add_schedule("with", "0 7 * * *", &["pics"]).await;
+    app.add_schedule("without", "0 7 * * *", &["pics"]).await;
+    app.services
+        .digests
+        .set_images("without", false)
+        .await
+        .unwrap();
+    assert!(
+        app.services
+            .digests
+            .set_images("nope", false)
+            .await
+            .is_err()
+    );
+    app.set_time(2026, 3, 2, 7, 0, 0);
+    app.tick().await;
+    app.deliver().await;
+    let all = app.smtp().all();
+    assert_eq!(all.len(), 2);
+    let (with, without): (Vec<_>, Vec<_>) = all
+        .iter()
+        .map(|m| m.html())
+        .partition(|h| h.contains("<img"));
+    assert_eq!(
+        (with.len(), without.len()),
+        (1, 1),
+        "one digest with pictures, one without"
+    );
+    let html = &with[0];
+    assert!(
+        html.contains(r#"<img src="https://cdn.example.org/1-thumb.jpg" alt="Thumbnail" width="120" height="80""#),
+        "{html}"
+    );
+    assert!(html.contains(r#"src="https://cdn.example.org/2.png""#));
+    assert!(!html.contains("insecure.example.org") && !html.contains(".mp3"));
+}
+both_backends!(digests_show_pictures_unless_turned_off);

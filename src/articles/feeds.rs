@@ -200,6 +200,7 @@ pub fn parse_feed(bytes: &[u8], document_url: Option<&str>) -> Result<ParsedFeed
         let title = e.title.as_ref().map(text_of).unwrap_or_default();
         let title = one_line(&title, 500);
         let title = if title.is_empty() { url.clone() } else { title };
+        let image_url = image_of(&e, &ef.images, &bases);
         let (mut summary, summary_is_html) = match (&e.summary, &e.content) {
             (Some(s), _) if !s.content.trim().is_empty() => {
                 (s.content.clone(), is_html(&s.content_type))
@@ -238,6 +239,7 @@ pub fn parse_feed(bytes: &[u8], document_url: Option<&str>) -> Result<ParsedFeed
             author,
             published_at: e.published.or(e.updated),
             url,
+            image_url,
         });
     }
     Ok(ParsedFeed {
@@ -245,6 +247,86 @@ pub fn parse_feed(bytes: &[u8], document_url: Option<&str>) -> Result<ParsedFeed
         report,
         page_url: channel_link.map(|u| u.to_string()),
     })
+}
+
+/// The item's picture as an absolute https URL: `media:thumbnail`, else an image in
+/// `media:content` or an enclosure, else the first `<img>` of its summary or content.
+/// (http pictures are left out: mail clients block or warn about them.)
+fn image_of(e: &feed_rs::model::Entry, declared: &[String], bases: &[&Url]) -> Option<String> {
+    let declared = declared.iter().cloned();
+    let thumbnails = e
+        .media
+        .iter()
+        .flat_map(|m| m.thumbnails.iter().map(|t| t.image.uri.clone()));
+    let contents = e.media.iter().flat_map(|m| {
+        m.content
+            .iter()
+            .filter(|c| match &c.content_type {
+                Some(t) => t.to_string().starts_with("image/"),
+                None => c.url.as_ref().is_some_and(|u| looks_like_image(u.path())),
+            })
+            .filter_map(|c| c.url.as_ref().map(Url::to_string))
+    });
+    let inline = [
+        e.summary.as_ref().map(|s| s.content.as_str()),
+        e.content.as_ref().and_then(|c| c.body.as_deref()),
+    ]
+    .into_iter()
+    .flatten()
+    .filter_map(first_img_src);
+    declared
+        .chain(thumbnails)
+        .chain(contents)
+        .chain(inline)
+        .find_map(|c| match resolve_link(&c, bases) {
+            LinkCheck::Ok(u) if u.starts_with("https://") && u.len() <= 2000 => Some(u),
+            _ => None,
+        })
+}
+
+fn looks_like_image(path: &str) -> bool {
+    let p = path.to_ascii_lowercase();
+    [".jpg", ".jpeg", ".png", ".gif", ".webp", ".avif"]
+        .iter()
+        .any(|ext| p.ends_with(ext))
+}
+
+/// The `src` of the first `<img>` in an HTML fragment (entities in it decoded).
+fn first_img_src(html: &str) -> Option<String> {
+    let lower = html.to_ascii_lowercase();
+    let mut from = 0;
+    while let Some(at) = lower[from..].find("<img") {
+        let start = from + at;
+        let end = lower[start..].find('>').map_or(lower.len(), |e| start + e);
+        let tag = &html[start..end];
+        let tag_lower = &lower[start..end];
+        // A 1×1 image is a tracking pixel, not a picture.
+        let pixel = [
+            "width=\"1\"",
+            "height=\"1\"",
+            "width=\"0\"",
+            "height=\"0\"",
+            "width=1 ",
+            "height=1 ",
+        ]
+        .iter()
+        .any(|a| tag_lower.contains(a));
+        if let Some(i) = tag_lower.find("src=").filter(|_| !pixel) {
+            let rest = &tag[i + 4..];
+            let value = match rest.chars().next() {
+                Some(q @ ('"' | '\'')) => rest[1..].split(q).next().unwrap_or(""),
+                _ => rest
+                    .split(|c: char| c.is_whitespace() || c == '/')
+                    .next()
+                    .unwrap_or(""),
+            };
+            if !value.is_empty() {
+                return Some(value.replace("&amp;", "&"));
+            }
+        }
+        from = end;
+    }
+    None
 }
 
 /// A link to the item's page: Atom `rel="alternate"` or no rel (never `edit`, `self`,
@@ -870,6 +952,40 @@ mod tests {
         assert_eq!(b.articles.len(), 1, "{:?}", b.report);
         assert_eq!(b.articles[0].title, "One <point> oh");
         assert_eq!(b.articles[0].author.as_deref(), Some("Ada"));
+    }
+
+    #[test]
+    fn pictures_are_found_and_kept_only_over_https() {
+        let feed = parse_fixture("images.rss.xml", None);
+        let image = |t: &str| by_title(&feed, t).image_url.clone();
+        assert_eq!(
+            image("Thumbnail").as_deref(),
+            Some("https://cdn.example.org/1-thumb.jpg")
+        );
+        assert_eq!(
+            image("Enclosure").as_deref(),
+            Some("https://cdn.example.org/2.png")
+        );
+        assert_eq!(image("Podcast enclosure"), None, "not a picture");
+        assert_eq!(
+            image("Inline picture").as_deref(),
+            Some("https://pics.example.org/img/4.jpg?w=600&h=400"),
+            "the first <img>, resolved"
+        );
+        assert_eq!(image("Plain http picture"), None);
+        let wmd = parse_feed(
+            &std::fs::read(format!(
+                "{}/tests/fixtures/wmd.rss.xml",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            wmd.articles[0].image_url.as_deref(),
+            Some("https://news.example.org/img/lavrov.jpg")
+        );
     }
 
     #[test]

@@ -170,6 +170,9 @@ pub struct ArticleInput {
     /// Defaults to the URL.
     #[serde(default)]
     pub guid: Option<String>,
+    /// The article's picture: an absolute https URL.
+    #[serde(default)]
+    pub image: Option<String>,
 }
 
 /// One line, no control characters, bounded: titles and names end up next to headers.
@@ -276,6 +279,25 @@ impl ArticleInput {
             ));
         }
         let url = self.url.trim().to_string();
+        let image_url = match self
+            .image
+            .as_deref()
+            .map(str::trim)
+            .filter(|i| !i.is_empty())
+        {
+            Some(i) => {
+                let ok = url::Url::parse(i)
+                    .is_ok_and(|u| u.scheme() == "https" && u.host_str().is_some());
+                if !ok || has_control_chars(i) || i.len() > 2000 {
+                    return Err(ArticleError::Invalid(format!(
+                        "the image must be an https URL, got {:?}",
+                        i.chars().take(200).collect::<String>()
+                    )));
+                }
+                Some(i.to_string())
+            }
+            None => None,
+        };
         Ok((
             self.section,
             NewArticle {
@@ -293,6 +315,7 @@ impl ArticleInput {
                     .filter(|a| !a.is_empty()),
                 published_at: self.published,
                 url,
+                image_url,
             },
         ))
     }

@@ -27,6 +27,10 @@ pub struct EntryFacts {
     /// The RSS guid when it is the item's permalink: `isPermaLink="true"`, or no such
     /// attribute and an absolute http(s) URL (RSS 2.0: the attribute defaults to true).
     pub permalink: Option<String>,
+    /// Pictures the item declares, in the order found: `media:thumbnail`, `media:content`
+    /// of an image, an image `enclosure` (feed-rs keeps a thumbnail only inside media
+    /// content). Resolved against the item's base; not yet checked.
+    pub images: Vec<String>,
 }
 
 /// What text is being collected.
@@ -58,6 +62,7 @@ pub fn scan(bytes: &[u8], document_url: Option<&Url>) -> XmlFacts {
                 let parent_base = stack.last().map_or(document_url.cloned(), |s| s.1.clone());
                 let mut base = parent_base.clone();
                 let mut permalink_attr = None;
+                let (mut url_attr, mut type_attr, mut medium_attr) = (None, None, None);
                 for a in e.attributes().flatten() {
                     let value = a
                         .normalized_value(quick_xml::XmlVersion::Implicit1_0)
@@ -74,6 +79,9 @@ pub fn scan(bytes: &[u8], document_url: Option<&Url>) -> XmlFacts {
                         "isPermaLink" => {
                             permalink_attr = Some(value.trim().eq_ignore_ascii_case("true"))
                         }
+                        "url" => url_attr = Some(value.trim().to_string()),
+                        "type" => type_attr = Some(value.trim().to_ascii_lowercase()),
+                        "medium" => medium_attr = Some(value.trim().to_ascii_lowercase()),
                         "version" if stack.is_empty() && local == "feed" => {
                             facts.atom03 |= value.trim() == "0.3"
                         }
@@ -88,11 +96,29 @@ pub fn scan(bytes: &[u8], document_url: Option<&Url>) -> XmlFacts {
                     (local.as_str(), parent),
                     ("item", Some("channel" | "RDF" | "rss")) | ("entry", Some("feed"))
                 );
+                let qualified = e.name().0.to_string();
+                let is_image = type_attr
+                    .as_deref()
+                    .is_some_and(|t| t.starts_with("image/"))
+                    || medium_attr.as_deref() == Some("image");
+                let picture = match qualified.as_str() {
+                    "media:thumbnail" => true,
+                    "media:content" | "enclosure" => is_image,
+                    _ => false,
+                };
                 if is_entry {
                     facts.entries.push(EntryFacts {
                         base: base.clone(),
-                        permalink: None,
+                        ..EntryFacts::default()
                     });
+                } else if picture
+                    && let (Some(u), Some(entry)) = (url_attr, facts.entries.last_mut())
+                {
+                    let resolved = match &base {
+                        Some(b) => b.join(&u).map(|x| x.to_string()).unwrap_or(u),
+                        None => u,
+                    };
+                    entry.images.push(resolved);
                 } else if local == "guid" && matches!(parent, Some("item")) && !empty {
                     capture = Capture::Guid {
                         permalink: permalink_attr,

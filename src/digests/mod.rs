@@ -14,7 +14,7 @@
 
 mod render;
 
-pub use render::{DigestComposer, HTML_BUDGET, RenderedDigest, SubjectRule};
+pub use render::{DigestComposer, HTML_BUDGET, IssueLook, RenderedDigest, SubjectRule};
 
 use crate::articles::one_line;
 use crate::clock::Clock;
@@ -191,6 +191,17 @@ impl Digests {
             .ok_or_else(|| DigestError::UnknownSchedule(name.chars().take(100).collect()))
     }
 
+    /// Show article pictures in a schedule's digests, or not.
+    pub async fn set_images(&self, name: &str, on: bool) -> Result<(), DigestError> {
+        if self.store.set_schedule_images(name, on).await? {
+            Ok(())
+        } else {
+            Err(DigestError::UnknownSchedule(
+                name.chars().take(100).collect(),
+            ))
+        }
+    }
+
     pub async fn pause(&self, name: &str) -> Result<(), DigestError> {
         self.schedule(name).await?;
         self.store.set_schedule_enabled(name, false, None).await?;
@@ -214,13 +225,17 @@ impl Digests {
         Ok(())
     }
 
-    /// How the preview's subject is made (as the issue's sends will make it).
-    fn subject_rule(&self, s: &Schedule, at: DateTime<Utc>) -> render::SubjectRule {
-        match &s.subject {
+    /// The preview's subject and pictures (as the issue's sends will make them).
+    fn look(&self, s: &Schedule, at: DateTime<Utc>) -> render::IssueLook {
+        let subject = match &s.subject {
             Some(subject) => render::SubjectRule::Fixed(subject.clone()),
             None => render::SubjectRule::Sections {
                 date: date_label(s, at),
             },
+        };
+        render::IssueLook {
+            subject,
+            images: s.images,
         }
     }
 
@@ -431,9 +446,9 @@ impl Digests {
                 DigestError::NothingToPreview("no active subscriber of these sections".into())
             })?,
         };
-        let subject = self.subject_rule(&s, now);
+        let look = self.look(&s, now);
         self.composer
-            .render_for(&subject, &articles, reader.id, &reader.email)
+            .render_for(&look, &articles, reader.id, &reader.email)
             .await?
             .ok_or_else(|| {
                 DigestError::NothingToPreview(format!(

@@ -11,6 +11,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 struct Item {
+    /// The article's picture, when the schedule shows them.
+    image_url: Option<String>,
     title: String,
     url: String,
     byline: String,
@@ -50,6 +52,14 @@ const SUMMARY_TEXT_MAX: usize = 5_000;
 /// Teaser lengths (characters): at first, and when the digest is still over budget.
 const TEASER: usize = 400;
 const SHORT_TEASER: usize = 160;
+
+/// What a schedule decides about its digests' look.
+#[derive(Debug, Clone)]
+pub struct IssueLook {
+    pub subject: SubjectRule,
+    /// Show article pictures.
+    pub images: bool,
+}
 
 /// How a digest's subject is made.
 #[derive(Debug, Clone)]
@@ -97,7 +107,7 @@ pub struct RenderedDigest {
 
 /// Issue data shared by all of its sends; cached so a million sends read it once.
 struct IssueData {
-    subject: SubjectRule,
+    look: IssueLook,
     articles: Vec<IssueArticle>,
 }
 
@@ -153,13 +163,17 @@ impl DigestComposer {
             .await
             .map_err(|e| e.to_string())?
             .filter(|s| Some(s.id) == issue.schedule_id);
+        let images = schedule.as_ref().is_none_or(|s| s.images);
         let subject = match schedule {
             Some(s) if s.subject.is_none() => SubjectRule::Sections {
                 date: super::date_label(&s, issue.scheduled_for),
             },
             _ => SubjectRule::Fixed(issue.subject),
         };
-        let data = Arc::new(IssueData { subject, articles });
+        let data = Arc::new(IssueData {
+            look: IssueLook { subject, images },
+            articles,
+        });
         let mut cache = self.cache.lock().expect("cache lock");
         if cache.len() > 32 {
             cache.clear();
@@ -171,7 +185,7 @@ impl DigestComposer {
     /// Render for one reader; None when none of the articles is in their sections.
     pub async fn render_for(
         &self,
-        subject: &SubjectRule,
+        look: &IssueLook,
         articles: &[IssueArticle],
         subscriber_id: i64,
         email: &str,
@@ -182,12 +196,12 @@ impl DigestComposer {
             .await?
             .into_iter()
             .collect();
-        self.render_with(subject, articles, subscriber_id, email, &mine)
+        self.render_with(look, articles, subscriber_id, email, &mine)
     }
 
     fn render_with(
         &self,
-        subject: &SubjectRule,
+        look: &IssueLook,
         articles: &[IssueArticle],
         subscriber_id: i64,
         email: &str,
@@ -209,7 +223,7 @@ impl DigestComposer {
         if sections.is_empty() {
             return Ok(None);
         }
-        let subject = match subject {
+        let subject = match &look.subject {
             SubjectRule::Fixed(s) => s.clone(),
             SubjectRule::Sections { date } => crate::articles::one_line(
                 &format!(
@@ -248,7 +262,10 @@ impl DigestComposer {
                 .zip(&shown)
                 .map(|((first, list), &n)| Group {
                     name: first.section_name.clone(),
-                    items: list[..n].iter().map(|a| self.item(a, short)).collect(),
+                    items: list[..n]
+                        .iter()
+                        .map(|a| self.item(a, short, look.images))
+                        .collect(),
                     more: list.len() - n,
                     more_url: first
                         .section_page_url
@@ -293,7 +310,7 @@ impl DigestComposer {
 
     /// One article as shown: a summary longer than [`SUMMARY_HTML_MAX`] (or any, when
     /// `short`) becomes a text teaser in both parts.
-    fn item(&self, a: &IssueArticle, short: bool) -> Item {
+    fn item(&self, a: &IssueArticle, short: bool, images: bool) -> Item {
         let date = a
             .published_at
             .unwrap_or(a.created_at)
@@ -314,6 +331,8 @@ impl DigestComposer {
             (crate::articles::escape_html(&t), t)
         };
         Item {
+            // Pictures go first when the digest must shrink.
+            image_url: a.image_url.clone().filter(|_| images && !short),
             title: a.title.clone(),
             url: a.url.clone(),
             byline,
@@ -344,7 +363,7 @@ impl Composer for DigestComposer {
         let data = self.issue_data(issue_id).await?;
         let mine: HashSet<i64> = job.section_ids().into_iter().collect();
         match self
-            .render_with(&data.subject, &data.articles, subscriber_id, email, &mine)
+            .render_with(&data.look, &data.articles, subscriber_id, email, &mine)
             .map_err(|e| e.to_string())?
         {
             Some(r) => Ok(Composed::Mail {

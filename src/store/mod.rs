@@ -302,6 +302,7 @@ pub struct Article {
     pub author: Option<String>,
     pub published_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    pub image_url: Option<String>,
 }
 
 /// An article to store; `guid` is unique per section, so storing it twice adds nothing.
@@ -314,6 +315,8 @@ pub struct NewArticle {
     pub summary_text: String,
     pub author: Option<String>,
     pub published_at: Option<DateTime<Utc>>,
+    /// An absolute https URL of the article's picture.
+    pub image_url: Option<String>,
 }
 
 /// What storing a batch of articles did.
@@ -355,6 +358,8 @@ pub struct Schedule {
     pub enabled: bool,
     pub created_at: DateTime<Utc>,
     pub next_run_at: DateTime<Utc>,
+    /// Its digests show article pictures.
+    pub images: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -423,6 +428,7 @@ pub struct IssueArticle {
     pub section_slug: String,
     pub section_name: String,
     pub section_page_url: Option<String>,
+    pub image_url: Option<String>,
     pub title: String,
     pub url: String,
     pub summary_html: String,
@@ -607,6 +613,8 @@ pub trait Store: Send + Sync + 'static {
         next_run_at: Option<DateTime<Utc>>,
     ) -> StoreResult<bool>;
     async fn remove_schedule(&self, name: &str) -> StoreResult<bool>;
+    /// Turn article pictures on or off in a schedule's digests; false if no such schedule.
+    async fn set_schedule_images(&self, name: &str, on: bool) -> StoreResult<bool>;
     async fn due_schedules(&self, now: DateTime<Utc>) -> StoreResult<Vec<Schedule>>;
     /// Claim the tick and write the issue and its articles in one transaction, fixing its
     /// readers: the active readers of its sections with a subscriber id up to the highest

@@ -629,8 +629,8 @@ macro_rules! shared_store_impl {
                 let mut tx = self.begin_write().await?;
                 let mut out = ArticleWrite::default();
                 for a in articles {
-                    let stored: Option<(i64, String, String, String, String, Option<String>, bool)> = sqlx::query_as::<$db, (i64, String, String, String, String, Option<String>, bool)>(
-                        "SELECT a.id, a.title, a.url, a.summary_html, a.summary_text, a.author, \
+                    let stored: Option<(i64, String, String, String, String, Option<String>, Option<String>, bool)> = sqlx::query_as::<$db, (i64, String, String, String, String, Option<String>, Option<String>, bool)>(
+                        "SELECT a.id, a.title, a.url, a.summary_html, a.summary_text, a.author, a.image_url, \
                          EXISTS (SELECT 1 FROM issue_articles ia WHERE ia.article_id = a.id) \
                          FROM articles a WHERE a.section_id = $1 AND a.guid = $2",
                     )
@@ -641,8 +641,8 @@ macro_rules! shared_store_impl {
                     match stored {
                         None => {
                             out.added += sqlx::query::<$db>(
-                                "INSERT INTO articles (section_id, guid, title, url, summary_html, summary_text, author, published_at, created_at) \
-                                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (section_id, guid) DO NOTHING",
+                                "INSERT INTO articles (section_id, guid, title, url, summary_html, summary_text, author, published_at, created_at, image_url) \
+                                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (section_id, guid) DO NOTHING",
                             )
                             .bind(section_id)
                             .bind(&a.guid)
@@ -653,18 +653,19 @@ macro_rules! shared_store_impl {
                             .bind(&a.author)
                             .bind(a.published_at)
                             .bind(now)
+                            .bind(&a.image_url)
                             .execute(&mut *tx)
                             .await?
                             .rows_affected();
                         }
-                        Some((id, title, url, html, text, author, mailed)) => {
+                        Some((id, title, url, html, text, author, image, mailed)) => {
                             let changed = title != a.title || url != a.url || html != a.summary_html
-                                || text != a.summary_text || author != a.author;
+                                || text != a.summary_text || author != a.author || image != a.image_url;
                             if changed && !mailed {
                                 // Its arrival time stays: it is the same story, corrected.
                                 out.updated += sqlx::query::<$db>(
                                     "UPDATE articles SET title = $2, url = $3, summary_html = $4, summary_text = $5, \
-                                     author = $6, published_at = COALESCE($7, published_at) WHERE id = $1",
+                                     author = $6, published_at = COALESCE($7, published_at), image_url = $8 WHERE id = $1",
                                 )
                                 .bind(id)
                                 .bind(&a.title)
@@ -673,6 +674,7 @@ macro_rules! shared_store_impl {
                                 .bind(&a.summary_text)
                                 .bind(&a.author)
                                 .bind(a.published_at)
+                                .bind(&a.image_url)
                                 .execute(&mut *tx)
                                 .await?
                                 .rows_affected();
@@ -686,7 +688,7 @@ macro_rules! shared_store_impl {
 
             async fn list_articles(&self, section_id: Option<i64>, limit: i64) -> StoreResult<Vec<Article>> {
                 Ok(sqlx::query_as::<$db, Article>(
-                    "SELECT id, section_id, guid, title, url, summary_html, summary_text, author, published_at, created_at \
+                    "SELECT id, section_id, guid, title, url, summary_html, summary_text, author, published_at, created_at, image_url \
                      FROM articles WHERE ($1 IS NULL OR section_id = $1) ORDER BY created_at DESC, id DESC LIMIT $2",
                 )
                 .bind(section_id)
@@ -798,7 +800,7 @@ macro_rules! shared_store_impl {
                 let r = sqlx::query_as::<$db, Schedule>(
                     "INSERT INTO schedules (name, cron, timezone, subject, enabled, created_at, next_run_at) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                     RETURNING id, name, cron, timezone, subject, enabled, created_at, next_run_at",
+                     RETURNING id, name, cron, timezone, subject, enabled, created_at, next_run_at, images",
                 )
                 .bind(&n.name)
                 .bind(&n.cron)
@@ -827,9 +829,19 @@ macro_rules! shared_store_impl {
                 Ok(sched)
             }
 
+            async fn set_schedule_images(&self, name: &str, on: bool) -> StoreResult<bool> {
+                Ok(sqlx::query::<$db>("UPDATE schedules SET images = $2 WHERE name = $1")
+                    .bind(name)
+                    .bind(on)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected()
+                    > 0)
+            }
+
             async fn list_schedules(&self) -> StoreResult<Vec<Schedule>> {
                 Ok(sqlx::query_as::<$db, Schedule>(
-                    "SELECT id, name, cron, timezone, subject, enabled, created_at, next_run_at FROM schedules ORDER BY name",
+                    "SELECT id, name, cron, timezone, subject, enabled, created_at, next_run_at, images FROM schedules ORDER BY name",
                 )
                 .fetch_all(&self.pool)
                 .await?)
@@ -837,7 +849,7 @@ macro_rules! shared_store_impl {
 
             async fn schedule_by_name(&self, name: &str) -> StoreResult<Option<Schedule>> {
                 Ok(sqlx::query_as::<$db, Schedule>(
-                    "SELECT id, name, cron, timezone, subject, enabled, created_at, next_run_at FROM schedules WHERE name = $1",
+                    "SELECT id, name, cron, timezone, subject, enabled, created_at, next_run_at, images FROM schedules WHERE name = $1",
                 )
                 .bind(name)
                 .fetch_optional(&self.pool)
@@ -878,7 +890,7 @@ macro_rules! shared_store_impl {
 
             async fn due_schedules(&self, now: DateTime<Utc>) -> StoreResult<Vec<Schedule>> {
                 Ok(sqlx::query_as::<$db, Schedule>(
-                    "SELECT id, name, cron, timezone, subject, enabled, created_at, next_run_at FROM schedules \
+                    "SELECT id, name, cron, timezone, subject, enabled, created_at, next_run_at, images FROM schedules \
                      WHERE enabled = $2 AND next_run_at <= $1 ORDER BY next_run_at",
                 )
                 .bind(now)
@@ -997,7 +1009,7 @@ macro_rules! shared_store_impl {
             async fn issue_articles(&self, issue_id: i64) -> StoreResult<Vec<IssueArticle>> {
                 Ok(sqlx::query_as::<$db, IssueArticle>(
                     "SELECT a.section_id, s.slug AS section_slug, s.name AS section_name, s.page_url AS section_page_url, a.title, a.url, a.summary_html, \
-                     a.summary_text, a.author, a.published_at, a.created_at FROM issue_articles ia \
+                     a.summary_text, a.author, a.published_at, a.created_at, a.image_url FROM issue_articles ia \
                      JOIN articles a ON a.id = ia.article_id JOIN sections s ON s.id = a.section_id \
                      WHERE ia.issue_id = $1 ORDER BY s.name, s.slug, COALESCE(a.published_at, a.created_at) DESC, a.id",
                 )
@@ -1009,7 +1021,7 @@ macro_rules! shared_store_impl {
             async fn window_articles(&self, schedule_id: i64, start: DateTime<Utc>, end: DateTime<Utc>) -> StoreResult<Vec<IssueArticle>> {
                 Ok(sqlx::query_as::<$db, IssueArticle>(
                     "SELECT a.section_id, s.slug AS section_slug, s.name AS section_name, s.page_url AS section_page_url, a.title, a.url, a.summary_html, \
-                     a.summary_text, a.author, a.published_at, a.created_at FROM articles a \
+                     a.summary_text, a.author, a.published_at, a.created_at, a.image_url FROM articles a \
                      JOIN sections s ON s.id = a.section_id JOIN schedule_sections x ON x.section_id = a.section_id \
                      WHERE x.schedule_id = $1 AND a.created_at > $2 AND a.created_at <= $3 \
                      AND NOT EXISTS (SELECT 1 FROM issue_articles done JOIN issues i ON i.id = done.issue_id \

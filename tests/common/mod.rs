@@ -210,6 +210,7 @@ impl TestApp {
             author: Some("Pamela Dockins".into()),
             published: None,
             guid: None,
+            image: None,
         };
         herald::articles::add_article(self.services.store.as_ref(), input, self.clock.now())
             .await
