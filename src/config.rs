@@ -53,6 +53,8 @@ pub struct DigestsConfig {
     pub first_lookback: HumanDuration,
     /// Articles per section in one digest; the rest are a line "and N more in Section".
     pub max_articles: u32,
+    /// Publish each issue at `/archive/{schedule}/{issue}` (and link it from the mail).
+    pub archive: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -108,6 +108,10 @@ impl Services {
             subs.clone(),
             config.site.clone(),
             config.digests.max_articles,
+            config
+                .digests
+                .archive
+                .then(|| format!("{}/archive", config.http.public_url.trim_end_matches('/'))),
         ));
         let composer = Arc::new(HeraldComposer {
             transactional: TransactionalComposer::new(subs.clone(), config.site.clone()),

@@ -1303,3 +1303,92 @@ async fn digests_show_pictures_unless_turned_off(backend: Backend) {
     assert!(!html.contains("insecure.example.org") && !html.contains(".mp3"));
 }
 both_backends!(digests_show_pictures_unless_turned_off);
+
+/// Each digest links its issue in the public archive, which shows every section of the
+/// issue and nobody's unsubscribe link; an index per schedule lists the issues. Off with
+/// `digests.archive = false`.
+async fn issues_are_archived_on_the_web(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_section("wmd", "WMD").await;
+    app.add_section("cyber", "Cyber").await;
+    app.reader("r@example.com", &["wmd"]).await;
+    app.add_article(
+        "wmd",
+        "Arms talks resume",
+        "https://news.example.org/w/1",
+        "w",
+    )
+    .await;
+    app.add_article(
+        "cyber",
+        "Patch Tuesday",
+        "https://news.example.org/c/1",
+        "c",
+    )
+    .await;
+    app.add_schedule("morning", "0 7 * * *", &["wmd", "cyber"])
+        .await;
+    app.set_time(2026, 3, 2, 7, 0, 0);
+    app.tick().await;
+    app.deliver().await;
+    let mail = &app.smtp().all()[0];
+    let link = mail.link_with("/archive/").expect("a View in browser link");
+    assert!(link.starts_with(&app.base), "{link}");
+    assert!(mail.html().contains(&format!(
+        r#"<a href="{link}" style="color:#666">View in browser</a>"#
+    )));
+
+    let page = app.get(&link).await;
+    assert_eq!(page.status(), 200);
+    assert_eq!(
+        page.headers()["cache-control"].to_str().unwrap(),
+        "public, max-age=300"
+    );
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("Arms talks resume") && html.contains("Patch Tuesday"),
+        "{html}"
+    );
+    assert!(
+        !html.contains("/unsubscribe/") && !html.contains("/preferences/"),
+        "nobody's links in the archive"
+    );
+    assert!(html.contains("1 Example Street"));
+
+    let index = app.get("/archive/morning").await;
+    assert_eq!(index.status(), 200);
+    let index = index.text().await.unwrap();
+    assert!(index.contains(&link), "{index}");
+    assert!(index.contains("2 March 2026"));
+
+    let id = link.rsplit('/').next().unwrap();
+    for missing in [
+        format!("/archive/evening/{id}"),
+        format!("/archive/morning/0{id}"),
+        "/archive/morning/999999".to_string(),
+        "/archive/nosuch".to_string(),
+    ] {
+        assert_eq!(app.get(&missing).await.status(), 404, "{missing}");
+    }
+
+    let off = TestApp::spawn_with(Spawn::new(backend).set("digests.archive", "false")).await;
+    off.add_section("wmd", "WMD").await;
+    off.reader("r@example.com", &["wmd"]).await;
+    off.add_article(
+        "wmd",
+        "Arms talks resume",
+        "https://news.example.org/w/1",
+        "w",
+    )
+    .await;
+    off.add_schedule("morning", "0 7 * * *", &["wmd"]).await;
+    off.set_time(2026, 3, 2, 7, 0, 0);
+    off.tick().await;
+    off.deliver().await;
+    let mail = &off.smtp().all()[0];
+    assert!(mail.link_with("/archive/").is_none());
+    assert!(!mail.html().contains("View in browser"));
+    assert_eq!(off.get("/archive/morning").await.status(), 404);
+    assert_eq!(off.get("/archive/morning/1").await.status(), 404);
+}
+both_backends!(issues_are_archived_on_the_web);

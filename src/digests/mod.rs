@@ -191,6 +191,28 @@ impl Digests {
             .ok_or_else(|| DigestError::UnknownSchedule(name.chars().take(100).collect()))
     }
 
+    /// The public archive's issues of one schedule, newest first (at most 500).
+    pub async fn archive_index(&self, schedule: &str) -> Result<Vec<Issue>, DigestError> {
+        Ok(self.store.schedule_issues(schedule, 500).await?)
+    }
+
+    /// One issue as the public archive shows it; None if the schedule has no such issue
+    /// with articles.
+    pub async fn archive_issue(
+        &self,
+        schedule: &str,
+        issue_id: i64,
+    ) -> Result<Option<String>, DigestError> {
+        let Some(issue) = self.store.issue(issue_id).await? else {
+            return Ok(None);
+        };
+        if issue.schedule_name != schedule || issue.status == "skipped" || issue.article_count == 0
+        {
+            return Ok(None);
+        }
+        self.composer.render_archive(&issue).await
+    }
+
     /// Show article pictures in a schedule's digests, or not.
     pub async fn set_images(&self, name: &str, on: bool) -> Result<(), DigestError> {
         if self.store.set_schedule_images(name, on).await? {

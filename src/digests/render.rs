@@ -35,8 +35,11 @@ struct DigestData<'a> {
     /// Hidden preview text (the first titles), shown by mail clients beside the subject.
     preheader: String,
     groups: Vec<Group>,
+    /// Empty in the web archive, which is nobody's own copy.
     preferences_url: String,
     unsubscribe_url: String,
+    /// The issue in the public archive ("view in browser"); empty when there is none.
+    archive_url: String,
 }
 
 /// The HTML part stays under this many bytes. Gmail clips a message whose HTML passes
@@ -109,6 +112,8 @@ pub struct RenderedDigest {
 struct IssueData {
     look: IssueLook,
     articles: Vec<IssueArticle>,
+    /// Its page in the public archive, if the archive is on.
+    archive_url: Option<String>,
 }
 
 pub struct DigestComposer {
@@ -118,6 +123,8 @@ pub struct DigestComposer {
     site: SiteConfig,
     cache: Mutex<HashMap<i64, Arc<IssueData>>>,
     max_articles: usize,
+    /// The public archive's root (`{public_url}/archive`), if it is on.
+    archive_root: Option<String>,
 }
 
 impl DigestComposer {
@@ -126,6 +133,7 @@ impl DigestComposer {
         subs: Arc<Subscriptions>,
         site: SiteConfig,
         max_articles: u32,
+        archive_root: Option<String>,
     ) -> Self {
         Self {
             store,
@@ -133,6 +141,7 @@ impl DigestComposer {
             site,
             cache: Mutex::new(HashMap::new()),
             max_articles: max_articles as usize,
+            archive_root,
         }
     }
 
@@ -170,9 +179,14 @@ impl DigestComposer {
             },
             _ => SubjectRule::Fixed(issue.subject),
         };
+        let archive_url = self
+            .archive_root
+            .as_ref()
+            .map(|root| format!("{root}/{}/{}", issue.schedule_name, issue.id));
         let data = Arc::new(IssueData {
             look: IssueLook { subject, images },
             articles,
+            archive_url,
         });
         let mut cache = self.cache.lock().expect("cache lock");
         if cache.len() > 32 {
@@ -196,15 +210,35 @@ impl DigestComposer {
             .await?
             .into_iter()
             .collect();
-        self.render_with(look, articles, subscriber_id, email, &mine)
+        self.render_with(look, articles, Some((subscriber_id, email)), None, &mine)
+    }
+
+    /// An issue as the public archive shows it: every section, the issue's own subject, no
+    /// reader's links. None when it has no articles.
+    pub async fn render_archive(
+        &self,
+        issue: &crate::store::Issue,
+    ) -> Result<Option<String>, DigestError> {
+        let data = self
+            .issue_data(issue.id)
+            .await
+            .map_err(DigestError::Render)?;
+        let all: HashSet<i64> = data.articles.iter().map(|a| a.section_id).collect();
+        let look = IssueLook {
+            subject: SubjectRule::Fixed(issue.subject.clone()),
+            images: data.look.images,
+        };
+        Ok(self
+            .render_with(&look, &data.articles, None, None, &all)?
+            .map(|r| r.html))
     }
 
     fn render_with(
         &self,
         look: &IssueLook,
         articles: &[IssueArticle],
-        subscriber_id: i64,
-        email: &str,
+        reader: Option<(i64, &str)>,
+        archive_url: Option<&str>,
         mine: &HashSet<i64>,
     ) -> Result<Option<RenderedDigest>, DigestError> {
         // The reader's articles by section, newest first within each (the query's order);
@@ -247,7 +281,13 @@ impl DigestComposer {
                 .join(" · "),
             150,
         );
-        let links = self.subs.links(subscriber_id, email);
+        let links = match reader {
+            Some((id, email)) => self.subs.links(id, email),
+            None => crate::subscriptions::ManageLinks {
+                unsubscribe_url: String::new(),
+                preferences_url: String::new(),
+            },
+        };
         // Fit the mailbox: at most `max_articles` per section; then, while the HTML is over
         // budget, shorter teasers, then fewer articles. Whatever is left out is counted in
         // "and N more", so nothing is lost without a word.
@@ -280,6 +320,7 @@ impl DigestComposer {
                 groups,
                 preferences_url: links.preferences_url.clone(),
                 unsubscribe_url: links.unsubscribe_url.clone(),
+                archive_url: archive_url.unwrap_or_default().to_string(),
             };
             let html = DigestHtml { d: &d }
                 .render()
@@ -299,7 +340,7 @@ impl DigestComposer {
                 .render()
                 .map_err(|e| DigestError::Render(e.to_string()))?;
             return Ok(Some(RenderedDigest {
-                to: email.to_string(),
+                to: reader.map(|r| r.1.to_string()).unwrap_or_default(),
                 subject: subject.clone(),
                 text,
                 html,
@@ -363,7 +404,13 @@ impl Composer for DigestComposer {
         let data = self.issue_data(issue_id).await?;
         let mine: HashSet<i64> = job.section_ids().into_iter().collect();
         match self
-            .render_with(&data.look, &data.articles, subscriber_id, email, &mine)
+            .render_with(
+                &data.look,
+                &data.articles,
+                Some((subscriber_id, email)),
+                data.archive_url.as_deref(),
+                &mine,
+            )
             .map_err(|e| e.to_string())?
         {
             Some(r) => Ok(Composed::Mail {

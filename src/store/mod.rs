@@ -642,6 +642,8 @@ pub trait Store: Send + Sync + 'static {
         end: DateTime<Utc>,
     ) -> StoreResult<Vec<IssueArticle>>;
     async fn list_issues(&self, limit: i64) -> StoreResult<Vec<Issue>>;
+    /// A schedule's issues that carry articles (not skipped), newest first.
+    async fn schedule_issues(&self, schedule_name: &str, limit: i64) -> StoreResult<Vec<Issue>>;
     /// Sends of issues `first..=last` counted by (issue, status), in one query.
     async fn issues_status_counts(
         &self,

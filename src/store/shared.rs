@@ -1045,6 +1045,18 @@ macro_rules! shared_store_impl {
                 .await?)
             }
 
+            async fn schedule_issues(&self, schedule_name: &str, limit: i64) -> StoreResult<Vec<Issue>> {
+                Ok(sqlx::query_as::<$db, Issue>(
+                    "SELECT id, schedule_id, schedule_name, scheduled_for, window_start, window_end, status, subject, \
+                     article_count, send_count, created_at, (fill_after IS NOT NULL) AS filling FROM issues \
+                     WHERE schedule_name = $1 AND status <> 'skipped' AND article_count > 0 ORDER BY scheduled_for DESC, id DESC LIMIT $2",
+                )
+                .bind(schedule_name)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
             async fn issues_status_counts(&self, first: i64, last: i64) -> StoreResult<Vec<(i64, String, i64)>> {
                 Ok(sqlx::query_as::<$db, (i64, String, i64)>(
                     "SELECT issue_id, status, COUNT(*) FROM sends WHERE issue_id BETWEEN $1 AND $2 \

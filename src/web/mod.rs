@@ -3,6 +3,7 @@
 //! a status. No SQL here.
 
 pub mod api;
+mod archive;
 mod ops;
 mod pages;
 mod public;
@@ -59,6 +60,8 @@ pub fn router(state: AppState) -> Router {
             "/unsubscribe/{token}",
             get(public::unsubscribe_page).post(public::unsubscribe),
         )
+        .route("/archive/{schedule}", get(archive::index))
+        .route("/archive/{schedule}/{issue}", get(archive::issue))
         .route("/healthz", get(ops::healthz))
         // Only with `http.metrics_token` and that bearer token; otherwise "not found".
         .route("/metrics", get(ops::metrics_with_token))

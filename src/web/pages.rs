@@ -61,3 +61,19 @@ pub struct UnsubscribePage {
     pub site_url: String,
     pub email: String,
 }
+
+pub struct ArchiveEntry {
+    pub url: String,
+    pub date: String,
+    pub subject: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "pages/archive.html")]
+pub struct ArchivePage {
+    pub site_name: String,
+    pub lang: String,
+    pub site_url: String,
+    pub heading: String,
+    pub issues: Vec<ArchiveEntry>,
+}

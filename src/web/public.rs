@@ -35,7 +35,7 @@ fn message(
     }
 }
 
-fn internal_error(st: &AppState, e: impl std::fmt::Display) -> Response {
+pub(crate) fn internal_error(st: &AppState, e: impl std::fmt::Display) -> Response {
     tracing::error!(error = %e, "request failed");
     (
         StatusCode::INTERNAL_SERVER_ERROR,
