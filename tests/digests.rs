@@ -1392,3 +1392,82 @@ async fn issues_are_archived_on_the_web(backend: Backend) {
     assert_eq!(off.get("/archive/morning/1").await.status(), 404);
 }
 both_backends!(issues_are_archived_on_the_web);
+
+/// Every mail a reader gets lays out within a phone's width in a real browser (Debian's
+/// chromium through playwright-core, `tests/browser/layout.js`): no sideways scrolling at
+/// 390 px, even with a bare confirmation link and long unbroken words in titles and links.
+async fn mails_fit_a_phone_screen_in_a_real_browser(backend: Backend) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/layout.js");
+    let modules = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/browser/node_modules/playwright-core"
+    );
+    if !common::tool_available("chromium", &["chromium", "--version"])
+        || !common::tool_available("node", &["node", "--version"])
+        || !common::tool_available(
+            "playwright-core (npm install in tests/browser)",
+            &["test", "-d", modules],
+        )
+    {
+        return;
+    }
+    let app = TestApp::spawn(backend).await;
+    app.add_section("wmd", "Weapons of Mass Destruction (WMD)")
+        .await;
+    let welcome = app
+        .subscribe_and_confirm("reader@example.com", &["wmd"])
+        .await;
+    let confirmation = app
+        .smtp()
+        .all()
+        .into_iter()
+        .find(|m| m.link_with("/confirm/").is_some())
+        .expect("the confirmation mail");
+    let long_word = "Nonproliferationtreatyreviewconference".repeat(4);
+    app.add_article(
+        "wmd",
+        &format!("{long_word} ends"),
+        &format!("https://news.example.org/wmd/{long_word}"),
+        &format!("<p>See https://news.example.org/{long_word}/{long_word} for more.</p>"),
+    )
+    .await;
+    app.add_schedule("m", "0 7 * * *", &["wmd"]).await;
+    app.set_time(2026, 3, 2, 7, 0, 0);
+    app.tick().await;
+    app.deliver().await;
+    let digest = app.smtp().last_to("reader@example.com").unwrap();
+    assert!(digest.subject().contains("Weapons"), "{}", digest.subject());
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for (name, mail) in [
+        ("confirm", &confirmation),
+        ("welcome", &welcome),
+        ("digest", &digest),
+    ] {
+        let path = dir.path().join(format!("{name}.html"));
+        std::fs::write(&path, mail.html()).unwrap();
+        files.push(path.to_string_lossy().to_string());
+    }
+    let out = std::process::Command::new("node")
+        .arg(script)
+        .arg("390")
+        .args(&files)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(lines.lines().count(), 3, "{lines}");
+    for line in lines.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(
+            v["scrollWidth"].as_i64() <= v["clientWidth"].as_i64(),
+            "wider than the phone: {line}"
+        );
+    }
+}
+both_backends!(mails_fit_a_phone_screen_in_a_real_browser);
