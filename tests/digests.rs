@@ -1471,3 +1471,34 @@ async fn mails_fit_a_phone_screen_in_a_real_browser(backend: Backend) {
     }
 }
 both_backends!(mails_fit_a_phone_screen_in_a_real_browser);
+
+/// The archive dates an issue as its schedule's zone does (as its subject does).
+async fn the_archive_dates_issues_in_the_schedules_zone(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_section("wmd", "WMD").await;
+    app.reader("r@example.com", &["wmd"]).await;
+    app.add_article("wmd", "Late story", "https://news.example.org/w/late", "w")
+        .await;
+    app.services
+        .digests
+        .add_schedule(
+            "evening",
+            "0 23 * * *",
+            &["wmd".into()],
+            Some("America/Los_Angeles"),
+            None,
+        )
+        .await
+        .unwrap();
+    // 23:00 in Los Angeles on 1 March is 07:00 UTC on 2 March.
+    app.set_time(2026, 3, 2, 7, 0, 0);
+    app.tick().await;
+    app.deliver().await;
+    assert!(app.smtp().all()[0].subject().ends_with("— 1 March 2026"));
+    let index = app.get("/archive/evening").await.text().await.unwrap();
+    assert!(
+        index.contains("1 March 2026") && !index.contains("2 March 2026"),
+        "{index}"
+    );
+}
+both_backends!(the_archive_dates_issues_in_the_schedules_zone);

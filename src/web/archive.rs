@@ -28,10 +28,10 @@ pub async fn index(State(st): State<AppState>, Path(schedule): Path<String>) -> 
         Err(e) => return super::public::internal_error(&st, e),
     };
     let known = match st.store.schedule_by_name(&schedule).await {
-        Ok(s) => s.is_some(),
+        Ok(s) => s,
         Err(e) => return super::public::internal_error(&st, e),
     };
-    if issues.is_empty() && !known {
+    if issues.is_empty() && known.is_none() {
         return super::public::not_found(State(st)).await;
     }
     let root = st.config.http.public_url.trim_end_matches('/').to_string();
@@ -44,7 +44,11 @@ pub async fn index(State(st): State<AppState>, Path(schedule): Path<String>) -> 
             .into_iter()
             .map(|i| ArchiveEntry {
                 url: format!("{root}/archive/{}/{}", i.schedule_name, i.id),
-                date: i.scheduled_for.format("%-d %B %Y").to_string(),
+                // In the schedule's zone, as its subjects say it.
+                date: match &known {
+                    Some(s) => crate::digests::date_label(s, i.scheduled_for),
+                    None => i.scheduled_for.format("%-d %B %Y").to_string(),
+                },
                 subject: i.subject,
             })
             .collect(),
