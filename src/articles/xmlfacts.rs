@@ -31,6 +31,8 @@ pub struct EntryFacts {
     /// of an image, an image `enclosure` (feed-rs keeps a thumbnail only inside media
     /// content). Resolved against the item's base; not yet checked.
     pub images: Vec<String>,
+    /// The base in effect on the item's summary or content (an `xml:base` may sit there).
+    pub content_base: Option<Url>,
 }
 
 /// What text is being collected.
@@ -111,6 +113,16 @@ pub fn scan(bytes: &[u8], document_url: Option<&Url>) -> XmlFacts {
                         base: base.clone(),
                         ..EntryFacts::default()
                     });
+                } else if matches!(
+                    local.as_str(),
+                    "summary" | "content" | "description" | "encoded"
+                ) && matches!(parent, Some("item" | "entry"))
+                {
+                    if let Some(entry) = facts.entries.last_mut()
+                        && entry.content_base.is_none()
+                    {
+                        entry.content_base = base.clone();
+                    }
                 } else if picture
                     && let (Some(u), Some(entry)) = (url_attr, facts.entries.last_mut())
                 {
