@@ -582,6 +582,7 @@ async fn sections_list(s: &Services, format: Format) -> Result<(), Failure> {
                     v["feed_checked_at"] =
                         serde_json::to_value(f.feed_checked_at).unwrap_or_default();
                     v["feed_error"] = serde_json::to_value(&f.feed_error).unwrap_or_default();
+                    v["feed_report"] = serde_json::to_value(&f.feed_report).unwrap_or_default();
                 }
                 v
             })
@@ -592,7 +593,14 @@ async fn sections_list(s: &Services, format: Format) -> Result<(), Failure> {
         let state = match feeds.iter().find(|f| f.id == sec.id) {
             Some(f) if f.feed_url.is_some() => match (&f.feed_error, f.feed_checked_at) {
                 (Some(e), _) => format!("  feed FAILING: {e}"),
-                (None, Some(t)) => format!("  feed ok, checked {}", t.format("%Y-%m-%d %H:%M")),
+                (None, Some(t)) => format!(
+                    "  feed ok, checked {}{}",
+                    t.format("%Y-%m-%d %H:%M"),
+                    f.feed_report
+                        .as_deref()
+                        .map(|r| format!("; last read: {r}"))
+                        .unwrap_or_default()
+                ),
                 (None, None) => "  feed not polled yet".to_string(),
             },
             _ => String::new(),

@@ -823,6 +823,12 @@ async fn feed_polling_is_conditional_and_survives_errors(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(app.services.feeds.poll_all().await.unwrap(), 2);
+    let said = store.section_feeds().await.unwrap()[0].feed_report.clone();
+    assert_eq!(
+        said.as_deref(),
+        Some("3 items, 1 skipped (1 with no http(s) link), 2 new, 0 updated"),
+        "what the poll found is kept for `sections list`"
+    );
     assert_eq!(app.services.feeds.poll_all().await.unwrap(), 0);
     assert_eq!(
         seen.lock().unwrap()[1].as_deref(),

@@ -657,6 +657,14 @@ impl FeedPoller {
             .insert_articles(f.id, &parsed.articles, now)
             .await
             .map_err(|e| fetch_err(e.to_string()))?;
+        let said = format!(
+            "{}, {} new, {} updated",
+            parsed.report, written.added, written.updated
+        );
+        self.store
+            .record_feed_report(f.id, &said)
+            .await
+            .map_err(|e| fetch_err(e.to_string()))?;
         if let Some(page) = &parsed.page_url {
             self.store
                 .set_section_page(f.id, Some(page), true)

@@ -337,6 +337,8 @@ pub struct SectionFeed {
     pub feed_last_modified: Option<String>,
     pub feed_checked_at: Option<DateTime<Utc>>,
     pub feed_error: Option<String>,
+    /// What the last successful read found (see `FeedReport`).
+    pub feed_report: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -587,6 +589,8 @@ pub trait Store: Send + Sync + 'static {
         last_modified: Option<&str>,
         error: Option<&str>,
     ) -> StoreResult<()>;
+    /// Keep what the last successful read of a section's feed found.
+    async fn record_feed_report(&self, section_id: i64, report: &str) -> StoreResult<()>;
 
     // --- API tokens
     async fn add_api_token(

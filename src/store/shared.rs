@@ -720,10 +720,19 @@ macro_rules! shared_store_impl {
 
             async fn section_feeds(&self) -> StoreResult<Vec<SectionFeed>> {
                 Ok(sqlx::query_as::<$db, SectionFeed>(
-                    "SELECT id, slug, feed_url, feed_etag, feed_last_modified, feed_checked_at, feed_error FROM sections ORDER BY slug",
+                    "SELECT id, slug, feed_url, feed_etag, feed_last_modified, feed_checked_at, feed_error, feed_report FROM sections ORDER BY slug",
                 )
                 .fetch_all(&self.pool)
                 .await?)
+            }
+
+            async fn record_feed_report(&self, section_id: i64, report: &str) -> StoreResult<()> {
+                sqlx::query::<$db>("UPDATE sections SET feed_report = $2 WHERE id = $1")
+                    .bind(section_id)
+                    .bind(report)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
             }
 
             async fn record_feed_poll(
