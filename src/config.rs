@@ -223,6 +223,27 @@ pub struct Config {
 const NON_KEY_VARS: &[&str] = &["HERALD_CONFIG", "HERALD_LOG", "HERALD_LOG_FORMAT"];
 
 impl Config {
+    /// What is allowed but probably wrong: said by `check-config` and at `serve`'s start.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Ok(u) = url::Url::parse(&self.http.public_url) {
+            let loopback = match u.host() {
+                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                None => false,
+            };
+            if u.scheme() != "https" && !loopback {
+                out.push(format!(
+                    "http.public_url {:?} is not https: mailbox providers offer one-click \
+                     unsubscribe (RFC 8058) only for https links, and readers' links travel in clear",
+                    self.http.public_url
+                ));
+            }
+        }
+        out
+    }
+
     /// Defaults + optional file + the process environment.
     pub fn load(file: Option<&std::path::Path>) -> Result<Self, ConfigError> {
         let env: Vec<(String, String)> = std::env::vars()

@@ -316,6 +316,9 @@ impl App {
             tracing::info!(transport = %s.engine.transport().describe(), workers = s.config.delivery.connections, "delivery started");
         }
         tracing::info!(addr = %self.addr, public_url = %s.config.http.public_url, backend = s.store.backend(), "herald listening");
+        for w in s.config.warnings() {
+            tracing::warn!("{w}");
+        }
         if let Some(m) = self.metrics_listener {
             if let Ok(a) = m.local_addr() {
                 tracing::info!(addr = %a, "metrics listening");

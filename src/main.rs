@@ -352,6 +352,9 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
         }
         Command::CheckConfig => {
             println!("configuration ok");
+            for w in config.warnings() {
+                println!("warning: {w}");
+            }
             if let Some(signer) = &config.mail.dkim {
                 println!("DKIM: publish this TXT record");
                 println!("  {}  TXT  \"{}\"", signer.dns_name(), signer.dns_record());

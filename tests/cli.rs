@@ -150,6 +150,33 @@ fn bad_config_exits_2_naming_the_key() {
     assert!(stderr(&o).contains("/nonexistent/herald.toml"));
     // Nothing was created by a refused start.
     assert!(!dir.path().join("var").exists());
+
+    // Allowed but probably wrong: said, exit 0.
+    let secret = (
+        "HERALD_SECRET_KEY",
+        "check-config-secret-check-config-secret-0",
+    );
+    for (url, warned) in [
+        ("http://news.example.com", true),
+        ("https://news.example.com/newsletter", false),
+        ("http://127.0.0.1:8080", false),
+        ("http://localhost:8080", false),
+    ] {
+        let o = run(
+            &[("HERALD_HTTP__PUBLIC_URL", url), secret],
+            &["check-config"],
+        );
+        assert_eq!(o.status.code(), Some(0), "{url}: {}", stderr(&o));
+        let out = String::from_utf8_lossy(&o.stdout).to_string();
+        assert_eq!(
+            out.contains("warning: http.public_url"),
+            warned,
+            "{url}: {out}"
+        );
+        if warned {
+            assert!(out.contains("RFC 8058"), "{out}");
+        }
+    }
 }
 
 async fn import_show_export_delete(backend: Backend) {

@@ -134,6 +134,21 @@ async fn the_digest_story(backend: Backend) {
         ] {
             assert!(mail.header(h).is_some(), "missing {h}");
         }
+        // What mailbox providers are told about list mail.
+        assert_eq!(mail.header("Precedence").as_deref(), Some("bulk"));
+        let feedback = mail.header("Feedback-ID").unwrap();
+        assert!(
+            feedback.starts_with(&format!("{}:morning:", made[0].issue.id)),
+            "{feedback}"
+        );
+        assert_eq!(
+            mail.header("List-Subscribe"),
+            Some(format!("<{}/subscribe>", app.base))
+        );
+        assert_eq!(
+            mail.header("List-Archive"),
+            Some(format!("<{}/archive/morning>", app.base))
+        );
         assert!(mail.parsed().date().is_some(), "Date parses");
         assert!(
             mail.header("Content-Type")

@@ -9,6 +9,6 @@ mod transport;
 mod worker;
 
 pub use dkim::{DkimKeyError, DkimSigner};
-pub use mail::{BuildError, MailHeaders, OutgoingMail, build_message, new_message_id};
+pub use mail::{BuildError, ListMail, MailHeaders, OutgoingMail, build_message, new_message_id};
 pub use transport::{Gate, MailSender, SendError, Transport};
 pub use worker::{Batch, BatchReport, Composed, Composer, DeliveryEngine, RetryPolicy};

@@ -211,7 +211,9 @@ pub struct DeliveryEngine {
     transport: Transport,
     clock: Clock,
     from: Mailbox,
-    list_id: String,
+    /// `List-Id`: the site's name and `{mail.list_id}.{mail.domain}`.
+    list_name: String,
+    list_label: String,
     unsubscribe_mailto: Option<String>,
     policy: RetryPolicy,
     batch_size: u32,
@@ -257,10 +259,8 @@ impl DeliveryEngine {
             transport: Transport::from_config(&config.mail),
             clock,
             from: config.mail.from.clone(),
-            list_id: format!(
-                "{} <{}.{}>",
-                config.site.name, config.mail.list_id, config.mail.domain
-            ),
+            list_name: config.site.name.clone(),
+            list_label: format!("{}.{}", config.mail.list_id, config.mail.domain),
             unsubscribe_mailto: config
                 .mail
                 .unsubscribe_mailto
@@ -483,7 +483,8 @@ impl DeliveryEngine {
         let headers = MailHeaders {
             from: self.from.clone(),
             message_id: job.message_id.clone(),
-            list_id: self.list_id.clone(),
+            list_name: self.list_name.clone(),
+            list_label: self.list_label.clone(),
             unsubscribe_url,
             unsubscribe_mailto: self.unsubscribe_mailto.clone(),
         };

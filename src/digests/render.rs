@@ -114,6 +114,8 @@ struct IssueData {
     articles: Vec<IssueArticle>,
     /// Its page in the public archive, if the archive is on.
     archive_url: Option<String>,
+    /// What its mails tell mailbox providers about the list.
+    list: crate::delivery::ListMail,
 }
 
 pub struct DigestComposer {
@@ -183,10 +185,22 @@ impl DigestComposer {
             .archive_root
             .as_ref()
             .map(|root| format!("{root}/{}/{}", issue.schedule_name, issue.id));
+        let list = crate::delivery::ListMail {
+            campaign: format!("{}:{}", issue.id, issue.schedule_name),
+            subscribe_url: Some(format!(
+                "{}/subscribe",
+                self.subs.public_url().trim_end_matches('/')
+            )),
+            archive_url: self
+                .archive_root
+                .as_ref()
+                .map(|root| format!("{root}/{}", issue.schedule_name)),
+        };
         let data = Arc::new(IssueData {
             look: IssueLook { subject, images },
             articles,
             archive_url,
+            list,
         });
         let mut cache = self.cache.lock().expect("cache lock");
         if cache.len() > 32 {
@@ -419,6 +433,7 @@ impl Composer for DigestComposer {
                     subject: r.subject,
                     text: r.text,
                     html: r.html,
+                    list: Some(data.list.clone()),
                 },
                 unsubscribe_url: Some(r.unsubscribe_url),
             }),

@@ -166,6 +166,8 @@ impl Composer for TransactionalComposer {
                 subject,
                 text,
                 html,
+                // Confirmation and welcome mails answer the reader's own action.
+                list: None,
             },
             unsubscribe_url: Some(links.unsubscribe_url),
         })
