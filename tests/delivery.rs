@@ -403,6 +403,12 @@ async fn dkim_signatures_verify_independently(backend: Backend) {
                     h.starts_with("from:from:") || h.contains(":from:from"),
                     "From over-signed: {h}"
                 );
+                if text.contains("\nFeedback-ID:") {
+                    assert!(
+                        h.to_ascii_lowercase().contains("feedback-id"),
+                        "a digest's Feedback-ID is signed: {h}"
+                    );
+                }
             }
             if let Err(e) = dkimpy_verifies(&key, &messages) {
                 panic!("{name} over {transport}: dkimpy rejected {e}");

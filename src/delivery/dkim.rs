@@ -23,6 +23,11 @@ const SIGNED: &[&str] = &[
     "List-Unsubscribe",
     "List-Unsubscribe-Post",
     "Auto-Submitted",
+    // List mail: Gmail's feedback loop counts a Feedback-ID only under the sender's signature.
+    "Feedback-ID",
+    "Precedence",
+    "List-Subscribe",
+    "List-Archive",
     "MIME-Version",
     "Content-Type",
     "Content-Transfer-Encoding",
