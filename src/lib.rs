@@ -5,6 +5,7 @@
 //! background tasks, and drive time and queues themselves.
 
 pub mod articles;
+pub mod bounces;
 pub mod clock;
 pub mod config;
 pub mod delivery;

@@ -1,0 +1,8 @@
+//! What comes back after the relay said 250: delivery status notifications (RFC 3464) and
+//! the common non-standard bounces, abuse reports (RFC 5965 ARF), and auto-replies, which
+//! are never bounces. This module reads one returned message and says which it is and
+//! whom and what it is about; deciding what to do with it is the caller's.
+
+mod classify;
+
+pub use classify::{Bounce, Complaint, Returned, classify};
