@@ -43,6 +43,20 @@ struct RawConfig {
     delivery: DeliveryConfig,
     digests: DigestsConfig,
     feeds: FeedsConfig,
+    bounces: RawBounces,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBounces {
+    listen: String,
+}
+
+/// Returned mail: where herald listens for it (see `src/bounces/`).
+#[derive(Debug, Clone)]
+pub struct BouncesConfig {
+    /// An SMTP listener for mail to `mail.return_path`'s domain; None: off.
+    pub listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -137,6 +151,7 @@ struct RawMail {
     domain: String,
     list_id: String,
     unsubscribe_mailto: String,
+    return_path: String,
     send_timeout: HumanDuration,
     connect_timeout: HumanDuration,
     helo_name: String,
@@ -172,6 +187,9 @@ pub struct MailConfig {
     pub domain: String,
     pub list_id: String,
     pub unsubscribe_mailto: Option<lettre::Address>,
+    /// Where returned mail goes: each message's envelope sender is `local+<ref>@domain`
+    /// (VERP) and its List-Unsubscribe mailto `unsubscribe+<ref>@domain`. None: the From.
+    pub return_path: Option<lettre::Address>,
     pub send_timeout: HumanDuration,
     pub connect_timeout: HumanDuration,
     pub helo_name: Option<String>,
@@ -217,6 +235,7 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     pub digests: DigestsConfig,
     pub feeds: FeedsConfig,
+    pub bounces: BouncesConfig,
 }
 
 /// Variables that start with HERALD_ but are not config keys.
@@ -611,6 +630,37 @@ impl RawConfig {
                     .map_err(|_| invalid("mail.unsubscribe_mailto", "is not an email address"))?,
             )
         };
+        let return_path: Option<lettre::Address> = match self.mail.return_path.trim() {
+            "" => None,
+            a => {
+                let addr: lettre::Address = a.parse().map_err(|_| {
+                    invalid("mail.return_path", format!("{a:?} is not an email address"))
+                })?;
+                if addr.user().contains('+') || !addr.user().is_ascii() || !addr.domain().is_ascii()
+                {
+                    return Err(invalid(
+                        "mail.return_path",
+                        "use a plain ASCII address without '+' (herald adds +<ref> to it)",
+                    ));
+                }
+                Some(addr)
+            }
+        };
+        let bounces_listen = match self.bounces.listen.trim() {
+            "" => None,
+            a => Some(a.parse::<SocketAddr>().map_err(|_| {
+                invalid(
+                    "bounces.listen",
+                    format!("{a:?} is not an address:port such as 127.0.0.1:2525"),
+                )
+            })?),
+        };
+        if bounces_listen.is_some() && return_path.is_none() {
+            return Err(invalid(
+                "bounces.listen",
+                "needs mail.return_path (the address returned mail is sent to)",
+            ));
+        }
         if self.mail.send_timeout.0.is_zero() {
             return Err(invalid("mail.send_timeout", "must be more than 0s"));
         }
@@ -728,6 +778,7 @@ impl RawConfig {
                 domain,
                 list_id: self.mail.list_id,
                 unsubscribe_mailto,
+                return_path,
                 send_timeout: self.mail.send_timeout,
                 connect_timeout: self.mail.connect_timeout,
                 helo_name,
@@ -737,6 +788,9 @@ impl RawConfig {
             delivery: self.delivery,
             digests: self.digests,
             feeds: self.feeds,
+            bounces: BouncesConfig {
+                listen: bounces_listen,
+            },
         })
     }
 }

@@ -101,7 +101,7 @@ impl Services {
         let subs = Arc::new(Subscriptions::new(
             &config,
             store.clone(),
-            key,
+            key.clone(),
             clock.clone(),
         ));
         let digest_composer = Arc::new(digests::DigestComposer::new(
@@ -123,6 +123,7 @@ impl Services {
             store.clone(),
             composer,
             clock.clone(),
+            key.clone(),
         ));
         let digests = Arc::new(digests::Digests::new(
             &config,
@@ -222,6 +223,8 @@ pub struct App {
     addr: SocketAddr,
     /// `http.metrics_listen`, bound at start so a taken port is a start-up error.
     metrics_listener: Option<TcpListener>,
+    /// Where returned mail is taken (`bounces.listen`), if anywhere; it serves from start.
+    bounces_addr: Option<SocketAddr>,
     background: bool,
 }
 
@@ -253,13 +256,44 @@ impl App {
             ),
             None => None,
         };
+        let bounces_addr = match (
+            services.config.bounces.listen,
+            services.config.mail.return_path.as_ref(),
+        ) {
+            (Some(at), Some(return_path)) => {
+                let bind = |source| StartError::Bind { addr: at, source };
+                let l = TcpListener::bind(at).await.map_err(bind)?;
+                let bound = l.local_addr().map_err(bind)?;
+                let inbound = Arc::new(bounces::Inbound::new(
+                    services.store.clone(),
+                    services.subs.key().clone(),
+                    services.clock.clone(),
+                    return_path,
+                    &services.config.mail.domain,
+                ));
+                tokio::spawn(bounces::listener::serve(
+                    l,
+                    inbound,
+                    return_path.domain().to_string(),
+                ));
+                tracing::info!(addr = %bound, return_path = %return_path, "returned mail listening");
+                Some(bound)
+            }
+            _ => None,
+        };
         Ok(Self {
             services,
             listener,
             addr,
             metrics_listener,
+            bounces_addr,
             background: opts.background,
         })
+    }
+
+    /// Where returned mail is taken (`bounces.listen`), if anywhere.
+    pub fn bounces_addr(&self) -> Option<SocketAddr> {
+        self.bounces_addr
     }
 
     pub fn port(&self) -> u16 {

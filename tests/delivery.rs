@@ -543,3 +543,219 @@ async fn a_stale_heartbeat_claims_nothing(backend: Backend) {
     exactly_one_each(&app, 3).await;
 }
 both_backends!(a_stale_heartbeat_claims_nothing);
+
+/// Returned mail, end to end: each digest's envelope sender names its send (VERP) and its
+/// List-Unsubscribe mailto is the reader's own; a real SMTP client (lettre) then delivers
+/// to herald's listener a Postfix DSN (hard), an ARF abuse report, a vacation reply and a
+/// mail to one reader's unsubscribe address. The dead address is suppressed, the
+/// complainer unsubscribed and suppressed, the vacationer untouched, the one who wrote
+/// unsubscribed; the next digest goes to the vacationer alone. Mail for any other address,
+/// or with a forged reference, changes nothing.
+async fn returned_mail_is_read_and_acted_on(backend: Backend) {
+    use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+    let app = TestApp::spawn_with(
+        Spawn::new(backend)
+            .set("mail.return_path", "bounces@bounces.herald.example")
+            .set("bounces.listen", "127.0.0.1:0"),
+    )
+    .await;
+    app.add_section("wmd", "WMD").await;
+    for r in ["gone", "angry", "away", "leaving"] {
+        app.reader(&format!("{r}@example.com"), &["wmd"]).await;
+    }
+    app.add_article("wmd", "First story", "https://news.example.org/1", "s")
+        .await;
+    app.add_schedule("m", "0 7 * * *", &["wmd"]).await;
+    app.set_time(2026, 3, 2, 7, 0, 0);
+    app.tick().await;
+    app.deliver().await;
+    let mail_to = |r: &str| app.smtp().last_to(&format!("{r}@example.com")).unwrap();
+    let verp = |r: &str| mail_to(r).from;
+    for r in ["gone", "angry", "away", "leaving"] {
+        let from = verp(r);
+        assert!(
+            from.starts_with("bounces+") && from.ends_with("@bounces.herald.example"),
+            "{from}"
+        );
+    }
+    assert_ne!(verp("gone"), verp("angry"), "one address per send");
+    let unsubscribe = mail_to("leaving")
+        .header("List-Unsubscribe")
+        .unwrap()
+        .split("<mailto:")
+        .nth(1)
+        .expect("a mailto target")
+        .split(['?', '>'])
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(unsubscribe.starts_with("unsubscribe+"), "{unsubscribe}");
+
+    let listener = app.bounces_addr.expect("bounces.listen");
+    let smtp: AsyncSmtpTransport<Tokio1Executor> =
+        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(listener.ip().to_string())
+            .port(listener.port())
+            .build();
+    let send = |to: String, fixture: &str| {
+        let raw = std::fs::read(format!(
+            "{}/tests/fixtures/returned/{fixture}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        let raw = String::from_utf8(raw)
+            .unwrap()
+            .replace("bounces+REF@news.herald.example", &to);
+        let envelope = lettre::address::Envelope::new(None, vec![to.parse().unwrap()]).unwrap();
+        let smtp = smtp.clone();
+        async move { smtp.send_raw(&envelope, raw.as_bytes()).await }
+    };
+    send(verp("gone"), "postfix-hard.eml")
+        .await
+        .expect("a DSN is taken");
+    send(verp("angry"), "arf-complaint.eml")
+        .await
+        .expect("an ARF report is taken");
+    send(verp("away"), "vacation.eml")
+        .await
+        .expect("an auto-reply is taken");
+    send(unsubscribe.clone(), "unrelated.eml")
+        .await
+        .expect("mail to an unsubscribe address");
+    assert!(
+        send("someone@bounces.herald.example".into(), "postfix-hard.eml")
+            .await
+            .is_err(),
+        "not one of herald's addresses: refused at RCPT"
+    );
+    let forged = verp("away").replacen("bounces+", "bounces+9", 1);
+    send(forged, "postfix-hard.eml")
+        .await
+        .expect("kept, but names no send");
+
+    assert_eq!(
+        app.subscriber_status("gone@example.com").await.as_deref(),
+        Some("bounced")
+    );
+    assert_eq!(
+        app.subscriber_status("angry@example.com").await.as_deref(),
+        Some("complained")
+    );
+    assert_eq!(
+        app.subscriber_status("away@example.com").await.as_deref(),
+        Some("active")
+    );
+    assert_eq!(
+        app.subscriber_status("leaving@example.com")
+            .await
+            .as_deref(),
+        Some("unsubscribed")
+    );
+    let log = app
+        .dump_table("SELECT kind || ' ' || action FROM returned ORDER BY id")
+        .await;
+    for expected in [
+        "hard",
+        "suppressed: a permanent failure",
+        "complaint",
+        "unsubscribed and suppressed",
+        "auto_reply",
+        "ignored",
+        "unsubscribe",
+        "names no send",
+    ] {
+        assert!(log.contains(expected), "{expected} in\n{log}");
+    }
+    let sends = app
+        .dump_table(
+            "SELECT status || ' ' || COALESCE(last_reply, '') FROM sends WHERE email = 'gone@example.com'",
+        )
+        .await;
+    assert!(
+        sends.contains("bounced") && sends.contains("5.1.1"),
+        "{sends}"
+    );
+
+    // The next issue goes to the one left.
+    app.add_article("wmd", "Second story", "https://news.example.org/2", "s")
+        .await;
+    app.set_time(2026, 3, 3, 7, 0, 0);
+    app.tick().await;
+    let before = app.smtp().count();
+    app.deliver().await;
+    let after: Vec<String> = app.smtp().all()[before..]
+        .iter()
+        .flat_map(|m| m.to.clone())
+        .collect();
+    assert_eq!(after, vec!["away@example.com".to_string()]);
+}
+both_backends!(returned_mail_is_read_and_acted_on);
+
+/// The returned-mail listener speaks SMTP as an MTA relaying to it expects: the null
+/// sender, commands out of order refused with the right codes, dot-stuffing undone, an
+/// overlong line refused.
+async fn the_returned_mail_listener_speaks_smtp(backend: Backend) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let app = TestApp::spawn_with(
+        Spawn::new(backend)
+            .set("mail.return_path", "bounces@bounces.herald.example")
+            .set("bounces.listen", "127.0.0.1:0"),
+    )
+    .await;
+    let stream = tokio::net::TcpStream::connect(app.bounces_addr.unwrap())
+        .await
+        .unwrap();
+    let (r, mut w) = stream.into_split();
+    let mut r = BufReader::new(r);
+    let mut say = async |line: &str| -> String {
+        if !line.is_empty() {
+            w.write_all(format!("{line}\r\n").as_bytes()).await.unwrap();
+        }
+        let mut reply = String::new();
+        loop {
+            let mut l = String::new();
+            r.read_line(&mut l).await.unwrap();
+            reply.push_str(&l);
+            if l.len() < 4 || l.as_bytes()[3] != b'-' {
+                return reply;
+            }
+        }
+    };
+    assert!(say("").await.starts_with("220 "));
+    assert!(say("EHLO mx.example.net").await.starts_with("250-"));
+    assert!(
+        say("RCPT TO:<bounces+1-0000000000000000@bounces.herald.example>")
+            .await
+            .starts_with("503")
+    );
+    assert!(
+        say("MAIL FROM:<>").await.starts_with("250"),
+        "the null sender"
+    );
+    assert!(say("DATA").await.starts_with("503"));
+    assert!(
+        say("RCPT TO:<postmaster@elsewhere.example>")
+            .await
+            .starts_with("550")
+    );
+    assert!(
+        say("RCPT TO:<bounces+1-0000000000000000@BOUNCES.herald.example>")
+            .await
+            .starts_with("250")
+    );
+    assert!(say("DATA").await.starts_with("354"));
+    assert!(
+        say("Subject: hello\r\n\r\n..hidden behind a dot\r\n.")
+            .await
+            .starts_with("250")
+    );
+    let raw = app.dump_table("SELECT raw FROM returned").await;
+    assert!(
+        raw.contains("\n.hidden behind a dot") && !raw.contains("..hidden"),
+        "{raw}"
+    );
+    assert!(
+        say(&"NOOP".repeat(400)).await.starts_with("500"),
+        "an overlong line"
+    );
+}
+both_backends!(the_returned_mail_listener_speaks_smtp);

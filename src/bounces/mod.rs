@@ -4,5 +4,8 @@
 //! whom and what it is about; deciding what to do with it is the caller's.
 
 mod classify;
+mod inbound;
+pub mod listener;
 
 pub use classify::{Bounce, Complaint, Returned, classify};
+pub use inbound::Inbound;

@@ -215,6 +215,8 @@ pub struct DeliveryEngine {
     list_name: String,
     list_label: String,
     unsubscribe_mailto: Option<String>,
+    /// `mail.return_path` and the key its per-send references are made with.
+    return_path: Option<(lettre::Address, crate::domain::SecretKey)>,
     policy: RetryPolicy,
     batch_size: u32,
     lease: Duration,
@@ -242,6 +244,7 @@ impl DeliveryEngine {
         store: Arc<dyn Store>,
         composer: Arc<dyn Composer>,
         clock: Clock,
+        key: crate::domain::SecretKey,
     ) -> Self {
         let d = &config.delivery;
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "herald".into());
@@ -266,6 +269,7 @@ impl DeliveryEngine {
                 .unsubscribe_mailto
                 .as_ref()
                 .map(|a| a.to_string()),
+            return_path: config.mail.return_path.clone().map(|a| (a, key)),
             policy: RetryPolicy {
                 initial: d.initial_backoff.0,
                 max: d.max_backoff.0,
@@ -486,7 +490,15 @@ impl DeliveryEngine {
             list_name: self.list_name.clone(),
             list_label: self.list_label.clone(),
             unsubscribe_url,
-            unsubscribe_mailto: self.unsubscribe_mailto.clone(),
+            // With a return path each recipient has an unsubscribe address of their own.
+            unsubscribe_mailto: match &self.return_path {
+                Some((rp, key)) => Some(format!(
+                    "unsubscribe+{}@{}",
+                    crate::domain::SendRef::issue(key, crate::domain::SendRef::UNSUBSCRIBE, job.id),
+                    rp.domain()
+                )),
+                None => self.unsubscribe_mailto.clone(),
+            },
         };
         let message = match build_message(&mail, &headers) {
             Ok(m) => m,
@@ -501,7 +513,26 @@ impl DeliveryEngine {
             Some(dkim) => dkim.sign(&bytes, self.clock.now().timestamp()),
             None => bytes,
         };
-        Prepared::Message(message.envelope().clone(), bytes)
+        let envelope = match &self.return_path {
+            // VERP: the envelope sender names this send, so what comes back says which.
+            Some((rp, key)) => {
+                let verp = format!(
+                    "{}+{}@{}",
+                    rp.user(),
+                    crate::domain::SendRef::issue(key, crate::domain::SendRef::BOUNCE, job.id),
+                    rp.domain()
+                );
+                match verp.parse::<lettre::Address>().ok().and_then(|from| {
+                    lettre::address::Envelope::new(Some(from), message.envelope().to().to_vec())
+                        .ok()
+                }) {
+                    Some(e) => e,
+                    None => message.envelope().clone(),
+                }
+            }
+            None => message.envelope().clone(),
+        };
+        Prepared::Message(envelope, bytes)
     }
 
     /// Hand one message to the server; also says whether the server was unreachable.

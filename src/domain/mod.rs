@@ -15,7 +15,9 @@ pub use schedule::{CronSchedule, ScheduleError};
 pub use signup::{SignupAction, SubscriberStatus};
 pub use size::{ByteSize, ParseSizeError};
 pub use slug::{SectionSlug, SlugError};
-pub use token::{ManageToken, RandomToken, SecretKey, TokenHash, TokenPurpose, sha256_hex};
+pub use token::{
+    ManageToken, RandomToken, SecretKey, SendRef, TokenHash, TokenPurpose, sha256_hex,
+};
 
 /// Reject any control character (CR/LF above all): such values would end up in mail
 /// headers or logs, where a line break is an injection.

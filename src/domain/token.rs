@@ -147,6 +147,52 @@ impl SecretKey {
     }
 }
 
+/// A send's reference inside an address herald hands out per message: the envelope sender
+/// (VERP, `bounces+<ref>@…`) and the per-recipient `List-Unsubscribe` mailto
+/// (`unsubscribe+<ref>@…`). `<send id>-<16 hex digits of HMAC(key, "send-ref", purpose,
+/// id)>`: short enough for a local part, lower case (some servers lower-case local parts),
+/// and not forgeable, so returned mail names its send without guessing.
+pub struct SendRef;
+
+impl SendRef {
+    pub const BOUNCE: &'static str = "bounce";
+    pub const UNSUBSCRIBE: &'static str = "unsubscribe";
+
+    pub fn issue(key: &SecretKey, purpose: &str, send_id: i64) -> String {
+        let tag = key
+            .mac(&[b"send-ref", purpose.as_bytes(), &send_id.to_be_bytes()])
+            .finalize()
+            .into_bytes();
+        let hex: String = tag[..8].iter().map(|b| format!("{b:02x}")).collect();
+        format!("{send_id}-{hex}")
+    }
+
+    /// The send id, if `text` is a reference this key issued for this purpose.
+    pub fn verify(key: &SecretKey, purpose: &str, text: &str) -> Option<i64> {
+        let (id, hex) = text
+            .trim()
+            .to_ascii_lowercase()
+            .split_once('-')
+            .map(|(a, b)| (a.to_string(), b.to_string()))?;
+        if hex.len() != 16
+            || id.is_empty()
+            || id.len() > 19
+            || !id.chars().all(|c| c.is_ascii_digit())
+            || id.starts_with('0')
+        {
+            return None;
+        }
+        let send_id: i64 = id.parse().ok()?;
+        let tag: Vec<u8> = (0..8)
+            .map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
+            .collect::<Option<_>>()?;
+        key.mac(&[b"send-ref", purpose.as_bytes(), &send_id.to_be_bytes()])
+            .verify_truncated_left(&tag)
+            .ok()
+            .map(|_| send_id)
+    }
+}
+
 /// A long-lived link token for one subscriber and one purpose.
 pub struct ManageToken;
 
@@ -213,6 +259,42 @@ fn canonical_id(s: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn send_refs_name_their_send_and_resist_tampering() {
+        let key = SecretKey::new(vec![7; 32]).unwrap();
+        let other = SecretKey::new(vec![8; 32]).unwrap();
+        let r = SendRef::issue(&key, SendRef::BOUNCE, 123_456);
+        assert!(r.starts_with("123456-") && r.len() == 7 + 16, "{r}");
+        assert_eq!(SendRef::verify(&key, SendRef::BOUNCE, &r), Some(123_456));
+        assert_eq!(
+            SendRef::verify(&key, SendRef::BOUNCE, &r.to_ascii_uppercase()),
+            Some(123_456),
+            "a server that upper-cases the local part"
+        );
+        assert_eq!(
+            SendRef::verify(&key, SendRef::UNSUBSCRIBE, &r),
+            None,
+            "another purpose"
+        );
+        assert_eq!(
+            SendRef::verify(&other, SendRef::BOUNCE, &r),
+            None,
+            "another key"
+        );
+        let forged = r.replacen("123456", "123457", 1);
+        assert_eq!(SendRef::verify(&key, SendRef::BOUNCE, &forged), None);
+        for bad in [
+            "",
+            "-",
+            "123456",
+            "0123456-0000000000000000",
+            "+1-0000000000000000",
+            "1-zz",
+        ] {
+            assert_eq!(SendRef::verify(&key, SendRef::BOUNCE, bad), None, "{bad:?}");
+        }
+    }
 
     fn key() -> SecretKey {
         SecretKey::new(vec![7u8; 32]).unwrap()

@@ -319,6 +319,47 @@ pub struct NewArticle {
     pub image_url: Option<String>,
 }
 
+/// What a returned message is, as herald acts on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReturnedKind {
+    /// A permanent failure (5.x.x): the address is suppressed.
+    Hard,
+    /// A temporary one (4.x.x): counted.
+    Soft,
+    /// An abuse report: unsubscribed and suppressed.
+    Complaint,
+    /// Mail to the reader's own List-Unsubscribe address.
+    Unsubscribe,
+    AutoReply,
+    Unrecognised,
+}
+
+impl ReturnedKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReturnedKind::Hard => "hard",
+            ReturnedKind::Soft => "soft",
+            ReturnedKind::Complaint => "complaint",
+            ReturnedKind::Unsubscribe => "unsubscribe",
+            ReturnedKind::AutoReply => "auto_reply",
+            ReturnedKind::Unrecognised => "unrecognised",
+        }
+    }
+}
+
+/// One returned message, with the send its address names (verified) if any.
+#[derive(Debug, Clone)]
+pub struct NewReturned {
+    pub kind: ReturnedKind,
+    pub send_id: Option<i64>,
+    pub recipient: Option<String>,
+    pub status: Option<String>,
+    pub diagnostic: Option<String>,
+    pub raw: String,
+    pub now: DateTime<Utc>,
+}
+
 /// What storing a batch of articles did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct ArticleWrite {
@@ -520,6 +561,10 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> StoreResult<()>;
     async fn is_suppressed(&self, email_hash: &str) -> StoreResult<bool>;
+    /// Keep a returned message and act on it in one transaction: a hard bounce marks its
+    /// send `bounced` and suppresses the address, a complaint unsubscribes and suppresses,
+    /// mail to an unsubscribe address unsubscribes. Returns what was done, in words.
+    async fn record_returned(&self, r: &NewReturned) -> StoreResult<String>;
 
     /// Claim up to `limit` due sends for `holder` until `lease_until`: rows whose lease
     /// expired first, then retries, then new rows; each in (due time, id) order. The cost

@@ -267,6 +267,112 @@ macro_rules! shared_store_impl {
                 Ok(())
             }
 
+            async fn record_returned(&self, r: &NewReturned) -> StoreResult<String> {
+                use $crate::store::ReturnedKind as K;
+                let mut tx = self.begin_write().await?;
+                let send: Option<(Option<i64>, Option<String>)> = match r.send_id {
+                    Some(id) => sqlx::query_as::<$db, (Option<i64>, Option<String>)>(
+                        "SELECT subscriber_id, email FROM sends WHERE id = $1",
+                    )
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?,
+                    None => None,
+                };
+                let (subscriber_id, email) = match send {
+                    Some((Some(sub), Some(email))) => (Some(sub), Some(email)),
+                    _ => (None, None),
+                };
+                let reply = [r.status.as_deref(), r.diagnostic.as_deref()]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let action: &str = match (r.kind, subscriber_id, &email) {
+                    (K::AutoReply, _, _) => "ignored: an automatic reply",
+                    (K::Unrecognised, _, _) => "kept: not understood",
+                    (_, None, _) | (_, _, None) => "kept: names no send of a known reader",
+                    (K::Soft, Some(_), _) => "counted: a temporary failure",
+                    (K::Hard, Some(sub), Some(email)) => {
+                        sqlx::query::<$db>("UPDATE sends SET status = 'bounced', last_reply = $2, updated_at = $3 WHERE id = $1")
+                            .bind(r.send_id)
+                            .bind(format!("returned: {reply}"))
+                            .bind(r.now)
+                            .execute(&mut *tx)
+                            .await?;
+                        sqlx::query::<$db>(
+                            "INSERT INTO suppressions (email_hash, reason, created_at) VALUES ($1, 'bounced', $2) \
+                             ON CONFLICT (email_hash) DO NOTHING",
+                        )
+                        .bind($crate::domain::sha256_hex(email))
+                        .bind(r.now)
+                        .execute(&mut *tx)
+                        .await?;
+                        sqlx::query::<$db>(
+                            "UPDATE subscribers SET status = 'bounced', updated_at = $2 WHERE id = $1 AND status IN ('active', 'pending')",
+                        )
+                        .bind(sub)
+                        .bind(r.now)
+                        .execute(&mut *tx)
+                        .await?;
+                        "suppressed: a permanent failure"
+                    }
+                    (K::Complaint, Some(sub), Some(email)) => {
+                        sqlx::query::<$db>("UPDATE sends SET last_reply = $2, updated_at = $3 WHERE id = $1")
+                            .bind(r.send_id)
+                            .bind("returned: a complaint (abuse report)")
+                            .bind(r.now)
+                            .execute(&mut *tx)
+                            .await?;
+                        sqlx::query::<$db>(
+                            "INSERT INTO suppressions (email_hash, reason, created_at) VALUES ($1, 'complained', $2) \
+                             ON CONFLICT (email_hash) DO UPDATE SET reason = 'complained'",
+                        )
+                        .bind($crate::domain::sha256_hex(email))
+                        .bind(r.now)
+                        .execute(&mut *tx)
+                        .await?;
+                        sqlx::query::<$db>(
+                            "UPDATE subscribers SET status = 'complained', unsubscribed_at = COALESCE(unsubscribed_at, $2), \
+                             updated_at = $2 WHERE id = $1",
+                        )
+                        .bind(sub)
+                        .bind(r.now)
+                        .execute(&mut *tx)
+                        .await?;
+                        "unsubscribed and suppressed: a complaint"
+                    }
+                    (K::Unsubscribe, Some(sub), Some(_)) => {
+                        sqlx::query::<$db>(
+                            "UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = $2, updated_at = $2 \
+                             WHERE id = $1 AND status IN ('active', 'pending')",
+                        )
+                        .bind(sub)
+                        .bind(r.now)
+                        .execute(&mut *tx)
+                        .await?;
+                        "unsubscribed: mail to the reader's unsubscribe address"
+                    }
+                };
+                sqlx::query::<$db>(
+                    "INSERT INTO returned (received_at, kind, send_id, subscriber_id, recipient, status, diagnostic, action, raw) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(r.now)
+                .bind(r.kind.as_str())
+                .bind(r.send_id)
+                .bind(subscriber_id)
+                .bind(&r.recipient)
+                .bind(&r.status)
+                .bind(&r.diagnostic)
+                .bind(action)
+                .bind(&r.raw)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(action.to_string())
+            }
+
             async fn unsubscribe(&self, id: i64, now: DateTime<Utc>) -> StoreResult<bool> {
                 let r = sqlx::query::<$db>(
                     "UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = $2, updated_at = $2 \

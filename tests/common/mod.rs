@@ -95,6 +95,8 @@ pub struct TestApp {
     pub db_url: String,
     /// `http://addr` of the metrics listener, when `http.metrics_listen` is set.
     pub metrics_base: Option<String>,
+    /// Where returned mail is taken, when `bounces.listen` is set.
+    pub bounces_addr: Option<std::net::SocketAddr>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -179,6 +181,7 @@ impl TestApp {
         .expect("app starts");
         let services = app.services().clone();
         let metrics_base = app.metrics_addr().map(|a| format!("http://{a}"));
+        let bounces_addr = app.bounces_addr();
         tokio::spawn(app.run_until_stopped(std::future::pending()));
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -192,6 +195,7 @@ impl TestApp {
             smtp: Some(smtp),
             db_url,
             metrics_base,
+            bounces_addr,
             _dir: dir,
         }
     }
