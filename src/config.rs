@@ -50,13 +50,18 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawBounces {
     listen: String,
+    soft_limit: u32,
+    soft_window: HumanDuration,
 }
 
-/// Returned mail: where herald listens for it (see `src/bounces/`).
+/// Returned mail: where herald listens for it and what it does (see `src/bounces/`).
 #[derive(Debug, Clone)]
 pub struct BouncesConfig {
     /// An SMTP listener for mail to `mail.return_path`'s domain; None: off.
     pub listen: Option<SocketAddr>,
+    /// This many temporary failures of one address within `soft_window` suppress it.
+    pub soft_limit: u32,
+    pub soft_window: HumanDuration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -655,6 +660,12 @@ impl RawConfig {
                 )
             })?),
         };
+        if self.bounces.soft_limit == 0 {
+            return Err(invalid("bounces.soft_limit", "must be at least 1"));
+        }
+        if self.bounces.soft_window.0.is_zero() {
+            return Err(invalid("bounces.soft_window", "must be more than 0s"));
+        }
         if bounces_listen.is_some() && return_path.is_none() {
             return Err(invalid(
                 "bounces.listen",
@@ -790,6 +801,8 @@ impl RawConfig {
             feeds: self.feeds,
             bounces: BouncesConfig {
                 listen: bounces_listen,
+                soft_limit: self.bounces.soft_limit,
+                soft_window: self.bounces.soft_window,
             },
         })
     }

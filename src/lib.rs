@@ -270,6 +270,7 @@ impl App {
                     services.clock.clone(),
                     return_path,
                     &services.config.mail.domain,
+                    &services.config.bounces,
                 ));
                 tokio::spawn(bounces::listener::serve(
                     l,

@@ -759,3 +759,73 @@ async fn the_returned_mail_listener_speaks_smtp(backend: Backend) {
     );
 }
 both_backends!(the_returned_mail_listener_speaks_smtp);
+
+/// Temporary failures count: `bounces.soft_limit` of them for one address within
+/// `bounces.soft_window` suppress it; fewer, or older ones, do not.
+async fn repeated_temporary_failures_suppress(backend: Backend) {
+    use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+    let app = TestApp::spawn_with(
+        Spawn::new(backend)
+            .set("mail.return_path", "bounces@bounces.herald.example")
+            .set("bounces.listen", "127.0.0.1:0")
+            .set("bounces.soft_limit", "2")
+            .set("bounces.soft_window", "7d"),
+    )
+    .await;
+    app.add_section("wmd", "WMD").await;
+    app.reader("full@example.com", &["wmd"]).await;
+    app.reader("slow@example.com", &["wmd"]).await;
+    app.add_article("wmd", "Story", "https://news.example.org/1", "s")
+        .await;
+    app.add_schedule("m", "0 7 * * *", &["wmd"]).await;
+    app.set_time(2026, 3, 2, 7, 0, 0);
+    app.tick().await;
+    app.deliver().await;
+    let verp = |r: &str| {
+        app.smtp()
+            .last_to(&format!("{r}@example.com"))
+            .unwrap()
+            .from
+    };
+    let listener = app.bounces_addr.unwrap();
+    let smtp: AsyncSmtpTransport<Tokio1Executor> =
+        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(listener.ip().to_string())
+            .port(listener.port())
+            .build();
+    let raw = std::fs::read(format!(
+        "{}/tests/fixtures/returned/gmail-soft.eml",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let delay = |to: String| {
+        let envelope = lettre::address::Envelope::new(None, vec![to.parse().unwrap()]).unwrap();
+        let (smtp, raw) = (smtp.clone(), raw.clone());
+        async move { smtp.send_raw(&envelope, &raw).await.unwrap() }
+    };
+    delay(verp("slow")).await;
+    // Older than the window by the time of the next one: it does not count.
+    app.clock.advance(Duration::days(8));
+    delay(verp("slow")).await;
+    delay(verp("full")).await;
+    assert_eq!(
+        app.subscriber_status("full@example.com").await.as_deref(),
+        Some("active")
+    );
+    delay(verp("full")).await;
+    assert_eq!(
+        app.subscriber_status("full@example.com").await.as_deref(),
+        Some("bounced")
+    );
+    assert_eq!(
+        app.subscriber_status("slow@example.com").await.as_deref(),
+        Some("active")
+    );
+    let log = app
+        .dump_table("SELECT action FROM returned ORDER BY id")
+        .await;
+    assert!(
+        log.ends_with("suppressed: too many temporary failures"),
+        "{log}"
+    );
+}
+both_backends!(repeated_temporary_failures_suppress);

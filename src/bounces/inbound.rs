@@ -20,6 +20,8 @@ pub struct Inbound {
     domain: String,
     /// The domain of herald's Message-IDs (a plain-text bounce quotes one).
     message_id_domain: String,
+    soft_limit: u32,
+    soft_window: chrono::Duration,
 }
 
 /// Which of herald's addresses a recipient is.
@@ -40,6 +42,7 @@ impl Inbound {
         clock: Clock,
         return_path: &lettre::Address,
         message_id_domain: &str,
+        config: &crate::config::BouncesConfig,
     ) -> Self {
         Self {
             store,
@@ -48,6 +51,8 @@ impl Inbound {
             local: return_path.user().to_ascii_lowercase(),
             domain: return_path.domain().to_ascii_lowercase(),
             message_id_domain: message_id_domain.to_string(),
+            soft_limit: config.soft_limit,
+            soft_window: config.soft_window.as_chrono(),
         }
     }
 
@@ -100,6 +105,8 @@ impl Inbound {
                 diagnostic: None,
                 raw: kept.clone(),
                 now: self.clock.now(),
+                soft_limit: self.soft_limit,
+                soft_since: self.clock.now() - self.soft_window,
             };
             record.send_id = match address {
                 Address::Bounce(id) | Address::Unsubscribe(id) => id,

@@ -358,6 +358,9 @@ pub struct NewReturned {
     pub diagnostic: Option<String>,
     pub raw: String,
     pub now: DateTime<Utc>,
+    /// Temporary failures of one address that suppress it, counted since `soft_since`.
+    pub soft_limit: u32,
+    pub soft_since: DateTime<Utc>,
 }
 
 /// What storing a batch of articles did.

@@ -292,7 +292,42 @@ macro_rules! shared_store_impl {
                     (K::AutoReply, _, _) => "ignored: an automatic reply",
                     (K::Unrecognised, _, _) => "kept: not understood",
                     (_, None, _) | (_, _, None) => "kept: names no send of a known reader",
-                    (K::Soft, Some(_), _) => "counted: a temporary failure",
+                    (K::Soft, Some(sub), Some(email)) => {
+                        // This one and the earlier ones of this reader in the window.
+                        let earlier = sqlx::query_scalar::<$db, i64>(
+                            "SELECT COUNT(*) FROM returned WHERE subscriber_id = $1 AND kind = 'soft' AND received_at >= $2",
+                        )
+                        .bind(sub)
+                        .bind(r.soft_since)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                        if earlier + 1 >= i64::from(r.soft_limit) {
+                            sqlx::query::<$db>("UPDATE sends SET status = 'bounced', last_reply = $2, updated_at = $3 WHERE id = $1")
+                                .bind(r.send_id)
+                                .bind(format!("returned: {reply} (temporary failures: {})", earlier + 1))
+                                .bind(r.now)
+                                .execute(&mut *tx)
+                                .await?;
+                            sqlx::query::<$db>(
+                                "INSERT INTO suppressions (email_hash, reason, created_at) VALUES ($1, 'bounced', $2) \
+                                 ON CONFLICT (email_hash) DO NOTHING",
+                            )
+                            .bind($crate::domain::sha256_hex(email))
+                            .bind(r.now)
+                            .execute(&mut *tx)
+                            .await?;
+                            sqlx::query::<$db>(
+                                "UPDATE subscribers SET status = 'bounced', updated_at = $2 WHERE id = $1 AND status IN ('active', 'pending')",
+                            )
+                            .bind(sub)
+                            .bind(r.now)
+                            .execute(&mut *tx)
+                            .await?;
+                            "suppressed: too many temporary failures"
+                        } else {
+                            "counted: a temporary failure"
+                        }
+                    }
                     (K::Hard, Some(sub), Some(email)) => {
                         sqlx::query::<$db>("UPDATE sends SET status = 'bounced', last_reply = $2, updated_at = $3 WHERE id = $1")
                             .bind(r.send_id)
