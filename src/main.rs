@@ -76,6 +76,48 @@ enum Command {
     /// API tokens for /api/v1.
     #[command(subcommand)]
     Tokens(TokensCmd),
+    /// Mail that came back: bounces, complaints, unsubscribes by mail, auto-replies.
+    #[command(subcommand)]
+    Bounces(BouncesCmd),
+    /// Addresses herald sends nothing to, and why.
+    #[command(subcommand)]
+    Suppressions(SuppressionsCmd),
+}
+
+#[derive(Subcommand)]
+enum BouncesCmd {
+    /// Returned messages, newest first, with what herald did about each.
+    List {
+        /// Only those received within this long, e.g. 24h, 7d.
+        #[arg(long)]
+        since: Option<String>,
+        /// hard, soft, complaint, unsubscribe, auto_reply or unrecognised.
+        #[arg(long = "type")]
+        kind: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// One returned message, with what the provider wrote.
+    Show { id: i64 },
+}
+
+#[derive(Subcommand)]
+enum SuppressionsCmd {
+    /// Suppressed addresses (as hashes; with the address while a subscriber has it).
+    List {
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// Send nothing more to this address; a subscriber with it is unsubscribed.
+    Add {
+        email: String,
+        #[arg(long, default_value = "manual")]
+        reason: String,
+    },
+    /// Lift a suppression. Nobody is subscribed again by it: they may sign up anew.
+    Remove { email: String },
 }
 
 #[derive(Subcommand)]
@@ -429,6 +471,170 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
         }
         Command::Sends(args) => sends(args, Services::open(config, Clock::system()).await?).await,
         Command::Tokens(cmd) => tokens(cmd, Services::open(config, Clock::system()).await?).await,
+        Command::Bounces(cmd) => bounces(cmd, Services::open(config, Clock::system()).await?).await,
+        Command::Suppressions(cmd) => {
+            suppressions(cmd, Services::open(config, Clock::system()).await?).await
+        }
+    }
+}
+
+const RETURNED_KINDS: [&str; 6] = [
+    "hard",
+    "soft",
+    "complaint",
+    "unsubscribe",
+    "auto_reply",
+    "unrecognised",
+];
+
+async fn bounces(cmd: BouncesCmd, s: Services) -> Result<(), Failure> {
+    match cmd {
+        BouncesCmd::List {
+            since,
+            kind,
+            limit,
+            format,
+        } => {
+            let since = match since {
+                Some(d) => Some(
+                    s.clock.now()
+                        - d.parse::<herald::domain::HumanDuration>()
+                            .map_err(|e| Failure(2, format!("--since: {e}")))?
+                            .as_chrono(),
+                ),
+                None => None,
+            };
+            if let Some(k) = &kind
+                && !RETURNED_KINDS.contains(&k.as_str())
+            {
+                return Err(Failure(
+                    2,
+                    format!("--type must be one of {}", RETURNED_KINDS.join(", ")),
+                ));
+            }
+            let rows = s
+                .store
+                .list_returned(since, kind.as_deref(), limit.clamp(1, 100_000))
+                .await?;
+            if format == Format::Json {
+                return print_json(&rows);
+            }
+            for r in rows {
+                println!(
+                    "#{:<6} {}  {:<12} {:<28} {}{}",
+                    r.id,
+                    r.received_at.format("%Y-%m-%d %H:%M"),
+                    r.kind,
+                    r.email.as_deref().or(r.recipient.as_deref()).unwrap_or("-"),
+                    r.action,
+                    r.status.map(|st| format!(" [{st}]")).unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+        BouncesCmd::Show { id } => {
+            let Some((r, raw)) = s.store.returned(id).await? else {
+                return Err(Failure(1, format!("no returned message #{id}")));
+            };
+            println!("#{} received {}", r.id, r.received_at.to_rfc3339());
+            println!("kind:       {}", r.kind);
+            println!("action:     {}", r.action);
+            println!("reader:     {}", r.email.as_deref().unwrap_or("-"));
+            println!("recipient:  {}", r.recipient.as_deref().unwrap_or("-"));
+            println!("status:     {}", r.status.as_deref().unwrap_or("-"));
+            println!("diagnostic: {}", r.diagnostic.as_deref().unwrap_or("-"));
+            println!(
+                "send:       {}",
+                r.send_id.map(|i| i.to_string()).unwrap_or("-".into())
+            );
+            println!();
+            println!("{raw}");
+            Ok(())
+        }
+    }
+}
+
+async fn suppressions(cmd: SuppressionsCmd, s: Services) -> Result<(), Failure> {
+    let address = |e: &str| {
+        herald::domain::EmailAddress::parse(e)
+            .map(|a| a.as_str().to_string())
+            .map_err(|err| Failure(2, format!("{e:?}: {err}")))
+    };
+    match cmd {
+        SuppressionsCmd::List { format } => {
+            let list = s.store.list_suppressions().await?;
+            // The address, where a subscriber row still has it (erased ones have only the hash).
+            let mut known = std::collections::HashMap::new();
+            for status in ["bounced", "complained", "unsubscribed"] {
+                let filter = herald::store::SubscriberFilter {
+                    status: Some(status.into()),
+                    section_id: None,
+                };
+                for sub in s.store.list_subscribers(&filter).await? {
+                    known.insert(herald::domain::sha256_hex(&sub.email), sub.email);
+                }
+            }
+            if format == Format::Json {
+                let v: Vec<serde_json::Value> = list
+                    .iter()
+                    .map(|x| {
+                        serde_json::json!({
+                            "email": known.get(&x.email_hash),
+                            "email_hash": x.email_hash,
+                            "reason": x.reason,
+                            "created_at": x.created_at,
+                        })
+                    })
+                    .collect();
+                return print_json(&v);
+            }
+            for x in list {
+                println!(
+                    "{:<32} {:<11} {}",
+                    known
+                        .get(&x.email_hash)
+                        .cloned()
+                        .unwrap_or_else(|| format!("sha256:{}…", &x.email_hash[..12])),
+                    x.reason,
+                    x.created_at.format("%Y-%m-%d %H:%M")
+                );
+            }
+            Ok(())
+        }
+        SuppressionsCmd::Add { email, reason } => {
+            let email = address(&email)?;
+            if reason.is_empty()
+                || reason.len() > 40
+                || !reason
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(Failure(
+                    2,
+                    "--reason is a word such as manual or legal".into(),
+                ));
+            }
+            if s.store
+                .add_suppression(&email, &reason, s.clock.now())
+                .await?
+            {
+                println!("{email} suppressed ({reason})");
+            } else {
+                println!("{email} was suppressed already");
+            }
+            Ok(())
+        }
+        SuppressionsCmd::Remove { email } => {
+            let email = address(&email)?;
+            if s.store.remove_suppression(&email, s.clock.now()).await? {
+                println!(
+                    "{email} no longer suppressed (not subscribed again: they may sign up anew)"
+                );
+                Ok(())
+            } else {
+                Err(Failure(1, format!("{email} is not suppressed")))
+            }
+        }
     }
 }
 

@@ -179,6 +179,71 @@ fn bad_config_exits_2_naming_the_key() {
     }
 }
 
+/// `herald suppressions add|list|remove` and `herald bounces list|show`, with their errors.
+async fn suppression_and_bounce_commands(backend: Backend) {
+    let cli = Cli::new(backend).await;
+    cli.ok(&["sections", "add", "wmd", "--name", "WMD"]);
+    let csv = cli.write("list.csv", "email\nann@example.com\nbob@example.com\n");
+    cli.ok(&[
+        "subscribers",
+        "import",
+        &csv,
+        "--sections",
+        "wmd",
+        "--preconfirmed",
+    ]);
+    let out = cli.ok(&[
+        "suppressions",
+        "add",
+        "Ann@Example.com",
+        "--reason",
+        "legal",
+    ]);
+    assert!(out.contains("ann@example.com suppressed (legal)"), "{out}");
+    assert!(
+        cli.ok(&["subscribers", "list", "--status", "unsubscribed"])
+            .contains("ann@example.com")
+    );
+    assert!(
+        cli.ok(&["subscribers", "list", "--status", "active"])
+            .contains("bob@example.com")
+    );
+    let listed = cli.ok(&["suppressions", "list"]);
+    assert!(
+        listed.contains("ann@example.com") && listed.contains("legal"),
+        "{listed}"
+    );
+    assert!(
+        cli.ok(&["suppressions", "add", "ann@example.com"])
+            .contains("already")
+    );
+    cli.ok(&["suppressions", "remove", "ann@example.com"]);
+    let o = cli.run(&["suppressions", "remove", "ann@example.com"]);
+    assert_eq!(o.status.code(), Some(1), "not suppressed any more");
+    assert_eq!(
+        cli.run(&["suppressions", "add", "not-an-address"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(cli.ok(&["bounces", "list"]).trim(), "");
+    let o = cli.run(&["bounces", "list", "--type", "nonsense"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("hard, soft, complaint"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        cli.run(&["bounces", "list", "--since", "soon"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(cli.run(&["bounces", "show", "99"]).status.code(), Some(1));
+}
+both_backends!(suppression_and_bounce_commands);
+
 async fn import_show_export_delete(backend: Backend) {
     let cli = Cli::new(backend).await;
     cli.ok(&["sections", "add", "wmd", "--name", "WMD"]);

@@ -674,6 +674,16 @@ async fn returned_mail_is_read_and_acted_on(backend: Backend) {
         sends.contains("bounced") && sends.contains("5.1.1"),
         "{sends}"
     );
+    // What an operator reads (`herald bounces list|show`).
+    let store = app.services.store.as_ref();
+    let hard = store.list_returned(None, Some("hard"), 10).await.unwrap();
+    assert_eq!(hard.len(), 2, "the real one and the forged one");
+    let hard: Vec<_> = hard.into_iter().filter(|r| r.send_id.is_some()).collect();
+    assert_eq!(hard.len(), 1, "only the real one names its send");
+    assert_eq!(hard[0].email.as_deref(), Some("gone@example.com"));
+    assert_eq!(hard[0].status.as_deref(), Some("5.1.1"));
+    let (_, raw) = store.returned(hard[0].id).await.unwrap().unwrap();
+    assert!(raw.contains("Diagnostic-Code: smtp; 550 5.1.1"), "{raw}");
 
     // The next issue goes to the one left.
     app.add_article("wmd", "Second story", "https://news.example.org/2", "s")
@@ -687,6 +697,24 @@ async fn returned_mail_is_read_and_acted_on(backend: Backend) {
         .flat_map(|m| m.to.clone())
         .collect();
     assert_eq!(after, vec!["away@example.com".to_string()]);
+
+    // Lifting a suppression subscribes nobody: the reader may sign up and confirm anew.
+    assert!(
+        store
+            .remove_suppression("gone@example.com", app.clock.now())
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        app.subscriber_status("gone@example.com").await.as_deref(),
+        Some("unsubscribed")
+    );
+    assert!(
+        !store
+            .remove_suppression("gone@example.com", app.clock.now())
+            .await
+            .unwrap()
+    );
 }
 both_backends!(returned_mail_is_read_and_acted_on);
 

@@ -363,6 +363,31 @@ pub struct NewReturned {
     pub soft_since: DateTime<Utc>,
 }
 
+/// A returned message as the operator sees it (`herald bounces list`).
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct ReturnedRow {
+    pub id: i64,
+    pub received_at: DateTime<Utc>,
+    pub kind: String,
+    pub send_id: Option<i64>,
+    pub subscriber_id: Option<i64>,
+    /// The reader's address, while herald still has it.
+    pub email: Option<String>,
+    pub recipient: Option<String>,
+    pub status: Option<String>,
+    pub diagnostic: Option<String>,
+    pub action: String,
+}
+
+/// One suppressed address: its hash, why, since when, and the address while a subscriber
+/// row still carries it.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Suppression {
+    pub email_hash: String,
+    pub reason: String,
+    pub created_at: DateTime<Utc>,
+}
+
 /// What storing a batch of articles did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct ArticleWrite {
@@ -568,6 +593,28 @@ pub trait Store: Send + Sync + 'static {
     /// send `bounced` and suppresses the address, a complaint unsubscribes and suppresses,
     /// mail to an unsubscribe address unsubscribes. Returns what was done, in words.
     async fn record_returned(&self, r: &NewReturned) -> StoreResult<String>;
+    /// Returned messages, newest first.
+    async fn list_returned(
+        &self,
+        since: Option<DateTime<Utc>>,
+        kind: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Vec<ReturnedRow>>;
+    /// One returned message with its raw text.
+    async fn returned(&self, id: i64) -> StoreResult<Option<(ReturnedRow, String)>>;
+    async fn list_suppressions(&self) -> StoreResult<Vec<Suppression>>;
+    /// Suppress an address by hand: no more mail of any kind, and a subscriber with it is
+    /// unsubscribed. False if it was suppressed already.
+    async fn add_suppression(
+        &self,
+        email: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    /// Lift a suppression. Nobody is subscribed again by it: a reader who bounced or
+    /// complained becomes `unsubscribed`, free to sign up and confirm anew. False if the
+    /// address was not suppressed.
+    async fn remove_suppression(&self, email: &str, now: DateTime<Utc>) -> StoreResult<bool>;
 
     /// Claim up to `limit` due sends for `holder` until `lease_until`: rows whose lease
     /// expired first, then retries, then new rows; each in (due time, id) order. The cost

@@ -408,6 +408,90 @@ macro_rules! shared_store_impl {
                 Ok(action.to_string())
             }
 
+            async fn list_returned(
+                &self,
+                since: Option<DateTime<Utc>>,
+                kind: Option<&str>,
+                limit: i64,
+            ) -> StoreResult<Vec<ReturnedRow>> {
+                Ok(sqlx::query_as::<$db, ReturnedRow>(
+                    "SELECT r.id, r.received_at, r.kind, r.send_id, r.subscriber_id, u.email, r.recipient, r.status, \
+                     r.diagnostic, r.action FROM returned r LEFT JOIN subscribers u ON u.id = r.subscriber_id \
+                     WHERE ($1 IS NULL OR r.received_at >= $1) AND ($2 IS NULL OR r.kind = $2) ORDER BY r.id DESC LIMIT $3",
+                )
+                .bind(since)
+                .bind(kind)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn returned(&self, id: i64) -> StoreResult<Option<(ReturnedRow, String)>> {
+                let row = sqlx::query_as::<$db, ReturnedRow>(
+                    "SELECT r.id, r.received_at, r.kind, r.send_id, r.subscriber_id, u.email, r.recipient, r.status, \
+                     r.diagnostic, r.action FROM returned r LEFT JOIN subscribers u ON u.id = r.subscriber_id WHERE r.id = $1",
+                )
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+                let Some(row) = row else { return Ok(None) };
+                let raw = sqlx::query_scalar::<$db, String>("SELECT raw FROM returned WHERE id = $1")
+                    .bind(id)
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(Some((row, raw)))
+            }
+
+            async fn list_suppressions(&self) -> StoreResult<Vec<Suppression>> {
+                Ok(sqlx::query_as::<$db, Suppression>(
+                    "SELECT email_hash, reason, created_at FROM suppressions ORDER BY created_at DESC, email_hash",
+                )
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn add_suppression(&self, email: &str, reason: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+                let mut tx = self.begin_write().await?;
+                let added = sqlx::query::<$db>(
+                    "INSERT INTO suppressions (email_hash, reason, created_at) VALUES ($1, $2, $3) ON CONFLICT (email_hash) DO NOTHING",
+                )
+                .bind($crate::domain::sha256_hex(email))
+                .bind(reason)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                sqlx::query::<$db>(
+                    "UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = COALESCE(unsubscribed_at, $2), updated_at = $2 \
+                     WHERE email = $1 AND status IN ('active', 'pending')",
+                )
+                .bind(email)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(added > 0)
+            }
+
+            async fn remove_suppression(&self, email: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+                let mut tx = self.begin_write().await?;
+                let removed = sqlx::query::<$db>("DELETE FROM suppressions WHERE email_hash = $1")
+                    .bind($crate::domain::sha256_hex(email))
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                sqlx::query::<$db>(
+                    "UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = COALESCE(unsubscribed_at, $2), updated_at = $2 \
+                     WHERE email = $1 AND status IN ('bounced', 'complained')",
+                )
+                .bind(email)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(removed > 0)
+            }
+
             async fn unsubscribe(&self, id: i64, now: DateTime<Utc>) -> StoreResult<bool> {
                 let r = sqlx::query::<$db>(
                     "UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = $2, updated_at = $2 \
