@@ -52,6 +52,7 @@ struct RawBounces {
     listen: String,
     soft_limit: u32,
     soft_window: HumanDuration,
+    keep_raw: HumanDuration,
 }
 
 /// Returned mail: where herald listens for it and what it does (see `src/bounces/`).
@@ -62,6 +63,8 @@ pub struct BouncesConfig {
     /// This many temporary failures of one address within `soft_window` suppress it.
     pub soft_limit: u32,
     pub soft_window: HumanDuration,
+    /// How long a returned message's raw text is kept (its record stays).
+    pub keep_raw: HumanDuration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -803,6 +806,7 @@ impl RawConfig {
                 listen: bounces_listen,
                 soft_limit: self.bounces.soft_limit,
                 soft_window: self.bounces.soft_window,
+                keep_raw: self.bounces.keep_raw,
             },
         })
     }

@@ -454,8 +454,19 @@ fn spawn_periodic_jobs(
             s.subs
                 .purge_expired_pending()
                 .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string())?;
+            // Returned mail keeps its raw text (the provider's words, a copy of our mail
+            // with the reader's address) only for bounces.keep_raw.
+            let cutoff = s.clock.now() - s.config.bounces.keep_raw.as_chrono();
+            let dropped = s
+                .store
+                .drop_returned_raw(cutoff)
+                .await
+                .map_err(|e| e.to_string())?;
+            if dropped > 0 {
+                tracing::info!(dropped, "raw returned mail past bounces.keep_raw dropped");
+            }
+            Ok(())
         },
     );
     let upkeep = jobs::spawn_job(

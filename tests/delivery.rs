@@ -715,6 +715,19 @@ async fn returned_mail_is_read_and_acted_on(backend: Backend) {
             .await
             .unwrap()
     );
+
+    // Past bounces.keep_raw the raw text goes; the record of what happened stays.
+    let cutoff = app.clock.now() - Duration::days(90);
+    assert_eq!(
+        store.drop_returned_raw(cutoff).await.unwrap(),
+        0,
+        "nothing that old"
+    );
+    app.clock.advance(Duration::days(91));
+    let cutoff = app.clock.now() - Duration::days(90);
+    assert_eq!(store.drop_returned_raw(cutoff).await.unwrap(), 5);
+    let (row, raw) = store.returned(hard[0].id).await.unwrap().unwrap();
+    assert_eq!((row.kind.as_str(), raw.as_str()), ("hard", ""));
 }
 both_backends!(returned_mail_is_read_and_acted_on);
 

@@ -603,6 +603,8 @@ pub trait Store: Send + Sync + 'static {
     /// One returned message with its raw text.
     async fn returned(&self, id: i64) -> StoreResult<Option<(ReturnedRow, String)>>;
     async fn list_suppressions(&self) -> StoreResult<Vec<Suppression>>;
+    /// Empty the raw text of returned messages received before `cutoff`; how many.
+    async fn drop_returned_raw(&self, cutoff: DateTime<Utc>) -> StoreResult<u64>;
     /// Suppress an address by hand: no more mail of any kind, and a subscriber with it is
     /// unsubscribed. False if it was suppressed already.
     async fn add_suppression(

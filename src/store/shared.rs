@@ -442,6 +442,14 @@ macro_rules! shared_store_impl {
                 Ok(Some((row, raw)))
             }
 
+            async fn drop_returned_raw(&self, cutoff: DateTime<Utc>) -> StoreResult<u64> {
+                Ok(sqlx::query::<$db>("UPDATE returned SET raw = '' WHERE received_at < $1 AND raw <> ''")
+                    .bind(cutoff)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected())
+            }
+
             async fn list_suppressions(&self) -> StoreResult<Vec<Suppression>> {
                 Ok(sqlx::query_as::<$db, Suppression>(
                     "SELECT email_hash, reason, created_at FROM suppressions ORDER BY created_at DESC, email_hash",
