@@ -870,3 +870,83 @@ async fn repeated_temporary_failures_suppress(backend: Backend) {
     );
 }
 both_backends!(repeated_temporary_failures_suppress);
+
+/// Relays that report by HTTP: `POST /api/v1/returned` with an operator's token records a
+/// hard bounce, a complaint or an unsubscribe for an address, as returned mail would.
+async fn relays_report_returned_mail_by_webhook(backend: Backend) {
+    use serde_json::json;
+    let app = TestApp::spawn(backend).await;
+    app.add_section("wmd", "WMD").await;
+    for r in ["dead", "angry", "fine"] {
+        app.reader(&format!("{r}@example.com"), &["wmd"]).await;
+    }
+    let store = app.services.store.as_ref();
+    let ops = herald::web::api::issue_token(store, "relay", "operator", app.clock.now())
+        .await
+        .unwrap();
+    let report = |body: serde_json::Value| {
+        let ops = ops.clone();
+        let app = &app;
+        async move { app.api_post("/api/v1/returned", &ops, Some(&body)).await }
+    };
+    let r = report(
+        json!({"type": "hard", "email": "Dead@Example.com", "status": "5.1.1",
+        "diagnostic": "550 5.1.1 user unknown"}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["action"], "suppressed: a permanent failure");
+    assert_eq!(
+        report(json!({"type": "complaint", "email": "angry@example.com"}))
+            .await
+            .status(),
+        200
+    );
+    let v: serde_json::Value = report(json!({"type": "hard", "email": "stranger@example.com"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["action"], "kept: names no send of a known reader");
+    assert_eq!(
+        app.subscriber_status("dead@example.com").await.as_deref(),
+        Some("bounced")
+    );
+    assert_eq!(
+        app.subscriber_status("angry@example.com").await.as_deref(),
+        Some("complained")
+    );
+    assert_eq!(
+        app.subscriber_status("fine@example.com").await.as_deref(),
+        Some("active")
+    );
+    for (bad, why) in [
+        (
+            json!({"type": "weird", "email": "fine@example.com"}),
+            "type must be",
+        ),
+        (json!({"type": "hard", "email": "not an address"}), ""),
+        (
+            json!({"type": "hard", "email": "fine@example.com", "extra": 1}),
+            "extra",
+        ),
+    ] {
+        let r = report(bad).await;
+        assert_eq!(r.status(), 422);
+        assert!(r.text().await.unwrap().contains(why));
+    }
+    let r = app
+        .http
+        .post(format!("{}/api/v1/returned", app.base))
+        .json(&json!({"type": "hard", "email": "fine@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "no token");
+    assert_eq!(
+        app.subscriber_status("fine@example.com").await.as_deref(),
+        Some("active")
+    );
+}
+both_backends!(relays_report_returned_mail_by_webhook);

@@ -100,6 +100,7 @@ impl Inbound {
             let mut record = NewReturned {
                 kind: ReturnedKind::Unrecognised,
                 send_id: None,
+                reader_email: None,
                 recipient: None,
                 status: None,
                 diagnostic: None,

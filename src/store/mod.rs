@@ -353,6 +353,9 @@ impl ReturnedKind {
 pub struct NewReturned {
     pub kind: ReturnedKind,
     pub send_id: Option<i64>,
+    /// Without a send: the reader's address, from a source that is trusted to name it (an
+    /// authenticated webhook; never the text of a mail, which anyone can write).
+    pub reader_email: Option<String>,
     pub recipient: Option<String>,
     pub status: Option<String>,
     pub diagnostic: Option<String>,

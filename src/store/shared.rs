@@ -281,7 +281,16 @@ macro_rules! shared_store_impl {
                 };
                 let (subscriber_id, email) = match send {
                     Some((Some(sub), Some(email))) => (Some(sub), Some(email)),
-                    _ => (None, None),
+                    _ => match &r.reader_email {
+                        Some(e) if r.send_id.is_none() => sqlx::query_as::<$db, (i64, String)>(
+                            "SELECT id, email FROM subscribers WHERE email = $1",
+                        )
+                        .bind(e)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .map_or((None, None), |(id, email)| (Some(id), Some(email))),
+                        _ => (None, None),
+                    },
                 };
                 let reply = [r.status.as_deref(), r.diagnostic.as_deref()]
                     .into_iter()

@@ -59,7 +59,9 @@ async fn authorise(State(st): State<AppState>, mut req: Request, next: Next) -> 
     let Some(found) = found else {
         return with_challenge(error(StatusCode::UNAUTHORIZED, "invalid or revoked token"));
     };
-    let writes = !matches!(*req.method(), Method::GET | Method::HEAD);
+    // Reporting returned mail is what an operator's relay webhook does.
+    let writes = !matches!(*req.method(), Method::GET | Method::HEAD)
+        && !req.uri().path().ends_with("/returned");
     if writes && found.role != "staff" {
         return error(
             StatusCode::FORBIDDEN,
@@ -87,6 +89,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/schedules/{name}/resume", post(resume_schedule))
         .route("/issues", get(list_issues))
         .route("/sends", get(list_sends))
+        .route("/returned", axum::routing::post(report_returned))
         .layer(middleware::from_fn_with_state(state, authorise))
 }
 
@@ -256,6 +259,76 @@ async fn list_sends(State(st): State<AppState>, Query(q): Query<SendsQuery>) -> 
     };
     match st.store.list_sends(&filter).await {
         Ok(list) => Json(list).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+/// What a relay reports by HTTP about one address (a generic webhook).
+#[derive(Debug, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+struct ReturnedReport {
+    /// hard, soft, complaint or unsubscribe.
+    #[serde(rename = "type")]
+    kind: String,
+    email: String,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    diagnostic: Option<String>,
+}
+
+async fn report_returned(
+    State(st): State<AppState>,
+    body: Result<Json<ReturnedReport>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    use crate::store::ReturnedKind as K;
+    let Json(report) = match body {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e.body_text()),
+    };
+    let kind = match report.kind.as_str() {
+        "hard" => K::Hard,
+        "soft" => K::Soft,
+        "complaint" => K::Complaint,
+        "unsubscribe" => K::Unsubscribe,
+        _ => {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "type must be hard, soft, complaint or unsubscribe",
+            );
+        }
+    };
+    let email = match crate::domain::EmailAddress::parse(&report.email) {
+        Ok(e) => e.as_str().to_string(),
+        Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+    };
+    let status = report
+        .status
+        .as_deref()
+        .map(|s| crate::articles::one_line(s, 20));
+    let diagnostic = report
+        .diagnostic
+        .as_deref()
+        .map(|d| crate::articles::one_line(d, 1000));
+    let now = st.clock.now();
+    let soft_since = now - st.config.bounces.soft_window.as_chrono();
+    let record = crate::store::NewReturned {
+        kind,
+        send_id: None,
+        reader_email: Some(email.clone()),
+        recipient: Some(email),
+        status,
+        diagnostic,
+        raw: serde_json::to_string(&report).unwrap_or_default(),
+        now,
+        soft_limit: st.config.bounces.soft_limit,
+        soft_since,
+    };
+    match st.store.record_returned(&record).await {
+        Ok(action) => {
+            metrics::counter!("herald_returned_total", "kind" => kind.as_str()).increment(1);
+            Json(json!({ "action": action })).into_response()
+        }
         Err(e) => internal(e),
     }
 }
