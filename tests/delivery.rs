@@ -146,6 +146,13 @@ async fn a_slow_relay_never_doubles(backend: Backend) {
     // A worker may lose rows it had not started on (its lease ran out in virtual time while
     // the other worker's messages moved the clock); it then sends none of them.
     let (lost_a, lost_b) = tokio::join!(worker("A"), worker("B"));
+    // Both stopped when nothing was due; rows one of them lost may still sit under a lease
+    // that has not run out in virtual time (seen once in CI). With nothing in flight now,
+    // let it run out, as real time would, and deliver what is left.
+    if app.services.store.pending_send_count().await.unwrap() > 0 {
+        app.clock.advance(Duration::seconds(21));
+        app.deliver().await;
+    }
     exactly_one_each(&app, 40).await;
     assert!(lost_a + lost_b < 40, "lost {lost_a} + {lost_b}");
     assert!(
