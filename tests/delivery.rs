@@ -955,5 +955,60 @@ async fn relays_report_returned_mail_by_webhook(backend: Backend) {
         app.subscriber_status("fine@example.com").await.as_deref(),
         Some("active")
     );
+
+    // Postmark's own webhook payloads (many more fields than read here).
+    app.reader("pm-dead@example.com", &["wmd"]).await;
+    app.reader("pm-spam@example.com", &["wmd"]).await;
+    let postmark = |body: serde_json::Value| {
+        let ops = ops.clone();
+        let app = &app;
+        async move {
+            app.api_post("/api/v1/returned/postmark", &ops, Some(&body))
+                .await
+        }
+    };
+    let r = postmark(json!({"RecordType": "Bounce", "ID": 4323372036854775807u64, "Type": "HardBounce",
+        "TypeCode": 1, "Name": "Hard bounce", "MessageID": "883953f4-6105-42a2-a16a-77a8eac79483",
+        "Description": "The server was unable to deliver your message (ex: unknown user, mailbox not found).",
+        "Details": "smtp;550 5.1.1 The email account that you tried to reach does not exist.",
+        "Email": "pm-dead@example.com", "From": "news@herald.example", "BouncedAt": "2026-03-02T07:00:05Z",
+        "Inactive": true, "CanActivate": true, "Subject": "Herald News"}))
+    .await;
+    assert_eq!(r.status(), 200);
+    let r = postmark(
+        json!({"RecordType": "SpamComplaint", "Type": "SpamComplaint", "TypeCode": 512,
+        "Email": "pm-spam@example.com", "BouncedAt": "2026-03-02T08:00:00Z"}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value =
+        postmark(json!({"RecordType": "Delivery", "Recipient": "fine@example.com"}))
+            .await
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(v["action"], "ignored: not a bounce or complaint");
+    assert_eq!(
+        app.subscriber_status("pm-dead@example.com")
+            .await
+            .as_deref(),
+        Some("bounced")
+    );
+    assert_eq!(
+        app.subscriber_status("pm-spam@example.com")
+            .await
+            .as_deref(),
+        Some("complained")
+    );
+    assert_eq!(
+        app.subscriber_status("fine@example.com").await.as_deref(),
+        Some("active")
+    );
+    let kept = store.list_returned(None, Some("hard"), 10).await.unwrap();
+    assert!(kept.iter().any(|r| {
+        r.diagnostic
+            .as_deref()
+            .is_some_and(|d| d.contains("5.1.1 The email account"))
+    }));
 }
 both_backends!(relays_report_returned_mail_by_webhook);

@@ -60,8 +60,9 @@ async fn authorise(State(st): State<AppState>, mut req: Request, next: Next) -> 
         return with_challenge(error(StatusCode::UNAUTHORIZED, "invalid or revoked token"));
     };
     // Reporting returned mail is what an operator's relay webhook does.
-    let writes = !matches!(*req.method(), Method::GET | Method::HEAD)
-        && !req.uri().path().ends_with("/returned");
+    let path = req.uri().path();
+    let webhook = path.ends_with("/returned") || path.ends_with("/returned/postmark");
+    let writes = !matches!(*req.method(), Method::GET | Method::HEAD) && !webhook;
     if writes && found.role != "staff" {
         return error(
             StatusCode::FORBIDDEN,
@@ -90,6 +91,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/issues", get(list_issues))
         .route("/sends", get(list_sends))
         .route("/returned", axum::routing::post(report_returned))
+        .route("/returned/postmark", axum::routing::post(report_postmark))
         .layer(middleware::from_fn_with_state(state, authorise))
 }
 
@@ -306,23 +308,32 @@ async fn report_returned(
         .status
         .as_deref()
         .map(|s| crate::articles::one_line(s, 20));
-    let diagnostic = report
-        .diagnostic
-        .as_deref()
-        .map(|d| crate::articles::one_line(d, 1000));
+    let diagnostic = report.diagnostic.clone();
+    let raw = serde_json::to_string(&report).unwrap_or_default();
+    record_returned(&st, kind, email, status, diagnostic.as_deref(), raw).await
+}
+
+/// Record and act on what a webhook said about one address, as returned mail is.
+async fn record_returned(
+    st: &AppState,
+    kind: crate::store::ReturnedKind,
+    email: String,
+    status: Option<String>,
+    diagnostic: Option<&str>,
+    raw: String,
+) -> Response {
     let now = st.clock.now();
-    let soft_since = now - st.config.bounces.soft_window.as_chrono();
     let record = crate::store::NewReturned {
         kind,
         send_id: None,
         reader_email: Some(email.clone()),
         recipient: Some(email),
         status,
-        diagnostic,
-        raw: serde_json::to_string(&report).unwrap_or_default(),
+        diagnostic: diagnostic.map(|d| crate::articles::one_line(d, 1000)),
+        raw,
         now,
         soft_limit: st.config.bounces.soft_limit,
-        soft_since,
+        soft_since: now - st.config.bounces.soft_window.as_chrono(),
     };
     match st.store.record_returned(&record).await {
         Ok(action) => {
@@ -331,4 +342,61 @@ async fn report_returned(
         }
         Err(e) => internal(e),
     }
+}
+
+/// Postmark's bounce and spam-complaint webhooks (their JSON, as Postmark documents it:
+/// `RecordType`, `Type`, `Email`, `Description`, `Details`). Other record types (deliveries,
+/// opens, clicks) are answered 200 and ignored, so Postmark does not retry them.
+#[derive(Debug, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct PostmarkEvent {
+    record_type: String,
+    #[serde(default, rename = "Type")]
+    kind: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    details: Option<String>,
+}
+
+async fn report_postmark(
+    State(st): State<AppState>,
+    body: Result<Json<PostmarkEvent>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    use crate::store::ReturnedKind as K;
+    let Json(event) = match body {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e.body_text()),
+    };
+    let kind = match (
+        event.record_type.as_str(),
+        event.kind.as_deref().unwrap_or(""),
+    ) {
+        ("SpamComplaint", _) | ("Bounce", "SpamComplaint") => K::Complaint,
+        ("Bounce", "HardBounce" | "BadEmailAddress" | "ManuallyDeactivated") => K::Hard,
+        (
+            "Bounce",
+            "SoftBounce" | "Transient" | "DnsError" | "Blocked" | "ChallengeVerification",
+        ) => K::Soft,
+        ("Bounce", "AutoResponder") => K::AutoReply,
+        ("Bounce", "Unsubscribe") => K::Unsubscribe,
+        ("Bounce", _) => K::Unrecognised,
+        _ => {
+            return Json(json!({ "action": "ignored: not a bounce or complaint" })).into_response();
+        }
+    };
+    let email = match event
+        .email
+        .as_deref()
+        .map(crate::domain::EmailAddress::parse)
+    {
+        Some(Ok(e)) => e.as_str().to_string(),
+        Some(Err(e)) => return error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+        None => return error(StatusCode::UNPROCESSABLE_ENTITY, "Email is missing"),
+    };
+    let diagnostic = event.details.clone().or(event.description.clone());
+    let raw = serde_json::to_string(&event).unwrap_or_default();
+    record_returned(&st, kind, email, None, diagnostic.as_deref(), raw).await
 }
