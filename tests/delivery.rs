@@ -1010,5 +1010,70 @@ async fn relays_report_returned_mail_by_webhook(backend: Backend) {
             .as_deref()
             .is_some_and(|d| d.contains("5.1.1 The email account"))
     }));
+
+    // The same record and the suppressions under /api/v1.
+    let get = |path: &str| {
+        let (ops, url) = (ops.clone(), format!("{}{path}", app.base));
+        let http = app.http.clone();
+        async move { http.get(url).bearer_auth(ops).send().await.unwrap() }
+    };
+    let listed: serde_json::Value = get("/api/v1/returned?type=hard")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["email"] == "pm-dead@example.com"),
+        "{listed}"
+    );
+    assert_eq!(get("/api/v1/returned?type=nonsense").await.status(), 422);
+    assert_eq!(get("/api/v1/returned?since=soon").await.status(), 422);
+    let suppressed: serde_json::Value = get("/api/v1/suppressions").await.json().await.unwrap();
+    assert!(suppressed.as_array().unwrap().len() >= 4, "{suppressed}");
+    let staff = herald::web::api::issue_token(store, "desk", "staff", app.clock.now())
+        .await
+        .unwrap();
+    let body = json!({"email": "fine@example.com", "reason": "legal"});
+    assert_eq!(
+        app.api_post("/api/v1/suppressions", &ops, Some(&body))
+            .await
+            .status(),
+        403
+    );
+    assert_eq!(
+        app.api_post("/api/v1/suppressions", &staff, Some(&body))
+            .await
+            .status(),
+        201
+    );
+    assert_eq!(
+        app.subscriber_status("fine@example.com").await.as_deref(),
+        Some("unsubscribed")
+    );
+    let delete = |who: String| {
+        let url = format!("{}/api/v1/suppressions/pm-dead@example.com", app.base);
+        let http = app.http.clone();
+        async move {
+            http.delete(url)
+                .bearer_auth(who)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(delete(ops.clone()).await, 403, "operators read only");
+    assert_eq!(delete(staff.clone()).await, 200);
+    assert_eq!(delete(staff.clone()).await, 404, "not suppressed any more");
+    assert_eq!(
+        app.subscriber_status("pm-dead@example.com")
+            .await
+            .as_deref(),
+        Some("unsubscribed")
+    );
 }
 both_backends!(relays_report_returned_mail_by_webhook);

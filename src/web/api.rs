@@ -90,7 +90,15 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/schedules/{name}/resume", post(resume_schedule))
         .route("/issues", get(list_issues))
         .route("/sends", get(list_sends))
-        .route("/returned", axum::routing::post(report_returned))
+        .route("/returned", get(list_returned).post(report_returned))
+        .route(
+            "/suppressions",
+            get(list_suppressions).post(add_suppression),
+        )
+        .route(
+            "/suppressions/{email}",
+            axum::routing::delete(remove_suppression),
+        )
         .route("/returned/postmark", axum::routing::post(report_postmark))
         .layer(middleware::from_fn_with_state(state, authorise))
 }
@@ -261,6 +269,121 @@ async fn list_sends(State(st): State<AppState>, Query(q): Query<SendsQuery>) -> 
     };
     match st.store.list_sends(&filter).await {
         Ok(list) => Json(list).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReturnedQuery {
+    /// Only those received within this long, e.g. 24h.
+    since: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    limit: Option<i64>,
+}
+
+/// Returned mail, newest first (`herald bounces list`).
+async fn list_returned(State(st): State<AppState>, Query(q): Query<ReturnedQuery>) -> Response {
+    let since = match q
+        .since
+        .as_deref()
+        .map(str::parse::<crate::domain::HumanDuration>)
+    {
+        Some(Ok(d)) => Some(st.clock.now() - d.as_chrono()),
+        Some(Err(e)) => return error(StatusCode::UNPROCESSABLE_ENTITY, format!("since: {e}")),
+        None => None,
+    };
+    const KINDS: [&str; 6] = [
+        "hard",
+        "soft",
+        "complaint",
+        "unsubscribe",
+        "auto_reply",
+        "unrecognised",
+    ];
+    if let Some(k) = &q.kind
+        && !KINDS.contains(&k.as_str())
+    {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("type must be one of {}", KINDS.join(", ")),
+        );
+    }
+    match st
+        .store
+        .list_returned(
+            since,
+            q.kind.as_deref(),
+            q.limit.unwrap_or(100).clamp(1, 10_000),
+        )
+        .await
+    {
+        Ok(list) => Json(list).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+/// Suppressed addresses, as hashes (the address itself is not always kept).
+async fn list_suppressions(State(st): State<AppState>) -> Response {
+    match st.store.list_suppressions().await {
+        Ok(list) => Json(list).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SuppressionInput {
+    email: String,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+async fn add_suppression(
+    State(st): State<AppState>,
+    body: Result<Json<SuppressionInput>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(input) = match body {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e.body_text()),
+    };
+    let email = match crate::domain::EmailAddress::parse(&input.email) {
+        Ok(e) => e.as_str().to_string(),
+        Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+    };
+    let reason = input.reason.unwrap_or_else(|| "manual".into());
+    if reason.is_empty()
+        || reason.len() > 40
+        || !reason
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "reason is a word such as manual or legal",
+        );
+    }
+    match st
+        .store
+        .add_suppression(&email, &reason, st.clock.now())
+        .await
+    {
+        Ok(true) => (StatusCode::CREATED, Json(json!({ "suppressed": true }))).into_response(),
+        Ok(false) => Json(json!({ "suppressed": true, "already": true })).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+/// Lift a suppression; it subscribes nobody.
+async fn remove_suppression(State(st): State<AppState>, Path(email): Path<String>) -> Response {
+    let email = match crate::domain::EmailAddress::parse(&email) {
+        Ok(e) => e.as_str().to_string(),
+        Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+    };
+    match st.store.remove_suppression(&email, st.clock.now()).await {
+        Ok(true) => Json(json!({ "suppressed": false })).into_response(),
+        Ok(false) => error(StatusCode::NOT_FOUND, "that address is not suppressed"),
         Err(e) => internal(e),
     }
 }
