@@ -17,3 +17,14 @@ fresh_db() {
         echo "$1"
     fi
 }
+
+# Wait until herald ($1, run in the current folder's database) has nothing queued or being
+# sent, polling every $2 seconds.
+wait_settled() {
+    while :; do
+        left=$("$1" sends --status queued --limit 1 | wc -l)
+        sending=$("$1" sends --status sending --limit 1 | wc -l)
+        [ "$left" = 0 ] && [ "$sending" = 0 ] && break
+        sleep "$2"
+    done
+}

@@ -52,12 +52,7 @@ PY
     s=$(date +%s.%N)
     "$BIN" serve >serve.log 2>&1 &
     PID=$!
-    while :; do
-        left=$("$BIN" sends --status queued --limit 1 | wc -l)
-        sending=$("$BIN" sends --status sending --limit 1 | wc -l)
-        [ "$left" = 0 ] && [ "$sending" = 0 ] && break
-        sleep 0.5
-    done
+    wait_settled "$BIN" 0.5
     e=$(date +%s.%N)
     rss=$(awk '/VmHWM/ {print $2}' /proc/$PID/status)
     kill "$PID"; wait "$PID" 2>/dev/null || true

@@ -42,12 +42,7 @@ p50=$(awk '$1 == "50%" {print $2}' wrk.txt)
 p99=$(awk '$1 == "99%" {print $2}' wrk.txt)
 errors=$(awk '/Non-2xx/ {print $5}' wrk.txt)
 # Every accepted signup's confirmation goes out.
-while :; do
-    left=$("$BIN" sends --status queued --limit 1 | wc -l)
-    sending=$("$BIN" sends --status sending --limit 1 | wc -l)
-    [ "$left" = 0 ] && [ "$sending" = 0 ] && break
-    sleep 0.5
-done
+wait_settled "$BIN" 0.5
 sent=$("$BIN" sends --status sent --limit 100000000 | wc -l)
 pending=$("$BIN" subscribers list --status pending | wc -l)
 echo "database=${DBARG%%:*} target=${RATE}/s connections=$CONN: ${rps} requests/s, p50 ${p50}, p99 ${p99}, non-2xx ${errors:-0}; pending subscribers ${pending}, confirmations sent ${sent}"

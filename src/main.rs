@@ -358,6 +358,8 @@ impl<E: std::fmt::Display> From<E> for Failure {
     }
 }
 
+use herald::store::ReturnedKind;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     herald::telemetry::init_logging(matches!(cli.log_format, LogFormat::Json));
@@ -478,15 +480,6 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
     }
 }
 
-const RETURNED_KINDS: [&str; 6] = [
-    "hard",
-    "soft",
-    "complaint",
-    "unsubscribe",
-    "auto_reply",
-    "unrecognised",
-];
-
 async fn bounces(cmd: BouncesCmd, s: Services) -> Result<(), Failure> {
     match cmd {
         BouncesCmd::List {
@@ -504,17 +497,19 @@ async fn bounces(cmd: BouncesCmd, s: Services) -> Result<(), Failure> {
                 ),
                 None => None,
             };
-            if let Some(k) = &kind
-                && !RETURNED_KINDS.contains(&k.as_str())
-            {
-                return Err(Failure(
-                    2,
-                    format!("--type must be one of {}", RETURNED_KINDS.join(", ")),
-                ));
-            }
+            let kind = match kind.as_deref().map(ReturnedKind::parse) {
+                Some(None) => {
+                    return Err(Failure(
+                        2,
+                        format!("--type must be one of {}", ReturnedKind::names()),
+                    ));
+                }
+                Some(k) => k,
+                None => None,
+            };
             let rows = s
                 .store
-                .list_returned(since, kind.as_deref(), limit.clamp(1, 100_000))
+                .list_returned(since, kind, limit.clamp(1, 100_000))
                 .await?;
             if format == Format::Json {
                 return print_json(&rows);
@@ -603,12 +598,7 @@ async fn suppressions(cmd: SuppressionsCmd, s: Services) -> Result<(), Failure> 
         }
         SuppressionsCmd::Add { email, reason } => {
             let email = address(&email)?;
-            if reason.is_empty()
-                || reason.len() > 40
-                || !reason
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            {
+            if !herald::store::valid_suppression_reason(&reason) {
                 return Err(Failure(
                     2,
                     "--reason is a word such as manual or legal".into(),

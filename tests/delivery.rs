@@ -683,7 +683,10 @@ async fn returned_mail_is_read_and_acted_on(backend: Backend) {
     );
     // What an operator reads (`herald bounces list|show`).
     let store = app.services.store.as_ref();
-    let hard = store.list_returned(None, Some("hard"), 10).await.unwrap();
+    let hard = store
+        .list_returned(None, Some(herald::store::ReturnedKind::Hard), 10)
+        .await
+        .unwrap();
     assert_eq!(hard.len(), 2, "the real one and the forged one");
     let hard: Vec<_> = hard.into_iter().filter(|r| r.send_id.is_some()).collect();
     assert_eq!(hard.len(), 1, "only the real one names its send");
@@ -878,7 +881,7 @@ async fn repeated_temporary_failures_suppress(backend: Backend) {
 }
 both_backends!(repeated_temporary_failures_suppress);
 
-/// Relays that report by HTTP: `POST /api/v1/returned` with an operator's token records a
+/// Relays that report by HTTP: `POST /api/v1/webhooks/returned` with an operator's token records a
 /// hard bounce, a complaint or an unsubscribe for an address, as returned mail would.
 async fn relays_report_returned_mail_by_webhook(backend: Backend) {
     use serde_json::json;
@@ -894,7 +897,10 @@ async fn relays_report_returned_mail_by_webhook(backend: Backend) {
     let report = |body: serde_json::Value| {
         let ops = ops.clone();
         let app = &app;
-        async move { app.api_post("/api/v1/returned", &ops, Some(&body)).await }
+        async move {
+            app.api_post("/api/v1/webhooks/returned", &ops, Some(&body))
+                .await
+        }
     };
     let r = report(
         json!({"type": "hard", "email": "Dead@Example.com", "status": "5.1.1",
@@ -945,7 +951,7 @@ async fn relays_report_returned_mail_by_webhook(backend: Backend) {
     }
     let r = app
         .http
-        .post(format!("{}/api/v1/returned", app.base))
+        .post(format!("{}/api/v1/webhooks/returned", app.base))
         .json(&json!({"type": "hard", "email": "fine@example.com"}))
         .send()
         .await
@@ -963,7 +969,7 @@ async fn relays_report_returned_mail_by_webhook(backend: Backend) {
         let ops = ops.clone();
         let app = &app;
         async move {
-            app.api_post("/api/v1/returned/postmark", &ops, Some(&body))
+            app.api_post("/api/v1/webhooks/postmark", &ops, Some(&body))
                 .await
         }
     };
@@ -1004,7 +1010,10 @@ async fn relays_report_returned_mail_by_webhook(backend: Backend) {
         app.subscriber_status("fine@example.com").await.as_deref(),
         Some("active")
     );
-    let kept = store.list_returned(None, Some("hard"), 10).await.unwrap();
+    let kept = store
+        .list_returned(None, Some(herald::store::ReturnedKind::Hard), 10)
+        .await
+        .unwrap();
     assert!(kept.iter().any(|r| {
         r.diagnostic
             .as_deref()

@@ -65,10 +65,15 @@ pub async fn add_section(
     })
 }
 
+/// An absolute http(s) URL with a host, on one line.
+fn is_web_url(u: &str) -> bool {
+    !has_control_chars(u)
+        && url::Url::parse(u)
+            .is_ok_and(|p| matches!(p.scheme(), "http" | "https") && p.host_str().is_some())
+}
+
 fn check_feed_url(u: &str) -> Result<(), SectionError> {
-    let ok = url::Url::parse(u)
-        .is_ok_and(|p| matches!(p.scheme(), "http" | "https") && p.host_str().is_some());
-    if ok {
+    if is_web_url(u) {
         Ok(())
     } else {
         Err(SectionError::BadFeedUrl(u.chars().take(200).collect()))
@@ -134,9 +139,7 @@ pub async fn set_page(
 }
 
 fn check_page_url(u: &str) -> Result<(), SectionError> {
-    let ok = url::Url::parse(u)
-        .is_ok_and(|p| matches!(p.scheme(), "http" | "https") && p.host_str().is_some());
-    if ok && !has_control_chars(u) {
+    if is_web_url(u) {
         Ok(())
     } else {
         Err(SectionError::BadPageUrl(u.chars().take(200).collect()))

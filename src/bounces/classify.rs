@@ -9,6 +9,7 @@
 //! - RFC 3834 auto-replies (`Auto-Submitted: auto-replied` without a report), vacation
 //!   notices and the like: never a bounce, whatever their text quotes.
 
+use crate::articles::one_line;
 use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
 
 /// What one returned message is.
@@ -193,15 +194,6 @@ fn message_id_in(text: &str, domain: Option<&str>) -> Option<String> {
     })
 }
 
-fn one_line(s: &str) -> String {
-    s.split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .chars()
-        .take(1000)
-        .collect()
-}
-
 /// The first enhanced status code (`5.1.1`) in `text`, else one made from a 3-digit SMTP
 /// reply code (`550` → `5.0.0`).
 fn status_in(text: &str) -> Option<String> {
@@ -249,8 +241,8 @@ fn dsn(msg: &Message<'_>) -> Option<Bounce> {
         .iter()
         .find(|b| field(b, "action").is_some_and(|a| a.eq_ignore_ascii_case("failed")))
         .or(recipients.first())?;
-    let diagnostic =
-        field(chosen, "diagnostic-code").map(|d| one_line(d.split_once(';').map_or(d, |(_, v)| v)));
+    let diagnostic = field(chosen, "diagnostic-code")
+        .map(|d| one_line(d.split_once(';').map_or(d, |(_, v)| v), 1000));
     let status = field(chosen, "status")
         .map(|s| s.split_whitespace().next().unwrap_or("").to_string())
         .filter(|s| !s.is_empty())
@@ -352,7 +344,7 @@ fn plain_bounce(msg: &Message<'_>, our_domain: &str) -> Option<Bounce> {
                 .is_some_and(|s| l.contains(s) || l.contains(&s[..1]))
                 && l.trim().starts_with(['4', '5'])
         })
-        .map(one_line);
+        .map(|l| one_line(l, 1000));
     let permanent = report.to_ascii_lowercase().contains("permanent error");
     let hard = status.as_deref().is_some_and(|s| s.starts_with('5')) || permanent;
     Some(Bounce {

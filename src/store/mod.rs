@@ -336,6 +336,24 @@ pub enum ReturnedKind {
 }
 
 impl ReturnedKind {
+    pub const ALL: [ReturnedKind; 6] = [
+        ReturnedKind::Hard,
+        ReturnedKind::Soft,
+        ReturnedKind::Complaint,
+        ReturnedKind::Unsubscribe,
+        ReturnedKind::AutoReply,
+        ReturnedKind::Unrecognised,
+    ];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// "hard, soft, …" for messages that list the choices.
+    pub fn names() -> String {
+        Self::ALL.map(Self::as_str).join(", ")
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ReturnedKind::Hard => "hard",
@@ -380,6 +398,15 @@ pub struct ReturnedRow {
     pub status: Option<String>,
     pub diagnostic: Option<String>,
     pub action: String,
+}
+
+/// A suppression's reason as an operator gives it: one word such as `manual` or `legal`.
+pub fn valid_suppression_reason(reason: &str) -> bool {
+    !reason.is_empty()
+        && reason.len() <= 40
+        && reason
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// One suppressed address: its hash, why, since when, and the address while a subscriber
@@ -600,7 +627,7 @@ pub trait Store: Send + Sync + 'static {
     async fn list_returned(
         &self,
         since: Option<DateTime<Utc>>,
-        kind: Option<&str>,
+        kind: Option<ReturnedKind>,
         limit: i64,
     ) -> StoreResult<Vec<ReturnedRow>>;
     /// One returned message with its raw text.

@@ -311,54 +311,15 @@ macro_rules! shared_store_impl {
                         .fetch_one(&mut *tx)
                         .await?;
                         if earlier + 1 >= i64::from(r.soft_limit) {
-                            sqlx::query::<$db>("UPDATE sends SET status = 'bounced', last_reply = $2, updated_at = $3 WHERE id = $1")
-                                .bind(r.send_id)
-                                .bind(format!("returned: {reply} (temporary failures: {})", earlier + 1))
-                                .bind(r.now)
-                                .execute(&mut *tx)
-                                .await?;
-                            sqlx::query::<$db>(
-                                "INSERT INTO suppressions (email_hash, reason, created_at) VALUES ($1, 'bounced', $2) \
-                                 ON CONFLICT (email_hash) DO NOTHING",
-                            )
-                            .bind($crate::domain::sha256_hex(email))
-                            .bind(r.now)
-                            .execute(&mut *tx)
-                            .await?;
-                            sqlx::query::<$db>(
-                                "UPDATE subscribers SET status = 'bounced', updated_at = $2 WHERE id = $1 AND status IN ('active', 'pending')",
-                            )
-                            .bind(sub)
-                            .bind(r.now)
-                            .execute(&mut *tx)
-                            .await?;
+                            let reply = format!("returned: {reply} (temporary failures: {})", earlier + 1);
+                            Self::suppress_bounced(&mut tx, r, sub, email, &reply).await?;
                             "suppressed: too many temporary failures"
                         } else {
                             "counted: a temporary failure"
                         }
                     }
                     (K::Hard, Some(sub), Some(email)) => {
-                        sqlx::query::<$db>("UPDATE sends SET status = 'bounced', last_reply = $2, updated_at = $3 WHERE id = $1")
-                            .bind(r.send_id)
-                            .bind(format!("returned: {reply}"))
-                            .bind(r.now)
-                            .execute(&mut *tx)
-                            .await?;
-                        sqlx::query::<$db>(
-                            "INSERT INTO suppressions (email_hash, reason, created_at) VALUES ($1, 'bounced', $2) \
-                             ON CONFLICT (email_hash) DO NOTHING",
-                        )
-                        .bind($crate::domain::sha256_hex(email))
-                        .bind(r.now)
-                        .execute(&mut *tx)
-                        .await?;
-                        sqlx::query::<$db>(
-                            "UPDATE subscribers SET status = 'bounced', updated_at = $2 WHERE id = $1 AND status IN ('active', 'pending')",
-                        )
-                        .bind(sub)
-                        .bind(r.now)
-                        .execute(&mut *tx)
-                        .await?;
+                        Self::suppress_bounced(&mut tx, r, sub, email, &format!("returned: {reply}")).await?;
                         "suppressed: a permanent failure"
                     }
                     (K::Complaint, Some(sub), Some(email)) => {
@@ -420,7 +381,7 @@ macro_rules! shared_store_impl {
             async fn list_returned(
                 &self,
                 since: Option<DateTime<Utc>>,
-                kind: Option<&str>,
+                kind: Option<$crate::store::ReturnedKind>,
                 limit: i64,
             ) -> StoreResult<Vec<ReturnedRow>> {
                 Ok(sqlx::query_as::<$db, ReturnedRow>(
@@ -429,7 +390,7 @@ macro_rules! shared_store_impl {
                      WHERE ($1 IS NULL OR r.received_at >= $1) AND ($2 IS NULL OR r.kind = $2) ORDER BY r.id DESC LIMIT $3",
                 )
                 .bind(since)
-                .bind(kind)
+                .bind(kind.map($crate::store::ReturnedKind::as_str))
                 .bind(limit)
                 .fetch_all(&self.pool)
                 .await?)
@@ -1480,6 +1441,39 @@ macro_rules! shared_store_impl {
 
         impl $store {
             /// One signup's reads and writes, inside the caller's transaction.
+            /// A returned message that makes the address dead: its send `bounced` with what
+            /// came back, the address suppressed, the reader `bounced` (if still on the list).
+            async fn suppress_bounced(
+                tx: &mut <$db as sqlx::Database>::Connection,
+                r: &NewReturned,
+                subscriber_id: i64,
+                email: &str,
+                reply: &str,
+            ) -> StoreResult<()> {
+                sqlx::query::<$db>("UPDATE sends SET status = 'bounced', last_reply = $2, updated_at = $3 WHERE id = $1")
+                    .bind(r.send_id)
+                    .bind(reply)
+                    .bind(r.now)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query::<$db>(
+                    "INSERT INTO suppressions (email_hash, reason, created_at) VALUES ($1, 'bounced', $2) \
+                     ON CONFLICT (email_hash) DO NOTHING",
+                )
+                .bind($crate::domain::sha256_hex(email))
+                .bind(r.now)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query::<$db>(
+                    "UPDATE subscribers SET status = 'bounced', updated_at = $2 WHERE id = $1 AND status IN ('active', 'pending')",
+                )
+                .bind(subscriber_id)
+                .bind(r.now)
+                .execute(&mut *tx)
+                .await?;
+                Ok(())
+            }
+
             async fn signup_in(
                 tx: &mut <$db as sqlx::Database>::Connection,
                 req: &NewSignup,

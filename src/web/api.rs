@@ -45,24 +45,24 @@ pub(super) fn error(status: StatusCode, message: impl Into<String>) -> Response 
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
-async fn authorise(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
-    let Some(token) = super::bearer_token(req.headers()) else {
-        return with_challenge(error(StatusCode::UNAUTHORIZED, "missing bearer token"));
-    };
-    let found = match st.store.api_token_by_hash(&TokenHash::of(token).0).await {
-        Ok(t) => t,
-        Err(e) => {
-            tracing::error!(error = %e, "API token look-up failed");
-            return error(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+/// Any valid token; the token is put in the request's extensions.
+async fn authenticate(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
+    match token_of(&st, req.headers()).await {
+        Ok(found) => {
+            req.extensions_mut().insert(found);
+            next.run(req).await
         }
+        Err(refused) => refused,
+    }
+}
+
+/// A valid token, and for anything but reading, a staff one.
+async fn authorise(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
+    let found = match token_of(&st, req.headers()).await {
+        Ok(found) => found,
+        Err(refused) => return refused,
     };
-    let Some(found) = found else {
-        return with_challenge(error(StatusCode::UNAUTHORIZED, "invalid or revoked token"));
-    };
-    // Reporting returned mail is what an operator's relay webhook does.
-    let path = req.uri().path();
-    let webhook = path.ends_with("/returned") || path.ends_with("/returned/postmark");
-    let writes = !matches!(*req.method(), Method::GET | Method::HEAD) && !webhook;
+    let writes = !matches!(*req.method(), Method::GET | Method::HEAD);
     if writes && found.role != "staff" {
         return error(
             StatusCode::FORBIDDEN,
@@ -71,6 +71,30 @@ async fn authorise(State(st): State<AppState>, mut req: Request, next: Next) -> 
     }
     req.extensions_mut().insert(found);
     next.run(req).await
+}
+
+/// The API token the request carries, or the answer that refuses it.
+async fn token_of(
+    st: &AppState,
+    headers: &axum::http::HeaderMap,
+) -> Result<crate::store::ApiToken, Response> {
+    let Some(token) = super::bearer_token(headers) else {
+        return Err(with_challenge(error(
+            StatusCode::UNAUTHORIZED,
+            "missing bearer token",
+        )));
+    };
+    match st.store.api_token_by_hash(&TokenHash::of(token).0).await {
+        Ok(Some(found)) => Ok(found),
+        Ok(None) => Err(with_challenge(error(
+            StatusCode::UNAUTHORIZED,
+            "invalid or revoked token",
+        ))),
+        Err(e) => {
+            tracing::error!(error = %e, "API token look-up failed");
+            Err(error(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))
+        }
+    }
 }
 
 fn with_challenge(mut r: Response) -> Response {
@@ -90,7 +114,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/schedules/{name}/resume", post(resume_schedule))
         .route("/issues", get(list_issues))
         .route("/sends", get(list_sends))
-        .route("/returned", get(list_returned).post(report_returned))
+        .route("/returned", get(list_returned))
         .route(
             "/suppressions",
             get(list_suppressions).post(add_suppression),
@@ -99,8 +123,15 @@ pub fn router(state: AppState) -> Router<AppState> {
             "/suppressions/{email}",
             axum::routing::delete(remove_suppression),
         )
-        .route("/returned/postmark", axum::routing::post(report_postmark))
-        .layer(middleware::from_fn_with_state(state, authorise))
+        .layer(middleware::from_fn_with_state(state.clone(), authorise))
+        // Relays report what happened after they accepted a mail: a relay holds an
+        // operator's token, and these are the only writes such a token may make.
+        .merge(
+            Router::new()
+                .route("/webhooks/returned", post(report_returned))
+                .route("/webhooks/postmark", post(report_postmark))
+                .layer(middleware::from_fn_with_state(state, authenticate)),
+        )
 }
 
 fn internal(e: impl std::fmt::Display) -> Response {
@@ -294,29 +325,22 @@ async fn list_returned(State(st): State<AppState>, Query(q): Query<ReturnedQuery
         Some(Err(e)) => return error(StatusCode::UNPROCESSABLE_ENTITY, format!("since: {e}")),
         None => None,
     };
-    const KINDS: [&str; 6] = [
-        "hard",
-        "soft",
-        "complaint",
-        "unsubscribe",
-        "auto_reply",
-        "unrecognised",
-    ];
-    if let Some(k) = &q.kind
-        && !KINDS.contains(&k.as_str())
-    {
-        return error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("type must be one of {}", KINDS.join(", ")),
-        );
-    }
+    let kind = match q.kind.as_deref().map(crate::store::ReturnedKind::parse) {
+        Some(None) => {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "type must be one of {}",
+                    crate::store::ReturnedKind::names()
+                ),
+            );
+        }
+        Some(k) => k,
+        None => None,
+    };
     match st
         .store
-        .list_returned(
-            since,
-            q.kind.as_deref(),
-            q.limit.unwrap_or(100).clamp(1, 10_000),
-        )
+        .list_returned(since, kind, q.limit.unwrap_or(100).clamp(1, 10_000))
         .await
     {
         Ok(list) => Json(list).into_response(),
@@ -353,12 +377,7 @@ async fn add_suppression(
         Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
     };
     let reason = input.reason.unwrap_or_else(|| "manual".into());
-    if reason.is_empty()
-        || reason.len() > 40
-        || !reason
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
+    if !crate::store::valid_suppression_reason(&reason) {
         return error(
             StatusCode::UNPROCESSABLE_ENTITY,
             "reason is a word such as manual or legal",
