@@ -4,6 +4,7 @@
 //! rate limits (`worker.rs`).
 
 mod dkim;
+mod encode;
 mod mail;
 mod transport;
 mod worker;
