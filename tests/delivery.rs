@@ -1086,3 +1086,133 @@ async fn relays_report_returned_mail_by_webhook(backend: Backend) {
     );
 }
 both_backends!(relays_report_returned_mail_by_webhook);
+
+/// Postfix's smtp-sink as the relay: it offers PIPELINING, so herald sends MAIL, RCPT and
+/// DATA in one write and each message with its final dot in one more. Every reader gets
+/// exactly one copy, whole: text lines that begin with a dot come out as written (the
+/// dot-stuffing is undone by a server we did not write), and the DKIM signature made over
+/// the message still verifies with dkimpy after the trip.
+async fn a_pipelining_relay_gets_every_message_once_and_whole(backend: Backend) {
+    if !common::tool_available(
+        "Postfix's smtp-sink",
+        &["test", "-x", "/usr/sbin/smtp-sink"],
+    ) || !common::tool_available("dkimpy", &["/usr/bin/python3", "-c", "import dkim"])
+        || !common::tool_available("openssl", &["openssl", "version"])
+    {
+        return;
+    }
+    let sink = common::SmtpSink::start();
+    let key = sink.dir.path().join("dkim.key");
+    let made = std::process::Command::new("openssl")
+        .args(["genpkey", "-algorithm", "ed25519", "-out"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let app = TestApp::spawn_with(
+        Spawn::new(backend)
+            .set("mail.url", &format!("smtp://127.0.0.1:{}", sink.port))
+            .set("delivery.connections", "2")
+            .set("mail.dkim.key_file", key.to_str().unwrap())
+            .set("mail.dkim.selector", "s2026"),
+    )
+    .await;
+    app.add_section("wmd", "WMD").await;
+    let readers = 12;
+    let mut csv = String::from("email\n");
+    for i in 0..readers {
+        csv.push_str(&format!("r{i}@example.com\n"));
+    }
+    app.services
+        .subs
+        .import_csv(csv.as_bytes(), &["wmd".to_string()], true)
+        .await
+        .unwrap();
+    app.add_schedule("m", "0 7 * * *", &["wmd"]).await;
+    // A summary that is a line of dots in the text part: SMTP must stuff it.
+    let dots = ".".repeat(120);
+    app.add_article("wmd", "... and so on", "https://news.example.org/a", &dots)
+        .await;
+    app.set_time(2026, 3, 2, 7, 0, 0);
+    app.tick().await;
+    app.deliver().await;
+    assert_eq!(sends_in(&app, "sent").await.len(), readers);
+
+    let got = sink.messages(readers);
+    let mut to: Vec<String> = got.iter().map(|m| m.rcpt.clone()).collect();
+    to.sort();
+    let mut want: Vec<String> = (0..readers).map(|i| format!("r{i}@example.com")).collect();
+    want.sort();
+    assert_eq!(to, want, "one copy per reader");
+    for m in &got {
+        let parsed = mail_parser::MessageParser::default().parse(&m.raw).unwrap();
+        let text = parsed.body_text(0).unwrap();
+        assert!(
+            text.lines().any(|l| l.trim_end() == dots),
+            "the line of dots arrives as written:\n{text}"
+        );
+        assert!(parsed.subject().unwrap().contains("WMD"));
+    }
+    let raws: Vec<Vec<u8>> = got.into_iter().map(|m| m.raw).collect();
+    if let Err(e) = dkimpy_verifies(&key, &raws) {
+        panic!("after smtp-sink, dkimpy rejected {e}");
+    }
+}
+both_backends!(a_pipelining_relay_gets_every_message_once_and_whole);
+
+/// A relay that offers PIPELINING and answers nothing until it has MAIL, RCPT and DATA
+/// (a client that waits for each reply would hang here and time out). Its refusals come
+/// back together; herald judges by the first one, not by the DATA refusal that follows
+/// it: an unknown mailbox bounces, a 450 is retried later, the others are sent, and no
+/// message body goes to a recipient that was refused.
+async fn pipelined_refusals_are_read_in_order(backend: Backend) {
+    let relay = common::ScriptedRelay::start(|rcpt| match rcpt {
+        "gone@example.com" => {
+            "550 5.1.1 <gone@example.com>: Recipient address rejected: User unknown"
+        }
+        "busy@example.com" => "450 4.2.1 <busy@example.com>: Mailbox busy, try again later",
+        _ => "250 2.1.5 Ok",
+    });
+    let app = TestApp::spawn_with(
+        Spawn::new(backend).set("mail.url", &format!("smtp://127.0.0.1:{}", relay.port)),
+    )
+    .await;
+    app.add_section("wmd", "WMD").await;
+    for r in ["first", "gone", "busy", "last"] {
+        app.reader(&format!("{r}@example.com"), &["wmd"]).await;
+    }
+    app.add_schedule("m", "0 7 * * *", &["wmd"]).await;
+    app.add_article("wmd", "Story", "https://news.example.org/1", "s")
+        .await;
+    app.set_time(2026, 3, 2, 7, 0, 0);
+    app.tick().await;
+    app.deliver().await;
+
+    assert!(
+        relay.pipelined(),
+        "MAIL, RCPT and DATA arrived before any reply"
+    );
+    let mut delivered = relay.delivered();
+    delivered.sort();
+    assert_eq!(delivered, ["first@example.com", "last@example.com"]);
+    let reply_of = |rows: &[herald::store::SendRecord], who: &str| {
+        rows.iter()
+            .find(|r| r.email.as_deref() == Some(who))
+            .and_then(|r| r.last_reply.clone())
+            .unwrap_or_else(|| panic!("no row for {who}"))
+    };
+    let bounced = sends_in(&app, "bounced").await;
+    assert!(
+        reply_of(&bounced, "gone@example.com").contains("5.1.1"),
+        "{bounced:?}"
+    );
+    let retrying = sends_in(&app, "retrying").await;
+    let busy = reply_of(&retrying, "busy@example.com");
+    assert!(busy.contains("4.2.1"), "{busy}");
+    assert_eq!(sends_in(&app, "sent").await.len(), 2);
+    assert_eq!(
+        app.subscriber_status("gone@example.com").await.as_deref(),
+        Some("bounced")
+    );
+}
+both_backends!(pipelined_refusals_are_read_in_order);

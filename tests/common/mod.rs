@@ -10,7 +10,10 @@ use herald::{App, AppOptions, Services};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
+pub mod relays;
 pub mod smtp;
+#[allow(unused_imports)]
+pub use relays::{ScriptedRelay, SmtpSink};
 #[allow(unused_imports)]
 pub use smtp::{Behaviour, Caught, Hook, SmtpServer};
 
