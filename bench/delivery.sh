@@ -2,7 +2,7 @@
 # Delivery throughput: herald vs Postfix's smtp-source, both into the same smtp-sink.
 # Usage (as root, Postfix installed and its service stopped):
 #   bench/delivery.sh [MESSAGES] [CONNECTIONS] [ROUNDS]
-# Needs: postfix (smtp-sink, smtp-source), python3. Talks only to 127.0.0.1.
+# Needs: postfix (smtp-sink, smtp-source), python3, sqlite3. Talks only to 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${1:-20000}"
@@ -16,9 +16,8 @@ trap 'kill $SINK 2>/dev/null || true; rm -rf "$WORK"' EXIT
 if [ -z "${BENCH_BIN:-}" ]; then cargo build --release -q; fi
 BIN="${BENCH_BIN:-$PWD/target/release/herald}"
 
-smtp-sink -u nobody -c 127.0.0.1:$PORT 1000 >/dev/null 2>&1 &
-SINK=$!
-sleep 0.5
+. bench/lib.sh
+start_sink $PORT
 
 python3 - "$N" > "$WORK/list.csv" <<'PY'
 import sys
@@ -52,12 +51,7 @@ for r in $(seq 1 "$ROUNDS"); do
     s=$(date +%s.%N)
     (cd "$DB" && timeout 600 "$BIN" serve >"$DB/serve.log" 2>&1 &
      echo $! > "$DB/pid")
-    while :; do
-        left=$(cd "$DB" && "$BIN" sends --status queued --limit 1 | wc -l)
-        sending=$(cd "$DB" && "$BIN" sends --status sending --limit 1 | wc -l)
-        [ "$left" = 0 ] && [ "$sending" = 0 ] && break
-        sleep 0.2
-    done
+    wait_settled "$BIN" 0.1
     e=$(date +%s.%N)
     pkill -TERM -P "$(cat "$DB/pid")" 2>/dev/null || true; kill "$(cat "$DB/pid")" 2>/dev/null || true
     sent=$(cd "$DB" && "$BIN" issues list --format json | python3 -c "import json,sys; print(json.load(sys.stdin)[0]['counts'].get('sent',0))")
