@@ -57,7 +57,10 @@ impl Scan {
     /// Each count is its own pass, written so the compiler vectorises it (or done by
     /// memchr): at a million readers every pass over every body costs seconds.
     fn of(bytes: &[u8]) -> Self {
-        let unprintable = bytes.iter().map(|&b| !is_literal(b) as usize).sum::<usize>();
+        let unprintable = bytes
+            .iter()
+            .map(|&b| !is_literal(b) as usize)
+            .sum::<usize>();
         let lf = memchr::memchr_iter(b'\n', bytes).count();
         let cr = memchr::memchr_iter(b'\r', bytes).count();
         let crlf = if cr == 0 {
@@ -138,7 +141,11 @@ fn qp_line(line: &[u8], out: &mut Vec<u8>) {
     let ws = |b: u8| b == b' ' || b == b'\t';
     let from = line.starts_with(b"From ");
     // Most lines of a digest: short and plain, copied whole.
-    if n <= QP_LINE && !from && line.iter().all(|&b| is_literal(b)) && !line.last().is_some_and(|&b| ws(b)) {
+    if n <= QP_LINE
+        && !from
+        && line.iter().all(|&b| is_literal(b))
+        && !line.last().is_some_and(|&b| ws(b))
+    {
         out.extend_from_slice(line);
         return;
     }
@@ -228,7 +235,10 @@ mod tests {
             .expect("a MIME part");
         let cte = String::from_utf8_lossy(&raw)
             .lines()
-            .find_map(|l| l.strip_prefix("Content-Transfer-Encoding: ").map(str::to_string))
+            .find_map(|l| {
+                l.strip_prefix("Content-Transfer-Encoding: ")
+                    .map(str::to_string)
+            })
             .unwrap();
         (parsed.body_text(0).unwrap().into_owned(), cte)
     }
@@ -244,16 +254,31 @@ mod tests {
             ("Hello\nworld\n".into(), "7bit"),
             ("a plain line, no break".into(), "7bit"),
             (long_ascii.clone(), "quoted-printable"),
-            ("Café in Zürich reopens, says the mayor · 1 December\n".repeat(50), "quoted-printable"),
+            (
+                "Café in Zürich reopens, says the mayor · 1 December\n".repeat(50),
+                "quoted-printable",
+            ),
             ("Zürich · 1 — “quotes” ü\n".repeat(50), "base64"),
-            ("Новости недели: что случилось в мире\n".repeat(40), "base64"),
+            (
+                "Новости недели: что случилось в мире\n".repeat(40),
+                "base64",
+            ),
             ("日本語のニュース\n".repeat(40), "base64"),
-            ("a = b\nends with a space \nends with a tab\t\n".into(), "quoted-printable"),
+            (
+                "a = b\nends with a space \nends with a tab\t\n".into(),
+                "quoted-printable",
+            ),
             ("From the desk\n.\n..leading dots\n".into(), "7bit"),
             ("x".repeat(998), "7bit"),
             ("x".repeat(999), "quoted-printable"),
-            (format!("{}é{}\n", "a".repeat(74), "b".repeat(80)), "quoted-printable"),
-            ("emoji 🎉 at the end of a long line ".repeat(3) + "🎉", "quoted-printable"),
+            (
+                format!("{}é{}\n", "a".repeat(74), "b".repeat(80)),
+                "quoted-printable",
+            ),
+            (
+                "emoji 🎉 at the end of a long line ".repeat(3) + "🎉",
+                "quoted-printable",
+            ),
             ("lone\rcarriage return".into(), "quoted-printable"),
             ("windows\r\nline\r\nends\r\n".into(), "7bit"),
         ];

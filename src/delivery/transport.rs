@@ -340,8 +340,12 @@ async fn smtp_send(
     let result = match tokio::time::timeout(s.send_timeout, envelope_phase).await {
         Ok(Ok(_)) => {
             if !gate.wait().await {
-                // Inside DATA: closing without the final dot discards the message.
-                c.abort().await;
+                // Inside DATA: closing the connection without the final dot discards the
+                // message (RFC 5321 §4.1.1.4). Not lettre's `abort`: it first sends QUIT and
+                // waits for an answer, which a server reading message text never gives; on
+                // a full disk every worker hung there until the relay's idle timeout
+                // (100 s for smtp-sink), and delivery stayed stopped that long after the
+                // space came back.
                 *conn = None;
                 return Err(SendError::Held);
             }
@@ -359,8 +363,9 @@ async fn smtp_send(
         Ok(Err(e)) => {
             let answered = e.is_permanent() || e.is_transient();
             // A refused command leaves the session mid-transaction: start afresh, as
-            // lettre's own send does.
-            c.abort().await;
+            // lettre's own send does, but never wait long for the QUIT's answer (a server
+            // that took DATA after refusing RCPT would be reading message text).
+            let _ = tokio::time::timeout(QUIT_WAIT.min(s.send_timeout), c.abort()).await;
             *conn = None;
             if answered {
                 Err(classify(&e))
@@ -450,6 +455,9 @@ async fn connect(s: &SmtpSettings) -> Result<Session, SendError> {
         ))),
     }
 }
+
+/// How long a QUIT after a refusal may take before the connection is simply closed.
+const QUIT_WAIT: Duration = Duration::from_secs(2);
 
 /// Commands written as one piece (pipelining): lettre's `command` writes whatever its
 /// argument displays as, then reads one reply.
@@ -567,5 +575,98 @@ impl AsyncWrite for TlsTcp {
 impl AsyncTokioStream for TlsTcp {
     fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
         self.0.get_ref().0.peer_addr()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader, Write};
+
+    #[test]
+    fn dot_stuffing_doubles_leading_dots_only() {
+        assert_eq!(dot_stuff(b"a\r\nb\r\n"), None);
+        assert_eq!(dot_stuff(b"a.b\r\n"), None);
+        assert_eq!(
+            dot_stuff(b".x\r\n..y\r\nz.\r\n.\r\n").unwrap(),
+            b"..x\r\n...y\r\nz.\r\n..\r\n"
+        );
+        let block = DataBlock::of(b"Subject: s\r\n\r\n.\r\nend").to_string();
+        assert_eq!(block, "Subject: s\r\n\r\n..\r\nend\r\n.\r\n");
+    }
+
+    /// The previous outcome could not be recorded (a full disk) while the server waits
+    /// inside DATA for the message text. The message must not go out, and the worker must
+    /// not wait for a QUIT reply the server, reading text, never sends.
+    #[tokio::test]
+    async fn a_closed_gate_inside_data_hangs_up_at_once() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (seen_tx, seen_rx) = std::sync::mpsc::channel::<(bool, bool)>();
+        std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut out = stream.try_clone().unwrap();
+            let mut input = BufReader::new(stream);
+            out.write_all(b"220 t ESMTP\r\n").unwrap();
+            let mut in_data = false;
+            let mut dot = false;
+            let mut line = String::new();
+            loop {
+                line.clear();
+                if input.read_line(&mut line).unwrap_or(0) == 0 {
+                    // Hung up on: with no final dot, nothing was delivered.
+                    let _ = seen_tx.send((in_data, dot));
+                    return;
+                }
+                if in_data {
+                    dot |= line == ".\r\n";
+                    continue;
+                }
+                let reply: &[u8] = match &line.to_ascii_uppercase()[..4] {
+                    "EHLO" => b"250-t\r\n250 PIPELINING\r\n",
+                    "MAIL" | "RCPT" => b"250 ok\r\n",
+                    "DATA" => {
+                        in_data = true;
+                        b"354 go ahead\r\n"
+                    }
+                    _ => b"250 ok\r\n",
+                };
+                out.write_all(reply).unwrap();
+            }
+        });
+        let settings = Arc::new(SmtpSettings {
+            host: "127.0.0.1".into(),
+            port,
+            tls: SmtpTls::None,
+            credentials: None,
+            helo: ClientId::Domain("herald.test".into()),
+            connect_timeout: Duration::from_secs(5),
+            send_timeout: Duration::from_secs(60),
+        });
+        let mut sender = Transport::Smtp(settings).sender();
+        let envelope = Envelope::new(
+            Some("news@herald.test".parse().unwrap()),
+            vec!["r@example.com".parse().unwrap()],
+        )
+        .unwrap();
+        let mut gate = Gate::after(tokio::spawn(async {
+            Err(crate::store::StoreError::Open(
+                "database or disk is full".into(),
+            ))
+        }));
+        let sent = tokio::time::timeout(
+            Duration::from_secs(20),
+            sender.send(
+                &envelope,
+                "<m@herald.test>",
+                b"Subject: s\r\n\r\nbody\r\n",
+                &mut gate,
+            ),
+        )
+        .await
+        .expect("the worker hung up instead of waiting for the server");
+        assert_eq!(sent, Err(SendError::Held));
+        let (in_data, dot) = seen_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert!(in_data && !dot, "closed inside DATA, no final dot");
     }
 }
