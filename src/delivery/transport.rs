@@ -265,8 +265,13 @@ async fn smtp_send(
         *conn = None;
     }
     if conn.is_none() {
+        // Whatever went wrong opening the session (a refusing greeting, TLS, AUTH) is about
+        // the session, not this message: try again later, never fail the message for it.
         let c = connect(s).await.map_err(|e| match e {
-            SendError::Transient(m) => SendError::Unreachable(m),
+            SendError::Transient(m) | SendError::ConnectionLost(m) => SendError::Unreachable(m),
+            SendError::Permanent { reply, .. } => {
+                SendError::Unreachable(format!("the server refused the session: {reply}"))
+            }
             other => other,
         })?;
         *conn = Some(Box::new(c));
@@ -426,17 +431,20 @@ async fn connect(s: &SmtpSettings) -> Result<Session, SendError> {
         }
         // lettre keeps only the EHLO keywords it knows, and PIPELINING is not one: ask
         // again (RFC 5321 §4.1.4 allows a second EHLO; before AUTH, which it would reset).
-        let pipelining = conn
+        // Some servers refuse a repeated EHLO (Python's smtpd: "503 Duplicate HELO/EHLO");
+        // the session is still good, only without pipelining.
+        let pipelining = match conn
             .command(lettre::transport::smtp::commands::Ehlo::new(s.helo.clone()))
             .await
-            .map_err(smtp_err)?
-            .message()
-            .skip(1)
-            .any(|l| {
+        {
+            Ok(reply) => reply.message().skip(1).any(|l| {
                 l.split_whitespace()
                     .next()
                     .is_some_and(|k| k.eq_ignore_ascii_case("PIPELINING"))
-            });
+            }),
+            Err(e) if e.is_permanent() || e.is_transient() => false,
+            Err(e) => return Err(smtp_err(e)),
+        };
         if let Some((user, pass)) = &s.credentials {
             conn.auth(
                 &[Mechanism::Plain, Mechanism::Login],
