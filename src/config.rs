@@ -50,6 +50,11 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawBounces {
     listen: String,
+    imap_url: String,
+    imap_interval: HumanDuration,
+    imap_move_to: String,
+    sns_certificates: String,
+    sns_topics: String,
     soft_limit: u32,
     soft_window: HumanDuration,
     keep_raw: HumanDuration,
@@ -60,11 +65,47 @@ struct RawBounces {
 pub struct BouncesConfig {
     /// An SMTP listener for mail to `mail.return_path`'s domain; None: off.
     pub listen: Option<SocketAddr>,
+    /// A mailbox to read returned mail from; None: off.
+    pub imap: Option<ImapConfig>,
+    /// Amazon SES notifications by SNS: the certificates and topics that are trusted;
+    /// None: `POST /api/v1/webhooks/ses` is off.
+    pub sns: Option<std::sync::Arc<crate::bounces::sns::SnsVerifier>>,
     /// This many temporary failures of one address within `soft_window` suppress it.
     pub soft_limit: u32,
     pub soft_window: HumanDuration,
     /// How long a returned message's raw text is kept (its record stays).
     pub keep_raw: HumanDuration,
+}
+
+/// `bounces.imap_url` and its companions: a mailbox herald reads returned mail from.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ImapConfig {
+    pub host: String,
+    pub port: u16,
+    /// `imaps://`: TLS from the first byte; `?tls=required`: STARTTLS; else plain text.
+    pub tls: SmtpTls,
+    pub user: String,
+    pub password: String,
+    pub mailbox: String,
+    /// Where messages herald understood go after it acted on them; None: they stay, marked
+    /// read.
+    pub move_to: Option<String>,
+    pub interval: std::time::Duration,
+}
+
+impl std::fmt::Debug for ImapConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImapConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("user", &self.user)
+            .field("password", &"[redacted]")
+            .field("mailbox", &self.mailbox)
+            .field("move_to", &self.move_to)
+            .field("interval", &self.interval)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -159,6 +200,7 @@ struct RawMail {
     domain: String,
     list_id: String,
     unsubscribe_mailto: String,
+    list_help: String,
     return_path: String,
     send_timeout: HumanDuration,
     connect_timeout: HumanDuration,
@@ -195,6 +237,8 @@ pub struct MailConfig {
     pub domain: String,
     pub list_id: String,
     pub unsubscribe_mailto: Option<lettre::Address>,
+    /// `List-Help` (RFC 2369) on list mail: an https URL or a `mailto:` address.
+    pub list_help: Option<String>,
     /// Where returned mail goes: each message's envelope sender is `local+<ref>@domain`
     /// (VERP) and its List-Unsubscribe mailto `unsubscribe+<ref>@domain`. None: the From.
     pub return_path: Option<lettre::Address>,
@@ -638,6 +682,23 @@ impl RawConfig {
                     .map_err(|_| invalid("mail.unsubscribe_mailto", "is not an email address"))?,
             )
         };
+        let list_help = match self.mail.list_help.trim() {
+            "" => None,
+            h => {
+                let ok = match h.strip_prefix("mailto:") {
+                    Some(a) => a.parse::<lettre::Address>().is_ok(),
+                    None => url::Url::parse(h)
+                        .is_ok_and(|u| matches!(u.scheme(), "https" | "http") && u.has_host()),
+                };
+                if !ok || h.contains(['<', '>', ',', ' ', '\r', '\n']) {
+                    return Err(invalid(
+                        "mail.list_help",
+                        format!("{h:?} is not an https URL or mailto:ADDRESS"),
+                    ));
+                }
+                Some(h.to_string())
+            }
+        };
         let return_path: Option<lettre::Address> = match self.mail.return_path.trim() {
             "" => None,
             a => {
@@ -675,6 +736,74 @@ impl RawConfig {
                 "needs mail.return_path (the address returned mail is sent to)",
             ));
         }
+        let imap = match self.bounces.imap_url.trim() {
+            "" => None,
+            u => {
+                if return_path.is_none() {
+                    return Err(invalid(
+                        "bounces.imap_url",
+                        "needs mail.return_path (herald reads only mail sent to its addresses)",
+                    ));
+                }
+                if self.bounces.imap_interval.0.is_zero() {
+                    return Err(invalid("bounces.imap_interval", "must be more than 0s"));
+                }
+                let mut c = parse_imap_url(u)?;
+                c.interval = self.bounces.imap_interval.0;
+                c.move_to = match self.bounces.imap_move_to.trim() {
+                    "" => None,
+                    f if f.eq_ignore_ascii_case(&c.mailbox) => {
+                        return Err(invalid(
+                            "bounces.imap_move_to",
+                            "must be another folder than the one read",
+                        ));
+                    }
+                    f => Some(f.to_string()),
+                };
+                Some(c)
+            }
+        };
+        let list = |s: &str| -> Vec<String> {
+            s.split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_string)
+                .collect()
+        };
+        let (certs, topics) = (
+            list(&self.bounces.sns_certificates),
+            list(&self.bounces.sns_topics),
+        );
+        let sns = match (certs.is_empty(), topics.is_empty()) {
+            (true, true) => None,
+            (false, true) => {
+                return Err(invalid(
+                    "bounces.sns_topics",
+                    "name the SNS topic ARNs to accept (anyone can make a topic AWS signs)",
+                ));
+            }
+            (true, false) => {
+                return Err(invalid(
+                    "bounces.sns_certificates",
+                    "name the certificate file(s) SNS signs with (its SigningCertURL)",
+                ));
+            }
+            (false, false) => {
+                let mut pems = Vec::new();
+                for path in &certs {
+                    pems.push(std::fs::read_to_string(path).map_err(|e| {
+                        invalid(
+                            "bounces.sns_certificates",
+                            format!("cannot read {path:?}: {e}"),
+                        )
+                    })?);
+                }
+                Some(std::sync::Arc::new(
+                    crate::bounces::sns::SnsVerifier::new(&pems, topics)
+                        .map_err(|e| invalid("bounces.sns_certificates", e))?,
+                ))
+            }
+        };
         if self.mail.send_timeout.0.is_zero() {
             return Err(invalid("mail.send_timeout", "must be more than 0s"));
         }
@@ -792,6 +921,7 @@ impl RawConfig {
                 domain,
                 list_id: self.mail.list_id,
                 unsubscribe_mailto,
+                list_help,
                 return_path,
                 send_timeout: self.mail.send_timeout,
                 connect_timeout: self.mail.connect_timeout,
@@ -804,12 +934,87 @@ impl RawConfig {
             feeds: self.feeds,
             bounces: BouncesConfig {
                 listen: bounces_listen,
+                imap,
+                sns,
                 soft_limit: self.bounces.soft_limit,
                 soft_window: self.bounces.soft_window,
                 keep_raw: self.bounces.keep_raw,
             },
         })
     }
+}
+
+/// A percent-encoded URL part as written (a `+` stays a `+`: user names such as
+/// `bounces+news@example.com` are common).
+fn url_decode(v: &str) -> String {
+    percent_encoding::percent_decode_str(v)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// `imaps://USER:PASSWORD@HOST[:993]/MAILBOX`, or `imap://…[:143]/MAILBOX[?tls=required]`
+/// (STARTTLS; without it, plain text). User and password percent-encoded; the mailbox
+/// defaults to INBOX.
+fn parse_imap_url(s: &str) -> Result<ImapConfig, ConfigError> {
+    const KEY: &str = "bounces.imap_url";
+    let u = url::Url::parse(s).map_err(|e| invalid(KEY, format!("not a URL: {e}")))?;
+    let (default_port, mut tls) = match u.scheme() {
+        "imap" => (143, SmtpTls::None),
+        "imaps" => (993, SmtpTls::Implicit),
+        other => {
+            return Err(invalid(
+                KEY,
+                format!("unknown scheme {other:?}: use imaps://user:password@host/INBOX"),
+            ));
+        }
+    };
+    let host = u
+        .host_str()
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| {
+            invalid(
+                KEY,
+                "needs a host, e.g. imaps://user:password@imap.example.com/INBOX",
+            )
+        })?
+        .trim_matches(|c| c == '[' || c == ']')
+        .to_string();
+    for (k, v) in u.query_pairs() {
+        match (k.as_ref(), v.as_ref()) {
+            ("tls", "required") if tls == SmtpTls::None => tls = SmtpTls::StartTls,
+            ("tls", "required") => {}
+            ("tls", other) => {
+                return Err(invalid(
+                    KEY,
+                    format!(
+                        "tls={other:?}: use tls=required (STARTTLS) or imaps:// for implicit TLS"
+                    ),
+                ));
+            }
+            (other, _) => return Err(invalid(KEY, format!("unknown parameter {other:?}"))),
+        }
+    }
+    if u.username().is_empty() {
+        return Err(invalid(
+            KEY,
+            "needs a user and password: imaps://user:password@host/INBOX",
+        ));
+    }
+    let mailbox = url_decode(u.path().trim_start_matches('/'));
+    Ok(ImapConfig {
+        host,
+        port: u.port().unwrap_or(default_port),
+        tls,
+        user: url_decode(u.username()),
+        password: url_decode(u.password().unwrap_or("")),
+        mailbox: if mailbox.is_empty() {
+            "INBOX".into()
+        } else {
+            mailbox
+        },
+        move_to: None,
+        interval: std::time::Duration::from_secs(60),
+    })
 }
 
 fn parse_mail_url(s: &str) -> Result<MailTransportConfig, ConfigError> {
@@ -861,13 +1066,10 @@ fn parse_mail_url(s: &str) -> Result<MailTransportConfig, ConfigError> {
     let credentials = if u.username().is_empty() {
         None
     } else {
-        let decode = |v: &str| {
-            url::form_urlencoded::parse(format!("x={v}").as_bytes())
-                .next()
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_default()
-        };
-        Some((decode(u.username()), decode(u.password().unwrap_or(""))))
+        Some((
+            url_decode(u.username()),
+            url_decode(u.password().unwrap_or("")),
+        ))
     };
     Ok(MailTransportConfig::Smtp {
         host,
@@ -899,7 +1101,7 @@ mod tests {
         let c = Config::defaults_with(&[
             (
                 "mail.url",
-                "smtp://user:p%40ss@relay.example:587?tls=required",
+                "smtp://news+relay:p%40ss+w@relay.example:587?tls=required",
             ),
             ("delivery.connections", "3"),
             ("http.trusted_proxies", "127.0.0.1, ::1"),
@@ -911,7 +1113,8 @@ mod tests {
                 host: "relay.example".into(),
                 port: 587,
                 tls: SmtpTls::StartTls,
-                credentials: Some(("user".into(), "p@ss".into())),
+                // A `+` is a plus in a URL's user part, not a space (as in a form).
+                credentials: Some(("news+relay".into(), "p@ss+w".into())),
             }
         );
         assert_eq!(c.delivery.connections, 3);
@@ -933,6 +1136,101 @@ mod tests {
         assert!(err_of(&[("nosuch.key", "1")]).contains("nosuch.key"));
         assert!(err_of(&[("site.url", "javascript:alert(1)")]).contains("site.url"));
         assert!(err_of(&[("site.accent_color", "red;x")]).contains("site.accent_color"));
+    }
+
+    #[test]
+    fn returned_mail_sources_are_checked() {
+        let rp = ("mail.return_path", "bounces@bounces.example.com");
+        let c = Config::defaults_with(&[
+            rp,
+            (
+                "bounces.imap_url",
+                "imaps://bounces%2Bnews%40example.com:p%40ss+1@imap.example.com/Bounces%20In",
+            ),
+            ("bounces.imap_move_to", "Done"),
+        ])
+        .unwrap();
+        let imap = c.bounces.imap.unwrap();
+        assert_eq!(
+            (
+                imap.host.as_str(),
+                imap.port,
+                imap.tls,
+                imap.user.as_str(),
+                imap.password.as_str()
+            ),
+            (
+                "imap.example.com",
+                993,
+                SmtpTls::Implicit,
+                "bounces+news@example.com",
+                "p@ss+1"
+            )
+        );
+        assert_eq!(imap.mailbox, "Bounces In");
+        assert_eq!(imap.move_to.as_deref(), Some("Done"));
+        assert!(
+            !format!("{imap:?}").contains("p@ss"),
+            "the password is redacted"
+        );
+        let plain = Config::defaults_with(&[rp, ("bounces.imap_url", "imap://u:p@127.0.0.1/")])
+            .unwrap()
+            .bounces
+            .imap
+            .unwrap();
+        assert_eq!(
+            (plain.port, plain.tls, plain.mailbox.as_str()),
+            (143, SmtpTls::None, "INBOX")
+        );
+        let starttls =
+            Config::defaults_with(&[rp, ("bounces.imap_url", "imap://u:p@h?tls=required")])
+                .unwrap();
+        assert_eq!(starttls.bounces.imap.unwrap().tls, SmtpTls::StartTls);
+        for (k, v, why) in [
+            ("bounces.imap_url", "pop3://u:p@h", "unknown scheme"),
+            ("bounces.imap_url", "imaps://h/INBOX", "needs a user"),
+            ("bounces.imap_url", "imaps://u:p@h?tls=maybe", "tls="),
+        ] {
+            let e = err_of(&[rp, (k, v)]);
+            assert!(e.contains(k) && e.contains(why), "{e}");
+        }
+        let e = err_of(&[("bounces.imap_url", "imaps://u:p@h/INBOX")]);
+        assert!(e.contains("mail.return_path"), "{e}");
+        let e = err_of(&[
+            rp,
+            ("bounces.imap_url", "imaps://u:p@h/INBOX"),
+            ("bounces.imap_move_to", "inbox"),
+        ]);
+        assert!(e.contains("bounces.imap_move_to"), "{e}");
+        // SES by SNS needs both the certificates and the topics, and a readable certificate.
+        let e = err_of(&[("bounces.sns_topics", "arn:aws:sns:us-east-1:1:t")]);
+        assert!(e.contains("bounces.sns_certificates"), "{e}");
+        let e = err_of(&[("bounces.sns_certificates", "/nonexistent/sns.pem")]);
+        assert!(e.contains("bounces.sns_topics"), "{e}");
+        let e = err_of(&[
+            ("bounces.sns_certificates", "/nonexistent/sns.pem"),
+            ("bounces.sns_topics", "arn:aws:sns:us-east-1:1:t"),
+        ]);
+        assert!(e.contains("cannot read"), "{e}");
+        // List-Help: an https URL or a mailto address, nothing that could break the header.
+        for ok in [
+            "https://news.example.com/help",
+            "mailto:help@news.example.com",
+        ] {
+            let c = Config::defaults_with(&[("mail.list_help", ok)]).unwrap();
+            assert_eq!(c.mail.list_help.as_deref(), Some(ok));
+        }
+        for bad in [
+            "help",
+            "javascript:alert(1)",
+            "mailto:nobody",
+            "https://x.example/a>, <b",
+        ] {
+            assert!(
+                err_of(&[("mail.list_help", bad)]).contains("mail.list_help"),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

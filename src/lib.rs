@@ -70,6 +70,10 @@ pub struct Services {
     pub digests: Arc<digests::Digests>,
     pub engine: Arc<DeliveryEngine>,
     pub feeds: Arc<articles::FeedPoller>,
+    /// What handles returned mail, when `mail.return_path` is set.
+    pub inbound: Option<Arc<bounces::Inbound>>,
+    /// The mailbox returned mail is read from (`bounces.imap_url`), if any.
+    pub imap: Option<Arc<bounces::ImapReader>>,
     pub clock: Clock,
     /// What the background jobs report, for `/healthz`.
     pub health: Arc<jobs::JobHealth>,
@@ -113,6 +117,7 @@ impl Services {
                 .digests
                 .archive
                 .then(|| format!("{}/archive", config.http.public_url.trim_end_matches('/'))),
+            config.mail.list_help.clone(),
         ));
         let composer = Arc::new(HeraldComposer {
             transactional: TransactionalComposer::new(subs.clone(), config.site.clone()),
@@ -137,6 +142,24 @@ impl Services {
             config.feeds.timeout.0,
             config.feeds.max_size,
         ));
+        let inbound = config.mail.return_path.as_ref().map(|return_path| {
+            Arc::new(bounces::Inbound::new(
+                store.clone(),
+                key.clone(),
+                clock.clone(),
+                return_path,
+                &config.mail.domain,
+                &config.bounces,
+            ))
+        });
+        let imap = match (&config.bounces.imap, &inbound) {
+            (Some(c), Some(inbound)) => Some(Arc::new(bounces::ImapReader::new(
+                c.clone(),
+                inbound.clone(),
+                store.clone(),
+            ))),
+            _ => None,
+        };
         Ok(Self {
             config: Arc::new(config),
             store,
@@ -144,6 +167,8 @@ impl Services {
             digests,
             engine,
             feeds,
+            inbound,
+            imap,
             clock,
             health: jobs::JobHealth::new(),
         })
@@ -259,19 +284,12 @@ impl App {
         let bounces_addr = match (
             services.config.bounces.listen,
             services.config.mail.return_path.as_ref(),
+            services.inbound.clone(),
         ) {
-            (Some(at), Some(return_path)) => {
+            (Some(at), Some(return_path), Some(inbound)) => {
                 let bind = |source| StartError::Bind { addr: at, source };
                 let l = TcpListener::bind(at).await.map_err(bind)?;
                 let bound = l.local_addr().map_err(bind)?;
-                let inbound = Arc::new(bounces::Inbound::new(
-                    services.store.clone(),
-                    services.subs.key().clone(),
-                    services.clock.clone(),
-                    return_path,
-                    &services.config.mail.domain,
-                    &services.config.bounces,
-                ));
                 tokio::spawn(bounces::listener::serve(
                     l,
                     inbound,
@@ -481,5 +499,29 @@ fn spawn_periodic_jobs(
             Ok(())
         },
     );
-    vec![scheduler, feeds, purger, upkeep]
+    let mut all = vec![scheduler, feeds, purger, upkeep];
+    if let Some(reader) = &s.imap {
+        let every = reader.interval();
+        all.push(jobs::spawn_job(
+            h.clone(),
+            "returned-mail mailbox",
+            every,
+            every * 3 + Duration::from_secs(120),
+            stop.clone(),
+            reader.clone(),
+            |reader: Arc<bounces::ImapReader>| async move {
+                let report = reader.read_once().await.map_err(|e| e.to_string())?;
+                if report.read > 0 {
+                    tracing::info!(
+                        read = report.read,
+                        acted = report.acted,
+                        left = report.left,
+                        "returned-mail mailbox read"
+                    );
+                }
+                Ok(())
+            },
+        ));
+    }
+    all
 }

@@ -374,7 +374,8 @@ async fn dkim_signatures_verify_independently(backend: Backend) {
         for transport in ["smtp", "maildir"] {
             let mut spec = Spawn::new(backend)
                 .set("mail.dkim.key_file", key.to_str().unwrap())
-                .set("mail.dkim.selector", "s2026");
+                .set("mail.dkim.selector", "s2026")
+                .set("mail.list_help", "mailto:help@herald.example");
             if transport == "maildir" {
                 spec = spec.set("mail.url", &format!("maildir:{}", outbox.display()));
             }
@@ -414,6 +415,11 @@ async fn dkim_signatures_verify_independently(backend: Backend) {
                     assert!(
                         h.to_ascii_lowercase().contains("feedback-id"),
                         "a digest's Feedback-ID is signed: {h}"
+                    );
+                    assert!(
+                        text.contains("\nList-Help: <mailto:help@herald.example>")
+                            && h.to_ascii_lowercase().contains("list-help"),
+                        "a digest's List-Help is there and signed: {h}"
                     );
                 }
             }
@@ -740,6 +746,188 @@ async fn returned_mail_is_read_and_acted_on(backend: Backend) {
     assert_eq!((row.kind.as_str(), raw.as_str()), ("hard", ""));
 }
 both_backends!(returned_mail_is_read_and_acted_on);
+
+/// A returned-mail fixture as the site's MTA would have put it into a mailbox: addressed to
+/// `to` (in place of the fixture's VERP placeholder) with a `Delivered-To` line on top.
+fn delivered_fixture(fixture: &str, to: &str) -> Vec<u8> {
+    let raw = std::fs::read_to_string(format!(
+        "{}/tests/fixtures/returned/{fixture}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+    .replace("bounces+REF@news.herald.example", to);
+    format!("Delivered-To: {to}\r\n{raw}").into_bytes()
+}
+
+/// Returned mail read from a mailbox on a real IMAP server (Debian's Dovecot): each message
+/// for one of herald's addresses is acted on as the listener would, then marked read (or
+/// moved away, with `bounces.imap_move_to`); mail for other addresses and mail herald cannot
+/// read stay exactly as they were; a second read takes nothing twice.
+async fn returned_mail_is_read_from_a_mailbox(backend: Backend) {
+    if !common::tool_available("Dovecot", &["test", "-x", "/usr/sbin/dovecot"]) {
+        return;
+    }
+    let dovecot = common::dovecot::Dovecot::start(&[("herald", "s3cret+pw"), ("moved", "pw")]);
+    let url = |user: &str, pw: &str| {
+        format!(
+            "imap://{user}:{}@127.0.0.1:{}/INBOX",
+            common::urlencode(pw),
+            dovecot.port
+        )
+    };
+    let app = TestApp::spawn_with(
+        Spawn::new(backend)
+            .set("mail.return_path", "bounces@bounces.herald.example")
+            .set("bounces.imap_url", &url("herald", "s3cret+pw")),
+    )
+    .await;
+    app.add_section("wmd", "WMD").await;
+    for r in ["gone", "angry", "away", "leaving", "full"] {
+        app.reader(&format!("{r}@example.com"), &["wmd"]).await;
+    }
+    app.add_article("wmd", "First story", "https://news.example.org/1", "s")
+        .await;
+    app.add_schedule("m", "0 7 * * *", &["wmd"]).await;
+    app.set_time(2026, 3, 2, 7, 0, 0);
+    app.tick().await;
+    app.deliver().await;
+    let mail_to = |r: &str| app.smtp().last_to(&format!("{r}@example.com")).unwrap();
+    let verp = |r: &str| mail_to(r).from;
+    let unsubscribe = mail_to("leaving")
+        .header("List-Unsubscribe")
+        .unwrap()
+        .split("<mailto:")
+        .nth(1)
+        .unwrap()
+        .split(['?', '>'])
+        .next()
+        .unwrap()
+        .to_string();
+
+    let box_ = "herald";
+    dovecot.deliver(box_, &delivered_fixture("postfix-hard.eml", &verp("gone")));
+    dovecot.deliver(
+        box_,
+        &delivered_fixture("arf-complaint.eml", &verp("angry")),
+    );
+    dovecot.deliver(box_, &delivered_fixture("vacation.eml", &verp("away")));
+    dovecot.deliver(box_, &delivered_fixture("gmail-soft.eml", &verp("full")));
+    dovecot.deliver(box_, &delivered_fixture("unrelated.eml", &unsubscribe));
+    // Not herald's: the office's own mail in the same box, even a bounce of theirs.
+    dovecot.deliver(
+        box_,
+        &delivered_fixture("postfix-hard.eml", "office@bounces.herald.example"),
+    );
+    // Herald's plain return path, but nothing herald can make sense of.
+    dovecot.deliver(
+        box_,
+        &delivered_fixture("unrelated.eml", "bounces@bounces.herald.example"),
+    );
+
+    let reader = app.services.imap.clone().expect("bounces.imap_url");
+    let report = reader.read_once().await.expect("the mailbox is read");
+    assert_eq!(
+        (report.read, report.acted, report.left),
+        (7, 5, 2),
+        "{report:?}"
+    );
+    for (who, status) in [
+        ("gone", "bounced"),
+        ("angry", "complained"),
+        ("away", "active"),
+        ("leaving", "unsubscribed"),
+        ("full", "active"),
+    ] {
+        assert_eq!(
+            app.subscriber_status(&format!("{who}@example.com"))
+                .await
+                .as_deref(),
+            Some(status),
+            "{who}"
+        );
+    }
+    let inbox = dovecot.messages(box_, "");
+    assert_eq!(inbox.len(), 7, "nothing deleted");
+    let seen = |needle: &str| {
+        inbox
+            .iter()
+            .filter(|(_, raw)| String::from_utf8_lossy(raw).contains(needle))
+            .map(|(flags, _)| flags.contains('S'))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(seen(&verp("gone")), [true], "acted on: marked read");
+    assert_eq!(
+        seen("Delivered-To: office@"),
+        [false],
+        "not herald's: untouched"
+    );
+    assert_eq!(
+        seen("Delivered-To: bounces@bounces.herald.example"),
+        [false],
+        "not understood: untouched"
+    );
+    let returned = app
+        .dump_table("SELECT kind FROM returned ORDER BY id")
+        .await;
+
+    // Nothing is taken twice; what arrives later is.
+    let again = reader.read_once().await.unwrap();
+    assert_eq!(again.read, 0, "{again:?}");
+    assert_eq!(
+        app.dump_table("SELECT kind FROM returned ORDER BY id")
+            .await,
+        returned
+    );
+    dovecot.deliver(box_, &delivered_fixture("gmail-soft.eml", &verp("full")));
+    let later = reader.read_once().await.unwrap();
+    assert_eq!((later.read, later.acted), (1, 1), "{later:?}");
+
+    // With bounces.imap_move_to, what herald acted on leaves the inbox for that folder.
+    let mover = TestApp::spawn_with(
+        Spawn::new(backend)
+            .set("mail.return_path", "bounces@bounces.herald.example")
+            .set("bounces.imap_url", &url("moved", "pw"))
+            .set("bounces.imap_move_to", "Processed"),
+    )
+    .await;
+    mover.add_section("wmd", "WMD").await;
+    mover.reader("gone@example.com", &["wmd"]).await;
+    mover
+        .add_article("wmd", "First story", "https://news.example.org/1", "s")
+        .await;
+    mover.add_schedule("m", "0 7 * * *", &["wmd"]).await;
+    mover.set_time(2026, 3, 2, 7, 0, 0);
+    mover.tick().await;
+    mover.deliver().await;
+    let gone = mover.smtp().last_to("gone@example.com").unwrap().from;
+    dovecot.deliver("moved", &delivered_fixture("postfix-hard.eml", &gone));
+    dovecot.deliver(
+        "moved",
+        &delivered_fixture("postfix-hard.eml", "office@bounces.herald.example"),
+    );
+    let r = mover
+        .services
+        .imap
+        .clone()
+        .unwrap()
+        .read_once()
+        .await
+        .unwrap();
+    assert_eq!((r.read, r.acted, r.left), (2, 1, 1), "{r:?}");
+    assert_eq!(
+        mover.subscriber_status("gone@example.com").await.as_deref(),
+        Some("bounced")
+    );
+    let left: Vec<String> = dovecot
+        .messages("moved", "")
+        .iter()
+        .map(|(_, raw)| String::from_utf8_lossy(raw).into_owned())
+        .collect();
+    assert_eq!(left.len(), 1);
+    assert!(left[0].contains("Delivered-To: office@"));
+    assert_eq!(dovecot.messages("moved", "Processed").len(), 1);
+}
+both_backends!(returned_mail_is_read_from_a_mailbox);
 
 /// The returned-mail listener speaks SMTP as an MTA relaying to it expects: the null
 /// sender, commands out of order refused with the right codes, dot-stuffing undone, an
@@ -1087,6 +1275,227 @@ async fn relays_report_returned_mail_by_webhook(backend: Backend) {
 }
 both_backends!(relays_report_returned_mail_by_webhook);
 
+fn as_refs(v: &[(String, String)]) -> Vec<(&str, &str)> {
+    v.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect()
+}
+
+/// An SNS message signed as SNS signs it (the fields AWS lists, in order), by openssl with
+/// `key`: version "1" is SHA1withRSA, "2" SHA256withRSA.
+fn sns_signed(key: &std::path::Path, version: &str, fields: &[(&str, &str)]) -> serde_json::Value {
+    let order: &[&str] = if fields.iter().any(|(k, _)| *k == "Token") {
+        &[
+            "Message",
+            "MessageId",
+            "SubscribeURL",
+            "Timestamp",
+            "Token",
+            "TopicArn",
+            "Type",
+        ]
+    } else {
+        &[
+            "Message",
+            "MessageId",
+            "Subject",
+            "Timestamp",
+            "TopicArn",
+            "Type",
+        ]
+    };
+    let mut text = String::new();
+    for k in order {
+        if let Some((_, v)) = fields.iter().find(|(f, _)| f == k) {
+            text.push_str(&format!("{k}\n{v}\n"));
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("signed.txt");
+    std::fs::write(&input, &text).unwrap();
+    let digest = if version == "1" { "-sha1" } else { "-sha256" };
+    let out = std::process::Command::new("openssl")
+        .args(["dgst", digest, "-sign"])
+        .arg(key)
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    use base64::Engine;
+    let mut m = serde_json::Map::new();
+    for (k, v) in fields {
+        m.insert(k.to_string(), serde_json::Value::String(v.to_string()));
+    }
+    m.insert("SignatureVersion".into(), version.into());
+    m.insert(
+        "Signature".into(),
+        base64::engine::general_purpose::STANDARD
+            .encode(out.stdout)
+            .into(),
+    );
+    m.insert(
+        "SigningCertURL".into(),
+        "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-test.pem".into(),
+    );
+    serde_json::Value::Object(m)
+}
+
+/// Amazon SES reports through SNS: a signed bounce suppresses, a signed complaint
+/// unsubscribes; a message changed after signing, one from another topic, or one signed by
+/// another key changes nothing (403). The signatures are made by openssl with a key whose
+/// certificate herald was given, as an operator gives it SNS's.
+async fn ses_reports_by_sns_are_verified_before_they_count(backend: Backend) {
+    if !common::tool_available("openssl", &["openssl", "version"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (key, cert) = (dir.path().join("sns.key"), dir.path().join("sns.pem"));
+    let (other_key, other_cert) = (dir.path().join("other.key"), dir.path().join("other.pem"));
+    for (k, c) in [(&key, &cert), (&other_key, &other_cert)] {
+        let out = std::process::Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
+            ])
+            .args(["-subj", "/CN=sns.us-east-1.amazonaws.com", "-keyout"])
+            .arg(k)
+            .arg("-out")
+            .arg(c)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+    let topic = "arn:aws:sns:us-east-1:123456789012:herald-bounces";
+    let app = TestApp::spawn_with(
+        Spawn::new(backend)
+            .set("bounces.sns_certificates", cert.to_str().unwrap())
+            .set("bounces.sns_topics", topic),
+    )
+    .await;
+    app.add_section("wmd", "WMD").await;
+    for r in ["dead", "angry", "fine"] {
+        app.reader(&format!("{r}@example.com"), &["wmd"]).await;
+    }
+    let bounce = |email: &str| {
+        format!(
+            r#"{{"notificationType":"Bounce","bounce":{{"bounceType":"Permanent","bounceSubType":"General","bouncedRecipients":[{{"emailAddress":"{email}","action":"failed","status":"5.1.1","diagnosticCode":"smtp; 550 5.1.1 user unknown"}}],"timestamp":"2026-03-02T07:00:05.000Z"}},"mail":{{"messageId":"0100017b-ses","destination":["{email}"]}}}}"#
+        )
+    };
+    let notification = |message: &str, topic: &str| {
+        vec![
+            ("Type".to_string(), "Notification".to_string()),
+            (
+                "MessageId".into(),
+                "22b80b92-fdea-4c2c-8f9d-bdfb0c7bf324".into(),
+            ),
+            ("TopicArn".into(), topic.to_string()),
+            (
+                "Subject".into(),
+                "Amazon SES Email Event Notification".into(),
+            ),
+            ("Message".into(), message.to_string()),
+            ("Timestamp".into(), "2026-03-02T07:00:06.000Z".into()),
+        ]
+    };
+    let post = |body: serde_json::Value| {
+        let app = &app;
+        async move {
+            app.http
+                .post(format!("{}/api/v1/webhooks/ses", app.base))
+                .header("x-amz-sns-message-type", "Notification")
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+
+    let ok = post(sns_signed(
+        &key,
+        "2",
+        &as_refs(&notification(&bounce("dead@example.com"), topic)),
+    ))
+    .await;
+    assert_eq!(ok.status(), 200, "{}", ok.text().await.unwrap());
+    assert_eq!(
+        app.subscriber_status("dead@example.com").await.as_deref(),
+        Some("bounced")
+    );
+    let complaint = r#"{"notificationType":"Complaint","complaint":{"complainedRecipients":[{"emailAddress":"angry@example.com"}],"complaintFeedbackType":"abuse","timestamp":"2026-03-02T08:00:00.000Z"},"mail":{"messageId":"x"}}"#;
+    let ok = post(sns_signed(
+        &key,
+        "1",
+        &as_refs(&notification(complaint, topic)),
+    ))
+    .await;
+    assert_eq!(ok.status(), 200, "{}", ok.text().await.unwrap());
+    assert_eq!(
+        app.subscriber_status("angry@example.com").await.as_deref(),
+        Some("complained")
+    );
+
+    // Changed after signing: another address put in.
+    let mut forged = sns_signed(
+        &key,
+        "2",
+        &as_refs(&notification(&bounce("dead@example.com"), topic)),
+    );
+    forged["Message"] = bounce("fine@example.com").into();
+    assert_eq!(post(forged).await.status(), 403);
+    // Signed by a key herald was not given.
+    let stranger = sns_signed(
+        &other_key,
+        "2",
+        &as_refs(&notification(&bounce("fine@example.com"), topic)),
+    );
+    assert_eq!(post(stranger).await.status(), 403);
+    // Properly signed, but from a topic someone else made.
+    let elsewhere = sns_signed(
+        &key,
+        "2",
+        &as_refs(&notification(
+            &bounce("fine@example.com"),
+            "arn:aws:sns:us-east-1:999999999999:theirs",
+        )),
+    );
+    assert_eq!(post(elsewhere).await.status(), 403);
+    assert_eq!(
+        app.subscriber_status("fine@example.com").await.as_deref(),
+        Some("active")
+    );
+    // A subscription confirmation is answered (and logged for the operator), not acted on.
+    let confirm = sns_signed(
+        &key,
+        "2",
+        &[
+            ("Type", "SubscriptionConfirmation"),
+            ("MessageId", "165545c9-2a5c-472c-8df2-7ff2be2b3b1b"),
+            (
+                "Token",
+                "2336412f37fb687f5d51e6e241d09c805a5a57b30d712f794cc5f6a988666d92768dd60a747ba6f3beb71854e285d6ad02428b09ceece29417f1f02d609c582afbacc99c583a916b9981dd2728f4ae6fdb82efd087cc3b7849e05798d2d2785c03b0879594eeac82c01f235d0e717736",
+            ),
+            ("TopicArn", topic),
+            ("Message", "You have chosen to subscribe to the topic."),
+            (
+                "SubscribeURL",
+                "https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn=x&Token=y",
+            ),
+            ("Timestamp", "2026-03-02T06:00:00.000Z"),
+        ],
+    );
+    assert_eq!(post(confirm).await.status(), 200);
+    assert_eq!(post(serde_json::json!({"not": "sns"})).await.status(), 400);
+
+    // Not configured: there is no such endpoint.
+    let plain = TestApp::spawn(backend).await;
+    let r = plain
+        .http
+        .post(format!("{}/api/v1/webhooks/ses", plain.base))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
+both_backends!(ses_reports_by_sns_are_verified_before_they_count);
+
 /// Postfix's smtp-sink as the relay: it offers PIPELINING, so herald sends MAIL, RCPT and
 /// DATA in one write and each message with its final dot in one more. Every reader gets
 /// exactly one copy, whole: text lines that begin with a dot come out as written (the
@@ -1216,3 +1625,58 @@ async fn pipelined_refusals_are_read_in_order(backend: Backend) {
     );
 }
 both_backends!(pipelined_refusals_are_read_in_order);
+
+/// Python's own SMTP server (the standard library's `smtpd`, behind bench/greylist_sink.py)
+/// answers a second EHLO with "503 Duplicate HELO/EHLO". herald asks twice to learn about
+/// PIPELINING; such a server must still get every message, one command at a time (it once
+/// failed all 20,000 of an issue, permanently).
+async fn a_relay_that_refuses_a_second_ehlo_still_gets_every_message(backend: Backend) {
+    if !common::tool_available(
+        "Python's smtpd module",
+        &["/usr/bin/python3", "-W", "ignore", "-c", "import smtpd"],
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut sink = std::process::Command::new("/usr/bin/python3")
+        .arg(format!(
+            "{}/bench/greylist_sink.py",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .arg(port.to_string())
+        .arg(dir.path())
+        .arg("0")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sink did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(30));
+    }
+    let app = TestApp::spawn_with(
+        Spawn::new(backend).set("mail.url", &format!("smtp://127.0.0.1:{port}")),
+    )
+    .await;
+    issue_for(&app, 5).await;
+    app.deliver().await;
+    let sent = sends_in(&app, "sent").await.len();
+    let files = std::fs::read_dir(dir.path()).unwrap().count();
+    let _ = sink.kill();
+    let _ = sink.wait();
+    assert_eq!(
+        (sent, files),
+        (5, 5),
+        "{:?}",
+        sends_in(&app, "failed").await
+    );
+}
+both_backends!(a_relay_that_refuses_a_second_ehlo_still_gets_every_message);

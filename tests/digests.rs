@@ -24,7 +24,8 @@ async fn the_digest_story(backend: Backend) {
     let app = TestApp::spawn_with(
         Spawn::new(backend)
             .set("site.accent_color", "#8a1c1c")
-            .set("site.logo_url", "https://news.example.org/logo.png"),
+            .set("site.logo_url", "https://news.example.org/logo.png")
+            .set("mail.list_help", "https://news.example.org/newsletter/help"),
     )
     .await;
     newsroom(&app).await;
@@ -148,6 +149,10 @@ async fn the_digest_story(backend: Backend) {
         assert_eq!(
             mail.header("List-Archive"),
             Some(format!("<{}/archive/morning>", app.base))
+        );
+        assert_eq!(
+            mail.header("List-Help").as_deref(),
+            Some("<https://news.example.org/newsletter/help>")
         );
         assert!(mail.parsed().date().is_some(), "Date parses");
         assert!(

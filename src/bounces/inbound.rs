@@ -1,6 +1,6 @@
 //! Returned mail arriving at herald: which of its addresses it was sent to, what it is
 //! (see `classify`), and what herald does about it (`Store::record_returned`). The SMTP
-//! listener (`listener.rs`) feeds it; an IMAP reader could too.
+//! listener (`listener.rs`) and the mailbox reader (`imap.rs`) feed it.
 
 use super::{Returned, classify};
 use crate::clock::Clock;
@@ -89,8 +89,15 @@ impl Inbound {
         self.address(rcpt).is_some()
     }
 
-    /// Act on one message for these recipients; returns what was done for each.
-    pub async fn receive(&self, rcpts: &[String], raw: &[u8]) -> Result<Vec<String>, StoreError> {
+    /// Act on one message for these recipients; returns what it was and what was done,
+    /// for each recipient that is one of herald's addresses. `source` (`smtp`, `imap`)
+    /// labels the `herald_returned_total` counter.
+    pub async fn receive(
+        &self,
+        rcpts: &[String],
+        raw: &[u8],
+        source: &'static str,
+    ) -> Result<Vec<(ReturnedKind, String)>, StoreError> {
         let mut done = Vec::new();
         let kept = String::from_utf8_lossy(&raw[..raw.len().min(KEEP_RAW)]).into_owned();
         for rcpt in rcpts {
@@ -138,9 +145,14 @@ impl Inbound {
                 }
             }
             let action = self.store.record_returned(&record).await?;
-            metrics::counter!("herald_returned_total", "kind" => record.kind.as_str()).increment(1);
+            metrics::counter!(
+                "herald_returned_total",
+                "kind" => record.kind.as_str(),
+                "source" => source
+            )
+            .increment(1);
             tracing::info!(kind = record.kind.as_str(), send = ?record.send_id, %action, "returned mail");
-            done.push(action);
+            done.push((record.kind, action));
         }
         Ok(done)
     }

@@ -155,7 +155,7 @@ async fn session(stream: TcpStream, inbound: Arc<Inbound>, name: &str) -> std::i
                 if too_big {
                     "552 5.3.4 message too big".into()
                 } else {
-                    match inbound.receive(&to, &data).await {
+                    match inbound.receive(&to, &data, "smtp").await {
                         Ok(_) => "250 2.0.0 OK".into(),
                         Err(e) => {
                             tracing::error!(error = %e, "returned mail not recorded; the sender will retry");

@@ -4,8 +4,11 @@
 //! whom and what it is about; deciding what to do with it is the caller's.
 
 mod classify;
+mod imap;
 mod inbound;
 pub mod listener;
+pub mod sns;
 
 pub use classify::{Bounce, Complaint, Returned, classify};
+pub use imap::{ImapError, ImapReader, ImapReport};
 pub use inbound::Inbound;

@@ -28,6 +28,7 @@ const SIGNED: &[&str] = &[
     "Precedence",
     "List-Subscribe",
     "List-Archive",
+    "List-Help",
     "MIME-Version",
     "Content-Type",
     "Content-Transfer-Encoding",

@@ -29,6 +29,8 @@ pub struct ListMail {
     pub subscribe_url: Option<String>,
     /// `List-Archive`: the schedule's page in the web archive.
     pub archive_url: Option<String>,
+    /// `List-Help`: `mail.list_help`.
+    pub help_url: Option<String>,
 }
 
 /// Headers that depend on the list and the recipient rather than on the content.
@@ -85,6 +87,7 @@ raw_header!(Precedence, "Precedence");
 raw_header!(FeedbackId, "Feedback-ID");
 raw_header!(ListSubscribe, "List-Subscribe");
 raw_header!(ListArchive, "List-Archive");
+raw_header!(ListHelp, "List-Help");
 
 /// `List-Id` (RFC 2919) with its phrase written so any name survives: as it is when it
 /// is plain words, as a quoted string when it has specials (`,` `"` `&` …: an unquoted
@@ -191,6 +194,10 @@ pub fn build_message(mail: &OutgoingMail, h: &MailHeaders) -> Result<Message, Bu
         if let Some(u) = &list.archive_url {
             clean("List-Archive", u)?;
             b = b.header(ListArchive(format!("<{u}>")));
+        }
+        if let Some(u) = &list.help_url {
+            clean("List-Help", u)?;
+            b = b.header(ListHelp(format!("<{u}>")));
         }
     }
     let mut targets = Vec::new();
@@ -307,6 +314,7 @@ mod tests {
             campaign: "42:morning".into(),
             subscribe_url: Some("https://h.example/subscribe".into()),
             archive_url: Some("https://h.example/archive/morning".into()),
+            help_url: Some("mailto:help@h.example".into()),
         };
         let mail = OutgoingMail {
             to: "r@example.com".parse().unwrap(),
@@ -321,6 +329,7 @@ mod tests {
             "Feedback-ID: 42:morning:news.herald.example",
             "List-Subscribe: <https://h.example/subscribe>",
             "List-Archive: <https://h.example/archive/morning>",
+            "List-Help: <mailto:help@h.example>",
         ] {
             assert!(raw.contains(h), "missing {h} in\n{raw}");
         }

@@ -127,6 +127,8 @@ pub struct DigestComposer {
     max_articles: usize,
     /// The public archive's root (`{public_url}/archive`), if it is on.
     archive_root: Option<String>,
+    /// `mail.list_help`, for `List-Help`.
+    list_help: Option<String>,
 }
 
 impl DigestComposer {
@@ -136,6 +138,7 @@ impl DigestComposer {
         site: SiteConfig,
         max_articles: u32,
         archive_root: Option<String>,
+        list_help: Option<String>,
     ) -> Self {
         Self {
             store,
@@ -144,6 +147,7 @@ impl DigestComposer {
             cache: Mutex::new(HashMap::new()),
             max_articles: max_articles as usize,
             archive_root,
+            list_help,
         }
     }
 
@@ -195,6 +199,7 @@ impl DigestComposer {
                 .archive_root
                 .as_ref()
                 .map(|root| format!("{root}/{}", issue.schedule_name)),
+            help_url: self.list_help.clone(),
         };
         let data = Arc::new(IssueData {
             look: IssueLook { subject, images },

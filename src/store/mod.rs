@@ -558,6 +558,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Read a setting, or store `value` if there is none yet; returns what is stored.
     async fn setting_or_insert(&self, key: &str, value: &str) -> StoreResult<String>;
+    async fn setting(&self, key: &str) -> StoreResult<Option<String>>;
+    /// Store a setting, replacing what was there.
+    async fn set_setting(&self, key: &str, value: &str) -> StoreResult<()>;
 
     async fn add_section(
         &self,

@@ -74,6 +74,26 @@ macro_rules! shared_store_impl {
                 Ok(v)
             }
 
+            async fn setting(&self, key: &str) -> StoreResult<Option<String>> {
+                Ok(sqlx::query_scalar::<$db, String>("SELECT value FROM settings WHERE key = $1")
+                    .bind(key)
+                    .fetch_optional(&self.pool)
+                    .await?)
+            }
+
+            async fn set_setting(&self, key: &str, value: &str) -> StoreResult<()> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query::<$db>(
+                    "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                )
+                .bind(key)
+                .bind(value)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
             async fn add_section(&self, slug: &str, name: &str, description: &str, now: DateTime<Utc>) -> StoreResult<Section> {
                 let r = sqlx::query_as::<$db, Section>(
                     "INSERT INTO sections (slug, name, description, created_at) VALUES ($1, $2, $3, $4) \

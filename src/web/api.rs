@@ -132,6 +132,9 @@ pub fn router(state: AppState) -> Router<AppState> {
                 .route("/webhooks/postmark", post(report_postmark))
                 .layer(middleware::from_fn_with_state(state, authenticate)),
         )
+        // SNS cannot send a token: its messages are authenticated by their signature and
+        // topic (see `bounces::sns`).
+        .route("/webhooks/ses", post(report_ses))
 }
 
 fn internal(e: impl std::fmt::Display) -> Response {
@@ -464,6 +467,20 @@ async fn record_returned(
     diagnostic: Option<&str>,
     raw: String,
 ) -> Response {
+    match record_one(st, kind, email, status, diagnostic, raw).await {
+        Ok(action) => Json(json!({ "action": action })).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+async fn record_one(
+    st: &AppState,
+    kind: crate::store::ReturnedKind,
+    email: String,
+    status: Option<String>,
+    diagnostic: Option<&str>,
+    raw: String,
+) -> Result<String, crate::store::StoreError> {
     let now = st.clock.now();
     let record = crate::store::NewReturned {
         kind,
@@ -477,13 +494,77 @@ async fn record_returned(
         soft_limit: st.config.bounces.soft_limit,
         soft_since: now - st.config.bounces.soft_window.as_chrono(),
     };
-    match st.store.record_returned(&record).await {
-        Ok(action) => {
-            metrics::counter!("herald_returned_total", "kind" => kind.as_str()).increment(1);
-            Json(json!({ "action": action })).into_response()
+    let action = st.store.record_returned(&record).await?;
+    metrics::counter!("herald_returned_total", "kind" => kind.as_str(), "source" => "webhook")
+        .increment(1);
+    Ok(action)
+}
+
+/// Amazon SES bounce and complaint notifications, as SNS delivers them. Answered 200 once
+/// handled (SNS retries anything else); 403 when the signature or the topic is not trusted.
+async fn report_ses(State(st): State<AppState>, body: axum::body::Bytes) -> Response {
+    use crate::bounces::sns::{SnsError, ses_events};
+    let Some(verifier) = st.config.bounces.sns.clone() else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "SES notifications are off (bounces.sns_certificates and bounces.sns_topics)",
+        );
+    };
+    let msg = match verifier.verify(&body) {
+        Ok(m) => m,
+        Err(e @ SnsError::Malformed(_)) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e) => {
+            tracing::warn!(error = %e, "SNS message refused");
+            return error(StatusCode::FORBIDDEN, e.to_string());
         }
-        Err(e) => internal(e),
+    };
+    match msg.kind.as_str() {
+        "SubscriptionConfirmation" | "UnsubscribeConfirmation" => {
+            // Confirming means fetching SubscribeURL; herald makes no requests it was not
+            // configured to make, so the operator opens it once.
+            tracing::warn!(
+                topic = %msg.topic_arn,
+                subscribe_url = msg.subscribe_url.as_deref().unwrap_or(""),
+                "SNS {}: open the SubscribeURL once to confirm",
+                msg.kind
+            );
+            return Json(json!({ "action": format!("{}: logged for the operator", msg.kind) }))
+                .into_response();
+        }
+        _ => {}
     }
+    let events = match ses_events(&msg.message) {
+        Ok(e) => e,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let mut actions = Vec::new();
+    for ev in events {
+        let email = match crate::domain::EmailAddress::parse(&ev.email) {
+            Ok(e) => e.as_str().to_string(),
+            Err(_) => {
+                actions.push(format!("ignored: {:?} is not an address", ev.email));
+                continue;
+            }
+        };
+        let status = ev
+            .status
+            .as_deref()
+            .map(|s| crate::articles::one_line(s, 20));
+        match record_one(
+            &st,
+            ev.kind,
+            email,
+            status,
+            ev.diagnostic.as_deref(),
+            msg.message.clone(),
+        )
+        .await
+        {
+            Ok(a) => actions.push(a),
+            Err(e) => return internal(e),
+        }
+    }
+    Json(json!({ "actions": actions })).into_response()
 }
 
 /// Postmark's bounce and spam-complaint webhooks (their JSON, as Postmark documents it:

@@ -10,6 +10,7 @@ use herald::{App, AppOptions, Services};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
+pub mod dovecot;
 pub mod relays;
 pub mod smtp;
 #[allow(unused_imports)]
