@@ -14,7 +14,8 @@
 #      CONN (connections per instance, default 8), RELAY_DOWN=SECONDS (stop the sink that
 #      long in the middle of the run), PG_RESTART=1 (restart the local PostgreSQL server in
 #      the middle of the run; with a postgres:// DATABASE-URL), GREYLIST=SHARE (instead of
-#      smtp-sink, bench/greylist_sink.py answers 451 to that share of messages, e.g. 0.2).
+#      smtp-sink, bench/greylist_sink.py answers 451 to that share of messages, e.g. 0.2),
+#      BENCH_BIN (another build).
 #
 # Prints: readers without the digest (must be 0), duplicate deliveries and the bound they
 # must stay under (KILLS x CONN: the messages that can be in flight at a kill), the ledger's
@@ -39,8 +40,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cargo build --release -q
-BIN="$PWD/target/release/herald"
+if [ -z "${BENCH_BIN:-}" ]; then cargo build --release -q; fi
+BIN="${BENCH_BIN:-$PWD/target/release/herald}"
+. bench/lib.sh
 export HERALD_DATABASE__URL="$DB_URL" HERALD_SECRET_KEY="bench-secret-bench-secret-bench-secret-0" \
     HERALD_LOG=warn HERALD_MAIL__URL="smtp://127.0.0.1:$PORT" HERALD_DELIVERY__CONNECTIONS="$CONN" \
     HERALD_DELIVERY__RATE_PER_SECOND="$((RATE / INSTANCES))" HERALD_HTTP__LISTEN=127.0.0.1:0 \
@@ -48,7 +50,7 @@ export HERALD_DATABASE__URL="$DB_URL" HERALD_SECRET_KEY="bench-secret-bench-secr
 
 # The sink runs as nobody: it must reach the dump folder.
 chmod 755 "$WORK" && mkdir -p "$WORK/dump" && chmod 777 "$WORK/dump"
-start_sink() {
+start_relay() {
     if [ -n "${GREYLIST:-}" ]; then
         /usr/bin/python3 "$OLDPWD_ROOT/bench/greylist_sink.py" "$PORT" "$WORK/dump" "$GREYLIST" >/dev/null 2>&1 &
     else
@@ -57,7 +59,7 @@ start_sink() {
     fi
     SINK=$!
 }
-start_sink
+start_relay
 sleep 0.5
 
 python3 - "$N" > "$WORK/list.csv" <<'PY'
@@ -87,7 +89,7 @@ for k in $(seq 1 "$KILLS"); do
     kill -9 "${PIDS[$victim]}" 2>/dev/null || true
     wait "${PIDS[$victim]}" 2>/dev/null || true
     if [ -n "${RELAY_DOWN:-}" ] && [ "$k" = "$((KILLS / 2))" ]; then
-        kill "$SINK"; sleep "$RELAY_DOWN"; start_sink
+        kill "$SINK"; sleep "$RELAY_DOWN"; start_relay
     fi
     if [ -n "${PG_RESTART:-}" ] && [ "$k" = "$((KILLS / 2))" ]; then
         pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main restart
@@ -96,27 +98,34 @@ for k in $(seq 1 "$KILLS"); do
     # How long until the next delivery after this restart (a stall would show here).
     before=$(delivered); t0=$(date +%s.%N)
     while [ "$(delivered)" = "$before" ]; do
-        pending=$("$BIN" sends --status queued --limit 1 | wc -l)
-        [ "$pending" = 0 ] && break
+        [ "$(unsettled "'queued'")" = 0 ] && break
         sleep 0.05
     done
     gap=$(python3 -c "print(round($(date +%s.%N)-$t0, 2))")
     max_gap=$(python3 -c "print(max($max_gap, $gap))")
 done
 # Let them finish; then stop cleanly.
-while :; do
-    left=0
-    for st in queued sending retrying; do
-        left=$((left + $("$BIN" sends --status "$st" --limit 1 | wc -l)))
-    done
-    [ "$left" = 0 ] && break
+while [ "$(unsettled "'queued', 'sending', 'retrying'")" != 0 ]; do
     sleep 0.5
 done
 T_END=$(date +%s.%N)
 for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
 sleep 1
 
-find "$WORK/dump" -type f -exec grep -a -i -h '^Message-ID:' {} + | sort > "$WORK/ids"
+# Only whole messages count: a transaction cut off by a kill may have left a partial file
+# (which would hide a reader who never got the digest). Ours end with the closing boundary.
+python3 - "$WORK/dump" > "$WORK/ids.raw" <<'PY'
+import os, sys
+for name in os.listdir(sys.argv[1]):
+    data = open(os.path.join(sys.argv[1], name), "rb").read()
+    if not data.rstrip().endswith(b"--"):
+        continue
+    for line in data.split(b"\n"):
+        if line.lower().startswith(b"message-id:"):
+            print(line.split(b":", 1)[1].strip().decode())
+            break
+PY
+sort "$WORK/ids.raw" > "$WORK/ids"
 total=$(wc -l < "$WORK/ids")
 unique=$(uniq < "$WORK/ids" | wc -l)
 echo "delivered copies: $total, distinct Message-IDs: $unique of $N readers"
