@@ -199,6 +199,80 @@ async fn rows_of_a_dead_instance_come_back_at_once(backend: Backend) {
 }
 both_backends!(rows_of_a_dead_instance_come_back_at_once);
 
+/// SQLite: `herald serve` records each outcome in its journal before the next message and
+/// writes the ledger a moment later. A process killed in between leaves outcomes only in
+/// its journal; whoever comes next records them before it sends anything, and hands the
+/// dead process's other rows back at once (its journal lock is free: it is gone). The
+/// readers whose mail went out are not mailed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_process_journal_is_recorded_before_its_rows_go_out_again() {
+    use herald::delivery::journal::{Journal, prefix_for};
+    use herald::store::{SendOutcome, SendResult};
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    issue_for(&app, 5).await;
+    let store = &app.services.store;
+    let now = app.clock.now();
+    let dead = "deadhost:4242:abcdef";
+    store
+        .heartbeat(
+            &InstanceInfo {
+                id: dead.into(),
+                host: "deadhost".into(),
+                pid: 4242,
+                started_at: now,
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    let holder = LeaseHolder {
+        owner: format!("{dead}/worker0"),
+        instance: dead.into(),
+    };
+    let claimed = store
+        .claim_sends(&holder, now, now + Duration::minutes(5), 5)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 5);
+    // It sent three and journaled them, then died (the journal is dropped, not removed:
+    // its lock goes with the process, its files stay).
+    {
+        let journal = Journal::open(prefix_for(&app.db_url).unwrap(), dead).unwrap();
+        for (i, job) in claimed.iter().take(3).enumerate() {
+            journal
+                .append(
+                    || i as u64 + 1,
+                    &SendResult {
+                        send_id: job.id,
+                        lease_owner: holder.owner.clone(),
+                        outcome: SendOutcome::Sent {
+                            reply: "250 2.0.0 Ok: queued".into(),
+                        },
+                    },
+                )
+                .unwrap();
+        }
+    }
+    assert_eq!(app.deliver().await, 2, "only the two it never sent");
+    assert_eq!(app.smtp().count(), 2);
+    assert_eq!(sends_in(&app, "sent").await.len(), 5);
+    let journal_files = std::fs::read_dir(
+        std::path::Path::new(&app.db_url["sqlite:".len()..])
+            .parent()
+            .unwrap(),
+    )
+    .unwrap()
+    .filter(|e| {
+        e.as_ref()
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .contains(".outcomes.")
+    })
+    .count();
+    assert_eq!(journal_files, 0, "the dead journal is gone once recorded");
+}
+
 async fn a_4xx_is_not_retried_at_once(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     issue_for(&app, 2).await;

@@ -5,6 +5,7 @@
 
 mod dkim;
 mod encode;
+pub mod journal;
 mod mail;
 mod transport;
 mod worker;

@@ -6,7 +6,10 @@
 //! and a slow relay or a low rate limit makes delivery slow, never repeated.
 //!
 //! Outcomes are written with group commit ([`OutcomeLog`]): the outcomes of all workers that
-//! finished a message while the previous write ran go out in one transaction.
+//! finished a message while the previous write ran go out in one transaction. Under
+//! `herald serve` on SQLite, "written" first means the outcome journal (`journal.rs`): an
+//! append to a local file before the next message, and the ledger write a moment later, in
+//! bulk, by a flusher task.
 //!
 //! Each `herald serve` has a heartbeat row; the rows leased by an instance whose heartbeat
 //! stopped are taken back at once, and a worker whose own heartbeat could not be written
@@ -122,16 +125,22 @@ impl OutcomeLog {
         p.last_seq
     }
 
-    /// Write whatever is pending (outcomes a failed write left behind).
-    async fn flush_pending(&self, store: &dyn Store, now: DateTime<Utc>) -> StoreResult<()> {
+    /// Write whatever is pending (outcomes a failed write left behind). Returns the
+    /// sequence number up to which outcomes are written, if anything was pending.
+    async fn flush_pending(
+        &self,
+        store: &dyn Store,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<u64>> {
         let last = {
             let p = self.pending.lock().expect("outcome log lock");
             if p.items.is_empty() {
-                return Ok(());
+                return Ok(None);
             }
             p.last_seq
         };
-        self.flush_until(store, last, now).await
+        self.flush_until(store, last, now).await?;
+        Ok(Some(*self.durable.lock().await))
     }
 
     /// Return once every outcome up to `seq` is written. On a database error the outcomes
@@ -236,6 +245,12 @@ pub struct DeliveryEngine {
     last_heartbeat: std::sync::Mutex<Option<std::time::Instant>>,
     /// Where the workers report progress (set when they are started).
     health: std::sync::OnceLock<Arc<JobHealth>>,
+    /// `{db}.outcomes.` on SQLite: where outcome journals live (see `journal.rs`).
+    journal_prefix: Option<std::path::PathBuf>,
+    /// This process's journal, once its workers run.
+    journal: std::sync::OnceLock<Arc<super::journal::Journal>>,
+    /// Outcomes were journaled: the flusher has ledger writes to do.
+    flush_wake: Notify,
 }
 
 impl DeliveryEngine {
@@ -291,6 +306,9 @@ impl DeliveryEngine {
             instance_timeout: d.instance_timeout.0,
             last_heartbeat: std::sync::Mutex::new(None),
             health: std::sync::OnceLock::new(),
+            journal_prefix: super::journal::prefix_for(&config.database.url),
+            journal: std::sync::OnceLock::new(),
+            flush_wake: Notify::new(),
         }
     }
 
@@ -417,12 +435,24 @@ impl DeliveryEngine {
             self.progress();
             let Some(outcome) = outcome else { continue };
             record_metrics(job, &outcome);
-            unwritten = Some(self.log.push(SendResult {
+            let result = SendResult {
                 send_id: job.id,
                 lease_owner: batch.holder.owner.clone(),
                 outcome,
-            }));
+            };
             report.settled += 1;
+            match self.journal.get() {
+                // Recorded once the line is in the journal; the flusher writes the ledger.
+                // If the line cannot be written, the outcome still waits in the log for
+                // the ledger, and nothing more is sent.
+                Some(journal) => {
+                    journal
+                        .append(|| self.log.push(result.clone()), &result)
+                        .map_err(|e| crate::store::StoreError::Journal(e.to_string()))?;
+                    self.flush_wake.notify_one();
+                }
+                None => unwritten = Some(self.log.push(result)),
+            }
         }
         if let Some(seq) = unwritten {
             self.log
@@ -605,6 +635,7 @@ impl DeliveryEngine {
 
     /// Deliver everything due now, batch after batch, on one connection (tests, CLI).
     pub async fn deliver_due(&self) -> StoreResult<usize> {
+        self.replay_journals().await?;
         let holder = self.holder(&format!("drain-{}", nonce()));
         let mut sender = self.transport.sender();
         let mut total = 0;
@@ -642,56 +673,126 @@ impl DeliveryEngine {
         let stale = self.exchange * 2 + rate_wait + self.poll_interval + Duration::from_secs(60);
         health.register(DELIVERY_JOB, stale);
         let _ = self.health.set(health.clone());
-        (0..self.connections)
-            .map(|i| {
-                let engine = self.clone();
-                let health = health.clone();
-                let mut shutdown = shutdown.clone();
-                tokio::spawn(async move {
-                    // A worker that ends for any reason but shutdown is reported.
-                    let _watch = WorkerExit {
-                        engine: engine.clone(),
-                        shutdown: shutdown.clone(),
+        let mut tasks = Vec::new();
+        if let Some(prefix) = &self.journal_prefix {
+            match super::journal::Journal::open(prefix.clone(), &self.instance.id) {
+                Ok(j) => {
+                    let j = Arc::new(j);
+                    let _ = self.journal.set(j.clone());
+                    tasks.push(self.spawn_flusher(j, shutdown.clone()));
+                }
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    "no outcome journal: each outcome is written to the database before the next message"
+                ),
+            }
+        }
+        tasks.extend((0..self.connections).map(|i| {
+            let engine = self.clone();
+            let health = health.clone();
+            let mut shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                // A worker that ends for any reason but shutdown is reported.
+                let _watch = WorkerExit {
+                    engine: engine.clone(),
+                    shutdown: shutdown.clone(),
+                };
+                let holder = engine.holder(&format!("worker{i}"));
+                let sender = Arc::new(Mutex::new(engine.transport.sender()));
+                while !*shutdown.borrow() {
+                    // Each batch runs as its own task, so a panic (a bug in a template,
+                    // a driver) ends that batch, not the worker.
+                    let run = {
+                        let (engine, holder, sender) =
+                            (engine.clone(), holder.clone(), sender.clone());
+                        async move {
+                            let mut sender = sender.lock().await;
+                            engine
+                                .log
+                                .flush_pending(engine.store.as_ref(), engine.clock.now())
+                                .await?;
+                            engine.run_batch(&holder, &mut sender).await
+                        }
                     };
-                    let holder = engine.holder(&format!("worker{i}"));
-                    let sender = Arc::new(Mutex::new(engine.transport.sender()));
-                    while !*shutdown.borrow() {
-                        // Each batch runs as its own task, so a panic (a bug in a template,
-                        // a driver) ends that batch, not the worker.
-                        let run = {
-                            let (engine, holder, sender) =
-                                (engine.clone(), holder.clone(), sender.clone());
-                            async move {
-                                let mut sender = sender.lock().await;
-                                engine
-                                    .log
-                                    .flush_pending(engine.store.as_ref(), engine.clock.now())
-                                    .await?;
-                                engine.run_batch(&holder, &mut sender).await
-                            }
-                        };
-                        let idle = match crate::jobs::run_guarded(&health, DELIVERY_JOB, run).await
-                        {
-                            Ok(n) => n == 0,
-                            Err(crate::jobs::RunFailure::Error(_)) => true,
-                            Err(crate::jobs::RunFailure::Panic(_)) => {
-                                // The session may be mid-message: start the next on a new one.
-                                *sender.lock().await = engine.transport.sender();
-                                true
-                            }
-                        };
-                        if idle {
-                            tokio::select! {
-                                _ = tokio::time::sleep(engine.poll_interval) => {}
-                                _ = engine.wake.notified() => {}
-                                _ = shutdown.changed() => {}
-                            }
+                    let idle = match crate::jobs::run_guarded(&health, DELIVERY_JOB, run).await {
+                        Ok(n) => n == 0,
+                        Err(crate::jobs::RunFailure::Error(_)) => true,
+                        Err(crate::jobs::RunFailure::Panic(_)) => {
+                            // The session may be mid-message: start the next on a new one.
+                            *sender.lock().await = engine.transport.sender();
+                            true
+                        }
+                    };
+                    if idle {
+                        tokio::select! {
+                            _ = tokio::time::sleep(engine.poll_interval) => {}
+                            _ = engine.wake.notified() => {}
+                            _ = shutdown.changed() => {}
                         }
                     }
-                    sender.lock().await.close().await;
-                })
+                }
+                sender.lock().await.close().await;
             })
-            .collect()
+        }));
+        tasks
+    }
+
+    /// Write journaled outcomes to the ledger as they come, a few milliseconds' worth at a
+    /// time, and drop from the journal what the ledger has. At shutdown, `release` writes
+    /// the rest.
+    fn spawn_flusher(
+        self: &Arc<Self>,
+        journal: Arc<super::journal::Journal>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let engine = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = engine.flush_wake.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    _ = shutdown.changed() => break,
+                }
+                // Let the outcomes of the other workers join this write.
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                match engine
+                    .log
+                    .flush_pending(engine.store.as_ref(), engine.clock.now())
+                    .await
+                {
+                    Ok(Some(seq)) => journal.flushed(seq),
+                    Ok(None) => {}
+                    Err(e) => {
+                        // The outcomes stay in the journal and in the log; the workers see
+                        // the same database and report it.
+                        tracing::warn!(error = %e, "journaled outcomes not yet in the ledger; will retry");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            }
+        })
+    }
+
+    /// Record into the ledger the outcomes of processes that died with them only in their
+    /// journal (SQLite), and hand their rows back at once: their lock says they are gone.
+    pub async fn replay_journals(&self) -> StoreResult<()> {
+        let Some(prefix) = &self.journal_prefix else {
+            return Ok(());
+        };
+        let now = self.clock.now();
+        let revived = match self.journal.get() {
+            Some(own) => own.replay_dead(self.store.as_ref(), now).await?,
+            None => super::journal::replay_dead(prefix, None, self.store.as_ref(), now).await?,
+        };
+        for instance in revived {
+            let released = self.store.release_instance(&instance, now).await?;
+            if released > 0 {
+                tracing::warn!(released, %instance, "took back the sends of a herald that stopped");
+                metrics::counter!("herald_sends_reclaimed_total").increment(released);
+                self.wake();
+            }
+        }
+        Ok(())
     }
 
     /// Write this instance's heartbeat every sixth of `delivery.instance_timeout`, and take
@@ -730,6 +831,7 @@ impl DeliveryEngine {
     pub async fn beat(&self) -> StoreResult<()> {
         let now = self.clock.now();
         self.store.heartbeat(&self.instance, now).await?;
+        self.replay_journals().await?;
         *self.last_heartbeat.lock().expect("heartbeat lock") = Some(std::time::Instant::now());
         let cutoff = now - Self::chrono(self.instance_timeout);
         let released = self.store.reap_dead_instances(cutoff, now).await?;
@@ -746,12 +848,20 @@ impl DeliveryEngine {
 
     /// A clean stop: write what is pending and hand this instance's leases back.
     pub async fn release(&self) {
-        if let Err(e) = self
+        match self
             .log
             .flush_pending(self.store.as_ref(), self.clock.now())
             .await
         {
-            tracing::warn!(error = %e, "could not record the last outcomes; those sends are retried");
+            // Everything is in the ledger: the journal has nothing left to say.
+            Ok(_) => {
+                if let Some(j) = self.journal.get() {
+                    j.remove();
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not record the last outcomes; the next start records them from the journal")
+            }
         }
         match self
             .store

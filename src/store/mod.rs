@@ -29,6 +29,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("cannot open the database: {0}")]
     Open(String),
+    /// The outcome journal (`delivery::journal`) could not be written.
+    #[error("cannot record the outcome: {0}")]
+    Journal(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -216,8 +219,10 @@ impl SendJob {
     }
 }
 
-/// What happened to one send attempt.
-#[derive(Debug, Clone)]
+/// What happened to one send attempt. (Serialised in the outcome journal,
+/// `delivery::journal`.)
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum SendOutcome {
     Sent {
         reply: String,
@@ -239,12 +244,13 @@ pub enum SendOutcome {
     },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SendResult {
     pub send_id: i64,
     /// The worker that sent it: the outcome is written only while that worker still holds
     /// the row's lease (the fence against a worker whose lease passed).
     pub lease_owner: String,
+    #[serde(flatten)]
     pub outcome: SendOutcome,
 }
 
