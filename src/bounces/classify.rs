@@ -443,6 +443,30 @@ mod tests {
         );
     }
 
+    /// Yahoo's complaint feedback loop redacts the reader's address: the report still
+    /// counts, found by its return path (VERP) and the quoted Message-ID.
+    #[test]
+    fn a_yahoo_report_without_its_recipient_is_a_complaint() {
+        assert_eq!(
+            classify(&fixture("yahoo-complaint.eml"), OURS),
+            Returned::Complaint(Complaint {
+                feedback_type: "abuse".into(),
+                recipient: None,
+                message_id: Some("<YahooComplaintIdentifier@news.herald.example>".into()),
+            })
+        );
+    }
+
+    /// A reader forwarding a bounce they got (with our Message-ID and a 5.1.1 in it) is a
+    /// person writing, not a mail system reporting: it must not bounce anyone.
+    #[test]
+    fn a_forwarded_bounce_is_not_a_bounce() {
+        assert_eq!(
+            classify(&fixture("forwarded-bounce.eml"), OURS),
+            Returned::Other
+        );
+    }
+
     #[test]
     fn vacation_notices_and_unrelated_mail_are_not_bounces() {
         assert_eq!(
