@@ -1003,6 +1003,98 @@ async fn returned_mail_is_read_from_a_mailbox(backend: Backend) {
 }
 both_backends!(returned_mail_is_read_from_a_mailbox);
 
+/// The whole loop with a real MTA: herald relays through Postfix, which takes both digests
+/// (250). The next hop for one reader's domain refuses the mailbox (550 5.1.1), so Postfix
+/// writes its own DSN to the VERP return path and routes it to herald's listener with the
+/// README's `transport_maps` line (`bounces.herald.example smtp:[127.0.0.1]:PORT`). herald
+/// marks that send bounced and suppresses the address; the other reader's digest arrives.
+async fn a_real_postfix_returns_its_bounce_to_herald(backend: Backend) {
+    if !common::postfix::Postfix::available() {
+        return;
+    }
+    // herald sends to Postfix, Postfix returns to herald's listener: pick Postfix's port
+    // first, start herald, then Postfix with the listener's port in its transport table.
+    let pf_port = common::postfix::free_port();
+    let app = TestApp::spawn_with(
+        Spawn::new(backend)
+            .set("mail.return_path", "bounces@bounces.herald.example")
+            .set("bounces.listen", "127.0.0.1:0")
+            .set("mail.url", &format!("smtp://127.0.0.1:{pf_port}")),
+    )
+    .await;
+    let listener = app.bounces_addr.unwrap();
+    // The reader's own mail server, which does not know them.
+    let next_hop = common::SmtpServer::start(Behaviour {
+        reject_rcpt: Some((
+            "gone@example.org".into(),
+            550,
+            "5.1.1 <gone@example.org>: Recipient address rejected: User unknown in virtual mailbox table".into(),
+        )),
+        ..Default::default()
+    });
+    let postfix = common::postfix::Postfix::start(
+        pf_port,
+        &[
+            (
+                "bounces.herald.example",
+                format!("smtp:[127.0.0.1]:{}", listener.port()),
+            ),
+            ("example.org", format!("smtp:[127.0.0.1]:{}", next_hop.port)),
+            (
+                "example.net",
+                format!("smtp:[127.0.0.1]:{}", app.smtp().port),
+            ),
+        ],
+    );
+    app.add_section("wmd", "WMD").await;
+    app.reader("gone@example.org", &["wmd"]).await;
+    app.reader("fine@example.net", &["wmd"]).await;
+    app.add_article("wmd", "First story", "https://news.example.org/1", "s")
+        .await;
+    app.add_schedule("m", "0 7 * * *", &["wmd"]).await;
+    app.set_time(2026, 3, 2, 7, 0, 0);
+    app.tick().await;
+    assert_eq!(app.deliver().await, 2, "Postfix took both");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let status = app.subscriber_status("gone@example.org").await;
+        let arrived = app.smtp().last_to("fine@example.net").is_some();
+        if status.as_deref() == Some("bounced") && arrived {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no bounce came back (status {status:?}, fine's digest arrived: {arrived}); Postfix said:\n{}",
+            postfix.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let sends = app
+        .dump_table(
+            "SELECT status || ' ' || COALESCE(last_reply, '') FROM sends WHERE email = 'gone@example.org'",
+        )
+        .await;
+    assert!(
+        sends.contains("bounced") && sends.contains("5.1.1"),
+        "{sends}"
+    );
+    let returned = app
+        .dump_table("SELECT kind || ' ' || action FROM returned")
+        .await;
+    assert!(
+        returned.contains("hard") && returned.contains("suppressed"),
+        "the DSN came back through the listener: {returned}"
+    );
+    let fine = app.smtp().last_to("fine@example.net").unwrap();
+    let raw = String::from_utf8_lossy(&fine.raw).into_owned();
+    assert!(
+        raw.contains("by mx.herald.test (Postfix)"),
+        "relayed by Postfix:\n{}",
+        &raw[..raw.len().min(600)]
+    );
+}
+both_backends!(a_real_postfix_returns_its_bounce_to_herald);
+
 /// The returned-mail listener speaks SMTP as an MTA relaying to it expects: the null
 /// sender, commands out of order refused with the right codes, dot-stuffing undone, an
 /// overlong line refused.
