@@ -43,7 +43,7 @@ for r in $(seq 1 "$ROUNDS"); do
     export HERALD_DATABASE__URL="sqlite:$DB/herald.db" HERALD_SECRET_KEY="bench-secret-bench-secret-bench-secret-0" \
         HERALD_LOG=warn HERALD_MAIL__URL="smtp://127.0.0.1:$PORT" HERALD_DELIVERY__CONNECTIONS="$CONN" \
         HERALD_DELIVERY__BATCH_SIZE="${BATCH:-200}" HERALD_HTTP__LISTEN=127.0.0.1:0
-    (cd "$DB" && "$BIN" sections add wmd --name "Weapons of Mass Destruction (WMD)" >/dev/null \
+    (cd "$DB" && "$BIN" migrate >/dev/null && "$BIN" sections add wmd --name "Weapons of Mass Destruction (WMD)" >/dev/null \
         && "$BIN" subscribers import "$WORK/list.csv" --sections wmd --preconfirmed >/dev/null \
         && "$BIN" articles import --section wmd "$OLDPWD/tests/fixtures/wmd.rss.xml" >/dev/null \
         && "$BIN" schedules add morning --cron "0 7 * * *" --sections wmd >/dev/null)

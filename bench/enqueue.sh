@@ -20,6 +20,7 @@ for i in range(int(sys.argv[1])):
     print(f"reader{i}@example{i % 97}.com")
 PY
 cd "$WORK"
+"$BIN" migrate >/dev/null
 "$BIN" sections add wmd --name "WMD" >/dev/null
 s=$(date +%s.%N)
 "$BIN" subscribers import list.csv --sections wmd --preconfirmed >/dev/null

@@ -17,6 +17,7 @@ for i in range(n):
     print(f"reader{i}@example{i % 97}.com,Reader {i}")
 PY
 cd "$WORK"
+"$BIN" migrate >/dev/null
 "$BIN" sections add wmd --name "WMD" >/dev/null
 run() {
     local label="$1"; shift

@@ -97,9 +97,24 @@ impl delivery::Composer for HeraldComposer {
 }
 
 impl Services {
-    /// Open the database, apply migrations, resolve the secret key, build the engine.
+    /// Open the database (making it if missing), apply migrations, resolve the secret key,
+    /// build the engine: what `serve` and `migrate` do.
     pub async fn open(config: Config, clock: Clock) -> Result<Self, StartError> {
-        let store = store::connect(&config.database.url, config.database.max_connections).await?;
+        Self::open_with(config, clock, true).await
+    }
+
+    /// The same for a database that must exist already: every other command.
+    pub async fn open_existing(config: Config, clock: Clock) -> Result<Self, StartError> {
+        Self::open_with(config, clock, false).await
+    }
+
+    async fn open_with(config: Config, clock: Clock, create: bool) -> Result<Self, StartError> {
+        let store = store::open(
+            &config.database.url,
+            config.database.max_connections,
+            create,
+        )
+        .await?;
         store.migrate().await?;
         let key = resolve_secret(&config, store.as_ref()).await?;
         let subs = Arc::new(Subscriptions::new(

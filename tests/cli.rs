@@ -13,11 +13,14 @@ struct Cli {
 impl Cli {
     async fn new(backend: Backend) -> Self {
         let (db, dir) = common::fresh_database(backend).await;
-        Self {
+        let cli = Self {
             db,
             _dir: dir,
             work: tempfile::tempdir().unwrap(),
-        }
+        };
+        // Only `migrate` and `serve` make a database; every other command needs one.
+        cli.ok(&["migrate"]);
+        cli
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -514,7 +517,11 @@ async fn digest_commands(backend: Backend) {
         "--published",
         "yesterday",
     ]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "a bad flag value is a usage error"
+    );
     let list: serde_json::Value =
         serde_json::from_str(&cli.ok(&["articles", "list", "--format", "json"])).unwrap();
     assert_eq!(list.as_array().unwrap().len(), 3);
@@ -602,8 +609,28 @@ async fn digest_commands(backend: Backend) {
     // Nothing recorded by a preview.
     assert_eq!(cli.ok(&["issues", "list", "--format", "json"]).trim(), "[]");
 
-    let out = cli.ok(&["digests", "run", "morning"]);
+    let run = cli.run(&["digests", "run", "morning"]);
+    let out = String::from_utf8_lossy(&run.stdout).to_string();
     assert!(out.contains("settled: sent=2"), "{out}");
+    assert!(
+        stderr(&run).contains("delivering by maildir:outbox"),
+        "says which transport it used: {}",
+        stderr(&run)
+    );
+    // Nothing new now, and the preview says why.
+    let o = cli.run(&["digests", "preview", "morning"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("went out in an earlier issue (the last: #1"),
+        "{}",
+        stderr(&o)
+    );
+    // A settled issue says so.
+    assert!(
+        cli.ok(&["issues", "list"]).contains(" sent "),
+        "{}",
+        cli.ok(&["issues", "list"])
+    );
     let outbox = std::fs::read_dir(cli.work.path().join("outbox"))
         .unwrap()
         .count();
@@ -686,3 +713,188 @@ async fn digest_commands(backend: Backend) {
     assert_eq!(cli.run(&["tokens", "revoke", "cms"]).status.code(), Some(1));
 }
 both_backends!(digest_commands);
+
+/// What a new user met in the first hour, each answered: a command in the wrong folder
+/// refuses a missing database (naming it) instead of making an empty one; a listing piped
+/// into `head` ends quietly; `digests run` against a relay that is down reports after one
+/// pass instead of waiting for days of retries; `--help` lists the values a flag takes;
+/// times are in the schedule's zone; counts are in words; logs carry no colour codes when
+/// nobody reads them on a terminal.
+async fn the_first_hour_needs_no_guesswork(backend: Backend) {
+    let empty = tempfile::tempdir().unwrap();
+    let bare = |args: &[&str], env: &[(&str, &str)]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_herald"));
+        c.args(args)
+            .current_dir(empty.path())
+            .env_remove("HERALD_CONFIG")
+            .env_remove("HERALD_DATABASE__URL");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    let o = bare(&["sections", "list"], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    let expected = empty.path().join("var/herald.db");
+    assert!(
+        stderr(&o).contains(&format!("no database at {}", expected.display()))
+            && stderr(&o).contains("herald migrate"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!empty.path().join("var").exists(), "nothing made");
+    let o = bare(
+        &["sections", "list"],
+        &[(
+            "HERALD_DATABASE__URL",
+            "sqlite:/nonexistent-dir/sub/herald.db",
+        )],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("/nonexistent-dir/sub/herald.db"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!std::path::Path::new("/nonexistent-dir").exists());
+    // `migrate` makes it, and says where; no colour codes in what is not a terminal.
+    let o = bare(&["migrate"], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains(&expected.display().to_string()));
+    assert!(
+        stderr(&o).contains("no secret_key configured") && !stderr(&o).contains('\x1b'),
+        "{}",
+        stderr(&o)
+    );
+    let o = bare(&["check-config"], &[]);
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        out.contains(&format!("database: SQLite {}", expected.display()))
+            && out.contains("mail: maildir:"),
+        "{out}"
+    );
+
+    let cli = Cli::new(backend).await;
+    cli.ok(&["sections", "add", "wmd", "--name", "WMD"]);
+    let mut csv = String::from("email\n");
+    for i in 0..3000 {
+        csv.push_str(&format!("reader{i}@example.com\n"));
+    }
+    let file = cli.write("many.csv", &csv);
+    cli.ok(&[
+        "subscribers",
+        "import",
+        &file,
+        "--sections",
+        "wmd",
+        "--preconfirmed",
+    ]);
+    // `herald subscribers list | head -1`: the reader goes away after one line.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["subscribers", "list"])
+        .current_dir(cli.work.path())
+        .env("HERALD_DATABASE__URL", &cli.db)
+        .env(
+            "HERALD_SECRET_KEY",
+            "cli-test-secret-cli-test-secret-0123456789",
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::BufRead;
+        let mut first = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        assert!(first.contains("@example.com"));
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_ne!(o.status.code(), Some(101), "no panic on a closed pipe");
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+    // Counts in words.
+    let one = cli.run(&["tokens", "list"]);
+    assert!(stderr(&one).contains("0 tokens"), "{}", stderr(&one));
+    cli.ok(&["tokens", "add", "cms", "--role", "staff"]);
+    assert!(stderr(&cli.run(&["tokens", "list"])).contains("1 token\n"));
+    assert!(stderr(&cli.run(&["sends", "--issue", "99"])).contains("no sends match"));
+
+    // --help says what a flag takes.
+    let help = cli.ok(&["sends", "--help"]);
+    for v in [
+        "queued",
+        "sending",
+        "sent",
+        "retrying",
+        "failed",
+        "bounced",
+        "suppressed",
+    ] {
+        assert!(help.contains(v), "{v} in\n{help}");
+    }
+    assert!(
+        cli.ok(&["bounces", "list", "--help"])
+            .contains("auto_reply")
+    );
+    assert!(cli.ok(&["tokens", "add", "--help"]).contains("operator"));
+    let o = cli.run(&["sends", "--status", "bogus"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("possible values"), "{}", stderr(&o));
+
+    // The next run in the schedule's own zone.
+    let out = cli.ok(&[
+        "schedules",
+        "add",
+        "morning",
+        "--cron",
+        "0 7 * * *",
+        "--sections",
+        "wmd",
+        "--timezone",
+        "Europe/Berlin",
+    ]);
+    assert!(
+        (out.contains("07:00 CET") || out.contains("07:00 CEST")) && out.contains("UTC)"),
+        "{out}"
+    );
+
+    // A relay that is down: one pass, then a summary and the way on, not days of waiting.
+    let dead_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    cli.ok(&[
+        "articles",
+        "add",
+        "--section",
+        "wmd",
+        "--title",
+        "Story",
+        "--url",
+        "https://news.example.org/1",
+    ]);
+    let started = std::time::Instant::now();
+    let o = cli.run_env(
+        &["digests", "run", "morning"],
+        &[
+            ("HERALD_MAIL__URL", &format!("smtp://127.0.0.1:{dead_port}")),
+            ("HERALD_MAIL__CONNECT_TIMEOUT", "1s"),
+        ],
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "it returned"
+    );
+    assert_eq!(o.status.code(), Some(1), "nothing could be delivered");
+    let err = stderr(&o);
+    assert!(
+        err.contains("3000 sends are to be tried again later")
+            && err.contains("herald serve")
+            && err.contains("--wait"),
+        "{err}"
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).contains("retrying=3000"));
+}
+both_backends!(the_first_hour_needs_no_guesswork);

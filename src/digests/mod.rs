@@ -441,10 +441,35 @@ impl Digests {
         let start = self.first_window_start(&s);
         let articles = self.store.window_articles(s.id, start, now).await?;
         if articles.is_empty() {
-            return Err(DigestError::NothingToPreview(format!(
-                "no new articles in {}'s sections since {start}",
-                s.name
-            )));
+            let sections: Vec<String> = self
+                .store
+                .schedule_sections(s.id)
+                .await?
+                .into_iter()
+                .map(|x| x.slug)
+                .collect();
+            let last = self
+                .store
+                .schedule_issues(&s.name, 1)
+                .await?
+                .into_iter()
+                .next();
+            return Err(DigestError::NothingToPreview(match last {
+                Some(i) => format!(
+                    "nothing new for {}: every article of {} that arrived since {} went out in an earlier issue (the last: #{} of {}); the next digest takes what arrives from now on",
+                    s.name,
+                    sections.join(", "),
+                    start.format("%Y-%m-%d %H:%M UTC"),
+                    i.id,
+                    i.scheduled_for.format("%Y-%m-%d %H:%M UTC")
+                ),
+                None => format!(
+                    "nothing to preview for {}: {} has no articles since {} (digests.first_lookback before the schedule was made); add some or let a feed bring them",
+                    s.name,
+                    sections.join(", "),
+                    start.format("%Y-%m-%d %H:%M UTC")
+                ),
+            }));
         }
         let sections: Vec<i64> = self
             .store
@@ -493,6 +518,43 @@ pub struct IssueWithCounts {
     #[serde(flatten)]
     pub issue: Issue,
     pub counts: std::collections::BTreeMap<String, i64>,
+    /// Where delivery of the issue stands: `skipped` (nothing new), `queueing` (its sends are
+    /// still being written), `delivering` (some not settled yet), `sent` (every one sent) or
+    /// `settled` (every one settled, not all sent: see the counts).
+    pub state: &'static str,
+}
+
+impl IssueWithCounts {
+    fn new(issue: Issue, counts: std::collections::BTreeMap<String, i64>) -> Self {
+        let unsettled: i64 = ["queued", "sending", "retrying"]
+            .iter()
+            .map(|k| counts.get(*k).copied().unwrap_or(0))
+            .sum();
+        let total: i64 = counts.values().sum();
+        let state = if issue.status == "skipped" {
+            "skipped"
+        } else if issue.filling {
+            "queueing"
+        } else if total == 0 {
+            // No rows: no readers at all (settled), or none written yet.
+            if issue.send_count == 0 {
+                "settled"
+            } else {
+                "delivering"
+            }
+        } else if unsettled > 0 {
+            "delivering"
+        } else if counts.get("sent").copied().unwrap_or(0) == total {
+            "sent"
+        } else {
+            "settled"
+        };
+        Self {
+            issue,
+            counts,
+            state,
+        }
+    }
 }
 
 pub async fn issues_with_counts(
@@ -511,9 +573,9 @@ pub async fn issues_with_counts(
     }
     Ok(issues
         .into_iter()
-        .map(|issue| IssueWithCounts {
-            counts: counts.remove(&issue.id).unwrap_or_default(),
-            issue,
+        .map(|issue| {
+            let c = counts.remove(&issue.id).unwrap_or_default();
+            IssueWithCounts::new(issue, c)
         })
         .collect())
 }

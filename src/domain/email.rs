@@ -20,6 +20,18 @@ pub enum EmailError {
     Malformed,
 }
 
+impl EmailError {
+    /// The same, worded for an operator (CLI, CSV import, API) rather than a reader at the
+    /// signup form.
+    pub fn plain(&self) -> &'static str {
+        match self {
+            EmailError::Empty => "no address",
+            EmailError::TooLong => "longer than 254 characters",
+            EmailError::Malformed => "not an email address",
+        }
+    }
+}
+
 impl EmailAddress {
     pub fn parse(input: &str) -> Result<Self, EmailError> {
         // A CR/LF anywhere, even trailing, is refused rather than trimmed: it is what a

@@ -4,8 +4,9 @@
 use chrono::{DateTime, Duration, Utc};
 
 /// A subscriber's lifecycle state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum SubscriberStatus {
     Pending,
     Active,

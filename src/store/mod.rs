@@ -103,8 +103,9 @@ impl SendKind {
 }
 
 /// Where a send is in its life. `Sent` only after the server's 250.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum SendStatus {
     Queued,
     Sending,
@@ -326,8 +327,9 @@ pub struct NewArticle {
 }
 
 /// What a returned message is, as herald acts on it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum ReturnedKind {
     /// A permanent failure (5.x.x): the address is suppressed.
     Hard,
@@ -814,14 +816,24 @@ pub trait Store: Send + Sync + 'static {
     async fn unsettled_sends_of_issue(&self, issue_id: i64) -> StoreResult<i64>;
 }
 
-/// Open the store named by a database URL (`sqlite:PATH` or `postgres://…`).
+/// Open the store named by a database URL (`sqlite:PATH` or `postgres://…`), making the
+/// SQLite file (and its folder) if it is missing.
 pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Arc<dyn Store>> {
+    open(url, max_connections, true).await
+}
+
+/// Open the store; with `create` false a missing SQLite file is an error that names the
+/// path, not a new empty database (a command run from another folder once answered "no
+/// subscriber" from a fresh `./var/herald.db`, which looked like data loss).
+pub async fn open(url: &str, max_connections: u32, create: bool) -> StoreResult<Arc<dyn Store>> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Arc::new(
             PostgresStore::connect(url, max_connections).await?,
         ))
     } else if let Some(path) = url.strip_prefix("sqlite:") {
-        Ok(Arc::new(SqliteStore::open(path, max_connections).await?))
+        Ok(Arc::new(
+            SqliteStore::open_with(path, max_connections, create).await?,
+        ))
     } else {
         Err(StoreError::Open(format!(
             "unsupported database URL {url:?}"

@@ -117,12 +117,28 @@ impl std::ops::DerefMut for WriteTx<'_> {
 
 impl SqliteStore {
     pub async fn open(path: &str, max_connections: u32) -> StoreResult<Self> {
+        Self::open_with(path, max_connections, true).await
+    }
+
+    /// Open the database file; with `create` false a missing one is an error naming where
+    /// it was looked for.
+    pub async fn open_with(path: &str, max_connections: u32, create: bool) -> StoreResult<Self> {
         let path = path.trim_start_matches("//");
         if path.is_empty() || path.contains(":memory:") {
             // Each pooled connection would get its own empty in-memory database.
             return Err(StoreError::Open(
                 "sqlite needs a file path, e.g. sqlite:var/herald.db".into(),
             ));
+        }
+        let file = path.split('?').next().unwrap_or(path);
+        if !create && !std::path::Path::new(file).exists() {
+            let shown = std::path::absolute(file)
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| file.to_string());
+            return Err(StoreError::Open(format!(
+                "no database at {shown}: point database.url (or HERALD_DATABASE__URL) at yours, \
+                 or run `herald migrate` to make a new one there"
+            )));
         }
         if let Some(dir) = std::path::Path::new(path)
             .parent()
@@ -134,7 +150,7 @@ impl SqliteStore {
         }
         let opts = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))
             .map_err(|e| StoreError::Open(e.to_string()))?
-            .create_if_missing(true)
+            .create_if_missing(create)
             .journal_mode(SqliteJournalMode::Wal)
             // NORMAL is durable in WAL mode except for the last transactions on power loss.
             .synchronous(SqliteSynchronous::Normal)

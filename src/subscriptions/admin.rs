@@ -121,7 +121,7 @@ impl Subscriptions {
                 }
                 Err(e) => {
                     let shown: String = raw.chars().take(60).filter(|c| !c.is_control()).collect();
-                    bad_rows.push((line, format!("{shown:?}: {e}")));
+                    bad_rows.push((line, format!("{shown:?}: {}", e.plain())));
                 }
             }
         }

@@ -1,0 +1,266 @@
+//! The `herald` command line: one module per command group, each with its clap arguments
+//! and its `run`; `main.rs` only parses and dispatches.
+//!
+//! Conventions: data goes to stdout (tables, JSON), what a person reads about it (counts,
+//! "nothing found", what to do next) to stderr, so `herald sends --format json | jq` sees
+//! only data. Exit codes: 0 ok, 1 the operation failed (bad input, conflict, runtime
+//! error), 2 usage or configuration error.
+
+mod articles;
+mod bounces;
+mod digests;
+mod issues;
+mod schedules;
+mod sections;
+mod sends;
+mod subscribers;
+mod suppressions;
+mod tokens;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use herald::config::Config;
+use herald::{App, Services, clock::Clock};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "herald",
+    version,
+    about = "Newsletter subscription and delivery daemon",
+    long_about = "Newsletter subscription and delivery daemon.\n\n\
+        Settings come from the embedded defaults, then --config FILE, then HERALD_* \
+        variables (e.g. HERALD_DATABASE__URL). Every command but `serve` and `migrate` \
+        works on an existing database."
+)]
+pub struct Cli {
+    /// Config file (TOML); only the keys it sets override the embedded defaults.
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_CONFIG",
+        value_name = "FILE",
+        help_heading = "Global options"
+    )]
+    pub config: Option<PathBuf>,
+    /// How log lines are written to stderr.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "HERALD_LOG_FORMAT",
+        help_heading = "Global options"
+    )]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// How a listing is printed.
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Default)]
+pub enum Format {
+    /// A table for people.
+    #[default]
+    Text,
+    /// JSON for programs.
+    Json,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the web server, the scheduler and the delivery workers until SIGINT/SIGTERM.
+    Serve,
+    /// Create the database if it is missing, apply migrations, and exit.
+    Migrate,
+    /// Print a new random secret key for `secret_key` / HERALD_SECRET_KEY.
+    Secret,
+    /// Check the configuration, say which database and mail transport it names, and print
+    /// the DKIM record to publish.
+    CheckConfig,
+    /// Sections readers can subscribe to.
+    #[command(subcommand)]
+    Sections(sections::Cmd),
+    /// Subscribers: import, list, show, export, delete.
+    #[command(subcommand)]
+    Subscribers(subscribers::Cmd),
+    /// Articles: add, import a feed file, list.
+    #[command(subcommand)]
+    Articles(articles::Cmd),
+    /// Digest schedules (cron).
+    #[command(subcommand)]
+    Schedules(schedules::Cmd),
+    /// Preview or run a digest now.
+    #[command(subcommand)]
+    Digests(digests::Cmd),
+    /// Issues (digest runs) with their delivery counts.
+    #[command(subcommand)]
+    Issues(issues::Cmd),
+    /// The delivery log; `sends retry` re-queues failed sends.
+    Sends(sends::Args),
+    /// API tokens for /api/v1.
+    #[command(subcommand)]
+    Tokens(tokens::Cmd),
+    /// Mail that came back: bounces, complaints, unsubscribes by mail, auto-replies.
+    #[command(subcommand)]
+    Bounces(bounces::Cmd),
+    /// Addresses herald sends nothing to, and why.
+    #[command(subcommand)]
+    Suppressions(suppressions::Cmd),
+}
+
+/// A failure with its exit code.
+pub struct Failure(pub u8, pub String);
+
+impl Failure {
+    /// A usage error (exit 2).
+    pub fn usage(msg: impl Into<String>) -> Self {
+        Failure(2, msg.into())
+    }
+}
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure(1, e.to_string())
+    }
+}
+
+pub type CliResult = Result<(), Failure>;
+
+pub fn print_json<T: serde::Serialize>(v: &T) -> CliResult {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+/// "1 subscriber", "2 subscribers".
+pub fn count(n: impl Into<i64>, one: &str, many: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// `--since 7d` as the instant that long ago.
+pub fn since(
+    flag: Option<&str>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, Failure> {
+    match flag {
+        Some(d) => {
+            let d: herald::domain::HumanDuration = d
+                .parse()
+                .map_err(|e| Failure::usage(format!("--since: {e}")))?;
+            Ok(Some(now - d.as_chrono()))
+        }
+        None => Ok(None),
+    }
+}
+
+/// An address given on the command line, normalised as the store keeps it.
+pub fn address(flag: &str, e: &str) -> Result<String, Failure> {
+    herald::domain::EmailAddress::parse(e)
+        .map(|a| a.as_str().to_string())
+        .map_err(|err| Failure::usage(format!("{flag}{e:?}: {}", err.plain())))
+}
+
+/// What the database URL names, for messages.
+fn database_label(url: &str) -> String {
+    match url.strip_prefix("sqlite:") {
+        Some(p) => {
+            let p = p.trim_start_matches("//");
+            let file = p.split('?').next().unwrap_or(p);
+            format!(
+                "SQLite {}",
+                std::path::absolute(file)
+                    .map(|a| a.display().to_string())
+                    .unwrap_or_else(|_| file.to_string())
+            )
+        }
+        None => match url::Url::parse(url) {
+            Ok(u) => format!(
+                "PostgreSQL {}:{}{}",
+                u.host_str().unwrap_or("localhost"),
+                u.port().unwrap_or(5432),
+                u.path()
+            ),
+            Err(_) => url.to_string(),
+        },
+    }
+}
+
+async fn open(config: Config) -> Result<Services, Failure> {
+    Ok(Services::open_existing(config, Clock::system()).await?)
+}
+
+pub async fn run(command: Command, config: Config) -> CliResult {
+    match command {
+        Command::Secret => {
+            println!("{}", herald::domain::SecretKey::generate_text());
+            Ok(())
+        }
+        Command::CheckConfig => {
+            println!("configuration ok");
+            println!("database: {}", database_label(&config.database.url));
+            println!(
+                "mail: {}",
+                herald::delivery::Transport::from_config(&config.mail).describe()
+            );
+            println!("public URL: {}", config.http.public_url);
+            for w in config.warnings() {
+                println!("warning: {w}");
+            }
+            if let Some(signer) = &config.mail.dkim {
+                println!("DKIM: publish this TXT record");
+                println!("  {}  TXT  \"{}\"", signer.dns_name(), signer.dns_record());
+            }
+            Ok(())
+        }
+        Command::Serve => {
+            let app = App::build(config).await?;
+            app.run_until_stopped(shutdown_signal()).await?;
+            Ok(())
+        }
+        Command::Migrate => {
+            let label = database_label(&config.database.url);
+            Services::open(config, Clock::system()).await?;
+            println!("migrations applied to {label}");
+            Ok(())
+        }
+        Command::Sections(cmd) => sections::run(cmd, open(config).await?).await,
+        Command::Subscribers(cmd) => subscribers::run(cmd, open(config).await?).await,
+        Command::Articles(cmd) => articles::run(cmd, open(config).await?).await,
+        Command::Schedules(cmd) => schedules::run(cmd, open(config).await?).await,
+        Command::Digests(cmd) => digests::run(cmd, open(config).await?).await,
+        Command::Issues(cmd) => issues::run(cmd, open(config).await?).await,
+        Command::Sends(args) => sends::run(args, open(config).await?).await,
+        Command::Tokens(cmd) => tokens::run(cmd, open(config).await?).await,
+        Command::Bounces(cmd) => bounces::run(cmd, open(config).await?).await,
+        Command::Suppressions(cmd) => suppressions::run(cmd, open(config).await?).await,
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

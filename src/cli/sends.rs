@@ -1,0 +1,120 @@
+//! `herald sends`: the delivery log, and `sends retry`.
+
+use super::{CliResult, Failure, Format, address, count, since};
+use clap::Subcommand;
+use herald::Services;
+use herald::store::SendStatus;
+
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Args {
+    #[command(subcommand)]
+    retry: Option<Cmd>,
+    /// Only this issue's sends.
+    #[arg(long)]
+    issue: Option<i64>,
+    /// Only sends in this state.
+    #[arg(long, value_enum)]
+    status: Option<SendStatus>,
+    /// Only mail to this address.
+    #[arg(long)]
+    email: Option<String>,
+    /// Only sends updated within this long, e.g. 2h, 30m, 7d.
+    #[arg(long, value_name = "DURATION")]
+    since: Option<String>,
+    /// Keep printing sends as they change (Ctrl-C to stop).
+    #[arg(long)]
+    follow: bool,
+    /// At most this many (per poll with --follow).
+    #[arg(long, default_value_t = 1000)]
+    limit: i64,
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+}
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Re-queue the failed sends of an issue. Only `failed` can be retried: a sent mail
+    /// would be delivered twice, one in flight taken from its worker, a queued or retrying
+    /// one is already in the queue, and a bounced or suppressed address must not get mail.
+    Retry {
+        #[arg(long)]
+        issue: i64,
+        #[arg(long, value_enum, default_value = "failed")]
+        status: SendStatus,
+    },
+}
+
+pub async fn run(args: Args, s: Services) -> CliResult {
+    if let Some(Cmd::Retry { issue, status }) = args.retry {
+        if status != SendStatus::Failed {
+            return Err(Failure::usage(format!(
+                "only failed sends can be retried (not {}): sent mail would be delivered twice, \
+                 queued, retrying and sending ones are still being delivered, and bounced or suppressed \
+                 addresses must not get mail",
+                status.as_str()
+            )));
+        }
+        let n = s
+            .store
+            .requeue_sends(issue, status.as_str(), s.clock.now())
+            .await?;
+        println!(
+            "{} of issue #{issue} re-queued; `herald serve` delivers them",
+            count(n as i64, "send", "sends")
+        );
+        return Ok(());
+    }
+    let email = match &args.email {
+        Some(e) => Some(address("--email ", e)?),
+        None => None,
+    };
+    let mut filter = herald::store::SendFilter {
+        issue_id: args.issue,
+        status: args.status.map(|st| st.as_str().to_string()),
+        email,
+        updated_since: since(args.since.as_deref(), s.clock.now())?,
+        limit: Some(args.limit),
+    };
+    let mut seen: std::collections::HashSet<(i64, chrono::DateTime<chrono::Utc>)> =
+        Default::default();
+    let mut shown = 0i64;
+    loop {
+        let rows = s.store.list_sends(&filter).await?;
+        for r in &rows {
+            if !seen.insert((r.id, r.updated_at)) {
+                continue;
+            }
+            shown += 1;
+            if args.format == Format::Json {
+                println!("{}", serde_json::to_string(r)?);
+            } else {
+                println!(
+                    "{} #{:<6} issue={:<5} {:<18} {:<32} {:<10} attempts={} {}",
+                    r.updated_at.format("%Y-%m-%d %H:%M:%S"),
+                    r.id,
+                    r.issue_id
+                        .map(|i| i.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    r.kind,
+                    r.email.as_deref().unwrap_or("(erased)"),
+                    r.status,
+                    r.attempts,
+                    r.last_reply.as_deref().unwrap_or("")
+                );
+            }
+        }
+        if !args.follow {
+            if shown == 0 {
+                eprintln!("no sends match");
+            }
+            return Ok(());
+        }
+        if let Some(last) = rows.last() {
+            filter.updated_since = Some(last.updated_at);
+        } else if filter.updated_since.is_none() {
+            filter.updated_since = Some(s.clock.now());
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}

@@ -1,0 +1,80 @@
+//! `herald tokens`: bearer tokens for `/api/v1`.
+
+use super::{CliResult, Failure, Format, count, print_json};
+use clap::{Subcommand, ValueEnum};
+use herald::Services;
+
+/// What a token may do.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Role {
+    /// Read and write: articles, schedules, suppressions.
+    Staff,
+    /// Read only, and report returned mail (relay webhooks).
+    Operator,
+}
+
+impl Role {
+    fn as_str(self) -> &'static str {
+        match self {
+            Role::Staff => "staff",
+            Role::Operator => "operator",
+        }
+    }
+}
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Create a token; it is printed once, only its hash is kept.
+    Add {
+        /// A name to know it by (e.g. the CMS that uses it).
+        name: String,
+        #[arg(long, value_enum)]
+        role: Role,
+    },
+    /// List tokens (never the tokens themselves).
+    List {
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// Revoke a token: it stops working at once.
+    Revoke { name: String },
+}
+
+pub async fn run(cmd: Cmd, s: Services) -> CliResult {
+    match cmd {
+        Cmd::Add { name, role } => {
+            let role = role.as_str();
+            let token =
+                herald::web::api::issue_token(s.store.as_ref(), &name, role, s.clock.now()).await?;
+            println!("{token}");
+            eprintln!(
+                "token {name} ({role}) created; it is shown only now: keep it somewhere safe"
+            );
+        }
+        Cmd::List { format } => {
+            let list = s.store.list_api_tokens().await?;
+            if format == Format::Json {
+                return print_json(&list);
+            }
+            for t in &list {
+                println!(
+                    "{:<24} {:<9} created {}{}",
+                    t.name,
+                    t.role,
+                    t.created_at.format("%Y-%m-%d"),
+                    t.revoked_at
+                        .map(|r| format!(", revoked {}", r.format("%Y-%m-%d")))
+                        .unwrap_or_default()
+                );
+            }
+            eprintln!("{}", count(list.len() as i64, "token", "tokens"));
+        }
+        Cmd::Revoke { name } => {
+            if !s.store.revoke_api_token(&name, s.clock.now()).await? {
+                return Err(Failure(1, format!("no active token named {name:?}")));
+            }
+            println!("token {name} revoked");
+        }
+    }
+    Ok(())
+}
