@@ -173,6 +173,9 @@ pub struct HttpConfig {
     pub header_timeout: std::time::Duration,
     /// A whole request (body and handler) must finish within this: 408 otherwise.
     pub request_timeout: std::time::Duration,
+    /// `public_url` was left at its default while `listen` was changed, so it was made
+    /// from `listen` (mailed links would otherwise point at the default port).
+    pub public_url_derived: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -297,6 +300,13 @@ impl Config {
     /// What is allowed but probably wrong: said by `check-config` and at `serve`'s start.
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
+        if self.http.public_url_derived {
+            out.push(format!(
+                "http.public_url is not set: links in mail and on pages use {} (from \
+                 http.listen); set http.public_url to the address readers reach herald at",
+                self.http.public_url
+            ));
+        }
         if let Ok(u) = url::Url::parse(&self.http.public_url) {
             let loopback = match u.host() {
                 Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
@@ -478,7 +488,7 @@ fn set_from_env(table: &mut toml::Table, path: &[String], value: &str) -> Result
 }
 
 impl RawConfig {
-    fn check(self) -> Result<Config, ConfigError> {
+    fn check(mut self) -> Result<Config, ConfigError> {
         let secret_key = if self.secret_key.is_empty() {
             None
         } else if self.secret_key.len() < crate::domain::SecretKey::MIN_LEN {
@@ -516,6 +526,21 @@ impl RawConfig {
                 ),
             )
         })?;
+        // Left at the default while the listener moved: links follow the listener (an
+        // unspecified address becomes loopback, with a warning) instead of pointing at a
+        // port nothing listens on.
+        let default_listen: SocketAddr = "127.0.0.1:8080".parse().expect("a valid address");
+        let public_url_derived = self.http.public_url.trim_end_matches('/')
+            == "http://127.0.0.1:8080"
+            && listen != default_listen;
+        if public_url_derived {
+            let ip = match listen.ip() {
+                IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+                IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+                ip => ip,
+            };
+            self.http.public_url = format!("http://{}", SocketAddr::new(ip, listen.port()));
+        }
         let public = url::Url::parse(&self.http.public_url).map_err(|e| {
             invalid(
                 "http.public_url",
@@ -913,6 +938,7 @@ impl RawConfig {
                 metrics_token,
                 header_timeout: self.http.header_timeout.0,
                 request_timeout: self.http.request_timeout.0,
+                public_url_derived,
             },
             site: self.site,
             mail: MailConfig {
@@ -1136,6 +1162,32 @@ mod tests {
         assert!(err_of(&[("nosuch.key", "1")]).contains("nosuch.key"));
         assert!(err_of(&[("site.url", "javascript:alert(1)")]).contains("site.url"));
         assert!(err_of(&[("site.accent_color", "red;x")]).contains("site.accent_color"));
+    }
+
+    #[test]
+    fn links_follow_the_listener_when_public_url_is_left_alone() {
+        let c = Config::defaults_with(&[("http.listen", "0.0.0.0:9000")]).unwrap();
+        assert_eq!(c.http.public_url, "http://127.0.0.1:9000");
+        assert!(
+            c.warnings()
+                .iter()
+                .any(|w| w.contains("http.public_url is not set")),
+            "{:?}",
+            c.warnings()
+        );
+        let c = Config::defaults_with(&[("http.listen", "[::]:9001")]).unwrap();
+        assert_eq!(c.http.public_url, "http://[::1]:9001");
+        let c = Config::defaults_with(&[("http.listen", "127.0.0.1:9002")]).unwrap();
+        assert_eq!(c.http.public_url, "http://127.0.0.1:9002");
+        let c = Config::defaults_with(&[
+            ("http.listen", "0.0.0.0:9000"),
+            ("http.public_url", "https://news.example.com/newsletter/"),
+        ])
+        .unwrap();
+        assert_eq!(c.http.public_url, "https://news.example.com/newsletter");
+        assert!(!c.warnings().iter().any(|w| w.contains("is not set")));
+        let c = Config::defaults_with(&[]).unwrap();
+        assert!(c.warnings().is_empty(), "{:?}", c.warnings());
     }
 
     #[test]

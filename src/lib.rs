@@ -190,6 +190,30 @@ impl Services {
     }
 }
 
+/// The database a URL names, for the start line: the SQLite file's absolute path, or the
+/// PostgreSQL host and database (never its password).
+pub fn database_label(url: &str) -> String {
+    match url.strip_prefix("sqlite:") {
+        Some(p) => {
+            let p = p.trim_start_matches("//");
+            let file = p.split('?').next().unwrap_or(p);
+            let shown = std::path::absolute(file)
+                .map(|a| a.display().to_string())
+                .unwrap_or_else(|_| file.to_string());
+            format!("SQLite {shown}")
+        }
+        None => match url::Url::parse(url) {
+            Ok(u) => format!(
+                "PostgreSQL {}:{}{}",
+                u.host_str().unwrap_or("localhost"),
+                u.port().unwrap_or(5432),
+                u.path()
+            ),
+            Err(_) => "PostgreSQL".into(),
+        },
+    }
+}
+
 /// The secret for link MACs: from config, else one generated once and kept — in a file
 /// next to the SQLite database, or in the database's settings table for PostgreSQL (so
 /// several instances share it).
@@ -384,9 +408,14 @@ impl App {
             tasks.extend(spawn_periodic_jobs(&s, state.limiter.clone(), &stop_rx));
             tracing::info!(transport = %s.engine.transport().describe(), workers = s.config.delivery.connections, "delivery started");
         }
-        tracing::info!(addr = %self.addr, public_url = %s.config.http.public_url, backend = s.store.backend(), "herald listening");
+        tracing::info!(addr = %self.addr, public_url = %s.config.http.public_url, database = %database_label(&s.config.database.url), "herald listening");
         for w in s.config.warnings() {
             tracing::warn!("{w}");
+        }
+        if s.store.list_sections().await.is_ok_and(|l| l.is_empty()) {
+            tracing::warn!(
+                "no sections yet: nobody can sign up until there is one (`herald sections add SLUG --name NAME`)"
+            );
         }
         if let Some(m) = self.metrics_listener {
             if let Ok(a) = m.local_addr() {

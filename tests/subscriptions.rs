@@ -315,6 +315,98 @@ async fn cooldown_limits_mail_per_address(backend: Backend) {
 }
 both_backends!(cooldown_limits_mail_per_address);
 
+/// A reader who unsubscribes and changes their mind a minute later gets a confirmation
+/// link at once (their own clicks, on links only their mailbox has, reset the per-address
+/// cooldown); a stranger repeating the signup still gets no more than one mail.
+async fn a_reader_who_left_can_come_back_at_once(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_section("wmd", "WMD").await;
+    let welcome = app
+        .subscribe_and_confirm("back@example.com", &["wmd"])
+        .await;
+    let unsubscribe = welcome.link_with("/unsubscribe/").unwrap();
+    assert_eq!(app.post(&unsubscribe, "").await.status(), 200);
+    app.clock.advance(chrono::Duration::minutes(1));
+    let before = app.smtp().to("back@example.com").len();
+    for _ in 0..3 {
+        assert_eq!(app.signup("back@example.com", &["wmd"]).await.status(), 200);
+    }
+    app.deliver().await;
+    let mails = app.smtp().to("back@example.com");
+    assert_eq!(
+        mails.len(),
+        before + 1,
+        "one confirmation, at once, and only one"
+    );
+    let confirm = mails
+        .last()
+        .unwrap()
+        .link_with("/confirm/")
+        .expect("a link");
+    assert_eq!(app.post(&confirm, "").await.status(), 200);
+    assert_eq!(
+        app.subscriber_status("back@example.com").await.as_deref(),
+        Some("active")
+    );
+}
+both_backends!(a_reader_who_left_can_come_back_at_once);
+
+/// Behind a path (`http.public_url = https://news.example.com/newsletter`), the form posts
+/// and every "Sign up" link points within it; a lone section is ticked; with no section at
+/// all the page says so instead of offering a form that cannot succeed.
+async fn pages_follow_the_public_url_and_the_sections(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let page = app
+        .get(&format!("{}/subscribe", app.base))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("nothing to subscribe to yet") && !page.contains("<form"),
+        "{page}"
+    );
+    let prefixed = TestApp::spawn_with(
+        Spawn::new(backend).set("http.public_url", "https://news.example.com/newsletter"),
+    )
+    .await;
+    prefixed.add_section("wmd", "WMD").await;
+    let page = prefixed
+        .get(&format!("{}/subscribe", prefixed.base))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(r#"action="https://news.example.com/newsletter/subscribe""#),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"value="wmd" checked"#),
+        "a lone section is ticked: {page}"
+    );
+    let spent = prefixed
+        .get(&format!("{}/confirm/1.not-a-real-token", prefixed.base))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        spent.contains(r#"href="https://news.example.com/newsletter/subscribe""#),
+        "{spent}"
+    );
+    // With two sections nothing is ticked for the reader.
+    prefixed.add_section("cyber", "Cyber").await;
+    let page = prefixed
+        .get(&format!("{}/subscribe", prefixed.base))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!page.contains(" checked"), "{page}");
+}
+both_backends!(pages_follow_the_public_url_and_the_sections);
+
 async fn honeypot_writes_and_sends_nothing(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     app.add_section("wmd", "WMD").await;

@@ -168,31 +168,6 @@ pub fn address(flag: &str, e: &str) -> Result<String, Failure> {
         .map_err(|err| Failure::usage(format!("{flag}{e:?}: {}", err.plain())))
 }
 
-/// What the database URL names, for messages.
-fn database_label(url: &str) -> String {
-    match url.strip_prefix("sqlite:") {
-        Some(p) => {
-            let p = p.trim_start_matches("//");
-            let file = p.split('?').next().unwrap_or(p);
-            format!(
-                "SQLite {}",
-                std::path::absolute(file)
-                    .map(|a| a.display().to_string())
-                    .unwrap_or_else(|_| file.to_string())
-            )
-        }
-        None => match url::Url::parse(url) {
-            Ok(u) => format!(
-                "PostgreSQL {}:{}{}",
-                u.host_str().unwrap_or("localhost"),
-                u.port().unwrap_or(5432),
-                u.path()
-            ),
-            Err(_) => url.to_string(),
-        },
-    }
-}
-
 async fn open(config: Config) -> Result<Services, Failure> {
     Ok(Services::open_existing(config, Clock::system()).await?)
 }
@@ -205,7 +180,7 @@ pub async fn run(command: Command, config: Config) -> CliResult {
         }
         Command::CheckConfig => {
             println!("configuration ok");
-            println!("database: {}", database_label(&config.database.url));
+            println!("database: {}", herald::database_label(&config.database.url));
             println!(
                 "mail: {}",
                 herald::delivery::Transport::from_config(&config.mail).describe()
@@ -226,7 +201,7 @@ pub async fn run(command: Command, config: Config) -> CliResult {
             Ok(())
         }
         Command::Migrate => {
-            let label = database_label(&config.database.url);
+            let label = herald::database_label(&config.database.url);
             Services::open(config, Clock::system()).await?;
             println!("migrations applied to {label}");
             Ok(())

@@ -181,7 +181,7 @@ macro_rules! shared_store_impl {
                 .await?;
                 sqlx::query::<$db>(
                     "UPDATE subscribers SET status = 'active', confirmed_at = $2, consent_at = $2, consent_ip = $3, \
-                     consent_form = signup_form, unsubscribed_at = NULL, updated_at = $2 WHERE id = $1",
+                     consent_form = signup_form, unsubscribed_at = NULL, last_notice_at = NULL, updated_at = $2 WHERE id = $1",
                 )
                 .bind(subscriber_id)
                 .bind(now)
@@ -270,7 +270,7 @@ macro_rules! shared_store_impl {
                 }
                 if section_ids.is_empty() {
                     sqlx::query::<$db>(
-                        "UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = $2, updated_at = $2 WHERE id = $1",
+                        "UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = $2, last_notice_at = NULL, updated_at = $2 WHERE id = $1",
                     )
                     .bind(id)
                     .bind(now)
@@ -369,8 +369,8 @@ macro_rules! shared_store_impl {
                     }
                     (K::Unsubscribe, Some(sub), Some(_)) => {
                         sqlx::query::<$db>(
-                            "UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = $2, updated_at = $2 \
-                             WHERE id = $1 AND status IN ('active', 'pending')",
+                            "UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = $2, last_notice_at = NULL, \
+                             updated_at = $2 WHERE id = $1 AND status IN ('active', 'pending')",
                         )
                         .bind(sub)
                         .bind(r.now)
@@ -492,8 +492,8 @@ macro_rules! shared_store_impl {
 
             async fn unsubscribe(&self, id: i64, now: DateTime<Utc>) -> StoreResult<bool> {
                 let r = sqlx::query::<$db>(
-                    "UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = $2, updated_at = $2 \
-                     WHERE id = $1 AND status IN ('active', 'pending')",
+                    "UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = $2, last_notice_at = NULL, \
+                     updated_at = $2 WHERE id = $1 AND status IN ('active', 'pending')",
                 )
                 .bind(id)
                 .bind(now)

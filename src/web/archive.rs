@@ -39,6 +39,7 @@ pub async fn index(State(st): State<AppState>, Path(schedule): Path<String>) -> 
         site_name: st.config.site.name.clone(),
         lang: st.config.site.language.clone(),
         site_url: st.config.site.url.clone(),
+        subscribe_url: st.public_url("/subscribe"),
         heading: format!("{}: past issues", st.config.site.name),
         issues: issues
             .into_iter()

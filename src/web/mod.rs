@@ -38,6 +38,14 @@ pub struct AppState {
     pub health: Arc<crate::jobs::JobHealth>,
 }
 
+impl AppState {
+    /// An absolute URL at herald's public address (`http.public_url`, its path included),
+    /// for `path` (which starts with `/`).
+    pub fn public_url(&self, path: &str) -> String {
+        format!("{}{path}", self.config.http.public_url)
+    }
+}
+
 /// Largest request body we read; a signup form is a few hundred bytes.
 const BODY_LIMIT: usize = 64 * 1024;
 /// A body declared larger than [`BODY_LIMIT`] but no larger than this is read and thrown

@@ -16,6 +16,8 @@ pub struct SubscribePage {
     pub site_name: String,
     pub lang: String,
     pub site_url: String,
+    /// `{public_url}/subscribe`.
+    pub form_action: String,
     pub sections: Vec<SectionChoice>,
     pub email: String,
     pub error: Option<String>,
@@ -74,6 +76,7 @@ pub struct ArchivePage {
     pub site_name: String,
     pub lang: String,
     pub site_url: String,
+    pub subscribe_url: String,
     pub heading: String,
     pub issues: Vec<ArchiveEntry>,
 }

@@ -31,7 +31,16 @@ fn message(
         site_url: st.config.site.url.clone(),
         heading: heading.into(),
         paragraphs: paragraphs.iter().map(|p| p.to_string()).collect(),
-        link: link.map(|(h, t)| (h.to_string(), t.to_string())),
+        // Every link comes from http.public_url, so a herald behind a path
+        // (https://news.example.com/newsletter) links within it.
+        link: link.map(|(h, t)| {
+            let href = if h.starts_with('/') {
+                st.public_url(h)
+            } else {
+                h.to_string()
+            };
+            (href, t.to_string())
+        }),
     }
 }
 
@@ -68,15 +77,25 @@ async fn subscribe_form(
     error: Option<String>,
 ) -> Response {
     match st.subs.sections().await {
-        Ok(sections) => SubscribePage {
-            site_name: st.config.site.name.clone(),
-            lang: st.config.site.language.clone(),
-            site_url: st.config.site.url.clone(),
-            sections: choices(sections, checked),
-            email,
-            error,
+        Ok(sections) => {
+            let lone = sections.len() == 1;
+            let mut sections = choices(sections, checked);
+            // With one section there is nothing to choose: it is ticked, or the first
+            // attempt would always fail with "choose at least one section".
+            if lone {
+                sections[0].checked = true;
+            }
+            SubscribePage {
+                site_name: st.config.site.name.clone(),
+                lang: st.config.site.language.clone(),
+                site_url: st.config.site.url.clone(),
+                form_action: st.public_url("/subscribe"),
+                sections,
+                email,
+                error,
+            }
+            .into_response()
         }
-        .into_response(),
         Err(e) => internal_error(st, e),
     }
 }
