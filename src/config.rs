@@ -208,6 +208,7 @@ struct RawMail {
     send_timeout: HumanDuration,
     connect_timeout: HumanDuration,
     helo_name: String,
+    tls_ca_file: String,
     dkim: RawDkim,
 }
 
@@ -248,6 +249,9 @@ pub struct MailConfig {
     pub send_timeout: HumanDuration,
     pub connect_timeout: HumanDuration,
     pub helo_name: Option<String>,
+    /// `mail.tls_ca_file`: the relay's certificate must chain to one of these (PEM), and to
+    /// nothing else; None: the system's trusted roots.
+    pub tls_ca: Option<std::sync::Arc<Vec<Vec<u8>>>>,
     /// DKIM signing, when configured: the key read and checked once, at load.
     pub dkim: Option<std::sync::Arc<crate::delivery::DkimSigner>>,
 }
@@ -833,6 +837,28 @@ impl RawConfig {
             return Err(invalid("mail.send_timeout", "must be more than 0s"));
         }
         let helo_name = (!self.mail.helo_name.is_empty()).then_some(self.mail.helo_name);
+        let tls_ca = match self.mail.tls_ca_file.trim() {
+            "" => None,
+            path => {
+                let pem = std::fs::read(path).map_err(|e| {
+                    invalid("mail.tls_ca_file", format!("cannot read {path:?}: {e}"))
+                })?;
+                use rustls_pki_types::pem::PemObject;
+                let certs: Vec<Vec<u8>> = rustls_pki_types::CertificateDer::pem_slice_iter(&pem)
+                    .map(|c| c.map(|c| c.to_vec()))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| {
+                        invalid("mail.tls_ca_file", format!("{path:?} is not PEM: {e}"))
+                    })?;
+                if certs.is_empty() {
+                    return Err(invalid(
+                        "mail.tls_ca_file",
+                        format!("{path:?} holds no certificate (BEGIN CERTIFICATE)"),
+                    ));
+                }
+                Some(std::sync::Arc::new(certs))
+            }
+        };
         let dkim = if self.mail.dkim.key_file.is_empty() {
             None
         } else {
@@ -952,6 +978,7 @@ impl RawConfig {
                 send_timeout: self.mail.send_timeout,
                 connect_timeout: self.mail.connect_timeout,
                 helo_name,
+                tls_ca,
                 dkim,
             },
             subscriptions: self.subscriptions,

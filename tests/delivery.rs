@@ -1846,3 +1846,58 @@ async fn a_relay_that_refuses_a_second_ehlo_still_gets_every_message(backend: Ba
     );
 }
 both_backends!(a_relay_that_refuses_a_second_ehlo_still_gets_every_message);
+
+/// An internal relay with a certificate from a private CA (made by openssl, as operators
+/// do): with `mail.tls_ca_file` naming that CA, mail goes out over STARTTLS
+/// (`?tls=required`) and over TLS from the first byte (`smtps://`); without it, or with
+/// another CA, the certificate is refused and nothing is sent (there is no "accept any
+/// certificate" switch).
+async fn a_private_ca_is_trusted_only_when_named(backend: Backend) {
+    if !common::tool_available("openssl", &["openssl", "version"]) {
+        return;
+    }
+    let pki = common::pki::Pki::new("Herald Test Relay CA");
+    let other = common::pki::Pki::new("Someone Else's CA");
+    let relay = common::SmtpServer::start_tls(
+        Behaviour::default(),
+        pki.cert.to_str().unwrap(),
+        pki.key.to_str().unwrap(),
+    );
+    let plain = common::SmtpServer::start(Behaviour::default());
+    let smtps = common::relays::TlsFront::start(&pki.cert, &pki.key, plain.port);
+    let starttls_url = format!("smtp://127.0.0.1:{}?tls=required", relay.port);
+    let smtps_url = format!("smtps://127.0.0.1:{}", smtps.port);
+    for (url, ca, delivered) in [
+        (&starttls_url, Some(&pki.ca), true),
+        (&smtps_url, Some(&pki.ca), true),
+        (&starttls_url, None, false),
+        (&smtps_url, None, false),
+        (&starttls_url, Some(&other.ca), false),
+        (&smtps_url, Some(&other.ca), false),
+    ] {
+        let mut spec = Spawn::new(backend).set("mail.url", url);
+        if let Some(ca) = ca {
+            spec = spec.set("mail.tls_ca_file", ca.to_str().unwrap());
+        }
+        let app = TestApp::spawn_with(spec).await;
+        let before = relay.count() + plain.count();
+        issue_for(&app, 1).await;
+        app.deliver().await;
+        let got = relay.count() + plain.count() - before;
+        let case = format!("{url} with CA {ca:?}");
+        if delivered {
+            assert_eq!(got, 1, "{case}");
+            assert_eq!(sends_in(&app, "sent").await.len(), 1, "{case}");
+        } else {
+            assert_eq!(got, 0, "{case}: nothing may go to an untrusted relay");
+            let retrying = sends_in(&app, "retrying").await;
+            assert_eq!(retrying.len(), 1, "{case}");
+            let why = retrying[0].last_reply.clone().unwrap_or_default();
+            assert!(
+                why.to_lowercase().contains("certificate") || why.contains("TLS"),
+                "{case}: {why}"
+            );
+        }
+    }
+}
+both_backends!(a_private_ca_is_trusted_only_when_named);

@@ -110,6 +110,8 @@ pub struct SmtpSettings {
     helo: ClientId,
     connect_timeout: Duration,
     send_timeout: Duration,
+    /// `mail.tls_ca_file`: the only roots the relay's certificate may chain to.
+    ca: Option<Arc<Vec<Vec<u8>>>>,
 }
 
 /// Where mail goes; makes one [`MailSender`] per worker.
@@ -140,6 +142,7 @@ impl Transport {
                     .unwrap_or_default(),
                 connect_timeout: cfg.connect_timeout.0,
                 send_timeout: cfg.send_timeout.0,
+                ca: cfg.tls_ca.clone(),
             })),
         }
     }
@@ -414,7 +417,7 @@ async fn connect(s: &SmtpSettings) -> Result<Session, SendError> {
         let smtp_err = |e: lettre::transport::smtp::Error| classify(&e);
         let mut conn = match s.tls {
             SmtpTls::Implicit => {
-                let tls = implicit_tls(&s.host, tcp).await?;
+                let tls = implicit_tls(&s.host, tcp, s.ca.as_deref()).await?;
                 AsyncSmtpConnection::connect_with_transport(Box::new(tls), &s.helo)
                     .await
                     .map_err(smtp_err)?
@@ -424,7 +427,21 @@ async fn connect(s: &SmtpSettings) -> Result<Session, SendError> {
                 .map_err(smtp_err)?,
         };
         if s.tls == SmtpTls::StartTls {
-            let params = TlsParameters::new(s.host.clone()).map_err(smtp_err)?;
+            let params = match &s.ca {
+                // A private CA: only its certificates are roots.
+                Some(ca) => {
+                    use lettre::transport::smtp::client::{Certificate, CertificateStore};
+                    let mut b = TlsParameters::builder(s.host.clone())
+                        .certificate_store(CertificateStore::None);
+                    for der in ca.iter() {
+                        b = b.add_root_certificate(
+                            Certificate::from_der(der.clone()).map_err(smtp_err)?,
+                        );
+                    }
+                    b.build().map_err(smtp_err)?
+                }
+                None => TlsParameters::new(s.host.clone()).map_err(smtp_err)?,
+            };
             conn.starttls(params, &s.helo).await.map_err(|e| {
                 SendError::Transient(format!("STARTTLS required (tls=required) but failed: {e}"))
             })?;
@@ -531,12 +548,34 @@ fn dot_stuff(bytes: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// TLS from the first byte (smtps, port 465), on our own NODELAY socket.
-async fn implicit_tls(host: &str, tcp: TcpStream) -> Result<TlsTcp, SendError> {
+/// TLS from the first byte (smtps, port 465), on our own NODELAY socket; with `ca`, only
+/// those roots.
+async fn implicit_tls(
+    host: &str,
+    tcp: TcpStream,
+    ca: Option<&Vec<Vec<u8>>>,
+) -> Result<TlsTcp, SendError> {
     use rustls_platform_verifier::ConfigVerifierExt;
     use tokio_rustls::rustls;
-    let config = rustls::ClientConfig::with_platform_verifier()
-        .map_err(|e| SendError::Transient(format!("TLS setup: {e}")))?;
+    let setup = |e: rustls::Error| SendError::Transient(format!("TLS setup: {e}"));
+    let config = match ca {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for der in ca {
+                roots
+                    .add(rustls::pki_types::CertificateDer::from(der.clone()))
+                    .map_err(setup)?;
+            }
+            rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::aws_lc_rs::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .map_err(setup)?
+            .with_root_certificates(roots)
+            .with_no_client_auth()
+        }
+        None => rustls::ClientConfig::with_platform_verifier().map_err(setup)?,
+    };
     let name = rustls::pki_types::ServerName::try_from(host.to_string())
         .map_err(|e| SendError::Transient(format!("bad TLS server name {host:?}: {e}")))?;
     let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
@@ -650,6 +689,7 @@ mod tests {
             helo: ClientId::Domain("herald.test".into()),
             connect_timeout: Duration::from_secs(5),
             send_timeout: Duration::from_secs(60),
+            ca: None,
         });
         let mut sender = Transport::Smtp(settings).sender();
         let envelope = Envelope::new(

@@ -11,6 +11,7 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
 pub mod dovecot;
+pub mod pki;
 pub mod postfix;
 pub mod relays;
 pub mod smtp;

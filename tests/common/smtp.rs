@@ -157,6 +157,8 @@ impl Handler for Catcher {
 
 pub struct SmtpServer {
     pub port: u16,
+    /// STARTTLS with this certificate and key (PEM files), when set.
+    tls: Option<(String, String)>,
     inbox: Arc<Mutex<Vec<Caught>>>,
     behaviour: Arc<Mutex<Behaviour>>,
     delivered: Arc<Mutex<u32>>,
@@ -172,6 +174,15 @@ impl SmtpServer {
         s
     }
 
+    /// A server offering STARTTLS with this certificate chain and key (PEM files).
+    pub fn start_tls(behaviour: Behaviour, cert: &str, key: &str) -> Self {
+        let mut s = Self::reserve();
+        s.tls = Some((cert.to_string(), key.to_string()));
+        *s.behaviour.lock().unwrap() = behaviour;
+        s.go_up();
+        s
+    }
+
     /// A port with nothing listening on it (yet): "the SMTP server is down".
     pub fn reserve() -> Self {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -179,6 +190,7 @@ impl SmtpServer {
         drop(l);
         Self {
             port,
+            tls: None,
             inbox: Arc::default(),
             behaviour: Arc::default(),
             delivered: Arc::default(),
@@ -203,6 +215,14 @@ impl SmtpServer {
             .with_name("test.smtp")
             .with_tcp_listener(listener)
             .with_num_threads(4);
+        if let Some((cert, key)) = &self.tls {
+            server
+                .with_ssl(mailin_embedded::SslConfig::SelfSigned {
+                    cert_path: cert.clone(),
+                    key_path: key.clone(),
+                })
+                .expect("TLS for the test server");
+        }
         std::thread::spawn(move || {
             let _ = server.serve();
         });
