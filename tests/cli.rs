@@ -6,16 +6,16 @@ use std::process::{Command, Output};
 
 struct Cli {
     db: String,
-    _dir: Option<tempfile::TempDir>,
+    _db: common::DbGuard,
     work: tempfile::TempDir,
 }
 
 impl Cli {
     async fn new(backend: Backend) -> Self {
-        let (db, dir) = common::fresh_database(backend).await;
+        let (db, guard) = common::fresh_database(backend).await;
         let cli = Self {
             db,
-            _dir: dir,
+            _db: guard,
             work: tempfile::tempdir().unwrap(),
         };
         // Only `migrate` and `serve` make a database; every other command needs one.
@@ -179,6 +179,55 @@ fn bad_config_exits_2_naming_the_key() {
         if warned {
             assert!(out.contains("RFC 8058"), "{out}");
         }
+    }
+}
+
+/// A PostgreSQL that is not there, or a database that does not exist, is named with its
+/// cause at once: not "pool timed out" after ten seconds, not a source line of the server.
+#[test]
+fn database_errors_name_the_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |url: &str| {
+        let started = std::time::Instant::now();
+        let o = Command::new(env!("CARGO_BIN_EXE_herald"))
+            .args(["sections", "list"])
+            .current_dir(dir.path())
+            .env_remove("HERALD_CONFIG")
+            .env("HERALD_DATABASE__URL", url)
+            .env(
+                "HERALD_SECRET_KEY",
+                "cli-test-secret-cli-test-secret-0123456789",
+            )
+            .output()
+            .unwrap();
+        (o, started.elapsed())
+    };
+    let (o, took) = run("postgres://postgres@127.0.0.1:1/herald");
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("127.0.0.1:1") && err.contains("connection refused"),
+        "{err}"
+    );
+    assert!(
+        took < std::time::Duration::from_secs(8),
+        "said at once: {took:?}"
+    );
+    if let Some(base) = common::postgres_url() {
+        let missing = match base.rfind('/') {
+            Some(i) => format!("{}/herald_no_such_db", &base[..i]),
+            None => format!("{base}/herald_no_such_db"),
+        };
+        let (o, _) = run(&missing);
+        assert_eq!(o.status.code(), Some(1));
+        let err = stderr(&o);
+        assert!(
+            err.contains("herald_no_such_db")
+                && err.contains("does not exist")
+                && err.contains("createdb"),
+            "{err}"
+        );
+        assert!(!err.contains(" line "), "no server source lines: {err}");
     }
 }
 

@@ -67,6 +67,33 @@ pub struct PostgresStore {
     ledger_options: PgConnectOptions,
 }
 
+/// Why a connection failed, in words: the server's own message (without sqlx's source
+/// file and line), or the network error.
+fn connect_cause(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(d) => {
+            let msg = d.message().to_string();
+            match d.code().as_deref() {
+                // invalid_catalog_name
+                Some("3D000") => format!("{msg}: create it (createdb) or fix database.url"),
+                // invalid_password, invalid_authorization_specification
+                Some("28P01") | Some("28000") => {
+                    format!("{msg}: check the user and password in database.url")
+                }
+                _ => msg,
+            }
+        }
+        sqlx::Error::Io(io) => match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => {
+                "connection refused: is PostgreSQL running and listening there?".into()
+            }
+            _ => io.to_string(),
+        },
+        sqlx::Error::Tls(t) => format!("TLS: {t}"),
+        other => other.to_string(),
+    }
+}
+
 impl PostgresStore {
     pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
         let opts = PgConnectOptions::from_str(url)
@@ -77,6 +104,33 @@ impl PostgresStore {
                 std::time::Duration::from_secs(30),
             );
         let ledger_options = opts.clone().options([("synchronous_commit", "off")]);
+        // One plain connection first, so a failure says why (refused, no such database, bad
+        // password) rather than the pool's "timed out" after ten seconds of retries.
+        let target = format!(
+            "PostgreSQL at {}:{} (database {:?})",
+            opts.get_host(),
+            opts.get_port(),
+            opts.get_database().unwrap_or("postgres")
+        );
+        {
+            use sqlx::ConnectOptions;
+            match tokio::time::timeout(std::time::Duration::from_secs(10), opts.connect()).await {
+                Ok(Ok(c)) => {
+                    let _ = sqlx::Connection::close(c).await;
+                }
+                Ok(Err(e)) => {
+                    return Err(StoreError::Open(format!(
+                        "cannot connect to {target}: {}",
+                        connect_cause(&e)
+                    )));
+                }
+                Err(_) => {
+                    return Err(StoreError::Open(format!(
+                        "cannot connect to {target}: no answer within 10 s"
+                    )));
+                }
+            }
+        }
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(std::time::Duration::from_secs(10))
@@ -86,7 +140,9 @@ impl PostgresStore {
             .after_release(|conn, _meta| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
             .connect_with(opts)
             .await
-            .map_err(|e| StoreError::Open(format!("cannot connect to PostgreSQL: {e}")))?;
+            .map_err(|e| {
+                StoreError::Open(format!("cannot connect to {target}: {}", connect_cause(&e)))
+            })?;
         Ok(Self {
             pool,
             cursors: ClaimCursors::default(),

@@ -36,11 +36,15 @@ macro_rules! both_backends {
                 super::$name($crate::common::Backend::Sqlite).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg_attr(
+                not(herald_pg),
+                ignore = "HERALD_TEST_POSTGRES_URL was not set when the tests were built"
+            )]
             async fn postgres() {
-                if $crate::common::postgres_url().is_none() {
-                    eprintln!("HERALD_TEST_POSTGRES_URL not set: PostgreSQL variant skipped");
-                    return;
-                }
+                assert!(
+                    $crate::common::postgres_url().is_some(),
+                    "HERALD_TEST_POSTGRES_URL is not set"
+                );
                 super::$name($crate::common::Backend::Postgres).await;
             }
         }
@@ -58,20 +62,65 @@ pub fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, 2, 6, 0, 0).unwrap()
 }
 
-/// A fresh, empty database URL for `backend`; the TempDir keeps a SQLite file alive.
-pub async fn fresh_database(backend: Backend) -> (String, Option<tempfile::TempDir>) {
+/// What keeps a test's database alive, and removes it when the test ends: the SQLite
+/// file's folder, or the PostgreSQL database (dropped, whatever still holds a connection).
+pub enum DbGuard {
+    Sqlite(tempfile::TempDir),
+    Postgres {
+        base: String,
+        name: String,
+    },
+    /// Someone else's database (a second instance on the first one's).
+    Borrowed,
+}
+
+impl Drop for DbGuard {
+    fn drop(&mut self) {
+        let DbGuard::Postgres { base, name } = self else {
+            return;
+        };
+        let (base, name) = (base.clone(), name.clone());
+        // Drop runs inside the test's runtime: do the async work on a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                use sqlx::Connection;
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&base).await {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(&mut conn)
+                    .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A fresh, empty database URL for `backend`, and the guard that removes it. PostgreSQL
+/// databases are named `herald_test_<unix seconds>_<random>`, so `.ci/run` can tell one a
+/// crashed run left behind (hours old) from one a concurrent run is using.
+pub async fn fresh_database(backend: Backend) -> (String, DbGuard) {
     match backend {
         Backend::Sqlite => {
             let dir = tempfile::tempdir().unwrap();
             let url = format!("sqlite:{}", dir.path().join("herald.db").display());
-            (url, Some(dir))
+            (url, DbGuard::Sqlite(dir))
         }
         Backend::Postgres => {
             use sqlx::Connection;
             let base = postgres_url().expect("postgres url");
+            let secs = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
             let name = format!(
-                "herald_test_{}",
-                herald::domain::RandomToken::generate().as_str()[..16]
+                "herald_test_{secs}_{}",
+                herald::domain::RandomToken::generate().as_str()[..12]
                     .to_lowercase()
                     .replace(['-', '_'], "x")
             );
@@ -87,7 +136,7 @@ pub async fn fresh_database(backend: Backend) -> (String, Option<tempfile::TempD
                 Some(i) => format!("{}/{name}", &base[..i]),
                 None => format!("{base}/{name}"),
             };
-            (url, None)
+            (url, DbGuard::Postgres { base, name })
         }
     }
 }
@@ -103,7 +152,7 @@ pub struct TestApp {
     pub metrics_base: Option<String>,
     /// Where returned mail is taken, when `bounces.listen` is set.
     pub bounces_addr: Option<std::net::SocketAddr>,
-    _dir: Option<tempfile::TempDir>,
+    _db: DbGuard,
 }
 
 pub struct Spawn {
@@ -142,8 +191,8 @@ impl TestApp {
     }
 
     pub async fn spawn_with(spec: Spawn) -> TestApp {
-        let (db_url, dir) = match &spec.db_url {
-            Some(u) => (u.clone(), None),
+        let (db_url, db_guard) = match &spec.db_url {
+            Some(u) => (u.clone(), DbGuard::Borrowed),
             None => fresh_database(spec.backend).await,
         };
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -202,7 +251,7 @@ impl TestApp {
             db_url,
             metrics_base,
             bounces_addr,
-            _dir: dir,
+            _db: db_guard,
         }
     }
 
