@@ -724,6 +724,27 @@ async fn api_tokens_and_roles(backend: Backend) {
             .status(),
         422
     );
+    // Query values are checked as the CLI checks its flags, with the allowed values named.
+    for (path, says) in [
+        ("/api/v1/sends?status=bogus", "queued"),
+        ("/api/v1/sends?status=sent&stauts=x", "stauts"),
+        ("/api/v1/sends?limit=many", "limit"),
+        ("/api/v1/issues?limit=-x", "limit"),
+        ("/api/v1/articles?sektion=wmd", "sektion"),
+    ] {
+        let r = get(path).await.unwrap();
+        assert_eq!(r.status(), 422, "{path}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        let msg = body["error"].as_str().unwrap_or_default();
+        assert!(msg.contains(says), "{path}: {msg}");
+    }
+    let sent: serde_json::Value = get("/api/v1/sends?status=sent")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(sent.is_array(), "{sent}");
 
     let bad = serde_json::json!({"section": "nosuch", "title": "x", "url": "https://e.example/"});
     let r = app

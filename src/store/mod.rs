@@ -11,7 +11,7 @@ mod sqlite;
 use crate::domain::{SignupAction, SubscriberStatus};
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 pub use postgres::PostgresStore;
@@ -103,7 +103,7 @@ impl SendKind {
 }
 
 /// Where a send is in its life. `Sent` only after the server's 250.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 #[value(rename_all = "snake_case")]
 pub enum SendStatus {
@@ -327,7 +327,7 @@ pub struct NewArticle {
 }
 
 /// What a returned message is, as herald acts on it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 #[value(rename_all = "snake_case")]
 pub enum ReturnedKind {

@@ -137,88 +137,155 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/webhooks/ses", post(report_ses))
 }
 
-fn internal(e: impl std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "API request failed");
-    error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+/// Every way an API request fails, as its answer: `{"error": "…"}` with the status that
+/// says whose problem it is. Handlers return `Result<_, ApiError>` and use `?`.
+#[derive(Debug)]
+pub(super) enum ApiError {
+    /// 422: the request is wrong, and the message says how.
+    Invalid(String),
+    NotFound(String),
+    Conflict(String),
+    /// 500: logged with its cause; the client is told only that it failed.
+    Internal(String),
 }
 
-fn article_error(e: ArticleError) -> Response {
-    match e {
-        ArticleError::Invalid(m) => error(StatusCode::UNPROCESSABLE_ENTITY, m),
-        ArticleError::Section(SectionError::Store(s)) | ArticleError::Store(s) => internal(s),
-        ArticleError::Section(s) => error(StatusCode::UNPROCESSABLE_ENTITY, s.to_string()),
-        ArticleError::Feed(f) => error(StatusCode::UNPROCESSABLE_ENTITY, f.to_string()),
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            ApiError::Invalid(m) => error(StatusCode::UNPROCESSABLE_ENTITY, m),
+            ApiError::NotFound(m) => error(StatusCode::NOT_FOUND, m),
+            ApiError::Conflict(m) => error(StatusCode::CONFLICT, m),
+            ApiError::Internal(cause) => {
+                tracing::error!(error = %cause, "API request failed");
+                error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+            }
+        }
     }
 }
 
-fn digest_error(e: DigestError) -> Response {
-    match e {
-        DigestError::UnknownSchedule(_) => error(StatusCode::NOT_FOUND, e.to_string()),
-        DigestError::Store(StoreError::Conflict(m)) => error(StatusCode::CONFLICT, m),
-        DigestError::Store(s) => internal(s),
-        DigestError::Render(r) => internal(r),
-        other => error(StatusCode::UNPROCESSABLE_ENTITY, other.to_string()),
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(m) => ApiError::Conflict(m),
+            StoreError::NotFound(m) => ApiError::NotFound(m),
+            other => ApiError::Internal(other.to_string()),
+        }
     }
+}
+
+impl From<ArticleError> for ApiError {
+    fn from(e: ArticleError) -> Self {
+        match e {
+            ArticleError::Invalid(m) => ApiError::Invalid(m),
+            ArticleError::Section(SectionError::Store(s)) | ArticleError::Store(s) => s.into(),
+            ArticleError::Section(s) => ApiError::Invalid(s.to_string()),
+            ArticleError::Feed(f) => ApiError::Invalid(f.to_string()),
+        }
+    }
+}
+
+impl From<DigestError> for ApiError {
+    fn from(e: DigestError) -> Self {
+        match e {
+            DigestError::UnknownSchedule(_) => ApiError::NotFound(e.to_string()),
+            DigestError::Store(s) => s.into(),
+            DigestError::Render(r) => ApiError::Internal(r),
+            other => ApiError::Invalid(other.to_string()),
+        }
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+/// A JSON body; a malformed one is a 422 that says what is wrong (axum's own answer is a
+/// plain-text 400 or 415).
+pub(super) struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        Json::<T>::from_request(req, state)
+            .await
+            .map(|Json(v)| ApiJson(v))
+            .map_err(|e| ApiError::Invalid(e.body_text()))
+    }
+}
+
+/// A query string, checked as the CLI checks its flags: `?status=bogus` is a 422 naming
+/// the values it may take.
+pub(super) struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequestParts<S>
+    for ApiQuery<T>
+{
+    type Rejection = ApiError;
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(v)| ApiQuery(v))
+            .map_err(|e| ApiError::Invalid(e.body_text()))
+    }
+}
+
+/// An address from a request, normalised as the store keeps it.
+fn address(field: &str, e: &str) -> Result<String, ApiError> {
+    crate::domain::EmailAddress::parse(e)
+        .map(|a| a.as_str().to_string())
+        .map_err(|err| ApiError::Invalid(format!("{field}: {}", err.plain())))
 }
 
 async fn add_article(
     State(st): State<AppState>,
-    body: Result<Json<ArticleInput>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    let Json(input) = match body {
-        Ok(b) => b,
-        Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e.body_text()),
-    };
-    match crate::articles::add_article(st.store.as_ref(), input, st.clock.now()).await {
-        Ok(w) if w.added > 0 => {
-            (StatusCode::CREATED, Json(json!({ "added": true }))).into_response()
-        }
-        Ok(w) if w.updated > 0 => (
-            StatusCode::OK,
-            Json(json!({ "added": false, "updated": true, "reason": "corrected: same guid, not mailed yet" })),
-        )
-            .into_response(),
-        Ok(_) => (
-            StatusCode::OK,
-            Json(json!({ "added": false, "updated": false, "reason": "already present (unchanged, or already mailed)" })),
-        )
-            .into_response(),
-        Err(e) => article_error(e),
-    }
+    ApiJson(input): ApiJson<ArticleInput>,
+) -> ApiResult {
+    let w = crate::articles::add_article(st.store.as_ref(), input, st.clock.now()).await?;
+    Ok(if w.added > 0 {
+        (StatusCode::CREATED, Json(json!({ "added": true }))).into_response()
+    } else if w.updated > 0 {
+        Json(json!({ "added": false, "updated": true, "reason": "corrected: same guid, not mailed yet" }))
+            .into_response()
+    } else {
+        Json(json!({ "added": false, "updated": false, "reason": "already present (unchanged, or already mailed)" }))
+            .into_response()
+    })
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ArticleQuery {
     section: Option<String>,
     limit: Option<i64>,
 }
 
-async fn list_articles(State(st): State<AppState>, Query(q): Query<ArticleQuery>) -> Response {
+async fn list_articles(
+    State(st): State<AppState>,
+    ApiQuery(q): ApiQuery<ArticleQuery>,
+) -> ApiResult {
     let section_id = match &q.section {
-        Some(slug) => match crate::articles::section_by_slug(st.store.as_ref(), slug).await {
-            Ok(s) => Some(s.id),
-            Err(e) => return article_error(e.into()),
-        },
+        Some(slug) => Some(
+            crate::articles::section_by_slug(st.store.as_ref(), slug)
+                .await
+                .map_err(ArticleError::from)?
+                .id,
+        ),
         None => None,
     };
-    match st
+    let list = st
         .store
         .list_articles(section_id, q.limit.unwrap_or(50).clamp(1, 1000))
-        .await
-    {
-        Ok(list) => Json(list).into_response(),
-        Err(e) => internal(e),
-    }
+        .await?;
+    Ok(Json(list).into_response())
 }
 
-async fn list_schedules(State(st): State<AppState>) -> Response {
-    match st.digests.list_schedules().await {
-        Ok(list) => Json(list).into_response(),
-        Err(e) => digest_error(e),
-    }
+async fn list_schedules(State(st): State<AppState>) -> ApiResult {
+    Ok(Json(st.digests.list_schedules().await?).into_response())
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ScheduleInput {
     name: String,
     cron: String,
@@ -227,15 +294,8 @@ struct ScheduleInput {
     subject: Option<String>,
 }
 
-async fn add_schedule(
-    State(st): State<AppState>,
-    body: Result<Json<ScheduleInput>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    let Json(s) = match body {
-        Ok(b) => b,
-        Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e.body_text()),
-    };
-    match st
+async fn add_schedule(State(st): State<AppState>, ApiJson(s): ApiJson<ScheduleInput>) -> ApiResult {
+    let sched = st
         .digests
         .add_schedule(
             &s.name,
@@ -244,67 +304,59 @@ async fn add_schedule(
             s.timezone.as_deref(),
             s.subject.as_deref(),
         )
-        .await
-    {
-        Ok(sched) => (StatusCode::CREATED, Json(sched)).into_response(),
-        Err(e) => digest_error(e),
-    }
+        .await?;
+    Ok((StatusCode::CREATED, Json(sched)).into_response())
 }
 
-async fn pause_schedule(State(st): State<AppState>, Path(name): Path<String>) -> Response {
-    match st.digests.pause(&name).await {
-        Ok(()) => Json(json!({ "name": name, "enabled": false })).into_response(),
-        Err(e) => digest_error(e),
-    }
+async fn pause_schedule(State(st): State<AppState>, Path(name): Path<String>) -> ApiResult {
+    st.digests.pause(&name).await?;
+    Ok(Json(json!({ "name": name, "enabled": false })).into_response())
 }
 
-async fn resume_schedule(State(st): State<AppState>, Path(name): Path<String>) -> Response {
-    match st.digests.resume(&name).await {
-        Ok(()) => Json(json!({ "name": name, "enabled": true })).into_response(),
-        Err(e) => digest_error(e),
-    }
+async fn resume_schedule(State(st): State<AppState>, Path(name): Path<String>) -> ApiResult {
+    st.digests.resume(&name).await?;
+    Ok(Json(json!({ "name": name, "enabled": true })).into_response())
 }
 
-async fn remove_schedule(State(st): State<AppState>, Path(name): Path<String>) -> Response {
-    match st.digests.remove(&name).await {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => digest_error(e),
-    }
-}
-
-async fn list_issues(State(st): State<AppState>) -> Response {
-    match crate::digests::issues_with_counts(st.store.as_ref(), 100).await {
-        Ok(list) => Json(list).into_response(),
-        Err(e) => internal(e),
-    }
+async fn remove_schedule(State(st): State<AppState>, Path(name): Path<String>) -> ApiResult {
+    st.digests.remove(&name).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IssuesQuery {
+    limit: Option<i64>,
+}
+
+async fn list_issues(State(st): State<AppState>, ApiQuery(q): ApiQuery<IssuesQuery>) -> ApiResult {
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    Ok(Json(crate::digests::issues_with_counts(st.store.as_ref(), limit).await?).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SendsQuery {
     issue: Option<i64>,
-    status: Option<String>,
+    status: Option<crate::store::SendStatus>,
     email: Option<String>,
     limit: Option<i64>,
 }
 
-async fn list_sends(State(st): State<AppState>, Query(q): Query<SendsQuery>) -> Response {
+async fn list_sends(State(st): State<AppState>, ApiQuery(q): ApiQuery<SendsQuery>) -> ApiResult {
     // Addresses are stored normalised by EmailAddress; filter by the same normal form.
-    let email = match q.email.as_deref().map(crate::domain::EmailAddress::parse) {
-        Some(Ok(e)) => Some(e.as_str().to_string()),
-        Some(Err(e)) => return error(StatusCode::UNPROCESSABLE_ENTITY, format!("email: {e}")),
+    let email = match q.email.as_deref() {
+        Some(e) => Some(address("email", e)?),
         None => None,
     };
     let filter = SendFilter {
         issue_id: q.issue,
-        status: q.status,
+        status: q.status.map(|s| s.as_str().to_string()),
         email,
         updated_since: None,
         limit: Some(q.limit.unwrap_or(1000).clamp(1, 10_000)),
     };
-    match st.store.list_sends(&filter).await {
-        Ok(list) => Json(list).into_response(),
-        Err(e) => internal(e),
-    }
+    Ok(Json(st.store.list_sends(&filter).await?).into_response())
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -313,50 +365,34 @@ struct ReturnedQuery {
     /// Only those received within this long, e.g. 24h.
     since: Option<String>,
     #[serde(rename = "type")]
-    kind: Option<String>,
+    kind: Option<crate::store::ReturnedKind>,
     limit: Option<i64>,
 }
 
 /// Returned mail, newest first (`herald bounces list`).
-async fn list_returned(State(st): State<AppState>, Query(q): Query<ReturnedQuery>) -> Response {
-    let since = match q
-        .since
-        .as_deref()
-        .map(str::parse::<crate::domain::HumanDuration>)
-    {
-        Some(Ok(d)) => Some(st.clock.now() - d.as_chrono()),
-        Some(Err(e)) => return error(StatusCode::UNPROCESSABLE_ENTITY, format!("since: {e}")),
+async fn list_returned(
+    State(st): State<AppState>,
+    ApiQuery(q): ApiQuery<ReturnedQuery>,
+) -> ApiResult {
+    let since = match q.since.as_deref() {
+        Some(d) => Some(
+            st.clock.now()
+                - d.parse::<crate::domain::HumanDuration>()
+                    .map_err(|e| ApiError::Invalid(format!("since: {e}")))?
+                    .as_chrono(),
+        ),
         None => None,
     };
-    let kind = match q.kind.as_deref().map(crate::store::ReturnedKind::parse) {
-        Some(None) => {
-            return error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!(
-                    "type must be one of {}",
-                    crate::store::ReturnedKind::names()
-                ),
-            );
-        }
-        Some(k) => k,
-        None => None,
-    };
-    match st
+    let list = st
         .store
-        .list_returned(since, kind, q.limit.unwrap_or(100).clamp(1, 10_000))
-        .await
-    {
-        Ok(list) => Json(list).into_response(),
-        Err(e) => internal(e),
-    }
+        .list_returned(since, q.kind, q.limit.unwrap_or(100).clamp(1, 10_000))
+        .await?;
+    Ok(Json(list).into_response())
 }
 
 /// Suppressed addresses, as hashes (the address itself is not always kept).
-async fn list_suppressions(State(st): State<AppState>) -> Response {
-    match st.store.list_suppressions().await {
-        Ok(list) => Json(list).into_response(),
-        Err(e) => internal(e),
-    }
+async fn list_suppressions(State(st): State<AppState>) -> ApiResult {
+    Ok(Json(st.store.list_suppressions().await?).into_response())
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -369,45 +405,35 @@ struct SuppressionInput {
 
 async fn add_suppression(
     State(st): State<AppState>,
-    body: Result<Json<SuppressionInput>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    let Json(input) = match body {
-        Ok(b) => b,
-        Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e.body_text()),
-    };
-    let email = match crate::domain::EmailAddress::parse(&input.email) {
-        Ok(e) => e.as_str().to_string(),
-        Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
-    };
+    ApiJson(input): ApiJson<SuppressionInput>,
+) -> ApiResult {
+    let email = address("email", &input.email)?;
     let reason = input.reason.unwrap_or_else(|| "manual".into());
     if !crate::store::valid_suppression_reason(&reason) {
-        return error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "reason is a word such as manual or legal",
-        );
+        return Err(ApiError::Invalid(
+            "reason is a word such as manual or legal".into(),
+        ));
     }
-    match st
-        .store
-        .add_suppression(&email, &reason, st.clock.now())
-        .await
-    {
-        Ok(true) => (StatusCode::CREATED, Json(json!({ "suppressed": true }))).into_response(),
-        Ok(false) => Json(json!({ "suppressed": true, "already": true })).into_response(),
-        Err(e) => internal(e),
-    }
+    Ok(
+        if st
+            .store
+            .add_suppression(&email, &reason, st.clock.now())
+            .await?
+        {
+            (StatusCode::CREATED, Json(json!({ "suppressed": true }))).into_response()
+        } else {
+            Json(json!({ "suppressed": true, "already": true })).into_response()
+        },
+    )
 }
 
 /// Lift a suppression; it subscribes nobody.
-async fn remove_suppression(State(st): State<AppState>, Path(email): Path<String>) -> Response {
-    let email = match crate::domain::EmailAddress::parse(&email) {
-        Ok(e) => e.as_str().to_string(),
-        Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
-    };
-    match st.store.remove_suppression(&email, st.clock.now()).await {
-        Ok(true) => Json(json!({ "suppressed": false })).into_response(),
-        Ok(false) => error(StatusCode::NOT_FOUND, "that address is not suppressed"),
-        Err(e) => internal(e),
+async fn remove_suppression(State(st): State<AppState>, Path(email): Path<String>) -> ApiResult {
+    let email = address("email", &email)?;
+    if !st.store.remove_suppression(&email, st.clock.now()).await? {
+        return Err(ApiError::NotFound("that address is not suppressed".into()));
     }
+    Ok(Json(json!({ "suppressed": false })).into_response())
 }
 
 /// What a relay reports by HTTP about one address (a generic webhook).
@@ -426,53 +452,32 @@ struct ReturnedReport {
 
 async fn report_returned(
     State(st): State<AppState>,
-    body: Result<Json<ReturnedReport>, axum::extract::rejection::JsonRejection>,
-) -> Response {
+    ApiJson(report): ApiJson<ReturnedReport>,
+) -> ApiResult {
     use crate::store::ReturnedKind as K;
-    let Json(report) = match body {
-        Ok(b) => b,
-        Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e.body_text()),
-    };
     let kind = match report.kind.as_str() {
         "hard" => K::Hard,
         "soft" => K::Soft,
         "complaint" => K::Complaint,
         "unsubscribe" => K::Unsubscribe,
         _ => {
-            return error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "type must be hard, soft, complaint or unsubscribe",
-            );
+            return Err(ApiError::Invalid(
+                "type must be hard, soft, complaint or unsubscribe".into(),
+            ));
         }
     };
-    let email = match crate::domain::EmailAddress::parse(&report.email) {
-        Ok(e) => e.as_str().to_string(),
-        Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
-    };
+    let email = address("email", &report.email)?;
     let status = report
         .status
         .as_deref()
         .map(|s| crate::articles::one_line(s, 20));
     let diagnostic = report.diagnostic.clone();
     let raw = serde_json::to_string(&report).unwrap_or_default();
-    record_returned(&st, kind, email, status, diagnostic.as_deref(), raw).await
+    let action = record_one(&st, kind, email, status, diagnostic.as_deref(), raw).await?;
+    Ok(Json(json!({ "action": action })).into_response())
 }
 
 /// Record and act on what a webhook said about one address, as returned mail is.
-async fn record_returned(
-    st: &AppState,
-    kind: crate::store::ReturnedKind,
-    email: String,
-    status: Option<String>,
-    diagnostic: Option<&str>,
-    raw: String,
-) -> Response {
-    match record_one(st, kind, email, status, diagnostic, raw).await {
-        Ok(action) => Json(json!({ "action": action })).into_response(),
-        Err(e) => internal(e),
-    }
-}
-
 async fn record_one(
     st: &AppState,
     kind: crate::store::ReturnedKind,
@@ -480,7 +485,7 @@ async fn record_one(
     status: Option<String>,
     diagnostic: Option<&str>,
     raw: String,
-) -> Result<String, crate::store::StoreError> {
+) -> Result<String, ApiError> {
     let now = st.clock.now();
     let record = crate::store::NewReturned {
         kind,
@@ -518,20 +523,20 @@ async fn report_ses(State(st): State<AppState>, body: axum::body::Bytes) -> Resp
             return error(StatusCode::FORBIDDEN, e.to_string());
         }
     };
-    match msg.kind.as_str() {
-        "SubscriptionConfirmation" | "UnsubscribeConfirmation" => {
-            // Confirming means fetching SubscribeURL; herald makes no requests it was not
-            // configured to make, so the operator opens it once.
-            tracing::warn!(
-                topic = %msg.topic_arn,
-                subscribe_url = msg.subscribe_url.as_deref().unwrap_or(""),
-                "SNS {}: open the SubscribeURL once to confirm",
-                msg.kind
-            );
-            return Json(json!({ "action": format!("{}: logged for the operator", msg.kind) }))
-                .into_response();
-        }
-        _ => {}
+    if matches!(
+        msg.kind.as_str(),
+        "SubscriptionConfirmation" | "UnsubscribeConfirmation"
+    ) {
+        // Confirming means fetching SubscribeURL; herald makes no requests it was not
+        // configured to make, so the operator opens it once.
+        tracing::warn!(
+            topic = %msg.topic_arn,
+            subscribe_url = msg.subscribe_url.as_deref().unwrap_or(""),
+            "SNS {}: open the SubscribeURL once to confirm",
+            msg.kind
+        );
+        return Json(json!({ "action": format!("{}: logged for the operator", msg.kind) }))
+            .into_response();
     }
     let events = match ses_events(&msg.message) {
         Ok(e) => e,
@@ -539,12 +544,9 @@ async fn report_ses(State(st): State<AppState>, body: axum::body::Bytes) -> Resp
     };
     let mut actions = Vec::new();
     for ev in events {
-        let email = match crate::domain::EmailAddress::parse(&ev.email) {
-            Ok(e) => e.as_str().to_string(),
-            Err(_) => {
-                actions.push(format!("ignored: {:?} is not an address", ev.email));
-                continue;
-            }
+        let Ok(email) = address("emailAddress", &ev.email) else {
+            actions.push(format!("ignored: {:?} is not an address", ev.email));
+            continue;
         };
         let status = ev
             .status
@@ -561,7 +563,7 @@ async fn report_ses(State(st): State<AppState>, body: axum::body::Bytes) -> Resp
         .await
         {
             Ok(a) => actions.push(a),
-            Err(e) => return internal(e),
+            Err(e) => return e.into_response(),
         }
     }
     Json(json!({ "actions": actions })).into_response()
@@ -586,13 +588,9 @@ struct PostmarkEvent {
 
 async fn report_postmark(
     State(st): State<AppState>,
-    body: Result<Json<PostmarkEvent>, axum::extract::rejection::JsonRejection>,
-) -> Response {
+    ApiJson(event): ApiJson<PostmarkEvent>,
+) -> ApiResult {
     use crate::store::ReturnedKind as K;
-    let Json(event) = match body {
-        Ok(b) => b,
-        Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e.body_text()),
-    };
     let kind = match (
         event.record_type.as_str(),
         event.kind.as_deref().unwrap_or(""),
@@ -607,19 +605,17 @@ async fn report_postmark(
         ("Bounce", "Unsubscribe") => K::Unsubscribe,
         ("Bounce", _) => K::Unrecognised,
         _ => {
-            return Json(json!({ "action": "ignored: not a bounce or complaint" })).into_response();
+            return Ok(
+                Json(json!({ "action": "ignored: not a bounce or complaint" })).into_response(),
+            );
         }
     };
-    let email = match event
-        .email
-        .as_deref()
-        .map(crate::domain::EmailAddress::parse)
-    {
-        Some(Ok(e)) => e.as_str().to_string(),
-        Some(Err(e)) => return error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
-        None => return error(StatusCode::UNPROCESSABLE_ENTITY, "Email is missing"),
+    let email = match event.email.as_deref() {
+        Some(e) => address("Email", e)?,
+        None => return Err(ApiError::Invalid("Email is missing".into())),
     };
     let diagnostic = event.details.clone().or(event.description.clone());
     let raw = serde_json::to_string(&event).unwrap_or_default();
-    record_returned(&st, kind, email, None, diagnostic.as_deref(), raw).await
+    let action = record_one(&st, kind, email, None, diagnostic.as_deref(), raw).await?;
+    Ok(Json(json!({ "action": action })).into_response())
 }
