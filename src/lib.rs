@@ -88,7 +88,7 @@ struct HeraldComposer {
 #[async_trait::async_trait]
 impl delivery::Composer for HeraldComposer {
     async fn compose(&self, job: &store::SendJob) -> Result<delivery::Composed, String> {
-        if job.kind == store::SendKind::Digest.as_str() {
+        if job.kind == store::SendKind::Digest {
             self.digest.compose(job).await
         } else {
             self.transactional.compose(job).await

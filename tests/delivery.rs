@@ -33,7 +33,7 @@ async fn sends_in(app: &TestApp, status: &str) -> Vec<herald::store::SendRecord>
     app.services
         .store
         .list_sends(&herald::store::SendFilter {
-            status: Some(status.into()),
+            status: Some(herald::store::SendStatus::parse(status).expect("a send status")),
             ..Default::default()
         })
         .await
@@ -1245,9 +1245,14 @@ async fn relays_report_returned_mail_by_webhook(backend: Backend) {
         app.reader(&format!("{r}@example.com"), &["wmd"]).await;
     }
     let store = app.services.store.as_ref();
-    let ops = herald::web::api::issue_token(store, "relay", "operator", app.clock.now())
-        .await
-        .unwrap();
+    let ops = herald::web::api::issue_token(
+        store,
+        "relay",
+        herald::store::ApiRole::Operator,
+        app.clock.now(),
+    )
+    .await
+    .unwrap();
     let report = |body: serde_json::Value| {
         let ops = ops.clone();
         let app = &app;
@@ -1397,9 +1402,14 @@ async fn relays_report_returned_mail_by_webhook(backend: Backend) {
     assert_eq!(get("/api/v1/returned?since=soon").await.status(), 422);
     let suppressed: serde_json::Value = get("/api/v1/suppressions").await.json().await.unwrap();
     assert!(suppressed.as_array().unwrap().len() >= 4, "{suppressed}");
-    let staff = herald::web::api::issue_token(store, "desk", "staff", app.clock.now())
-        .await
-        .unwrap();
+    let staff = herald::web::api::issue_token(
+        store,
+        "desk",
+        herald::store::ApiRole::Staff,
+        app.clock.now(),
+    )
+    .await
+    .unwrap();
     let body = json!({"email": "fine@example.com", "reason": "legal"});
     assert_eq!(
         app.api_post("/api/v1/suppressions", &ops, Some(&body))

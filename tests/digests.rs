@@ -226,7 +226,7 @@ async fn the_digest_story(backend: Backend) {
     let before = app.smtp().count();
     app.set_time(2026, 3, 4, 7, 0, 0);
     let made = app.tick().await;
-    assert_eq!(made[0].issue.status, "skipped");
+    assert_eq!(made[0].issue.status.as_str(), "skipped");
     assert_eq!(app.deliver().await, 0);
     assert_eq!(app.smtp().count(), before);
 }
@@ -282,7 +282,7 @@ async fn downtime_makes_one_catch_up_or_none(backend: Backend) {
     app.set_time(2026, 3, 4, 12, 30, 0);
     let made = app.tick().await;
     assert_eq!(made.len(), 1);
-    assert_eq!(made[0].issue.status, "skipped");
+    assert_eq!(made[0].issue.status.as_str(), "skipped");
     app.deliver().await;
     assert_eq!(
         app.smtp().to("wmd-only@example.com").len(),
@@ -324,7 +324,10 @@ async fn send_of(app: &TestApp, email: &str) -> herald::store::SendRecord {
         .await
         .unwrap()
         .unwrap();
-    x.sends.into_iter().find(|s| s.kind == "digest").unwrap()
+    x.sends
+        .into_iter()
+        .find(|s| s.kind.as_str() == "digest")
+        .unwrap()
 }
 
 async fn temporary_failure_then_success(backend: Backend) {
@@ -336,7 +339,7 @@ async fn temporary_failure_then_success(backend: Backend) {
     });
     app.deliver().await;
     let s = send_of(&app, "r@example.com").await;
-    assert_eq!(s.status, "retrying");
+    assert_eq!(s.status.as_str(), "retrying");
     assert!(
         s.last_reply.as_deref().unwrap_or("").contains("451"),
         "{:?}",
@@ -364,7 +367,7 @@ async fn permanent_failure_is_not_retried(backend: Backend) {
     });
     app.deliver().await;
     let s = send_of(&app, "r@example.com").await;
-    assert_eq!(s.status, "bounced");
+    assert_eq!(s.status.as_str(), "bounced");
     assert!(s.last_reply.unwrap().contains("5.1.1"));
     app.clock.advance(Duration::days(1));
     assert_eq!(app.deliver().await, 0, "no retry");
@@ -392,7 +395,10 @@ async fn other_5xx_fails_without_suppression(backend: Backend) {
         ..Default::default()
     });
     app.deliver().await;
-    assert_eq!(send_of(&app, "r@example.com").await.status, "failed");
+    assert_eq!(
+        send_of(&app, "r@example.com").await.status.as_str(),
+        "failed"
+    );
     assert_eq!(
         app.subscriber_status("r@example.com").await.as_deref(),
         Some("active")
@@ -402,13 +408,13 @@ async fn other_5xx_fails_without_suppression(backend: Backend) {
     assert_eq!(
         app.services
             .store
-            .requeue_sends(issue, "failed", app.clock.now())
+            .requeue_sends(issue, herald::store::SendStatus::Failed, app.clock.now())
             .await
             .unwrap(),
         1
     );
     app.deliver().await;
-    assert_eq!(send_of(&app, "r@example.com").await.status, "sent");
+    assert_eq!(send_of(&app, "r@example.com").await.status.as_str(), "sent");
 }
 both_backends!(other_5xx_fails_without_suppression);
 
@@ -422,7 +428,7 @@ async fn dropped_after_data_is_retried_with_the_same_message_id(backend: Backend
     let queued_id = send_of(&app, "r@example.com").await.message_id;
     app.deliver().await;
     let s = send_of(&app, "r@example.com").await;
-    assert_eq!(s.status, "retrying", "{:?}", s.last_reply);
+    assert_eq!(s.status.as_str(), "retrying", "{:?}", s.last_reply);
     app.clock.advance(Duration::minutes(2));
     app.deliver().await;
     let s = send_of(&app, "r@example.com").await;
@@ -660,12 +666,18 @@ async fn api_tokens_and_roles(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     app.add_section("wmd", "WMD").await;
     let store = app.services.store.as_ref();
-    let staff = herald::web::api::issue_token(store, "cms", "staff", app.clock.now())
-        .await
-        .unwrap();
-    let ops = herald::web::api::issue_token(store, "grafana", "operator", app.clock.now())
-        .await
-        .unwrap();
+    let staff =
+        herald::web::api::issue_token(store, "cms", herald::store::ApiRole::Staff, app.clock.now())
+            .await
+            .unwrap();
+    let ops = herald::web::api::issue_token(
+        store,
+        "grafana",
+        herald::store::ApiRole::Operator,
+        app.clock.now(),
+    )
+    .await
+    .unwrap();
     // Only the hash is kept.
     let stored = app.dump_table("SELECT token_hash FROM api_tokens").await;
     assert!(!stored.contains(&staff) && !stored.contains(&ops));

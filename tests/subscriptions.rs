@@ -59,7 +59,7 @@ async fn the_whole_story(backend: Backend) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(sub.status, "active");
+    assert_eq!(sub.status.as_str(), "active");
     assert!(sub.consent_at.is_some());
     assert_eq!(sub.consent_ip.as_deref(), Some("127.0.0.1"));
     assert_eq!(sub.consent_form.as_deref(), Some("web"));
@@ -700,7 +700,7 @@ async fn smtp_down_during_signup(backend: Backend) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(b.sends[0].status, "retrying");
+    assert_eq!(b.sends[0].status.as_str(), "retrying");
     assert!(
         b.sends[0]
             .last_reply
@@ -717,7 +717,7 @@ async fn smtp_down_during_signup(backend: Backend) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(x.sends[0].status, "retrying", "{:?}", x.sends[0]);
+    assert_eq!(x.sends[0].status.as_str(), "retrying", "{:?}", x.sends[0]);
     assert!(
         x.sends[0]
             .last_reply
@@ -742,7 +742,7 @@ async fn smtp_down_during_signup(backend: Backend) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(x.sends[0].status, "sent");
+    assert_eq!(x.sends[0].status.as_str(), "sent");
     assert_eq!(x.sends[0].attempts, 2);
     assert_eq!(
         mail.message_id(),

@@ -51,7 +51,7 @@ pub async fn run(cmd: Cmd, s: Services) -> CliResult {
 async fn run_issue(s: &Services, name: &str, queue_only: bool, wait: bool) -> CliResult {
     let started = std::time::Instant::now();
     let issue = s.digests.run_now(name).await?;
-    if issue.status == "skipped" {
+    if issue.status == herald::store::IssueStatus::Skipped {
         println!("issue #{}: no new articles, nothing to send", issue.id);
         return Ok(());
     }
@@ -130,7 +130,7 @@ async fn run_issue(s: &Services, name: &str, queue_only: bool, wait: bool) -> Cl
         .store
         .list_sends(&herald::store::SendFilter {
             issue_id: Some(issue.id),
-            status: Some("retrying".into()),
+            status: Some(herald::store::SendStatus::Retrying),
             limit: Some(1),
             ..Default::default()
         })

@@ -55,10 +55,7 @@ pub async fn run(args: Args, s: Services) -> CliResult {
                 status.as_str()
             )));
         }
-        let n = s
-            .store
-            .requeue_sends(issue, status.as_str(), s.clock.now())
-            .await?;
+        let n = s.store.requeue_sends(issue, status, s.clock.now()).await?;
         println!(
             "{} of issue #{issue} re-queued; `herald serve` delivers them",
             count(n as i64, "send", "sends")
@@ -71,7 +68,7 @@ pub async fn run(args: Args, s: Services) -> CliResult {
     };
     let mut filter = herald::store::SendFilter {
         issue_id: args.issue,
-        status: args.status.map(|st| st.as_str().to_string()),
+        status: args.status,
         email,
         updated_since: since(args.since.as_deref(), s.clock.now())?,
         limit: Some(args.limit),

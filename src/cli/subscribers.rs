@@ -85,10 +85,7 @@ pub async fn run(cmd: Cmd, s: Services) -> CliResult {
             section,
             format,
         } => {
-            let list = s
-                .subs
-                .list_subscribers(status.map(SubscriberStatus::as_str), section.as_deref())
-                .await?;
+            let list = s.subs.list_subscribers(status, section.as_deref()).await?;
             if format == Format::Json {
                 return print_json(&list);
             }

@@ -28,9 +28,10 @@ pub async fn run(cmd: Cmd, s: Services) -> CliResult {
             let list = s.store.list_suppressions().await?;
             // The address, where a subscriber row still has it (erased ones have only the hash).
             let mut known = std::collections::HashMap::new();
-            for status in ["bounced", "complained", "unsubscribed"] {
+            use herald::domain::SubscriberStatus as S;
+            for status in [S::Bounced, S::Complained, S::Unsubscribed] {
                 let filter = herald::store::SubscriberFilter {
-                    status: Some(status.into()),
+                    status: Some(status),
                     section_id: None,
                 };
                 for sub in s.store.list_subscribers(&filter).await? {

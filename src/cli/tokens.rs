@@ -1,26 +1,9 @@
 //! `herald tokens`: bearer tokens for `/api/v1`.
 
 use super::{CliResult, Failure, Format, count, print_json};
-use clap::{Subcommand, ValueEnum};
+use clap::Subcommand;
 use herald::Services;
-
-/// What a token may do.
-#[derive(Clone, Copy, ValueEnum)]
-pub enum Role {
-    /// Read and write: articles, schedules, suppressions.
-    Staff,
-    /// Read only, and report returned mail (relay webhooks).
-    Operator,
-}
-
-impl Role {
-    fn as_str(self) -> &'static str {
-        match self {
-            Role::Staff => "staff",
-            Role::Operator => "operator",
-        }
-    }
-}
+use herald::store::ApiRole as Role;
 
 #[derive(Subcommand)]
 pub enum Cmd {
@@ -43,7 +26,6 @@ pub enum Cmd {
 pub async fn run(cmd: Cmd, s: Services) -> CliResult {
     match cmd {
         Cmd::Add { name, role } => {
-            let role = role.as_str();
             let token =
                 herald::web::api::issue_token(s.store.as_ref(), &name, role, s.clock.now()).await?;
             println!("{token}");

@@ -922,7 +922,7 @@ fn record_metrics(job: &SendJob, outcome: &SendOutcome) {
         SendOutcome::Bounced { .. } => "bounced",
         SendOutcome::Suppressed { .. } => "suppressed",
     };
-    metrics::counter!("herald_mails_total", "kind" => job.kind.clone(), "status" => status)
+    metrics::counter!("herald_mails_total", "kind" => job.kind.as_str(), "status" => status)
         .increment(1);
 }
 

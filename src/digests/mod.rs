@@ -206,7 +206,9 @@ impl Digests {
         let Some(issue) = self.store.issue(issue_id).await? else {
             return Ok(None);
         };
-        if issue.schedule_name != schedule || issue.status == "skipped" || issue.article_count == 0
+        if issue.schedule_name != schedule
+            || issue.status == crate::store::IssueStatus::Skipped
+            || issue.article_count == 0
         {
             return Ok(None);
         }
@@ -333,7 +335,7 @@ impl Digests {
                 } else {
                     tracing::info!(schedule = %s.name, issue = issue.id, articles = issue.article_count, status = %issue.status, "issue made");
                 }
-                metrics::counter!("herald_issues_total", "status" => issue.status.clone())
+                metrics::counter!("herald_issues_total", "status" => issue.status.as_str())
                     .increment(1);
                 out.push(TickOutcome {
                     schedule: s.name.clone(),
@@ -531,7 +533,7 @@ impl IssueWithCounts {
             .map(|k| counts.get(*k).copied().unwrap_or(0))
             .sum();
         let total: i64 = counts.values().sum();
-        let state = if issue.status == "skipped" {
+        let state = if issue.status == crate::store::IssueStatus::Skipped {
             "skipped"
         } else if issue.filling {
             "queueing"

@@ -411,10 +411,11 @@ impl Composer for DigestComposer {
             return Ok(Composed::Skip("subscriber erased".into()));
         };
         // They may have left since the issue was made.
-        if job.subscriber_status.as_deref() != Some("active") {
+        if job.subscriber_status != Some(crate::domain::SubscriberStatus::Active) {
             return Ok(Composed::Skip(format!(
                 "not subscribed ({})",
-                job.subscriber_status.as_deref().unwrap_or("erased")
+                job.subscriber_status
+                    .map_or("erased", crate::domain::SubscriberStatus::as_str)
             )));
         }
         let to: lettre::Address = email

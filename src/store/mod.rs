@@ -36,6 +36,107 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// A state kept as its name in a TEXT column (each table's CHECK lists the names): read
+/// and written through sqlx as text on both backends, so rows carry the enum and nothing
+/// compares strings by hand. Also `Display` as that name.
+macro_rules! text_column {
+    ($ty:ty) => {
+        impl<DB: sqlx::Database> sqlx::Type<DB> for $ty
+        where
+            String: sqlx::Type<DB>,
+        {
+            fn type_info() -> DB::TypeInfo {
+                <String as sqlx::Type<DB>>::type_info()
+            }
+            fn compatible(ty: &DB::TypeInfo) -> bool {
+                <String as sqlx::Type<DB>>::compatible(ty)
+            }
+        }
+        impl<'r, DB: sqlx::Database> sqlx::Decode<'r, DB> for $ty
+        where
+            &'r str: sqlx::Decode<'r, DB>,
+        {
+            fn decode(
+                value: <DB as sqlx::Database>::ValueRef<'r>,
+            ) -> Result<Self, sqlx::error::BoxDynError> {
+                let s = <&'r str as sqlx::Decode<'r, DB>>::decode(value)?;
+                <$ty>::parse(s).ok_or_else(|| {
+                    format!("{s:?} is not a {} herald knows", stringify!($ty)).into()
+                })
+            }
+        }
+        impl<'q, DB: sqlx::Database> sqlx::Encode<'q, DB> for $ty
+        where
+            String: sqlx::Encode<'q, DB>,
+        {
+            fn encode_by_ref(
+                &self,
+                buf: &mut <DB as sqlx::Database>::ArgumentBuffer,
+            ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+                <String as sqlx::Encode<'q, DB>>::encode(self.as_str().to_string(), buf)
+            }
+        }
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+text_column!(SubscriberStatus);
+text_column!(SendKind);
+text_column!(SendStatus);
+text_column!(ReturnedKind);
+text_column!(ApiRole);
+text_column!(IssueStatus);
+
+/// What an API token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiRole {
+    /// Read and write: articles, schedules, suppressions.
+    Staff,
+    /// Read only, and report returned mail (relay webhooks).
+    Operator,
+}
+
+impl ApiRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiRole::Staff => "staff",
+            ApiRole::Operator => "operator",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        [ApiRole::Staff, ApiRole::Operator]
+            .into_iter()
+            .find(|r| r.as_str() == s)
+    }
+}
+
+/// An issue: made with articles (its sends follow), or skipped (nothing new).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IssueStatus {
+    Queued,
+    Skipped,
+}
+
+impl IssueStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IssueStatus::Queued => "queued",
+            IssueStatus::Skipped => "skipped",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        [IssueStatus::Queued, IssueStatus::Skipped]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
+}
+
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Section {
     pub id: i64,
@@ -52,7 +153,7 @@ pub struct Section {
 pub struct Subscriber {
     pub id: i64,
     pub email: String,
-    pub status: String,
+    pub status: SubscriberStatus,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub signup_ip: Option<String>,
@@ -63,12 +164,6 @@ pub struct Subscriber {
     pub consent_form: Option<String>,
     pub unsubscribed_at: Option<DateTime<Utc>>,
     pub last_notice_at: Option<DateTime<Utc>>,
-}
-
-impl Subscriber {
-    pub fn status(&self) -> Option<SubscriberStatus> {
-        SubscriberStatus::parse(&self.status)
-    }
 }
 
 /// Which mail a `sends` row is.
@@ -149,10 +244,10 @@ pub struct SendRecord {
     /// `issue` in JSON, as in `herald sends --format json` and the API.
     #[serde(rename = "issue")]
     pub issue_id: Option<i64>,
-    pub kind: String,
+    pub kind: SendKind,
     pub email: Option<String>,
     pub message_id: String,
-    pub status: String,
+    pub status: SendStatus,
     pub attempts: i32,
     pub last_reply: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -194,7 +289,7 @@ pub enum ConfirmOutcome {
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct SendJob {
     pub id: i64,
-    pub kind: String,
+    pub kind: SendKind,
     pub issue_id: Option<i64>,
     pub subscriber_id: Option<i64>,
     pub email: Option<String>,
@@ -203,7 +298,7 @@ pub struct SendJob {
     pub attempts: i32,
     pub created_at: DateTime<Utc>,
     /// The subscriber's status now (NULL when erased).
-    pub subscriber_status: Option<String>,
+    pub subscriber_status: Option<SubscriberStatus>,
     /// The subscriber's section ids now, comma-separated: read with the claim so that
     /// composing a digest needs no query per message.
     pub subscriber_sections: Option<String>,
@@ -293,7 +388,7 @@ pub struct ImportReport {
 
 #[derive(Debug, Clone, Default)]
 pub struct SubscriberFilter {
-    pub status: Option<String>,
+    pub status: Option<SubscriberStatus>,
     pub section_id: Option<i64>,
 }
 
@@ -397,7 +492,7 @@ pub struct NewReturned {
 pub struct ReturnedRow {
     pub id: i64,
     pub received_at: DateTime<Utc>,
-    pub kind: String,
+    pub kind: ReturnedKind,
     pub send_id: Option<i64>,
     pub subscriber_id: Option<i64>,
     /// The reader's address, while herald still has it.
@@ -452,7 +547,7 @@ pub struct SectionFeed {
 pub struct ApiToken {
     pub id: i64,
     pub name: String,
-    pub role: String,
+    pub role: ApiRole,
     pub created_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
 }
@@ -512,7 +607,7 @@ pub struct Issue {
     pub scheduled_for: DateTime<Utc>,
     pub window_start: DateTime<Utc>,
     pub window_end: DateTime<Utc>,
-    pub status: String,
+    pub status: IssueStatus,
     pub subject: String,
     pub article_count: i32,
     /// Readers whose `sends` rows are written so far (all of them once `filling` is false).
@@ -551,7 +646,7 @@ pub struct IssueArticle {
 #[derive(Debug, Clone, Default)]
 pub struct SendFilter {
     pub issue_id: Option<i64>,
-    pub status: Option<String>,
+    pub status: Option<SendStatus>,
     pub email: Option<String>,
     pub updated_since: Option<DateTime<Utc>>,
     /// At most this many rows, oldest update first.
@@ -734,7 +829,7 @@ pub trait Store: Send + Sync + 'static {
     async fn add_api_token(
         &self,
         name: &str,
-        role: &str,
+        role: ApiRole,
         token_hash: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<ApiToken>;
@@ -810,7 +905,7 @@ pub trait Store: Send + Sync + 'static {
     async fn requeue_sends(
         &self,
         issue_id: i64,
-        status: &str,
+        status: SendStatus,
         now: DateTime<Utc>,
     ) -> StoreResult<u64>;
     async fn unsettled_sends_of_issue(&self, issue_id: i64) -> StoreResult<i64>;

@@ -645,8 +645,8 @@ macro_rules! shared_store_impl {
                 let mut qb = sqlx::QueryBuilder::<$db>::new($crate::store::shared::select_subscriber!(
                     "FROM subscribers WHERE 1 = 1"
                 ));
-                if let Some(status) = &filter.status {
-                    qb.push(" AND status = ").push_bind(status.clone());
+                if let Some(status) = filter.status {
+                    qb.push(" AND status = ").push_bind(status);
                 }
                 if let Some(section) = filter.section_id {
                     qb.push(" AND id IN (SELECT subscriber_id FROM subscriptions WHERE section_id = ")
@@ -982,7 +982,7 @@ macro_rules! shared_store_impl {
                 Ok(())
             }
 
-            async fn add_api_token(&self, name: &str, role: &str, token_hash: &str, now: DateTime<Utc>) -> StoreResult<ApiToken> {
+            async fn add_api_token(&self, name: &str, role: ApiRole, token_hash: &str, now: DateTime<Utc>) -> StoreResult<ApiToken> {
                 let r = sqlx::query_as::<$db, ApiToken>(
                     "INSERT INTO api_tokens (name, role, token_hash, created_at) VALUES ($1, $2, $3, $4) \
                      RETURNING id, name, role, created_at, revoked_at",
@@ -1331,8 +1331,8 @@ macro_rules! shared_store_impl {
                 if let Some(i) = f.issue_id {
                     qb.push(" AND issue_id = ").push_bind(i);
                 }
-                if let Some(st) = &f.status {
-                    qb.push(" AND status = ").push_bind(st.clone());
+                if let Some(st) = f.status {
+                    qb.push(" AND status = ").push_bind(st);
                 }
                 if let Some(e) = &f.email {
                     qb.push(" AND email = ").push_bind(e.clone());
@@ -1347,7 +1347,7 @@ macro_rules! shared_store_impl {
                 Ok(qb.build_query_as::<SendRecord>().fetch_all(&self.pool).await?)
             }
 
-            async fn requeue_sends(&self, issue_id: i64, status: &str, now: DateTime<Utc>) -> StoreResult<u64> {
+            async fn requeue_sends(&self, issue_id: i64, status: SendStatus, now: DateTime<Utc>) -> StoreResult<u64> {
                 Ok(sqlx::query::<$db>(
                     "UPDATE sends SET status = 'queued', next_attempt_at = $3, updated_at = $3, requeued_at = $3, \
                      lease_owner = NULL, lease_until = NULL, lease_instance = NULL WHERE issue_id = $1 AND status = $2",

@@ -154,7 +154,7 @@ impl Subscriptions {
 
     pub async fn list_subscribers(
         &self,
-        status: Option<&str>,
+        status: Option<crate::domain::SubscriberStatus>,
         section: Option<&str>,
     ) -> Result<Vec<Subscriber>, ImportError> {
         let section_id = match section {
@@ -163,10 +163,7 @@ impl Subscriptions {
         };
         Ok(self
             .store
-            .list_subscribers(&SubscriberFilter {
-                status: status.map(str::to_string),
-                section_id,
-            })
+            .list_subscribers(&SubscriberFilter { status, section_id })
             .await?)
     }
 

@@ -85,20 +85,17 @@ impl Composer for TransactionalComposer {
         let to: lettre::Address = email
             .parse()
             .map_err(|e| format!("bad stored address: {e}"))?;
-        let status = job.subscriber_status.as_deref();
+        use crate::domain::SubscriberStatus as S;
+        let status = job.subscriber_status;
+        let state = status.map_or("erased", S::as_str);
         let links = self.subs.links(subscriber_id, email);
         let site = &self.site.name;
-        let kind = SendKind::parse(&job.kind)
-            .ok_or_else(|| format!("unknown send kind {:?}", job.kind))?;
-        let (subject, text, html) = match kind {
+        let (subject, text, html) = match job.kind {
             SendKind::Confirm => {
                 // Pending, or a former subscriber asking to come back. Never an address
                 // that bounced or complained since the link was queued.
-                if !matches!(status, Some("pending" | "unsubscribed")) {
-                    return Ok(Composed::Skip(format!(
-                        "no longer pending ({})",
-                        status.unwrap_or("erased")
-                    )));
+                if !matches!(status, Some(S::Pending | S::Unsubscribed)) {
+                    return Ok(Composed::Skip(format!("no longer pending ({state})")));
                 }
                 let sealed = job
                     .sealed_token
@@ -121,11 +118,8 @@ impl Composer for TransactionalComposer {
                 )
             }
             SendKind::AlreadySubscribed | SendKind::Welcome => {
-                if status != Some("active") {
-                    return Ok(Composed::Skip(format!(
-                        "not subscribed ({})",
-                        status.unwrap_or("erased")
-                    )));
+                if status != Some(S::Active) {
+                    return Ok(Composed::Skip(format!("not subscribed ({state})")));
                 }
                 let sections = self
                     .subs
@@ -142,7 +136,7 @@ impl Composer for TransactionalComposer {
                     preferences_url: links.preferences_url.clone(),
                     unsubscribe_url: links.unsubscribe_url.clone(),
                 };
-                if kind == SendKind::Welcome {
+                if job.kind == SendKind::Welcome {
                     (
                         format!("Welcome to {site}"),
                         render(&WelcomeText { d: &d })?,

@@ -21,14 +21,9 @@ use serde_json::json;
 pub async fn issue_token(
     store: &dyn Store,
     name: &str,
-    role: &str,
+    role: crate::store::ApiRole,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<String, StoreError> {
-    if !matches!(role, "staff" | "operator") {
-        return Err(StoreError::Conflict(format!(
-            "unknown role {role:?}: use staff or operator"
-        )));
-    }
     if name.is_empty() || name.len() > 100 || crate::domain::has_control_chars(name) {
         return Err(StoreError::Conflict(
             "a token name is 1 to 100 printable characters".into(),
@@ -63,7 +58,7 @@ async fn authorise(State(st): State<AppState>, mut req: Request, next: Next) -> 
         Err(refused) => return refused,
     };
     let writes = !matches!(*req.method(), Method::GET | Method::HEAD);
-    if writes && found.role != "staff" {
+    if writes && found.role != crate::store::ApiRole::Staff {
         return error(
             StatusCode::FORBIDDEN,
             "this token is read-only (role operator)",
@@ -351,7 +346,7 @@ async fn list_sends(State(st): State<AppState>, ApiQuery(q): ApiQuery<SendsQuery
     };
     let filter = SendFilter {
         issue_id: q.issue,
-        status: q.status.map(|s| s.as_str().to_string()),
+        status: q.status,
         email,
         updated_since: None,
         limit: Some(q.limit.unwrap_or(1000).clamp(1, 10_000)),

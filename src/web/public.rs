@@ -291,7 +291,7 @@ pub async fn preferences_page(State(st): State<AppState>, Path(token): Path<Stri
         Ok(None) => return bad_link(&st),
         Err(e) => return internal_error(&st, e),
     };
-    if sub.status != "active" {
+    if sub.status != crate::domain::SubscriberStatus::Active {
         return not_subscribed(&st);
     }
     let (all, mine) = match (

@@ -433,7 +433,7 @@ impl TestApp {
             .subscriber_by_email(email)
             .await
             .unwrap()
-            .map(|s| s.status)
+            .map(|s| s.status.to_string())
     }
 
     /// Run one statement on the test database from a connection of its own.
