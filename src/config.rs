@@ -85,7 +85,7 @@ pub struct ImapConfig {
     /// `imaps://`: TLS from the first byte; `?tls=required`: STARTTLS; else plain text.
     pub tls: SmtpTls,
     pub user: String,
-    pub password: String,
+    pub password: Secret,
     pub mailbox: String,
     /// Where messages herald understood go after it acted on them; None: they stay, marked
     /// read.
@@ -100,7 +100,7 @@ impl std::fmt::Debug for ImapConfig {
             .field("port", &self.port)
             .field("tls", &self.tls)
             .field("user", &self.user)
-            .field("password", &"[redacted]")
+            .field("password", &self.password)
             .field("mailbox", &self.mailbox)
             .field("move_to", &self.move_to)
             .field("interval", &self.interval)
@@ -137,11 +137,48 @@ struct RawDkim {
     domain: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// A value that must not appear in logs or `Debug` output (passwords, the secret key,
+/// tokens): it prints as `[redacted]`; `expose` gives the value to the code that needs it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(v: impl Into<String>) -> Self {
+        Secret(v.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseConfig {
     pub url: String,
     pub max_connections: u32,
+}
+
+/// The URL without its password (`postgres://herald:[redacted]@db/herald`).
+impl std::fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url = match url::Url::parse(&self.url) {
+            Ok(mut u) if u.password().is_some() => {
+                let _ = u.set_password(Some("[redacted]"));
+                u.to_string()
+            }
+            _ => self.url.clone(),
+        };
+        f.debug_struct("DatabaseConfig")
+            .field("url", &url)
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -167,7 +204,7 @@ pub struct HttpConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// With a token, `/metrics` is also served on the public listener to requests that
     /// carry `Authorization: Bearer <token>`.
-    pub metrics_token: Option<String>,
+    pub metrics_token: Option<Secret>,
     /// A client must send its request headers within this, and an idle keep-alive
     /// connection is closed after it.
     pub header_timeout: std::time::Duration,
@@ -220,7 +257,7 @@ pub enum MailTransportConfig {
         host: String,
         port: u16,
         tls: SmtpTls,
-        credentials: Option<(String, String)>,
+        credentials: Option<(String, Secret)>,
     },
 }
 
@@ -285,7 +322,7 @@ pub struct DeliveryConfig {
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Empty when not configured: the app then loads or creates a persistent one.
-    pub secret_key: Option<String>,
+    pub secret_key: Option<Secret>,
     pub database: DatabaseConfig,
     pub http: HttpConfig,
     pub site: SiteConfig,
@@ -504,7 +541,7 @@ impl RawConfig {
                 ),
             ));
         } else {
-            Some(self.secret_key)
+            Some(Secret(self.secret_key))
         };
 
         let db = &self.database.url;
@@ -580,7 +617,7 @@ impl RawConfig {
                     "must be at least 16 printable characters without spaces",
                 ));
             }
-            t => Some(t.to_string()),
+            t => Some(Secret(t.to_string())),
         };
         let trusted_proxies = self
             .http
@@ -1059,7 +1096,7 @@ fn parse_imap_url(s: &str) -> Result<ImapConfig, ConfigError> {
         port: u.port().unwrap_or(default_port),
         tls,
         user: url_decode(u.username()),
-        password: url_decode(u.password().unwrap_or("")),
+        password: Secret(url_decode(u.password().unwrap_or(""))),
         mailbox: if mailbox.is_empty() {
             "INBOX".into()
         } else {
@@ -1121,7 +1158,7 @@ fn parse_mail_url(s: &str) -> Result<MailTransportConfig, ConfigError> {
     } else {
         Some((
             url_decode(u.username()),
-            url_decode(u.password().unwrap_or("")),
+            Secret(url_decode(u.password().unwrap_or(""))),
         ))
     };
     Ok(MailTransportConfig::Smtp {
@@ -1167,7 +1204,7 @@ mod tests {
                 port: 587,
                 tls: SmtpTls::StartTls,
                 // A `+` is a plus in a URL's user part, not a space (as in a form).
-                credentials: Some(("news+relay".into(), "p@ss+w".into())),
+                credentials: Some(("news+relay".into(), Secret::new("p@ss+w"))),
             }
         );
         assert_eq!(c.delivery.connections, 3);
@@ -1236,7 +1273,7 @@ mod tests {
                 imap.port,
                 imap.tls,
                 imap.user.as_str(),
-                imap.password.as_str()
+                imap.password.expose()
             ),
             (
                 "imap.example.com",
@@ -1310,6 +1347,42 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    /// Nothing secret reaches a log through `Debug`: passwords in the database and relay
+    /// URLs, the secret key, the metrics token, the mailbox password.
+    #[test]
+    fn secrets_are_redacted_in_debug_output() {
+        let c = Config::defaults_with(&[
+            (
+                "database.url",
+                "postgres://herald:db-pass-1@db.example/herald",
+            ),
+            (
+                "mail.url",
+                "smtp://news:relay-pass-2@relay.example:587?tls=required",
+            ),
+            ("secret_key", "secret-key-secret-key-secret-key-3333"),
+            ("http.metrics_token", "metrics-token-4444-4444"),
+            ("mail.return_path", "bounces@bounces.example.com"),
+            (
+                "bounces.imap_url",
+                "imaps://b:imap-pass-5@imap.example.com/INBOX",
+            ),
+        ])
+        .unwrap();
+        let shown = format!("{c:?}");
+        for secret in [
+            "db-pass-1",
+            "relay-pass-2",
+            "secret-key-secret",
+            "metrics-token-4444",
+            "imap-pass-5",
+        ] {
+            assert!(!shown.contains(secret), "{secret} shown in {shown}");
+        }
+        assert!(shown.contains("[redacted]"));
+        assert!(shown.contains("db.example"), "the rest stays readable");
     }
 
     #[test]

@@ -87,7 +87,10 @@ struct HeraldComposer {
 
 #[async_trait::async_trait]
 impl delivery::Composer for HeraldComposer {
-    async fn compose(&self, job: &store::SendJob) -> Result<delivery::Composed, String> {
+    async fn compose(
+        &self,
+        job: &store::SendJob,
+    ) -> Result<delivery::Composed, delivery::ComposeError> {
         if job.kind == store::SendKind::Digest {
             self.digest.compose(job).await
         } else {
@@ -219,7 +222,7 @@ pub fn database_label(url: &str) -> String {
 /// several instances share it).
 async fn resolve_secret(config: &Config, store: &dyn Store) -> Result<SecretKey, StartError> {
     if let Some(k) = &config.secret_key {
-        return SecretKey::new(k.as_bytes().to_vec())
+        return SecretKey::new(k.expose().as_bytes().to_vec())
             .ok_or_else(|| StartError::Secret("too short".into()));
     }
     let fresh = SecretKey::generate_text();

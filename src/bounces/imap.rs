@@ -125,7 +125,7 @@ impl ImapReader {
             client = async_imap::Client::new(Box::new(tls) as Box<dyn Stream>);
         }
         client
-            .login(&c.user, &c.password)
+            .login(&c.user, c.password.expose())
             .await
             .map_err(|(e, _)| self.err(format!("login as {:?} refused: {e}", c.user)))
     }

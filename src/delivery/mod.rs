@@ -13,4 +13,6 @@ mod worker;
 pub use dkim::{DkimKeyError, DkimSigner};
 pub use mail::{BuildError, ListMail, MailHeaders, OutgoingMail, build_message, new_message_id};
 pub use transport::{Gate, MailSender, SendError, Transport};
-pub use worker::{Batch, BatchReport, Composed, Composer, DeliveryEngine, RetryPolicy};
+pub use worker::{
+    Batch, BatchReport, ComposeError, Composed, Composer, DeliveryEngine, RetryPolicy,
+};

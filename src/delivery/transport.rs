@@ -106,7 +106,7 @@ pub struct SmtpSettings {
     host: String,
     port: u16,
     tls: SmtpTls,
-    credentials: Option<(String, String)>,
+    credentials: Option<(String, crate::config::Secret)>,
     helo: ClientId,
     connect_timeout: Duration,
     send_timeout: Duration,
@@ -465,7 +465,7 @@ async fn connect(s: &SmtpSettings) -> Result<Session, SendError> {
         if let Some((user, pass)) = &s.credentials {
             conn.auth(
                 &[Mechanism::Plain, Mechanism::Login],
-                &Credentials::new(user.clone(), pass.clone()),
+                &Credentials::new(user.clone(), pass.expose().to_string()),
             )
             .await
             .map_err(|e| SendError::Transient(format!("SMTP authentication failed: {e}")))?;

@@ -42,11 +42,27 @@ pub enum Composed {
     Skip(String),
 }
 
+/// Why a row's message could not be made. Each is retried with backoff (the database
+/// may come back, a template fixed), then the send fails with this as its reason.
+#[derive(Debug, thiserror::Error)]
+pub enum ComposeError {
+    #[error("the stored address cannot be used: {0}")]
+    Address(String),
+    #[error("the confirmation link cannot be made: {0}")]
+    Token(&'static str),
+    #[error("{0} is gone")]
+    Missing(String),
+    #[error("a template failed: {0}")]
+    Render(String),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
 /// Turns a ledger row into a message. Implemented where the templates live, so delivery
 /// knows nothing of subscriptions or digests.
 #[async_trait::async_trait]
 pub trait Composer: Send + Sync {
-    async fn compose(&self, job: &SendJob) -> Result<Composed, String>;
+    async fn compose(&self, job: &SendJob) -> Result<Composed, ComposeError>;
 }
 
 /// Exponential backoff for temporary failures, until `max_age` after the row was queued.

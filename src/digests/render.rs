@@ -3,7 +3,7 @@
 
 use super::DigestError;
 use crate::config::SiteConfig;
-use crate::delivery::{Composed, Composer, OutgoingMail};
+use crate::delivery::{ComposeError, Composed, Composer, OutgoingMail};
 use crate::store::{IssueArticle, SendJob, Store};
 use crate::subscriptions::Subscriptions;
 use askama::Template;
@@ -155,28 +155,22 @@ impl DigestComposer {
         &self.site
     }
 
-    async fn issue_data(&self, issue_id: i64) -> Result<Arc<IssueData>, String> {
+    async fn issue_data(&self, issue_id: i64) -> Result<Arc<IssueData>, ComposeError> {
         if let Some(d) = self.cache.lock().expect("cache lock").get(&issue_id) {
             return Ok(d.clone());
         }
         let issue = self
             .store
             .issue(issue_id)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("issue {issue_id} not found"))?;
-        let articles = self
-            .store
-            .issue_articles(issue_id)
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?
+            .ok_or_else(|| ComposeError::Missing(format!("issue #{issue_id}")))?;
+        let articles = self.store.issue_articles(issue_id).await?;
         // The schedule's own subject is the one stored on the issue; without one, each
         // reader's subject names their own sections. A removed schedule keeps what was stored.
         let schedule = self
             .store
             .schedule_by_name(&issue.schedule_name)
-            .await
-            .map_err(|e| e.to_string())?
+            .await?
             .filter(|s| Some(s.id) == issue.schedule_id);
         let images = schedule.as_ref().is_none_or(|s| s.images);
         let subject = match schedule {
@@ -241,7 +235,7 @@ impl DigestComposer {
         let data = self
             .issue_data(issue.id)
             .await
-            .map_err(DigestError::Render)?;
+            .map_err(|e| DigestError::Render(e.to_string()))?;
         let all: HashSet<i64> = data.articles.iter().map(|a| a.section_id).collect();
         let look = IssueLook {
             subject: SubjectRule::Fixed(issue.subject.clone()),
@@ -404,7 +398,7 @@ impl DigestComposer {
 
 #[async_trait::async_trait]
 impl Composer for DigestComposer {
-    async fn compose(&self, job: &SendJob) -> Result<Composed, String> {
+    async fn compose(&self, job: &SendJob) -> Result<Composed, ComposeError> {
         let (Some(subscriber_id), Some(email), Some(issue_id)) =
             (job.subscriber_id, job.email.as_deref(), job.issue_id)
         else {
@@ -420,7 +414,7 @@ impl Composer for DigestComposer {
         }
         let to: lettre::Address = email
             .parse()
-            .map_err(|e| format!("bad stored address: {e}"))?;
+            .map_err(|e: lettre::address::AddressError| ComposeError::Address(e.to_string()))?;
         let data = self.issue_data(issue_id).await?;
         let mine: HashSet<i64> = job.section_ids().into_iter().collect();
         match self
@@ -431,7 +425,7 @@ impl Composer for DigestComposer {
                 data.archive_url.as_deref(),
                 &mine,
             )
-            .map_err(|e| e.to_string())?
+            .map_err(|e| ComposeError::Render(e.to_string()))?
         {
             Some(r) => Ok(Composed::Mail {
                 mail: OutgoingMail {

@@ -4,7 +4,7 @@
 
 use super::Subscriptions;
 use crate::config::SiteConfig;
-use crate::delivery::{Composed, Composer, OutgoingMail};
+use crate::delivery::{ComposeError, Composed, Composer, OutgoingMail};
 use crate::store::{SendJob, SendKind};
 use askama::Template;
 use std::sync::Arc;
@@ -72,19 +72,19 @@ impl TransactionalComposer {
     }
 }
 
-fn render<T: Template>(t: &T) -> Result<String, String> {
-    t.render().map_err(|e| e.to_string())
+fn render<T: Template>(t: &T) -> Result<String, ComposeError> {
+    t.render().map_err(|e| ComposeError::Render(e.to_string()))
 }
 
 #[async_trait::async_trait]
 impl Composer for TransactionalComposer {
-    async fn compose(&self, job: &SendJob) -> Result<Composed, String> {
+    async fn compose(&self, job: &SendJob) -> Result<Composed, ComposeError> {
         let (Some(subscriber_id), Some(email)) = (job.subscriber_id, job.email.as_deref()) else {
             return Ok(Composed::Skip("subscriber erased".into()));
         };
         let to: lettre::Address = email
             .parse()
-            .map_err(|e| format!("bad stored address: {e}"))?;
+            .map_err(|e: lettre::address::AddressError| ComposeError::Address(e.to_string()))?;
         use crate::domain::SubscriberStatus as S;
         let status = job.subscriber_status;
         let state = status.map_or("erased", S::as_str);
@@ -100,11 +100,14 @@ impl Composer for TransactionalComposer {
                 let sealed = job
                     .sealed_token
                     .as_deref()
-                    .ok_or("confirmation token missing")?;
+                    .ok_or(ComposeError::Token("its token is missing"))?;
                 let token =
-                    self.subs.key().unseal(&job.message_id, sealed).ok_or(
-                        "confirmation token cannot be unsealed (was the secret key changed?)",
-                    )?;
+                    self.subs
+                        .key()
+                        .unseal(&job.message_id, sealed)
+                        .ok_or(ComposeError::Token(
+                            "its token cannot be unsealed (was the secret key changed?)",
+                        ))?;
                 let d = ConfirmData {
                     site: &self.site,
                     email,
@@ -124,8 +127,7 @@ impl Composer for TransactionalComposer {
                 let sections = self
                     .subs
                     .subscriber_sections(subscriber_id)
-                    .await
-                    .map_err(|e| e.to_string())?
+                    .await?
                     .into_iter()
                     .map(|s| s.name)
                     .collect();
@@ -151,7 +153,9 @@ impl Composer for TransactionalComposer {
                 }
             }
             SendKind::Digest => {
-                return Err("digest rows are composed by the digest composer".into());
+                return Err(ComposeError::Render(
+                    "a digest row reached the transactional composer".into(),
+                ));
             }
         };
         Ok(Composed::Mail {
