@@ -4,6 +4,7 @@
 //! until a shutdown signal. Tests start the same app on port 0 with a manual clock and no
 //! background tasks, and drive time and queues themselves.
 
+pub mod access;
 pub mod articles;
 pub mod bounces;
 pub mod clock;

@@ -1245,7 +1245,7 @@ async fn relays_report_returned_mail_by_webhook(backend: Backend) {
         app.reader(&format!("{r}@example.com"), &["wmd"]).await;
     }
     let store = app.services.store.as_ref();
-    let ops = herald::web::api::issue_token(
+    let ops = herald::access::issue_token(
         store,
         "relay",
         herald::store::ApiRole::Operator,
@@ -1402,7 +1402,7 @@ async fn relays_report_returned_mail_by_webhook(backend: Backend) {
     assert_eq!(get("/api/v1/returned?since=soon").await.status(), 422);
     let suppressed: serde_json::Value = get("/api/v1/suppressions").await.json().await.unwrap();
     assert!(suppressed.as_array().unwrap().len() >= 4, "{suppressed}");
-    let staff = herald::web::api::issue_token(
+    let staff = herald::access::issue_token(
         store,
         "desk",
         herald::store::ApiRole::Staff,

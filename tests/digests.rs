@@ -667,10 +667,10 @@ async fn api_tokens_and_roles(backend: Backend) {
     app.add_section("wmd", "WMD").await;
     let store = app.services.store.as_ref();
     let staff =
-        herald::web::api::issue_token(store, "cms", herald::store::ApiRole::Staff, app.clock.now())
+        herald::access::issue_token(store, "cms", herald::store::ApiRole::Staff, app.clock.now())
             .await
             .unwrap();
-    let ops = herald::web::api::issue_token(
+    let ops = herald::access::issue_token(
         store,
         "grafana",
         herald::store::ApiRole::Operator,

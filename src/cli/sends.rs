@@ -47,12 +47,9 @@ pub enum Cmd {
 
 pub async fn run(args: Args, s: Services) -> CliResult {
     if let Some(Cmd::Retry { issue, status }) = args.retry {
-        if status != SendStatus::Failed {
+        if let Some(why) = status.why_not_retried() {
             return Err(Failure::usage(format!(
-                "only failed sends can be retried (not {}): sent mail would be delivered twice, \
-                 queued, retrying and sending ones are still being delivered, and bounced or suppressed \
-                 addresses must not get mail",
-                status.as_str()
+                "only failed sends can be retried, not {status}: {why}"
             )));
         }
         let n = s.store.requeue_sends(issue, status, s.clock.now()).await?;

@@ -27,7 +27,7 @@ pub async fn run(cmd: Cmd, s: Services) -> CliResult {
     match cmd {
         Cmd::Add { name, role } => {
             let token =
-                herald::web::api::issue_token(s.store.as_ref(), &name, role, s.clock.now()).await?;
+                herald::access::issue_token(s.store.as_ref(), &name, role, s.clock.now()).await?;
             println!("{token}");
             eprintln!(
                 "token {name} ({role}) created; it is shown only now: keep it somewhere safe"

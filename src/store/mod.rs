@@ -235,6 +235,20 @@ impl SendStatus {
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
+
+    /// Why sends in this state may not be put back in the queue, or None for `failed`,
+    /// the only ones that may (the rule `herald sends retry` and any other caller share).
+    pub fn why_not_retried(self) -> Option<&'static str> {
+        match self {
+            SendStatus::Failed => None,
+            SendStatus::Sent => Some("sent mail would be delivered twice"),
+            SendStatus::Sending => Some("one in flight would be taken from its worker"),
+            SendStatus::Queued | SendStatus::Retrying => Some("it is still in the queue"),
+            SendStatus::Bounced | SendStatus::Suppressed => {
+                Some("a bounced or suppressed address must not get mail")
+            }
+        }
+    }
 }
 
 /// One row of the delivery ledger, as operators see it.

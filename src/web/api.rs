@@ -6,8 +6,7 @@
 use super::AppState;
 use crate::articles::{ArticleError, ArticleInput, SectionError};
 use crate::digests::DigestError;
-use crate::domain::{RandomToken, TokenHash};
-use crate::store::{SendFilter, Store, StoreError};
+use crate::store::{SendFilter, StoreError};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -16,25 +15,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
-
-/// Create a token; returns the only copy of it.
-pub async fn issue_token(
-    store: &dyn Store,
-    name: &str,
-    role: crate::store::ApiRole,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<String, StoreError> {
-    if name.is_empty() || name.len() > 100 || crate::domain::has_control_chars(name) {
-        return Err(StoreError::Conflict(
-            "a token name is 1 to 100 printable characters".into(),
-        ));
-    }
-    let token = format!("hrld_{}", RandomToken::generate().as_str());
-    store
-        .add_api_token(name, role, &TokenHash::of(&token).0, now)
-        .await?;
-    Ok(token)
-}
 
 pub(super) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
@@ -79,7 +59,7 @@ async fn token_of(
             "missing bearer token",
         )));
     };
-    match st.store.api_token_by_hash(&TokenHash::of(token).0).await {
+    match crate::access::token_by_secret(st.store.as_ref(), token).await {
         Ok(Some(found)) => Ok(found),
         Ok(None) => Err(with_challenge(error(
             StatusCode::UNAUTHORIZED,
