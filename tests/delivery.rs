@@ -646,18 +646,8 @@ async fn returned_mail_is_read_and_acted_on(backend: Backend) {
             .set("bounces.listen", "127.0.0.1:0"),
     )
     .await;
-    app.add_section("wmd", "WMD").await;
-    for r in ["gone", "angry", "away", "leaving"] {
-        app.reader(&format!("{r}@example.com"), &["wmd"]).await;
-    }
-    app.add_article("wmd", "First story", "https://news.example.org/1", "s")
-        .await;
-    app.add_schedule("m", "0 7 * * *", &["wmd"]).await;
-    app.set_time(2026, 3, 2, 7, 0, 0);
-    app.tick().await;
-    app.deliver().await;
-    let mail_to = |r: &str| app.smtp().last_to(&format!("{r}@example.com")).unwrap();
-    let verp = |r: &str| mail_to(r).from;
+    app.digest_to(&["gone", "angry", "away", "leaving"]).await;
+    let verp = |r: &str| app.verp(&format!("{r}@example.com"));
     for r in ["gone", "angry", "away", "leaving"] {
         let from = verp(r);
         assert!(
@@ -666,16 +656,7 @@ async fn returned_mail_is_read_and_acted_on(backend: Backend) {
         );
     }
     assert_ne!(verp("gone"), verp("angry"), "one address per send");
-    let unsubscribe = mail_to("leaving")
-        .header("List-Unsubscribe")
-        .unwrap()
-        .split("<mailto:")
-        .nth(1)
-        .expect("a mailto target")
-        .split(['?', '>'])
-        .next()
-        .unwrap()
-        .to_string();
+    let unsubscribe = app.unsubscribe_address("leaving@example.com");
     assert!(unsubscribe.starts_with("unsubscribe+"), "{unsubscribe}");
 
     let listener = app.bounces_addr.expect("bounces.listen");
@@ -855,28 +836,10 @@ async fn returned_mail_is_read_from_a_mailbox(backend: Backend) {
             .set("bounces.imap_url", &url("herald", "s3cret+pw")),
     )
     .await;
-    app.add_section("wmd", "WMD").await;
-    for r in ["gone", "angry", "away", "leaving", "full"] {
-        app.reader(&format!("{r}@example.com"), &["wmd"]).await;
-    }
-    app.add_article("wmd", "First story", "https://news.example.org/1", "s")
+    app.digest_to(&["gone", "angry", "away", "leaving", "full"])
         .await;
-    app.add_schedule("m", "0 7 * * *", &["wmd"]).await;
-    app.set_time(2026, 3, 2, 7, 0, 0);
-    app.tick().await;
-    app.deliver().await;
-    let mail_to = |r: &str| app.smtp().last_to(&format!("{r}@example.com")).unwrap();
-    let verp = |r: &str| mail_to(r).from;
-    let unsubscribe = mail_to("leaving")
-        .header("List-Unsubscribe")
-        .unwrap()
-        .split("<mailto:")
-        .nth(1)
-        .unwrap()
-        .split(['?', '>'])
-        .next()
-        .unwrap()
-        .to_string();
+    let verp = |r: &str| app.verp(&format!("{r}@example.com"));
+    let unsubscribe = app.unsubscribe_address("leaving@example.com");
 
     let box_ = "herald";
     dovecot.deliver(box_, &delivered_fixture("postfix-hard.eml", &verp("gone")));
@@ -964,16 +927,8 @@ async fn returned_mail_is_read_from_a_mailbox(backend: Backend) {
             .set("bounces.imap_move_to", "Processed"),
     )
     .await;
-    mover.add_section("wmd", "WMD").await;
-    mover.reader("gone@example.com", &["wmd"]).await;
-    mover
-        .add_article("wmd", "First story", "https://news.example.org/1", "s")
-        .await;
-    mover.add_schedule("m", "0 7 * * *", &["wmd"]).await;
-    mover.set_time(2026, 3, 2, 7, 0, 0);
-    mover.tick().await;
-    mover.deliver().await;
-    let gone = mover.smtp().last_to("gone@example.com").unwrap().from;
+    mover.digest_to(&["gone"]).await;
+    let gone = mover.verp("gone@example.com");
     dovecot.deliver("moved", &delivered_fixture("postfix-hard.eml", &gone));
     dovecot.deliver(
         "moved",
@@ -1046,15 +1001,9 @@ async fn a_real_postfix_returns_its_bounce_to_herald(backend: Backend) {
             ),
         ],
     );
-    app.add_section("wmd", "WMD").await;
-    app.reader("gone@example.org", &["wmd"]).await;
-    app.reader("fine@example.net", &["wmd"]).await;
-    app.add_article("wmd", "First story", "https://news.example.org/1", "s")
+    app.digest_to(&["gone@example.org", "fine@example.net"])
         .await;
-    app.add_schedule("m", "0 7 * * *", &["wmd"]).await;
-    app.set_time(2026, 3, 2, 7, 0, 0);
-    app.tick().await;
-    assert_eq!(app.deliver().await, 2, "Postfix took both");
+    assert_eq!(sends_in(&app, "sent").await.len(), 2, "Postfix took both");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         let status = app.subscriber_status("gone@example.org").await;
@@ -1762,16 +1711,7 @@ async fn pipelined_refusals_are_read_in_order(backend: Backend) {
         Spawn::new(backend).set("mail.url", &format!("smtp://127.0.0.1:{}", relay.port)),
     )
     .await;
-    app.add_section("wmd", "WMD").await;
-    for r in ["first", "gone", "busy", "last"] {
-        app.reader(&format!("{r}@example.com"), &["wmd"]).await;
-    }
-    app.add_schedule("m", "0 7 * * *", &["wmd"]).await;
-    app.add_article("wmd", "Story", "https://news.example.org/1", "s")
-        .await;
-    app.set_time(2026, 3, 2, 7, 0, 0);
-    app.tick().await;
-    app.deliver().await;
+    app.digest_to(&["first", "gone", "busy", "last"]).await;
 
     assert!(
         relay.pipelined(),

@@ -238,28 +238,34 @@ impl ImapReader {
             .map(u32::to_string)
             .collect::<Vec<_>>()
             .join(",");
-        let fetched: Vec<_> = session
-            .uid_fetch(&set, "(UID RFC822.SIZE)")
-            .await
-            .map_err(|e| self.err(format!("fetch failed: {e}")))?
-            .try_collect()
-            .await
-            .map_err(|e| self.err(format!("fetch failed: {e}")))?;
+        let fetched = self.fetch_items(session, &set, "(UID RFC822.SIZE)").await?;
         Ok(fetched
             .iter()
             .filter_map(|f| Some((f.uid?, f.size?)))
             .collect())
     }
 
-    /// The message, read without marking it.
-    async fn fetch(&self, session: &mut Session, uid: u32) -> Result<Option<Vec<u8>>, ImapError> {
-        let fetched: Vec<_> = session
-            .uid_fetch(uid.to_string(), "(UID BODY.PEEK[])")
+    /// `UID FETCH set items`, every answer collected.
+    async fn fetch_items(
+        &self,
+        session: &mut Session,
+        set: &str,
+        items: &str,
+    ) -> Result<Vec<async_imap::types::Fetch>, ImapError> {
+        session
+            .uid_fetch(set, items)
             .await
             .map_err(|e| self.err(format!("fetch failed: {e}")))?
             .try_collect()
             .await
-            .map_err(|e| self.err(format!("fetch failed: {e}")))?;
+            .map_err(|e| self.err(format!("fetch failed: {e}")))
+    }
+
+    /// The message, read without marking it.
+    async fn fetch(&self, session: &mut Session, uid: u32) -> Result<Option<Vec<u8>>, ImapError> {
+        let fetched = self
+            .fetch_items(session, &uid.to_string(), "(UID BODY.PEEK[])")
+            .await?;
         Ok(fetched
             .iter()
             .find(|f| f.uid == Some(uid))

@@ -416,6 +416,47 @@ impl TestApp {
         self.post_form("/subscribe", &body).await
     }
 
+    /// One digest of a section "wmd" to each of `readers` (addresses at example.com unless
+    /// they have an @), made at 07:00 on 2 March 2026 and delivered.
+    pub async fn digest_to(&self, readers: &[&str]) {
+        self.add_section("wmd", "WMD").await;
+        for r in readers {
+            let email = if r.contains('@') {
+                r.to_string()
+            } else {
+                format!("{r}@example.com")
+            };
+            self.reader(&email, &["wmd"]).await;
+        }
+        self.add_article("wmd", "First story", "https://news.example.org/1", "s")
+            .await;
+        self.add_schedule("m", "0 7 * * *", &["wmd"]).await;
+        self.set_time(2026, 3, 2, 7, 0, 0);
+        self.tick().await;
+        self.deliver().await;
+    }
+
+    /// The envelope sender of the last mail to `email`: its VERP return path.
+    pub fn verp(&self, email: &str) -> String {
+        self.smtp().last_to(email).expect("a mail to them").from
+    }
+
+    /// The mailto target of the last mail to `email`'s List-Unsubscribe.
+    pub fn unsubscribe_address(&self, email: &str) -> String {
+        self.smtp()
+            .last_to(email)
+            .expect("a mail to them")
+            .header("List-Unsubscribe")
+            .expect("List-Unsubscribe")
+            .split("<mailto:")
+            .nth(1)
+            .expect("a mailto target")
+            .split(['?', '>'])
+            .next()
+            .unwrap()
+            .to_string()
+    }
+
     /// Sign up, deliver, follow the confirmation link and press the button.
     pub async fn subscribe_and_confirm(&self, email: &str, sections: &[&str]) -> Caught {
         assert_eq!(self.signup(email, sections).await.status(), 200);
@@ -487,6 +528,15 @@ pub fn urlencode(s: &str) -> String {
 
 /// Shared, thread-safe list of caught messages.
 pub type Inbox = Arc<Mutex<Vec<Caught>>>;
+
+/// Wait until something listens on 127.0.0.1:`port` (a server the test started).
+pub fn wait_for_port(port: u16, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "{what} did not start");
+        std::thread::sleep(std::time::Duration::from_millis(30));
+    }
+}
 
 /// Whether an outside program a test relies on is here. When it is not, the test is skipped
 /// with a note, unless HERALD_TEST_REQUIRE_TOOLS is set (as `.ci/run` does): then it fails.

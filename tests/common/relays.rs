@@ -51,11 +51,7 @@ impl SmtpSink {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("start smtp-sink");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "smtp-sink did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        super::wait_for_port(port, "smtp-sink");
         Self { port, dir, child }
     }
 
