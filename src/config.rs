@@ -44,6 +44,7 @@ struct RawConfig {
     digests: DigestsConfig,
     feeds: FeedsConfig,
     bounces: RawBounces,
+    console: ConsoleConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -75,6 +76,19 @@ pub struct BouncesConfig {
     pub soft_window: HumanDuration,
     /// How long a returned message's raw text is kept (its record stays).
     pub keep_raw: HumanDuration,
+}
+
+/// The staff and operator console at `/admin` (see `src/web/console/`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// A session unused this long ends.
+    pub session_idle: HumanDuration,
+    /// A session ends this long after its login, however used.
+    pub session_lifetime: HumanDuration,
+    /// Failed logins allowed per account, and per client IP, within `login_window`.
+    pub login_limit: u32,
+    pub login_window: HumanDuration,
 }
 
 /// `bounces.imap_url` and its companions: a mailbox herald reads returned mail from.
@@ -332,6 +346,7 @@ pub struct Config {
     pub digests: DigestsConfig,
     pub feeds: FeedsConfig,
     pub bounces: BouncesConfig,
+    pub console: ConsoleConfig,
 }
 
 /// Variables that start with HERALD_ but are not config keys.
@@ -873,6 +888,15 @@ impl RawConfig {
         if self.mail.send_timeout.0.is_zero() {
             return Err(invalid("mail.send_timeout", "must be more than 0s"));
         }
+        if self.console.session_idle.0.is_zero() || self.console.session_lifetime.0.is_zero() {
+            return Err(invalid(
+                "console.session_idle",
+                "console.session_idle and console.session_lifetime must be more than 0s",
+            ));
+        }
+        if self.console.login_limit == 0 {
+            return Err(invalid("console.login_limit", "must be at least 1"));
+        }
         let helo_name = (!self.mail.helo_name.is_empty()).then_some(self.mail.helo_name);
         let tls_ca = match self.mail.tls_ca_file.trim() {
             "" => None,
@@ -1030,6 +1054,7 @@ impl RawConfig {
                 soft_window: self.bounces.soft_window,
                 keep_raw: self.bounces.keep_raw,
             },
+            console: self.console,
         })
     }
 }

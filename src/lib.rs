@@ -397,6 +397,10 @@ impl App {
             metrics: telemetry::metrics_handle(),
             clock: s.clock.clone(),
             health: s.health.clone(),
+            logins: Arc::new(access::LoginLimiter::new(
+                s.config.console.login_limit,
+                s.config.console.login_window.as_chrono(),
+            )),
         };
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut tasks = Vec::new();
@@ -409,7 +413,12 @@ impl App {
             }
             workers.extend(s.engine.spawn_workers(s.health.clone(), stop_rx.clone()));
             tasks.push(s.engine.spawn_heartbeat(s.health.clone(), stop_rx.clone()));
-            tasks.extend(spawn_periodic_jobs(&s, state.limiter.clone(), &stop_rx));
+            tasks.extend(spawn_periodic_jobs(
+                &s,
+                state.limiter.clone(),
+                state.logins.clone(),
+                &stop_rx,
+            ));
             tracing::info!(transport = %s.engine.transport().describe(), workers = s.config.delivery.connections, "delivery started");
         }
         tracing::info!(addr = %self.addr, public_url = %s.config.http.public_url, database = %database_label(&s.config.database.url), "herald listening");
@@ -464,6 +473,7 @@ impl App {
 fn spawn_periodic_jobs(
     s: &Services,
     limiter: Arc<web::ratelimit::IpLimiter>,
+    logins: Arc<access::LoginLimiter>,
     stop: &tokio::sync::watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     use std::time::Duration;
@@ -514,9 +524,21 @@ fn spawn_periodic_jobs(
         purge,
         purge * 3,
         stop.clone(),
-        (s.clone(), limiter),
-        |(s, limiter): (Services, Arc<web::ratelimit::IpLimiter>)| async move {
-            limiter.prune(s.clock.now());
+        (s.clone(), limiter, logins),
+        |(s, limiter, logins): (
+            Services,
+            Arc<web::ratelimit::IpLimiter>,
+            Arc<access::LoginLimiter>,
+        )| async move {
+            let now = s.clock.now();
+            limiter.prune(now);
+            logins.prune(now);
+            // Console sessions past their lifetime, or idle too long.
+            let idle_before = now - s.config.console.session_idle.as_chrono();
+            s.store
+                .purge_sessions(now, idle_before)
+                .await
+                .map_err(|e| e.to_string())?;
             s.subs
                 .purge_expired_pending()
                 .await

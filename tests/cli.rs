@@ -182,6 +182,84 @@ fn bad_config_exits_2_naming_the_key() {
     }
 }
 
+/// `herald users`: add (password from standard input; a prompt needs a terminal), list,
+/// passwd, remove; what is refused says why.
+async fn console_users(backend: Backend) {
+    let cli = Cli::new(backend).await;
+    let with_stdin = |args: &[&str], input: &str| {
+        use std::io::Write;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
+            .args(args)
+            .current_dir(cli.work.path())
+            .env("HERALD_DATABASE__URL", &cli.db)
+            .env(
+                "HERALD_SECRET_KEY",
+                "cli-test-secret-cli-test-secret-0123456789",
+            )
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let o = with_stdin(
+        &["users", "add", "ed", "--role", "staff", "--password-stdin"],
+        "a long enough password\n",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("/admin"));
+    let o = with_stdin(
+        &[
+            "users",
+            "add",
+            "ed",
+            "--role",
+            "operator",
+            "--password-stdin",
+        ],
+        "another long password\n",
+    );
+    assert_eq!(o.status.code(), Some(1), "a second ed");
+    assert!(stderr(&o).contains("already exists"), "{}", stderr(&o));
+    let o = with_stdin(
+        &["users", "add", "amy", "--role", "staff", "--password-stdin"],
+        "short\n",
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("at least 12"), "{}", stderr(&o));
+    // No terminal to prompt on: say how instead of hanging.
+    let o = cli.run(&["users", "add", "amy", "--role", "staff"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--password-stdin"), "{}", stderr(&o));
+    let o = cli.run(&["users", "add", "bad name", "--role", "staff"]);
+    assert_eq!(o.status.code(), Some(2));
+    let list = cli.ok(&["users", "list"]);
+    assert!(list.contains("ed") && list.contains("staff"), "{list}");
+    assert!(!list.contains("argon2"), "never the hash");
+    let o = with_stdin(
+        &["users", "passwd", "ed", "--password-stdin"],
+        "a newer long password\n",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        cli.run(&["users", "passwd", "nobody", "--password-stdin"])
+            .status
+            .code(),
+        Some(1)
+    );
+    cli.ok(&["users", "remove", "ed"]);
+    assert_eq!(cli.run(&["users", "remove", "ed"]).status.code(), Some(1));
+    assert!(stderr(&cli.run(&["users", "list"])).contains("0 users"));
+}
+both_backends!(console_users);
+
 /// A PostgreSQL that is not there, or a database that does not exist, is named with its
 /// cause at once: not "pool timed out" after ten seconds, not a source line of the server.
 #[test]

@@ -16,6 +16,7 @@ mod sends;
 mod subscribers;
 mod suppressions;
 mod tokens;
+mod users;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use herald::config::Config;
@@ -114,6 +115,9 @@ pub enum Command {
     /// Addresses herald sends nothing to, and why.
     #[command(subcommand)]
     Suppressions(suppressions::Cmd),
+    /// People who log in to the web console at /admin.
+    #[command(subcommand)]
+    Users(users::Cmd),
 }
 
 /// A failure with its exit code.
@@ -216,6 +220,7 @@ pub async fn run(command: Command, config: Config) -> CliResult {
         Command::Tokens(cmd) => tokens::run(cmd, open(config).await?).await,
         Command::Bounces(cmd) => bounces::run(cmd, open(config).await?).await,
         Command::Suppressions(cmd) => suppressions::run(cmd, open(config).await?).await,
+        Command::Users(cmd) => users::run(cmd, open(config).await?).await,
     }
 }
 

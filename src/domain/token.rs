@@ -42,6 +42,13 @@ impl RandomToken {
         Self(URL_SAFE_NO_PAD.encode(bytes))
     }
 
+    /// `N` bytes from the OS random number generator (a salt, say).
+    pub fn generate_bytes<const N: usize>() -> [u8; N] {
+        let mut bytes = [0u8; N];
+        getrandom::fill(&mut bytes).expect("the OS random number generator failed");
+        bytes
+    }
+
     pub fn from_string(s: String) -> Self {
         Self(s)
     }

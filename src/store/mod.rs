@@ -566,6 +566,48 @@ pub struct ApiToken {
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
+/// A person who logs in to the console (`herald users add`).
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct ConsoleUser {
+    pub id: i64,
+    pub name: String,
+    pub role: ApiRole,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A user with the hash their password is checked against.
+#[derive(Clone, sqlx::FromRow)]
+pub struct UserLogin {
+    pub id: i64,
+    pub name: String,
+    pub role: ApiRole,
+    pub password_hash: String,
+}
+
+impl std::fmt::Debug for UserLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserLogin")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A console session, with whose it is.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ConsoleSession {
+    pub user_id: i64,
+    pub name: String,
+    pub role: ApiRole,
+    /// What every state-changing form of this session carries.
+    pub csrf: String,
+    pub created_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Schedule {
     pub id: i64,
@@ -850,6 +892,55 @@ pub trait Store: Send + Sync + 'static {
     async fn list_api_tokens(&self) -> StoreResult<Vec<ApiToken>>;
     async fn revoke_api_token(&self, name: &str, now: DateTime<Utc>) -> StoreResult<bool>;
     async fn api_token_by_hash(&self, token_hash: &str) -> StoreResult<Option<ApiToken>>;
+
+    // --- what the console's dashboard shows
+    /// Sends by status among those updated since `since`.
+    async fn send_counts_since(&self, since: DateTime<Utc>) -> StoreResult<Vec<(SendStatus, i64)>>;
+    /// Sends that became `sent` per hour since `since`: (the hour's start, count), hours
+    /// without any left out.
+    async fn sent_per_hour(&self, since: DateTime<Utc>) -> StoreResult<Vec<(DateTime<Utc>, i64)>>;
+    /// Returned mail by kind since `since`.
+    async fn returned_counts_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> StoreResult<Vec<(ReturnedKind, i64)>>;
+
+    // --- console users and sessions
+    async fn add_user(
+        &self,
+        name: &str,
+        role: ApiRole,
+        password_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<ConsoleUser>;
+    async fn list_users(&self) -> StoreResult<Vec<ConsoleUser>>;
+    /// Remove a user and their sessions; false if there is none of that name.
+    async fn remove_user(&self, name: &str) -> StoreResult<bool>;
+    /// A new password ends every session of that user; false if there is none.
+    async fn set_user_password(
+        &self,
+        name: &str,
+        password_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    async fn user_login(&self, name: &str) -> StoreResult<Option<UserLogin>>;
+    async fn create_session(
+        &self,
+        id_hash: &str,
+        user_id: i64,
+        csrf: &str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    async fn session(&self, id_hash: &str) -> StoreResult<Option<ConsoleSession>>;
+    async fn touch_session(&self, id_hash: &str, now: DateTime<Utc>) -> StoreResult<()>;
+    async fn end_session(&self, id_hash: &str) -> StoreResult<()>;
+    /// Delete sessions past their absolute expiry or idle since `idle_before`.
+    async fn purge_sessions(
+        &self,
+        now: DateTime<Utc>,
+        idle_before: DateTime<Utc>,
+    ) -> StoreResult<u64>;
 
     // --- schedules and issues
     async fn add_schedule(&self, s: &NewSchedule) -> StoreResult<Schedule>;

@@ -162,6 +162,16 @@ impl PostgresStore {
 }
 
 shared_store_impl!(PostgresStore, Postgres, "postgres", {
+    async fn sent_per_hour(&self, since: DateTime<Utc>) -> StoreResult<Vec<(DateTime<Utc>, i64)>> {
+        Ok(sqlx::query_as::<Postgres, (DateTime<Utc>, i64)>(
+            "SELECT date_trunc('hour', updated_at) AS h, COUNT(*) FROM sends \
+             WHERE updated_at >= $1 AND status = 'sent' GROUP BY h ORDER BY h",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     async fn migrate(&self) -> StoreResult<()> {
         sqlx::migrate!("./migrations/postgres")
             .run(&self.pool)

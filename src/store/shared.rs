@@ -1027,6 +1027,152 @@ macro_rules! shared_store_impl {
                 .await?)
             }
 
+            async fn send_counts_since(&self, since: DateTime<Utc>) -> StoreResult<Vec<(SendStatus, i64)>> {
+                Ok(sqlx::query_as::<$db, (SendStatus, i64)>(
+                    "SELECT status, COUNT(*) FROM sends WHERE updated_at >= $1 GROUP BY status",
+                )
+                .bind(since)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn returned_counts_since(&self, since: DateTime<Utc>) -> StoreResult<Vec<(ReturnedKind, i64)>> {
+                Ok(sqlx::query_as::<$db, (ReturnedKind, i64)>(
+                    "SELECT kind, COUNT(*) FROM returned WHERE received_at >= $1 GROUP BY kind",
+                )
+                .bind(since)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn add_user(&self, name: &str, role: ApiRole, password_hash: &str, now: DateTime<Utc>) -> StoreResult<ConsoleUser> {
+                let mut tx = self.begin_write().await?;
+                let r = sqlx::query_as::<$db, ConsoleUser>(
+                    "INSERT INTO users (name, role, password_hash, created_at, updated_at) VALUES ($1, $2, $3, $4, $4) \
+                     RETURNING id, name, role, created_at, updated_at",
+                )
+                .bind(name)
+                .bind(role)
+                .bind(password_hash)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await;
+                match r {
+                    Ok(u) => {
+                        tx.commit().await?;
+                        Ok(u)
+                    }
+                    Err(e) if $crate::store::shared::is_unique_violation(&e) => {
+                        Err(StoreError::Conflict(format!("a user named {name:?} already exists")))
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            }
+
+            async fn list_users(&self) -> StoreResult<Vec<ConsoleUser>> {
+                Ok(sqlx::query_as::<$db, ConsoleUser>("SELECT id, name, role, created_at, updated_at FROM users ORDER BY name")
+                    .fetch_all(&self.pool)
+                    .await?)
+            }
+
+            async fn remove_user(&self, name: &str) -> StoreResult<bool> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query::<$db>("DELETE FROM sessions WHERE user_id IN (SELECT id FROM users WHERE name = $1)")
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+                let n = sqlx::query::<$db>("DELETE FROM users WHERE name = $1")
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                tx.commit().await?;
+                Ok(n > 0)
+            }
+
+            async fn set_user_password(&self, name: &str, password_hash: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+                let mut tx = self.begin_write().await?;
+                let n = sqlx::query::<$db>("UPDATE users SET password_hash = $2, updated_at = $3 WHERE name = $1")
+                    .bind(name)
+                    .bind(password_hash)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                sqlx::query::<$db>("DELETE FROM sessions WHERE user_id IN (SELECT id FROM users WHERE name = $1)")
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(n > 0)
+            }
+
+            async fn user_login(&self, name: &str) -> StoreResult<Option<UserLogin>> {
+                Ok(sqlx::query_as::<$db, UserLogin>("SELECT id, name, role, password_hash FROM users WHERE name = $1")
+                    .bind(name)
+                    .fetch_optional(&self.pool)
+                    .await?)
+            }
+
+            async fn create_session(&self, id_hash: &str, user_id: i64, csrf: &str, now: DateTime<Utc>, expires_at: DateTime<Utc>) -> StoreResult<()> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query::<$db>(
+                    "INSERT INTO sessions (id_hash, user_id, csrf, created_at, last_seen_at, expires_at) VALUES ($1, $2, $3, $4, $4, $5)",
+                )
+                .bind(id_hash)
+                .bind(user_id)
+                .bind(csrf)
+                .bind(now)
+                .bind(expires_at)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn session(&self, id_hash: &str) -> StoreResult<Option<ConsoleSession>> {
+                Ok(sqlx::query_as::<$db, ConsoleSession>(
+                    "SELECT s.user_id, u.name, u.role, s.csrf, s.created_at, s.last_seen_at, s.expires_at \
+                     FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id_hash = $1",
+                )
+                .bind(id_hash)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn touch_session(&self, id_hash: &str, now: DateTime<Utc>) -> StoreResult<()> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query::<$db>("UPDATE sessions SET last_seen_at = $2 WHERE id_hash = $1")
+                    .bind(id_hash)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn end_session(&self, id_hash: &str) -> StoreResult<()> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query::<$db>("DELETE FROM sessions WHERE id_hash = $1")
+                    .bind(id_hash)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn purge_sessions(&self, now: DateTime<Utc>, idle_before: DateTime<Utc>) -> StoreResult<u64> {
+                let mut tx = self.begin_write().await?;
+                let n = sqlx::query::<$db>("DELETE FROM sessions WHERE expires_at < $1 OR last_seen_at < $2")
+                    .bind(now)
+                    .bind(idle_before)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                tx.commit().await?;
+                Ok(n)
+            }
+
             async fn add_schedule(&self, n: &NewSchedule) -> StoreResult<Schedule> {
                 let mut tx = self.begin_write().await?;
                 let r = sqlx::query_as::<$db, Schedule>(

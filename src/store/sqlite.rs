@@ -212,6 +212,28 @@ impl SqliteStore {
 }
 
 shared_store_impl!(SqliteStore, Sqlite, "sqlite", {
+    async fn sent_per_hour(&self, since: DateTime<Utc>) -> StoreResult<Vec<(DateTime<Utc>, i64)>> {
+        // Timestamps are RFC 3339 text: the first 13 characters name the hour.
+        let rows = sqlx::query_as::<Sqlite, (String, i64)>(
+            "SELECT substr(updated_at, 1, 13) AS h, COUNT(*) FROM sends \
+             WHERE updated_at >= $1 AND status = 'sent' GROUP BY h ORDER BY h",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(h, n)| {
+                let t = chrono::NaiveDateTime::parse_from_str(
+                    &format!("{}:00:00", h.replacen(' ', "T", 1)),
+                    "%Y-%m-%dT%H:%M:%S",
+                )
+                .ok()?;
+                Some((t.and_utc(), n))
+            })
+            .collect())
+    }
+
     async fn migrate(&self) -> StoreResult<()> {
         sqlx::migrate!("./migrations/sqlite")
             .run(&self.pool)

@@ -4,6 +4,7 @@
 
 pub mod api;
 mod archive;
+mod console;
 mod ops;
 mod pages;
 mod public;
@@ -36,6 +37,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     pub clock: crate::clock::Clock,
     pub health: Arc<crate::jobs::JobHealth>,
+    /// Failed console logins, per account and per client.
+    pub logins: Arc<crate::access::LoginLimiter>,
 }
 
 impl AppState {
@@ -77,6 +80,12 @@ pub fn router(state: AppState) -> Router {
         // Only with `http.metrics_token` and that bearer token; otherwise "not found".
         .route("/metrics", get(ops::metrics_with_token))
         .nest("/api/v1", api::router(state.clone()))
+        .nest("/admin", console::router())
+        // The console lives at /admin; with a slash, send the browser there.
+        .route(
+            "/admin/",
+            get(|| async { axum::response::Redirect::permanent("../admin") }),
+        )
         .fallback(public::not_found)
         .layer(tower_http::limit::RequestBodyLimitLayer::new(BODY_LIMIT))
         // Bounds a request whose body trickles in (the header timeout is the server's).

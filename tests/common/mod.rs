@@ -179,6 +179,12 @@ impl Spawn {
             background: false,
         }
     }
+    /// Share this database (another instance on it, or the same one restarted).
+    pub fn db(mut self, url: &str) -> Self {
+        self.db_url = Some(url.to_string());
+        self
+    }
+
     pub fn set(mut self, k: &str, v: &str) -> Self {
         self.overrides.push((k.into(), v.into()));
         self

@@ -1,0 +1,285 @@
+//! The staff and operator console at `{public_url}/admin`: server-rendered pages (askama),
+//! every one usable without JavaScript.
+//!
+//! Access: people added with `herald users add` log in at `/admin/login`; their session is
+//! a random cookie whose hash is kept in the database (a restart logs nobody out, several
+//! instances share the sessions), ended by logout, by `console.session_idle` without use and
+//! by `console.session_lifetime` after the login. Every state-changing form carries the
+//! session's CSRF token; the login form a double-submit token of its own. `operator` reads
+//! everything, `staff` may also change and send; a forbidden action answers 403.
+//!
+//! The console sends a CSP of its own, stricter than the reader pages': no inline style or
+//! script at all (its stylesheet is `/admin/console.css`), forms only to itself, no framing.
+
+mod auth;
+mod dashboard;
+mod sections;
+
+use super::AppState;
+use crate::store::{ApiRole, ConsoleSession};
+use askama::Template;
+use axum::Router;
+use axum::extract::{FromRequestParts, Request};
+use axum::http::{HeaderValue, StatusCode, header, request::Parts};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
+                   frame-ancestors 'none'; base-uri 'none'";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(dashboard::page))
+        .route("/login", get(auth::login_page).post(auth::login))
+        .route("/logout", post(auth::logout))
+        .route("/sections", get(sections::page).post(sections::add))
+        .route("/console.css", get(stylesheet))
+        .layer(middleware::from_fn(console_headers))
+}
+
+/// The console's own CSP, set before the site-wide headers (which only fill in what is
+/// missing).
+async fn console_headers(req: Request, next: Next) -> Response {
+    let mut res = next.run(req).await;
+    res.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    res
+}
+
+async fn stylesheet() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("../../../templates/console/console.css"),
+    )
+        .into_response()
+}
+
+/// `{public_url}/admin`.
+pub(crate) fn root(st: &AppState) -> String {
+    st.public_url("/admin")
+}
+
+/// What every console page shows around its content.
+pub(crate) struct Chrome {
+    pub site_name: String,
+    pub root: String,
+    pub user: Option<Who>,
+    /// Which navigation entry is this page.
+    pub here: &'static str,
+}
+
+pub(crate) struct Who {
+    pub name: String,
+    pub role: ApiRole,
+    pub csrf: String,
+}
+
+impl Chrome {
+    /// For a page shown to nobody logged in (the login page, an error).
+    pub fn anonymous(st: &AppState) -> Self {
+        Self {
+            site_name: st.config.site.name.clone(),
+            root: root(st),
+            user: None,
+            here: "",
+        }
+    }
+}
+
+/// The session cookie, named and scoped as RFC 6265bis allows: `__Host-` (Secure, Path=/,
+/// no Domain) when herald is at the root of an https address; `__Secure-` and the console's
+/// path when it is behind one; a plain name on http (a trial on loopback).
+pub(crate) struct CookieSpec {
+    pub name: &'static str,
+    pub path: String,
+    pub secure: bool,
+}
+
+pub(crate) fn cookie_spec(st: &AppState) -> CookieSpec {
+    let url = url::Url::parse(&st.config.http.public_url).ok();
+    let secure = url.as_ref().is_some_and(|u| u.scheme() == "https");
+    let prefix = url
+        .as_ref()
+        .map(|u| u.path().trim_end_matches('/').to_string())
+        .unwrap_or_default();
+    match (secure, prefix.is_empty()) {
+        (true, true) => CookieSpec {
+            name: "__Host-herald_session",
+            path: "/".into(),
+            secure,
+        },
+        (true, false) => CookieSpec {
+            name: "__Secure-herald_session",
+            path: format!("{prefix}/admin"),
+            secure,
+        },
+        (false, _) => CookieSpec {
+            name: "herald_session",
+            path: format!("{prefix}/admin"),
+            secure,
+        },
+    }
+}
+
+/// A `Set-Cookie` value: HttpOnly, SameSite=Lax (a link from a mail opens the console
+/// logged in; a form posted from elsewhere carries no cookie), Secure on https.
+pub(crate) fn set_cookie(
+    name: &str,
+    value: &str,
+    path: &str,
+    secure: bool,
+    max_age: Option<i64>,
+) -> HeaderValue {
+    let mut v = format!("{name}={value}; Path={path}; HttpOnly; SameSite=Lax");
+    if secure {
+        v.push_str("; Secure");
+    }
+    if let Some(age) = max_age {
+        v.push_str(&format!("; Max-Age={age}"));
+    }
+    HeaderValue::from_str(&v).expect("cookie values are URL-safe base64")
+}
+
+/// The value of cookie `name` in the request.
+pub(crate) fn read_cookie(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+        .filter(|v| !v.is_empty() && v.len() < 200)
+}
+
+/// Whoever is logged in. A page without a live session sends the browser to the login
+/// page.
+pub(crate) struct Viewer {
+    pub session: ConsoleSession,
+    pub cookie: String,
+}
+
+impl FromRequestParts<AppState> for Viewer {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, Response> {
+        let spec = cookie_spec(st);
+        let Some(cookie) = read_cookie(&parts.headers, spec.name) else {
+            return Err(ConsoleError::LogIn.respond(st));
+        };
+        let idle = st.config.console.session_idle.as_chrono();
+        match crate::access::session(st.store.as_ref(), &cookie, st.clock.now(), idle).await {
+            Ok(Some(session)) => Ok(Viewer { session, cookie }),
+            Ok(None) => Err(ConsoleError::LogIn.respond(st)),
+            Err(e) => Err(ConsoleError::Internal(e.to_string()).respond(st)),
+        }
+    }
+}
+
+/// What console handlers return: a page, or the page that says what went wrong.
+pub(crate) type Page = Result<Response, ConsoleError>;
+
+/// Turn a handler's outcome into the answer.
+pub(crate) fn answer(st: &AppState, page: Page) -> Response {
+    page.unwrap_or_else(|e| e.respond(st))
+}
+
+impl Viewer {
+    pub fn chrome(&self, st: &AppState, here: &'static str) -> Chrome {
+        Chrome {
+            site_name: st.config.site.name.clone(),
+            root: root(st),
+            user: Some(Who {
+                name: self.session.name.clone(),
+                role: self.session.role,
+                csrf: self.session.csrf.clone(),
+            }),
+            here,
+        }
+    }
+
+    /// A change: only staff, and only with this session's CSRF token.
+    pub fn may_change(&self, csrf: &str) -> Result<(), ConsoleError> {
+        if !crate::access::csrf_ok(&self.session, csrf) {
+            return Err(ConsoleError::BadCsrf);
+        }
+        if self.session.role != ApiRole::Staff {
+            return Err(ConsoleError::Forbidden);
+        }
+        Ok(())
+    }
+}
+
+/// Every way a console request fails, as the page that says so.
+#[derive(Debug)]
+pub(crate) enum ConsoleError {
+    /// Not logged in (or the session ended): to the login page.
+    LogIn,
+    /// Logged in, but the role may not do this.
+    Forbidden,
+    /// The form's CSRF token is missing or not this session's.
+    BadCsrf,
+    Internal(String),
+}
+
+impl From<crate::store::StoreError> for ConsoleError {
+    fn from(e: crate::store::StoreError) -> Self {
+        ConsoleError::Internal(e.to_string())
+    }
+}
+
+#[derive(Template)]
+#[template(path = "console/error.html")]
+struct ErrorPage {
+    chrome: Chrome,
+    heading: &'static str,
+    text: &'static str,
+}
+
+impl ConsoleError {
+    /// The answer, with the console's chrome (`st` is needed for its links).
+    pub fn respond(self, st: &AppState) -> Response {
+        let page = |status: StatusCode, heading, text| {
+            let body = ErrorPage {
+                chrome: Chrome::anonymous(st),
+                heading,
+                text,
+            }
+            .render()
+            .unwrap_or_else(|_| heading.to_string());
+            (status, axum::response::Html(body)).into_response()
+        };
+        match self {
+            ConsoleError::LogIn => (
+                StatusCode::SEE_OTHER,
+                [(header::LOCATION, format!("{}/login", root(st)))],
+            )
+                .into_response(),
+            ConsoleError::Forbidden => page(
+                StatusCode::FORBIDDEN,
+                "Not allowed",
+                "Your role (operator) may look, not change. Ask someone with the staff role.",
+            ),
+            ConsoleError::BadCsrf => page(
+                StatusCode::FORBIDDEN,
+                "This form has expired",
+                "It did not come from this session. Reload the page and try again.",
+            ),
+            ConsoleError::Internal(cause) => {
+                tracing::error!(error = %cause, "console request failed");
+                page(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Something went wrong",
+                    "The error is in herald's log. Please try again in a moment.",
+                )
+            }
+        }
+    }
+}
