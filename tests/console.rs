@@ -382,3 +382,403 @@ async fn cookies_take_the_strongest_prefix_the_address_allows(backend: Backend) 
     }
 }
 both_backends!(cookies_take_the_strongest_prefix_the_address_allows);
+
+/// What a page says between `start` and the end of that element's line: for assertions
+/// about one part of a page.
+fn after<'p>(page: &'p str, start: &str) -> &'p str {
+    let i = page
+        .find(start)
+        .unwrap_or_else(|| panic!("{start:?} not on the page:\n{page}"));
+    &page[i..]
+}
+
+/// A staff member schedules a weekday-morning digest in their zone from the console: a bad
+/// cron comes back with the error next to it and what was typed, "Check the times" shows
+/// the next runs in the zone, saving makes the schedule; its page previews the next digest
+/// (text here, HTML on its own page under its own CSP), and "send now" sends only once
+/// confirmed.
+async fn staff_schedule_preview_and_send_a_digest(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    with_users(&app).await;
+    app.add_section("wmd", "Weapons of Mass Destruction").await;
+    app.add_section("cyber", "Cyber").await;
+    for r in ["ann@example.com", "bob@example.com"] {
+        app.reader(r, &["wmd"]).await;
+    }
+    app.reader("cy@example.com", &["cyber"]).await;
+    app.add_article(
+        "wmd",
+        "Inspectors <img src=x onerror=alert(1)> return",
+        "https://news.example.com/a1",
+        "They found <script>alert(2)</script> nothing.",
+    )
+    .await;
+    let mut b = Browser::new(&app);
+    b.log_in(ED).await;
+    let page = b.get("/admin/schedules").await.text().await.unwrap();
+    assert!(page.contains("No schedule yet") && page.contains("New schedule"));
+    let csrf = csrf_of(&page);
+    let form = |cron: &str, action: &str| {
+        vec![
+            ("csrf", csrf.clone()),
+            ("name", "morning".to_string()),
+            ("cron", cron.to_string()),
+            ("timezone", "Europe/Berlin".to_string()),
+            ("sections", "wmd".to_string()),
+            ("subject", String::new()),
+            ("do", action.to_string()),
+        ]
+    };
+    // A bad cron: refused, the error beside the field, what was typed kept, nothing saved.
+    let r = b
+        .post_owned("/admin/schedules", form("0 7 * * mon-fry", "save"))
+        .await;
+    assert_eq!(r.status(), 422);
+    let page = r.text().await.unwrap();
+    let at_cron = after(&page, "id=\"cron\"");
+    assert!(at_cron.contains("aria-invalid=\"true\""), "{at_cron}");
+    assert!(
+        at_cron[..at_cron.find("id=\"timezone\"").unwrap()].contains("invalid cron expression"),
+        "the error is next to the cron field: {at_cron}"
+    );
+    assert!(page.contains("value=\"0 7 * * mon-fry\"") && page.contains("value=\"Europe/Berlin\""));
+    assert!(
+        app.services
+            .store
+            .list_schedules()
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // An unknown zone: beside the zone field.
+    let mut bad_zone = form("0 7 * * 1-5", "save");
+    bad_zone[3].1 = "Europe/Atlantis".into();
+    let page = b
+        .post_owned("/admin/schedules", bad_zone)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        after(&page, "id=\"timezone\"").contains("unknown time zone"),
+        "{page}"
+    );
+    // "Check the times": the next five runs, in Berlin time (t0 is in winter: CET, UTC+1),
+    // and still nothing saved.
+    let r = b
+        .post_owned("/admin/schedules", form("0 7 * * 1-5", "check"))
+        .await;
+    assert_eq!(r.status(), 200);
+    let page = r.text().await.unwrap();
+    let check = after(&page, "id=\"cron-check\"");
+    assert!(check.contains("07:00"), "{check}");
+    assert_eq!(check.matches("<li>").count(), 5, "{check}");
+    assert!(check.contains("07:00 CET (06:00 UTC)"), "{check}");
+    assert!(
+        app.services
+            .store
+            .list_schedules()
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The fragment console.js asks for as one types says the same.
+    let frag = b
+        .get("/admin/schedules/check?cron=0+7+*+*+1-5&timezone=Europe%2FBerlin")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(frag.contains("07:00 CET (06:00 UTC)") && frag.matches("<li>").count() == 5);
+    let frag = b
+        .get("/admin/schedules/check?cron=0+7+*+*&timezone=UTC")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(frag.contains("expected 5 fields"), "{frag}");
+    // Saved: to the schedule's page.
+    let r = b
+        .post_owned("/admin/schedules", form("0 7 * * 1-5", "save"))
+        .await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(
+        r.headers()["location"].to_str().unwrap(),
+        format!("{}/admin/schedules/morning", app.base)
+    );
+    let s = app
+        .services
+        .store
+        .schedule_by_name("morning")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (s.cron.as_str(), s.timezone.as_str()),
+        ("0 7 * * 1-5", "Europe/Berlin")
+    );
+    let list = b.get("/admin/schedules").await.text().await.unwrap();
+    assert!(
+        list.contains("/admin/schedules/morning\">morning</a>"),
+        "{list}"
+    );
+    assert!(
+        list.contains("At 07:00, on Monday, Tuesday, Wednesday, Thursday, and Friday")
+            && list.contains("07:00 CET (06:00 UTC)"),
+        "the cron in words, the next run in the zone: {list}"
+    );
+    // The same name again: refused beside the name.
+    let page = b
+        .post_owned("/admin/schedules", form("0 8 * * *", "save"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        after(&page, "id=\"name\"").contains("already exists"),
+        "{page}"
+    );
+
+    // Its page: the next runs and the next digest as its first reader gets it; markup from
+    // the feed is text.
+    let page = b
+        .get("/admin/schedules/morning")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("To <strong>ann@example.com</strong>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("Inspectors &#60;img src=x onerror=alert(1)&#62; return"),
+        "{page}"
+    );
+    assert!(!page.contains("<img src=x") && !page.contains("<script>alert(2)"));
+    // As another reader; and one who is not a subscriber is said so.
+    let page = b
+        .get("/admin/schedules/morning?to=bob%40example.com")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("To <strong>bob@example.com</strong>"));
+    let page = b
+        .get("/admin/schedules/morning?to=nobody%40example.com")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("no subscriber"), "{page}");
+    // The HTML part on its own page, under a CSP that runs no script and sends no form.
+    let r = b
+        .get("/admin/schedules/morning/preview.html?to=ann%40example.com")
+        .await;
+    assert_eq!(r.status(), 200);
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("sandbox")
+            && !csp.contains("script-src")
+            && csp.contains("default-src 'none'")
+    );
+    let html = r.text().await.unwrap();
+    assert!(html.contains("Inspectors") && !html.contains("<script>alert(2)"));
+    assert_eq!(
+        b.get("/admin/schedules/nope").await.status(),
+        404,
+        "an unknown schedule"
+    );
+
+    // Send now: not without the box ticked.
+    let page = b
+        .get("/admin/schedules/morning")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let csrf = csrf_of(&page);
+    let r = b
+        .post("/admin/schedules/morning/send", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(r.status(), 422);
+    assert!(r.text().await.unwrap().contains("Tick the box"));
+    assert!(app.services.store.list_issues(10).await.unwrap().is_empty());
+    // Ticked: an issue, to its page; every reader of wmd gets it, nobody else.
+    let r = b
+        .post(
+            "/admin/schedules/morning/send",
+            &[("csrf", &csrf), ("confirm", "yes")],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    let issues = app.services.store.list_issues(10).await.unwrap();
+    assert_eq!(issues.len(), 1);
+    assert_eq!(
+        r.headers()["location"].to_str().unwrap(),
+        format!("{}/admin/issues/{}", app.base, issues[0].id)
+    );
+    // Its readers' rows are written in the background.
+    for _ in 0..100 {
+        if !app
+            .services
+            .store
+            .issue(issues[0].id)
+            .await
+            .unwrap()
+            .unwrap()
+            .filling
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    app.deliver().await;
+    let smtp = app.smtp();
+    assert_eq!(smtp.to("ann@example.com").len(), 1);
+    assert_eq!(smtp.to("bob@example.com").len(), 1);
+    assert!(smtp.to("cy@example.com").is_empty());
+}
+both_backends!(staff_schedule_preview_and_send_a_digest);
+
+/// Pause, resume and edit from the console; an operator sees the schedules but is offered
+/// none of it, and is refused if they post.
+async fn schedules_are_paused_resumed_and_changed_by_staff_only(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    with_users(&app).await;
+    app.add_section("wmd", "WMD").await;
+    app.add_section("cyber", "Cyber").await;
+    app.add_schedule("morning", "0 7 * * *", &["wmd"]).await;
+    let store = app.services.store.clone();
+    let mut b = Browser::new(&app);
+    b.log_in(ED).await;
+    let page = b.get("/admin/schedules").await.text().await.unwrap();
+    let csrf = csrf_of(&page);
+    assert_eq!(
+        b.post("/admin/schedules/morning/pause", &[("csrf", &csrf)])
+            .await
+            .status(),
+        303
+    );
+    assert!(
+        !store
+            .schedule_by_name("morning")
+            .await
+            .unwrap()
+            .unwrap()
+            .enabled
+    );
+    let page = b.get("/admin/schedules").await.text().await.unwrap();
+    assert!(page.contains("paused") && page.contains("/admin/schedules/morning/resume"));
+    assert_eq!(
+        b.post("/admin/schedules/morning/resume", &[("csrf", &csrf)])
+            .await
+            .status(),
+        303
+    );
+    assert!(
+        store
+            .schedule_by_name("morning")
+            .await
+            .unwrap()
+            .unwrap()
+            .enabled
+    );
+    // Edit: new times, zone and sections; the next run follows the new times.
+    let r = b
+        .post(
+            "/admin/schedules/morning",
+            &[
+                ("csrf", &csrf),
+                ("name", "morning"),
+                ("cron", "30 6 * * 1-5"),
+                ("timezone", "America/New_York"),
+                ("sections", "wmd"),
+                ("sections", "cyber"),
+                ("subject", "The morning brief"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    let s = store.schedule_by_name("morning").await.unwrap().unwrap();
+    assert_eq!(
+        (s.cron.as_str(), s.timezone.as_str(), s.subject.as_deref()),
+        (
+            "30 6 * * 1-5",
+            "America/New_York",
+            Some("The morning brief")
+        )
+    );
+    let next = herald::domain::CronSchedule::parse("30 6 * * 1-5", "America/New_York")
+        .unwrap()
+        .next_after(app.clock.now())
+        .unwrap();
+    assert_eq!(s.next_run_at, next);
+    assert_eq!(store.schedule_sections(s.id).await.unwrap().len(), 2);
+    // An edit with no section: refused beside the sections, nothing changed.
+    let r = b
+        .post(
+            "/admin/schedules/morning",
+            &[("csrf", &csrf), ("cron", "0 9 * * *"), ("timezone", "UTC")],
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+    let page = r.text().await.unwrap();
+    assert!(after(&page, "<legend>Sections").contains("at least one section"));
+    assert_eq!(
+        store
+            .schedule_by_name("morning")
+            .await
+            .unwrap()
+            .unwrap()
+            .cron,
+        "30 6 * * 1-5"
+    );
+
+    let mut o = Browser::new(&app);
+    o.log_in(OLGA).await;
+    let page = o.get("/admin/schedules").await.text().await.unwrap();
+    assert!(page.contains("/admin/schedules/morning") && !page.contains("New schedule"));
+    assert!(!page.contains("/pause\"") && !page.contains("Pause"));
+    let page = o
+        .get("/admin/schedules/morning")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!page.contains("Send now") && !page.contains("Change the schedule"));
+    let theirs = csrf_of(&page);
+    for path in [
+        "/admin/schedules/morning/pause",
+        "/admin/schedules/morning/send",
+        "/admin/schedules",
+    ] {
+        let r = o
+            .post(
+                path,
+                &[
+                    ("csrf", &theirs),
+                    ("confirm", "yes"),
+                    ("name", "x"),
+                    ("cron", "0 1 * * *"),
+                    ("sections", "wmd"),
+                ],
+            )
+            .await;
+        assert_eq!(r.status(), 403, "{path}");
+    }
+    assert!(
+        store
+            .schedule_by_name("morning")
+            .await
+            .unwrap()
+            .unwrap()
+            .enabled
+    );
+    assert!(store.list_issues(5).await.unwrap().is_empty());
+    assert_eq!(store.list_schedules().await.unwrap().len(), 1);
+}
+both_backends!(schedules_are_paused_resumed_and_changed_by_staff_only);

@@ -34,6 +34,9 @@ pub enum DigestError {
     UnknownSection(String),
     #[error("{0}")]
     Invalid(String),
+    /// A value the user gave is wrong: which field, and how.
+    #[error("{1}")]
+    Field(&'static str, String),
     #[error("nothing to preview: {0}")]
     NothingToPreview(String),
     #[error("rendering failed: {0}")]
@@ -103,6 +106,43 @@ impl Digests {
         timezone: Option<&str>,
         subject: Option<&str>,
     ) -> Result<Schedule, DigestError> {
+        let new = self
+            .validate(name, cron, sections, timezone, subject)
+            .await?;
+        Ok(self.store.add_schedule(&new).await?)
+    }
+
+    /// Change a schedule's cron, zone, sections and subject (its name stays: the archive's
+    /// addresses carry it). The next run follows the new times from now on; a paused
+    /// schedule stays paused.
+    pub async fn edit_schedule(
+        &self,
+        name: &str,
+        cron: &str,
+        sections: &[String],
+        timezone: Option<&str>,
+        subject: Option<&str>,
+    ) -> Result<Schedule, DigestError> {
+        let old = self.schedule(name).await?;
+        let new = self
+            .validate(&old.name, cron, sections, timezone, subject)
+            .await?;
+        self.store
+            .update_schedule(old.id, &new)
+            .await?
+            .ok_or_else(|| DigestError::UnknownSchedule(old.name.clone()))
+    }
+
+    /// Check a schedule as `add_schedule` and `edit_schedule` take it; each problem names
+    /// its field.
+    async fn validate(
+        &self,
+        name: &str,
+        cron: &str,
+        sections: &[String],
+        timezone: Option<&str>,
+        subject: Option<&str>,
+    ) -> Result<NewSchedule, DigestError> {
         let name = name.trim();
         if name.is_empty()
             || name.len() > 100
@@ -110,16 +150,22 @@ impl Digests {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         {
-            return Err(DigestError::Invalid(
+            return Err(DigestError::Field(
+                "name",
                 "a schedule name is 1 to 100 letters, digits, dots, dashes or underscores".into(),
             ));
         }
-        let tz = timezone.unwrap_or("UTC");
+        let tz = timezone
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .unwrap_or("UTC");
         let parsed = CronSchedule::parse(cron, tz)?;
+        let subject = subject.map(str::trim).filter(|s| !s.is_empty());
         if let Some(s) = subject
-            && (has_control_chars(s) || s.trim().is_empty() || s.len() > 300)
+            && (has_control_chars(s) || s.len() > 300)
         {
-            return Err(DigestError::Invalid(
+            return Err(DigestError::Field(
+                "subject",
                 "the subject must be one line of at most 300 characters".into(),
             ));
         }
@@ -127,26 +173,24 @@ impl Digests {
             .await?
             .map_err(DigestError::UnknownSection)?;
         if section_ids.is_empty() {
-            return Err(DigestError::Invalid(
+            return Err(DigestError::Field(
+                "sections",
                 "a schedule needs at least one section".into(),
             ));
         }
         let now = self.clock.now();
         let next = parsed
             .next_after(now)
-            .ok_or_else(|| DigestError::Invalid("this cron expression never fires".into()))?;
-        Ok(self
-            .store
-            .add_schedule(&NewSchedule {
-                name: name.to_string(),
-                cron: parsed.expr().to_string(),
-                timezone: tz.to_string(),
-                subject: subject.map(|s| one_line(s, 300)),
-                section_ids,
-                next_run_at: next,
-                now,
-            })
-            .await?)
+            .ok_or_else(|| DigestError::Field("cron", "this cron expression never fires".into()))?;
+        Ok(NewSchedule {
+            name: name.to_string(),
+            cron: parsed.expr().to_string(),
+            timezone: tz.to_string(),
+            subject: subject.map(|s| one_line(s, 300)),
+            section_ids,
+            next_run_at: next,
+            now,
+        })
     }
 
     pub async fn list_schedules(&self) -> Result<Vec<ScheduleView>, DigestError> {
@@ -564,8 +608,37 @@ pub async fn issues_with_counts(
     limit: i64,
 ) -> Result<Vec<IssueWithCounts>, StoreError> {
     let issues = store.list_issues(limit).await?;
-    let (Some(last), Some(first)) = (issues.first().map(|i| i.id), issues.last().map(|i| i.id))
-    else {
+    with_counts(store, issues).await
+}
+
+/// A schedule's issues that carry articles, newest first, with their counts.
+pub async fn issues_of_schedule(
+    store: &dyn Store,
+    schedule: &str,
+    limit: i64,
+) -> Result<Vec<IssueWithCounts>, StoreError> {
+    let issues = store.schedule_issues(schedule, limit).await?;
+    with_counts(store, issues).await
+}
+
+/// One issue with its counts.
+pub async fn issue_with_counts(
+    store: &dyn Store,
+    id: i64,
+) -> Result<Option<IssueWithCounts>, StoreError> {
+    let Some(issue) = store.issue(id).await? else {
+        return Ok(None);
+    };
+    Ok(with_counts(store, vec![issue]).await?.pop())
+}
+
+/// Count the sends of `issues` (newest first) by status, in one query.
+async fn with_counts(
+    store: &dyn Store,
+    issues: Vec<Issue>,
+) -> Result<Vec<IssueWithCounts>, StoreError> {
+    let ids = issues.iter().map(|i| i.id);
+    let (Some(first), Some(last)) = (ids.clone().min(), ids.max()) else {
         return Ok(Vec::new());
     };
     let mut counts: std::collections::HashMap<i64, std::collections::BTreeMap<String, i64>> =

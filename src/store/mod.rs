@@ -944,6 +944,9 @@ pub trait Store: Send + Sync + 'static {
 
     // --- schedules and issues
     async fn add_schedule(&self, s: &NewSchedule) -> StoreResult<Schedule>;
+    /// Replace a schedule's cron, zone, subject and sections in one transaction; the next
+    /// run becomes `n.next_run_at` unless it is paused. None if there is no such schedule.
+    async fn update_schedule(&self, id: i64, n: &NewSchedule) -> StoreResult<Option<Schedule>>;
     async fn list_schedules(&self) -> StoreResult<Vec<Schedule>>;
     async fn schedule_by_name(&self, name: &str) -> StoreResult<Option<Schedule>>;
     async fn schedule_sections(&self, schedule_id: i64) -> StoreResult<Vec<Section>>;

@@ -1207,6 +1207,39 @@ macro_rules! shared_store_impl {
                 Ok(sched)
             }
 
+            async fn update_schedule(&self, id: i64, n: &NewSchedule) -> StoreResult<Option<Schedule>> {
+                let mut tx = self.begin_write().await?;
+                // A paused schedule keeps its next_run_at: resuming sets it.
+                let Some(sched) = sqlx::query_as::<$db, Schedule>(
+                    "UPDATE schedules SET cron = $2, timezone = $3, subject = $4, \
+                     next_run_at = CASE WHEN enabled THEN $5 ELSE next_run_at END WHERE id = $1 \
+                     RETURNING id, name, cron, timezone, subject, enabled, created_at, next_run_at, images",
+                )
+                .bind(id)
+                .bind(&n.cron)
+                .bind(&n.timezone)
+                .bind(&n.subject)
+                .bind(n.next_run_at)
+                .fetch_optional(&mut *tx)
+                .await?
+                else {
+                    return Ok(None);
+                };
+                sqlx::query::<$db>("DELETE FROM schedule_sections WHERE schedule_id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                for section in &n.section_ids {
+                    sqlx::query::<$db>("INSERT INTO schedule_sections (schedule_id, section_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                        .bind(id)
+                        .bind(section)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(Some(sched))
+            }
+
             async fn set_schedule_images(&self, name: &str, on: bool) -> StoreResult<bool> {
                 Ok(sqlx::query::<$db>("UPDATE schedules SET images = $2 WHERE name = $1")
                     .bind(name)

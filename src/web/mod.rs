@@ -49,6 +49,12 @@ impl AppState {
     }
 }
 
+/// The fields of a form (a body or a query string) in order, repeated names kept (a
+/// group of checkboxes sends one `sections=` per ticked box).
+pub(crate) fn form_pairs(body: &[u8]) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(body).into_owned().collect()
+}
+
 /// Largest request body we read; a signup form is a few hundred bytes.
 const BODY_LIMIT: usize = 64 * 1024;
 /// A body declared larger than [`BODY_LIMIT`] but no larger than this is read and thrown

@@ -5,7 +5,7 @@
 use super::pages::{
     ConfirmPage, MessagePage, PreferencesPage, SectionChoice, SubscribePage, UnsubscribePage,
 };
-use super::{AppState, client_ip};
+use super::{AppState, client_ip, form_pairs};
 use crate::domain::TokenPurpose;
 use crate::store::Section;
 use crate::subscriptions::{ConfirmResult, SignupError, SignupForm};
@@ -14,10 +14,6 @@ use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use std::net::SocketAddr;
-
-fn form_pairs(body: &[u8]) -> Vec<(String, String)> {
-    url::form_urlencoded::parse(body).into_owned().collect()
-}
 
 fn message(
     st: &AppState,

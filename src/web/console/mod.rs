@@ -13,6 +13,7 @@
 
 mod auth;
 mod dashboard;
+mod schedules;
 mod sections;
 
 use super::AppState;
@@ -25,8 +26,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
-const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
-                   frame-ancestors 'none'; base-uri 'none'";
+const CSP: &str = "default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; \
+                   img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -34,18 +35,34 @@ pub fn router() -> Router<AppState> {
         .route("/login", get(auth::login_page).post(auth::login))
         .route("/logout", post(auth::logout))
         .route("/sections", get(sections::page).post(sections::add))
+        .route("/schedules", get(schedules::page).post(schedules::add))
+        .route("/schedules/check", get(schedules::check_fragment))
+        .route(
+            "/schedules/{name}",
+            get(schedules::show).post(schedules::edit),
+        )
+        .route(
+            "/schedules/{name}/preview.html",
+            get(schedules::preview_html),
+        )
+        .route("/schedules/{name}/pause", post(schedules::pause))
+        .route("/schedules/{name}/resume", post(schedules::resume))
+        .route("/schedules/{name}/send", post(schedules::send_now))
         .route("/console.css", get(stylesheet))
+        .route("/console.js", get(script))
         .layer(middleware::from_fn(console_headers))
 }
 
 /// The console's own CSP, set before the site-wide headers (which only fill in what is
-/// missing).
+/// missing); a page with a policy of its own (a digest's HTML preview) keeps it.
 async fn console_headers(req: Request, next: Next) -> Response {
     let mut res = next.run(req).await;
-    res.headers_mut().insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
+    if !res.headers().contains_key(header::CONTENT_SECURITY_POLICY) {
+        res.headers_mut().insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        );
+    }
     res
 }
 
@@ -56,6 +73,18 @@ async fn stylesheet() -> Response {
             (header::CACHE_CONTROL, "public, max-age=3600"),
         ],
         include_str!("../../../templates/console/console.css"),
+    )
+        .into_response()
+}
+
+/// The console's little script: progressive enhancement only, every page works without it.
+async fn script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("../../../templates/console/console.js"),
     )
         .into_response()
 }
@@ -186,6 +215,41 @@ impl FromRequestParts<AppState> for Viewer {
 /// What console handlers return: a page, or the page that says what went wrong.
 pub(crate) type Page = Result<Response, ConsoleError>;
 
+/// A page as the answer, with `status`.
+pub(crate) fn html(status: StatusCode, page: impl Template) -> Page {
+    let body = page
+        .render()
+        .map_err(|e| ConsoleError::Internal(e.to_string()))?;
+    Ok((status, axum::response::Html(body)).into_response())
+}
+
+/// After a change: send the browser to `path` under the console (303, so a reload does
+/// not post the form again).
+pub(crate) fn see_other(st: &AppState, path: &str) -> Page {
+    Ok((
+        StatusCode::SEE_OTHER,
+        [(header::LOCATION, format!("{}{path}", root(st)))],
+    )
+        .into_response())
+}
+
+/// What a form said a user got wrong, by field, shown next to that field.
+#[derive(Default, Debug)]
+pub(crate) struct FieldErrors(Vec<(&'static str, String)>);
+
+impl FieldErrors {
+    pub fn one(field: &'static str, message: impl Into<String>) -> Self {
+        Self(vec![(field, message.into())])
+    }
+
+    pub fn get(&self, field: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(f, _)| *f == field)
+            .map(|(_, m)| m.as_str())
+    }
+}
+
 /// Turn a handler's outcome into the answer.
 pub(crate) fn answer(st: &AppState, page: Page) -> Response {
     page.unwrap_or_else(|e| e.respond(st))
@@ -226,6 +290,8 @@ pub(crate) enum ConsoleError {
     Forbidden,
     /// The form's CSRF token is missing or not this session's.
     BadCsrf,
+    /// No such thing (a schedule, an issue, a subscriber): what, in words.
+    NotFound(String),
     Internal(String),
 }
 
@@ -240,13 +306,13 @@ impl From<crate::store::StoreError> for ConsoleError {
 struct ErrorPage {
     chrome: Chrome,
     heading: &'static str,
-    text: &'static str,
+    text: String,
 }
 
 impl ConsoleError {
     /// The answer, with the console's chrome (`st` is needed for its links).
     pub fn respond(self, st: &AppState) -> Response {
-        let page = |status: StatusCode, heading, text| {
+        let page = |status: StatusCode, heading: &'static str, text: String| {
             let body = ErrorPage {
                 chrome: Chrome::anonymous(st),
                 heading,
@@ -265,19 +331,21 @@ impl ConsoleError {
             ConsoleError::Forbidden => page(
                 StatusCode::FORBIDDEN,
                 "Not allowed",
-                "Your role (operator) may look, not change. Ask someone with the staff role.",
+                "Your role (operator) may look, not change. Ask someone with the staff role."
+                    .into(),
             ),
             ConsoleError::BadCsrf => page(
                 StatusCode::FORBIDDEN,
                 "This form has expired",
-                "It did not come from this session. Reload the page and try again.",
+                "It did not come from this session. Reload the page and try again.".into(),
             ),
+            ConsoleError::NotFound(what) => page(StatusCode::NOT_FOUND, "Not found", what),
             ConsoleError::Internal(cause) => {
                 tracing::error!(error = %cause, "console request failed");
                 page(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "Something went wrong",
-                    "The error is in herald's log. Please try again in a moment.",
+                    "The error is in herald's log. Please try again in a moment.".into(),
                 )
             }
         }

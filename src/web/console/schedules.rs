@@ -1,0 +1,608 @@
+//! `/admin/schedules`: when digests go out. The list with each cron in words and its next
+//! run; a form to make one whose times are checked before saving (the "Check the times"
+//! button, a GET, works without script; `console.js` asks the same question as one types);
+//! a schedule's page with its next runs, the next digest as a chosen reader would get it
+//! (text here, the HTML part on a page of its own), editing, pause and resume, and "send
+//! now" behind a confirmation.
+
+use super::{Chrome, ConsoleError, FieldErrors, Page, Viewer, answer, html, see_other};
+use crate::digests::DigestError;
+use crate::domain::{CronSchedule, ScheduleError};
+use crate::store::ApiRole;
+use crate::web::{AppState, form_pairs};
+use askama::Template;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+/// How many runs the form and the schedule's page show.
+const NEXT_RUNS: usize = 5;
+
+/// The schedule form's fields, as typed (kept to show them again next to an error).
+#[derive(Default, Debug)]
+pub(crate) struct ScheduleForm {
+    pub name: String,
+    pub cron: String,
+    pub timezone: String,
+    pub subject: String,
+    pub sections: Vec<String>,
+    csrf: String,
+    confirm: bool,
+    to: String,
+    /// "check": show the times, save nothing (the form's "Check the times" button).
+    action: String,
+}
+
+impl ScheduleForm {
+    fn parse(raw: &[u8]) -> Self {
+        let mut f = Self::default();
+        for (k, v) in form_pairs(raw) {
+            match k.as_str() {
+                "name" => f.name = v,
+                "cron" => f.cron = v,
+                "timezone" => f.timezone = v,
+                "subject" => f.subject = v,
+                "sections" => f.sections.push(v),
+                "csrf" => f.csrf = v,
+                "confirm" => f.confirm = v == "yes",
+                "to" => f.to = v,
+                "do" => f.action = v,
+                _ => {}
+            }
+        }
+        f
+    }
+
+    fn zone(&self) -> &str {
+        Some(self.timezone.trim())
+            .filter(|z| !z.is_empty())
+            .unwrap_or("UTC")
+    }
+}
+
+pub(crate) struct Choice {
+    pub slug: String,
+    pub name: String,
+    pub checked: bool,
+}
+
+/// The cron expression in words and its next runs, or why it is wrong.
+pub(crate) type Check = Result<(String, Vec<String>), String>;
+
+fn check(cron: &str, zone: &str, now: chrono::DateTime<chrono::Utc>) -> Check {
+    let c = CronSchedule::parse(cron, zone).map_err(|e| e.to_string())?;
+    let next: Vec<String> = c
+        .upcoming(now, NEXT_RUNS)
+        .iter()
+        .map(|t| in_zone(t.with_timezone(&chrono::Utc), zone))
+        .collect();
+    if next.is_empty() {
+        return Err("this cron expression never fires".into());
+    }
+    Ok((c.describe(), next))
+}
+
+/// The times to show under the form: none while the cron or the zone has its own error.
+fn times_unless_refused(
+    form: &ScheduleForm,
+    errors: &FieldErrors,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<Check> {
+    let refused = errors.get("cron").is_some() || errors.get("timezone").is_some();
+    (!refused && !form.cron.trim().is_empty()).then(|| check(&form.cron, form.zone(), now))
+}
+
+/// `at` in `zone`, with UTC beside it when that differs.
+pub(crate) fn in_zone(at: chrono::DateTime<chrono::Utc>, zone: &str) -> String {
+    match zone.parse::<chrono_tz::Tz>() {
+        Ok(tz) if tz != chrono_tz::UTC => format!(
+            "{} ({} UTC)",
+            at.with_timezone(&tz).format("%a %-d %b %Y %H:%M %Z"),
+            at.format("%H:%M")
+        ),
+        _ => at.format("%a %-d %b %Y %H:%M UTC").to_string(),
+    }
+}
+
+/// Which field a refusal is about.
+fn field_error(e: &DigestError) -> Option<(&'static str, String)> {
+    let field = match e {
+        DigestError::Schedule(ScheduleError::Cron { .. }) => "cron",
+        DigestError::Schedule(ScheduleError::TimeZone(_)) => "timezone",
+        DigestError::UnknownSection(_) => "sections",
+        DigestError::Field(f, _) => f,
+        DigestError::Store(crate::store::StoreError::Conflict(_)) => "name",
+        _ => return None,
+    };
+    Some((field, e.to_string()))
+}
+
+pub(crate) struct Row {
+    pub name: String,
+    pub cron: String,
+    pub timezone: String,
+    pub words: String,
+    pub sections: String,
+    pub next: String,
+    pub enabled: bool,
+}
+
+/// What the form partial needs, for a new schedule and for an edit.
+pub(crate) struct FormView {
+    pub form: ScheduleForm,
+    pub errors: FieldErrors,
+    pub check: Option<Check>,
+    pub sections: Vec<Choice>,
+    pub zones: &'static [chrono_tz::Tz],
+    /// Editing: the name cannot change.
+    pub editing: bool,
+    pub action: String,
+    pub submit: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "console/schedules.html")]
+struct ListPage {
+    chrome: Chrome,
+    rows: Vec<Row>,
+    staff: bool,
+    csrf: String,
+    notice: Option<String>,
+    f: FormView,
+}
+
+#[derive(Template)]
+#[template(path = "console/cron_check.html")]
+struct CheckFragment {
+    f: CheckOnly,
+}
+
+struct CheckOnly {
+    check: Option<Check>,
+}
+
+async fn choices(st: &AppState, checked: &[String]) -> Result<Vec<Choice>, ConsoleError> {
+    let all = st.store.list_sections().await?;
+    let lone = all.len() == 1;
+    Ok(all
+        .into_iter()
+        .map(|s| Choice {
+            checked: lone || checked.contains(&s.slug),
+            slug: s.slug,
+            name: s.name,
+        })
+        .collect())
+}
+
+async fn list(
+    st: &AppState,
+    v: &Viewer,
+    status: StatusCode,
+    form: ScheduleForm,
+    errors: FieldErrors,
+) -> Page {
+    let views = st
+        .digests
+        .list_schedules()
+        .await
+        .map_err(|e| ConsoleError::Internal(e.to_string()))?;
+    let rows = views
+        .into_iter()
+        .map(|v| Row {
+            next: if v.schedule.enabled {
+                in_zone(v.schedule.next_run_at, &v.schedule.timezone)
+            } else {
+                "paused".into()
+            },
+            words: v.description,
+            sections: v.sections.join(", "),
+            name: v.schedule.name,
+            cron: v.schedule.cron,
+            timezone: v.schedule.timezone,
+            enabled: v.schedule.enabled,
+        })
+        .collect();
+    let check = times_unless_refused(&form, &errors, st.clock.now());
+    let sections = choices(st, &form.sections).await?;
+    html(
+        status,
+        ListPage {
+            chrome: v.chrome(st, "schedules"),
+            rows,
+            staff: v.session.role == ApiRole::Staff,
+            csrf: v.session.csrf.clone(),
+            notice: None,
+            f: FormView {
+                form,
+                errors,
+                check,
+                sections,
+                zones: &chrono_tz::TZ_VARIANTS,
+                editing: false,
+                action: format!("{}/schedules", super::root(st)),
+                submit: "Save the schedule",
+            },
+        },
+    )
+}
+
+/// The list, and the new-schedule form.
+pub(super) async fn page(State(st): State<AppState>, v: Viewer) -> Response {
+    let form = ScheduleForm {
+        cron: "0 7 * * 1-5".into(),
+        ..Default::default()
+    };
+    answer(
+        &st,
+        list(&st, &v, StatusCode::OK, form, FieldErrors::default()).await,
+    )
+}
+
+/// The times of a cron expression, as the form's fragment (for `console.js`).
+pub(super) async fn check_fragment(
+    State(st): State<AppState>,
+    _v: Viewer,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let form = ScheduleForm::parse(q.unwrap_or_default().as_bytes());
+    let check =
+        (!form.cron.trim().is_empty()).then(|| check(&form.cron, form.zone(), st.clock.now()));
+    let page = html(
+        StatusCode::OK,
+        CheckFragment {
+            f: CheckOnly { check },
+        },
+    );
+    answer(&st, page)
+}
+
+pub(super) async fn add(State(st): State<AppState>, v: Viewer, body: Bytes) -> Response {
+    let form = ScheduleForm::parse(&body);
+    let page = async {
+        v.may_change(&form.csrf)?;
+        if form.action == "check" {
+            return list(&st, &v, StatusCode::OK, form, FieldErrors::default()).await;
+        }
+        let subject = Some(form.subject.as_str());
+        match st
+            .digests
+            .add_schedule(
+                &form.name,
+                &form.cron,
+                &form.sections,
+                Some(form.zone()),
+                subject,
+            )
+            .await
+        {
+            Ok(s) => {
+                tracing::info!(user = %v.session.name, schedule = %s.name, "schedule added in the console");
+                see_other(&st, &format!("/schedules/{}", s.name))
+            }
+            Err(e) => match field_error(&e) {
+                Some((field, message)) => {
+                    list(
+                        &st,
+                        &v,
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        form,
+                        FieldErrors::one(field, message),
+                    )
+                    .await
+                }
+                None => Err(ConsoleError::Internal(e.to_string())),
+            },
+        }
+    };
+    answer(&st, page.await)
+}
+
+#[derive(Template)]
+#[template(path = "console/schedule.html")]
+struct SchedulePage {
+    chrome: Chrome,
+    name: String,
+    words: String,
+    cron: String,
+    timezone: String,
+    sections: String,
+    enabled: bool,
+    images: bool,
+    next: Vec<String>,
+    to: String,
+    preview: Result<crate::digests::RenderedDigest, String>,
+    issues: Vec<crate::digests::IssueWithCounts>,
+    staff: bool,
+    csrf: String,
+    f: FormView,
+    /// "Send now" was posted without its confirmation.
+    send_error: Option<&'static str>,
+}
+
+fn unknown(name: &str) -> ConsoleError {
+    ConsoleError::NotFound(format!("There is no schedule {name:?}."))
+}
+
+async fn schedule_page(
+    st: &AppState,
+    v: &Viewer,
+    name: &str,
+    status: StatusCode,
+    edit: Option<(ScheduleForm, FieldErrors)>,
+    to: String,
+    send_error: Option<&'static str>,
+) -> Page {
+    let Some(s) = st.store.schedule_by_name(name).await? else {
+        return Err(unknown(name));
+    };
+    let section_list = st.store.schedule_sections(s.id).await?;
+    let slugs: Vec<String> = section_list.iter().map(|x| x.slug.clone()).collect();
+    let cron = CronSchedule::parse(&s.cron, &s.timezone);
+    let now = st.clock.now();
+    let (words, next) = match &cron {
+        Ok(c) => (
+            c.describe(),
+            c.upcoming(now, NEXT_RUNS)
+                .iter()
+                .map(|t| in_zone(t.with_timezone(&chrono::Utc), &s.timezone))
+                .collect(),
+        ),
+        Err(e) => (e.to_string(), vec![]),
+    };
+    let to_arg = Some(to.trim()).filter(|t| !t.is_empty());
+    let preview = match st.digests.preview(&s.name, to_arg).await {
+        Ok(p) => Ok(p),
+        Err(
+            e @ (DigestError::NothingToPreview(_)
+            | DigestError::Invalid(_)
+            | DigestError::Field(..)),
+        ) => Err(e.to_string()),
+        Err(e) => return Err(ConsoleError::Internal(e.to_string())),
+    };
+    let issues = crate::digests::issues_of_schedule(st.store.as_ref(), &s.name, 10).await?;
+    let (form, errors) = edit.unwrap_or_else(|| {
+        (
+            ScheduleForm {
+                name: s.name.clone(),
+                cron: s.cron.clone(),
+                timezone: s.timezone.clone(),
+                subject: s.subject.clone().unwrap_or_default(),
+                sections: slugs.clone(),
+                ..Default::default()
+            },
+            FieldErrors::default(),
+        )
+    });
+    let check = times_unless_refused(&form, &errors, now);
+    let sections = choices(st, &form.sections).await?;
+    html(
+        status,
+        SchedulePage {
+            chrome: v.chrome(st, "schedules"),
+            name: s.name.clone(),
+            words,
+            cron: s.cron.clone(),
+            timezone: s.timezone.clone(),
+            sections: section_list
+                .iter()
+                .map(|x| x.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            enabled: s.enabled,
+            images: s.images,
+            next,
+            to,
+            preview,
+            issues,
+            staff: v.session.role == ApiRole::Staff,
+            csrf: v.session.csrf.clone(),
+            f: FormView {
+                form,
+                errors,
+                check,
+                sections,
+                zones: &chrono_tz::TZ_VARIANTS,
+                editing: true,
+                action: format!("{}/schedules/{}", super::root(st), s.name),
+                submit: "Save the changes",
+            },
+            send_error,
+        },
+    )
+}
+
+pub(super) async fn show(
+    State(st): State<AppState>,
+    v: Viewer,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let q = ScheduleForm::parse(q.unwrap_or_default().as_bytes());
+    let page = schedule_page(&st, &v, &name, StatusCode::OK, None, q.to, None).await;
+    answer(&st, page)
+}
+
+impl ScheduleForm {
+    fn clone_fields(&self) -> Self {
+        Self {
+            name: self.name.clone(),
+            cron: self.cron.clone(),
+            timezone: self.timezone.clone(),
+            subject: self.subject.clone(),
+            sections: self.sections.clone(),
+            ..Default::default()
+        }
+    }
+}
+
+pub(super) async fn edit(
+    State(st): State<AppState>,
+    v: Viewer,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    let form = ScheduleForm::parse(&body);
+    let page = async {
+        v.may_change(&form.csrf)?;
+        if form.action == "check" {
+            let edit = Some((form.clone_fields(), FieldErrors::default()));
+            return schedule_page(&st, &v, &name, StatusCode::OK, edit, String::new(), None).await;
+        }
+        match st
+            .digests
+            .edit_schedule(
+                &name,
+                &form.cron,
+                &form.sections,
+                Some(form.zone()),
+                Some(form.subject.as_str()),
+            )
+            .await
+        {
+            Ok(s) => {
+                tracing::info!(user = %v.session.name, schedule = %s.name, cron = %s.cron, timezone = %s.timezone, "schedule changed in the console");
+                see_other(&st, &format!("/schedules/{}", s.name))
+            }
+            Err(DigestError::UnknownSchedule(_)) => Err(unknown(&name)),
+            Err(e) => match field_error(&e) {
+                Some((field, message)) => {
+                    schedule_page(
+                        &st,
+                        &v,
+                        &name,
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        Some((form.clone_fields(), FieldErrors::one(field, message))),
+                        String::new(),
+                        None,
+                    )
+                    .await
+                }
+                None => Err(ConsoleError::Internal(e.to_string())),
+            },
+        }
+    };
+    answer(&st, page.await)
+}
+
+/// The HTML part of the next digest, alone on its page as a mail client would show it.
+/// Its own CSP: the mail's inline styles and remote pictures, no script, no forms, in a
+/// sandbox (a digest is built from feed content).
+pub(super) async fn preview_html(
+    State(st): State<AppState>,
+    _v: Viewer,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let q = ScheduleForm::parse(q.unwrap_or_default().as_bytes());
+    let to = Some(q.to.trim()).filter(|t| !t.is_empty());
+    let page = async {
+        match st.digests.preview(&name, to).await {
+            Ok(p) => {
+                let mut res = axum::response::Html(p.html).into_response();
+                res.headers_mut().insert(
+                    header::CONTENT_SECURITY_POLICY,
+                    HeaderValue::from_static(
+                        "default-src 'none'; style-src 'unsafe-inline'; img-src https: http: data:; \
+                         frame-ancestors 'none'; base-uri 'none'; form-action 'none'; sandbox allow-popups allow-popups-to-escape-sandbox",
+                    ),
+                );
+                Ok(res)
+            }
+            Err(DigestError::UnknownSchedule(_)) => Err(unknown(&name)),
+            Err(
+                e @ (DigestError::NothingToPreview(_)
+                | DigestError::Invalid(_)
+                | DigestError::Field(..)),
+            ) => Err(ConsoleError::NotFound(e.to_string())),
+            Err(e) => Err(ConsoleError::Internal(e.to_string())),
+        }
+    };
+    answer(&st, page.await)
+}
+
+/// Pause or resume (`on`).
+async fn set_enabled(st: AppState, v: Viewer, name: String, body: Bytes, on: bool) -> Response {
+    let form = ScheduleForm::parse(&body);
+    let page = async {
+        v.may_change(&form.csrf)?;
+        let r = if on {
+            st.digests.resume(&name).await
+        } else {
+            st.digests.pause(&name).await
+        };
+        match r {
+            Ok(()) => {
+                tracing::info!(user = %v.session.name, schedule = %name, resumed = on, "schedule paused or resumed in the console");
+                see_other(&st, "/schedules")
+            }
+            Err(DigestError::UnknownSchedule(_)) => Err(unknown(&name)),
+            Err(e) => Err(ConsoleError::Internal(e.to_string())),
+        }
+    };
+    answer(&st, page.await)
+}
+
+pub(super) async fn pause(
+    State(st): State<AppState>,
+    v: Viewer,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    set_enabled(st, v, name, body, false).await
+}
+
+pub(super) async fn resume(
+    State(st): State<AppState>,
+    v: Viewer,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    set_enabled(st, v, name, body, true).await
+}
+
+/// "Send now": an issue outside the cron times, once the box saying so is ticked. Its
+/// readers' rows are written here in the background (the scheduler job would also pick
+/// them up on its next tick), waking the delivery workers after each chunk.
+pub(super) async fn send_now(
+    State(st): State<AppState>,
+    v: Viewer,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    let form = ScheduleForm::parse(&body);
+    let page = async {
+        v.may_change(&form.csrf)?;
+        if !form.confirm {
+            return schedule_page(
+                &st,
+                &v,
+                &name,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                None,
+                String::new(),
+                Some("Tick the box to say you mean it: this sends mail to every reader."),
+            )
+            .await;
+        }
+        let issue = match st.digests.run_now(&name).await {
+            Ok(i) => i,
+            Err(DigestError::UnknownSchedule(_)) => return Err(unknown(&name)),
+            Err(e) => return Err(ConsoleError::Internal(e.to_string())),
+        };
+        tracing::info!(user = %v.session.name, schedule = %name, issue = issue.id, articles = issue.article_count, "issue sent now from the console");
+        if issue.filling {
+            let (digests, engine) = (st.digests.clone(), st.engine.clone());
+            tokio::spawn(async move {
+                let r = digests
+                    .fill_pending(std::time::Duration::MAX, |_| engine.wake())
+                    .await;
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "writing the readers of an issue failed; the scheduler job resumes it");
+                }
+            });
+        }
+        see_other(&st, &format!("/issues/{}", issue.id))
+    };
+    answer(&st, page.await)
+}
