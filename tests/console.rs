@@ -606,7 +606,14 @@ async fn staff_schedule_preview_and_send_a_digest(backend: Backend) {
         .await;
     assert_eq!(r.status(), 422);
     assert!(r.text().await.unwrap().contains("Tick the box"));
-    assert!(app.services.store.list_issues(10).await.unwrap().is_empty());
+    assert!(
+        app.services
+            .store
+            .list_issues(None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // Ticked: an issue, to its page; every reader of wmd gets it, nobody else.
     let r = b
         .post(
@@ -615,7 +622,7 @@ async fn staff_schedule_preview_and_send_a_digest(backend: Backend) {
         )
         .await;
     assert_eq!(r.status(), 303);
-    let issues = app.services.store.list_issues(10).await.unwrap();
+    let issues = app.services.store.list_issues(None, 10).await.unwrap();
     assert_eq!(issues.len(), 1);
     assert_eq!(
         r.headers()["location"].to_str().unwrap(),
@@ -778,7 +785,539 @@ async fn schedules_are_paused_resumed_and_changed_by_staff_only(backend: Backend
             .unwrap()
             .enabled
     );
-    assert!(store.list_issues(5).await.unwrap().is_empty());
+    assert!(store.list_issues(None, 5).await.unwrap().is_empty());
     assert_eq!(store.list_schedules().await.unwrap().len(), 1);
 }
 both_backends!(schedules_are_paused_resumed_and_changed_by_staff_only);
+
+/// An issue's page shows where its delivery stands and staff retry what failed; the log
+/// pages through every send without repeating one, finds one address's mail, shows SMTP
+/// replies as text, and says what is wrong with a filter beside it.
+async fn issues_and_the_delivery_log_show_what_happened(backend: Backend) {
+    use common::smtp::Behaviour;
+    let app = TestApp::spawn(backend).await;
+    with_users(&app).await;
+    app.add_section("wmd", "WMD").await;
+    let csv: String = std::iter::once("email".to_string())
+        .chain((0..60).map(|i| format!("r{i:02}@example.com")))
+        .collect::<Vec<_>>()
+        .join("\n");
+    app.services
+        .subs
+        .import_csv(csv.as_bytes(), &["wmd".to_string()], true)
+        .await
+        .unwrap();
+    app.add_article(
+        "wmd",
+        "Inspectors return",
+        "https://news.example.com/a1",
+        "Nothing.",
+    )
+    .await;
+    app.add_schedule("morning", "0 7 * * *", &["wmd"]).await;
+    app.set_time(2026, 3, 2, 7, 0, 5);
+    let issue = app.tick().await.remove(0).issue;
+    let mut b = Browser::new(&app);
+    b.log_in(ED).await;
+    // Before delivery: on its way, the page reloads itself.
+    let page = b
+        .get(&format!("/admin/issues/{}", issue.id))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("http-equiv=\"refresh\"") && page.contains("delivering"),
+        "{page}"
+    );
+    app.smtp().set_behaviour(Behaviour {
+        reject_rcpt: Some((
+            "r07@example.com".into(),
+            554,
+            "5.7.1 <b>blocked</b> <script>alert(3)</script>".into(),
+        )),
+        ..Default::default()
+    });
+    app.deliver().await;
+    let page = b
+        .get(&format!("/admin/issues/{}", issue.id))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !page.contains("http-equiv=\"refresh\""),
+        "settled: no reload"
+    );
+    assert!(page.contains("<strong>settled</strong>"), "{page}");
+    assert!(page.contains("60 of 60 settled"), "{page}");
+    let counts = after(&page, "<table class=\"counts\">");
+    assert!(
+        counts.contains(">sent</a></td><td>59<") && counts.contains(">failed</a></td><td>1<"),
+        "{counts}"
+    );
+    assert!(!after(&page, "<dt>Finished</dt>").starts_with("<dt>Finished</dt><dd>not yet"));
+    assert!(page.contains("Retry the 1 failed"));
+    let issues = b.get("/admin/issues").await.text().await.unwrap();
+    assert!(
+        issues.contains("60 / 60") && issues.contains("1 failed"),
+        "{issues}"
+    );
+
+    // The log, newest first, 50 a page; the next page starts where this one stopped.
+    let first = b.get("/admin/log").await.text().await.unwrap();
+    let ids = |page: &str| -> Vec<String> {
+        page.match_indices("<code>&#60;d")
+            .map(|(i, _)| page[i..].split("</code>").next().unwrap().to_string())
+            .collect()
+    };
+    let one = ids(&first);
+    assert_eq!(one.len(), 50, "{first}");
+    let older = after(&first, "before=")
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let second = b
+        .get(&format!("/admin/log?{older}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let second = if second.contains("<table") {
+        second
+    } else {
+        panic!("{older}: {second}")
+    };
+    let two = ids(&second);
+    assert_eq!(two.len(), 10);
+    assert!(two.iter().all(|m| !one.contains(m)), "no row twice");
+    assert!(second.contains(">Newest</a>") && !second.contains("before="));
+    // By status: the one failure, its reply as text.
+    let failed = b
+        .get("/admin/log?status=failed")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(ids(&failed).len(), 1);
+    assert!(failed.contains("r07@example.com"));
+    assert!(
+        failed.contains("&#60;script&#62;alert(3)&#60;/script&#62;")
+            && !failed.contains("<script>alert(3)")
+    );
+    // By address: that reader's mail only, with a link to their page.
+    let theirs = b
+        .get("/admin/log?address=R07%40Example.com")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(ids(&theirs).len(), 1, "{theirs}");
+    assert!(theirs.contains("/admin/subscribers/"));
+    let nobody = b
+        .get("/admin/log?address=who%40example.com")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(nobody.contains("No subscriber has the address who@example.com"));
+    // Bad filters: 400, the reason beside each field.
+    let r = b
+        .get("/admin/log?address=not-an-address&issue=twelve&since=yesterday")
+        .await;
+    assert_eq!(r.status(), 400);
+    let page = r.text().await.unwrap();
+    assert!(after(&page, "id=\"address\"").contains("address-error"));
+    assert!(after(&page, "id=\"issue\"").contains("An issue number"));
+    assert!(after(&page, "id=\"since\"").contains("A date and time"));
+    // By issue and time: everything was changed at 07:00:05, nothing after 07:01.
+    let by_issue = b
+        .get(&format!("/admin/log?issue={}&status=sent", issue.id))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(ids(&by_issue).len(), 50);
+    let later = b
+        .get("/admin/log?since=2026-03-02T07%3A01")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(later.contains("No send matches these filters"), "{later}");
+    let window = b
+        .get("/admin/log?since=2026-03-02T07%3A00&until=2026-03-02T07%3A01&status=failed")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(ids(&window).len(), 1);
+    // Follow live: the first page reloads itself.
+    let live = b.get("/admin/log?live=1").await.text().await.unwrap();
+    assert!(live.contains("http-equiv=\"refresh\""));
+
+    // An operator sees the issue but cannot retry.
+    let mut o = Browser::new(&app);
+    o.log_in(OLGA).await;
+    let page = o
+        .get(&format!("/admin/issues/{}", issue.id))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!page.contains("Retry the"));
+    let theirs = csrf_of(&page);
+    let r = o
+        .post(
+            &format!("/admin/issues/{}/retry", issue.id),
+            &[("csrf", &theirs)],
+        )
+        .await;
+    assert_eq!(r.status(), 403);
+    // Staff retry: the failed send is queued again, and goes out once the server takes it.
+    let csrf = csrf_of(&b.get("/admin/issues").await.text().await.unwrap());
+    let r = b
+        .post(
+            &format!("/admin/issues/{}/retry", issue.id),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    let page = b
+        .get(
+            r.headers()["location"]
+                .to_str()
+                .unwrap()
+                .trim_start_matches(&app.base),
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("1 failed send is queued again"), "{page}");
+    assert!(page.contains("<dt>Finished</dt><dd>not yet"), "re-opened");
+    app.smtp().set_behaviour(Behaviour::default());
+    app.deliver().await;
+    let page = b
+        .get(&format!("/admin/issues/{}", issue.id))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("<strong>sent</strong>"), "{page}");
+    assert_eq!(app.smtp().to("r07@example.com").len(), 1);
+    assert_eq!(
+        b.get("/admin/issues/999999").await.status(),
+        404,
+        "an unknown issue"
+    );
+}
+both_backends!(issues_and_the_delivery_log_show_what_happened);
+
+/// Send a returned-mail fixture to herald's bounce listener, addressed to `to`.
+async fn return_mail(app: &TestApp, to: &str, fixture: &str) {
+    use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+    let listener = app.bounces_addr.expect("bounces.listen");
+    let smtp: AsyncSmtpTransport<Tokio1Executor> =
+        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(listener.ip().to_string())
+            .port(listener.port())
+            .build();
+    let raw = std::fs::read_to_string(format!(
+        "{}/tests/fixtures/returned/{fixture}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+    .replace("bounces+REF@news.herald.example", to);
+    let envelope = lettre::address::Envelope::new(None, vec![to.parse().unwrap()]).unwrap();
+    smtp.send_raw(&envelope, raw.as_bytes()).await.unwrap();
+}
+
+/// Subscribers found by part of their address and by status; one subscriber's page shows
+/// consent, mail and what came back; bounces show why; a suppression is lifted only
+/// deliberately; export and erasure are staff's alone, erasure only with the address typed.
+async fn subscribers_bounces_and_suppressions(backend: Backend) {
+    let app = TestApp::spawn_with(
+        Spawn::new(backend)
+            .set("mail.return_path", "bounces@bounces.herald.example")
+            .set("bounces.listen", "127.0.0.1:0"),
+    )
+    .await;
+    with_users(&app).await;
+    app.digest_to(&["gone", "stay"]).await;
+    app.subscribe_and_confirm("ann@example.net", &["wmd"]).await;
+    return_mail(&app, &app.verp("gone@example.com"), "postfix-hard.eml").await;
+    let store = app.services.store.clone();
+    let gone = store
+        .subscriber_by_email("gone@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    for _ in 0..100 {
+        if store
+            .subscriber_by_id(gone.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status
+            .as_str()
+            == "bounced"
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let ann = store
+        .subscriber_by_email("ann@example.net")
+        .await
+        .unwrap()
+        .unwrap();
+
+    let mut b = Browser::new(&app);
+    b.log_in(ED).await;
+    let page = b.get("/admin/subscribers").await.text().await.unwrap();
+    let tiles = after(&page, "aria-label=\"Subscribers by status\"");
+    assert!(
+        tiles.contains("<span class=\"n\">2</span> active")
+            && tiles.contains("<span class=\"n\">1</span> bounced"),
+        "{tiles}"
+    );
+    assert!(
+        after(&page, "Active readers per section").contains("<td>2</td>"),
+        "{page}"
+    );
+    let found = b
+        .get("/admin/subscribers?q=GON")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        found.contains("gone@example.com")
+            && !found.contains("stay@example.com")
+            && !found.contains(">ann@")
+    );
+    // LIKE's wildcards are literal: "_" matches no address here.
+    let none = b.get("/admin/subscribers?q=_").await.text().await.unwrap();
+    assert!(none.contains("No subscriber matches"), "{none}");
+    let bounced = b
+        .get("/admin/subscribers?status=bounced")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(bounced.contains("gone@example.com") && !bounced.contains("stay@example.com"));
+    assert_eq!(
+        b.get("/admin/subscribers?status=asleep").await.status(),
+        400
+    );
+    // Ann's page: her consent (the form she used, from where) and her two mails.
+    let page = b
+        .get(&format!("/admin/subscribers/{}", ann.id))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let consent = after(&page, "<h2>Consent</h2>");
+    assert!(consent.contains("from 127.0.0.1"), "{consent}");
+    assert!(!consent.contains("<dt>Confirmed</dt><dd>not yet"));
+    assert!(
+        page.contains("Mail sent (2)") && page.contains(">confirm<") && page.contains(">welcome<"),
+        "{page}"
+    );
+    // Gone's page: suppressed, and the bounce with its diagnostic shown as text.
+    let page = b
+        .get(&format!("/admin/subscribers/{}", gone.id))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Suppressed (bounced"), "{page}");
+    assert!(
+        page.contains("What came back (1)") && page.contains("&#60;gone@example.org&#62;"),
+        "{page}"
+    );
+    let bounces = b.get("/admin/bounces").await.text().await.unwrap();
+    assert!(
+        bounces.contains("gone@example.com") && bounces.contains(">hard<"),
+        "{bounces}"
+    );
+    let id = after(&bounces, "/admin/bounces/")["/admin/bounces/".len()..]
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let raw = b
+        .get(&format!("/admin/bounces/{id}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        raw.contains("Final-Recipient: rfc822; gone@example.org")
+            && raw.contains("5.1.1 &#60;gone@example.org&#62;"),
+        "{raw}"
+    );
+    assert_eq!(b.get("/admin/bounces?kind=bogus").await.status(), 400);
+    assert!(
+        b.get("/admin/bounces?kind=complaint")
+            .await
+            .text()
+            .await
+            .unwrap()
+            .contains("Nothing has come back")
+    );
+
+    // Suppressions: look up, lift only with the box ticked.
+    let page = b
+        .get("/admin/suppressions?address=gone%40example.com")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("is suppressed (bounced") && page.contains("Lift the suppression"),
+        "{page}"
+    );
+    let csrf = csrf_of(&page);
+    let r = b
+        .post(
+            "/admin/suppressions/lift",
+            &[("csrf", &csrf), ("address", "gone@example.com")],
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+    assert!(r.text().await.unwrap().contains("Tick the box"));
+    assert!(
+        store
+            .is_suppressed(&herald::domain::sha256_hex("gone@example.com"))
+            .await
+            .unwrap()
+    );
+    let mut o = Browser::new(&app);
+    o.log_in(OLGA).await;
+    let theirs = o
+        .get("/admin/suppressions?address=gone%40example.com")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!theirs.contains("Lift the suppression") && !theirs.contains("Suppress an address"));
+    let theirs = csrf_of(&theirs);
+    for (path, form) in [
+        (
+            "/admin/suppressions/lift",
+            vec![
+                ("csrf", theirs.as_str()),
+                ("address", "gone@example.com"),
+                ("confirm", "yes"),
+            ],
+        ),
+        (
+            "/admin/suppressions",
+            vec![("csrf", theirs.as_str()), ("address", "stay@example.com")],
+        ),
+        (
+            &format!("/admin/subscribers/{}/erase", ann.id) as &str,
+            vec![("csrf", theirs.as_str()), ("confirm", "ann@example.net")],
+        ),
+    ] {
+        assert_eq!(o.post(path, &form).await.status(), 403, "{path}");
+    }
+    assert_eq!(
+        o.get(&format!("/admin/subscribers/{}/export.json", ann.id))
+            .await
+            .status(),
+        403
+    );
+    let r = b
+        .post(
+            "/admin/suppressions/lift",
+            &[
+                ("csrf", &csrf),
+                ("address", "gone@example.com"),
+                ("confirm", "yes"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    assert!(
+        !store
+            .is_suppressed(&herald::domain::sha256_hex("gone@example.com"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        app.subscriber_status("gone@example.com").await.as_deref(),
+        Some("unsubscribed")
+    );
+    // Suppress by hand: a bad reason is refused beside it.
+    let r = b
+        .post(
+            "/admin/suppressions",
+            &[
+                ("csrf", &csrf),
+                ("address", "stay@example.com"),
+                ("reason", "two words"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+    assert!(after(&r.text().await.unwrap(), "id=\"reason\"").contains("One word"));
+    let r = b
+        .post(
+            "/admin/suppressions",
+            &[
+                ("csrf", &csrf),
+                ("address", "stay@example.com"),
+                ("reason", "legal"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(
+        app.subscriber_status("stay@example.com").await.as_deref(),
+        Some("unsubscribed")
+    );
+
+    // Export: everything, as a download.
+    let r = b
+        .get(&format!("/admin/subscribers/{}/export.json", ann.id))
+        .await;
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment")
+    );
+    let json: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(json["email"], "ann@example.net");
+    assert_eq!(json["sends"].as_array().unwrap().len(), 2);
+    // Erase: not without the address typed; then gone, the log keeping no address.
+    let r = b
+        .post(
+            &format!("/admin/subscribers/{}/erase", ann.id),
+            &[("csrf", &csrf), ("confirm", "ann@")],
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+    assert!(store.subscriber_by_id(ann.id).await.unwrap().is_some());
+    let r = b
+        .post(
+            &format!("/admin/subscribers/{}/erase", ann.id),
+            &[("csrf", &csrf), ("confirm", "Ann@Example.net")],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    assert!(store.subscriber_by_id(ann.id).await.unwrap().is_none());
+    assert_eq!(
+        b.get(&format!("/admin/subscribers/{}", ann.id))
+            .await
+            .status(),
+        404
+    );
+    let log = b.get("/admin/log").await.text().await.unwrap();
+    assert!(!log.contains("ann@example.net") && log.contains("<em>erased</em>"));
+}
+both_backends!(subscribers_bounces_and_suppressions);

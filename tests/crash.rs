@@ -128,7 +128,7 @@ async fn killed_mid_send_loses_nothing(backend: Backend) {
         duplicates <= KILLS * CONNECTIONS,
         "{duplicates} duplicates after {KILLS} kills of {CONNECTIONS} connections"
     );
-    let issue = store.list_issues(1).await.unwrap()[0].id;
+    let issue = store.list_issues(None, 1).await.unwrap()[0].id;
     assert_eq!(
         store.issue_status_counts(issue).await.unwrap(),
         vec![("sent".to_string(), READERS as i64)]

@@ -46,7 +46,7 @@ async fn exactly_one_each(app: &TestApp, n: usize) {
         let got = app.smtp().to(&format!("r{i}@example.com")).len();
         assert_eq!(got, 1, "r{i}@example.com received {got} copies");
     }
-    let issue = app.services.store.list_issues(1).await.unwrap()[0].id;
+    let issue = app.services.store.list_issues(None, 1).await.unwrap()[0].id;
     let counts = app.services.store.issue_status_counts(issue).await.unwrap();
     assert_eq!(counts, vec![("sent".to_string(), n as i64)]);
 }

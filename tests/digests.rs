@@ -257,7 +257,7 @@ async fn one_tick_one_issue(backend: Backend) {
     assert_eq!(app.smtp().to("wmd-only@example.com").len(), 1);
     assert_eq!(app.smtp().to("both@example.com").len(), 1);
     assert_eq!(app.smtp().count(), 2);
-    let issues = app.services.store.list_issues(10).await.unwrap();
+    let issues = app.services.store.list_issues(None, 10).await.unwrap();
     assert_eq!(issues.len(), 1);
 }
 both_backends!(one_tick_one_issue);
@@ -404,7 +404,7 @@ async fn other_5xx_fails_without_suppression(backend: Backend) {
         Some("active")
     );
     // The operator retries the failed sends of the issue.
-    let issue = app.services.store.list_issues(1).await.unwrap()[0].id;
+    let issue = app.services.store.list_issues(None, 1).await.unwrap()[0].id;
     assert_eq!(
         app.services
             .store
@@ -490,7 +490,7 @@ async fn a_dead_worker_loses_nothing(backend: Backend) {
         .complete_sends(&[late], app.clock.now())
         .await
         .unwrap();
-    let issue = app.services.store.list_issues(1).await.unwrap()[0].id;
+    let issue = app.services.store.list_issues(None, 1).await.unwrap()[0].id;
     let counts = app.services.store.issue_status_counts(issue).await.unwrap();
     assert_eq!(counts, vec![("sent".to_string(), 5)]);
 }

@@ -18,7 +18,7 @@ pub enum Cmd {
 
 pub async fn run(cmd: Cmd, s: Services) -> CliResult {
     let Cmd::List { limit, format } = cmd;
-    let issues = herald::digests::issues_with_counts(s.store.as_ref(), limit).await?;
+    let issues = herald::digests::issues_with_counts(s.store.as_ref(), None, limit).await?;
     if format == Format::Json {
         return print_json(&issues);
     }

@@ -603,11 +603,13 @@ impl IssueWithCounts {
     }
 }
 
+/// Issues newest first (below `before`, an issue id), with their counts.
 pub async fn issues_with_counts(
     store: &dyn Store,
+    before: Option<i64>,
     limit: i64,
 ) -> Result<Vec<IssueWithCounts>, StoreError> {
-    let issues = store.list_issues(limit).await?;
+    let issues = store.list_issues(before, limit).await?;
     with_counts(store, issues).await
 }
 
@@ -646,11 +648,14 @@ async fn with_counts(
     for (issue, status, n) in store.issues_status_counts(first, last).await? {
         counts.entry(issue).or_default().insert(status, n);
     }
-    Ok(issues
-        .into_iter()
-        .map(|issue| {
-            let c = counts.remove(&issue.id).unwrap_or_default();
-            IssueWithCounts::new(issue, c)
-        })
-        .collect())
+    let mut out = Vec::with_capacity(issues.len());
+    for issue in issues {
+        let c = counts.remove(&issue.id).unwrap_or_default();
+        let mut i = IssueWithCounts::new(issue, c);
+        if matches!(i.state, "sent" | "settled") && i.issue.finished_at.is_none() {
+            i.issue.finished_at = store.settle_issue(i.issue.id).await?;
+        }
+        out.push(i);
+    }
+    Ok(out)
 }

@@ -258,6 +258,9 @@ pub struct SendRecord {
     /// `issue` in JSON, as in `herald sends --format json` and the API.
     #[serde(rename = "issue")]
     pub issue_id: Option<i64>,
+    /// `subscriber` in JSON; None once the subscriber is erased.
+    #[serde(rename = "subscriber")]
+    pub subscriber_id: Option<i64>,
     pub kind: SendKind,
     pub email: Option<String>,
     pub message_id: String,
@@ -669,6 +672,8 @@ pub struct Issue {
     /// Readers whose `sends` rows are written so far (all of them once `filling` is false).
     pub send_count: i32,
     pub created_at: DateTime<Utc>,
+    /// When its last send settled (see `Store::settle_issue`).
+    pub finished_at: Option<DateTime<Utc>>,
     /// Its `sends` rows are still being written (see `Store::fill_issue`).
     pub filling: bool,
 }
@@ -707,6 +712,32 @@ pub struct SendFilter {
     pub updated_since: Option<DateTime<Utc>>,
     /// At most this many rows, oldest update first.
     pub limit: Option<i64>,
+}
+
+/// A page of the console's subscriber list, newest first, keyset-paginated like
+/// [`LogQuery`].
+#[derive(Debug, Clone, Default)]
+pub struct SubscriberQuery {
+    /// Part of the address (any case).
+    pub search: Option<String>,
+    pub status: Option<SubscriberStatus>,
+    pub section_id: Option<i64>,
+    pub before: Option<i64>,
+    pub limit: i64,
+}
+
+/// A page of the delivery log, newest send first. Keyset-paginated: `before` is the id of
+/// the last row of the previous page, so a page costs the same however deep it is.
+#[derive(Debug, Clone, Default)]
+pub struct LogQuery {
+    pub issue_id: Option<i64>,
+    pub status: Option<SendStatus>,
+    pub subscriber_id: Option<i64>,
+    /// Rows last changed in [since, until).
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    pub before: Option<i64>,
+    pub limit: i64,
 }
 
 #[async_trait]
@@ -773,6 +804,22 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<ImportReport>;
     async fn list_subscribers(&self, filter: &SubscriberFilter) -> StoreResult<Vec<Subscriber>>;
     async fn sends_for_subscriber(&self, id: i64) -> StoreResult<Vec<SendRecord>>;
+    async fn subscriber_page(&self, q: &SubscriberQuery) -> StoreResult<Vec<Subscriber>>;
+    /// Subscribers by status.
+    async fn subscriber_status_counts(&self) -> StoreResult<Vec<(SubscriberStatus, i64)>>;
+    /// Active readers per section id.
+    async fn section_reader_counts(&self) -> StoreResult<Vec<(i64, i64)>>;
+    /// Returned mail newest first: of one kind and/or one subscriber, below id `before`.
+    async fn returned_page(
+        &self,
+        kind: Option<ReturnedKind>,
+        subscriber_id: Option<i64>,
+        before: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Vec<ReturnedRow>>;
+    /// The newest suppressions, and how many there are.
+    async fn recent_suppressions(&self, limit: i64) -> StoreResult<(Vec<Suppression>, i64)>;
+    async fn suppression(&self, email_hash: &str) -> StoreResult<Option<Suppression>>;
     /// Erase a subscriber's personal data and keep only `email_hash` on the suppression list.
     async fn erase_subscriber(
         &self,
@@ -986,7 +1033,11 @@ pub trait Store: Send + Sync + 'static {
         start: DateTime<Utc>,
         end: DateTime<Utc>,
     ) -> StoreResult<Vec<IssueArticle>>;
-    async fn list_issues(&self, limit: i64) -> StoreResult<Vec<Issue>>;
+    /// Issues newest first, those with an id below `before` (the previous page's last).
+    async fn list_issues(&self, before: Option<i64>, limit: i64) -> StoreResult<Vec<Issue>>;
+    /// If nothing of the issue is left in the queue, work out when its last send settled
+    /// (once: it is kept) and return it.
+    async fn settle_issue(&self, issue_id: i64) -> StoreResult<Option<DateTime<Utc>>>;
     /// A schedule's issues that carry articles (not skipped), newest first.
     async fn schedule_issues(&self, schedule_name: &str, limit: i64) -> StoreResult<Vec<Issue>>;
     /// Sends of issues `first..=last` counted by (issue, status), in one query.
@@ -1008,6 +1059,8 @@ pub trait Store: Send + Sync + 'static {
     /// First active subscriber of any of these sections (preview without --to).
     async fn first_reader(&self, section_ids: &[i64]) -> StoreResult<Option<Subscriber>>;
     async fn list_sends(&self, filter: &SendFilter) -> StoreResult<Vec<SendRecord>>;
+    /// The console's delivery log: newest first, see [`LogQuery`].
+    async fn send_log(&self, q: &LogQuery) -> StoreResult<Vec<SendRecord>>;
     /// Put failed sends of an issue back in the queue (callers check that `status` may be
     /// retried: never a row that was delivered or is in flight).
     async fn requeue_sends(

@@ -659,11 +659,99 @@ macro_rules! shared_store_impl {
 
             async fn sends_for_subscriber(&self, id: i64) -> StoreResult<Vec<SendRecord>> {
                 Ok(sqlx::query_as::<$db, SendRecord>(
-                    "SELECT id, issue_id, kind, email, message_id, status, attempts, last_reply, created_at, updated_at, sent_at \
+                    "SELECT id, issue_id, subscriber_id, kind, email, message_id, status, attempts, last_reply, created_at, updated_at, sent_at \
                      FROM sends WHERE subscriber_id = $1 ORDER BY id",
                 )
                 .bind(id)
                 .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn subscriber_page(&self, q: &SubscriberQuery) -> StoreResult<Vec<Subscriber>> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new($crate::store::shared::select_subscriber!(
+                    "FROM subscribers WHERE 1 = 1"
+                ));
+                if let Some(text) = &q.search {
+                    // Addresses are stored lower-case; LIKE's wildcards in the text are
+                    // taken literally.
+                    let escaped = text.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+                    qb.push(" AND LOWER(email) LIKE ").push_bind(format!("%{escaped}%")).push(" ESCAPE '\\'");
+                }
+                if let Some(status) = q.status {
+                    qb.push(" AND status = ").push_bind(status);
+                }
+                if let Some(section) = q.section_id {
+                    qb.push(" AND id IN (SELECT subscriber_id FROM subscriptions WHERE section_id = ")
+                        .push_bind(section)
+                        .push(")");
+                }
+                if let Some(b) = q.before {
+                    qb.push(" AND id < ").push_bind(b);
+                }
+                qb.push(" ORDER BY id DESC LIMIT ").push_bind(q.limit);
+                Ok(qb.build_query_as::<Subscriber>().fetch_all(&self.pool).await?)
+            }
+
+            async fn subscriber_status_counts(&self) -> StoreResult<Vec<(SubscriberStatus, i64)>> {
+                Ok(sqlx::query_as::<$db, (SubscriberStatus, i64)>(
+                    "SELECT status, COUNT(*) FROM subscribers GROUP BY status",
+                )
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn section_reader_counts(&self) -> StoreResult<Vec<(i64, i64)>> {
+                Ok(sqlx::query_as::<$db, (i64, i64)>(
+                    "SELECT x.section_id, COUNT(*) FROM subscriptions x JOIN subscribers s ON s.id = x.subscriber_id \
+                     WHERE s.status = 'active' GROUP BY x.section_id",
+                )
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn returned_page(
+                &self,
+                kind: Option<$crate::store::ReturnedKind>,
+                subscriber_id: Option<i64>,
+                before: Option<i64>,
+                limit: i64,
+            ) -> StoreResult<Vec<ReturnedRow>> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT r.id, r.received_at, r.kind, r.send_id, r.subscriber_id, u.email, r.recipient, r.status, \
+                     r.diagnostic, r.action FROM returned r LEFT JOIN subscribers u ON u.id = r.subscriber_id WHERE 1 = 1",
+                );
+                if let Some(k) = kind {
+                    qb.push(" AND r.kind = ").push_bind(k);
+                }
+                if let Some(id) = subscriber_id {
+                    qb.push(" AND r.subscriber_id = ").push_bind(id);
+                }
+                if let Some(b) = before {
+                    qb.push(" AND r.id < ").push_bind(b);
+                }
+                qb.push(" ORDER BY r.id DESC LIMIT ").push_bind(limit);
+                Ok(qb.build_query_as::<ReturnedRow>().fetch_all(&self.pool).await?)
+            }
+
+            async fn recent_suppressions(&self, limit: i64) -> StoreResult<(Vec<Suppression>, i64)> {
+                let rows = sqlx::query_as::<$db, Suppression>(
+                    "SELECT email_hash, reason, created_at FROM suppressions ORDER BY created_at DESC, email_hash LIMIT $1",
+                )
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                let n = sqlx::query_scalar::<$db, i64>("SELECT COUNT(*) FROM suppressions")
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok((rows, n))
+            }
+
+            async fn suppression(&self, email_hash: &str) -> StoreResult<Option<Suppression>> {
+                Ok(sqlx::query_as::<$db, Suppression>(
+                    "SELECT email_hash, reason, created_at FROM suppressions WHERE email_hash = $1",
+                )
+                .bind(email_hash)
+                .fetch_optional(&self.pool)
                 .await?)
             }
 
@@ -1398,7 +1486,7 @@ macro_rules! shared_store_impl {
                 }
                 let issue = sqlx::query_as::<$db, Issue>(
                     "SELECT id, schedule_id, schedule_name, scheduled_for, window_start, window_end, status, subject, \
-                     article_count, send_count, created_at, (fill_after IS NOT NULL) AS filling FROM issues WHERE id = $1",
+                     article_count, send_count, created_at, finished_at, (fill_after IS NOT NULL) AS filling FROM issues WHERE id = $1",
                 )
                 .bind(issue_id)
                 .fetch_one(&mut *tx)
@@ -1410,7 +1498,7 @@ macro_rules! shared_store_impl {
             async fn issue(&self, id: i64) -> StoreResult<Option<Issue>> {
                 Ok(sqlx::query_as::<$db, Issue>(
                     "SELECT id, schedule_id, schedule_name, scheduled_for, window_start, window_end, status, subject, \
-                     article_count, send_count, created_at, (fill_after IS NOT NULL) AS filling FROM issues WHERE id = $1",
+                     article_count, send_count, created_at, finished_at, (fill_after IS NOT NULL) AS filling FROM issues WHERE id = $1",
                 )
                 .bind(id)
                 .fetch_optional(&self.pool)
@@ -1446,20 +1534,41 @@ macro_rules! shared_store_impl {
                 .await?)
             }
 
-            async fn list_issues(&self, limit: i64) -> StoreResult<Vec<Issue>> {
+            async fn list_issues(&self, before: Option<i64>, limit: i64) -> StoreResult<Vec<Issue>> {
                 Ok(sqlx::query_as::<$db, Issue>(
                     "SELECT id, schedule_id, schedule_name, scheduled_for, window_start, window_end, status, subject, \
-                     article_count, send_count, created_at, (fill_after IS NOT NULL) AS filling FROM issues ORDER BY id DESC LIMIT $1",
+                     article_count, send_count, created_at, finished_at, (fill_after IS NOT NULL) AS filling FROM issues \
+                     WHERE id < $2 ORDER BY id DESC LIMIT $1",
                 )
                 .bind(limit)
+                .bind(before.unwrap_or(i64::MAX))
                 .fetch_all(&self.pool)
                 .await?)
+            }
+
+            async fn settle_issue(&self, issue_id: i64) -> StoreResult<Option<DateTime<Utc>>> {
+                // Only while nothing of it is in the queue: a retry may have re-opened it
+                // since the caller counted.
+                let _turn = self.write_turn().await;
+                sqlx::query::<$db>(
+                    "UPDATE issues SET finished_at = (SELECT MAX(updated_at) FROM sends WHERE issue_id = $1) \
+                     WHERE id = $1 AND finished_at IS NULL AND fill_after IS NULL \
+                     AND NOT EXISTS (SELECT 1 FROM sends WHERE issue_id = $1 AND status IN ('queued', 'sending', 'retrying'))",
+                )
+                .bind(issue_id)
+                .execute(&self.pool)
+                .await?;
+                Ok(sqlx::query_scalar::<$db, Option<DateTime<Utc>>>("SELECT finished_at FROM issues WHERE id = $1")
+                    .bind(issue_id)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .flatten())
             }
 
             async fn schedule_issues(&self, schedule_name: &str, limit: i64) -> StoreResult<Vec<Issue>> {
                 Ok(sqlx::query_as::<$db, Issue>(
                     "SELECT id, schedule_id, schedule_name, scheduled_for, window_start, window_end, status, subject, \
-                     article_count, send_count, created_at, (fill_after IS NOT NULL) AS filling FROM issues \
+                     article_count, send_count, created_at, finished_at, (fill_after IS NOT NULL) AS filling FROM issues \
                      WHERE schedule_name = $1 AND status <> 'skipped' AND article_count > 0 ORDER BY scheduled_for DESC, id DESC LIMIT $2",
                 )
                 .bind(schedule_name)
@@ -1504,7 +1613,7 @@ macro_rules! shared_store_impl {
 
             async fn list_sends(&self, f: &SendFilter) -> StoreResult<Vec<SendRecord>> {
                 let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT id, issue_id, kind, email, message_id, status, attempts, last_reply, created_at, updated_at, sent_at \
+                    "SELECT id, issue_id, subscriber_id, kind, email, message_id, status, attempts, last_reply, created_at, updated_at, sent_at \
                      FROM sends WHERE 1 = 1",
                 );
                 if let Some(i) = f.issue_id {
@@ -1526,17 +1635,51 @@ macro_rules! shared_store_impl {
                 Ok(qb.build_query_as::<SendRecord>().fetch_all(&self.pool).await?)
             }
 
+            async fn send_log(&self, q: &LogQuery) -> StoreResult<Vec<SendRecord>> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT id, issue_id, subscriber_id, kind, email, message_id, status, attempts, last_reply, created_at, updated_at, sent_at \
+                     FROM sends WHERE 1 = 1",
+                );
+                if let Some(i) = q.issue_id {
+                    qb.push(" AND issue_id = ").push_bind(i);
+                }
+                if let Some(st) = q.status {
+                    qb.push(" AND status = ").push_bind(st);
+                }
+                if let Some(id) = q.subscriber_id {
+                    qb.push(" AND subscriber_id = ").push_bind(id);
+                }
+                if let Some(t) = q.since {
+                    qb.push(" AND updated_at >= ").push_bind(t);
+                }
+                if let Some(t) = q.until {
+                    qb.push(" AND updated_at < ").push_bind(t);
+                }
+                if let Some(b) = q.before {
+                    qb.push(" AND id < ").push_bind(b);
+                }
+                qb.push(" ORDER BY id DESC LIMIT ").push_bind(q.limit);
+                Ok(qb.build_query_as::<SendRecord>().fetch_all(&self.pool).await?)
+            }
+
             async fn requeue_sends(&self, issue_id: i64, status: SendStatus, now: DateTime<Utc>) -> StoreResult<u64> {
-                Ok(sqlx::query::<$db>(
+                let mut tx = self.begin_write().await?;
+                sqlx::query::<$db>("UPDATE issues SET finished_at = NULL WHERE id = $1")
+                    .bind(issue_id)
+                    .execute(&mut *tx)
+                    .await?;
+                let n = sqlx::query::<$db>(
                     "UPDATE sends SET status = 'queued', next_attempt_at = $3, updated_at = $3, requeued_at = $3, \
                      lease_owner = NULL, lease_until = NULL, lease_instance = NULL WHERE issue_id = $1 AND status = $2",
                 )
                 .bind(issue_id)
                 .bind(status)
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?
-                .rows_affected())
+                .rows_affected();
+                tx.commit().await?;
+                Ok(n)
             }
 
             async fn issues_filling(&self) -> StoreResult<Vec<i64>> {

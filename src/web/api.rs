@@ -306,7 +306,10 @@ struct IssuesQuery {
 
 async fn list_issues(State(st): State<AppState>, ApiQuery(q): ApiQuery<IssuesQuery>) -> ApiResult {
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    Ok(Json(crate::digests::issues_with_counts(st.store.as_ref(), limit).await?).into_response())
+    Ok(
+        Json(crate::digests::issues_with_counts(st.store.as_ref(), None, limit).await?)
+            .into_response(),
+    )
 }
 
 #[derive(Deserialize)]

@@ -13,8 +13,12 @@
 
 mod auth;
 mod dashboard;
+mod issues;
+mod log;
+mod returned;
 mod schedules;
 mod sections;
+mod subscribers;
 
 use super::AppState;
 use crate::store::{ApiRole, ConsoleSession};
@@ -48,6 +52,21 @@ pub fn router() -> Router<AppState> {
         .route("/schedules/{name}/pause", post(schedules::pause))
         .route("/schedules/{name}/resume", post(schedules::resume))
         .route("/schedules/{name}/send", post(schedules::send_now))
+        .route("/issues", get(issues::list))
+        .route("/issues/{id}", get(issues::show))
+        .route("/issues/{id}/retry", post(issues::retry))
+        .route("/log", get(log::page))
+        .route("/subscribers", get(subscribers::list))
+        .route("/subscribers/{id}", get(subscribers::show))
+        .route("/subscribers/{id}/export.json", get(subscribers::export))
+        .route("/subscribers/{id}/erase", post(subscribers::erase))
+        .route("/bounces", get(returned::list))
+        .route("/bounces/{id}", get(returned::show))
+        .route(
+            "/suppressions",
+            get(returned::suppressions).post(returned::add),
+        )
+        .route("/suppressions/lift", post(returned::lift))
         .route("/console.css", get(stylesheet))
         .route("/console.js", get(script))
         .layer(middleware::from_fn(console_headers))
@@ -242,11 +261,21 @@ impl FieldErrors {
         Self(vec![(field, message.into())])
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     pub fn get(&self, field: &str) -> Option<&str> {
         self.0
             .iter()
             .find(|(f, _)| *f == field)
             .map(|(_, m)| m.as_str())
+    }
+}
+
+impl From<Vec<(&'static str, String)>> for FieldErrors {
+    fn from(v: Vec<(&'static str, String)>) -> Self {
+        Self(v)
     }
 }
 

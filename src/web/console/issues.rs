@@ -1,0 +1,210 @@
+//! `/admin/issues`: each digest run with where its delivery stands — counts by status and a
+//! bar drawn on the server, when it was made and when its last send settled — and, for
+//! staff, "retry failed". A page of an issue still on its way reloads itself every few
+//! seconds (a meta refresh: no script).
+
+use super::{Chrome, ConsoleError, Page, Viewer, answer, html, see_other};
+use crate::digests::IssueWithCounts;
+use crate::store::{ApiRole, IssueArticle, SendStatus};
+use crate::web::{AppState, form_pairs};
+use askama::Template;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+
+const PAGE: i64 = 25;
+/// Seconds between reloads of a page whose issue is still being delivered.
+pub(crate) const REFRESH_SECS: u32 = 5;
+
+/// One stretch of the progress bar, in thousandths of its width (SVG attributes, not
+/// inline style: the console's CSP allows none).
+pub(crate) struct Segment {
+    pub status: &'static str,
+    pub x: i64,
+    pub w: i64,
+    pub n: i64,
+}
+
+/// An issue as the console shows it.
+pub(crate) struct View {
+    pub i: IssueWithCounts,
+    /// Every status in a fixed order, with its count (zeros included).
+    pub counts: Vec<(&'static str, i64)>,
+    pub bar: Vec<Segment>,
+    /// Of its readers, how many are settled (sent, bounced, suppressed, failed).
+    pub done: i64,
+    pub total: i64,
+    pub percent: i64,
+    pub failed: i64,
+    pub live: bool,
+}
+
+/// The order of the bar: settled first, then what is still moving.
+const ORDER: [SendStatus; 7] = [
+    SendStatus::Sent,
+    SendStatus::Bounced,
+    SendStatus::Suppressed,
+    SendStatus::Failed,
+    SendStatus::Retrying,
+    SendStatus::Sending,
+    SendStatus::Queued,
+];
+
+pub(crate) fn view(i: IssueWithCounts) -> View {
+    let of = |s: SendStatus| i.counts.get(s.as_str()).copied().unwrap_or(0);
+    let counts: Vec<(&'static str, i64)> = ORDER.iter().map(|s| (s.as_str(), of(*s))).collect();
+    let rows: i64 = counts.iter().map(|(_, n)| n).sum();
+    // While rows are still being written, the readers not yet written count as queued.
+    let total = rows.max(i64::from(i.issue.send_count));
+    let mut bar = Vec::new();
+    let mut x = 0;
+    for &(status, n) in &counts {
+        if n == 0 || total == 0 {
+            continue;
+        }
+        let w = (n * 1000 / total).max(2);
+        bar.push(Segment { status, x, w, n });
+        x += w;
+    }
+    let done: i64 = [
+        SendStatus::Sent,
+        SendStatus::Bounced,
+        SendStatus::Suppressed,
+        SendStatus::Failed,
+    ]
+    .iter()
+    .map(|s| of(*s))
+    .sum();
+    let failed = of(SendStatus::Failed);
+    let live = matches!(i.state, "queueing" | "delivering");
+    View {
+        percent: if total > 0 { done * 100 / total } else { 100 },
+        i,
+        counts,
+        bar,
+        done,
+        total,
+        failed,
+        live,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "console/issues.html")]
+struct ListPage {
+    chrome: Chrome,
+    issues: Vec<View>,
+    older: Option<i64>,
+    newest: bool,
+    refresh: Option<u32>,
+}
+
+pub(super) async fn list(State(st): State<AppState>, v: Viewer, RawQuery(q): RawQuery) -> Response {
+    let before = form_pairs(q.unwrap_or_default().as_bytes())
+        .into_iter()
+        .find(|(k, _)| k == "before")
+        .and_then(|(_, v)| v.parse::<i64>().ok());
+    let page = async {
+        let issues: Vec<View> = crate::digests::issues_with_counts(st.store.as_ref(), before, PAGE)
+            .await?
+            .into_iter()
+            .map(view)
+            .collect();
+        let older = (issues.len() as i64 == PAGE)
+            .then(|| issues.last().map(|v| v.i.issue.id))
+            .flatten();
+        let refresh = (before.is_none() && issues.iter().any(|i| i.live)).then_some(REFRESH_SECS);
+        html(
+            StatusCode::OK,
+            ListPage {
+                chrome: v.chrome(&st, "issues"),
+                issues,
+                older,
+                newest: before.is_none(),
+                refresh,
+            },
+        )
+    };
+    answer(&st, page.await)
+}
+
+#[derive(Template)]
+#[template(path = "console/issue.html")]
+struct IssuePage {
+    chrome: Chrome,
+    v: View,
+    articles: Vec<IssueArticle>,
+    staff: bool,
+    csrf: String,
+    notice: Option<String>,
+    refresh: Option<u32>,
+}
+
+pub(super) async fn show(
+    State(st): State<AppState>,
+    v: Viewer,
+    Path(id): Path<i64>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let retried = form_pairs(q.unwrap_or_default().as_bytes())
+        .into_iter()
+        .find(|(k, _)| k == "retried")
+        .and_then(|(_, v)| v.parse::<i64>().ok());
+    let page = async {
+        let Some(i) = crate::digests::issue_with_counts(st.store.as_ref(), id).await? else {
+            return Err(ConsoleError::NotFound(format!("There is no issue #{id}.")));
+        };
+        let articles = st.store.issue_articles(id).await?;
+        let view = view(i);
+        html(
+            StatusCode::OK,
+            IssuePage {
+                chrome: v.chrome(&st, "issues"),
+                refresh: view.live.then_some(REFRESH_SECS),
+                v: view,
+                articles,
+                staff: v.session.role == ApiRole::Staff,
+                csrf: v.session.csrf.clone(),
+                notice: retried.map(|n| match n {
+                    0 => "Nothing to retry: no send of this issue has failed.".to_string(),
+                    1 => "1 failed send is queued again.".to_string(),
+                    n => format!("{n} failed sends are queued again."),
+                }),
+            },
+        )
+    };
+    answer(&st, page.await)
+}
+
+/// Put the issue's failed sends back in the queue (only `failed`: see
+/// `SendStatus::why_not_retried`) and wake the workers.
+pub(super) async fn retry(
+    State(st): State<AppState>,
+    v: Viewer,
+    Path(id): Path<i64>,
+    body: Bytes,
+) -> Response {
+    let csrf = form_pairs(&body)
+        .into_iter()
+        .find(|(k, _)| k == "csrf")
+        .map(|(_, v)| v)
+        .unwrap_or_default();
+    let page: Page = async {
+        v.may_change(&csrf)?;
+        if st.store.issue(id).await?.is_none() {
+            return Err(ConsoleError::NotFound(format!("There is no issue #{id}.")));
+        }
+        let n = st
+            .store
+            .requeue_sends(id, SendStatus::Failed, st.clock.now())
+            .await?;
+        if n > 0 {
+            st.engine.wake();
+        }
+        tracing::info!(user = %v.session.name, issue = id, requeued = n, "failed sends retried from the console");
+        see_other(&st, &format!("/issues/{id}?retried={n}"))
+    }
+    .await;
+    answer(&st, page)
+}

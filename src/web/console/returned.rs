@@ -1,0 +1,318 @@
+//! `/admin/bounces`: what came back (bounces, complaints, replies), why, and what herald did
+//! about it, with each message's raw text; `/admin/suppressions`: the addresses no mail goes
+//! to, checking one, suppressing one by hand and — deliberately, behind a ticked box —
+//! lifting one.
+
+use super::{Chrome, ConsoleError, FieldErrors, Page, Viewer, answer, html, see_other};
+use crate::domain::{EmailAddress, sha256_hex};
+use crate::store::{ApiRole, ReturnedKind, ReturnedRow, Suppression, valid_suppression_reason};
+use crate::web::{AppState, form_pairs};
+use askama::Template;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+
+const PAGE: i64 = 50;
+
+fn field(pairs: &[(String, String)], name: &str) -> String {
+    pairs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.trim().to_string())
+        .unwrap_or_default()
+}
+
+#[derive(Template)]
+#[template(path = "console/bounces.html")]
+struct BouncesPage {
+    chrome: Chrome,
+    kind: String,
+    kinds: &'static [ReturnedKind],
+    rows: Vec<ReturnedRow>,
+    older: Option<i64>,
+    paged: bool,
+    error: Option<String>,
+}
+
+pub(super) async fn list(State(st): State<AppState>, v: Viewer, RawQuery(q): RawQuery) -> Response {
+    let pairs = form_pairs(q.unwrap_or_default().as_bytes());
+    let kind = field(&pairs, "kind");
+    let before = field(&pairs, "before").parse::<i64>().ok();
+    let page: Page = async {
+        let (parsed, error) = match kind.as_str() {
+            "" => (None, None),
+            k => match ReturnedKind::parse(k) {
+                Some(k) => (Some(k), None),
+                None => (None, Some("Pick a kind from the list.".to_string())),
+            },
+        };
+        let rows = if error.is_none() {
+            st.store.returned_page(parsed, None, before, PAGE).await?
+        } else {
+            Vec::new()
+        };
+        let older = (rows.len() as i64 == PAGE)
+            .then(|| rows.last().map(|r| r.id))
+            .flatten();
+        html(
+            if error.is_some() {
+                StatusCode::BAD_REQUEST
+            } else {
+                StatusCode::OK
+            },
+            BouncesPage {
+                chrome: v.chrome(&st, "bounces"),
+                kind,
+                kinds: &ReturnedKind::ALL,
+                rows,
+                older,
+                paged: before.is_some(),
+                error,
+            },
+        )
+    }
+    .await;
+    answer(&st, page)
+}
+
+#[derive(Template)]
+#[template(path = "console/bounce.html")]
+struct BouncePage {
+    chrome: Chrome,
+    r: ReturnedRow,
+    raw: String,
+}
+
+pub(super) async fn show(State(st): State<AppState>, v: Viewer, Path(id): Path<i64>) -> Response {
+    let page: Page = async {
+        let Some((r, raw)) = st.store.returned(id).await? else {
+            return Err(ConsoleError::NotFound(format!(
+                "There is no returned message #{id}."
+            )));
+        };
+        html(
+            StatusCode::OK,
+            BouncePage {
+                chrome: v.chrome(&st, "bounces"),
+                r,
+                raw,
+            },
+        )
+    }
+    .await;
+    answer(&st, page)
+}
+
+/// What looking an address up found.
+pub(crate) struct Lookup {
+    pub address: String,
+    pub suppression: Option<Suppression>,
+    pub subscriber: Option<(i64, String)>,
+}
+
+#[derive(Template)]
+#[template(path = "console/suppressions.html")]
+struct SuppressionsPage {
+    chrome: Chrome,
+    rows: Vec<Suppression>,
+    total: i64,
+    lookup: Option<Lookup>,
+    address: String,
+    reason: String,
+    errors: FieldErrors,
+    notice: Option<String>,
+    staff: bool,
+    csrf: String,
+}
+
+async fn suppressions_page(
+    st: &AppState,
+    v: &Viewer,
+    status: StatusCode,
+    address: String,
+    errors: FieldErrors,
+    notice: Option<String>,
+) -> Page {
+    let (rows, total) = st.store.recent_suppressions(100).await?;
+    let mut errors = errors;
+    let lookup = if address.is_empty() || errors.get("address").is_some() {
+        None
+    } else {
+        match EmailAddress::parse(&address) {
+            Ok(a) => Some(Lookup {
+                suppression: st.store.suppression(&sha256_hex(a.as_str())).await?,
+                subscriber: st
+                    .store
+                    .subscriber_by_email(a.as_str())
+                    .await?
+                    .map(|s| (s.id, s.status.as_str().to_string())),
+                address: a.as_str().to_string(),
+            }),
+            Err(e) => {
+                errors = FieldErrors::one("address", e.to_string());
+                None
+            }
+        }
+    };
+    let status = if errors.is_empty() {
+        status
+    } else if status == StatusCode::OK {
+        StatusCode::BAD_REQUEST
+    } else {
+        status
+    };
+    html(
+        status,
+        SuppressionsPage {
+            chrome: v.chrome(st, "suppressions"),
+            rows,
+            total,
+            lookup,
+            address,
+            reason: String::new(),
+            errors,
+            notice,
+            staff: v.session.role == ApiRole::Staff,
+            csrf: v.session.csrf.clone(),
+        },
+    )
+}
+
+pub(super) async fn suppressions(
+    State(st): State<AppState>,
+    v: Viewer,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let pairs = form_pairs(q.unwrap_or_default().as_bytes());
+    let notice = match field(&pairs, "done").as_str() {
+        "lifted" => Some(
+            "Lifted. Nobody is subscribed by it: a reader who bounced or complained is now unsubscribed, free to sign up again.".to_string(),
+        ),
+        "added" => Some("Suppressed: no mail of any kind goes to this address, and its subscriber is unsubscribed.".to_string()),
+        _ => None,
+    };
+    let page = suppressions_page(
+        &st,
+        &v,
+        StatusCode::OK,
+        field(&pairs, "address"),
+        FieldErrors::default(),
+        notice,
+    )
+    .await;
+    answer(&st, page)
+}
+
+/// Suppress an address by hand, with a one-word reason.
+pub(super) async fn add(State(st): State<AppState>, v: Viewer, body: Bytes) -> Response {
+    let pairs = form_pairs(&body);
+    let page: Page = async {
+        v.may_change(&field(&pairs, "csrf"))?;
+        let address = field(&pairs, "address");
+        let reason = Some(field(&pairs, "reason"))
+            .filter(|r| !r.is_empty())
+            .unwrap_or_else(|| "manual".into());
+        let refuse = |f: &'static str, m: String| FieldErrors::one(f, m);
+        let email = match EmailAddress::parse(&address) {
+            Ok(e) => e,
+            Err(e) => {
+                return suppressions_page(
+                    &st,
+                    &v,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    address,
+                    refuse("address", e.to_string()),
+                    None,
+                )
+                .await;
+            }
+        };
+        if !valid_suppression_reason(&reason) {
+            return suppressions_page(
+                &st,
+                &v,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                address,
+                refuse(
+                    "reason",
+                    "One word: letters, digits, dashes or underscores, e.g. legal.".into(),
+                ),
+                None,
+            )
+            .await;
+        }
+        st.store
+            .add_suppression(email.as_str(), &reason, st.clock.now())
+            .await?;
+        tracing::info!(user = %v.session.name, %reason, "address suppressed from the console");
+        see_other(
+            &st,
+            &format!(
+                "/suppressions?done=added&address={}",
+                url::form_urlencoded::byte_serialize(email.as_str().as_bytes()).collect::<String>()
+            ),
+        )
+    }
+    .await;
+    answer(&st, page)
+}
+
+/// Lift a suppression: only with its box ticked.
+pub(super) async fn lift(State(st): State<AppState>, v: Viewer, body: Bytes) -> Response {
+    let pairs = form_pairs(&body);
+    let page: Page = async {
+        v.may_change(&field(&pairs, "csrf"))?;
+        let address = field(&pairs, "address");
+        let email = match EmailAddress::parse(&address) {
+            Ok(e) => e,
+            Err(e) => {
+                return suppressions_page(
+                    &st,
+                    &v,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    address,
+                    FieldErrors::one("address", e.to_string()),
+                    None,
+                )
+                .await;
+            }
+        };
+        if field(&pairs, "confirm") != "yes" {
+            return suppressions_page(
+                &st,
+                &v,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                address,
+                FieldErrors::one("lift", "Tick the box to say you mean it.".to_string()),
+                None,
+            )
+            .await;
+        }
+        if !st
+            .store
+            .remove_suppression(email.as_str(), st.clock.now())
+            .await?
+        {
+            return suppressions_page(
+                &st,
+                &v,
+                StatusCode::NOT_FOUND,
+                address,
+                FieldErrors::one("lift", "This address is not suppressed.".to_string()),
+                None,
+            )
+            .await;
+        }
+        tracing::info!(user = %v.session.name, "suppression lifted from the console");
+        see_other(
+            &st,
+            &format!(
+                "/suppressions?done=lifted&address={}",
+                url::form_urlencoded::byte_serialize(email.as_str().as_bytes()).collect::<String>()
+            ),
+        )
+    }
+    .await;
+    answer(&st, page)
+}

@@ -1,0 +1,299 @@
+//! `/admin/subscribers`: counts by status and active readers per section; a search by
+//! address (any part of it) filtered by status and section, newest first, keyset-paged; and
+//! one subscriber's page — their consent record, sections, suppression, every mail sent to
+//! them and everything that came back — with, for staff, the JSON export of all of it
+//! (GDPR Art. 15/20) and erasure (Art. 17) behind typing the address.
+
+use super::{Chrome, ConsoleError, FieldErrors, Page, Viewer, answer, html, see_other};
+use crate::domain::{SubscriberStatus, sha256_hex};
+use crate::store::{ApiRole, ReturnedRow, SendRecord, Subscriber, SubscriberQuery, Suppression};
+use crate::web::{AppState, form_pairs};
+use askama::Template;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+const PAGE: i64 = 50;
+
+#[derive(Default)]
+pub(crate) struct Filters {
+    pub q: String,
+    pub status: String,
+    pub section: String,
+    pub before: Option<i64>,
+    pub notice: Option<String>,
+}
+
+impl Filters {
+    fn parse(q: &str) -> Self {
+        let mut f = Self::default();
+        for (k, v) in form_pairs(q.as_bytes()) {
+            let v = v.trim().to_string();
+            match k.as_str() {
+                "q" => f.q = v,
+                "status" => f.status = v,
+                "section" => f.section = v,
+                "before" => f.before = v.parse().ok(),
+                "erased" if v == "1" => {
+                    f.notice = Some(
+                        "Erased: their record, sections and links are gone, the log keeps no address, and a hash of it stays suppressed.".into(),
+                    )
+                }
+                _ => {}
+            }
+        }
+        f
+    }
+
+    pub fn query(&self) -> String {
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in [
+            ("q", &self.q),
+            ("status", &self.status),
+            ("section", &self.section),
+        ] {
+            if !v.is_empty() {
+                q.append_pair(k, v);
+            }
+        }
+        q.finish()
+    }
+
+    pub fn any(&self) -> bool {
+        !self.query().is_empty()
+    }
+}
+
+pub(crate) struct SectionCount {
+    pub slug: String,
+    pub name: String,
+    pub active: i64,
+}
+
+#[derive(Template)]
+#[template(path = "console/subscribers.html")]
+struct ListPage {
+    chrome: Chrome,
+    f: Filters,
+    errors: FieldErrors,
+    statuses: &'static [SubscriberStatus],
+    by_status: Vec<(&'static str, i64)>,
+    sections: Vec<SectionCount>,
+    rows: Vec<Subscriber>,
+    older: Option<i64>,
+}
+
+pub(super) async fn list(State(st): State<AppState>, v: Viewer, RawQuery(q): RawQuery) -> Response {
+    let f = Filters::parse(&q.unwrap_or_default());
+    let page = async {
+        let all_sections = st.store.list_sections().await?;
+        let mut errors = Vec::new();
+        let mut query = SubscriberQuery {
+            before: f.before,
+            limit: PAGE,
+            ..Default::default()
+        };
+        if !f.q.is_empty() {
+            if f.q.len() > 320 {
+                errors.push(("q", "At most 320 characters.".to_string()));
+            } else {
+                query.search = Some(f.q.clone());
+            }
+        }
+        if !f.status.is_empty() {
+            match SubscriberStatus::parse(&f.status) {
+                Some(s) => query.status = Some(s),
+                None => errors.push(("status", "Pick a status from the list.".to_string())),
+            }
+        }
+        if !f.section.is_empty() {
+            match all_sections.iter().find(|s| s.slug == f.section) {
+                Some(s) => query.section_id = Some(s.id),
+                None => errors.push(("section", "Pick a section from the list.".to_string())),
+            }
+        }
+        let errors = FieldErrors::from(errors);
+        let rows = if errors.is_empty() {
+            st.store.subscriber_page(&query).await?
+        } else {
+            Vec::new()
+        };
+        let older = (rows.len() as i64 == PAGE)
+            .then(|| rows.last().map(|r| r.id))
+            .flatten();
+        let counts = st.store.subscriber_status_counts().await?;
+        let by_status = SubscriberStatus::ALL
+            .iter()
+            .map(|s| {
+                let n = counts.iter().find(|(k, _)| k == s).map_or(0, |(_, n)| *n);
+                (s.as_str(), n)
+            })
+            .collect();
+        let per_section = st.store.section_reader_counts().await?;
+        let sections = all_sections
+            .into_iter()
+            .map(|s| SectionCount {
+                active: per_section
+                    .iter()
+                    .find(|(id, _)| *id == s.id)
+                    .map_or(0, |(_, n)| *n),
+                slug: s.slug,
+                name: s.name,
+            })
+            .collect();
+        let status = if errors.is_empty() {
+            StatusCode::OK
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        html(
+            status,
+            ListPage {
+                chrome: v.chrome(&st, "subscribers"),
+                f,
+                errors,
+                statuses: &SubscriberStatus::ALL,
+                by_status,
+                sections,
+                rows,
+                older,
+            },
+        )
+    };
+    let page: Page = page.await;
+    answer(&st, page)
+}
+
+#[derive(Template)]
+#[template(path = "console/subscriber.html")]
+struct OnePage {
+    chrome: Chrome,
+    s: Subscriber,
+    sections: Vec<String>,
+    suppression: Option<Suppression>,
+    sends: Vec<SendRecord>,
+    returned: Vec<ReturnedRow>,
+    staff: bool,
+    csrf: String,
+    erase_error: Option<&'static str>,
+}
+
+fn unknown(id: i64) -> ConsoleError {
+    ConsoleError::NotFound(format!(
+        "There is no subscriber #{id}: never, or erased since."
+    ))
+}
+
+async fn one(
+    st: &AppState,
+    v: &Viewer,
+    id: i64,
+    status: StatusCode,
+    erase_error: Option<&'static str>,
+) -> Page {
+    let Some(s) = st.store.subscriber_by_id(id).await? else {
+        return Err(unknown(id));
+    };
+    let sections = st
+        .store
+        .subscriber_sections(id)
+        .await?
+        .into_iter()
+        .map(|x| x.name)
+        .collect();
+    let suppression = st.store.suppression(&sha256_hex(&s.email)).await?;
+    // Newest first: the last mail is what one looks for.
+    let mut sends = st.store.sends_for_subscriber(id).await?;
+    sends.reverse();
+    let returned = st.store.returned_page(None, Some(id), None, 200).await?;
+    html(
+        status,
+        OnePage {
+            chrome: v.chrome(st, "subscribers"),
+            s,
+            sections,
+            suppression,
+            sends,
+            returned,
+            staff: v.session.role == ApiRole::Staff,
+            csrf: v.session.csrf.clone(),
+            erase_error,
+        },
+    )
+}
+
+pub(super) async fn show(State(st): State<AppState>, v: Viewer, Path(id): Path<i64>) -> Response {
+    let page = one(&st, &v, id, StatusCode::OK, None).await;
+    answer(&st, page)
+}
+
+/// Everything herald keeps about the subscriber, as a JSON download (staff only: it is
+/// their personal data).
+pub(super) async fn export(State(st): State<AppState>, v: Viewer, Path(id): Path<i64>) -> Response {
+    let page: Page = async {
+        if v.session.role != ApiRole::Staff {
+            return Err(ConsoleError::Forbidden);
+        }
+        let Some(s) = st.store.subscriber_by_id(id).await? else {
+            return Err(unknown(id));
+        };
+        let Some(record) = st.subs.export_subscriber(&s.email).await? else {
+            return Err(unknown(id));
+        };
+        let body = serde_json::to_vec_pretty(&record)
+            .map_err(|e| ConsoleError::Internal(e.to_string()))?;
+        tracing::info!(user = %v.session.name, subscriber = id, "subscriber exported from the console");
+        Ok((
+            [
+                (header::CONTENT_TYPE, "application/json".to_string()),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"subscriber-{id}.json\""),
+                ),
+                (header::CACHE_CONTROL, "no-store".to_string()),
+            ],
+            body,
+        )
+            .into_response())
+    }
+    .await;
+    answer(&st, page)
+}
+
+/// Erase, once the address is typed again (a slip of the mouse must not erase anyone).
+pub(super) async fn erase(
+    State(st): State<AppState>,
+    v: Viewer,
+    Path(id): Path<i64>,
+    body: Bytes,
+) -> Response {
+    let form = form_pairs(&body);
+    let field = |name: &str| {
+        form.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    let page: Page = async {
+        v.may_change(&field("csrf"))?;
+        let Some(s) = st.store.subscriber_by_id(id).await? else {
+            return Err(unknown(id));
+        };
+        if !field("confirm").eq_ignore_ascii_case(&s.email) {
+            return one(
+                &st,
+                &v,
+                id,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some("Type the subscriber's address exactly to erase them."),
+            )
+            .await;
+        }
+        st.subs.erase_subscriber(&s.email).await?;
+        tracing::info!(user = %v.session.name, subscriber = id, "subscriber erased from the console");
+        see_other(&st, "/subscribers?erased=1")
+    }
+    .await;
+    answer(&st, page)
+}
