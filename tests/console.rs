@@ -1321,3 +1321,176 @@ async fn subscribers_bounces_and_suppressions(backend: Backend) {
     assert!(!log.contains("ann@example.net") && log.contains("<em>erased</em>"));
 }
 both_backends!(subscribers_bounces_and_suppressions);
+
+/// Sections are edited (the slug stays); articles are listed per section, found by title,
+/// and added by hand, with a bad field refused beside it; markup in them stays text.
+async fn sections_are_edited_and_articles_added_by_hand(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    with_users(&app).await;
+    app.add_section("wmd", "WMD").await;
+    app.add_section("cyber", "Cyber").await;
+    app.add_article(
+        "wmd",
+        "Inspectors return",
+        "https://news.example.com/a1",
+        "Nothing found.",
+    )
+    .await;
+    app.add_article(
+        "cyber",
+        "Worm spreads",
+        "https://news.example.com/c1",
+        "Patch now.",
+    )
+    .await;
+    let store = app.services.store.clone();
+    let mut b = Browser::new(&app);
+    b.log_in(ED).await;
+    let page = b.get("/admin/sections/wmd").await.text().await.unwrap();
+    assert!(page.contains("Change it") && page.contains("value=\"WMD\""));
+    let csrf = csrf_of(&page);
+    let r = b
+        .post(
+            "/admin/sections/wmd",
+            &[
+                ("csrf", &csrf),
+                ("name", "Weapons"),
+                ("description", "What inspectors find"),
+                ("feed", "ftp://nope"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+    let page = r.text().await.unwrap();
+    assert!(
+        after(&page, "id=\"feed\"").contains("must be an http(s) URL"),
+        "{page}"
+    );
+    assert!(page.contains("value=\"Weapons\""), "what was typed is kept");
+    let r = b
+        .post(
+            "/admin/sections/wmd",
+            &[
+                ("csrf", &csrf),
+                ("name", "Weapons"),
+                ("description", "What inspectors find"),
+                ("feed", "https://news.example.com/wmd.rss"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    let wmd = store
+        .list_sections()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.slug == "wmd")
+        .unwrap();
+    assert_eq!(
+        (wmd.name.as_str(), wmd.description.as_str()),
+        ("Weapons", "What inspectors find")
+    );
+    assert_eq!(
+        wmd.feed_url.as_deref(),
+        Some("https://news.example.com/wmd.rss")
+    );
+    assert_eq!(b.get("/admin/sections/nope").await.status(), 404);
+
+    // Articles: all, per section, by title.
+    let all = b.get("/admin/articles").await.text().await.unwrap();
+    assert!(all.contains("Inspectors return") && all.contains("Worm spreads"));
+    let cyber = b
+        .get("/admin/articles?section=cyber")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(cyber.contains("Worm spreads") && !cyber.contains("Inspectors return"));
+    let found = b
+        .get("/admin/articles?q=INSPECT")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(found.contains("Inspectors return") && !found.contains("Worm spreads"));
+    assert_eq!(b.get("/admin/articles?section=nope").await.status(), 400);
+    // Added by hand; a bad URL is refused beside the field.
+    let r = b
+        .post(
+            "/admin/articles",
+            &[
+                ("csrf", &csrf),
+                ("section", "cyber"),
+                ("title", "Breach"),
+                ("url", "javascript:alert(1)"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+    assert!(after(&r.text().await.unwrap(), "id=\"url\"").contains("must be an http(s) URL"));
+    let r = b
+        .post(
+            "/admin/articles",
+            &[
+                ("csrf", &csrf),
+                ("section", "cyber"),
+                ("title", "Breach <script>alert(4)</script>"),
+                ("url", "https://news.example.com/c2"),
+                ("summary", "<p onclick=\"x()\">Details</p>"),
+                ("author", "Pat"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    let page = b
+        .get("/admin/articles?section=cyber")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("Breach &#60;script&#62;alert(4)&#60;/script&#62;")
+            && !page.contains("<script>alert(4)")
+    );
+    let cyber_id = store
+        .list_sections()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.slug == "cyber")
+        .unwrap()
+        .id;
+    let stored = store.list_articles(Some(cyber_id), 10).await.unwrap();
+    assert_eq!(stored.len(), 2);
+    assert!(
+        !stored[0].summary_html.contains("onclick"),
+        "{}",
+        stored[0].summary_html
+    );
+
+    // An operator reads, is offered no form, and may not post.
+    let mut o = Browser::new(&app);
+    o.log_in(OLGA).await;
+    let page = o.get("/admin/articles").await.text().await.unwrap();
+    assert!(page.contains("Breach") && !page.contains("Add an article by hand"));
+    let theirs = csrf_of(&page);
+    let page = o.get("/admin/sections/wmd").await.text().await.unwrap();
+    assert!(!page.contains("Change it"));
+    for path in ["/admin/articles", "/admin/sections/wmd"] {
+        let r = o
+            .post(
+                path,
+                &[
+                    ("csrf", &theirs),
+                    ("section", "cyber"),
+                    ("name", "X"),
+                    ("title", "T"),
+                    ("url", "https://news.example.com/x"),
+                ],
+            )
+            .await;
+        assert_eq!(r.status(), 403, "{path}");
+    }
+    assert_eq!(store.list_articles(None, 10).await.unwrap().len(), 3);
+}
+both_backends!(sections_are_edited_and_articles_added_by_hand);

@@ -43,16 +43,7 @@ pub async fn add_section(
     if let Some(u) = feed {
         check_feed_url(u)?;
     }
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 200 || has_control_chars(name) {
-        return Err(SectionError::BadName);
-    }
-    let description = description.trim();
-    if description.chars().count() > 2000
-        || description.chars().any(|c| c.is_control() && c != '\n')
-    {
-        return Err(SectionError::BadDescription);
-    }
+    let (name, description) = check_name_description(name, description)?;
     let section = store
         .add_section(slug.as_str(), name, description, now)
         .await?;
@@ -63,6 +54,47 @@ pub async fn add_section(
         feed_url: feed.map(str::to_string),
         ..section
     })
+}
+
+/// A section's name and description, trimmed, or what is wrong with them.
+fn check_name_description<'a>(
+    name: &'a str,
+    description: &'a str,
+) -> Result<(&'a str, &'a str), SectionError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 200 || has_control_chars(name) {
+        return Err(SectionError::BadName);
+    }
+    let description = description.trim();
+    if description.chars().count() > 2000
+        || description.chars().any(|c| c.is_control() && c != '\n')
+    {
+        return Err(SectionError::BadDescription);
+    }
+    Ok((name, description))
+}
+
+/// Change a section's name, description and feed (None: no feed). Its slug stays: readers'
+/// links and schedules name it. Everything is checked before anything is written.
+pub async fn edit_section(
+    store: &dyn Store,
+    slug: &str,
+    name: &str,
+    description: &str,
+    feed: Option<&str>,
+) -> Result<Section, SectionError> {
+    let section = section_by_slug(store, slug).await?;
+    if let Some(u) = feed {
+        check_feed_url(u)?;
+    }
+    let (name, description) = check_name_description(name, description)?;
+    if !store
+        .update_section(section.id, name, description, feed)
+        .await?
+    {
+        return Err(SectionError::Unknown(slug.chars().take(64).collect()));
+    }
+    section_by_slug(store, slug).await
 }
 
 /// An absolute http(s) URL with a host, on one line.
@@ -148,8 +180,9 @@ fn check_page_url(u: &str) -> Result<(), SectionError> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArticleError {
-    #[error("{0}")]
-    Invalid(String),
+    /// Which field of the article is wrong, and how.
+    #[error("{1}")]
+    Invalid(&'static str, String),
     #[error(transparent)]
     Section(#[from] SectionError),
     #[error(transparent)]
@@ -265,19 +298,26 @@ impl ArticleInput {
     pub fn into_new_article(self) -> Result<(String, NewArticle), ArticleError> {
         let title = one_line(&self.title, 500);
         if title.is_empty() {
-            return Err(ArticleError::Invalid("an article needs a title".into()));
+            return Err(ArticleError::Invalid(
+                "title",
+                "an article needs a title".into(),
+            ));
         }
         let url_ok =
             url::Url::parse(self.url.trim()).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
         if !url_ok || has_control_chars(&self.url) {
-            return Err(ArticleError::Invalid(format!(
-                "the article URL must be an http(s) URL, got {:?}",
-                self.url.chars().take(200).collect::<String>()
-            )));
+            return Err(ArticleError::Invalid(
+                "url",
+                format!(
+                    "the article URL must be an http(s) URL, got {:?}",
+                    self.url.chars().take(200).collect::<String>()
+                ),
+            ));
         }
         let summary = self.summary.unwrap_or_default();
         if summary.len() > MAX_SUMMARY {
             return Err(ArticleError::Invalid(
+                "summary",
                 "the summary is too long (100 kB at most)".into(),
             ));
         }
@@ -292,10 +332,13 @@ impl ArticleInput {
                 let ok = url::Url::parse(i)
                     .is_ok_and(|u| u.scheme() == "https" && u.host_str().is_some());
                 if !ok || has_control_chars(i) || i.len() > 2000 {
-                    return Err(ArticleError::Invalid(format!(
-                        "the image must be an https URL, got {:?}",
-                        i.chars().take(200).collect::<String>()
-                    )));
+                    return Err(ArticleError::Invalid(
+                        "image",
+                        format!(
+                            "the image must be an https URL, got {:?}",
+                            i.chars().take(200).collect::<String>()
+                        ),
+                    ));
                 }
                 Some(i.to_string())
             }

@@ -909,6 +909,24 @@ pub trait Store: Send + Sync + 'static {
     async fn list_articles(&self, section_id: Option<i64>, limit: i64)
     -> StoreResult<Vec<Article>>;
     async fn set_section_feed(&self, section_id: i64, url: Option<&str>) -> StoreResult<()>;
+    /// Change a section's name, description and feed in one statement; a changed feed URL
+    /// forgets the old feed's validators and error. False if there is no such section.
+    async fn update_section(
+        &self,
+        section_id: i64,
+        name: &str,
+        description: &str,
+        feed_url: Option<&str>,
+    ) -> StoreResult<bool>;
+    /// Articles newest first (by arrival), of one section or all, whose title contains
+    /// `search` (any case), below `before` (an article id) for the next page.
+    async fn article_page(
+        &self,
+        section_id: Option<i64>,
+        search: Option<&str>,
+        before: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Vec<Article>>;
     /// Set (or clear) the section's page; with `only_if_unset`, only where none is set.
     async fn set_section_page(
         &self,

@@ -1008,6 +1008,46 @@ macro_rules! shared_store_impl {
                 .await?)
             }
 
+            async fn update_section(&self, section_id: i64, name: &str, description: &str, feed_url: Option<&str>) -> StoreResult<bool> {
+                let _turn = self.write_turn().await;
+                Ok(sqlx::query::<$db>(
+                    "UPDATE sections SET name = $2, description = $3, \
+                     feed_etag = CASE WHEN feed_url IS NOT DISTINCT FROM $4 THEN feed_etag END, \
+                     feed_last_modified = CASE WHEN feed_url IS NOT DISTINCT FROM $4 THEN feed_last_modified END, \
+                     feed_error = CASE WHEN feed_url IS NOT DISTINCT FROM $4 THEN feed_error END, \
+                     feed_url = $4 WHERE id = $1",
+                )
+                .bind(section_id)
+                .bind(name)
+                .bind(description)
+                .bind(feed_url)
+                .execute(&self.pool)
+                .await?
+                .rows_affected()
+                    > 0)
+            }
+
+            async fn article_page(&self, section_id: Option<i64>, search: Option<&str>, before: Option<i64>, limit: i64) -> StoreResult<Vec<Article>> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT id, section_id, guid, title, url, summary_html, summary_text, author, published_at, created_at, image_url \
+                     FROM articles WHERE 1 = 1",
+                );
+                if let Some(id) = section_id {
+                    qb.push(" AND section_id = ").push_bind(id);
+                }
+                if let Some(text) = search {
+                    let escaped = text.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+                    qb.push(" AND LOWER(title) LIKE ").push_bind(format!("%{escaped}%")).push(" ESCAPE '\\'");
+                }
+                if let Some(b) = before {
+                    qb.push(" AND id < ").push_bind(b);
+                }
+                // Ids grow with arrival, so id order is arrival order and a page boundary
+                // is one id.
+                qb.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
+                Ok(qb.build_query_as::<Article>().fetch_all(&self.pool).await?)
+            }
+
             async fn set_section_page(&self, section_id: i64, url: Option<&str>, only_if_unset: bool) -> StoreResult<()> {
                 sqlx::query::<$db>("UPDATE sections SET page_url = $2 WHERE id = $1 AND ($3 = FALSE OR page_url IS NULL)")
                     .bind(section_id)

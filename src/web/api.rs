@@ -151,7 +151,7 @@ impl From<StoreError> for ApiError {
 impl From<ArticleError> for ApiError {
     fn from(e: ArticleError) -> Self {
         match e {
-            ArticleError::Invalid(m) => ApiError::Invalid(m),
+            ArticleError::Invalid(_, m) => ApiError::Invalid(m),
             ArticleError::Section(SectionError::Store(s)) | ArticleError::Store(s) => s.into(),
             ArticleError::Section(s) => ApiError::Invalid(s.to_string()),
             ArticleError::Feed(f) => ApiError::Invalid(f.to_string()),

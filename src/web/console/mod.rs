@@ -11,6 +11,7 @@
 //! The console sends a CSP of its own, stricter than the reader pages': no inline style or
 //! script at all (its stylesheet is `/admin/console.css`), forms only to itself, no framing.
 
+mod articles;
 mod auth;
 mod dashboard;
 mod issues;
@@ -39,6 +40,8 @@ pub fn router() -> Router<AppState> {
         .route("/login", get(auth::login_page).post(auth::login))
         .route("/logout", post(auth::logout))
         .route("/sections", get(sections::page).post(sections::add))
+        .route("/sections/{slug}", get(sections::show).post(sections::edit))
+        .route("/articles", get(articles::list).post(articles::add))
         .route("/schedules", get(schedules::page).post(schedules::add))
         .route("/schedules/check", get(schedules::check_fragment))
         .route(

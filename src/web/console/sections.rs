@@ -1,12 +1,13 @@
 //! `/admin/sections`: what readers can subscribe to, with each feed's state; staff add.
 
-use super::{Chrome, ConsoleError, Page, Viewer, answer, root};
+use super::{Chrome, ConsoleError, FieldErrors, Page, Viewer, answer, html, see_other};
+use crate::articles::SectionError;
 use crate::store::ApiRole;
 use crate::web::AppState;
 use askama::Template;
-use axum::extract::{Form, State};
-use axum::http::{StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::extract::{Form, Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
 
 pub(crate) struct Row {
     pub slug: String,
@@ -39,19 +40,12 @@ struct SectionsPage {
     staff: bool,
     csrf: String,
     form: AddForm,
-    error: Option<String>,
+    errors: FieldErrors,
 }
 
-async fn render(
-    st: &AppState,
-    v: &Viewer,
-    status: StatusCode,
-    form: AddForm,
-    error: Option<String>,
-) -> Page {
-    let sections = st.store.list_sections().await?;
-    let feeds = st.store.section_feeds().await?;
-    let rows = sections
+/// The sections as the console lists them, each with its feed's state in words.
+fn rows_of(sections: Vec<crate::store::Section>, feeds: &[crate::store::SectionFeed]) -> Vec<Row> {
+    sections
         .into_iter()
         .map(|s| {
             let f = feeds.iter().find(|f| f.id == s.id);
@@ -82,22 +76,40 @@ async fn render(
                 feed_failing,
             }
         })
-        .collect();
-    let body = SectionsPage {
-        chrome: v.chrome(st, "sections"),
-        sections: rows,
-        staff: v.session.role == ApiRole::Staff,
-        csrf: v.session.csrf.clone(),
-        form,
-        error,
-    }
-    .render()
-    .map_err(|e| ConsoleError::Internal(e.to_string()))?;
-    Ok((status, Html(body)).into_response())
+        .collect()
+}
+
+async fn render(
+    st: &AppState,
+    v: &Viewer,
+    status: StatusCode,
+    form: AddForm,
+    errors: FieldErrors,
+) -> Page {
+    let sections = st.store.list_sections().await?;
+    let feeds = st.store.section_feeds().await?;
+    html(
+        status,
+        SectionsPage {
+            chrome: v.chrome(st, "sections"),
+            sections: rows_of(sections, &feeds),
+            staff: v.session.role == ApiRole::Staff,
+            csrf: v.session.csrf.clone(),
+            form,
+            errors,
+        },
+    )
 }
 
 pub(super) async fn page(State(st): State<AppState>, v: Viewer) -> Response {
-    let page = render(&st, &v, StatusCode::OK, AddForm::default(), None).await;
+    let page = render(
+        &st,
+        &v,
+        StatusCode::OK,
+        AddForm::default(),
+        FieldErrors::default(),
+    )
+    .await;
     answer(&st, page)
 }
 
@@ -117,21 +129,124 @@ pub(super) async fn add(State(st): State<AppState>, v: Viewer, Form(f): Form<Add
         {
             Ok(s) => {
                 tracing::info!(user = %v.session.name, section = %s.slug, "section added in the console");
-                Ok((
-                    StatusCode::SEE_OTHER,
-                    [(header::LOCATION, format!("{}/sections", root(&st)))],
-                )
-                    .into_response())
+                see_other(&st, "/sections")
             }
-            Err(crate::articles::SectionError::Store(e))
-                if !matches!(e, crate::store::StoreError::Conflict(_)) =>
-            {
-                Err(e.into())
+            Err(e) => match field_of(&e) {
+                Some(field) => {
+                    let errors = FieldErrors::one(field, e.to_string());
+                    render(&st, &v, StatusCode::UNPROCESSABLE_ENTITY, f, errors).await
+                }
+                None => Err(ConsoleError::Internal(e.to_string())),
+            },
+        }
+    };
+    answer(&st, page.await)
+}
+
+/// Which field a refusal is about.
+fn field_of(e: &SectionError) -> Option<&'static str> {
+    Some(match e {
+        SectionError::Slug(_) => "slug",
+        SectionError::BadName => "name",
+        SectionError::BadDescription => "description",
+        SectionError::BadFeedUrl(_) => "feed",
+        SectionError::Store(crate::store::StoreError::Conflict(_)) => "slug",
+        _ => return None,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "console/section.html")]
+struct EditPage {
+    chrome: Chrome,
+    s: Row,
+    form: AddForm,
+    errors: FieldErrors,
+    staff: bool,
+    csrf: String,
+}
+
+async fn edit_page(
+    st: &AppState,
+    v: &Viewer,
+    slug: &str,
+    status: StatusCode,
+    form: Option<AddForm>,
+    errors: FieldErrors,
+) -> Page {
+    let sections = st.store.list_sections().await?;
+    let Some(section) = sections.iter().find(|s| s.slug == slug) else {
+        return Err(ConsoleError::NotFound(format!(
+            "There is no section {slug:?}."
+        )));
+    };
+    let feeds = st.store.section_feeds().await?;
+    let row = rows_of(vec![section.clone()], &feeds)
+        .pop()
+        .expect("one section");
+    let form = form.unwrap_or_else(|| AddForm {
+        slug: row.slug.clone(),
+        name: row.name.clone(),
+        description: row.description.clone(),
+        feed: row.feed_url.clone().unwrap_or_default(),
+        ..Default::default()
+    });
+    html(
+        status,
+        EditPage {
+            chrome: v.chrome(st, "sections"),
+            s: row,
+            form,
+            errors,
+            staff: v.session.role == ApiRole::Staff,
+            csrf: v.session.csrf.clone(),
+        },
+    )
+}
+
+pub(super) async fn show(
+    State(st): State<AppState>,
+    v: Viewer,
+    Path(slug): Path<String>,
+) -> Response {
+    let page = edit_page(&st, &v, &slug, StatusCode::OK, None, FieldErrors::default()).await;
+    answer(&st, page)
+}
+
+pub(super) async fn edit(
+    State(st): State<AppState>,
+    v: Viewer,
+    Path(slug): Path<String>,
+    Form(f): Form<AddForm>,
+) -> Response {
+    let page = async {
+        v.may_change(&f.csrf)?;
+        let feed = Some(f.feed.trim()).filter(|u| !u.is_empty());
+        match crate::articles::edit_section(st.store.as_ref(), &slug, &f.name, &f.description, feed)
+            .await
+        {
+            Ok(s) => {
+                tracing::info!(user = %v.session.name, section = %s.slug, "section changed in the console");
+                see_other(&st, &format!("/sections/{}", s.slug))
             }
-            Err(e) => {
-                let message = e.to_string();
-                render(&st, &v, StatusCode::UNPROCESSABLE_ENTITY, f, Some(message)).await
-            }
+            Err(SectionError::Unknown(_)) => Err(ConsoleError::NotFound(format!(
+                "There is no section {slug:?}."
+            ))),
+            Err(e) => match field_of(&e) {
+                Some(field) => {
+                    let errors = FieldErrors::one(field, e.to_string());
+                    edit_page(
+                        &st,
+                        &v,
+                        &slug,
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        Some(f),
+                        errors,
+                    )
+                    .await
+                }
+                None => Err(ConsoleError::Internal(e.to_string())),
+            },
         }
     };
     answer(&st, page.await)

@@ -1,0 +1,216 @@
+//! `/admin/articles`: what the next digests will carry — per section, searchable by title,
+//! newest first, keyset-paged — and, for staff, a form to add one by hand (what a feed or
+//! the API would add).
+
+use super::{Chrome, ConsoleError, FieldErrors, Page, Viewer, answer, html, see_other};
+use crate::articles::{ArticleError, ArticleInput, SectionError};
+use crate::store::{ApiRole, Article};
+use crate::web::{AppState, form_pairs};
+use askama::Template;
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+
+const PAGE: i64 = 50;
+
+#[derive(Default)]
+pub(crate) struct Form {
+    pub section: String,
+    pub title: String,
+    pub url: String,
+    pub summary: String,
+    pub author: String,
+    pub image: String,
+    csrf: String,
+}
+
+#[derive(Default)]
+pub(crate) struct Filters {
+    pub section: String,
+    pub q: String,
+    pub before: Option<i64>,
+    pub added: bool,
+}
+
+impl Filters {
+    pub fn query(&self) -> String {
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in [("section", &self.section), ("q", &self.q)] {
+            if !v.is_empty() {
+                q.append_pair(k, v);
+            }
+        }
+        q.finish()
+    }
+
+    pub fn any(&self) -> bool {
+        !self.query().is_empty()
+    }
+}
+
+pub(crate) struct Row {
+    pub a: Article,
+    pub section: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/articles.html")]
+struct ArticlesPage {
+    chrome: Chrome,
+    f: Filters,
+    sections: Vec<(String, String)>,
+    rows: Vec<Row>,
+    older: Option<i64>,
+    staff: bool,
+    csrf: String,
+    form: Form,
+    errors: FieldErrors,
+}
+
+async fn render(
+    st: &AppState,
+    v: &Viewer,
+    status: StatusCode,
+    f: Filters,
+    form: Form,
+    errors: FieldErrors,
+) -> Page {
+    let all = st.store.list_sections().await?;
+    let mut errors = errors;
+    let section_id = match f.section.as_str() {
+        "" => None,
+        slug => match all.iter().find(|s| s.slug == slug) {
+            Some(s) => Some(s.id),
+            None => {
+                errors = FieldErrors::one("filter-section", "Pick a section from the list.");
+                None
+            }
+        },
+    };
+    let status = if errors.get("filter-section").is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        status
+    };
+    let search = Some(f.q.as_str()).filter(|q| !q.is_empty());
+    let rows: Vec<Row> = if errors.get("filter-section").is_some() {
+        Vec::new()
+    } else {
+        st.store
+            .article_page(section_id, search, f.before, PAGE)
+            .await?
+            .into_iter()
+            .map(|a| Row {
+                section: all
+                    .iter()
+                    .find(|s| s.id == a.section_id)
+                    .map(|s| s.name.clone())
+                    .unwrap_or_default(),
+                a,
+            })
+            .collect()
+    };
+    let older = (rows.len() as i64 == PAGE)
+        .then(|| rows.last().map(|r| r.a.id))
+        .flatten();
+    let mut form = form;
+    if form.section.is_empty() {
+        form.section = f.section.clone();
+    }
+    html(
+        status,
+        ArticlesPage {
+            chrome: v.chrome(st, "articles"),
+            f,
+            sections: all.into_iter().map(|s| (s.slug, s.name)).collect(),
+            rows,
+            older,
+            staff: v.session.role == ApiRole::Staff,
+            csrf: v.session.csrf.clone(),
+            form,
+            errors,
+        },
+    )
+}
+
+pub(super) async fn list(State(st): State<AppState>, v: Viewer, RawQuery(q): RawQuery) -> Response {
+    let mut f = Filters::default();
+    for (k, val) in form_pairs(q.unwrap_or_default().as_bytes()) {
+        let val = val.trim().to_string();
+        match k.as_str() {
+            "section" => f.section = val,
+            "q" => f.q = val.chars().take(200).collect(),
+            "before" => f.before = val.parse().ok(),
+            "added" => f.added = val == "1",
+            _ => {}
+        }
+    }
+    let page = render(
+        &st,
+        &v,
+        StatusCode::OK,
+        f,
+        Form::default(),
+        FieldErrors::default(),
+    )
+    .await;
+    answer(&st, page)
+}
+
+pub(super) async fn add(State(st): State<AppState>, v: Viewer, body: Bytes) -> Response {
+    let mut form = Form::default();
+    for (k, val) in form_pairs(&body) {
+        match k.as_str() {
+            "section" => form.section = val,
+            "title" => form.title = val,
+            "url" => form.url = val,
+            "summary" => form.summary = val,
+            "author" => form.author = val,
+            "image" => form.image = val,
+            "csrf" => form.csrf = val,
+            _ => {}
+        }
+    }
+    let page: Page = async {
+        v.may_change(&form.csrf)?;
+        let opt = |s: &str| Some(s.trim().to_string()).filter(|s| !s.is_empty());
+        let input = ArticleInput {
+            section: form.section.clone(),
+            title: form.title.clone(),
+            url: form.url.clone(),
+            summary: opt(&form.summary),
+            author: opt(&form.author),
+            published: None,
+            guid: None,
+            image: opt(&form.image),
+        };
+        match crate::articles::add_article(st.store.as_ref(), input, st.clock.now()).await {
+            Ok(_) => {
+                tracing::info!(user = %v.session.name, section = %form.section, "article added in the console");
+                see_other(
+                    &st,
+                    &format!(
+                        "/articles?added=1&section={}",
+                        url::form_urlencoded::byte_serialize(form.section.as_bytes()).collect::<String>()
+                    ),
+                )
+            }
+            Err(e) => {
+                let field = match &e {
+                    ArticleError::Invalid(field, _) => *field,
+                    ArticleError::Section(SectionError::Unknown(_)) => "section",
+                    _ => return Err(ConsoleError::Internal(e.to_string())),
+                };
+                let f = Filters {
+                    section: form.section.clone(),
+                    ..Default::default()
+                };
+                let errors = FieldErrors::one(field, e.to_string());
+                render(&st, &v, StatusCode::UNPROCESSABLE_ENTITY, f, form, errors).await
+            }
+        }
+    }
+    .await;
+    answer(&st, page)
+}
