@@ -72,6 +72,7 @@ pub fn router() -> Router<AppState> {
         .route("/suppressions/lift", post(returned::lift))
         .route("/console.css", get(stylesheet))
         .route("/console.js", get(script))
+        .route("/icon.svg", get(icon))
         .layer(middleware::from_fn(console_headers))
 }
 
@@ -107,6 +108,17 @@ async fn script() -> Response {
             (header::CACHE_CONTROL, "public, max-age=3600"),
         ],
         include_str!("../../../templates/console/console.js"),
+    )
+        .into_response()
+}
+
+async fn icon() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        include_str!("../../../templates/console/icon.svg"),
     )
         .into_response()
 }
