@@ -1097,8 +1097,34 @@ async fn subscribers_bounces_and_suppressions(backend: Backend) {
             && !found.contains("stay@example.com")
             && !found.contains(">ann@")
     );
-    // LIKE's wildcards are literal: "_" matches no address here.
-    let none = b.get("/admin/subscribers?q=_").await.text().await.unwrap();
+    // The start of an address, or "@domain" for a whole domain; LIKE's wildcards are
+    // literal ("@%" is no domain here).
+    let none = b
+        .get("/admin/subscribers?q=example.com")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        none.contains("No subscriber matches"),
+        "only the start: {none}"
+    );
+    let domain = b
+        .get("/admin/subscribers?q=%40Example.NET")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        domain.contains(">ann@example.net<") && !domain.contains("gone@"),
+        "{domain}"
+    );
+    let none = b
+        .get("/admin/subscribers?q=%40%25")
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(none.contains("No subscriber matches"), "{none}");
     let bounced = b
         .get("/admin/subscribers?status=bounced")

@@ -718,7 +718,7 @@ pub struct SendFilter {
 /// [`LogQuery`].
 #[derive(Debug, Clone, Default)]
 pub struct SubscriberQuery {
-    /// Part of the address (any case).
+    /// The start of the address, or `@domain` for every address there (any case).
     pub search: Option<String>,
     pub status: Option<SubscriberStatus>,
     pub section_id: Option<i64>,

@@ -672,10 +672,20 @@ macro_rules! shared_store_impl {
                     "FROM subscribers WHERE 1 = 1"
                 ));
                 if let Some(text) = &q.search {
-                    // Addresses are stored lower-case; LIKE's wildcards in the text are
-                    // taken literally.
-                    let escaped = text.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
-                    qb.push(" AND LOWER(email) LIKE ").push_bind(format!("%{escaped}%")).push(" ESCAPE '\\'");
+                    // Addresses are stored lower-case. "@domain" is the addresses at that
+                    // domain (a scan); anything else is the start of an address, a range on
+                    // the address index: bytewise on SQLite, and on PostgreSQL through an
+                    // index in the "C" collation (migration 0011), whatever the database's
+                    // own collation orders like.
+                    let text = text.to_lowercase();
+                    if let Some(domain) = text.strip_prefix('@') {
+                        let escaped = domain.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+                        qb.push(" AND email LIKE ").push_bind(format!("%@{escaped}")).push(" ESCAPE '\\'");
+                    } else {
+                        let column = if self.backend() == "postgres" { "email COLLATE \"C\"" } else { "email" };
+                        qb.push(format!(" AND {column} >= ")).push_bind(text.clone());
+                        qb.push(format!(" AND {column} < ")).push_bind(format!("{text}\u{10FFFF}"));
+                    }
                 }
                 if let Some(status) = q.status {
                     qb.push(" AND status = ").push_bind(status);
@@ -701,9 +711,15 @@ macro_rules! shared_store_impl {
             }
 
             async fn section_reader_counts(&self) -> StoreResult<Vec<(i64, i64)>> {
+                // Every subscription (one covering index scan), less those of subscribers who
+                // are not active (usually few, found through the status index): at 1,000,000
+                // readers 25 ms where joining every subscription to its subscriber took 240.
                 Ok(sqlx::query_as::<$db, (i64, i64)>(
-                    "SELECT x.section_id, COUNT(*) FROM subscriptions x JOIN subscribers s ON s.id = x.subscriber_id \
-                     WHERE s.status = 'active' GROUP BY x.section_id",
+                    "SELECT t.section_id, t.n - COALESCE(o.n, 0) FROM \
+                     (SELECT section_id, COUNT(*) AS n FROM subscriptions GROUP BY section_id) t LEFT JOIN \
+                     (SELECT x.section_id, COUNT(*) AS n FROM subscribers s JOIN subscriptions x ON x.subscriber_id = s.id \
+                      WHERE s.status IN ('pending', 'unsubscribed', 'bounced', 'complained') GROUP BY x.section_id) o \
+                     ON o.section_id = t.section_id",
                 )
                 .fetch_all(&self.pool)
                 .await?)

@@ -1,5 +1,5 @@
 //! `/admin/subscribers`: counts by status and active readers per section; a search by
-//! address (any part of it) filtered by status and section, newest first, keyset-paged; and
+//! address (its start, or `@domain`) filtered by status and section, newest first, keyset-paged; and
 //! one subscriber's page — their consent record, sections, suppression, every mail sent to
 //! them and everything that came back — with, for staff, the JSON export of all of it
 //! (GDPR Art. 15/20) and erasure (Art. 17) behind typing the address.
