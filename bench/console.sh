@@ -48,7 +48,7 @@ case "$DB" in
         sqlite3 "${DB#sqlite:}" "$SETTLE, updated_at = strftime('%Y-%m-%dT%H:%M:%f+00:00', '2026-12-01 07:00:00', '+' || (id * 10800 / $N) || ' seconds'), sent_at = updated_at;" ;;
     *)
         psql "$DB" -qc "$SETTLE, updated_at = TIMESTAMPTZ '2026-12-01 07:00:00+00' + make_interval(secs => id * 10800.0 / $N), sent_at = TIMESTAMPTZ '2026-12-01 07:00:00+00' + make_interval(secs => id * 10800.0 / $N);"
-        psql "$DB" -qc "VACUUM ANALYZE sends; VACUUM ANALYZE subscribers;" ;;
+        psql "$DB" -qc "VACUUM ANALYZE sends" -c "VACUUM ANALYZE subscribers" ;;
 esac
 echo "password for the bench only" | "$BIN" users add bench --role operator --password-stdin >/dev/null
 "$BIN" serve >serve.log 2>&1 &

@@ -35,13 +35,7 @@ pub(crate) struct Filters {
 
 impl Filters {
     pub fn query(&self) -> String {
-        let mut q = url::form_urlencoded::Serializer::new(String::new());
-        for (k, v) in [("section", &self.section), ("q", &self.q)] {
-            if !v.is_empty() {
-                q.append_pair(k, v);
-            }
-        }
-        q.finish()
+        super::query_string(&[("section", &self.section), ("q", &self.q)])
     }
 
     pub fn any(&self) -> bool {

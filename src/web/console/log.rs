@@ -49,22 +49,14 @@ impl Filters {
 
     /// The query string of these filters (for the pager's links), `before` left out.
     pub fn query(&self) -> String {
-        let mut q = url::form_urlencoded::Serializer::new(String::new());
-        for (k, v) in [
+        super::query_string(&[
             ("status", &self.status),
             ("address", &self.address),
             ("issue", &self.issue),
             ("since", &self.since),
             ("until", &self.until),
-        ] {
-            if !v.is_empty() {
-                q.append_pair(k, v);
-            }
-        }
-        if self.live {
-            q.append_pair("live", "1");
-        }
-        q.finish()
+            ("live", if self.live { "1" } else { "" }),
+        ])
     }
 
     pub fn any(&self) -> bool {

@@ -267,6 +267,17 @@ pub(crate) fn see_other(st: &AppState, path: &str) -> Page {
         .into_response())
 }
 
+/// The query string of a page's filters, those left empty left out (for its pager's links).
+pub(crate) fn query_string(fields: &[(&str, &str)]) -> String {
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in fields {
+        if !v.is_empty() {
+            q.append_pair(k, v);
+        }
+    }
+    q.finish()
+}
+
 /// What a form said a user got wrong, by field, shown next to that field.
 #[derive(Default, Debug)]
 pub(crate) struct FieldErrors(Vec<(&'static str, String)>);

@@ -47,17 +47,11 @@ impl Filters {
     }
 
     pub fn query(&self) -> String {
-        let mut q = url::form_urlencoded::Serializer::new(String::new());
-        for (k, v) in [
+        super::query_string(&[
             ("q", &self.q),
             ("status", &self.status),
             ("section", &self.section),
-        ] {
-            if !v.is_empty() {
-                q.append_pair(k, v);
-            }
-        }
-        q.finish()
+        ])
     }
 
     pub fn any(&self) -> bool {
