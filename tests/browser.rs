@@ -28,18 +28,56 @@ fn browser_available() -> bool {
         && common::tool_available("node", &["node", "--version"])
 }
 
+/// herald's warnings and errors of this test process, kept to explain a failure.
+fn herald_log() -> std::path::PathBuf {
+    static LOG: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    LOG.get_or_init(|| {
+        let path = std::env::temp_dir().join(format!("herald-browser-{}.log", std::process::id()));
+        let file = std::fs::File::create(&path).expect("log file");
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("herald=warn")
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(file))
+            .try_init();
+        path
+    })
+    .clone()
+}
+
 async fn a_staff_member_schedules_and_sends_a_digest_in_the_browser(backend: Backend) {
     if !browser_available() {
         return;
     }
+    let log_path = herald_log();
     let app = TestApp::spawn_with(
         Spawn {
             background: true,
             ..Spawn::new(backend)
         }
-        .set("site.name", "The Herald"),
+        .set("site.name", "The Herald")
+        // A shared, loaded machine may time out an exchange now and then: the retry comes
+        // seconds later (not the default minute), and a stale-heartbeat hand-back in a
+        // minute at most. Generous timeouts make such retries rare.
+        .set("delivery.initial_backoff", "2s")
+        .set("mail.connect_timeout", "10s")
+        .set("mail.send_timeout", "20s")
+        .set("delivery.lease", "60s"),
     )
     .await;
+    // herald's clock runs as the wall clock does, from the tests' usual start, so that
+    // retries and leases come due as in `herald serve`.
+    let ticker = {
+        let clock = app.clock.clone();
+        tokio::spawn(async move {
+            let mut last = std::time::Instant::now();
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                let now = std::time::Instant::now();
+                clock.advance(chrono::Duration::from_std(now - last).unwrap());
+                last = now;
+            }
+        })
+    };
     let store = app.services.store.as_ref();
     for (name, pw, role) in [
         ("ed", "staff password 1", ApiRole::Staff),
@@ -73,7 +111,7 @@ async fn a_staff_member_schedules_and_sends_a_digest_in_the_browser(backend: Bac
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new("timeout")
             .args([
-                "240",
+                "420",
                 "node",
                 &format!("{here}/tests/browser/console.test.mjs"),
             ])
@@ -91,12 +129,51 @@ async fn a_staff_member_schedules_and_sends_a_digest_in_the_browser(backend: Bac
     .await
     .unwrap()
     .expect("node runs");
+    ticker.abort();
     let log = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success(), "the browser run failed:\n{log}");
+    if !out.status.success() {
+        // What the ledger says, so a failure on a machine we cannot watch explains itself.
+        let mut ledger = String::new();
+        for i in store.list_issues(None, 10).await.unwrap_or_default() {
+            ledger += &format!(
+                "issue {}: {:?} filling={} sends={}\n",
+                i.id, i.status, i.filling, i.send_count
+            );
+        }
+        let rows = store
+            .send_log(&herald::store::LogQuery {
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_default();
+        for r in rows {
+            ledger += &format!(
+                "send {} issue={:?} {:?} attempts={} reply={:?}\n",
+                r.id, r.issue_id, r.status, r.attempts, r.last_reply
+            );
+        }
+        let health = app
+            .http
+            .get(format!("{}/healthz", app.base))
+            .send()
+            .await
+            .expect("herald answers")
+            .text()
+            .await
+            .unwrap_or_else(|e| e.to_string());
+        panic!(
+            "the browser run failed:\n{log}\nledger:\n{ledger}SMTP server: {} offered, {} accepted; /healthz {health}\n\
+             herald's warnings (both backends):\n{}",
+            app.smtp().attempts(),
+            app.smtp().count(),
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        );
+    }
     assert!(log.contains("browser: all good"), "{log}");
     // What the browser saw is what the readers got: one digest each, with the article the
     // staff member added, and nothing to anyone else.

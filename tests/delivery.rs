@@ -631,6 +631,42 @@ async fn a_stale_heartbeat_claims_nothing(backend: Backend) {
 }
 both_backends!(a_stale_heartbeat_claims_nothing);
 
+/// A heartbeat that goes stale in the middle of a batch stops the sending, and the rows
+/// not yet offered go back to the queue at once, not when their lease ends minutes later;
+/// each reader still gets one copy.
+async fn rows_a_stale_worker_did_not_send_return_at_once(backend: Backend) {
+    let app = TestApp::spawn_with(Spawn::new(backend).set("delivery.instance_timeout", "3s")).await;
+    issue_for(&app, 3).await;
+    let engine = &app.services.engine;
+    engine.beat().await.unwrap();
+    let batch = engine.claim(&engine.holder("A")).await.unwrap();
+    assert_eq!(batch.len(), 3);
+    tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
+    let mut sender = engine.transport().sender();
+    let report = engine.send_batch(batch, &mut sender).await.unwrap();
+    assert_eq!((report.settled, report.lost), (0, 3));
+    assert_eq!(app.smtp().count(), 0);
+    assert!(sends_in(&app, "sending").await.is_empty(), "handed back");
+    // The clock has not moved: without the hand-back they would wait out the lease.
+    engine.beat().await.unwrap();
+    assert_eq!(app.deliver().await, 3);
+    exactly_one_each(&app, 3).await;
+    let rows = app
+        .services
+        .store
+        .send_log(&herald::store::LogQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        rows.iter().all(|r| r.attempts == 1),
+        "the hand-back undid its claim's attempt: {rows:?}"
+    );
+}
+both_backends!(rows_a_stale_worker_did_not_send_return_at_once);
+
 /// Returned mail, end to end: each digest's envelope sender names its send (VERP) and its
 /// List-Unsubscribe mailto is the reader's own; a real SMTP client (lettre) then delivers
 /// to herald's listener a Postfix DSN (hard), an ARF abuse report, a vacation reply and a

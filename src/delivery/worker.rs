@@ -220,7 +220,8 @@ impl Batch {
 pub struct BatchReport {
     /// Rows whose outcome was recorded (sent, retrying, failed, bounced, suppressed).
     pub settled: usize,
-    /// Rows not sent because another worker had taken them over.
+    /// Rows not sent: another worker had taken them over, or this instance's heartbeat
+    /// had gone stale (those are handed back at once).
     pub lost: usize,
 }
 
@@ -407,6 +408,8 @@ impl DeliveryEngine {
         let jobs = std::mem::take(&mut batch.jobs);
         // The outcome of the previous message, not yet known to be written.
         let mut unwritten: Option<u64> = None;
+        // Rows of the batch this worker did not offer to the server (see the end).
+        let mut unsent: Vec<i64> = Vec::new();
         for job in &jobs {
             // The previous outcome is written while this message is composed and its
             // envelope sent; the server gets the message itself only once that write is done
@@ -439,6 +442,7 @@ impl DeliveryEngine {
                         tracing::warn!(send = job.id, owner = %batch.holder.owner, "lease not held: not sending this one");
                         metrics::counter!("herald_lease_lost_total", "at" => "send").increment(1);
                         report.lost += 1;
+                        unsent.push(job.id);
                         None
                     }
                 }
@@ -475,6 +479,26 @@ impl DeliveryEngine {
                 .flush_until(self.store.as_ref(), seq, self.clock.now())
                 .await?;
             self.progress();
+        }
+        // Rows never offered (the heartbeat went stale before their turn) go back at once
+        // rather than at the end of the lease: a few seconds without a heartbeat would
+        // otherwise hold them for `delivery.lease`. Rows another worker took are not ours
+        // any more and are left alone; if even this write fails, the lease still ends.
+        if !unsent.is_empty() {
+            match self
+                .store
+                .release_unsent(&batch.holder.owner, &unsent, self.clock.now())
+                .await
+            {
+                Ok(n) if n > 0 => {
+                    tracing::info!(released = n, "handed back the sends not offered");
+                    self.wake();
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not hand back the sends not offered; they return when their lease ends")
+                }
+            }
         }
         Ok(report)
     }

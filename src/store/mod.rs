@@ -875,6 +875,15 @@ pub trait Store: Send + Sync + 'static {
         lease_until: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<i64>>;
+    /// Hand back rows `owner` claimed but never offered to a server (its heartbeat went
+    /// stale before their turn): due at `now` again, the claim's attempt undone. Only rows
+    /// still `sending` under `owner`; returns how many.
+    async fn release_unsent(
+        &self,
+        owner: &str,
+        ids: &[i64],
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64>;
     /// Record outcomes (of one or several workers) in one transaction. A row is touched
     /// only while its `lease_owner` still holds it (a worker whose lease passed must not
     /// overwrite the outcome of the one that took over). Returns how many rows were written.

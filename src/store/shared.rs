@@ -880,6 +880,28 @@ macro_rules! shared_store_impl {
                 .await?)
             }
 
+            async fn release_unsent(&self, owner: &str, ids: &[i64], now: DateTime<Utc>) -> StoreResult<u64> {
+                if ids.is_empty() {
+                    return Ok(0);
+                }
+                let _turn = self.write_turn().await;
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "UPDATE sends SET lease_owner = NULL, lease_until = NULL, lease_instance = NULL, \
+                     status = CASE WHEN attempts > 1 THEN 'retrying' ELSE 'queued' END, \
+                     attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, next_attempt_at = ",
+                );
+                qb.push_bind(now)
+                    .push(" WHERE status = 'sending' AND lease_owner = ")
+                    .push_bind(owner.to_string())
+                    .push(" AND id IN (");
+                let mut list = qb.separated(", ");
+                for id in ids {
+                    list.push_bind(*id);
+                }
+                qb.push(")");
+                Ok(qb.build().execute(&self.pool).await?.rows_affected())
+            }
+
             async fn heartbeat(&self, i: &InstanceInfo, now: DateTime<Utc>) -> StoreResult<()> {
                 sqlx::query::<$db>(
                     "INSERT INTO instances (id, host, pid, started_at, heartbeat_at) VALUES ($1, $2, $3, $4, $5) \

@@ -138,7 +138,7 @@ try {
   await page.getByRole("heading", { name: /^Issue #\d+ of morning$/ }).waitFor();
   step("sent now");
   // The page reloads itself while the issue is on its way; wait for it to say "sent".
-  await page.locator("strong", { hasText: /^sent$/ }).waitFor({ timeout: 90_000 });
+  await page.locator("strong", { hasText: /^sent$/ }).waitFor({ timeout: 180_000 });
   await page.getByText(`${readers} of ${readers} settled (100%)`).waitFor();
   await shot(page, "issue");
   step("every reader's mail is sent");
