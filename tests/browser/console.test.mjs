@@ -44,6 +44,50 @@ const step = (what) => console.log(`browser: ${what}`);
 const nav = (page, name) =>
   page.getByRole("navigation", { name: "Console" }).getByRole("link", { name, exact: true });
 
+// Every control has a name a screen reader says (a label, or a button's text), and the
+// page is no wider than the window (nothing to scroll sideways at a laptop's width or a
+// narrow one). Returns how many controls it checked.
+async function audit(page) {
+  const found = await page.evaluate(() => {
+    const unnamed = [];
+    const controls = [...document.querySelectorAll("input, select, textarea, button")].filter(
+      (el) => el.type !== "hidden",
+    );
+    for (const el of controls) {
+      const named =
+        [...(el.labels || [])].some((l) => l.innerText.trim()) ||
+        el.getAttribute("aria-label") ||
+        (el.getAttribute("aria-labelledby") || "")
+          .split(" ")
+          .some((id) => document.getElementById(id)?.innerText.trim()) ||
+        (el.tagName === "BUTTON" && el.innerText.trim());
+      if (!named) unnamed.push(el.outerHTML.slice(0, 160));
+    }
+    return {
+      unnamed,
+      checked: controls.length,
+      wider: document.documentElement.scrollWidth - window.innerWidth,
+    };
+  });
+  assert.deepEqual(found.unnamed, [], `${page.url()}: controls without a label`);
+  assert.ok(found.wider <= 0, `${page.url()}: ${found.wider}px wider than the window`);
+  return found.checked;
+}
+
+// Press Tab until `target` has the focus (as a keyboard user would reach it), and check
+// that one can see where the focus is.
+async function tabTo(page, target) {
+  for (let i = 0; i < 80; i++) {
+    await page.keyboard.press("Tab");
+    if (await target.evaluate((el) => el === document.activeElement)) {
+      const ring = await target.evaluate((el) => getComputedStyle(el).outlineStyle);
+      assert.notEqual(ring, "none", `${page.url()}: no visible focus on ${await target.evaluate((el) => el.outerHTML.slice(0, 80))}`);
+      return;
+    }
+  }
+  throw new Error(`${page.url()}: Tab never reaches ${target}`);
+}
+
 async function logIn(context, name, password) {
   const page = await context.newPage();
   watch(page);
@@ -62,6 +106,7 @@ try {
   await page.getByRole("button", { name: "Log in" }).click();
   await page.getByRole("heading", { name: "Dashboard" }).waitFor();
   step("logged in");
+  await audit(page);
 
   // A section, added in the browser.
   await nav(page, "Sections").click();
@@ -71,6 +116,7 @@ try {
   await page.getByRole("button", { name: "Add the section" }).click();
   await page.getByRole("cell", { name: "cyber", exact: true }).waitFor();
   step("section added");
+  await audit(page);
 
   // An article, by hand, into the readers' section.
   await nav(page, "Articles").click();
@@ -81,6 +127,7 @@ try {
   await page.getByRole("button", { name: "Add the article" }).click();
   await page.getByText("Added: the next digest of its section carries it.").waitFor();
   step("article added");
+  await audit(page);
 
   // A schedule: a bad cron first, seen as one types and again when saving.
   await nav(page, "Schedules").click();
@@ -95,6 +142,7 @@ try {
   await page.getByRole("button", { name: "Save the schedule" }).click();
   // Refused, the reason beside the field, what was typed still there.
   await page.locator("#cron[aria-invalid=true]").waitFor();
+  await audit(page);
   assert.equal(await cron.inputValue(), "0 7 * * mon-fry");
   assert.equal(await page.getByLabel("Time zone").inputValue(), "Europe/Berlin");
   await cron.scrollIntoViewIfNeeded();
@@ -112,6 +160,7 @@ try {
   await page.getByRole("button", { name: "Save the schedule" }).click();
   await page.getByRole("heading", { name: "Schedule morning" }).waitFor();
   step("schedule saved");
+  await audit(page);
 
   // The preview: text on the page, the HTML part on its own.
   const preview = page.locator("pre.mail");
@@ -140,6 +189,7 @@ try {
   // The page reloads itself while the issue is on its way; wait for it to say "sent".
   await page.locator("strong", { hasText: /^sent$/ }).waitFor({ timeout: 180_000 });
   await page.getByText(`${readers} of ${readers} settled (100%)`).waitFor();
+  await audit(page);
   await shot(page, "issue");
   step("every reader's mail is sent");
 
@@ -153,17 +203,30 @@ try {
   step("the sends are in the log");
   await staff.close();
 
-  // An operator finds what happened to one address's mail.
+  // An operator finds what happened to one address's mail, with the keyboard alone.
   const started = Date.now();
   const ops = await browser.newContext({ viewport: { width: 1280, height: 860 } });
-  page = await logIn(ops, env("HERALD_OPERATOR"), env("HERALD_OPERATOR_PASSWORD"));
-  await page.getByRole("button", { name: "Log in" }).click();
-  await nav(page, "Delivery log").click();
-  await page.getByLabel("Address", { exact: true }).fill(env("HERALD_FIND"));
-  await page.getByRole("button", { name: "Show" }).click();
-  assert.equal(await page.locator("table.log tbody tr").count(), 1);
+  page = await ops.newPage();
+  watch(page);
+  await page.goto(`${base}/admin`);
+  assert.match(page.url(), /\/admin\/login$/);
+  // The name field has the focus from the start.
+  assert.equal(await page.evaluate(() => document.activeElement.id), "name");
+  await page.keyboard.type(env("HERALD_OPERATOR"));
+  await page.keyboard.press("Tab");
+  await page.keyboard.type(env("HERALD_OPERATOR_PASSWORD"));
+  await page.keyboard.press("Enter");
+  await page.getByRole("heading", { name: "Dashboard" }).waitFor();
+  await tabTo(page, nav(page, "Delivery log"));
+  await page.keyboard.press("Enter");
+  await page.getByRole("heading", { name: "Delivery log" }).waitFor();
+  await tabTo(page, page.getByLabel("Address", { exact: true }));
+  await page.keyboard.type(env("HERALD_FIND"));
+  await page.keyboard.press("Enter");
   await page.locator("table.log td.status-sent").waitFor();
-  await page.getByRole("link", { name: env("HERALD_FIND") }).click();
+  assert.equal(await page.locator("table.log tbody tr").count(), 1);
+  await tabTo(page, page.getByRole("link", { name: env("HERALD_FIND") }));
+  await page.keyboard.press("Enter");
   await page.getByRole("heading", { name: env("HERALD_FIND") }).waitFor();
   await page.getByText("Mail sent (1)").waitFor();
   assert.ok(Date.now() - started < 60_000, "found in under a minute");
@@ -174,8 +237,35 @@ try {
   await nav(page, "Dashboard").click();
   await page.getByRole("heading", { name: "Sent per hour, last 7 days" }).waitFor();
   await shot(page, "dashboard");
-  step("an operator found one address's mail");
+  step("an operator found one address's mail, by keyboard");
   await ops.close();
+
+  // Every page of the console, at a laptop's width and at a narrow one: labels on every
+  // control, nothing wider than the window.
+  for (const width of [1280, 760]) {
+    const ctx = await browser.newContext({ viewport: { width, height: 860 } });
+    page = await logIn(ctx, env("HERALD_STAFF"), env("HERALD_STAFF_PASSWORD"));
+    await audit(page);
+    await page.getByRole("button", { name: "Log in" }).click();
+    let controls = 0;
+    for (const name of [
+      "Dashboard", "Sections", "Articles", "Schedules", "Issues", "Delivery log",
+      "Subscribers", "Bounces", "Suppressions",
+    ]) {
+      await nav(page, name).click();
+      await page.waitForLoadState();
+      controls += await audit(page);
+    }
+    for (const path of ["/schedules/morning", "/issues/1", "/sections/wmd", `/log?address=${env("HERALD_FIND")}`]) {
+      await page.goto(`${base}/admin${path}`);
+      controls += await audit(page);
+    }
+    await page.getByRole("link", { name: env("HERALD_FIND") }).click();
+    controls += await audit(page);
+    assert.ok(controls > 30, `checked ${controls} controls`);
+    await ctx.close();
+  }
+  step("every control is labelled, and every page fits a laptop and a narrow window");
 
   // Without JavaScript, the times are checked by the server.
   const plain = await browser.newContext({ javaScriptEnabled: false });
