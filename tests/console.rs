@@ -761,6 +761,7 @@ async fn schedules_are_paused_resumed_and_changed_by_staff_only(backend: Backend
     for path in [
         "/admin/schedules/morning/pause",
         "/admin/schedules/morning/send",
+        "/admin/schedules/morning/remove",
         "/admin/schedules",
     ] {
         let r = o
@@ -769,6 +770,7 @@ async fn schedules_are_paused_resumed_and_changed_by_staff_only(backend: Backend
                 &[
                     ("csrf", &theirs),
                     ("confirm", "yes"),
+                    ("confirm_name", "morning"),
                     ("name", "x"),
                     ("cron", "0 1 * * *"),
                     ("sections", "wmd"),
@@ -785,8 +787,67 @@ async fn schedules_are_paused_resumed_and_changed_by_staff_only(backend: Backend
             .unwrap()
             .enabled
     );
+    assert!(!page.contains("Remove the schedule"));
     assert!(store.list_issues(None, 5).await.unwrap().is_empty());
     assert_eq!(store.list_schedules().await.unwrap().len(), 1);
+
+    // Removal: staff type the name again; its issues stay in the log.
+    app.add_article("wmd", "A", "https://news.example.org/a", "")
+        .await;
+    app.reader("r@example.com", &["wmd"]).await;
+    let issue = app.services.digests.run_now("morning").await.unwrap();
+    app.services.digests.fill(issue.clone()).await.unwrap();
+    let page = b
+        .get("/admin/schedules/morning")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(r#"<label for="confirm_name">"#));
+    for (token, typed, status) in [
+        (csrf.as_str(), "", 422),
+        (csrf.as_str(), "Morning", 422),
+        ("forged", "morning", 403),
+    ] {
+        let r = b
+            .post(
+                "/admin/schedules/morning/remove",
+                &[("csrf", token), ("confirm_name", typed)],
+            )
+            .await;
+        assert_eq!(r.status(), status, "{typed:?}");
+        if status == 422 {
+            let page = r.text().await.unwrap();
+            assert!(
+                after(&page, r#"id="confirm_name""#).contains("name exactly to remove it"),
+                "the reason beside the field"
+            );
+        }
+        assert_eq!(store.list_schedules().await.unwrap().len(), 1);
+    }
+    let r = b
+        .post(
+            "/admin/schedules/morning/remove",
+            &[("csrf", &csrf), ("confirm_name", "morning")],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    assert!(store.list_schedules().await.unwrap().is_empty());
+    let page = b.get("/admin/schedules/morning").await;
+    assert_eq!(page.status(), 404);
+    let kept = b
+        .get(&format!("/admin/issues/{}", issue.id))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(kept.contains("1 reader"), "{kept}");
+    assert_eq!(
+        b.get(&format!("/admin/log?issue={}", issue.id))
+            .await
+            .status(),
+        200
+    );
 }
 both_backends!(schedules_are_paused_resumed_and_changed_by_staff_only);
 
@@ -1420,7 +1481,14 @@ async fn sections_are_edited_and_articles_added_by_hand(backend: Backend) {
         wmd.feed_url.as_deref(),
         Some("https://news.example.com/wmd.rss")
     );
-    assert_eq!(b.get("/admin/sections/nope").await.status(), 404);
+    // An error page keeps the navigation bar and the way out.
+    let r = b.get("/admin/sections/nope").await;
+    assert_eq!(r.status(), 404);
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains(r#"<nav aria-label="Console">"#) && page.contains("Log out"),
+        "{page}"
+    );
 
     // Articles: all, per section, by title.
     let all = b.get("/admin/articles").await.text().await.unwrap();

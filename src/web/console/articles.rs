@@ -2,7 +2,7 @@
 //! newest first, keyset-paged — and, for staff, a form to add one by hand (what a feed or
 //! the API would add).
 
-use super::{Chrome, ConsoleError, FieldErrors, Page, Viewer, answer, html, see_other};
+use super::{Chrome, ConsoleError, FieldErrors, Page, Viewer, html, see_other};
 use crate::articles::{ArticleError, ArticleInput, SectionError};
 use crate::store::{ApiRole, Article};
 use crate::web::{AppState, form_pairs};
@@ -149,7 +149,7 @@ pub(super) async fn list(State(st): State<AppState>, v: Viewer, RawQuery(q): Raw
         FieldErrors::default(),
     )
     .await;
-    answer(&st, page)
+    v.answer(&st, page)
 }
 
 pub(super) async fn add(State(st): State<AppState>, v: Viewer, body: Bytes) -> Response {
@@ -206,5 +206,5 @@ pub(super) async fn add(State(st): State<AppState>, v: Viewer, body: Bytes) -> R
         }
     }
     .await;
-    answer(&st, page)
+    v.answer(&st, page)
 }

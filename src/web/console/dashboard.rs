@@ -2,7 +2,7 @@
 //! SVG chart drawn here, no script), the queue, returned mail, failing feeds, the next
 //! digests in their schedules' zones.
 
-use super::{Chrome, ConsoleError, Page, Viewer, answer};
+use super::{Chrome, ConsoleError, Page, Viewer};
 use crate::store::{ReturnedKind, SendStatus};
 use crate::web::AppState;
 use askama::Template;
@@ -161,5 +161,5 @@ pub(super) async fn page(State(st): State<AppState>, v: Viewer) -> Response {
         Ok(Html(body).into_response())
     }
     .await;
-    answer(&st, page)
+    v.answer(&st, page)
 }

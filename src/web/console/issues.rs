@@ -3,7 +3,7 @@
 //! staff, "retry failed". A page of an issue still on its way reloads itself every few
 //! seconds (a meta refresh: no script).
 
-use super::{Chrome, ConsoleError, Page, Viewer, answer, html, see_other};
+use super::{Chrome, ConsoleError, Page, Viewer, html, see_other};
 use crate::digests::IssueWithCounts;
 use crate::store::{ApiRole, IssueArticle, SendStatus};
 use crate::web::{AppState, form_pairs};
@@ -126,7 +126,7 @@ pub(super) async fn list(State(st): State<AppState>, v: Viewer, RawQuery(q): Raw
             },
         )
     };
-    answer(&st, page.await)
+    v.answer(&st, page.await)
 }
 
 #[derive(Template)]
@@ -174,7 +174,7 @@ pub(super) async fn show(
             },
         )
     };
-    answer(&st, page.await)
+    v.answer(&st, page.await)
 }
 
 /// Put the issue's failed sends back in the queue (only `failed`: see
@@ -206,5 +206,5 @@ pub(super) async fn retry(
         see_other(&st, &format!("/issues/{id}?retried={n}"))
     }
     .await;
-    answer(&st, page)
+    v.answer(&st, page)
 }

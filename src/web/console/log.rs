@@ -4,7 +4,7 @@
 //! page of a million-row ledger costs what the first does. With "follow live" the first
 //! page reloads itself every few seconds (a meta refresh: no script).
 
-use super::{Chrome, FieldErrors, Viewer, answer, html};
+use super::{Chrome, FieldErrors, Viewer, html};
 use crate::domain::EmailAddress;
 use crate::store::{LogQuery, SendRecord, SendStatus};
 use crate::web::{AppState, form_pairs};
@@ -173,5 +173,5 @@ pub(super) async fn page(State(st): State<AppState>, v: Viewer, RawQuery(q): Raw
         )
     };
     let page: super::Page = page.await;
-    answer(&st, page)
+    v.answer(&st, page)
 }

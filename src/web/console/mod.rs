@@ -55,6 +55,7 @@ pub fn router() -> Router<AppState> {
         .route("/schedules/{name}/pause", post(schedules::pause))
         .route("/schedules/{name}/resume", post(schedules::resume))
         .route("/schedules/{name}/send", post(schedules::send_now))
+        .route("/schedules/{name}/remove", post(schedules::remove))
         .route("/issues", get(issues::list))
         .route("/issues/{id}", get(issues::show))
         .route("/issues/{id}/retry", post(issues::retry))
@@ -311,6 +312,11 @@ pub(crate) fn answer(st: &AppState, page: Page) -> Response {
 }
 
 impl Viewer {
+    /// The page, or the error page with this viewer's navigation bar.
+    pub fn answer(&self, st: &AppState, page: Page) -> Response {
+        page.unwrap_or_else(|e| e.respond_in(st, self.chrome(st, "")))
+    }
+
     pub fn chrome(&self, st: &AppState, here: &'static str) -> Chrome {
         Chrome {
             site_name: st.config.site.name.clone(),
@@ -365,11 +371,17 @@ struct ErrorPage {
 }
 
 impl ConsoleError {
-    /// The answer, with the console's chrome (`st` is needed for its links).
+    /// The answer, for nobody logged in (`st` is needed for the links).
     pub fn respond(self, st: &AppState) -> Response {
+        self.respond_in(st, Chrome::anonymous(st))
+    }
+
+    /// The answer inside `chrome`: a logged-in viewer keeps the navigation bar on an
+    /// error page, so the way on is one click.
+    fn respond_in(self, st: &AppState, chrome: Chrome) -> Response {
         let page = |status: StatusCode, heading: &'static str, text: String| {
             let body = ErrorPage {
-                chrome: Chrome::anonymous(st),
+                chrome,
                 heading,
                 text,
             }

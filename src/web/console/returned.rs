@@ -3,7 +3,7 @@
 //! to, checking one, suppressing one by hand and — deliberately, behind a ticked box —
 //! lifting one.
 
-use super::{Chrome, ConsoleError, FieldErrors, Page, Viewer, answer, html, see_other};
+use super::{Chrome, ConsoleError, FieldErrors, Page, Viewer, html, see_other};
 use crate::domain::{EmailAddress, sha256_hex};
 use crate::store::{ApiRole, ReturnedKind, ReturnedRow, Suppression, valid_suppression_reason};
 use crate::web::{AppState, form_pairs};
@@ -73,7 +73,7 @@ pub(super) async fn list(State(st): State<AppState>, v: Viewer, RawQuery(q): Raw
         )
     }
     .await;
-    answer(&st, page)
+    v.answer(&st, page)
 }
 
 #[derive(Template)]
@@ -101,7 +101,7 @@ pub(super) async fn show(State(st): State<AppState>, v: Viewer, Path(id): Path<i
         )
     }
     .await;
-    answer(&st, page)
+    v.answer(&st, page)
 }
 
 /// What looking an address up found.
@@ -201,7 +201,7 @@ pub(super) async fn suppressions(
         notice,
     )
     .await;
-    answer(&st, page)
+    v.answer(&st, page)
 }
 
 /// Suppress an address by hand, with a one-word reason.
@@ -255,7 +255,7 @@ pub(super) async fn add(State(st): State<AppState>, v: Viewer, body: Bytes) -> R
         )
     }
     .await;
-    answer(&st, page)
+    v.answer(&st, page)
 }
 
 /// Lift a suppression: only with its box ticked.
@@ -314,5 +314,5 @@ pub(super) async fn lift(State(st): State<AppState>, v: Viewer, body: Bytes) -> 
         )
     }
     .await;
-    answer(&st, page)
+    v.answer(&st, page)
 }

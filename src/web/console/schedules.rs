@@ -5,7 +5,7 @@
 //! (text here, the HTML part on a page of its own), editing, pause and resume, and "send
 //! now" behind a confirmation.
 
-use super::{Chrome, ConsoleError, FieldErrors, Page, Viewer, answer, html, see_other};
+use super::{Chrome, ConsoleError, FieldErrors, Page, Viewer, html, see_other};
 use crate::digests::DigestError;
 use crate::domain::{CronSchedule, ScheduleError};
 use crate::store::ApiRole;
@@ -29,6 +29,8 @@ pub(crate) struct ScheduleForm {
     pub sections: Vec<String>,
     csrf: String,
     confirm: bool,
+    /// The schedule's name typed again, to remove it.
+    confirm_name: String,
     to: String,
     /// "check": show the times, save nothing (the form's "Check the times" button).
     action: String,
@@ -46,6 +48,7 @@ impl ScheduleForm {
                 "sections" => f.sections.push(v),
                 "csrf" => f.csrf = v,
                 "confirm" => f.confirm = v == "yes",
+                "confirm_name" => f.confirm_name = v,
                 "to" => f.to = v,
                 "do" => f.action = v,
                 _ => {}
@@ -233,7 +236,7 @@ pub(super) async fn page(State(st): State<AppState>, v: Viewer) -> Response {
         cron: "0 7 * * 1-5".into(),
         ..Default::default()
     };
-    answer(
+    v.answer(
         &st,
         list(&st, &v, StatusCode::OK, form, FieldErrors::default()).await,
     )
@@ -242,7 +245,7 @@ pub(super) async fn page(State(st): State<AppState>, v: Viewer) -> Response {
 /// The times of a cron expression, as the form's fragment (for `console.js`).
 pub(super) async fn check_fragment(
     State(st): State<AppState>,
-    _v: Viewer,
+    v: Viewer,
     RawQuery(q): RawQuery,
 ) -> Response {
     let form = ScheduleForm::parse(q.unwrap_or_default().as_bytes());
@@ -254,7 +257,7 @@ pub(super) async fn check_fragment(
             f: CheckOnly { check },
         },
     );
-    answer(&st, page)
+    v.answer(&st, page)
 }
 
 pub(super) async fn add(State(st): State<AppState>, v: Viewer, body: Bytes) -> Response {
@@ -295,7 +298,7 @@ pub(super) async fn add(State(st): State<AppState>, v: Viewer, body: Bytes) -> R
             },
         }
     };
-    answer(&st, page.await)
+    v.answer(&st, page.await)
 }
 
 #[derive(Template)]
@@ -318,6 +321,14 @@ struct SchedulePage {
     f: FormView,
     /// "Send now" was posted without its confirmation.
     send_error: Option<&'static str>,
+    /// "Remove" was posted without the name typed again.
+    remove_error: Option<&'static str>,
+}
+
+/// Which form on a schedule's page was refused, and why.
+enum Refused {
+    Send(&'static str),
+    Remove(&'static str),
 }
 
 fn unknown(name: &str) -> ConsoleError {
@@ -331,7 +342,7 @@ async fn schedule_page(
     status: StatusCode,
     edit: Option<(ScheduleForm, FieldErrors)>,
     to: String,
-    send_error: Option<&'static str>,
+    refused: Option<Refused>,
 ) -> Page {
     let Some(s) = st.store.schedule_by_name(name).await? else {
         return Err(unknown(name));
@@ -407,7 +418,14 @@ async fn schedule_page(
                 action: format!("{}/schedules/{}", super::root(st), s.name),
                 submit: "Save the changes",
             },
-            send_error,
+            send_error: match refused {
+                Some(Refused::Send(m)) => Some(m),
+                _ => None,
+            },
+            remove_error: match refused {
+                Some(Refused::Remove(m)) => Some(m),
+                _ => None,
+            },
         },
     )
 }
@@ -420,7 +438,7 @@ pub(super) async fn show(
 ) -> Response {
     let q = ScheduleForm::parse(q.unwrap_or_default().as_bytes());
     let page = schedule_page(&st, &v, &name, StatusCode::OK, None, q.to, None).await;
-    answer(&st, page)
+    v.answer(&st, page)
 }
 
 impl ScheduleForm {
@@ -482,7 +500,7 @@ pub(super) async fn edit(
             },
         }
     };
-    answer(&st, page.await)
+    v.answer(&st, page.await)
 }
 
 /// The HTML part of the next digest, alone on its page as a mail client would show it.
@@ -490,7 +508,7 @@ pub(super) async fn edit(
 /// sandbox (a digest is built from feed content).
 pub(super) async fn preview_html(
     State(st): State<AppState>,
-    _v: Viewer,
+    v: Viewer,
     Path(name): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Response {
@@ -518,7 +536,7 @@ pub(super) async fn preview_html(
             Err(e) => Err(ConsoleError::Internal(e.to_string())),
         }
     };
-    answer(&st, page.await)
+    v.answer(&st, page.await)
 }
 
 /// Pause or resume (`on`).
@@ -540,7 +558,7 @@ async fn set_enabled(st: AppState, v: Viewer, name: String, body: Bytes, on: boo
             Err(e) => Err(ConsoleError::Internal(e.to_string())),
         }
     };
-    answer(&st, page.await)
+    v.answer(&st, page.await)
 }
 
 pub(super) async fn pause(
@@ -581,7 +599,9 @@ pub(super) async fn send_now(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 None,
                 String::new(),
-                Some("Tick the box to say you mean it: this sends mail to every reader."),
+                Some(Refused::Send(
+                    "Tick the box to say you mean it: this sends mail to every reader.",
+                )),
             )
             .await;
         }
@@ -604,5 +624,42 @@ pub(super) async fn send_now(
         }
         see_other(&st, &format!("/issues/{}", issue.id))
     };
-    answer(&st, page.await)
+    v.answer(&st, page.await)
+}
+
+/// Remove a schedule, once its name is typed again. Its issues and their sends stay in the
+/// log (under the schedule's name); nothing more is sent for it.
+pub(super) async fn remove(
+    State(st): State<AppState>,
+    v: Viewer,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    let form = ScheduleForm::parse(&body);
+    let page = async {
+        v.may_change(&form.csrf)?;
+        if form.confirm_name.trim() != name {
+            return schedule_page(
+                &st,
+                &v,
+                &name,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                None,
+                String::new(),
+                Some(Refused::Remove(
+                    "Type the schedule's name exactly to remove it.",
+                )),
+            )
+            .await;
+        }
+        match st.digests.remove(&name).await {
+            Ok(()) => {
+                tracing::info!(user = %v.session.name, schedule = %name, "schedule removed in the console");
+                see_other(&st, "/schedules")
+            }
+            Err(DigestError::UnknownSchedule(_)) => Err(unknown(&name)),
+            Err(e) => Err(ConsoleError::Internal(e.to_string())),
+        }
+    };
+    v.answer(&st, page.await)
 }

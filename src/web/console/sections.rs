@@ -1,6 +1,6 @@
 //! `/admin/sections`: what readers can subscribe to, with each feed's state; staff add.
 
-use super::{Chrome, ConsoleError, FieldErrors, Page, Viewer, answer, html, see_other};
+use super::{Chrome, ConsoleError, FieldErrors, Page, Viewer, html, see_other};
 use crate::articles::SectionError;
 use crate::store::ApiRole;
 use crate::web::AppState;
@@ -110,7 +110,7 @@ pub(super) async fn page(State(st): State<AppState>, v: Viewer) -> Response {
         FieldErrors::default(),
     )
     .await;
-    answer(&st, page)
+    v.answer(&st, page)
 }
 
 pub(super) async fn add(State(st): State<AppState>, v: Viewer, Form(f): Form<AddForm>) -> Response {
@@ -140,7 +140,7 @@ pub(super) async fn add(State(st): State<AppState>, v: Viewer, Form(f): Form<Add
             },
         }
     };
-    answer(&st, page.await)
+    v.answer(&st, page.await)
 }
 
 /// Which field a refusal is about.
@@ -210,7 +210,7 @@ pub(super) async fn show(
     Path(slug): Path<String>,
 ) -> Response {
     let page = edit_page(&st, &v, &slug, StatusCode::OK, None, FieldErrors::default()).await;
-    answer(&st, page)
+    v.answer(&st, page)
 }
 
 pub(super) async fn edit(
@@ -249,5 +249,5 @@ pub(super) async fn edit(
             },
         }
     };
-    answer(&st, page.await)
+    v.answer(&st, page.await)
 }

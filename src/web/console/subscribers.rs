@@ -4,7 +4,7 @@
 //! them and everything that came back — with, for staff, the JSON export of all of it
 //! (GDPR Art. 15/20) and erasure (Art. 17) behind typing the address.
 
-use super::{Chrome, ConsoleError, FieldErrors, Page, Viewer, answer, html, see_other};
+use super::{Chrome, ConsoleError, FieldErrors, Page, Viewer, html, see_other};
 use crate::domain::{SubscriberStatus, sha256_hex};
 use crate::store::{ApiRole, ReturnedRow, SendRecord, Subscriber, SubscriberQuery, Suppression};
 use crate::web::{AppState, form_pairs};
@@ -156,7 +156,7 @@ pub(super) async fn list(State(st): State<AppState>, v: Viewer, RawQuery(q): Raw
         )
     };
     let page: Page = page.await;
-    answer(&st, page)
+    v.answer(&st, page)
 }
 
 #[derive(Template)]
@@ -219,7 +219,7 @@ async fn one(
 
 pub(super) async fn show(State(st): State<AppState>, v: Viewer, Path(id): Path<i64>) -> Response {
     let page = one(&st, &v, id, StatusCode::OK, None).await;
-    answer(&st, page)
+    v.answer(&st, page)
 }
 
 /// Everything herald keeps about the subscriber, as a JSON download (staff only: it is
@@ -252,7 +252,7 @@ pub(super) async fn export(State(st): State<AppState>, v: Viewer, Path(id): Path
             .into_response())
     }
     .await;
-    answer(&st, page)
+    v.answer(&st, page)
 }
 
 /// Erase, once the address is typed again (a slip of the mouse must not erase anyone).
@@ -289,5 +289,5 @@ pub(super) async fn erase(
         see_other(&st, "/subscribers?erased=1")
     }
     .await;
-    answer(&st, page)
+    v.answer(&st, page)
 }
