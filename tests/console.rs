@@ -725,6 +725,41 @@ async fn schedules_are_paused_resumed_and_changed_by_staff_only(backend: Backend
         .unwrap();
     assert_eq!(s.next_run_at, next);
     assert_eq!(store.schedule_sections(s.id).await.unwrap().len(), 2);
+    // The pictures box was left unticked: the digests go without pictures; ticked, with.
+    assert!(!s.images);
+    let page = b
+        .get("/admin/schedules/morning")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Pictures left out") && !page.contains(r#"value="on" checked"#));
+    let r = b
+        .post(
+            "/admin/schedules/morning",
+            &[
+                ("csrf", &csrf),
+                ("cron", "30 6 * * 1-5"),
+                ("timezone", "America/New_York"),
+                ("sections", "wmd"),
+                ("sections", "cyber"),
+                ("subject", "The morning brief"),
+                ("images", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    assert!(
+        store
+            .schedule_by_name("morning")
+            .await
+            .unwrap()
+            .unwrap()
+            .images
+    );
+    // A new schedule's form starts with pictures on, as the CLI's and the API's default.
+    let page = b.get("/admin/schedules").await.text().await.unwrap();
+    assert!(page.contains(r#"name="images" value="on" checked"#));
     // An edit with no section: refused beside the sections, nothing changed.
     let r = b
         .post(

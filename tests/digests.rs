@@ -37,6 +37,7 @@ async fn the_digest_story(backend: Backend) {
             &["wmd".into(), "cyber".into()],
             None,
             None,
+            None,
         )
         .await
         .unwrap();
@@ -543,7 +544,8 @@ async fn bodies_and_headers_arrive_intact(backend: Backend) {
                 "0 7 * * *",
                 &["wmd".into()],
                 None,
-                Some("Hi\r\nBcc: x@example.org")
+                Some("Hi\r\nBcc: x@example.org"),
+                None,
             )
             .await
             .is_err()
@@ -556,6 +558,7 @@ async fn bodies_and_headers_arrive_intact(backend: Backend) {
             &["wmd".into()],
             None,
             Some("=?utf-8?q?Hello=0D=0ABcc:_victim3@example.org?="),
+            None,
         )
         .await
         .unwrap();
@@ -781,6 +784,29 @@ async fn api_tokens_and_roles(backend: Backend) {
             .status(),
         201
     );
+    let m = app
+        .services
+        .store
+        .schedule_by_name("m")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(m.images, "pictures on by default");
+    let plain = serde_json::json!({"name": "plain", "cron": "0 7 * * 1-5", "sections": ["wmd"], "images": false});
+    assert_eq!(
+        app.api_post("/api/v1/schedules", &staff, Some(&plain))
+            .await
+            .status(),
+        201
+    );
+    let plain = app
+        .services
+        .store
+        .schedule_by_name("plain")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!plain.images);
     assert_eq!(
         app.api_post("/api/v1/schedules/m/pause", &staff, None)
             .await
@@ -1549,6 +1575,7 @@ async fn the_archive_dates_issues_in_the_schedules_zone(backend: Backend) {
             "0 23 * * *",
             &["wmd".into()],
             Some("America/Los_Angeles"),
+            None,
             None,
         )
         .await

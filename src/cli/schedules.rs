@@ -71,6 +71,7 @@ pub async fn run(cmd: Cmd, s: Services) -> CliResult {
                     &sections,
                     timezone.as_deref(),
                     subject.as_deref(),
+                    None,
                 )
                 .await?;
             println!(

@@ -98,6 +98,7 @@ impl Digests {
         &self.composer
     }
 
+    /// A new schedule; `images` None shows article pictures (the default).
     pub async fn add_schedule(
         &self,
         name: &str,
@@ -105,16 +106,18 @@ impl Digests {
         sections: &[String],
         timezone: Option<&str>,
         subject: Option<&str>,
+        images: Option<bool>,
     ) -> Result<Schedule, DigestError> {
-        let new = self
+        let mut new = self
             .validate(name, cron, sections, timezone, subject)
             .await?;
+        new.images = images;
         Ok(self.store.add_schedule(&new).await?)
     }
 
     /// Change a schedule's cron, zone, sections and subject (its name stays: the archive's
     /// addresses carry it). The next run follows the new times from now on; a paused
-    /// schedule stays paused.
+    /// schedule stays paused. `images` None leaves the pictures setting as it is.
     pub async fn edit_schedule(
         &self,
         name: &str,
@@ -122,11 +125,13 @@ impl Digests {
         sections: &[String],
         timezone: Option<&str>,
         subject: Option<&str>,
+        images: Option<bool>,
     ) -> Result<Schedule, DigestError> {
         let old = self.schedule(name).await?;
-        let new = self
+        let mut new = self
             .validate(&old.name, cron, sections, timezone, subject)
             .await?;
+        new.images = images;
         self.store
             .update_schedule(old.id, &new)
             .await?
@@ -190,6 +195,7 @@ impl Digests {
             section_ids,
             next_run_at: next,
             now,
+            images: None,
         })
     }
 

@@ -634,6 +634,8 @@ pub struct NewSchedule {
     pub section_ids: Vec<i64>,
     pub next_run_at: DateTime<Utc>,
     pub now: DateTime<Utc>,
+    /// Article pictures in its digests; None: on for a new schedule, unchanged on an edit.
+    pub images: Option<bool>,
 }
 
 /// One digest run to create, with its tick claimed in the same transaction.

@@ -1342,8 +1342,8 @@ macro_rules! shared_store_impl {
             async fn add_schedule(&self, n: &NewSchedule) -> StoreResult<Schedule> {
                 let mut tx = self.begin_write().await?;
                 let r = sqlx::query_as::<$db, Schedule>(
-                    "INSERT INTO schedules (name, cron, timezone, subject, enabled, created_at, next_run_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                    "INSERT INTO schedules (name, cron, timezone, subject, enabled, created_at, next_run_at, images) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
                      RETURNING id, name, cron, timezone, subject, enabled, created_at, next_run_at, images",
                 )
                 .bind(&n.name)
@@ -1353,6 +1353,7 @@ macro_rules! shared_store_impl {
                 .bind(true)
                 .bind(n.now)
                 .bind(n.next_run_at)
+                .bind(n.images.unwrap_or(true))
                 .fetch_one(&mut *tx)
                 .await;
                 let sched = match r {
@@ -1377,7 +1378,7 @@ macro_rules! shared_store_impl {
                 let mut tx = self.begin_write().await?;
                 // A paused schedule keeps its next_run_at: resuming sets it.
                 let Some(sched) = sqlx::query_as::<$db, Schedule>(
-                    "UPDATE schedules SET cron = $2, timezone = $3, subject = $4, \
+                    "UPDATE schedules SET cron = $2, timezone = $3, subject = $4, images = COALESCE($6, images), \
                      next_run_at = CASE WHEN enabled THEN $5 ELSE next_run_at END WHERE id = $1 \
                      RETURNING id, name, cron, timezone, subject, enabled, created_at, next_run_at, images",
                 )
@@ -1386,6 +1387,7 @@ macro_rules! shared_store_impl {
                 .bind(&n.timezone)
                 .bind(&n.subject)
                 .bind(n.next_run_at)
+                .bind(n.images)
                 .fetch_optional(&mut *tx)
                 .await?
                 else {

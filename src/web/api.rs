@@ -267,6 +267,8 @@ struct ScheduleInput {
     sections: Vec<String>,
     timezone: Option<String>,
     subject: Option<String>,
+    /// Article pictures in its digests (default true).
+    images: Option<bool>,
 }
 
 async fn add_schedule(State(st): State<AppState>, ApiJson(s): ApiJson<ScheduleInput>) -> ApiResult {
@@ -278,6 +280,7 @@ async fn add_schedule(State(st): State<AppState>, ApiJson(s): ApiJson<ScheduleIn
             &s.sections,
             s.timezone.as_deref(),
             s.subject.as_deref(),
+            s.images,
         )
         .await?;
     Ok((StatusCode::CREATED, Json(sched)).into_response())

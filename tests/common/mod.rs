@@ -287,7 +287,7 @@ impl TestApp {
         let slugs: Vec<String> = sections.iter().map(|s| s.to_string()).collect();
         self.services
             .digests
-            .add_schedule(name, cron, &slugs, None, None)
+            .add_schedule(name, cron, &slugs, None, None, None)
             .await
             .expect("add schedule");
     }

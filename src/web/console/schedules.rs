@@ -29,6 +29,8 @@ pub(crate) struct ScheduleForm {
     pub sections: Vec<String>,
     csrf: String,
     confirm: bool,
+    /// Article pictures in the digests (a checkbox: absent is off).
+    pub images: bool,
     /// The schedule's name typed again, to remove it.
     confirm_name: String,
     to: String,
@@ -49,6 +51,7 @@ impl ScheduleForm {
                 "csrf" => f.csrf = v,
                 "confirm" => f.confirm = v == "yes",
                 "confirm_name" => f.confirm_name = v,
+                "images" => f.images = v == "on",
                 "to" => f.to = v,
                 "do" => f.action = v,
                 _ => {}
@@ -234,6 +237,7 @@ async fn list(
 pub(super) async fn page(State(st): State<AppState>, v: Viewer) -> Response {
     let form = ScheduleForm {
         cron: "0 7 * * 1-5".into(),
+        images: true,
         ..Default::default()
     };
     v.answer(
@@ -276,6 +280,7 @@ pub(super) async fn add(State(st): State<AppState>, v: Viewer, body: Bytes) -> R
                 &form.sections,
                 Some(form.zone()),
                 subject,
+                Some(form.images),
             )
             .await
         {
@@ -380,6 +385,7 @@ async fn schedule_page(
                 timezone: s.timezone.clone(),
                 subject: s.subject.clone().unwrap_or_default(),
                 sections: slugs.clone(),
+                images: s.images,
                 ..Default::default()
             },
             FieldErrors::default(),
@@ -449,6 +455,7 @@ impl ScheduleForm {
             timezone: self.timezone.clone(),
             subject: self.subject.clone(),
             sections: self.sections.clone(),
+            images: self.images,
             ..Default::default()
         }
     }
@@ -475,6 +482,7 @@ pub(super) async fn edit(
                 &form.sections,
                 Some(form.zone()),
                 Some(form.subject.as_str()),
+                Some(form.images),
             )
             .await
         {
