@@ -157,6 +157,20 @@ async fn a_staff_member_schedules_and_sends_a_digest_in_the_browser(backend: Bac
                 r.id, r.issue_id, r.status, r.attempts, r.last_reply
             );
         }
+        // On PostgreSQL, what every connection of this database is doing or waiting for.
+        if app.db_url.starts_with("postgres") {
+            let activity = std::process::Command::new("psql")
+                .args([
+                    app.db_url.as_str(),
+                    "-Atc",
+                    "SELECT pid, state, wait_event_type, wait_event, now() - xact_start, left(query, 160) \
+                     FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                ])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_else(|e| e.to_string());
+            ledger += &format!("PostgreSQL sessions:\n{activity}");
+        }
         let health = app
             .http
             .get(format!("{}/healthz", app.base))
