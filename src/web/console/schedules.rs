@@ -340,6 +340,15 @@ fn unknown(name: &str) -> ConsoleError {
     ConsoleError::NotFound(format!("There is no schedule {name:?}."))
 }
 
+/// What an unexpected failure about schedule `name` shows: "no such schedule", or the
+/// error page (and the log) for anything else.
+fn failed(name: &str, e: DigestError) -> ConsoleError {
+    match e {
+        DigestError::UnknownSchedule(_) => unknown(name),
+        e => ConsoleError::Internal(e.to_string()),
+    }
+}
+
 async fn schedule_page(
     st: &AppState,
     v: &Viewer,
@@ -562,8 +571,7 @@ async fn set_enabled(st: AppState, v: Viewer, name: String, body: Bytes, on: boo
                 tracing::info!(user = %v.session.name, schedule = %name, resumed = on, "schedule paused or resumed in the console");
                 see_other(&st, "/schedules")
             }
-            Err(DigestError::UnknownSchedule(_)) => Err(unknown(&name)),
-            Err(e) => Err(ConsoleError::Internal(e.to_string())),
+            Err(e) => Err(failed(&name, e)),
         }
     };
     v.answer(&st, page.await)
@@ -615,8 +623,7 @@ pub(super) async fn send_now(
         }
         let issue = match st.digests.run_now(&name).await {
             Ok(i) => i,
-            Err(DigestError::UnknownSchedule(_)) => return Err(unknown(&name)),
-            Err(e) => return Err(ConsoleError::Internal(e.to_string())),
+            Err(e) => return Err(failed(&name, e)),
         };
         tracing::info!(user = %v.session.name, schedule = %name, issue = issue.id, articles = issue.article_count, "issue sent now from the console");
         if issue.filling {
@@ -665,8 +672,7 @@ pub(super) async fn remove(
                 tracing::info!(user = %v.session.name, schedule = %name, "schedule removed in the console");
                 see_other(&st, "/schedules")
             }
-            Err(DigestError::UnknownSchedule(_)) => Err(unknown(&name)),
-            Err(e) => Err(ConsoleError::Internal(e.to_string())),
+            Err(e) => Err(failed(&name, e)),
         }
     };
     v.answer(&st, page.await)
