@@ -258,6 +258,7 @@ struct RawMail {
     return_path: String,
     send_timeout: HumanDuration,
     connect_timeout: HumanDuration,
+    idle_timeout: HumanDuration,
     helo_name: String,
     tls_ca_file: String,
     dkim: RawDkim,
@@ -299,6 +300,8 @@ pub struct MailConfig {
     pub return_path: Option<lettre::Address>,
     pub send_timeout: HumanDuration,
     pub connect_timeout: HumanDuration,
+    /// A delivery worker with nothing to send this long closes its SMTP connection.
+    pub idle_timeout: HumanDuration,
     pub helo_name: Option<String>,
     /// `mail.tls_ca_file`: the relay's certificate must chain to one of these (PEM), and to
     /// nothing else; None: the system's trusted roots.
@@ -1038,6 +1041,7 @@ impl RawConfig {
                 return_path,
                 send_timeout: self.mail.send_timeout,
                 connect_timeout: self.mail.connect_timeout,
+                idle_timeout: self.mail.idle_timeout,
                 helo_name,
                 tls_ca,
                 dkim,

@@ -522,6 +522,43 @@ async fn with_background_jobs(backend: Backend) -> TestApp {
     TestApp::spawn_with(spec).await
 }
 
+/// A relay that serves fewer sessions at once than herald has workers (relays limit the
+/// connections of each client): a worker that has had nothing to send for
+/// `mail.idle_timeout` hangs up, so whichever worker has the next mail can connect. Before,
+/// the idle worker kept its session for ever and the other one timed out connecting.
+async fn idle_workers_leave_the_relays_connection_slots_free(backend: Backend) {
+    let relay = common::SmtpServer::start_limited(Behaviour::default(), 1);
+    let mut spec = Spawn::new(backend)
+        .set("delivery.poll_interval", "1s")
+        .set("delivery.connections", "2")
+        .set("mail.idle_timeout", "1s")
+        .set("mail.connect_timeout", "2s");
+    spec.background = true;
+    spec.smtp_port = Some(relay.port);
+    let app = TestApp::spawn_with(spec).await;
+    app.add_section("wmd", "WMD").await;
+    // Each mail goes to whichever of the two workers claims it first: over six rounds,
+    // both (almost surely) send some.
+    for round in 0..6 {
+        let email = format!("round{round}@example.com");
+        assert_eq!(app.signup(&email, &["wmd"]).await.status(), 200);
+        let mut arrived = false;
+        for _ in 0..60 {
+            if relay.to(&email).len() == 1 {
+                arrived = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let stuck = sends_in(&app, "retrying").await;
+        assert!(arrived && stuck.is_empty(), "round {round}: {stuck:?}");
+        // Both workers idle past mail.idle_timeout.
+        tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
+    }
+    assert_eq!(relay.count(), 6);
+}
+both_backends!(idle_workers_leave_the_relays_connection_slots_free);
+
 /// `herald serve`'s jobs run for real here. A scheduler that cannot read its table makes
 /// /healthz say 503 and why; once the table is back the tick recovers by itself, and so
 /// does /healthz. Meanwhile the delivery workers keep delivering: jobs are independent.

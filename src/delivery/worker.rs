@@ -251,6 +251,11 @@ pub struct DeliveryEngine {
     exchange: Duration,
     connections: u32,
     poll_interval: Duration,
+    /// `mail.idle_timeout`: a worker that has had nothing to send this long says QUIT. An
+    /// idle session holds one of the relay's connection slots (relays limit them per client:
+    /// with a limit below `delivery.connections`, a worker could not connect while the others
+    /// sat idle on theirs), and the relay would drop it after its own timeout anyway.
+    idle_timeout: Duration,
     rate: Option<RateLimiter>,
     wake: Notify,
     dkim: Option<Arc<super::DkimSigner>>,
@@ -312,6 +317,7 @@ impl DeliveryEngine {
             exchange: config.mail.connect_timeout.0 + config.mail.send_timeout.0,
             connections: d.connections,
             poll_interval: d.poll_interval.0,
+            idle_timeout: config.mail.idle_timeout.0,
             rate: (d.rate_per_second > 0).then(|| RateLimiter {
                 interval: Duration::from_secs_f64(1.0 / d.rate_per_second as f64),
                 next: Mutex::new(tokio::time::Instant::now()),
@@ -739,6 +745,8 @@ impl DeliveryEngine {
                 };
                 let holder = engine.holder(&format!("worker{i}"));
                 let sender = Arc::new(Mutex::new(engine.transport.sender()));
+                // Since when this worker has found nothing to send.
+                let mut idle_since: Option<std::time::Instant> = None;
                 while !*shutdown.borrow() {
                     // Each batch runs as its own task, so a panic (a bug in a template,
                     // a driver) ends that batch, not the worker.
@@ -764,11 +772,17 @@ impl DeliveryEngine {
                         }
                     };
                     if idle {
+                        let since = *idle_since.get_or_insert_with(std::time::Instant::now);
+                        if since.elapsed() >= engine.idle_timeout {
+                            sender.lock().await.close().await;
+                        }
                         tokio::select! {
                             _ = tokio::time::sleep(engine.poll_interval) => {}
                             _ = engine.wake.notified() => {}
                             _ = shutdown.changed() => {}
                         }
+                    } else {
+                        idle_since = None;
                     }
                 }
                 sender.lock().await.close().await;

@@ -163,9 +163,22 @@ pub struct SmtpServer {
     behaviour: Arc<Mutex<Behaviour>>,
     delivered: Arc<Mutex<u32>>,
     attempts: Arc<Mutex<u32>>,
+    /// Sessions served at once (mailin serves each on a thread of its own; one more waits,
+    /// unanswered, until one ends). More than herald's default `delivery.connections`.
+    threads: u32,
 }
 
 impl SmtpServer {
+    /// A relay that serves at most `threads` sessions at once, as relays that limit the
+    /// connections of each client do.
+    pub fn start_limited(behaviour: Behaviour, threads: u32) -> Self {
+        let mut s = Self::reserve();
+        s.threads = threads;
+        *s.behaviour.lock().unwrap() = behaviour;
+        s.go_up();
+        s
+    }
+
     /// A server listening now.
     pub fn start(behaviour: Behaviour) -> Self {
         let s = Self::reserve();
@@ -195,6 +208,7 @@ impl SmtpServer {
             behaviour: Arc::default(),
             delivered: Arc::default(),
             attempts: Arc::default(),
+            threads: 16,
         }
     }
 
@@ -214,7 +228,7 @@ impl SmtpServer {
         server
             .with_name("test.smtp")
             .with_tcp_listener(listener)
-            .with_num_threads(4);
+            .with_num_threads(self.threads);
         if let Some((cert, key)) = &self.tls {
             server
                 .with_ssl(mailin_embedded::SslConfig::SelfSigned {
