@@ -723,6 +723,24 @@ async fn digest_commands(backend: Backend) {
         "{}",
         list[0]["upcoming"]
     );
+    assert_eq!(list[0]["images"], true, "pictures on by default");
+    cli.ok(&[
+        "schedules",
+        "add",
+        "plain",
+        "--cron",
+        "0 7 * * 1-5",
+        "--sections",
+        "wmd",
+        "--no-images",
+    ]);
+    let list: serde_json::Value =
+        serde_json::from_str(&cli.ok(&["schedules", "list", "--format", "json"])).unwrap();
+    assert_eq!(
+        (list[1]["name"].as_str(), &list[1]["images"]),
+        (Some("plain"), &serde_json::json!(false))
+    );
+    cli.ok(&["schedules", "remove", "plain"]);
 
     let preview = cli.ok(&["digests", "preview", "morning", "--to", "ann@example.com"]);
     assert!(

@@ -22,6 +22,9 @@ pub enum Cmd {
         /// A fixed subject; by default it names the reader's sections and the date.
         #[arg(long)]
         subject: Option<String>,
+        /// Leave article pictures out of its digests (see `schedules images`).
+        #[arg(long)]
+        no_images: bool,
     },
     /// List schedules with their cron in words and the next runs.
     List {
@@ -63,6 +66,7 @@ pub async fn run(cmd: Cmd, s: Services) -> CliResult {
             sections,
             timezone,
             subject,
+            no_images,
         } => {
             let sched = d
                 .add_schedule(
@@ -71,7 +75,7 @@ pub async fn run(cmd: Cmd, s: Services) -> CliResult {
                     &sections,
                     timezone.as_deref(),
                     subject.as_deref(),
-                    None,
+                    no_images.then_some(false),
                 )
                 .await?;
             println!(
