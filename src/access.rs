@@ -33,8 +33,6 @@ pub async fn token_by_secret(store: &dyn Store, token: &str) -> StoreResult<Opti
 
 use crate::store::{ConsoleSession, UserLogin};
 use chrono::{DateTime, Duration, Utc};
-use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
 
 /// Argon2id with OWASP's first recommended setting (Password Storage Cheat Sheet): 19 MiB
 /// of memory, 2 iterations, 1 lane. About 20 ms per check on this project's machine.
@@ -79,58 +77,61 @@ fn dummy_hash() -> &'static str {
     })
 }
 
-/// Failed logins within a window, per key (an account, a client IP). In memory, so each
-/// instance counts its own; a few instances multiply the limit by a few, not by much.
+/// Login attempts within a window, per key (an account, a client IP), kept in the
+/// database: every instance counts the same attempts. An attempt is noted before its
+/// password is checked, so guesses sent all at once count against each other instead of
+/// all passing a check that none of them has failed yet; a successful login forgets the
+/// account's attempts and its own.
 pub struct LoginLimiter {
-    max: usize,
+    max: i64,
     window: Duration,
-    failures: Mutex<HashMap<String, VecDeque<DateTime<Utc>>>>,
+}
+
+/// An attempt allowed to go on: the row noted for it under the client (a success forgets
+/// it; the account's rows all go then).
+pub struct Attempt {
+    client: i64,
 }
 
 impl LoginLimiter {
     pub fn new(max: u32, window: Duration) -> Self {
         Self {
-            max: max as usize,
+            max: i64::from(max),
             window,
-            failures: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Err(seconds until a try is allowed) while `key` is over the limit.
-    fn check(&self, key: &str, now: DateTime<Utc>) -> Result<(), i64> {
-        let mut f = self.failures.lock().expect("limiter lock");
-        let Some(q) = f.get_mut(key) else {
-            return Ok(());
-        };
-        while q.front().is_some_and(|t| *t <= now - self.window) {
-            q.pop_front();
+    /// Note an attempt under `account` and `client`; Err(seconds until a try is allowed)
+    /// while either has had its `max` attempts in the window (this one is then not kept).
+    async fn begin(
+        &self,
+        store: &dyn Store,
+        account: &str,
+        client: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Result<Attempt, i64>, StoreError> {
+        let ids = store.note_login_attempt(&[account, client], now).await?;
+        let since = now - self.window;
+        let mut wait = None;
+        for key in [account, client] {
+            let (n, oldest) = store.login_attempts(key, since).await?;
+            // `n` counts this attempt too.
+            if n > self.max {
+                let first = oldest.unwrap_or(now);
+                let w = ((first + self.window) - now).num_seconds().max(1);
+                wait = Some(wait.map_or(w, |v: i64| v.max(w)));
+            }
         }
-        if q.len() >= self.max {
-            let first = *q.front().expect("full");
-            return Err(((first + self.window) - now).num_seconds().max(1));
+        if let Some(w) = wait {
+            store.forget_login_attempts(&ids, None).await?;
+            return Ok(Err(w));
         }
-        Ok(())
+        Ok(Ok(Attempt { client: ids[1] }))
     }
 
-    fn fail(&self, key: &str, now: DateTime<Utc>) {
-        self.failures
-            .lock()
-            .expect("limiter lock")
-            .entry(key.to_string())
-            .or_default()
-            .push_back(now);
-    }
-
-    fn clear(&self, key: &str) {
-        self.failures.lock().expect("limiter lock").remove(key);
-    }
-
-    /// Forget old failures (called by the purge job).
-    pub fn prune(&self, now: DateTime<Utc>) {
-        self.failures
-            .lock()
-            .expect("limiter lock")
-            .retain(|_, q| q.back().is_some_and(|t| *t > now - self.window));
+    /// Forget attempts older than the window (called by the purge job).
+    pub async fn prune(&self, store: &dyn Store, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        store.purge_login_attempts(now - self.window).await
     }
 }
 
@@ -162,9 +163,10 @@ pub async fn log_in(
     lifetime: Duration,
 ) -> Result<Result<NewSession, LoginRefused>, StoreError> {
     let (account, ip) = (format!("user:{name}"), format!("ip:{client}"));
-    if let Err(wait) = limiter.check(&account, now).and(limiter.check(&ip, now)) {
-        return Ok(Err(LoginRefused::Limited(wait)));
-    }
+    let attempt = match limiter.begin(store, &account, &ip, now).await? {
+        Ok(a) => a,
+        Err(wait) => return Ok(Err(LoginRefused::Limited(wait))),
+    };
     let user = store.user_login(name).await?;
     // The same work for an unknown name as for a known one.
     let (phc, user) = match user {
@@ -176,11 +178,12 @@ pub async fn log_in(
         .await
         .unwrap_or(false);
     let Some(user) = user.filter(|_| ok) else {
-        limiter.fail(&account, now);
-        limiter.fail(&ip, now);
+        // The attempt's rows stay: they are the failures that count.
         return Ok(Err(LoginRefused::Wrong));
     };
-    limiter.clear(&account);
+    store
+        .forget_login_attempts(&[attempt.client], Some(&account))
+        .await?;
     let cookie = RandomToken::generate().as_str().to_string();
     let csrf = RandomToken::generate().as_str().to_string();
     store
@@ -240,18 +243,5 @@ mod tests {
         assert!(!verify("anything", "not a hash"));
         assert!(hash_password("short").is_err());
         assert_ne!(h, hash_password("correct horse battery").unwrap(), "salted");
-    }
-
-    #[test]
-    fn failures_are_limited_per_key_and_forgotten() {
-        let l = LoginLimiter::new(3, Duration::minutes(15));
-        let t = Utc::now();
-        for _ in 0..3 {
-            assert!(l.check("user:a", t).is_ok());
-            l.fail("user:a", t);
-        }
-        assert!(l.check("user:a", t).is_err());
-        assert!(l.check("user:b", t).is_ok());
-        assert!(l.check("user:a", t + Duration::minutes(16)).is_ok());
     }
 }

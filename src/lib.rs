@@ -532,7 +532,10 @@ fn spawn_periodic_jobs(
         )| async move {
             let now = s.clock.now();
             limiter.prune(now);
-            logins.prune(now);
+            logins
+                .prune(s.store.as_ref(), now)
+                .await
+                .map_err(|e| e.to_string())?;
             // Console sessions past their lifetime, or idle too long.
             let idle_before = now - s.config.console.session_idle.as_chrono();
             s.store

@@ -279,6 +279,88 @@ async fn failed_logins_are_limited_per_account_and_per_client(backend: Backend) 
 }
 both_backends!(failed_logins_are_limited_per_account_and_per_client);
 
+/// Guesses sent all at once count against each other (each is noted before its password is
+/// checked), a second instance on the same database counts the same attempts, and logging
+/// in successfully over and over is never limited.
+async fn logins_are_limited_for_bursts_and_across_instances(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    with_users(&app).await;
+    // Twenty guesses at ed's password at the same moment, each from a fresh browser.
+    let mut browsers: Vec<Browser> = (0..20).map(|_| Browser::new(&app)).collect();
+    let mut tokens = Vec::new();
+    for b in browsers.iter_mut() {
+        let page = b.get("/admin/login").await.text().await.unwrap();
+        tokens.push(csrf_of(&page));
+    }
+    let answers = futures_util::future::join_all(browsers.iter_mut().zip(&tokens).map(
+        |(b, csrf)| async move {
+            b.post(
+                "/admin/login",
+                &[
+                    ("name", ED.0),
+                    ("password", "guessing wrong"),
+                    ("csrf", csrf),
+                ],
+            )
+            .await
+            .status()
+            .as_u16()
+        },
+    ))
+    .await;
+    let checked = answers.iter().filter(|s| **s == 401).count();
+    let limited = answers.iter().filter(|s| **s == 429).count();
+    assert_eq!(checked + limited, 20, "{answers:?}");
+    assert!(
+        checked <= 5,
+        "only console.login_limit (5) guesses are checked: {answers:?}"
+    );
+    // Guesses that refused each other in flight are not failures: top up to the limit.
+    assert!(checked >= 1, "{answers:?}");
+    let mut b = Browser::new(&app);
+    for _ in checked..5 {
+        assert_eq!(b.log_in((ED.0, "guessing wrong")).await.status(), 401);
+    }
+    assert_eq!(b.log_in((ED.0, "guessing wrong")).await.status(), 429);
+    // Another instance on the same database: the account is limited there too.
+    let other = TestApp::spawn_with(Spawn::new(backend).db(&app.db_url)).await;
+    let mut b = Browser::new(&other);
+    assert_eq!(b.log_in(ED).await.status(), 429);
+    // The window passes (on both instances' clocks).
+    app.clock.advance(Duration::minutes(16));
+    other.clock.advance(Duration::minutes(16));
+    // Success after success from one client (one below the limit already) is never
+    // limited: a success forgets its own attempt, and the account's failures.
+    let mut b = Browser::new(&app);
+    for _ in 0..4 {
+        assert_eq!(b.log_in((ED.0, "guessing wrong")).await.status(), 401);
+    }
+    for _ in 0..8 {
+        assert_eq!(Browser::new(&app).log_in(ED).await.status(), 303);
+    }
+    let since = app.clock.now() - Duration::minutes(15);
+    let store = &app.services.store;
+    assert_eq!(store.login_attempts("user:ed", since).await.unwrap().0, 0);
+    assert_eq!(
+        store.login_attempts("ip:127.0.0.1", since).await.unwrap().0,
+        4
+    );
+    // The purge job forgets attempts once the window has passed (the client's five from
+    // before and its four since).
+    app.clock.advance(Duration::minutes(16));
+    let logins = herald::access::LoginLimiter::new(5, Duration::minutes(15));
+    assert_eq!(
+        logins.prune(store.as_ref(), app.clock.now()).await.unwrap(),
+        9
+    );
+    let ever = common::t0() - Duration::days(1);
+    assert_eq!(
+        store.login_attempts("ip:127.0.0.1", ever).await.unwrap().0,
+        0
+    );
+}
+both_backends!(logins_are_limited_for_bursts_and_across_instances);
+
 async fn changes_need_the_staff_role_and_the_sessions_token(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     with_users(&app).await;

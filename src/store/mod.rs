@@ -1011,6 +1011,19 @@ pub trait Store: Send + Sync + 'static {
     async fn session(&self, id_hash: &str) -> StoreResult<Option<ConsoleSession>>;
     async fn touch_session(&self, id_hash: &str, now: DateTime<Utc>) -> StoreResult<()>;
     async fn end_session(&self, id_hash: &str) -> StoreResult<()>;
+    /// Note one login attempt under each of `keys` (an account, a client), committed at once
+    /// so that concurrent attempts count each other; returns the rows' ids, in `keys` order.
+    async fn note_login_attempt(&self, keys: &[&str], at: DateTime<Utc>) -> StoreResult<Vec<i64>>;
+    /// Attempts under `key` after `since`: how many, and when the oldest was.
+    async fn login_attempts(
+        &self,
+        key: &str,
+        since: DateTime<Utc>,
+    ) -> StoreResult<(i64, Option<DateTime<Utc>>)>;
+    /// Forget the attempts `ids`, and every attempt under `key` if given.
+    async fn forget_login_attempts(&self, ids: &[i64], key: Option<&str>) -> StoreResult<()>;
+    /// Delete attempts made before `before`.
+    async fn purge_login_attempts(&self, before: DateTime<Utc>) -> StoreResult<u64>;
     /// Delete sessions past their absolute expiry or idle since `idle_before`.
     async fn purge_sessions(
         &self,

@@ -1327,6 +1327,58 @@ macro_rules! shared_store_impl {
                 Ok(())
             }
 
+            async fn note_login_attempt(&self, keys: &[&str], at: DateTime<Utc>) -> StoreResult<Vec<i64>> {
+                let _turn = self.write_turn().await;
+                let mut ids = Vec::with_capacity(keys.len());
+                // One statement a key, each committed by itself: a count that follows sees
+                // every attempt noted before it, by any instance.
+                for key in keys {
+                    ids.push(
+                        sqlx::query_scalar::<$db, i64>("INSERT INTO login_attempts (key, at) VALUES ($1, $2) RETURNING id")
+                            .bind(*key)
+                            .bind(at)
+                            .fetch_one(&self.pool)
+                            .await?,
+                    );
+                }
+                Ok(ids)
+            }
+
+            async fn login_attempts(&self, key: &str, since: DateTime<Utc>) -> StoreResult<(i64, Option<DateTime<Utc>>)> {
+                Ok(sqlx::query_as::<$db, (i64, Option<DateTime<Utc>>)>(
+                    "SELECT COUNT(*), MIN(at) FROM login_attempts WHERE key = $1 AND at > $2",
+                )
+                .bind(key)
+                .bind(since)
+                .fetch_one(&self.pool)
+                .await?)
+            }
+
+            async fn forget_login_attempts(&self, ids: &[i64], key: Option<&str>) -> StoreResult<()> {
+                let _turn = self.write_turn().await;
+                let mut qb = sqlx::QueryBuilder::<$db>::new("DELETE FROM login_attempts WHERE id IN (");
+                let mut list = qb.separated(", ");
+                list.push_bind(0_i64);
+                for id in ids {
+                    list.push_bind(*id);
+                }
+                qb.push(")");
+                if let Some(key) = key {
+                    qb.push(" OR key = ").push_bind(key.to_string());
+                }
+                qb.build().execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn purge_login_attempts(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+                let _turn = self.write_turn().await;
+                Ok(sqlx::query::<$db>("DELETE FROM login_attempts WHERE at <= $1")
+                    .bind(before)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected())
+            }
+
             async fn purge_sessions(&self, now: DateTime<Utc>, idle_before: DateTime<Utc>) -> StoreResult<u64> {
                 let mut tx = self.begin_write().await?;
                 let n = sqlx::query::<$db>("DELETE FROM sessions WHERE expires_at < $1 OR last_seen_at < $2")

@@ -1,0 +1,10 @@
+-- Console login attempts, per key ("user:NAME", "ip:ADDRESS"), in the database so that every
+-- instance counts the same ones, and noted *before* the password is checked so that many
+-- guesses sent at once cannot all pass the limit. PostgreSQL dialect.
+CREATE TABLE login_attempts (
+    id  BIGSERIAL PRIMARY KEY,
+    key TEXT NOT NULL,
+    at  TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX login_attempts_key ON login_attempts (key, at);
+CREATE INDEX login_attempts_at ON login_attempts (at);
