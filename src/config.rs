@@ -54,6 +54,7 @@ struct RawBounces {
     imap_url: String,
     imap_interval: HumanDuration,
     imap_move_to: String,
+    imap_tls_ca_file: String,
     sns_certificates: String,
     sns_topics: String,
     soft_limit: u32,
@@ -105,6 +106,9 @@ pub struct ImapConfig {
     /// read.
     pub move_to: Option<String>,
     pub interval: std::time::Duration,
+    /// `bounces.imap_tls_ca_file`: the server's certificate must chain to one of these
+    /// (DER), and to nothing else; None: the system's trusted roots.
+    pub ca: Option<std::sync::Arc<Vec<Vec<u8>>>>,
 }
 
 impl std::fmt::Debug for ImapConfig {
@@ -844,6 +848,13 @@ impl RawConfig {
                     }
                     f => Some(f.to_string()),
                 };
+                c.ca = read_ca("bounces.imap_tls_ca_file", &self.bounces.imap_tls_ca_file)?;
+                if c.ca.is_some() && c.tls == SmtpTls::None {
+                    return Err(invalid(
+                        "bounces.imap_tls_ca_file",
+                        "is for TLS: use imaps://, or imap://…?tls=required",
+                    ));
+                }
                 Some(c)
             }
         };
@@ -901,28 +912,7 @@ impl RawConfig {
             return Err(invalid("console.login_limit", "must be at least 1"));
         }
         let helo_name = (!self.mail.helo_name.is_empty()).then_some(self.mail.helo_name);
-        let tls_ca = match self.mail.tls_ca_file.trim() {
-            "" => None,
-            path => {
-                let pem = std::fs::read(path).map_err(|e| {
-                    invalid("mail.tls_ca_file", format!("cannot read {path:?}: {e}"))
-                })?;
-                use rustls_pki_types::pem::PemObject;
-                let certs: Vec<Vec<u8>> = rustls_pki_types::CertificateDer::pem_slice_iter(&pem)
-                    .map(|c| c.map(|c| c.to_vec()))
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| {
-                        invalid("mail.tls_ca_file", format!("{path:?} is not PEM: {e}"))
-                    })?;
-                if certs.is_empty() {
-                    return Err(invalid(
-                        "mail.tls_ca_file",
-                        format!("{path:?} holds no certificate (BEGIN CERTIFICATE)"),
-                    ));
-                }
-                Some(std::sync::Arc::new(certs))
-            }
-        };
+        let tls_ca = read_ca("mail.tls_ca_file", &self.mail.tls_ca_file)?;
         let dkim = if self.mail.dkim.key_file.is_empty() {
             None
         } else {
@@ -1071,6 +1061,28 @@ fn url_decode(v: &str) -> String {
         .into_owned()
 }
 
+/// A private CA's certificates from the PEM file `path` (config key `key`); None if empty.
+fn read_ca(key: &str, path: &str) -> Result<Option<std::sync::Arc<Vec<Vec<u8>>>>, ConfigError> {
+    let path = path.trim();
+    if path.is_empty() {
+        return Ok(None);
+    }
+    let pem =
+        std::fs::read(path).map_err(|e| invalid(key, format!("cannot read {path:?}: {e}")))?;
+    use rustls_pki_types::pem::PemObject;
+    let certs: Vec<Vec<u8>> = rustls_pki_types::CertificateDer::pem_slice_iter(&pem)
+        .map(|c| c.map(|c| c.to_vec()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| invalid(key, format!("{path:?} is not PEM: {e}")))?;
+    if certs.is_empty() {
+        return Err(invalid(
+            key,
+            format!("{path:?} holds no certificate (BEGIN CERTIFICATE)"),
+        ));
+    }
+    Ok(Some(std::sync::Arc::new(certs)))
+}
+
 /// `imaps://USER:PASSWORD@HOST[:993]/MAILBOX`, or `imap://…[:143]/MAILBOX[?tls=required]`
 /// (STARTTLS; without it, plain text). User and password percent-encoded; the mailbox
 /// defaults to INBOX.
@@ -1133,6 +1145,7 @@ fn parse_imap_url(s: &str) -> Result<ImapConfig, ConfigError> {
         },
         move_to: None,
         interval: std::time::Duration::from_secs(60),
+        ca: None,
     })
 }
 

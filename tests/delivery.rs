@@ -887,6 +887,104 @@ fn delivered_fixture(fixture: &str, to: &str) -> Vec<u8> {
     format!("Delivered-To: {to}\r\n{raw}").into_bytes()
 }
 
+/// A mail server whose certificate comes from a private CA (made by openssl): with
+/// `bounces.imap_tls_ca_file` naming that CA, returned mail is read over TLS from the first
+/// byte (`imaps://`) and over STARTTLS (`?tls=required`); without it, or with another CA,
+/// the read fails saying so, and the mailbox is left as it was.
+async fn the_mailbox_is_read_over_tls_with_a_private_ca(backend: Backend) {
+    if !common::tool_available("Dovecot", &["test", "-x", "/usr/sbin/dovecot"])
+        || !common::tool_available("openssl", &["openssl", "version"])
+    {
+        return;
+    }
+    let pki = common::pki::Pki::new("Herald Test Mail CA");
+    let other = common::pki::Pki::new("Someone Else's CA");
+    let dovecot = common::dovecot::Dovecot::start_tls(&[("herald", "pw")], &pki.cert, &pki.key);
+    let imaps = format!(
+        "imaps://herald:pw@127.0.0.1:{}/INBOX",
+        dovecot.imaps_port.unwrap()
+    );
+    let starttls = format!(
+        "imap://herald:pw@127.0.0.1:{}/INBOX?tls=required",
+        dovecot.port
+    );
+    let mut first = true;
+    for (url, ca, trusted) in [
+        (&imaps, None, false),
+        (&starttls, None, false),
+        (&imaps, Some(&other.ca), false),
+        (&starttls, Some(&other.ca), false),
+        (&imaps, Some(&pki.ca), true),
+        (&starttls, Some(&pki.ca), true),
+    ] {
+        let mut spec = Spawn::new(backend)
+            .set("mail.return_path", "bounces@bounces.herald.example")
+            .set("bounces.imap_url", url);
+        if let Some(ca) = ca {
+            spec = spec.set("bounces.imap_tls_ca_file", ca.to_str().unwrap());
+        }
+        let app = TestApp::spawn_with(spec).await;
+        app.digest_to(&["gone"]).await;
+        // Each run's database is new, so its first send has the same reference: one bounce
+        // waits in the box until a trusted run reads it, then the next trusted run gets one.
+        let verp = app.verp("gone@example.com");
+        if first || (trusted && url == &starttls) {
+            dovecot.deliver("herald", &delivered_fixture("postfix-hard.eml", &verp));
+            first = false;
+        }
+        let case = format!("{url} with CA {ca:?}");
+        let reader = app.services.imap.clone().expect("bounces.imap_url");
+        match reader.read_once().await {
+            Ok(report) => {
+                assert!(trusted, "{case}: read from an untrusted server");
+                // (A new database has read nothing yet: it may take the bounce an earlier
+                // run read too; it is the same send's.)
+                assert!(
+                    report.acted >= 1 && report.read == report.acted,
+                    "{case}: {report:?}"
+                );
+                assert_eq!(
+                    app.subscriber_status("gone@example.com").await.as_deref(),
+                    Some("bounced"),
+                    "{case}"
+                );
+            }
+            Err(e) => {
+                assert!(!trusted, "{case}: {e}");
+                let why = e.to_string();
+                assert!(
+                    why.to_lowercase().contains("certificate") || why.contains("TLS"),
+                    "{case}: {why}"
+                );
+                assert_eq!(
+                    app.subscriber_status("gone@example.com").await.as_deref(),
+                    Some("active"),
+                    "{case}"
+                );
+                let inbox = dovecot.messages("herald", "");
+                assert!(
+                    inbox.iter().all(|(f, _)| !f.contains('S')),
+                    "{case}: untouched"
+                );
+            }
+        }
+    }
+    // Every message delivered was read by one of the two trusted runs, or left unread.
+    let inbox = dovecot.messages("herald", "");
+    assert_eq!(inbox.iter().filter(|(f, _)| f.contains('S')).count(), 2);
+    // A CA file with plain-text IMAP is a mistake in the configuration, said at start.
+    let plain = format!("imap://herald:pw@127.0.0.1:{}/INBOX", dovecot.port);
+    let err = herald::config::Config::defaults_with(&[
+        ("mail.return_path", "bounces@bounces.herald.example"),
+        ("bounces.imap_url", &plain),
+        ("bounces.imap_tls_ca_file", pki.ca.to_str().unwrap()),
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("bounces.imap_tls_ca_file"), "{err}");
+}
+both_backends!(the_mailbox_is_read_over_tls_with_a_private_ca);
+
 /// Returned mail read from a mailbox on a real IMAP server (Debian's Dovecot): each message
 /// for one of herald's addresses is acted on as the listener would, then marked read (or
 /// moved away, with `bounces.imap_move_to`); mail for other addresses and mail herald cannot

@@ -161,8 +161,7 @@ impl ImapReader {
         ),
         ImapError,
     > {
-        use rustls_platform_verifier::ConfigVerifierExt;
-        let config = tokio_rustls::rustls::ClientConfig::with_platform_verifier()
+        let config = crate::delivery::tls_client_config(self.config.ca.as_deref())
             .map_err(|e| self.err(format!("TLS setup: {e}")))?;
         let name = tokio_rustls::rustls::pki_types::ServerName::try_from(self.config.host.clone())
             .map_err(|e| self.err(format!("bad TLS server name: {e}")))?;

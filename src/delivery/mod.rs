@@ -12,6 +12,7 @@ mod worker;
 
 pub use dkim::{DkimKeyError, DkimSigner};
 pub use mail::{BuildError, ListMail, MailHeaders, OutgoingMail, build_message, new_message_id};
+pub(crate) use transport::tls_client_config;
 pub use transport::{Gate, MailSender, SendError, Transport};
 pub use worker::{
     Batch, BatchReport, ComposeError, Composed, Composer, DeliveryEngine, RetryPolicy,

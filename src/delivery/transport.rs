@@ -548,6 +548,31 @@ fn dot_stuff(bytes: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// A TLS client setup: the system's trusted roots, or with `ca` (a private CA's
+/// certificates, DER) those alone. Server names are checked either way. Used for the relay
+/// and for the IMAP server returned mail is read from.
+pub(crate) fn tls_client_config(
+    ca: Option<&Vec<Vec<u8>>>,
+) -> Result<tokio_rustls::rustls::ClientConfig, tokio_rustls::rustls::Error> {
+    use rustls_platform_verifier::ConfigVerifierExt;
+    use tokio_rustls::rustls;
+    match ca {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for der in ca {
+                roots.add(rustls::pki_types::CertificateDer::from(der.clone()))?;
+            }
+            Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::aws_lc_rs::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth())
+        }
+        None => rustls::ClientConfig::with_platform_verifier(),
+    }
+}
+
 /// TLS from the first byte (smtps, port 465), on our own NODELAY socket; with `ca`, only
 /// those roots.
 async fn implicit_tls(
@@ -555,27 +580,9 @@ async fn implicit_tls(
     tcp: TcpStream,
     ca: Option<&Vec<Vec<u8>>>,
 ) -> Result<TlsTcp, SendError> {
-    use rustls_platform_verifier::ConfigVerifierExt;
     use tokio_rustls::rustls;
-    let setup = |e: rustls::Error| SendError::Transient(format!("TLS setup: {e}"));
-    let config = match ca {
-        Some(ca) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for der in ca {
-                roots
-                    .add(rustls::pki_types::CertificateDer::from(der.clone()))
-                    .map_err(setup)?;
-            }
-            rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::aws_lc_rs::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .map_err(setup)?
-            .with_root_certificates(roots)
-            .with_no_client_auth()
-        }
-        None => rustls::ClientConfig::with_platform_verifier().map_err(setup)?,
-    };
+    let config =
+        tls_client_config(ca).map_err(|e| SendError::Transient(format!("TLS setup: {e}")))?;
     let name = rustls::pki_types::ServerName::try_from(host.to_string())
         .map_err(|e| SendError::Transient(format!("bad TLS server name {host:?}: {e}")))?;
     let stream = tokio_rustls::TlsConnector::from(Arc::new(config))

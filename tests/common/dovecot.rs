@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 pub struct Dovecot {
     pub port: u16,
+    /// The imaps (TLS from the first byte) port, when started with a certificate.
+    pub imaps_port: Option<u16>,
     dir: tempfile::TempDir,
     /// The owner of the mail files (Dovecot will not serve mail as root).
     uid: u32,
@@ -33,6 +35,16 @@ fn id(flag: &str, name: Option<&str>) -> u32 {
 impl Dovecot {
     /// Start Dovecot with these users (name, password).
     pub fn start(users: &[(&str, &str)]) -> Self {
+        Self::start_with(users, None)
+    }
+
+    /// The same, also offering TLS with this certificate and key (PEM files): STARTTLS on
+    /// `port`, and TLS from the first byte on `imaps_port`.
+    pub fn start_tls(users: &[(&str, &str)], cert: &Path, key: &Path) -> Self {
+        Self::start_with(users, Some((cert, key)))
+    }
+
+    fn start_with(users: &[(&str, &str)], tls: Option<(&Path, &Path)>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let root = id("-u", None) == 0;
         let (uid, gid, service_user) = if root {
@@ -44,11 +56,23 @@ impl Dovecot {
         } else {
             (id("-u", None), id("-g", None), "")
         };
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let free_port = || {
+            TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        };
+        let port = free_port();
+        let imaps_port = tls.map(|_| free_port());
+        let ssl = match tls {
+            Some((cert, key)) => format!(
+                "ssl = yes\nssl_cert = <{}\nssl_key = <{}\n",
+                cert.display(),
+                key.display()
+            ),
+            None => "ssl = no\n".to_string(),
+        };
         let d = dir.path().display();
         let passwd: String = users
             .iter()
@@ -64,13 +88,14 @@ impl Dovecot {
             let me = std::env::var("USER").unwrap_or_else(|_| "nobody".into());
             format!("default_internal_user = {me}\ndefault_login_user = {me}\n")
         };
+        let imaps = imaps_port.unwrap_or(0);
         let conf = format!(
             "protocols = imap\n\
              listen = 127.0.0.1\n\
              base_dir = {d}/run\n\
              state_dir = {d}/state\n\
              log_path = {d}/dovecot.log\n\
-             ssl = no\n\
+             {ssl}\
              disable_plaintext_auth = no\n\
              auth_mechanisms = plain login\n\
              mail_location = maildir:{d}/mail/%u\n\
@@ -78,7 +103,7 @@ impl Dovecot {
              {users_line}\
              passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%u {d}/passwd\n}}\n\
              userdb {{\n  driver = static\n  args = uid={uid} gid={gid} home={d}/mail/%u\n}}\n\
-             service imap-login {{\n  chroot =\n  inet_listener imap {{\n    address = 127.0.0.1\n    port = {port}\n  }}\n  inet_listener imaps {{\n    port = 0\n  }}\n}}\n\
+             service imap-login {{\n  chroot =\n  inet_listener imap {{\n    address = 127.0.0.1\n    port = {port}\n  }}\n  inet_listener imaps {{\n    address = 127.0.0.1\n    port = {imaps}\n  }}\n}}\n\
              service anvil {{\n  chroot =\n}}\n"
         );
         let conf_path = dir.path().join("dovecot.conf");
@@ -110,6 +135,7 @@ impl Dovecot {
         }
         Self {
             port,
+            imaps_port,
             dir,
             uid,
             gid,
