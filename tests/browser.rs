@@ -99,9 +99,19 @@ async fn a_staff_member_schedules_and_sends_a_digest_in_the_browser(backend: Bac
         .import_csv(csv.as_bytes(), &["wmd".to_string()], true)
         .await
         .unwrap();
-    let shots = std::env::var("HERALD_SCREENSHOTS").unwrap_or_else(|_| {
+    // The screenshots go where HERALD_SCREENSHOTS says, or to a folder of this run's own
+    // (one per backend: both run at once) that is removed when the test passes.
+    // A relative folder is the crate's (node runs in tests/browser: give it the whole path).
+    let kept = std::env::var("HERALD_SCREENSHOTS").ok().map(|d| {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(d)
+            .to_string_lossy()
+            .into_owned()
+    });
+    let started = std::time::SystemTime::now();
+    let shots = kept.clone().unwrap_or_else(|| {
         std::env::temp_dir()
-            .join(format!("herald-shots-{}", std::process::id()))
+            .join(format!("herald-shots-{}-{backend:?}", std::process::id()))
             .to_string_lossy()
             .into_owned()
     });
@@ -226,10 +236,15 @@ async fn a_staff_member_schedules_and_sends_a_digest_in_the_browser(backend: Bac
         "subscriber",
         "dashboard",
     ] {
+        // Made by this run, not left from an earlier one.
+        let made = std::fs::metadata(format!("{shots}/{name}.png")).and_then(|m| m.modified());
         assert!(
-            std::path::Path::new(&format!("{shots}/{name}.png")).exists(),
-            "screenshot {name}"
+            made.as_ref().is_ok_and(|t| *t >= started),
+            "screenshot {name} in {shots}: {made:?}"
         );
+    }
+    if kept.is_none() {
+        let _ = std::fs::remove_dir_all(&shots);
     }
 }
 both_backends!(a_staff_member_schedules_and_sends_a_digest_in_the_browser);

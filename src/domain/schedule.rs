@@ -89,7 +89,9 @@ impl CronSchedule {
 
     /// In words, e.g. "At 07:00, Monday through Friday".
     pub fn describe(&self) -> String {
-        self.cron.describe()
+        // croner ends its sentence with a period; pages and the CLI punctuate it themselves
+        // ("…and Friday.. The next runs" otherwise).
+        self.cron.describe().trim_end_matches('.').to_string()
     }
 }
 
@@ -139,6 +141,7 @@ mod tests {
             Some(utc(2026, 3, 8, 9, 0))
         );
         assert!(s.describe().contains("07:00"), "{}", s.describe());
+        assert!(!s.describe().ends_with('.'), "{}", s.describe());
     }
 
     #[test]
