@@ -777,20 +777,23 @@ async fn schedules_are_paused_resumed_and_changed_by_staff_only(backend: Backend
             .enabled
     );
     // Edit: new times, zone and sections; the next run follows the new times.
-    let r = b
-        .post(
-            "/admin/schedules/morning",
-            &[
-                ("csrf", &csrf),
-                ("name", "morning"),
-                ("cron", "30 6 * * 1-5"),
-                ("timezone", "America/New_York"),
-                ("sections", "wmd"),
-                ("sections", "cyber"),
-                ("subject", "The morning brief"),
-            ],
-        )
-        .await;
+    // The edit form as a browser sends it, with the pictures box ticked or not.
+    let edit = |pictures: bool| {
+        let mut f = vec![
+            ("csrf", csrf.clone()),
+            ("name", "morning".to_string()),
+            ("cron", "30 6 * * 1-5".to_string()),
+            ("timezone", "America/New_York".to_string()),
+            ("sections", "wmd".to_string()),
+            ("sections", "cyber".to_string()),
+            ("subject", "The morning brief".to_string()),
+        ];
+        if pictures {
+            f.push(("images", "on".to_string()));
+        }
+        f
+    };
+    let r = b.post_owned("/admin/schedules/morning", edit(false)).await;
     assert_eq!(r.status(), 303);
     let s = store.schedule_by_name("morning").await.unwrap().unwrap();
     assert_eq!(
@@ -816,20 +819,7 @@ async fn schedules_are_paused_resumed_and_changed_by_staff_only(backend: Backend
         .await
         .unwrap();
     assert!(page.contains("Pictures left out") && !page.contains(r#"value="on" checked"#));
-    let r = b
-        .post(
-            "/admin/schedules/morning",
-            &[
-                ("csrf", &csrf),
-                ("cron", "30 6 * * 1-5"),
-                ("timezone", "America/New_York"),
-                ("sections", "wmd"),
-                ("sections", "cyber"),
-                ("subject", "The morning brief"),
-                ("images", "on"),
-            ],
-        )
-        .await;
+    let r = b.post_owned("/admin/schedules/morning", edit(true)).await;
     assert_eq!(r.status(), 303);
     assert!(
         store
