@@ -1,6 +1,6 @@
 //! `herald articles`: add one, import a feed file, list.
 
-use super::{CliResult, Failure, Format, count, print_json};
+use super::{CliResult, Failure, Format, print_list};
 use clap::Subcommand;
 use herald::Services;
 use std::path::PathBuf;
@@ -150,18 +150,14 @@ pub async fn run(cmd: Cmd, s: Services) -> CliResult {
                 None => None,
             };
             let list = s.store.list_articles(section_id, limit).await?;
-            if format == Format::Json {
-                return print_json(&list);
-            }
-            for a in &list {
-                println!(
+            print_list(&list, format, ("article", "articles"), |a| {
+                format!(
                     "{} {}  {}",
                     a.created_at.format("%Y-%m-%d %H:%M"),
                     a.title,
                     a.url
-                );
-            }
-            eprintln!("{}", count(list.len() as i64, "article", "articles"));
+                )
+            })?;
         }
     }
     Ok(())

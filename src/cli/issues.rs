@@ -1,6 +1,6 @@
 //! `herald issues`: digest runs with their delivery counts.
 
-use super::{CliResult, Format, count, print_json};
+use super::{CliResult, Format, print_list};
 use clap::Subcommand;
 use herald::Services;
 
@@ -19,12 +19,9 @@ pub enum Cmd {
 pub async fn run(cmd: Cmd, s: Services) -> CliResult {
     let Cmd::List { limit, format } = cmd;
     let issues = herald::digests::issues_with_counts(s.store.as_ref(), None, limit).await?;
-    if format == Format::Json {
-        return print_json(&issues);
-    }
-    for i in &issues {
+    print_list(&issues, format, ("issue", "issues"), |i| {
         let counts: Vec<String> = i.counts.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        println!(
+        format!(
             "#{:<5} {:<16} {} {:<10} articles={:<4} sends={:<7} {}",
             i.issue.id,
             i.issue.schedule_name,
@@ -33,8 +30,6 @@ pub async fn run(cmd: Cmd, s: Services) -> CliResult {
             i.issue.article_count,
             i.issue.send_count,
             counts.join(" ")
-        );
-    }
-    eprintln!("{}", count(issues.len() as i64, "issue", "issues"));
-    Ok(())
+        )
+    })
 }

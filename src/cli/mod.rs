@@ -143,6 +143,24 @@ pub fn print_json<T: serde::Serialize>(v: &T) -> CliResult {
     Ok(())
 }
 
+/// A listing as every `list` command prints it: JSON with `--format json`; otherwise a line
+/// per item on stdout and the count ("3 users") on stderr.
+pub fn print_list<T: serde::Serialize>(
+    list: &[T],
+    format: Format,
+    (one, many): (&str, &str),
+    line: impl Fn(&T) -> String,
+) -> CliResult {
+    if format == Format::Json {
+        return print_json(&list);
+    }
+    for item in list {
+        println!("{}", line(item));
+    }
+    eprintln!("{}", count(list.len() as i64, one, many));
+    Ok(())
+}
+
 /// "1 subscriber", "2 subscribers".
 pub fn count(n: impl Into<i64>, one: &str, many: &str) -> String {
     let n = n.into();

@@ -1,6 +1,6 @@
 //! `herald subscribers`: import, list, show, export, erase.
 
-use super::{CliResult, Failure, Format, count, print_json};
+use super::{CliResult, Failure, Format, count, print_json, print_list};
 use clap::Subcommand;
 use herald::Services;
 use herald::domain::SubscriberStatus;
@@ -86,18 +86,14 @@ pub async fn run(cmd: Cmd, s: Services) -> CliResult {
             format,
         } => {
             let list = s.subs.list_subscribers(status, section.as_deref()).await?;
-            if format == Format::Json {
-                return print_json(&list);
-            }
-            for sub in &list {
-                println!(
+            print_list(&list, format, ("subscriber", "subscribers"), |sub| {
+                format!(
                     "{:<40} {:<13} {}",
                     sub.email,
                     sub.status,
                     sub.created_at.format("%Y-%m-%d %H:%M")
-                );
-            }
-            eprintln!("{}", count(list.len() as i64, "subscriber", "subscribers"));
+                )
+            })?;
         }
         Cmd::Show { email, format } => {
             let Some(x) = s.subs.export_subscriber(&email).await? else {

@@ -1,6 +1,6 @@
 //! `herald tokens`: bearer tokens for `/api/v1`.
 
-use super::{CliResult, Failure, Format, count, print_json};
+use super::{CliResult, Failure, Format, print_list};
 use clap::Subcommand;
 use herald::Services;
 use herald::store::ApiRole as Role;
@@ -35,11 +35,8 @@ pub async fn run(cmd: Cmd, s: Services) -> CliResult {
         }
         Cmd::List { format } => {
             let list = s.store.list_api_tokens().await?;
-            if format == Format::Json {
-                return print_json(&list);
-            }
-            for t in &list {
-                println!(
+            print_list(&list, format, ("token", "tokens"), |t| {
+                format!(
                     "{:<24} {:<9} created {}{}",
                     t.name,
                     t.role,
@@ -47,9 +44,8 @@ pub async fn run(cmd: Cmd, s: Services) -> CliResult {
                     t.revoked_at
                         .map(|r| format!(", revoked {}", r.format("%Y-%m-%d")))
                         .unwrap_or_default()
-                );
-            }
-            eprintln!("{}", count(list.len() as i64, "token", "tokens"));
+                )
+            })?;
         }
         Cmd::Revoke { name } => {
             if !s.store.revoke_api_token(&name, s.clock.now()).await? {

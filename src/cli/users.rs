@@ -1,6 +1,6 @@
 //! `herald users`: the people who log in to the console at `/admin`.
 
-use super::{CliResult, Failure, Format, count, print_json};
+use super::{CliResult, Failure, Format, print_list};
 use clap::Subcommand;
 use herald::Services;
 use herald::store::ApiRole as Role;
@@ -61,18 +61,14 @@ pub async fn run(cmd: Cmd, s: Services) -> CliResult {
         }
         Cmd::List { format } => {
             let list = s.store.list_users().await?;
-            if format == Format::Json {
-                return print_json(&list);
-            }
-            for u in &list {
-                println!(
+            print_list(&list, format, ("user", "users"), |u| {
+                format!(
                     "{:<24} {:<9} since {}",
                     u.name,
                     u.role,
                     u.created_at.format("%Y-%m-%d")
-                );
-            }
-            eprintln!("{}", count(list.len() as i64, "user", "users"));
+                )
+            })?;
         }
         Cmd::Remove { name } => {
             if !s.store.remove_user(&name).await? {

@@ -185,8 +185,8 @@ pub(super) async fn add(State(st): State<AppState>, v: Viewer, body: Bytes) -> R
                 see_other(
                     &st,
                     &format!(
-                        "/articles?added=1&section={}",
-                        url::form_urlencoded::byte_serialize(form.section.as_bytes()).collect::<String>()
+                        "/articles?{}",
+                        super::query_string(&[("added", "1"), ("section", &form.section)])
                     ),
                 )
             }

@@ -213,32 +213,27 @@ pub(super) async fn add(State(st): State<AppState>, v: Viewer, body: Bytes) -> R
         let reason = Some(field(&pairs, "reason"))
             .filter(|r| !r.is_empty())
             .unwrap_or_else(|| "manual".into());
-        let refuse = |f: &'static str, m: String| FieldErrors::one(f, m);
+        let refuse = |status, f: &'static str, m: String| {
+            suppressions_page(
+                &st,
+                &v,
+                status,
+                address.clone(),
+                FieldErrors::one(f, m),
+                None,
+            )
+        };
         let email = match EmailAddress::parse(&address) {
             Ok(e) => e,
             Err(e) => {
-                return suppressions_page(
-                    &st,
-                    &v,
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    address,
-                    refuse("address", e.to_string()),
-                    None,
-                )
-                .await;
+                return refuse(StatusCode::UNPROCESSABLE_ENTITY, "address", e.to_string()).await;
             }
         };
         if !valid_suppression_reason(&reason) {
-            return suppressions_page(
-                &st,
-                &v,
+            return refuse(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                address,
-                refuse(
-                    "reason",
-                    "One word: letters, digits, dashes or underscores, e.g. legal.".into(),
-                ),
-                None,
+                "reason",
+                "One word: letters, digits, dashes or underscores, e.g. legal.".into(),
             )
             .await;
         }
@@ -249,8 +244,8 @@ pub(super) async fn add(State(st): State<AppState>, v: Viewer, body: Bytes) -> R
         see_other(
             &st,
             &format!(
-                "/suppressions?done=added&address={}",
-                url::form_urlencoded::byte_serialize(email.as_str().as_bytes()).collect::<String>()
+                "/suppressions?{}",
+                super::query_string(&[("done", "added"), ("address", email.as_str())])
             ),
         )
     }
@@ -264,28 +259,27 @@ pub(super) async fn lift(State(st): State<AppState>, v: Viewer, body: Bytes) -> 
     let page: Page = async {
         v.may_change(&field(&pairs, "csrf"))?;
         let address = field(&pairs, "address");
+        let refuse = |status, f: &'static str, m: String| {
+            suppressions_page(
+                &st,
+                &v,
+                status,
+                address.clone(),
+                FieldErrors::one(f, m),
+                None,
+            )
+        };
         let email = match EmailAddress::parse(&address) {
             Ok(e) => e,
             Err(e) => {
-                return suppressions_page(
-                    &st,
-                    &v,
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    address,
-                    FieldErrors::one("address", e.to_string()),
-                    None,
-                )
-                .await;
+                return refuse(StatusCode::UNPROCESSABLE_ENTITY, "address", e.to_string()).await;
             }
         };
         if field(&pairs, "confirm") != "yes" {
-            return suppressions_page(
-                &st,
-                &v,
+            return refuse(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                address,
-                FieldErrors::one("lift", "Tick the box to say you mean it.".to_string()),
-                None,
+                "lift",
+                "Tick the box to say you mean it.".into(),
             )
             .await;
         }
@@ -294,13 +288,10 @@ pub(super) async fn lift(State(st): State<AppState>, v: Viewer, body: Bytes) -> 
             .remove_suppression(email.as_str(), st.clock.now())
             .await?
         {
-            return suppressions_page(
-                &st,
-                &v,
+            return refuse(
                 StatusCode::NOT_FOUND,
-                address,
-                FieldErrors::one("lift", "This address is not suppressed.".to_string()),
-                None,
+                "lift",
+                "This address is not suppressed.".into(),
             )
             .await;
         }
@@ -308,8 +299,8 @@ pub(super) async fn lift(State(st): State<AppState>, v: Viewer, body: Bytes) -> 
         see_other(
             &st,
             &format!(
-                "/suppressions?done=lifted&address={}",
-                url::form_urlencoded::byte_serialize(email.as_str().as_bytes()).collect::<String>()
+                "/suppressions?{}",
+                super::query_string(&[("done", "lifted"), ("address", email.as_str())])
             ),
         )
     }
