@@ -25,19 +25,9 @@ export HERALD_DATABASE__URL="$DB" HERALD_SECRET_KEY="bench-secret-bench-secret-b
 export HERALD_HTTP__LISTEN="127.0.0.1:$PORT" HERALD_HTTP__PUBLIC_URL="http://127.0.0.1:$PORT"
 # Nothing is left to deliver, but point mail where nothing answers all the same.
 export HERALD_MAIL__URL="smtp://127.0.0.1:9"
-python3 - "$N" > "$WORK/list.csv" <<'PY'
-import sys
-print("email")
-for i in range(int(sys.argv[1])):
-    print(f"reader{i}@example{i % 97}.com")
-PY
+reader_list "$N" "$WORK/list.csv"
 cd "$WORK"
-"$BIN" migrate >/dev/null
-"$BIN" sections add wmd --name "WMD" >/dev/null
-"$BIN" subscribers import list.csv --sections wmd --preconfirmed >/dev/null
-"$BIN" articles import --section wmd "$OLDPWD/tests/fixtures/wmd.rss.xml" >/dev/null
-"$BIN" schedules add morning --cron "0 7 * * *" --sections wmd >/dev/null
-"$BIN" digests run morning --queue-only >/dev/null
+seed_issue "$OLDPWD/tests/fixtures/wmd.rss.xml"
 # Settle every send as a run would: outcome by id, changed times spread over 3 hours.
 SETTLE="UPDATE sends SET attempts = 1,
   status = CASE WHEN id % 200 = 3 THEN 'bounced' WHEN id % 100 = 7 THEN 'failed' ELSE 'sent' END,

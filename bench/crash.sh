@@ -62,19 +62,9 @@ start_relay() {
 start_relay
 sleep 0.5
 
-python3 - "$N" > "$WORK/list.csv" <<'PY'
-import sys
-print("email")
-for i in range(int(sys.argv[1])):
-    print(f"reader{i}@example{i % 97}.com")
-PY
+reader_list "$N" "$WORK/list.csv"
 cd "$WORK"
-"$BIN" migrate >/dev/null
-"$BIN" sections add wmd --name "WMD" >/dev/null
-"$BIN" subscribers import list.csv --sections wmd --preconfirmed >/dev/null
-"$BIN" articles import --section wmd "$OLDPWD/tests/fixtures/wmd.rss.xml" >/dev/null
-"$BIN" schedules add morning --cron "0 7 * * *" --sections wmd >/dev/null
-"$BIN" digests run morning --queue-only >/dev/null
+seed_issue "$OLDPWD/tests/fixtures/wmd.rss.xml"
 
 start() { "$BIN" serve >>"$WORK/serve.log" 2>&1 & PIDS[$1]=$!; }
 delivered() { find "$WORK/dump" -type f | wc -l; }

@@ -19,12 +19,7 @@ BIN="${BENCH_BIN:-$PWD/target/release/herald}"
 . bench/lib.sh
 start_sink $PORT
 
-python3 - "$N" > "$WORK/list.csv" <<'PY'
-import sys
-print("email")
-for i in range(int(sys.argv[1])):
-    print(f"reader{i}@example{i % 97}.com")
-PY
+reader_list "$N" "$WORK/list.csv"
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 rate() { python3 -c "print(f'{$1/$2:.0f}')"; }

@@ -12,13 +12,9 @@ DB="${2:-sqlite:$WORK/herald.db}"
 if [ -z "${BENCH_BIN:-}" ]; then cargo build --release -q; fi
 BIN="${BENCH_BIN:-$PWD/target/release/herald}"
 FIX="$PWD/tests/fixtures/wmd.rss.xml"
+. bench/lib.sh
 export HERALD_DATABASE__URL="$DB" HERALD_SECRET_KEY="bench-secret-bench-secret-bench-secret-0" HERALD_LOG=warn
-python3 - "$N" > "$WORK/list.csv" <<'PY'
-import sys
-print("email")
-for i in range(int(sys.argv[1])):
-    print(f"reader{i}@example{i % 97}.com")
-PY
+reader_list "$N" "$WORK/list.csv"
 cd "$WORK"
 "$BIN" migrate >/dev/null
 "$BIN" sections add wmd --name "WMD" >/dev/null

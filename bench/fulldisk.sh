@@ -45,22 +45,12 @@ smtp-sink -u nobody -d "$WORK/dump/%H%M%S." 127.0.0.1:$PORT 1000 >/dev/null 2>&1
 SINK=$!
 sleep 0.5
 
-python3 - "$N" > "$WORK/list.csv" <<'PY'
-import sys
-print("email")
-for i in range(int(sys.argv[1])):
-    print(f"reader{i}@example{i % 97}.com")
-PY
+reader_list "$N" "$WORK/list.csv"
 export HERALD_DATABASE__URL="sqlite:$MNT/herald.db" HERALD_SECRET_KEY="bench-secret-bench-secret-bench-secret-0" \
     HERALD_LOG=warn HERALD_MAIL__URL="smtp://127.0.0.1:$PORT" HERALD_DELIVERY__RATE_PER_SECOND="$RATE" \
     HERALD_HTTP__LISTEN="127.0.0.1:$HTTP" HERALD_HTTP__METRICS_LISTEN="127.0.0.1:$METRICS"
 cd "$WORK"
-"$BIN" migrate >/dev/null
-"$BIN" sections add wmd --name "WMD" >/dev/null
-"$BIN" subscribers import list.csv --sections wmd --preconfirmed >/dev/null
-"$BIN" articles import --section wmd "$ROOT/tests/fixtures/wmd.rss.xml" >/dev/null
-"$BIN" schedules add morning --cron "0 7 * * *" --sections wmd >/dev/null
-"$BIN" digests run morning --queue-only >/dev/null
+seed_issue "$ROOT/tests/fixtures/wmd.rss.xml"
 
 delivered() { find "$WORK/dump" -type f | wc -l; }
 health() { curl -s -o "$WORK/h" -w '%{http_code}' "http://127.0.0.1:$HTTP/healthz" || echo 000; }

@@ -38,12 +38,7 @@ ROOT="$PWD"
 FIX="$ROOT/tests/fixtures/wmd.rss.xml"
 . bench/lib.sh
 
-python3 - "$N" > "$WORK/list.csv" <<'PY'
-import sys
-print("email")
-for i in range(int(sys.argv[1])):
-    print(f"reader{i}@example{i % 97}.com")
-PY
+reader_list "$N" "$WORK/list.csv"
 chmod 755 "$WORK"
 
 echo "readers=$N relay_delay=${DELAY}ms connections_per_instance=$CONN"

@@ -41,3 +41,25 @@ wait_settled() {
         sleep "$2"
     done
 }
+
+# Write a CSV of $1 readers (reader0@example0.com …, over 97 domains) to file $2.
+reader_list() {
+    python3 - "$1" > "$2" <<'PY'
+import sys
+print("email")
+for i in range(int(sys.argv[1])):
+    print(f"reader{i}@example{i % 97}.com")
+PY
+}
+
+# In the current folder, with HERALD_DATABASE__URL set: one section "wmd" with the readers
+# of list.csv, the articles of feed file $1, a schedule "morning", and an issue to all of
+# them queued (not delivered).
+seed_issue() {
+    "$BIN" migrate >/dev/null
+    "$BIN" sections add wmd --name "WMD" >/dev/null
+    "$BIN" subscribers import list.csv --sections wmd --preconfirmed >/dev/null
+    "$BIN" articles import --section wmd "$1" >/dev/null
+    "$BIN" schedules add morning --cron "0 7 * * *" --sections wmd >/dev/null
+    "$BIN" digests run morning --queue-only >/dev/null
+}

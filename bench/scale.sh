@@ -34,12 +34,7 @@ for N in "${SIZES[@]}"; do
     export HERALD_DATABASE__URL="$DB" HERALD_SECRET_KEY="bench-secret-bench-secret-bench-secret-0" \
         HERALD_LOG=warn HERALD_MAIL__URL="smtp://127.0.0.1:$PORT" HERALD_DELIVERY__CONNECTIONS="$CONN" \
         HERALD_DELIVERY__BATCH_SIZE="${BATCH:-200}" HERALD_HTTP__LISTEN=127.0.0.1:0
-    python3 - "$N" > list.csv <<'PY'
-import sys
-print("email")
-for i in range(int(sys.argv[1])):
-    print(f"reader{i}@example{i % 97}.com")
-PY
+    reader_list "$N" list.csv
     "$BIN" migrate >/dev/null
     "$BIN" sections add wmd --name "Weapons of Mass Destruction (WMD)" >/dev/null
     "$BIN" subscribers import list.csv --sections wmd --preconfirmed >/dev/null
