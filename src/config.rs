@@ -337,6 +337,13 @@ pub struct DeliveryConfig {
     pub max_age: HumanDuration,
     pub poll_interval: HumanDuration,
     pub instance_timeout: HumanDuration,
+    /// A receiving domain that refused this many of herald's last `pause_window` sends to
+    /// it for policy reasons (5.7.x / 4.7.x: a blocklisting) is paused.
+    pub pause_after: u32,
+    pub pause_window: u32,
+    /// The first pause; each pause that follows within a day doubles it, up to pause_max.
+    pub pause_first: HumanDuration,
+    pub pause_max: HumanDuration,
 }
 
 /// The whole configuration, checked.
@@ -998,6 +1005,24 @@ impl RawConfig {
                      so a send always ends before the lease it runs under",
                     (exchange * 2).as_secs()
                 ),
+            ));
+        }
+        if !(1..=128).contains(&self.delivery.pause_window) {
+            return Err(invalid("delivery.pause_window", "must be 1 to 128 sends"));
+        }
+        if self.delivery.pause_after == 0 || self.delivery.pause_after > self.delivery.pause_window
+        {
+            return Err(invalid(
+                "delivery.pause_after",
+                "must be at least 1 and at most delivery.pause_window",
+            ));
+        }
+        if self.delivery.pause_first.0.is_zero()
+            || self.delivery.pause_max.0 < self.delivery.pause_first.0
+        {
+            return Err(invalid(
+                "delivery.pause_max",
+                "delivery.pause_first must be above zero and pause_max at least pause_first",
             ));
         }
         if self.delivery.instance_timeout.0 < std::time::Duration::from_secs(3) {

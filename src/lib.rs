@@ -162,14 +162,17 @@ impl Services {
             config.feeds.max_size,
         ));
         let inbound = config.mail.return_path.as_ref().map(|return_path| {
-            Arc::new(bounces::Inbound::new(
-                store.clone(),
-                key.clone(),
-                clock.clone(),
-                return_path,
-                &config.mail.domain,
-                &config.bounces,
-            ))
+            Arc::new(
+                bounces::Inbound::new(
+                    store.clone(),
+                    key.clone(),
+                    clock.clone(),
+                    return_path,
+                    &config.mail.domain,
+                    &config.bounces,
+                )
+                .with_domain_watch(engine.domains()),
+            )
         });
         let imap = match (&config.bounces.imap, &inbound) {
             (Some(c), Some(inbound)) => Some(Arc::new(bounces::ImapReader::new(
@@ -557,6 +560,12 @@ fn spawn_periodic_jobs(
             if dropped > 0 {
                 tracing::info!(dropped, "raw returned mail past bounces.keep_raw dropped");
             }
+            // Webhook message ids are kept to refuse a second delivery; reports over an
+            // hour old are refused anyway, so a day covers every retry.
+            s.store
+                .purge_webhook_seen(now - chrono::Duration::days(1))
+                .await
+                .map_err(|e| e.to_string())?;
             Ok(())
         },
     );

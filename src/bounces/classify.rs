@@ -10,6 +10,7 @@
 //!   notices and the like: never a bounce, whatever their text quotes.
 
 use crate::articles::one_line;
+use crate::domain::{StatusCode, Verdict, judge};
 use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
 
 /// What one returned message is.
@@ -30,12 +31,15 @@ pub struct Bounce {
     /// The enhanced status code (RFC 3463), e.g. "5.1.1"; from the SMTP reply when the
     /// report has no `Status`.
     pub status: Option<String>,
-    /// A permanent failure (5.x.x, or a 5xx reply): the address is dead.
-    pub hard: bool,
+    /// What it means (`domain::judge`): only an address failure suppresses; a report that
+    /// says nothing herald can act on is None.
+    pub verdict: Option<Verdict>,
     /// What the receiving server said, on one line.
     pub diagnostic: Option<String>,
     /// The Message-ID of the mail that bounced, with its angle brackets.
     pub message_id: Option<String>,
+    /// herald's own references in the quoted original, to find the send by.
+    pub quoted: Quoted,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +48,18 @@ pub struct Complaint {
     pub feedback_type: String,
     pub recipient: Option<String>,
     pub message_id: Option<String>,
+    pub quoted: Quoted,
+}
+
+/// What a report quotes of the original message that can name its send: the envelope
+/// sender (a `Return-Path` line, ARF's `Original-Mail-From`, a DSN's `X-Postfix-Sender`),
+/// and the `List-Unsubscribe` addresses. Complaint loops (Yahoo, Microsoft JMRP) mail their
+/// reports to one fixed address, so these are how such a report finds its reader. Each is
+/// only a candidate: the caller checks its MAC.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Quoted {
+    pub return_paths: Vec<String>,
+    pub unsubscribe: Vec<String>,
 }
 
 /// Read one returned message. `our_domain` is the Message-ID domain herald writes: a
@@ -177,6 +193,52 @@ fn original_message_id(msg: &Message<'_>) -> Option<String> {
     None
 }
 
+/// The envelope senders and List-Unsubscribe addresses quoted anywhere in a report: in its
+/// text parts, its report fields and the headers of the original it carries.
+fn quoted_refs(msg: &Message<'_>) -> Quoted {
+    let mut q = Quoted::default();
+    let mut read = |text: &str| {
+        for (name, value) in field_blocks(text).into_iter().flatten() {
+            match name.as_str() {
+                "return-path" | "original-mail-from" | "x-postfix-sender" | "x-original-sender" => {
+                    if let Some(a) = address_of(&value)
+                        && !q.return_paths.contains(&a)
+                    {
+                        q.return_paths.push(a);
+                    }
+                }
+                "list-unsubscribe" => {
+                    for item in value.split(',') {
+                        let item = item.trim().trim_start_matches('<').trim_end_matches('>');
+                        if let Some(mailto) = item.strip_prefix("mailto:") {
+                            let a = mailto.split('?').next().unwrap_or("").to_ascii_lowercase();
+                            if a.contains('@') && !q.unsubscribe.contains(&a) {
+                                q.unsubscribe.push(a);
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    };
+    for p in msg.parts.iter() {
+        match &p.body {
+            PartType::Message(inner) => {
+                let raw = inner.raw_message();
+                let end = raw.len().min(inner.root_part().raw_body_offset() as usize);
+                read(&String::from_utf8_lossy(&raw[..end]));
+            }
+            _ => {
+                if let Some(text) = part_text(p) {
+                    read(&text);
+                }
+            }
+        }
+    }
+    q
+}
+
 /// The first `Message-ID:` header line in `text` (on `domain`, when given).
 fn message_id_in(text: &str, domain: Option<&str>) -> Option<String> {
     text.lines().find_map(|l| {
@@ -197,29 +259,7 @@ fn message_id_in(text: &str, domain: Option<&str>) -> Option<String> {
 /// The first enhanced status code (`5.1.1`) in `text`, else one made from a 3-digit SMTP
 /// reply code (`550` → `5.0.0`).
 fn status_in(text: &str) -> Option<String> {
-    let words: Vec<&str> = text
-        .split(|c: char| c.is_whitespace() || matches!(c, ';' | ',' | '(' | ')' | ':'))
-        .filter(|w| !w.is_empty())
-        .collect();
-    let enhanced = words.iter().find(|w| {
-        let parts: Vec<&str> = w.split('.').collect();
-        parts.len() == 3
-            && matches!(parts[0], "2" | "4" | "5")
-            && parts[1..]
-                .iter()
-                .all(|p| !p.is_empty() && p.len() <= 3 && p.chars().all(|c| c.is_ascii_digit()))
-    });
-    if let Some(s) = enhanced {
-        return Some(s.to_string());
-    }
-    words
-        .iter()
-        .find(|w| {
-            w.len() == 3
-                && (w.starts_with('4') || w.starts_with('5'))
-                && w.chars().all(|c| c.is_ascii_digit())
-        })
-        .map(|w| format!("{}.0.0", &w[..1]))
+    StatusCode::find(text).map(|c| c.to_string())
 }
 
 fn dsn(msg: &Message<'_>) -> Option<Bounce> {
@@ -247,8 +287,11 @@ fn dsn(msg: &Message<'_>) -> Option<Bounce> {
         .map(|s| s.split_whitespace().next().unwrap_or("").to_string())
         .filter(|s| !s.is_empty())
         .or_else(|| diagnostic.as_deref().and_then(status_in));
-    let action = field(chosen, "action").unwrap_or("").to_ascii_lowercase();
-    let hard = action == "failed" && status.as_deref().is_some_and(|s| s.starts_with('5'));
+    let verdict = judge(
+        field(chosen, "action"),
+        status.as_deref(),
+        diagnostic.as_deref(),
+    );
     let message_id = original_message_id(msg).or_else(|| {
         blocks
             .iter()
@@ -260,9 +303,10 @@ fn dsn(msg: &Message<'_>) -> Option<Bounce> {
             .or(field(chosen, "original-recipient"))
             .and_then(address_of),
         status,
-        hard,
+        verdict,
         diagnostic,
         message_id,
+        quoted: quoted_refs(msg),
     })
 }
 
@@ -279,6 +323,7 @@ fn arf(msg: &Message<'_>) -> Option<Complaint> {
             .to_ascii_lowercase(),
         recipient: field(&fields, "original-rcpt-to").and_then(address_of),
         message_id: original_message_id(msg),
+        quoted: quoted_refs(msg),
     })
 }
 
@@ -345,14 +390,19 @@ fn plain_bounce(msg: &Message<'_>, our_domain: &str) -> Option<Bounce> {
                 && l.trim().starts_with(['4', '5'])
         })
         .map(|l| one_line(l, 1000));
-    let permanent = report.to_ascii_lowercase().contains("permanent error");
-    let hard = status.as_deref().is_some_and(|s| s.starts_with('5')) || permanent;
+    // Exim says "permanent error" and then the server's words; those words decide.
+    let verdict = judge(
+        None,
+        status.as_deref(),
+        diagnostic.as_deref().or(Some(report)),
+    );
     Some(Bounce {
         recipient,
         status,
-        hard,
+        verdict,
         diagnostic,
         message_id: Some(message_id),
+        quoted: quoted_refs(msg),
     })
 }
 
@@ -372,19 +422,90 @@ mod tests {
 
     #[test]
     fn postfix_dsn_is_a_hard_bounce() {
+        let Returned::Bounce(b) = classify(&fixture("postfix-hard.eml"), OURS) else {
+            panic!("not a bounce");
+        };
+        assert_eq!(b.recipient.as_deref(), Some("gone@example.org"));
+        assert_eq!(b.status.as_deref(), Some("5.1.1"));
+        assert_eq!(b.verdict, Some(Verdict::AddressFailure));
         assert_eq!(
-            classify(&fixture("postfix-hard.eml"), OURS),
-            Returned::Bounce(Bounce {
-                recipient: Some("gone@example.org".into()),
-                status: Some("5.1.1".into()),
-                hard: true,
-                diagnostic: Some(
-                    "550 5.1.1 <gone@example.org>: Recipient address rejected: User unknown in virtual mailbox table"
-                        .into()
-                ),
-                message_id: Some("<AbCdEfGhIjKlMnOpQrStUv@news.herald.example>".into()),
-            })
+            b.diagnostic.as_deref(),
+            Some(
+                "550 5.1.1 <gone@example.org>: Recipient address rejected: User unknown in virtual mailbox table"
+            )
         );
+        assert_eq!(
+            b.message_id.as_deref(),
+            Some("<AbCdEfGhIjKlMnOpQrStUv@news.herald.example>")
+        );
+        assert_eq!(
+            b.quoted.return_paths,
+            vec!["bounces+ref@news.herald.example".to_string()],
+            "X-Postfix-Sender and the quoted Return-Path"
+        );
+    }
+
+    /// A DSN as Postfix writes it, with the action and status given: what each means.
+    fn postfix_dsn(action: &str, status: &str, diagnostic: &str) -> Vec<u8> {
+        String::from_utf8(fixture("postfix-hard.eml"))
+            .unwrap()
+            .replace("Action: failed", &format!("Action: {action}"))
+            .replace("Status: 5.1.1", &format!("Status: {status}"))
+            .replace(
+                "550 5.1.1 <gone@example.org>: Recipient address rejected: User unknown in virtual mailbox table",
+                diagnostic,
+            )
+            .into_bytes()
+    }
+
+    #[test]
+    fn a_dsn_is_judged_by_its_action_and_code() {
+        for (action, status, diagnostic, verdict) in [
+            (
+                "failed",
+                "5.7.1",
+                "550 5.7.1 Service unavailable; client [192.0.2.10] blocked using zen.spamhaus.org",
+                Verdict::PolicyRefused,
+            ),
+            (
+                "failed",
+                "5.7.26",
+                "550 5.7.26 This mail is unauthenticated (DMARC)",
+                Verdict::PolicyRefused,
+            ),
+            (
+                "failed",
+                "5.3.4",
+                "552 5.3.4 Message size exceeds fixed limit",
+                Verdict::Refused,
+            ),
+            (
+                "failed",
+                "5.2.2",
+                "552 5.2.2 Mailbox full",
+                Verdict::MailboxTemporary,
+            ),
+            (
+                "delivered",
+                "2.0.0",
+                "250 2.0.0 Ok: queued as 4Rk2",
+                Verdict::Delivered,
+            ),
+            ("relayed", "2.0.0", "250 2.0.0 Ok", Verdict::Delivered),
+            (
+                "delayed",
+                "4.4.1",
+                "connect to mx.example.org: Connection timed out",
+                Verdict::Delayed,
+            ),
+        ] {
+            let Returned::Bounce(b) = classify(&postfix_dsn(action, status, diagnostic), OURS)
+            else {
+                panic!("{action} {status}: not read as a report");
+            };
+            assert_eq!(b.verdict, Some(verdict), "{action} {status}");
+            assert_eq!(b.status.as_deref(), Some(status));
+        }
     }
 
     #[test]
@@ -394,7 +515,7 @@ mod tests {
         };
         assert_eq!(b.recipient.as_deref(), Some("left@outlook.com"));
         assert_eq!(b.status.as_deref(), Some("5.1.10"));
-        assert!(b.hard);
+        assert_eq!(b.verdict, Some(Verdict::AddressFailure));
         assert!(b.diagnostic.unwrap().contains("RecipientNotFound"));
         assert_eq!(
             b.message_id.as_deref(),
@@ -409,7 +530,7 @@ mod tests {
         };
         assert_eq!(b.recipient.as_deref(), Some("full@example.com"));
         assert_eq!(b.status.as_deref(), Some("4.2.2"));
-        assert!(!b.hard);
+        assert_eq!(b.verdict, Some(Verdict::Delayed), "Gmail's delay notice");
         assert_eq!(
             b.message_id.as_deref(),
             Some("<DelayedMessageIdentifier0@news.herald.example>")
@@ -423,7 +544,7 @@ mod tests {
         };
         assert_eq!(b.recipient.as_deref(), Some("nobody@example.co.uk"));
         assert_eq!(b.status.as_deref(), Some("5.1.1"));
-        assert!(b.hard);
+        assert_eq!(b.verdict, Some(Verdict::AddressFailure));
         assert_eq!(
             b.message_id.as_deref(),
             Some("<EximQuotedMessageIdentifier@news.herald.example>")
@@ -439,6 +560,10 @@ mod tests {
                 feedback_type: "abuse".into(),
                 recipient: Some("angry@example.com".into()),
                 message_id: Some("<ComplaintMessageIdentifier@news.herald.example>".into()),
+                quoted: Quoted {
+                    return_paths: vec!["bounces+ref@news.herald.example".into()],
+                    unsubscribe: vec![],
+                },
             })
         );
     }
@@ -453,6 +578,10 @@ mod tests {
                 feedback_type: "abuse".into(),
                 recipient: None,
                 message_id: Some("<YahooComplaintIdentifier@news.herald.example>".into()),
+                quoted: Quoted {
+                    return_paths: vec!["bounces+ref@news.herald.example".into()],
+                    unsubscribe: vec![],
+                },
             })
         );
     }

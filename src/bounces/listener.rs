@@ -24,17 +24,48 @@ const MAX_TEXT_LINE: u64 = 64 * 1024;
 const MAX_RCPTS: usize = 100;
 /// A client silent this long is hung up on.
 const IDLE: Duration = Duration::from_secs(60);
-/// Sessions at once; more wait for their turn at accept.
-const SESSIONS: usize = 32;
+/// However busy, a session ends this long after it began (a slow drip of bytes that is
+/// never idle would otherwise hold its slot for ever).
+const LIFETIME: Duration = Duration::from_secs(300);
+/// Sessions at once, in all.
+const SESSIONS: usize = 64;
+/// Sessions at once from one client address: a few clients that connect and say nothing
+/// cannot keep the site's MTA (and the bounces it brings) out.
+const PER_CLIENT: usize = 8;
 
-/// Serve returned mail on `listener` until the process ends.
+/// Sessions open per client address.
+#[derive(Default)]
+struct Clients(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
+
+impl Clients {
+    fn enter(&self, ip: std::net::IpAddr) -> bool {
+        let mut m = self.0.lock().expect("client counts");
+        let n = m.entry(ip).or_default();
+        if *n >= PER_CLIENT {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn leave(&self, ip: std::net::IpAddr) {
+        let mut m = self.0.lock().expect("client counts");
+        if let Some(n) = m.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&ip);
+            }
+        }
+    }
+}
+
+/// Serve returned mail on `listener` until the process ends. A client over its share, or
+/// past the total, is told 421 (try later) at once rather than left waiting.
 pub async fn serve(listener: TcpListener, inbound: Arc<Inbound>, name: String) {
     let slots = Arc::new(tokio::sync::Semaphore::new(SESSIONS));
+    let clients = Arc::new(Clients::default());
     loop {
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let (stream, peer) = match listener.accept().await {
+        let (mut stream, peer) = match listener.accept().await {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "returned-mail accept failed");
@@ -42,12 +73,30 @@ pub async fn serve(listener: TcpListener, inbound: Arc<Inbound>, name: String) {
                 continue;
             }
         };
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(p) if clients.enter(peer.ip()) => p,
+            _ => {
+                tracing::info!(%peer, "returned-mail session refused: too many sessions");
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(5),
+                        stream.write_all(b"421 4.3.2 too many sessions, try again later\r\n"),
+                    )
+                    .await;
+                });
+                continue;
+            }
+        };
         let inbound = inbound.clone();
         let name = name.clone();
+        let clients = clients.clone();
         tokio::spawn(async move {
-            if let Err(e) = session(stream, inbound, &name).await {
-                tracing::debug!(error = %e, %peer, "returned-mail session ended");
+            match tokio::time::timeout(LIFETIME, session(stream, inbound, &name)).await {
+                Ok(Err(e)) => tracing::debug!(error = %e, %peer, "returned-mail session ended"),
+                Err(_) => tracing::info!(%peer, "returned-mail session ended: too long"),
+                Ok(Ok(())) => {}
             }
+            clients.leave(peer.ip());
             drop(permit);
         });
     }

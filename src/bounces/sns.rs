@@ -222,6 +222,8 @@ struct SesComplaint {
 struct SesRecipient {
     email_address: String,
     #[serde(default)]
+    action: Option<String>,
+    #[serde(default)]
     status: Option<String>,
     #[serde(default)]
     diagnostic_code: Option<String>,
@@ -237,25 +239,34 @@ pub fn ses_events(message: &str) -> Result<Vec<SesEvent>, SnsError> {
             let b = n
                 .bounce
                 .ok_or_else(|| SnsError::Malformed("a Bounce without bounce".into()))?;
-            // Permanent: the address is dead. Transient (mailbox full, too large…) and
-            // Undetermined count as temporary failures.
-            let kind = match b.bounce_type.as_str() {
-                "Permanent" => ReturnedKind::Hard,
+            // What SES's type says when the recipient's own status and words say nothing
+            // (`domain::judge` decides first: a "Permanent" 5.7.1 is a blocklisting).
+            let sub = b.bounce_sub_type.clone().unwrap_or_default();
+            let hint = match (b.bounce_type.as_str(), sub.as_str()) {
+                ("Permanent", _) => ReturnedKind::Hard,
+                ("Transient", "MessageTooLarge" | "ContentRejected" | "AttachmentRejected") => {
+                    ReturnedKind::Refused
+                }
                 _ => ReturnedKind::Soft,
             };
             b.bounced_recipients
                 .into_iter()
-                .map(|r| SesEvent {
-                    kind,
-                    email: r.email_address,
-                    status: r.status,
-                    diagnostic: Some(r.diagnostic_code.unwrap_or_else(|| {
-                        format!(
-                            "{} ({})",
-                            b.bounce_type,
-                            b.bounce_sub_type.clone().unwrap_or_default()
-                        )
-                    })),
+                .map(|r| {
+                    let kind = crate::domain::judge(
+                        r.action.as_deref(),
+                        r.status.as_deref(),
+                        r.diagnostic_code.as_deref(),
+                    )
+                    .map_or(hint, ReturnedKind::of);
+                    SesEvent {
+                        kind,
+                        email: r.email_address,
+                        status: r.status,
+                        diagnostic: Some(
+                            r.diagnostic_code
+                                .unwrap_or_else(|| format!("{} ({sub})", b.bounce_type)),
+                        ),
+                    }
                 })
                 .collect()
         }
@@ -297,8 +308,25 @@ mod tests {
                 diagnostic: Some("smtp; 550 5.1.1 user unknown".into()),
             }]
         );
-        let transient = BOUNCE.replace("Permanent", "Transient");
+        let transient = BOUNCE
+            .replace("Permanent", "Transient")
+            .replace("5.1.1", "4.2.2")
+            .replace("user unknown", "mailbox full");
         assert_eq!(ses_events(&transient).unwrap()[0].kind, ReturnedKind::Soft);
+        // SES calls a blocklisting "Permanent"; the recipient's own code says what it is.
+        let blocked = BOUNCE
+            .replace("5.1.1", "5.7.1")
+            .replace("user unknown", "blocked using zen.spamhaus.org");
+        assert_eq!(ses_events(&blocked).unwrap()[0].kind, ReturnedKind::Refused);
+        let no_code = BOUNCE.replace(
+            r#""status":"5.1.1","diagnosticCode":"smtp; 550 5.1.1 user unknown""#,
+            r#""status":"""#,
+        );
+        assert_eq!(
+            ses_events(&no_code).unwrap()[0].kind,
+            ReturnedKind::Hard,
+            "SES's type, when nothing else says"
+        );
         let event = BOUNCE.replace("notificationType", "eventType");
         assert_eq!(ses_events(&event).unwrap().len(), 1);
         assert!(

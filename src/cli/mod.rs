@@ -9,6 +9,7 @@
 mod articles;
 mod bounces;
 mod digests;
+mod domains;
 mod issues;
 mod schedules;
 mod sections;
@@ -115,6 +116,9 @@ pub enum Command {
     /// Addresses herald sends nothing to, and why.
     #[command(subcommand)]
     Suppressions(suppressions::Cmd),
+    /// Receiving domains paused for refusing our mail (blocklists), and resuming them.
+    #[command(subcommand)]
+    Domains(domains::Cmd),
     /// People who log in to the web console at /admin.
     #[command(subcommand)]
     Users(users::Cmd),
@@ -238,6 +242,7 @@ pub async fn run(command: Command, config: Config) -> CliResult {
         Command::Tokens(cmd) => tokens::run(cmd, open(config).await?).await,
         Command::Bounces(cmd) => bounces::run(cmd, open(config).await?).await,
         Command::Suppressions(cmd) => suppressions::run(cmd, open(config).await?).await,
+        Command::Domains(cmd) => domains::run(cmd, open(config).await?).await,
         Command::Users(cmd) => users::run(cmd, open(config).await?).await,
     }
 }

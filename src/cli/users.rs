@@ -52,6 +52,11 @@ pub async fn run(cmd: Cmd, s: Services) -> CliResult {
                     "a user name is 1 to 64 letters, digits, dots, dashes, underscores or @",
                 ));
             }
+            if role == Role::Webhook {
+                return Err(Failure::usage(
+                    "a console user is staff or operator; webhook is a role of API tokens (herald tokens add)",
+                ));
+            }
             let hash = new_password(password_stdin)?;
             s.store.add_user(&name, role, &hash, s.clock.now()).await?;
             println!(

@@ -4,6 +4,7 @@
 //! rate limits (`worker.rs`).
 
 mod dkim;
+mod domains;
 mod encode;
 pub mod journal;
 mod mail;
@@ -11,6 +12,7 @@ mod transport;
 mod worker;
 
 pub use dkim::{DkimKeyError, DkimSigner};
+pub use domains::{DomainWatch, PauseSettings};
 pub use mail::{BuildError, ListMail, MailHeaders, OutgoingMail, build_message, new_message_id};
 pub(crate) use transport::tls_client_config;
 pub use transport::{Gate, MailSender, SendError, Transport};

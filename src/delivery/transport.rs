@@ -93,12 +93,9 @@ pub enum SendError {
     /// not handed over, and the row stays leased.
     #[error("not sent: the previous outcome could not be recorded")]
     Held,
-    /// 5xx: do not retry. `mailbox_unknown` for 5.1.x (no such user / bad address).
+    /// 5xx: do not retry. What it means for the reader is `domain::judge_reply`'s to say.
     #[error("permanent failure: {reply}")]
-    Permanent {
-        reply: String,
-        mailbox_unknown: bool,
-    },
+    Permanent { reply: String },
 }
 
 #[derive(Debug, Clone)]
@@ -293,7 +290,6 @@ async fn smtp_send(
         if !c.server_info().supports_feature(Extension::SmtpUtfEight) {
             return Err(SendError::Permanent {
                 reply: "the address is not ASCII and the server does not offer SMTPUTF8".into(),
-                mailbox_unknown: false,
             });
         }
         options.push(MailParameter::SmtpUtfEight);
@@ -302,7 +298,6 @@ async fn smtp_send(
         if !c.server_info().supports_feature(Extension::EightBitMime) {
             return Err(SendError::Permanent {
                 reply: "the message is not 7-bit and the server does not offer 8BITMIME".into(),
-                mailbox_unknown: false,
             });
         }
         options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
@@ -394,12 +389,7 @@ async fn smtp_send(
 fn classify(e: &lettre::transport::smtp::Error) -> SendError {
     let reply = e.to_string();
     if e.is_permanent() {
-        // RFC 3463: 5.1.x is an addressing problem (no such mailbox, bad domain).
-        let mailbox_unknown = reply.split_whitespace().any(|w| w.starts_with("5.1."));
-        SendError::Permanent {
-            reply,
-            mailbox_unknown,
-        }
+        SendError::Permanent { reply }
     } else {
         SendError::Transient(reply)
     }

@@ -17,6 +17,7 @@
 //! the server's 2xx.
 
 use super::OutgoingMail;
+use super::domains::{DomainWatch, PauseSettings};
 use super::mail::{MailHeaders, build_message};
 use super::transport::{Gate, MailSender, SendError, Transport};
 use crate::clock::Clock;
@@ -273,6 +274,8 @@ pub struct DeliveryEngine {
     journal: std::sync::OnceLock<Arc<super::journal::Journal>>,
     /// Outcomes were journaled: the flusher has ledger writes to do.
     flush_wake: Notify,
+    /// Receiving domains paused for policy refusals, and the outcomes that pause them.
+    domains: Arc<DomainWatch>,
 }
 
 impl DeliveryEngine {
@@ -294,10 +297,10 @@ impl DeliveryEngine {
             started_at: clock.now(),
         };
         Self {
-            store,
+            store: store.clone(),
             composer,
             transport: Transport::from_config(&config.mail),
-            clock,
+            clock: clock.clone(),
             from: config.mail.from.clone(),
             list_name: config.site.name.clone(),
             list_label: format!("{}.{}", config.mail.list_id, config.mail.domain),
@@ -332,7 +335,17 @@ impl DeliveryEngine {
             journal_prefix: super::journal::prefix_for(&config.database.url),
             journal: std::sync::OnceLock::new(),
             flush_wake: Notify::new(),
+            domains: Arc::new(DomainWatch::new(
+                store,
+                clock,
+                PauseSettings::from_config(d),
+            )),
         }
+    }
+
+    /// The receiving domains' pauses, shared with the returned-mail intake.
+    pub fn domains(&self) -> Arc<DomainWatch> {
+        self.domains.clone()
     }
 
     pub fn transport(&self) -> &Transport {
@@ -416,7 +429,15 @@ impl DeliveryEngine {
         let mut unwritten: Option<u64> = None;
         // Rows of the batch this worker did not offer to the server (see the end).
         let mut unsent: Vec<i64> = Vec::new();
+        // Rows for a paused domain go back to the queue, due when the pause ends.
+        let mut held_back: std::collections::BTreeMap<DateTime<Utc>, Vec<i64>> = Default::default();
         for job in &jobs {
+            if let Some(email) = job.email.as_deref()
+                && let Some(until) = self.domains.paused_until(email).await
+            {
+                held_back.entry(until).or_default().push(job.id);
+                continue;
+            }
             // The previous outcome is written while this message is composed and its
             // envelope sent; the server gets the message itself only once that write is done
             // (see `Gate`), so a crash can still double at most the one message in flight.
@@ -485,6 +506,22 @@ impl DeliveryEngine {
                 .flush_until(self.store.as_ref(), seq, self.clock.now())
                 .await?;
             self.progress();
+        }
+        for (until, ids) in &held_back {
+            match self
+                .store
+                .release_unsent(&batch.holder.owner, ids, *until)
+                .await
+            {
+                Ok(n) => {
+                    metrics::counter!("herald_sends_held_total", "why" => "domain_paused")
+                        .increment(n);
+                    tracing::debug!(held = n, %until, "sends to a paused domain wait");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not hold back the sends to a paused domain; they return when their lease ends")
+                }
+            }
         }
         // Rows never offered (the heartbeat went stale before their turn) go back at once
         // rather than at the end of the lease: a few seconds without a heartbeat would
@@ -635,6 +672,21 @@ impl DeliveryEngine {
             ) => "connection",
         };
         metrics::counter!("herald_smtp_replies_total", "class" => class).increment(1);
+        // What the reply means for the receiving domain (see `domains`): only answers that
+        // came from a server count, never a connection that failed.
+        if let Some(email) = job.email.as_deref() {
+            match &result {
+                Ok(_) => self.domains.record(email, false, "").await,
+                Err(SendError::Permanent { reply }) | Err(SendError::Transient(reply))
+                    if class != "connection" =>
+                {
+                    self.domains
+                        .record(email, crate::domain::judge_reply(reply).is_policy(), reply)
+                        .await
+                }
+                _ => {}
+            }
+        }
         match result {
             Ok(reply) => (SendOutcome::Sent { reply }, None),
             // Held: not handed over; the caller sees the closed gate and records nothing.
@@ -647,12 +699,12 @@ impl DeliveryEngine {
                 tracing::warn!(send = job.id, reason = %why, "mail server unreachable; will retry");
                 (self.retry_or_fail(job, why.clone()), Some(why))
             }
-            Err(SendError::Permanent {
-                reply,
-                mailbox_unknown,
-            }) => {
+            Err(SendError::Permanent { reply }) => {
                 tracing::warn!(send = job.id, kind = %job.kind, %reply, "permanent delivery failure");
-                let outcome = match (mailbox_unknown, &job.email) {
+                // Only a failure of the address suppresses; a refusal of the message (a
+                // blocklisting, its size, its content) fails this send alone.
+                let address_failed = crate::domain::judge_reply(&reply).is_address_failure();
+                let outcome = match (address_failed, &job.email) {
                     (true, Some(email)) => SendOutcome::Bounced {
                         reply,
                         email_hash: crate::domain::sha256_hex(email),

@@ -8,6 +8,7 @@ mod signup;
 mod size;
 mod slug;
 mod token;
+mod verdict;
 
 pub use duration::{HumanDuration, ParseDurationError};
 pub use email::{EmailAddress, EmailError};
@@ -18,6 +19,7 @@ pub use slug::{SectionSlug, SlugError};
 pub use token::{
     ManageToken, RandomToken, SecretKey, SendRef, TokenHash, TokenPurpose, sha256_hex,
 };
+pub use verdict::{StatusCode, Verdict, judge, judge_reply};
 
 /// Reject any control character (CR/LF above all): such values would end up in mail
 /// headers or logs, where a line break is an injection.

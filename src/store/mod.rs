@@ -95,10 +95,14 @@ text_column!(IssueStatus);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum ApiRole {
-    /// Read and write: articles, schedules, suppressions.
+    /// Read and write: articles, schedules, suppressions, returned mail.
     Staff,
-    /// Read only, and report returned mail (relay webhooks).
+    /// Read only.
     Operator,
+    /// Only report returned mail (a relay's webhook): it can unsubscribe and suppress
+    /// readers, so no reading token may, and this one may do nothing else. API tokens
+    /// only; console users are staff or operators.
+    Webhook,
 }
 
 impl ApiRole {
@@ -106,10 +110,11 @@ impl ApiRole {
         match self {
             ApiRole::Staff => "staff",
             ApiRole::Operator => "operator",
+            ApiRole::Webhook => "webhook",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
-        [ApiRole::Staff, ApiRole::Operator]
+        [ApiRole::Staff, ApiRole::Operator, ApiRole::Webhook]
             .into_iter()
             .find(|r| r.as_str() == s)
     }
@@ -443,10 +448,17 @@ pub struct NewArticle {
 #[serde(rename_all = "snake_case")]
 #[value(rename_all = "snake_case")]
 pub enum ReturnedKind {
-    /// A permanent failure (5.x.x): the address is suppressed.
+    /// The address failed (5.1.x, 5.2.1): the address is suppressed.
     Hard,
-    /// A temporary one (4.x.x): counted.
+    /// A temporary failure or a full mailbox (4.x.x, 5.2.2): counted.
     Soft,
+    /// The message was refused, not the address (policy, content, size, routing): that
+    /// send failed, nobody is suppressed.
+    Refused,
+    /// A DSN saying the provider is still trying: recorded, never counted.
+    Delayed,
+    /// A DSN saying the mail was delivered, relayed or expanded: recorded, changes nothing.
+    Delivered,
     /// An abuse report: unsubscribed and suppressed.
     Complaint,
     /// Mail to the reader's own List-Unsubscribe address.
@@ -456,9 +468,12 @@ pub enum ReturnedKind {
 }
 
 impl ReturnedKind {
-    pub const ALL: [ReturnedKind; 6] = [
+    pub const ALL: [ReturnedKind; 9] = [
         ReturnedKind::Hard,
         ReturnedKind::Soft,
+        ReturnedKind::Refused,
+        ReturnedKind::Delayed,
+        ReturnedKind::Delivered,
         ReturnedKind::Complaint,
         ReturnedKind::Unsubscribe,
         ReturnedKind::AutoReply,
@@ -474,10 +489,25 @@ impl ReturnedKind {
         Self::ALL.map(Self::as_str).join(", ")
     }
 
+    /// What a verdict on a returned message records it as.
+    pub fn of(verdict: crate::domain::Verdict) -> Self {
+        use crate::domain::Verdict as V;
+        match verdict {
+            V::Delivered => ReturnedKind::Delivered,
+            V::Delayed => ReturnedKind::Delayed,
+            V::AddressFailure => ReturnedKind::Hard,
+            V::MailboxTemporary => ReturnedKind::Soft,
+            V::Refused | V::PolicyRefused => ReturnedKind::Refused,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ReturnedKind::Hard => "hard",
             ReturnedKind::Soft => "soft",
+            ReturnedKind::Refused => "refused",
+            ReturnedKind::Delayed => "delayed",
+            ReturnedKind::Delivered => "delivered",
             ReturnedKind::Complaint => "complaint",
             ReturnedKind::Unsubscribe => "unsubscribe",
             ReturnedKind::AutoReply => "auto_reply",
@@ -497,11 +527,49 @@ pub struct NewReturned {
     pub recipient: Option<String>,
     pub status: Option<String>,
     pub diagnostic: Option<String>,
-    pub raw: String,
+    pub raw: RawReturned,
     pub now: DateTime<Utc>,
     /// Temporary failures of one address that suppress it, counted since `soft_since`.
     pub soft_limit: u32,
     pub soft_since: DateTime<Utc>,
+    /// A webhook message's own id (`source`, id): a second delivery of it is recorded as
+    /// a repeat and acts on nobody.
+    pub dedup: Option<(String, String)>,
+}
+
+/// The raw text of a returned message, kept once per message however many recipients it
+/// names, and only when it names a reader herald knows.
+#[derive(Debug, Clone)]
+pub enum RawReturned {
+    /// Keep this text with the record if it names a reader.
+    Text(String),
+    /// Kept already, with an earlier record of the same message.
+    Kept(i64),
+    /// Nothing to keep.
+    None,
+}
+
+/// What recording a returned message did.
+#[derive(Debug, Clone)]
+pub struct ReturnedRecorded {
+    /// In words, as `herald bounces list` shows it.
+    pub action: String,
+    /// Where its raw text was kept, for the message's other recipients.
+    pub raw_kept: Option<i64>,
+    /// The reader it was about, if herald knows them.
+    pub email: Option<String>,
+}
+
+/// A receiving domain herald stopped sending to for a while (policy refusals).
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct DomainPause {
+    pub domain: String,
+    pub paused_at: DateTime<Utc>,
+    pub paused_until: DateTime<Utc>,
+    pub backoff_secs: i64,
+    pub refusals: i64,
+    /// The provider's words that tripped it.
+    pub reason: String,
 }
 
 /// A returned message as the operator sees it (`herald bounces list`).
@@ -831,9 +899,22 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<()>;
     async fn is_suppressed(&self, email_hash: &str) -> StoreResult<bool>;
     /// Keep a returned message and act on it in one transaction: a hard bounce marks its
-    /// send `bounced` and suppresses the address, a complaint unsubscribes and suppresses,
-    /// mail to an unsubscribe address unsubscribes. Returns what was done, in words.
-    async fn record_returned(&self, r: &NewReturned) -> StoreResult<String>;
+    /// send `bounced` and suppresses the address, a refusal marks it `failed`, a complaint
+    /// unsubscribes and suppresses, mail to an unsubscribe address unsubscribes; delays
+    /// and successes change nothing. Returns what was done.
+    async fn record_returned(&self, r: &NewReturned) -> StoreResult<ReturnedRecorded>;
+    /// The digest send whose Message-ID this is (`<d{issue}.{subscriber}.…@…>`, matched
+    /// whole against the ledger). Only ids with a per-reader random part are matched:
+    /// they cannot be guessed from one's own.
+    async fn send_by_message_id(&self, message_id: &str) -> StoreResult<Option<i64>>;
+    /// Forget webhook message ids seen before `before`; how many.
+    async fn purge_webhook_seen(&self, before: DateTime<Utc>) -> StoreResult<u64>;
+    /// Pause (or keep paused) sending to a domain.
+    async fn pause_domain(&self, p: &DomainPause) -> StoreResult<()>;
+    /// Every domain pause on record (some may have run out).
+    async fn domain_pauses(&self) -> StoreResult<Vec<DomainPause>>;
+    /// Lift a domain's pause; false if it had none.
+    async fn resume_domain(&self, domain: &str) -> StoreResult<bool>;
     /// Returned messages, newest first.
     async fn list_returned(
         &self,

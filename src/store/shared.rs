@@ -287,9 +287,30 @@ macro_rules! shared_store_impl {
                 Ok(())
             }
 
-            async fn record_returned(&self, r: &NewReturned) -> StoreResult<String> {
+            async fn record_returned(&self, r: &NewReturned) -> StoreResult<ReturnedRecorded> {
                 use $crate::store::ReturnedKind as K;
                 let mut tx = self.begin_write().await?;
+                // A webhook's message seen before: recorded as a repeat, acting on nobody.
+                if let Some((source, id)) = &r.dedup {
+                    let fresh = sqlx::query::<$db>(
+                        "INSERT INTO webhook_seen (source, message_id, received_at) VALUES ($1, $2, $3) \
+                         ON CONFLICT (source, message_id) DO NOTHING",
+                    )
+                    .bind(source)
+                    .bind(id)
+                    .bind(r.now)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    if fresh == 0 {
+                        tx.commit().await?;
+                        return Ok(ReturnedRecorded {
+                            action: "ignored: this message was received before".into(),
+                            raw_kept: None,
+                            email: None,
+                        });
+                    }
+                }
                 let send: Option<(Option<i64>, Option<String>)> = match r.send_id {
                     Some(id) => sqlx::query_as::<$db, (Option<i64>, Option<String>)>(
                         "SELECT subscriber_id, email FROM sends WHERE id = $1",
@@ -320,7 +341,23 @@ macro_rules! shared_store_impl {
                 let action: &str = match (r.kind, subscriber_id, &email) {
                     (K::AutoReply, _, _) => "ignored: an automatic reply",
                     (K::Unrecognised, _, _) => "kept: not understood",
+                    (K::Delivered, _, _) => "recorded: delivered (changes nothing)",
+                    (K::Delayed, _, _) => "recorded: delayed, still being tried (never counted)",
                     (_, None, _) | (_, _, None) => "kept: names no send of a known reader",
+                    (K::Refused, Some(_), Some(_)) => {
+                        // The provider refused the message after our relay took it: that send
+                        // failed; the reader stays.
+                        sqlx::query::<$db>(
+                            "UPDATE sends SET status = 'failed', last_reply = $2, updated_at = $3 \
+                             WHERE id = $1 AND status IN ('sent', 'failed')",
+                        )
+                        .bind(r.send_id)
+                        .bind(format!("returned: {reply}"))
+                        .bind(r.now)
+                        .execute(&mut *tx)
+                        .await?;
+                        "failed: the message was refused, not the address (nobody suppressed)"
+                    }
                     (K::Soft, Some(sub), Some(email)) => {
                         // This one and the earlier ones of this reader in the window.
                         let earlier = sqlx::query_scalar::<$db, i64>(
@@ -340,7 +377,7 @@ macro_rules! shared_store_impl {
                     }
                     (K::Hard, Some(sub), Some(email)) => {
                         Self::suppress_bounced(&mut tx, r, sub, email, &format!("returned: {reply}")).await?;
-                        "suppressed: a permanent failure"
+                        "suppressed: the address failed"
                     }
                     (K::Complaint, Some(sub), Some(email)) => {
                         sqlx::query::<$db>("UPDATE sends SET last_reply = $2, updated_at = $3 WHERE id = $1")
@@ -379,8 +416,23 @@ macro_rules! shared_store_impl {
                         "unsubscribed: mail to the reader's unsubscribe address"
                     }
                 };
+                // The raw text: once per message, and only for mail about a known reader
+                // (anyone can mail the bounce domain; what names nobody is not kept).
+                let message_ref = match (&r.raw, subscriber_id) {
+                    (RawReturned::Kept(id), _) => Some(*id),
+                    (RawReturned::Text(raw), Some(_)) => Some(
+                        sqlx::query_scalar::<$db, i64>(
+                            "INSERT INTO returned_messages (received_at, raw) VALUES ($1, $2) RETURNING id",
+                        )
+                        .bind(r.now)
+                        .bind(raw)
+                        .fetch_one(&mut *tx)
+                        .await?,
+                    ),
+                    _ => None,
+                };
                 sqlx::query::<$db>(
-                    "INSERT INTO returned (received_at, kind, send_id, subscriber_id, recipient, status, diagnostic, action, raw) \
+                    "INSERT INTO returned (received_at, kind, send_id, subscriber_id, recipient, status, diagnostic, action, message_ref) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 )
                 .bind(r.now)
@@ -391,11 +443,92 @@ macro_rules! shared_store_impl {
                 .bind(&r.status)
                 .bind(&r.diagnostic)
                 .bind(action)
-                .bind(&r.raw)
+                .bind(message_ref)
                 .execute(&mut *tx)
                 .await?;
                 tx.commit().await?;
-                Ok(action.to_string())
+                Ok(ReturnedRecorded {
+                    action: action.to_string(),
+                    raw_kept: message_ref,
+                    email,
+                })
+            }
+
+            async fn send_by_message_id(&self, message_id: &str) -> StoreResult<Option<i64>> {
+                // `<d{issue}.{subscriber}.{nonce}.{random}@domain>`: the random part is the
+                // reader's own, so nobody can name another reader's send from theirs.
+                let Some(local) = message_id
+                    .trim()
+                    .strip_prefix("<d")
+                    .and_then(|m| m.split_once('@'))
+                    .map(|(l, _)| l)
+                else {
+                    return Ok(None);
+                };
+                let parts: Vec<&str> = local.split('.').collect();
+                let [issue, subscriber, _nonce, random] = parts.as_slice() else {
+                    return Ok(None);
+                };
+                let (Ok(issue), Ok(subscriber)) = (issue.parse::<i64>(), subscriber.parse::<i64>()) else {
+                    return Ok(None);
+                };
+                if random.len() < 12 {
+                    return Ok(None);
+                }
+                Ok(sqlx::query_scalar::<$db, i64>(
+                    "SELECT id FROM sends WHERE subscriber_id = $1 AND issue_id = $2 AND message_id = $3",
+                )
+                .bind(subscriber)
+                .bind(issue)
+                .bind(message_id.trim())
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn purge_webhook_seen(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+                Ok(sqlx::query::<$db>("DELETE FROM webhook_seen WHERE received_at < $1")
+                    .bind(before)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected())
+            }
+
+            async fn pause_domain(&self, p: &DomainPause) -> StoreResult<()> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query::<$db>(
+                    "INSERT INTO domain_pauses (domain, paused_at, paused_until, backoff_secs, refusals, reason) \
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (domain) DO UPDATE SET paused_at = $2, \
+                     paused_until = $3, backoff_secs = $4, refusals = $5, reason = $6",
+                )
+                .bind(&p.domain)
+                .bind(p.paused_at)
+                .bind(p.paused_until)
+                .bind(p.backoff_secs)
+                .bind(p.refusals)
+                .bind(&p.reason)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn domain_pauses(&self) -> StoreResult<Vec<DomainPause>> {
+                Ok(sqlx::query_as::<$db, DomainPause>(
+                    "SELECT domain, paused_at, paused_until, backoff_secs, refusals, reason FROM domain_pauses ORDER BY domain",
+                )
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn resume_domain(&self, domain: &str) -> StoreResult<bool> {
+                let mut tx = self.begin_write().await?;
+                let n = sqlx::query::<$db>("DELETE FROM domain_pauses WHERE domain = $1")
+                    .bind(domain)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                tx.commit().await?;
+                Ok(n > 0)
             }
 
             async fn list_returned(
@@ -425,15 +558,18 @@ macro_rules! shared_store_impl {
                 .fetch_optional(&self.pool)
                 .await?;
                 let Some(row) = row else { return Ok(None) };
-                let raw = sqlx::query_scalar::<$db, String>("SELECT raw FROM returned WHERE id = $1")
-                    .bind(id)
-                    .fetch_one(&self.pool)
-                    .await?;
+                let raw = sqlx::query_scalar::<$db, String>(
+                    "SELECT m.raw FROM returned r JOIN returned_messages m ON m.id = r.message_ref WHERE r.id = $1",
+                )
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?
+                .unwrap_or_default();
                 Ok(Some((row, raw)))
             }
 
             async fn drop_returned_raw(&self, cutoff: DateTime<Utc>) -> StoreResult<u64> {
-                Ok(sqlx::query::<$db>("UPDATE returned SET raw = '' WHERE received_at < $1 AND raw <> ''")
+                Ok(sqlx::query::<$db>("UPDATE returned_messages SET raw = '' WHERE received_at < $1 AND raw <> ''")
                     .bind(cutoff)
                     .execute(&self.pool)
                     .await?
@@ -1863,7 +1999,14 @@ macro_rules! shared_store_impl {
                         .push_bind(issue_id.to_string())
                         .push(" || '.' || s.id || '.' || ")
                         .push_bind(nonce)
-                        .push(" || '@' || ")
+                        // A part of each reader's own (48 random bits), so that a complaint
+                        // matched by its quoted Message-ID cannot be forged for another
+                        // reader from one's own id (`send_by_message_id`).
+                        .push(if $backend == "sqlite" {
+                            " || '.' || lower(hex(randomblob(6))) || '@' || "
+                        } else {
+                            " || '.' || substr(md5(random()::text || clock_timestamp()::text), 1, 12) || '@' || "
+                        })
                         .push_bind(domain)
                         .push(" || '>', 'queued', 0, ")
                         .push_bind(now)

@@ -20,28 +20,46 @@ pub(super) fn error(status: StatusCode, message: impl Into<String>) -> Response 
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
-/// Any valid token; the token is put in the request's extensions.
-async fn authenticate(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
-    match token_of(&st, req.headers()).await {
-        Ok(found) => {
-            req.extensions_mut().insert(found);
-            next.run(req).await
-        }
-        Err(refused) => refused,
-    }
-}
-
-/// A valid token, and for anything but reading, a staff one.
+/// A valid token, and for anything but reading, a staff one. A webhook token may do none
+/// of this.
 async fn authorise(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
+    use crate::store::ApiRole;
     let found = match token_of(&st, req.headers()).await {
         Ok(found) => found,
         Err(refused) => return refused,
     };
     let writes = !matches!(*req.method(), Method::GET | Method::HEAD);
-    if writes && found.role != crate::store::ApiRole::Staff {
+    match found.role {
+        ApiRole::Webhook => {
+            return error(
+                StatusCode::FORBIDDEN,
+                "this token may only post returned mail (role webhook)",
+            );
+        }
+        ApiRole::Operator if writes => {
+            return error(
+                StatusCode::FORBIDDEN,
+                "this token is read-only (role operator)",
+            );
+        }
+        _ => {}
+    }
+    req.extensions_mut().insert(found);
+    next.run(req).await
+}
+
+/// A token that may report returned mail: a webhook or a staff one. Returned mail
+/// unsubscribes and suppresses readers, so a read-only (operator) token may not.
+async fn authorise_webhook(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
+    use crate::store::ApiRole;
+    let found = match token_of(&st, req.headers()).await {
+        Ok(found) => found,
+        Err(refused) => return refused,
+    };
+    if found.role == ApiRole::Operator {
         return error(
             StatusCode::FORBIDDEN,
-            "this token is read-only (role operator)",
+            "an operator token is read-only; give the relay a token of role webhook",
         );
     }
     req.extensions_mut().insert(found);
@@ -99,13 +117,13 @@ pub fn router(state: AppState) -> Router<AppState> {
             axum::routing::delete(remove_suppression),
         )
         .layer(middleware::from_fn_with_state(state.clone(), authorise))
-        // Relays report what happened after they accepted a mail: a relay holds an
-        // operator's token, and these are the only writes such a token may make.
+        // Relays report what happened after they accepted a mail, with a token of role
+        // webhook (which may do nothing else) or staff.
         .merge(
             Router::new()
                 .route("/webhooks/returned", post(report_returned))
                 .route("/webhooks/postmark", post(report_postmark))
-                .layer(middleware::from_fn_with_state(state, authenticate)),
+                .layer(middleware::from_fn_with_state(state, authorise_webhook)),
         )
         // SNS cannot send a token: its messages are authenticated by their signature and
         // topic (see `bounces::sns`).
@@ -421,7 +439,7 @@ async fn remove_suppression(State(st): State<AppState>, Path(email): Path<String
 #[derive(Debug, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 struct ReturnedReport {
-    /// hard, soft, complaint or unsubscribe.
+    /// hard, soft, refused, delayed, delivered, complaint or unsubscribe.
     #[serde(rename = "type")]
     kind: String,
     email: String,
@@ -429,6 +447,36 @@ struct ReturnedReport {
     status: Option<String>,
     #[serde(default)]
     diagnostic: Option<String>,
+    /// The relay's own id of this report: a second post of it acts on nobody.
+    #[serde(default)]
+    id: Option<String>,
+    /// When the relay made the report (RFC 3339); refused when over an hour old.
+    #[serde(default)]
+    at: Option<String>,
+}
+
+/// Reports older than this are refused: a replay, or one whose moment has passed.
+const WEBHOOK_MAX_AGE: chrono::Duration = chrono::Duration::hours(1);
+
+/// Refuse a report made before `WEBHOOK_MAX_AGE` (or in the future beyond clock skew).
+fn fresh(st: &AppState, field: &str, at: Option<&str>) -> Result<(), ApiError> {
+    let Some(at) = at else { return Ok(()) };
+    let when = chrono::DateTime::parse_from_rfc3339(at.trim())
+        .map_err(|_| ApiError::Invalid(format!("{field}: {at:?} is not an RFC 3339 time")))?
+        .with_timezone(&chrono::Utc);
+    let now = st.clock.now();
+    if now - when > WEBHOOK_MAX_AGE {
+        tracing::warn!(%when, "webhook report refused: older than an hour");
+        return Err(ApiError::Invalid(format!(
+            "{field}: this report is from {when}, over an hour ago; refused as a replay"
+        )));
+    }
+    if when - now > chrono::Duration::minutes(5) {
+        return Err(ApiError::Invalid(format!(
+            "{field}: {when} is in the future"
+        )));
+    }
+    Ok(())
 }
 
 async fn report_returned(
@@ -436,25 +484,45 @@ async fn report_returned(
     ApiJson(report): ApiJson<ReturnedReport>,
 ) -> ApiResult {
     use crate::store::ReturnedKind as K;
-    let kind = match report.kind.as_str() {
+    let hint = match report.kind.as_str() {
         "hard" => K::Hard,
         "soft" => K::Soft,
+        "refused" => K::Refused,
+        "delayed" => K::Delayed,
+        "delivered" => K::Delivered,
         "complaint" => K::Complaint,
         "unsubscribe" => K::Unsubscribe,
         _ => {
             return Err(ApiError::Invalid(
-                "type must be hard, soft, complaint or unsubscribe".into(),
+                "type must be hard, soft, refused, delayed, delivered, complaint or unsubscribe"
+                    .into(),
             ));
         }
     };
     let email = address("email", &report.email)?;
+    fresh(&st, "at", report.at.as_deref())?;
     let status = report
         .status
         .as_deref()
         .map(|s| crate::articles::one_line(s, 20));
+    // A bounce's code decides what it is, whatever the relay called it: "hard" with a
+    // 5.7.1 is a blocklisting, and suppresses nobody.
+    let kind = match hint {
+        K::Hard | K::Soft | K::Refused => {
+            crate::domain::judge(None, status.as_deref(), report.diagnostic.as_deref())
+                .map_or(hint, K::of)
+        }
+        other => other,
+    };
     let diagnostic = report.diagnostic.clone();
     let raw = serde_json::to_string(&report).unwrap_or_default();
-    let action = record_one(&st, kind, email, status, diagnostic.as_deref(), raw).await?;
+    let dedup = report.id.as_ref().map(|id| {
+        (
+            "webhook".to_string(),
+            format!("{}/{email}", crate::articles::one_line(id, 200)),
+        )
+    });
+    let action = record_one(&st, kind, email, status, diagnostic.as_deref(), raw, dedup).await?;
     Ok(Json(json!({ "action": action })).into_response())
 }
 
@@ -466,24 +534,33 @@ async fn record_one(
     status: Option<String>,
     diagnostic: Option<&str>,
     raw: String,
+    dedup: Option<(String, String)>,
 ) -> Result<String, ApiError> {
     let now = st.clock.now();
     let record = crate::store::NewReturned {
         kind,
         send_id: None,
         reader_email: Some(email.clone()),
-        recipient: Some(email),
+        recipient: Some(email.clone()),
         status,
         diagnostic: diagnostic.map(|d| crate::articles::one_line(d, 1000)),
-        raw,
+        raw: crate::store::RawReturned::Text(raw),
         now,
         soft_limit: st.config.bounces.soft_limit,
         soft_since: now - st.config.bounces.soft_window.as_chrono(),
+        dedup,
     };
-    let action = st.store.record_returned(&record).await?;
+    let recorded = st.store.record_returned(&record).await?;
+    if kind == crate::store::ReturnedKind::Refused
+        && let Some(d) = &record.diagnostic
+        && crate::domain::judge(None, record.status.as_deref(), Some(d))
+            .is_some_and(crate::domain::Verdict::is_policy)
+    {
+        st.engine.domains().record(&email, true, d).await;
+    }
     metrics::counter!("herald_returned_total", "kind" => kind.as_str(), "source" => "webhook")
         .increment(1);
-    Ok(action)
+    Ok(recorded.action)
 }
 
 /// Amazon SES bounce and complaint notifications, as SNS delivers them. Answered 200 once
@@ -519,6 +596,11 @@ async fn report_ses(State(st): State<AppState>, body: axum::body::Bytes) -> Resp
         return Json(json!({ "action": format!("{}: logged for the operator", msg.kind) }))
             .into_response();
     }
+    // A signed message is valid for ever; a replay of an old one is refused, and SNS's
+    // own redeliveries of a recent one count once (by its MessageId, below).
+    if let Err(e) = fresh(&st, "Timestamp", Some(&msg.timestamp)) {
+        return e.into_response();
+    }
     let events = match ses_events(&msg.message) {
         Ok(e) => e,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
@@ -533,6 +615,7 @@ async fn report_ses(State(st): State<AppState>, body: axum::body::Bytes) -> Resp
             .status
             .as_deref()
             .map(|s| crate::articles::one_line(s, 20));
+        let dedup = Some(("ses".to_string(), format!("{}/{email}", msg.message_id)));
         match record_one(
             &st,
             ev.kind,
@@ -540,6 +623,7 @@ async fn report_ses(State(st): State<AppState>, body: axum::body::Bytes) -> Resp
             status,
             ev.diagnostic.as_deref(),
             msg.message.clone(),
+            dedup,
         )
         .await
         {
@@ -557,6 +641,11 @@ async fn report_ses(State(st): State<AppState>, body: axum::body::Bytes) -> Resp
 #[serde(rename_all = "PascalCase")]
 struct PostmarkEvent {
     record_type: String,
+    /// Postmark's id of the bounce or complaint: a second post of it acts on nobody.
+    #[serde(default, rename = "ID")]
+    id: Option<serde_json::Value>,
+    #[serde(default)]
+    bounced_at: Option<String>,
     #[serde(default, rename = "Type")]
     kind: Option<String>,
     #[serde(default)]
@@ -578,10 +667,11 @@ async fn report_postmark(
     ) {
         ("SpamComplaint", _) | ("Bounce", "SpamComplaint") => K::Complaint,
         ("Bounce", "HardBounce" | "BadEmailAddress" | "ManuallyDeactivated") => K::Hard,
-        (
-            "Bounce",
-            "SoftBounce" | "Transient" | "DnsError" | "Blocked" | "ChallengeVerification",
-        ) => K::Soft,
+        ("Bounce", "SoftBounce" | "ChallengeVerification") => K::Soft,
+        // Postmark's own words: "Transient" is a delay, "DnsError" a temporary lookup
+        // failure, "Blocked" the receiving ISP blocking the message.
+        ("Bounce", "Transient") => K::Delayed,
+        ("Bounce", "DnsError" | "Blocked") => K::Refused,
         ("Bounce", "AutoResponder") => K::AutoReply,
         ("Bounce", "Unsubscribe") => K::Unsubscribe,
         ("Bounce", _) => K::Unrecognised,
@@ -591,12 +681,31 @@ async fn report_postmark(
             );
         }
     };
+    // The SMTP words Postmark passes on decide what a bounce is (a "HardBounce" with a
+    // 5.7.1 is a blocklisting).
+    let kind = match kind {
+        K::Hard | K::Soft => {
+            crate::domain::judge(None, None, event.details.as_deref()).map_or(kind, K::of)
+        }
+        other => other,
+    };
+    fresh(&st, "BouncedAt", event.bounced_at.as_deref())?;
     let email = match event.email.as_deref() {
         Some(e) => address("Email", e)?,
         None => return Err(ApiError::Invalid("Email is missing".into())),
     };
     let diagnostic = event.details.clone().or(event.description.clone());
     let raw = serde_json::to_string(&event).unwrap_or_default();
-    let action = record_one(&st, kind, email, None, diagnostic.as_deref(), raw).await?;
+    let dedup = event.id.as_ref().map(|id| {
+        (
+            "postmark".to_string(),
+            format!(
+                "{}:{}/{email}",
+                event.record_type,
+                id.to_string().trim_matches('"')
+            ),
+        )
+    });
+    let action = record_one(&st, kind, email, None, diagnostic.as_deref(), raw, dedup).await?;
     Ok(Json(json!({ "action": action })).into_response())
 }

@@ -20,8 +20,29 @@ pub async fn healthz(State(st): State<AppState>) -> impl IntoResponse {
     };
     problems.extend(st.health.problems());
     metrics::gauge!("herald_healthy").set(if problems.is_empty() { 1.0 } else { 0.0 });
-    if problems.is_empty() {
+    // Paused receiving domains: herald works, but some readers wait. Still 200, so a load
+    // balancer keeps the instance; the first line says `degraded` for whoever watches.
+    let paused = if problems.is_empty() {
+        st.engine.domains().paused_now().await
+    } else {
+        Vec::new()
+    };
+    if problems.is_empty() && paused.is_empty() {
         (StatusCode::OK, "ok\n".to_string())
+    } else if problems.is_empty() {
+        let lines: Vec<String> = paused
+            .iter()
+            .map(|p| {
+                format!(
+                    "delivery: {} paused until {} ({} policy refusals: {})",
+                    p.domain,
+                    p.paused_until.format("%Y-%m-%d %H:%M:%S UTC"),
+                    p.refusals,
+                    p.reason
+                )
+            })
+            .collect();
+        (StatusCode::OK, format!("degraded\n{}\n", lines.join("\n")))
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,

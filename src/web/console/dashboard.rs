@@ -41,6 +41,8 @@ pub(crate) struct Dashboard {
     pub chart: Chart,
     pub next: Vec<NextDigest>,
     pub failing_feeds: Vec<(String, String)>,
+    /// Receiving domains paused for policy refusals.
+    pub paused_domains: Vec<crate::store::DomainPause>,
 }
 
 #[derive(Template)]
@@ -147,6 +149,7 @@ async fn build(st: &AppState) -> Result<Dashboard, ConsoleError> {
         chart: chart(now, &per_hour),
         next,
         failing_feeds,
+        paused_domains: st.engine.domains().paused_now().await,
     })
 }
 
