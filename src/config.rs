@@ -153,6 +153,25 @@ struct RawDkim {
     key_file: String,
     selector: String,
     domain: String,
+    /// More keys, each signing: `[[mail.dkim.keys]]` tables, or from the environment
+    /// `SELECTOR:KEY_FILE[:DOMAIN]` items separated by commas.
+    keys: Vec<RawDkimKey>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum RawDkimKey {
+    Table(RawDkimKeyTable),
+    Short(String),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDkimKeyTable {
+    selector: String,
+    key_file: String,
+    #[serde(default)]
+    domain: String,
 }
 
 /// A value that must not appear in logs or `Debug` output (passwords, the secret key,
@@ -370,6 +389,16 @@ impl Config {
     /// What is allowed but probably wrong: said by `check-config` and at `serve`'s start.
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
+        for key in self.mail.dkim.iter().flat_map(|s| s.keys()) {
+            if let Some(bits) = key.weak_rsa_bits() {
+                out.push(format!(
+                    "mail.dkim: the RSA key of selector {:?} has {bits} bits; RFC 8301 asks for \
+                     2048 and some receivers treat shorter ones as unsigned (make one with \
+                     `openssl genpkey -algorithm rsa -pkeyopt rsa_keygen_bits:2048`)",
+                    key.selector()
+                ));
+            }
+        }
         if self.http.public_url_derived {
             out.push(format!(
                 "http.public_url is not set: links in mail and on pages use {} (from \
@@ -918,29 +947,96 @@ impl RawConfig {
         if self.console.login_limit == 0 {
             return Err(invalid("console.login_limit", "must be at least 1"));
         }
-        let helo_name = (!self.mail.helo_name.is_empty()).then_some(self.mail.helo_name);
-        let tls_ca = read_ca("mail.tls_ca_file", &self.mail.tls_ca_file)?;
-        let dkim = if self.mail.dkim.key_file.is_empty() {
-            None
+        // EHLO names the site, as its public address does; a bare machine name (or an IP
+        // address in public_url) says nothing a receiver can check, so then the machine's.
+        let helo_name = if self.mail.helo_name.is_empty() {
+            public
+                .host_str()
+                .filter(|h| {
+                    h.contains('.')
+                        && h.parse::<IpAddr>().is_err()
+                        && !h.starts_with('[')
+                        && *h != "localhost"
+                })
+                .map(str::to_string)
         } else {
-            let key_pem = std::fs::read_to_string(&self.mail.dkim.key_file).map_err(|e| {
-                invalid(
-                    "mail.dkim.key_file",
-                    format!("cannot read {:?}: {e}", self.mail.dkim.key_file),
-                )
-            })?;
-            let dkim_domain = if self.mail.dkim.domain.is_empty() {
+            Some(self.mail.helo_name)
+        };
+        let tls_ca = read_ca("mail.tls_ca_file", &self.mail.tls_ca_file)?;
+        let dkim = {
+            let default_domain = if self.mail.dkim.domain.is_empty() {
                 domain.clone()
             } else {
                 self.mail.dkim.domain.clone()
             };
-            if self.mail.dkim.selector.is_empty() {
-                return Err(invalid("mail.dkim.selector", "must not be empty"));
+            // (the key's name in messages, selector, key file, domain)
+            let mut wanted: Vec<(String, String, String, String)> = Vec::new();
+            if !self.mail.dkim.key_file.is_empty() {
+                if self.mail.dkim.selector.is_empty() {
+                    return Err(invalid("mail.dkim.selector", "must not be empty"));
+                }
+                wanted.push((
+                    "mail.dkim.key_file".into(),
+                    self.mail.dkim.selector.clone(),
+                    self.mail.dkim.key_file.clone(),
+                    default_domain.clone(),
+                ));
             }
-            let signer =
-                crate::delivery::DkimSigner::new(&key_pem, &dkim_domain, &self.mail.dkim.selector)
-                    .map_err(|e| invalid("mail.dkim.key_file", e.to_string()))?;
-            Some(std::sync::Arc::new(signer))
+            for (i, k) in self.mail.dkim.keys.iter().enumerate() {
+                let name = format!("mail.dkim.keys[{i}]");
+                let (selector, key_file, d) = match k {
+                    RawDkimKey::Table(t) => {
+                        (t.selector.clone(), t.key_file.clone(), t.domain.clone())
+                    }
+                    RawDkimKey::Short(text) => {
+                        let mut parts = text.splitn(3, ':');
+                        let selector = parts.next().unwrap_or("").trim().to_string();
+                        let key_file = parts.next().unwrap_or("").trim().to_string();
+                        let d = parts.next().unwrap_or("").trim().to_string();
+                        (selector, key_file, d)
+                    }
+                };
+                if selector.is_empty()
+                    || !selector
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+                {
+                    return Err(invalid(
+                        &name,
+                        format!(
+                            "selector {selector:?} must be letters, digits, dots, dashes or underscores"
+                        ),
+                    ));
+                }
+                if key_file.is_empty() {
+                    return Err(invalid(&name, "key_file must not be empty"));
+                }
+                let d = if d.is_empty() {
+                    default_domain.clone()
+                } else {
+                    d
+                };
+                if wanted
+                    .iter()
+                    .any(|(_, s, _, dd)| *s == selector && *dd == d)
+                {
+                    return Err(invalid(
+                        &name,
+                        format!("selector {selector:?} of {d} is listed twice"),
+                    ));
+                }
+                wanted.push((name, selector, key_file, d));
+            }
+            let mut keys = Vec::new();
+            for (name, selector, key_file, d) in wanted {
+                let key_pem = std::fs::read_to_string(&key_file)
+                    .map_err(|e| invalid(&name, format!("cannot read {key_file:?}: {e}")))?;
+                keys.push(
+                    crate::delivery::DkimKey::new(&key_pem, &d, &selector)
+                        .map_err(|e| invalid(&name, format!("{key_file}: {e}")))?,
+                );
+            }
+            crate::delivery::DkimSigner::with_keys(keys).map(std::sync::Arc::new)
         };
         for (key, d) in [
             ("digests.tick_interval", self.digests.tick_interval),

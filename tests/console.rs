@@ -1516,6 +1516,153 @@ async fn subscribers_bounces_and_suppressions(backend: Backend) {
 }
 both_backends!(subscribers_bounces_and_suppressions);
 
+/// `herald domains …` against the test's database, as an operator would run it.
+fn domains_cli(app: &TestApp, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .arg("domains")
+        .args(args)
+        .env("HERALD_DATABASE__URL", &app.db_url)
+        .env(
+            "HERALD_SECRET_KEY",
+            "domains-test-secret-domains-test-secret-01",
+        )
+        .env("HERALD_MAIL__URL", "maildir:outbox")
+        .env_remove("HERALD_CONFIG")
+        .output()
+        .unwrap()
+}
+
+/// A blocklisting pauses its domain; it never purges its readers. 30 readers at one domain
+/// whose server refuses every recipient with `550 5.7.1 … blocked using zen.spamhaus.org`:
+/// after 20 refusals (of the last 100 sends there) the domain is paused, the other 10 wait
+/// in the queue, nobody is suppressed, and the pause shows on /healthz, the dashboard and
+/// `herald domains list`. When the relay accepts again, the waiting mail goes after the
+/// back-off by itself; a pause that comes back within a day lasts twice as long, and
+/// `herald domains resume` lifts it at once.
+async fn a_blocklisting_pauses_its_domain_and_purges_nobody(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    // On the wall clock: `herald domains` (another process) reads it too.
+    app.clock.set(chrono::Utc::now());
+    with_users(&app).await;
+    app.add_section("wmd", "WMD").await;
+    for i in 0..30 {
+        app.reader(&format!("r{i:02}@blocked.example"), &["wmd"])
+            .await;
+    }
+    app.reader("fine@example.com", &["wmd"]).await;
+    let words = "5.7.1 Service unavailable; client [192.0.2.10] blocked using zen.spamhaus.org";
+    let blocklisted = || common::Behaviour {
+        reject_rcpt: Some(("@blocked.example".into(), 550, words.into())),
+        ..Default::default()
+    };
+    app.smtp().set_behaviour(blocklisted());
+    app.add_article("wmd", "First story", "https://news.example.org/1", "s")
+        .await;
+    app.add_schedule("m", "* * * * *", &["wmd"]).await;
+    app.clock.advance(Duration::minutes(1));
+    app.tick().await;
+    app.deliver().await;
+
+    let count = |status: &'static str| {
+        let app = &app;
+        async move {
+            app.dump_table(match status {
+                "failed" => "SELECT CAST(COUNT(*) AS TEXT) FROM sends WHERE email LIKE '%@blocked.example' AND status = 'failed'",
+                "waiting" => "SELECT CAST(COUNT(*) AS TEXT) FROM sends WHERE email LIKE '%@blocked.example' AND status IN ('queued', 'retrying')",
+                _ => "SELECT CAST(COUNT(*) AS TEXT) FROM sends WHERE email LIKE '%@blocked.example' AND status = 'sent'",
+            })
+            .await
+            .trim()
+            .to_string()
+        }
+    };
+    assert_eq!(count("failed").await, "20");
+    assert_eq!(count("waiting").await, "10", "the rest wait, not failed");
+    let failed = app
+        .dump_table("SELECT last_reply FROM sends WHERE status = 'failed' LIMIT 1")
+        .await;
+    assert!(
+        failed.contains("zen.spamhaus.org"),
+        "the provider's words: {failed}"
+    );
+    assert!(
+        app.smtp().last_to("fine@example.com").is_some(),
+        "other domains go on"
+    );
+    let statuses = app
+        .dump_table("SELECT DISTINCT status FROM subscribers")
+        .await;
+    assert_eq!(statuses.trim(), "active", "nobody suppressed");
+    assert_eq!(
+        app.dump_table("SELECT CAST(COUNT(*) AS TEXT) FROM suppressions")
+            .await
+            .trim(),
+        "0"
+    );
+
+    let health = app.get("/healthz").await;
+    assert_eq!(health.status(), 200, "degraded is still up");
+    let health = health.text().await.unwrap();
+    assert!(
+        health.starts_with("degraded\n") && health.contains("blocked.example"),
+        "{health}"
+    );
+    let mut b = Browser::new(&app);
+    b.log_in(OLGA).await;
+    let dashboard = b.get("/admin").await.text().await.unwrap();
+    assert!(
+        after(&dashboard, "Paused domains").contains("blocked.example"),
+        "{dashboard}"
+    );
+    let listed = domains_cli(&app, &["list"]);
+    let out = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.status.success() && out.contains("blocked.example"),
+        "{out}"
+    );
+    assert!(
+        out.contains("20 refusals") && out.contains("zen.spamhaus.org"),
+        "{out}"
+    );
+
+    // Still paused: nothing is tried.
+    app.clock.advance(Duration::minutes(10));
+    app.deliver().await;
+    assert_eq!(count("waiting").await, "10");
+    // The listing is lifted, and the back-off (15 min) has passed: the mail goes.
+    app.smtp().set_behaviour(common::Behaviour::default());
+    app.clock.advance(Duration::minutes(6));
+    app.deliver().await;
+    assert_eq!(count("waiting").await, "0");
+    assert_eq!(count("sent").await, "10");
+    let sent = app
+        .dump_table("SELECT DISTINCT CAST(attempts AS TEXT) FROM sends WHERE email LIKE '%@blocked.example' AND status = 'sent'")
+        .await;
+    assert_eq!(sent.trim(), "1", "waiting for a pause is not an attempt");
+    assert_eq!(app.get("/healthz").await.text().await.unwrap(), "ok\n");
+
+    // Listed again the same day: the pause doubles, and an operator lifts it by hand.
+    app.smtp().set_behaviour(blocklisted());
+    app.add_article("wmd", "Second story", "https://news.example.org/2", "s")
+        .await;
+    app.clock.advance(Duration::minutes(1));
+    app.tick().await;
+    app.deliver().await;
+    let json = domains_cli(&app, &["list", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v[0]["domain"], "blocked.example");
+    assert_eq!(v[0]["backoff_secs"], 1800, "{v}");
+    app.smtp().set_behaviour(common::Behaviour::default());
+    let resumed = domains_cli(&app, &["resume", "blocked.example"]);
+    assert!(resumed.status.success(), "{resumed:?}");
+    let again = domains_cli(&app, &["resume", "blocked.example"]);
+    assert_eq!(again.status.code(), Some(1), "not paused any more");
+    app.services.engine.domains().invalidate();
+    app.deliver().await;
+    assert_eq!(count("waiting").await, "0", "sent at once after the resume");
+}
+both_backends!(a_blocklisting_pauses_its_domain_and_purges_nobody);
+
 /// Sections are edited (the slug stays); articles are listed per section, found by title,
 /// and added by hand, with a bad field refused beside it; markup in them stays text.
 async fn sections_are_edited_and_articles_added_by_hand(backend: Backend) {

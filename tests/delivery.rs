@@ -513,6 +513,259 @@ async fn dkim_signatures_verify_independently(backend: Backend) {
 }
 both_backends!(dkim_signatures_verify_independently);
 
+/// The public key record of a private key file, as openssl derives it.
+fn dkim_record(key_file: &std::path::Path) -> String {
+    let der = std::process::Command::new("openssl")
+        .args(["pkey", "-pubout", "-outform", "DER", "-in"])
+        .arg(key_file)
+        .output()
+        .unwrap();
+    assert!(der.status.success(), "openssl pkey: {der:?}");
+    use base64::Engine;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    if der.stdout.len() == 44 {
+        format!("v=DKIM1; k=ed25519; p={}", b64(&der.stdout[12..]))
+    } else {
+        format!("v=DKIM1; k=rsa; p={}", b64(&der.stdout))
+    }
+}
+
+/// For each message, whether each of its DKIM signatures verifies with dkimpy, given the
+/// TXT records by name.
+fn dkimpy_each(records: &[(String, String)], messages: &[Vec<u8>]) -> Vec<Vec<bool>> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec![
+        "-c".to_string(),
+        "import sys, json, dkim\n\
+         recs = json.loads(sys.argv[1])\n\
+         dns = lambda n, timeout=5: recs.get(n.decode().rstrip('.'), '').encode()\n\
+         out = []\n\
+         for p in sys.argv[2:]:\n\
+         \x20   m = open(p, 'rb').read()\n\
+         \x20   d = dkim.DKIM(m)\n\
+         \x20   n = m.split(b'\\r\\n\\r\\n')[0].lower().count(b'\\ndkim-signature:') + m.lower().startswith(b'dkim-signature:')\n\
+         \x20   out.append([bool(d.verify(idx=i, dnsfunc=dns)) for i in range(n)])\n\
+         print(json.dumps(out))"
+            .to_string(),
+        serde_json::to_string(&records.iter().cloned().collect::<std::collections::HashMap<_, _>>())
+            .unwrap(),
+    ];
+    for (i, m) in messages.iter().enumerate() {
+        let path = dir.path().join(format!("m{i}.eml"));
+        std::fs::write(&path, m).unwrap();
+        args.push(path.display().to_string());
+    }
+    let out = std::process::Command::new("/usr/bin/python3")
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "dkimpy: {out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Whether OpenDKIM (its filter in test mode, the keys given as TestPublicKeys) says the
+/// message's signature verifies.
+fn opendkim_verifies(records: &[(String, String)], message: &[u8]) -> bool {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::write(
+        &keys,
+        records
+            .iter()
+            .map(|(n, r)| format!("{n} {r}\n"))
+            .collect::<String>(),
+    )
+    .unwrap();
+    let conf = dir.path().join("opendkim.conf");
+    std::fs::write(
+        &conf,
+        format!("TestPublicKeys\t{}\nMode\tv\nSyslog\tno\n", keys.display()),
+    )
+    .unwrap();
+    let msg = dir.path().join("m.eml");
+    std::fs::write(&msg, message).unwrap();
+    let out = std::process::Command::new("opendkim")
+        .arg("-x")
+        .arg(&conf)
+        .arg("-t")
+        .arg(&msg)
+        .output()
+        .unwrap();
+    // It reports on standard output or error, depending on its version.
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("verification"), "opendkim said: {said}");
+    said.contains("succeeded") && !said.contains("failed")
+}
+
+/// Signatures nobody can reuse with extra headers, made with every key. A digest signed
+/// by an RSA and an Ed25519 key (`mail.dkim.keys`) carries two signatures, each verified by
+/// dkimpy, and OpenDKIM verifies it. Then each over-signed header is prepended (a second
+/// `List-Unsubscribe` to a phishing page, a `Content-Type`, `List-Id`, `Subject`, `To`,
+/// `Date`, …) and each absent one added (`Reply-To`, `Cc`, `Sender`, `In-Reply-To`): both
+/// verifiers refuse every such copy. `check-config` prints each key's record in strings a
+/// zone file takes, and warns on a 1024-bit RSA key.
+async fn dkim_cannot_be_replayed_with_extra_headers(backend: Backend) {
+    if !common::tool_available("dkimpy", &["/usr/bin/python3", "-c", "import dkim"])
+        || !common::tool_available("openssl", &["openssl", "version"])
+        || !common::tool_available("OpenDKIM", &["test", "-x", "/usr/sbin/opendkim"])
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (rsa, ed, weak) = (
+        dir.path().join("rsa.pem"),
+        dir.path().join("ed.pem"),
+        dir.path().join("weak.pem"),
+    );
+    for (path, args) in [
+        (
+            &rsa,
+            &[
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+            ][..],
+        ),
+        (&ed, &["genpkey", "-algorithm", "ed25519"][..]),
+        (
+            &weak,
+            &[
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:1024",
+            ][..],
+        ),
+    ] {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .arg("-out")
+            .arg(path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+    let app = TestApp::spawn_with(
+        Spawn::new(backend)
+            .set(
+                "mail.dkim.keys",
+                &format!("rsa2026:{},ed2026:{}", rsa.display(), ed.display()),
+            )
+            .set("mail.list_help", "mailto:help@herald.example"),
+    )
+    .await;
+    issue_for(&app, 1).await;
+    app.deliver().await;
+    let digest = app.smtp().all().pop().unwrap().raw;
+    let domain = "herald.example";
+    let records = vec![
+        (format!("rsa2026._domainkey.{domain}"), dkim_record(&rsa)),
+        (format!("ed2026._domainkey.{domain}"), dkim_record(&ed)),
+    ];
+    let text = String::from_utf8_lossy(&digest).into_owned();
+    assert_eq!(text.matches("DKIM-Signature:").count(), 2, "one per key");
+    assert_eq!(
+        dkimpy_each(&records, std::slice::from_ref(&digest)),
+        vec![vec![true, true]],
+        "both signatures verify"
+    );
+    assert!(opendkim_verifies(&records, &digest), "OpenDKIM verifies it");
+
+    let headers_end = text.find("\r\n\r\n").unwrap();
+    let tampered: Vec<(String, Vec<u8>)> = [
+        "List-Unsubscribe: <https://evil.example/phish>",
+        "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+        "Content-Type: text/html",
+        "List-Id: <evil.example>",
+        "Subject: Your account is locked",
+        "To: someone-else@example.com",
+        "Date: Tue, 03 Mar 2026 07:00:00 +0000",
+        "From: Security <security@evil.example>",
+        "Message-ID: <again@evil.example>",
+        "MIME-Version: 1.0",
+        "Feedback-ID: 1:evil:list",
+    ]
+    .iter()
+    .map(|h| (h.to_string(), format!("{h}\r\n{text}").into_bytes()))
+    .chain(
+        [
+            "Reply-To: <collect@evil.example>",
+            "Cc: <copy@evil.example>",
+            "Sender: <sender@evil.example>",
+            "In-Reply-To: <thread@evil.example>",
+        ]
+        .iter()
+        .map(|h| {
+            // Added among the message's own headers, below the signatures.
+            let mut t = text.clone();
+            t.insert_str(headers_end, &format!("\r\n{h}"));
+            (h.to_string(), t.into_bytes())
+        }),
+    )
+    .collect();
+    let results = dkimpy_each(
+        &records,
+        &tampered.iter().map(|(_, m)| m.clone()).collect::<Vec<_>>(),
+    );
+    for ((header, message), verdicts) in tampered.iter().zip(results) {
+        assert_eq!(
+            verdicts,
+            vec![false, false],
+            "dkimpy passed with {header:?} added"
+        );
+        assert!(
+            !opendkim_verifies(&records, message),
+            "OpenDKIM passed with {header:?} added"
+        );
+    }
+
+    // check-config: every key's record, as strings of at most 255 characters; a warning
+    // for a short RSA key.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .arg("check-config")
+        .env(
+            "HERALD_MAIL__DKIM__KEYS",
+            format!("rsa2026:{},old:{}", rsa.display(), weak.display()),
+        )
+        .env("HERALD_DATABASE__URL", "sqlite:unused.db")
+        .env_remove("HERALD_CONFIG")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{out:?}");
+    let line = said
+        .lines()
+        .find(|l| l.contains("rsa2026._domainkey."))
+        .unwrap_or_else(|| panic!("{said}"));
+    let value = line.split("TXT").nth(1).unwrap().trim();
+    let strings: Vec<&str> = value.split("\" \"").collect();
+    assert!(strings.len() >= 2, "{line}");
+    assert!(
+        strings.iter().all(|s| s.trim_matches('"').len() <= 255),
+        "{line}"
+    );
+    assert_eq!(
+        strings
+            .iter()
+            .map(|s| s.trim_matches('"'))
+            .collect::<String>(),
+        dkim_record(&rsa)
+    );
+    assert!(said.contains("old._domainkey."), "{said}");
+    assert!(
+        said.contains("warning: mail.dkim: the RSA key of selector \"old\" has 1024 bits"),
+        "{said}"
+    );
+}
+both_backends!(dkim_cannot_be_replayed_with_extra_headers);
+
 /// An app whose background jobs and workers run as in `herald serve`, on short intervals.
 async fn with_background_jobs(backend: Backend) -> TestApp {
     let mut spec = Spawn::new(backend)
@@ -877,6 +1130,189 @@ async fn returned_mail_is_read_and_acted_on(backend: Backend) {
 }
 both_backends!(returned_mail_is_read_and_acted_on);
 
+/// Complaint loops send every report to the one address the sender registered, not to the
+/// VERP address of the send (Yahoo's, Microsoft's JMRP). Mailed to the plain return path,
+/// a Yahoo-style report that names nobody (the reader's address blanked, no envelope
+/// sender) still finds its reader by the quoted Message-ID, and a JMRP-style one by the
+/// quoted `Return-Path`; both readers are unsubscribed and suppressed. A report quoting a
+/// Message-ID made up from one's own (another reader's id, a guessed random part) names
+/// nobody.
+async fn complaints_to_the_plain_return_path_find_their_reader(backend: Backend) {
+    use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+    let app = TestApp::spawn_with(
+        Spawn::new(backend)
+            .set("mail.return_path", "bounces@bounces.herald.example")
+            .set("bounces.listen", "127.0.0.1:0"),
+    )
+    .await;
+    app.digest_to(&["yahoo", "hotmail", "victim", "attacker"])
+        .await;
+    let plain = "bounces@bounces.herald.example";
+    let listener = app.bounces_addr.unwrap();
+    let smtp: AsyncSmtpTransport<Tokio1Executor> =
+        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(listener.ip().to_string())
+            .port(listener.port())
+            .build();
+    let send = |raw: String| {
+        let envelope = lettre::address::Envelope::new(None, vec![plain.parse().unwrap()]).unwrap();
+        let smtp = smtp.clone();
+        async move { smtp.send_raw(&envelope, raw.as_bytes()).await.unwrap() }
+    };
+    let fixture = |name: &str| {
+        std::fs::read_to_string(format!(
+            "{}/tests/fixtures/returned/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    };
+    let message_id = |r: &str| {
+        app.smtp()
+            .last_to(&format!("{r}@example.com"))
+            .unwrap()
+            .message_id()
+    };
+    // Yahoo-style: no envelope sender of ours anywhere, only the quoted Message-ID.
+    let yahoo = fixture("yahoo-complaint.eml")
+        .replace(
+            "Original-Mail-From: <bounces+REF@news.herald.example>\n",
+            "",
+        )
+        .replace("bounces+REF@news.herald.example", plain)
+        .replace(
+            "YahooComplaintIdentifier@news.herald.example",
+            &message_id("yahoo"),
+        );
+    assert!(!yahoo.contains("bounces+"), "names no VERP address");
+    send(yahoo).await;
+    // JMRP-style: the quoted message keeps our Return-Path.
+    let jmrp = fixture("jmrp-complaint.eml")
+        .replace("bounces@news.herald.example", plain)
+        .replace(
+            "bounces+REF@news.herald.example",
+            &app.verp("hotmail@example.com"),
+        );
+    send(jmrp).await;
+    // A reader forging one for another: their own Message-ID with the other's id in it.
+    let own = message_id("attacker");
+    let (issue, rest) = own.trim_start_matches('d').split_once('.').unwrap();
+    let (_, tail) = rest.split_once('.').unwrap();
+    let victim_id = app
+        .dump_table("SELECT CAST(id AS TEXT) FROM subscribers WHERE email = 'victim@example.com'")
+        .await;
+    let forged = format!("d{issue}.{}.{tail}", victim_id.trim());
+    assert_ne!(forged, message_id("victim"));
+    let forged_report = fixture("yahoo-complaint.eml")
+        .replace(
+            "Original-Mail-From: <bounces+REF@news.herald.example>\n",
+            "",
+        )
+        .replace("bounces+REF@news.herald.example", plain)
+        .replace("YahooComplaintIdentifier@news.herald.example", &forged);
+    send(forged_report).await;
+
+    for (reader, status) in [
+        ("yahoo", "complained"),
+        ("hotmail", "complained"),
+        ("victim", "active"),
+        ("attacker", "active"),
+    ] {
+        assert_eq!(
+            app.subscriber_status(&format!("{reader}@example.com"))
+                .await
+                .as_deref(),
+            Some(status),
+            "{reader}"
+        );
+    }
+    let log = app
+        .dump_table("SELECT kind || ' ' || action FROM returned ORDER BY id")
+        .await;
+    assert_eq!(
+        log.matches("complaint unsubscribed and suppressed").count(),
+        2,
+        "{log}"
+    );
+    assert!(log.contains("complaint kept: names no send"), "{log}");
+    let raws = app
+        .dump_table("SELECT CAST(COUNT(*) AS TEXT) FROM returned_messages")
+        .await;
+    assert_eq!(raws.trim(), "2", "the one that names nobody is not kept");
+}
+both_backends!(complaints_to_the_plain_return_path_find_their_reader);
+
+/// Anyone who can mail the bounce domain cannot fill the disk: 4 messages, each for 100
+/// recipients whose references are forged (another send's id with a made-up MAC, or none),
+/// are refused at RCPT, so their data (250 kB each in the attack this replays) is never
+/// taken; the database does not grow by a row.
+async fn forged_returned_mail_is_refused_and_stores_nothing(backend: Backend) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let app = TestApp::spawn_with(
+        Spawn::new(backend)
+            .set("mail.return_path", "bounces@bounces.herald.example")
+            .set("bounces.listen", "127.0.0.1:0"),
+    )
+    .await;
+    app.digest_to(&["reader"]).await;
+    let real = app.verp("reader@example.com");
+    let size = || {
+        let app = &app;
+        async move {
+            app.dump_table(
+                "SELECT CAST((SELECT COUNT(*) FROM returned) + (SELECT COUNT(*) FROM returned_messages) AS TEXT)",
+            )
+            .await
+        }
+    };
+    let before = size().await;
+    let stream = tokio::net::TcpStream::connect(app.bounces_addr.unwrap())
+        .await
+        .unwrap();
+    let (r, mut w) = stream.into_split();
+    let mut r = BufReader::new(r);
+    let mut read = async || {
+        let mut reply = String::new();
+        loop {
+            let mut l = String::new();
+            r.read_line(&mut l).await.unwrap();
+            reply.push_str(&l);
+            if l.len() < 4 || l.as_bytes()[3] != b'-' {
+                return reply;
+            }
+        }
+    };
+    assert!(read().await.starts_with("220"));
+    w.write_all(b"EHLO attacker.example\r\n").await.unwrap();
+    assert!(read().await.starts_with("250"));
+    let (id, _) = real.trim_start_matches("bounces+").split_once('-').unwrap();
+    for m in 0..4 {
+        w.write_all(b"MAIL FROM:<>\r\n").await.unwrap();
+        assert!(read().await.starts_with("250"));
+        for n in 0..100 {
+            // Forged the ways one would: another send's id with a made-up MAC, no MAC.
+            let rcpt = if n % 2 == 0 {
+                format!(
+                    "bounces+{}-{:016x}@bounces.herald.example",
+                    id.parse::<i64>().unwrap() + n,
+                    m * 1000 + n
+                )
+            } else {
+                format!("bounces+{n}@bounces.herald.example")
+            };
+            w.write_all(format!("RCPT TO:<{rcpt}>\r\n").as_bytes())
+                .await
+                .unwrap();
+            assert!(read().await.starts_with("550"), "{rcpt}");
+        }
+        w.write_all(b"DATA\r\n").await.unwrap();
+        assert!(read().await.starts_with("503"), "no recipient was taken");
+        // A client that sends the data anyway: it is read as commands and refused.
+        w.write_all(b"RSET\r\n").await.unwrap();
+        assert!(read().await.starts_with("250"));
+    }
+    assert_eq!(size().await, before, "no row added");
+}
+both_backends!(forged_returned_mail_is_refused_and_stores_nothing);
+
 /// A returned-mail fixture as the site's MTA would have put it into a mailbox: addressed to
 /// `to` (in place of the fixture's VERP placeholder) with a `Delivered-To` line on top.
 fn delivered_fixture(fixture: &str, to: &str) -> Vec<u8> {
@@ -1131,11 +1567,13 @@ async fn returned_mail_is_read_from_a_mailbox(backend: Backend) {
 }
 both_backends!(returned_mail_is_read_from_a_mailbox);
 
-/// The whole loop with a real MTA: herald relays through Postfix, which takes both digests
-/// (250). The next hop for one reader's domain refuses the mailbox (550 5.1.1), so Postfix
-/// writes its own DSN to the VERP return path and routes it to herald's listener with the
-/// README's `transport_maps` line (`bounces.herald.example smtp:[127.0.0.1]:PORT`). herald
-/// marks that send bounced and suppresses the address; the other reader's digest arrives.
+/// The whole loop with a real MTA: herald relays through Postfix, which takes every digest
+/// (250). The next hop for one reader's domain refuses the mailbox (550 5.1.1); another's
+/// refuses our mail as blocklisted (550 5.7.1). Postfix writes its own DSN for each to the
+/// VERP return path and routes it to herald's listener with the README's `transport_maps`
+/// line (`bounces.herald.example smtp:[127.0.0.1]:PORT`). herald marks the 5.1.1 send
+/// bounced and suppresses that address; the 5.7.1 send is failed with the provider's words
+/// and its reader stays active; the third reader's digest arrives.
 async fn a_real_postfix_returns_its_bounce_to_herald(backend: Backend) {
     if !common::postfix::Postfix::available() {
         return;
@@ -1160,6 +1598,16 @@ async fn a_real_postfix_returns_its_bounce_to_herald(backend: Backend) {
         )),
         ..Default::default()
     });
+    // A provider that has us on a blocklist.
+    let listing = common::SmtpServer::start(Behaviour {
+        reject_rcpt: Some((
+            "@blocked.example".into(),
+            550,
+            "5.7.1 Service unavailable; Client host [127.0.0.1] blocked using zen.spamhaus.org"
+                .into(),
+        )),
+        ..Default::default()
+    });
     let postfix = common::postfix::Postfix::start(
         pf_port,
         &[
@@ -1169,19 +1617,34 @@ async fn a_real_postfix_returns_its_bounce_to_herald(backend: Backend) {
             ),
             ("example.org", format!("smtp:[127.0.0.1]:{}", next_hop.port)),
             (
+                "blocked.example",
+                format!("smtp:[127.0.0.1]:{}", listing.port),
+            ),
+            (
                 "example.net",
                 format!("smtp:[127.0.0.1]:{}", app.smtp().port),
             ),
         ],
     );
-    app.digest_to(&["gone@example.org", "fine@example.net"])
-        .await;
-    assert_eq!(sends_in(&app, "sent").await.len(), 2, "Postfix took both");
+    app.digest_to(&[
+        "gone@example.org",
+        "fine@example.net",
+        "listed@blocked.example",
+    ])
+    .await;
+    assert_eq!(
+        sends_in(&app, "sent").await.len(),
+        3,
+        "Postfix took all three"
+    );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         let status = app.subscriber_status("gone@example.org").await;
         let arrived = app.smtp().last_to("fine@example.net").is_some();
-        if status.as_deref() == Some("bounced") && arrived {
+        let refused = app
+            .dump_table("SELECT status FROM sends WHERE email = 'listed@blocked.example'")
+            .await;
+        if status.as_deref() == Some("bounced") && arrived && refused.contains("failed") {
             break;
         }
         assert!(
@@ -1206,6 +1669,24 @@ async fn a_real_postfix_returns_its_bounce_to_herald(backend: Backend) {
     assert!(
         returned.contains("hard") && returned.contains("suppressed"),
         "the DSN came back through the listener: {returned}"
+    );
+    assert!(
+        returned.contains("refused failed: the message was refused"),
+        "{returned}"
+    );
+    assert_eq!(
+        app.subscriber_status("listed@blocked.example")
+            .await
+            .as_deref(),
+        Some("active"),
+        "a blocklisting suppresses nobody"
+    );
+    let listed = app
+        .dump_table("SELECT last_reply FROM sends WHERE email = 'listed@blocked.example'")
+        .await;
+    assert!(
+        listed.contains("5.7.1") && listed.contains("zen.spamhaus.org"),
+        "the provider's words: {listed}"
     );
     let fine = app.smtp().last_to("fine@example.net").unwrap();
     let raw = String::from_utf8_lossy(&fine.raw).into_owned();

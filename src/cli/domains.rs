@@ -50,7 +50,7 @@ pub async fn run(cmd: Cmd, s: Services) -> CliResult {
             if domain.is_empty() || domain.contains(char::is_whitespace) {
                 return Err(Failure::usage("name a domain, e.g. example.com"));
             }
-            if !s.store.resume_domain(&domain).await? {
+            if !s.store.resume_domain(&domain, s.clock.now()).await? {
                 return Err(Failure(1, format!("{domain} is not paused")));
             }
             println!(

@@ -216,8 +216,18 @@ pub async fn run(command: Command, config: Config) -> CliResult {
                 println!("warning: {w}");
             }
             if let Some(signer) = &config.mail.dkim {
-                println!("DKIM: publish this TXT record");
-                println!("  {}  TXT  \"{}\"", signer.dns_name(), signer.dns_record());
+                let keys = signer.keys();
+                println!(
+                    "DKIM: publish {} (each value as written: strings of at most 255 characters, which resolvers join)",
+                    if keys.len() == 1 {
+                        "this TXT record"
+                    } else {
+                        "these TXT records"
+                    }
+                );
+                for key in keys {
+                    println!("  {}  TXT  {}", key.dns_name(), key.dns_record_strings());
+                }
             }
             Ok(())
         }

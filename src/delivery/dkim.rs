@@ -11,8 +11,12 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use sha2::{Digest, Sha256};
 
-/// Headers signed when present, in this order. `From` is listed once more than it occurs
-/// (over-signing, RFC 6376 §8.15): a second `From` added in transit breaks the signature.
+/// Headers signed, in this order. Each is listed once more than it occurs (over-signing,
+/// RFC 6376 §8.15), so a copy added in transit — a second `List-Unsubscribe` pointing at a
+/// phishing page, another `Subject`, a `Content-Type` prepended — makes the signature fail:
+/// a verifier reads headers bottom-up and the extra listing stands for "no more of these".
+/// The last four are usually absent; listing them signs their absence, so nobody can add
+/// a `Reply-To`, `Cc`, `Sender` or `In-Reply-To` under our signature.
 const SIGNED: &[&str] = &[
     "From",
     "To",
@@ -29,9 +33,15 @@ const SIGNED: &[&str] = &[
     "List-Subscribe",
     "List-Archive",
     "List-Help",
+    "List-Post",
+    "Archived-At",
     "MIME-Version",
     "Content-Type",
     "Content-Transfer-Encoding",
+    "Reply-To",
+    "Cc",
+    "Sender",
+    "In-Reply-To",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -51,16 +61,28 @@ enum Key {
     Ed25519(Box<ed25519_dalek::SigningKey>),
 }
 
-/// A key, a domain and a selector: signs whole messages.
-pub struct DkimSigner {
+/// A key, a domain and a selector.
+pub struct DkimKey {
     domain: String,
     selector: String,
     key: Key,
 }
 
+/// One or more keys: each adds its own `DKIM-Signature` over the same message, so RSA and
+/// Ed25519 go side by side (verifiers that know only RSA still pass), and an old and a new
+/// selector both verify during a key rotation.
+pub struct DkimSigner {
+    keys: Vec<DkimKey>,
+}
+
 impl std::fmt::Debug for DkimSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "DkimSigner(d={}, s={})", self.domain, self.selector)
+        let list: Vec<String> = self
+            .keys
+            .iter()
+            .map(|k| format!("d={}, s={}", k.domain, k.selector))
+            .collect();
+        write!(f, "DkimSigner({})", list.join("; "))
     }
 }
 
@@ -111,7 +133,7 @@ fn ed25519_from_seed(seed: &[u8]) -> Result<Key, DkimKeyError> {
     )))
 }
 
-impl DkimSigner {
+impl DkimKey {
     pub fn new(key_text: &str, domain: &str, selector: &str) -> Result<Self, DkimKeyError> {
         Ok(Self {
             domain: domain.to_string(),
@@ -120,7 +142,7 @@ impl DkimSigner {
         })
     }
 
-    /// The DNS TXT record to publish at `<selector>._domainkey.<domain>`.
+    /// The TXT record to publish at `dns_name()`.
     pub fn dns_record(&self) -> String {
         use rsa::pkcs8::EncodePublicKey;
         match &self.key {
@@ -138,37 +160,47 @@ impl DkimSigner {
         }
     }
 
+    /// The record as a zone file takes it: one TXT value may hold several strings of at
+    /// most 255 characters each (RFC 1035 §3.3.14), which resolvers join; a 2048-bit RSA
+    /// key's record (~410 characters) written as one string is refused by zone files.
+    pub fn dns_record_strings(&self) -> String {
+        txt_strings(&self.dns_record())
+    }
+
     pub fn dns_name(&self) -> String {
         format!("{}._domainkey.{}", self.selector, self.domain)
     }
 
-    /// `message` (CRLF line ends, headers then a blank line then the body) with a
-    /// `DKIM-Signature` header in front.
-    pub fn sign(&self, message: &[u8], unix_time: i64) -> Vec<u8> {
-        let split = find(message, b"\r\n\r\n").map(|i| i + 2);
-        let (head, body) = match split {
-            Some(i) => (&message[..i], &message[i + 2..]),
-            None => (message, &b""[..]),
-        };
-        let headers = split_headers(head);
-        let bh = B64.encode(Sha256::digest(relaxed_body(body)));
+    /// The RSA key's size when it is under the 2048 bits RFC 8301 asks signers to use.
+    pub fn weak_rsa_bits(&self) -> Option<usize> {
+        use rsa::traits::PublicKeyParts;
+        match &self.key {
+            Key::Rsa(k) if k.size() * 8 < 2048 => Some(k.size() * 8),
+            _ => None,
+        }
+    }
 
-        // The h= list and the header data it covers, picking instances bottom-up.
+    pub fn selector(&self) -> &str {
+        &self.selector
+    }
+
+    /// The `DKIM-Signature` header (with its CRLF) for a message whose headers are
+    /// `headers` and whose relaxed body hash is `bh`.
+    fn signature(&self, headers: &[&[u8]], bh: &str, unix_time: i64) -> Vec<u8> {
+        // The h= list and the header data it covers, picking instances bottom-up; each
+        // name once more than it occurs (the extra one covers the empty string).
         let mut names: Vec<&str> = Vec::new();
         let mut data = Vec::new();
         for want in SIGNED {
-            let present: Vec<&&[u8]> = headers
+            for h in headers
                 .iter()
+                .rev()
                 .filter(|h| header_name(h).eq_ignore_ascii_case(want.as_bytes()))
-                .collect();
-            for h in present.iter().rev() {
+            {
                 names.push(want);
                 data.extend_from_slice(&relaxed_header(h));
             }
-            if *want == "From" {
-                // Over-signed: the extra instance is the empty string.
-                names.push(want);
-            }
+            names.push(want);
         }
         let h = names
             .iter()
@@ -179,9 +211,11 @@ impl DkimSigner {
             Key::Rsa(_) => "rsa-sha256",
             Key::Ed25519(_) => "ed25519-sha256",
         };
-        // Folded at tag boundaries, before hashing: the verifier hashes it as sent.
+        // Folded at tag boundaries (and inside h=, which is long), before hashing: the
+        // verifier hashes it as sent.
+        let h_folded = fold_list(&h, 70);
         let unsigned = format!(
-            "DKIM-Signature: v=1; a={algorithm}; c=relaxed/relaxed; d={}; s={};\r\n\tt={unix_time}; h={h};\r\n\tbh={bh};\r\n\tb=",
+            "DKIM-Signature: v=1; a={algorithm}; c=relaxed/relaxed; d={}; s={};\r\n\tt={unix_time}; h={h_folded};\r\n\tbh={bh};\r\n\tb=",
             self.domain, self.selector
         );
         let canon = relaxed_header(unsigned.as_bytes());
@@ -199,7 +233,7 @@ impl DkimSigner {
             }
         };
         let b = B64.encode(signature);
-        let mut out = Vec::with_capacity(message.len() + unsigned.len() + b.len() + 16);
+        let mut out = Vec::with_capacity(unsigned.len() + b.len() + 16);
         out.extend_from_slice(unsigned.as_bytes());
         for (i, chunk) in b.as_bytes().chunks(72).enumerate() {
             if i > 0 {
@@ -208,6 +242,71 @@ impl DkimSigner {
             out.extend_from_slice(chunk);
         }
         out.extend_from_slice(b"\r\n");
+        out
+    }
+}
+
+/// `"…" "…"`: a TXT value as strings of at most 255 characters.
+fn txt_strings(record: &str) -> String {
+    record
+        .as_bytes()
+        .chunks(255)
+        .map(|c| format!("\"{}\"", std::str::from_utf8(c).expect("an ASCII record")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A colon-separated list folded (CRLF + tab) after a colon so no line runs past `width`.
+/// Folding whitespace inside h= is allowed (RFC 6376 §3.5) and ignored by the relaxed form.
+fn fold_list(list: &str, width: usize) -> String {
+    let mut out = String::with_capacity(list.len() + 16);
+    let mut line = 0;
+    for (i, item) in list.split(':').enumerate() {
+        if i > 0 {
+            out.push(':');
+            line += 1;
+            if line + item.len() > width {
+                out.push_str("\r\n\t");
+                line = 0;
+            }
+        }
+        out.push_str(item);
+        line += item.len();
+    }
+    out
+}
+
+impl DkimSigner {
+    /// One key (`mail.dkim.key_file`).
+    pub fn new(key_text: &str, domain: &str, selector: &str) -> Result<Self, DkimKeyError> {
+        Ok(Self {
+            keys: vec![DkimKey::new(key_text, domain, selector)?],
+        })
+    }
+
+    /// Several keys, each signing (none: None).
+    pub fn with_keys(keys: Vec<DkimKey>) -> Option<Self> {
+        (!keys.is_empty()).then_some(Self { keys })
+    }
+
+    pub fn keys(&self) -> &[DkimKey] {
+        &self.keys
+    }
+
+    /// `message` (CRLF line ends, headers then a blank line then the body) with a
+    /// `DKIM-Signature` header per key in front.
+    pub fn sign(&self, message: &[u8], unix_time: i64) -> Vec<u8> {
+        let split = find(message, b"\r\n\r\n").map(|i| i + 2);
+        let (head, body) = match split {
+            Some(i) => (&message[..i], &message[i + 2..]),
+            None => (message, &b""[..]),
+        };
+        let headers = split_headers(head);
+        let bh = B64.encode(Sha256::digest(relaxed_body(body)));
+        let mut out = Vec::with_capacity(message.len() + 1024 * self.keys.len());
+        for key in &self.keys {
+            out.extend_from_slice(&key.signature(&headers, &bh, unix_time));
+        }
         out.extend_from_slice(message);
         out
     }
@@ -338,5 +437,36 @@ mod tests {
             Err(DkimKeyError::Unreadable)
         ));
         assert!(parse_key("not a key").is_err());
+    }
+
+    #[test]
+    fn long_records_are_split_into_strings_a_zone_file_takes() {
+        // The length of a 2048-bit RSA key's record.
+        let record = format!("v=DKIM1; k=rsa; p={}", "A".repeat(392));
+        let strings = txt_strings(&record);
+        let parts: Vec<&str> = strings.split(' ').collect();
+        assert_eq!(parts.len(), 2, "{strings}");
+        let mut joined = String::new();
+        for p in &parts {
+            let inner = p
+                .strip_prefix('"')
+                .and_then(|p| p.strip_suffix('"'))
+                .unwrap();
+            assert!(inner.len() <= 255);
+            joined.push_str(inner);
+        }
+        assert_eq!(joined, record);
+        assert_eq!(
+            txt_strings("v=DKIM1; k=ed25519; p=abc"),
+            "\"v=DKIM1; k=ed25519; p=abc\""
+        );
+    }
+
+    #[test]
+    fn h_lists_fold_without_changing_the_list() {
+        let h = "from:from:to:to:subject:subject:date:date:message-id:message-id:list-id";
+        let folded = fold_list(h, 20);
+        assert!(folded.lines().all(|l| l.trim().len() <= 21), "{folded}");
+        assert_eq!(folded.replace("\r\n\t", ""), h);
     }
 }

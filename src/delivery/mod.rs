@@ -11,7 +11,7 @@ mod mail;
 mod transport;
 mod worker;
 
-pub use dkim::{DkimKeyError, DkimSigner};
+pub use dkim::{DkimKey, DkimKeyError, DkimSigner};
 pub use domains::{DomainWatch, PauseSettings};
 pub use mail::{BuildError, ListMail, MailHeaders, OutgoingMail, build_message, new_message_id};
 pub(crate) use transport::tls_client_config;

@@ -913,8 +913,8 @@ pub trait Store: Send + Sync + 'static {
     async fn pause_domain(&self, p: &DomainPause) -> StoreResult<()>;
     /// Every domain pause on record (some may have run out).
     async fn domain_pauses(&self) -> StoreResult<Vec<DomainPause>>;
-    /// Lift a domain's pause; false if it had none.
-    async fn resume_domain(&self, domain: &str) -> StoreResult<bool>;
+    /// Lift a domain's pause: the sends it held back are due at `now`. False if it had none.
+    async fn resume_domain(&self, domain: &str, now: DateTime<Utc>) -> StoreResult<bool>;
     /// Returned messages, newest first.
     async fn list_returned(
         &self,

@@ -520,13 +520,28 @@ macro_rules! shared_store_impl {
                 .await?)
             }
 
-            async fn resume_domain(&self, domain: &str) -> StoreResult<bool> {
+            async fn resume_domain(&self, domain: &str, now: DateTime<Utc>) -> StoreResult<bool> {
                 let mut tx = self.begin_write().await?;
-                let n = sqlx::query::<$db>("DELETE FROM domain_pauses WHERE domain = $1")
-                    .bind(domain)
+                let until = sqlx::query_scalar::<$db, DateTime<Utc>>(
+                    "DELETE FROM domain_pauses WHERE domain = $1 RETURNING paused_until",
+                )
+                .bind(domain)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let n = u64::from(until.is_some());
+                // The sends held back for the pause wait for exactly its end (the claim's
+                // index on the due time finds them): due now instead.
+                if let Some(until) = until.filter(|u| *u > now) {
+                    sqlx::query::<$db>(
+                        "UPDATE sends SET next_attempt_at = $1 WHERE status IN ('queued', 'retrying') \
+                         AND next_attempt_at = $2 AND email LIKE $3",
+                    )
+                    .bind(now)
+                    .bind(until)
+                    .bind(format!("%@{domain}"))
                     .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
+                    .await?;
+                }
                 tx.commit().await?;
                 Ok(n > 0)
             }

@@ -13,7 +13,8 @@ pub struct Behaviour {
     pub fail_first: Option<(u32, u16, String)>,
     /// Accept this many messages before `fail_first` starts refusing.
     pub accept_first: u32,
-    /// Refuse RCPT for this address with this code and text.
+    /// Refuse RCPT for this address (or, written `@domain`, any address there) with this
+    /// code and text.
     pub reject_rcpt: Option<(String, u16, String)>,
     /// Called for each message received, before the 250 (e.g. to move a manual clock:
     /// a relay that takes that long to answer).
@@ -106,7 +107,11 @@ impl Handler for Catcher {
     }
     fn rcpt(&mut self, to: &str) -> Response {
         if let Some((addr, code, text)) = &self.behaviour.lock().unwrap().reject_rcpt
-            && addr.eq_ignore_ascii_case(to)
+            && (addr.eq_ignore_ascii_case(to)
+                || (addr.starts_with('@')
+                    && to
+                        .to_ascii_lowercase()
+                        .ends_with(&addr.to_ascii_lowercase())))
         {
             return Response::custom(*code, text.clone());
         }
