@@ -1557,6 +1557,11 @@ async fn mails_fit_a_phone_screen_in_a_real_browser(backend: Backend) {
             v["scrollWidth"].as_i64() <= v["clientWidth"].as_i64(),
             "wider than the phone: {line}"
         );
+        assert_eq!(
+            v["clipped"].as_array().map(Vec::len),
+            Some(0),
+            "words cut off: {line}"
+        );
     }
 }
 both_backends!(mails_fit_a_phone_screen_in_a_real_browser);
@@ -1592,3 +1597,78 @@ async fn the_archive_dates_issues_in_the_schedules_zone(backend: Backend) {
     );
 }
 both_backends!(the_archive_dates_issues_in_the_schedules_zone);
+
+/// The text part reads as the HTML part does: paragraphs apart by a blank line, list items
+/// on lines of their own with a bullet, `<br>` as a line break, a link's URL after its
+/// words (once, when the words are the URL), lines of at most 78 columns with URLs whole;
+/// the signature separator is "-- " (RFC 3676 §4.3, so mail programs fold the footer).
+/// Digests also say where the issue is archived (RFC 5064 `Archived-At`) and that nobody
+/// can post to the list (`List-Post: NO`), and their preheader's filler is long enough that
+/// the inbox preview never runs on into "View in browser".
+async fn the_text_part_reads_as_paragraphs_bullets_and_links(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_section("wmd", "WMD").await;
+    app.reader("reader@example.com", &["wmd"]).await;
+    let long = "A sentence long enough to need wrapping at seventy-eight columns, and then some more words.";
+    app.add_article(
+        "wmd",
+        "Talks resume",
+        "https://news.example.org/talks",
+        &format!(
+            "<p>One.</p><p>Two.</p><ul><li>A</li><li>B</li></ul>x<br>y\
+             <p>Read <a href=\"https://news.example.org/report\">the report</a> or \
+             <a href=\"https://news.example.org/faq\">https://news.example.org/faq</a>.</p><p>{long}</p>"
+        ),
+    )
+    .await;
+    app.add_schedule("m", "0 7 * * *", &["wmd"]).await;
+    app.set_time(2026, 3, 2, 7, 0, 0);
+    app.tick().await;
+    app.deliver().await;
+    let mail = app.smtp().last_to("reader@example.com").unwrap();
+    let text = mail.text();
+    assert!(
+        text.contains("One.\n\nTwo.\n\n* A\n* B\n\nx\ny\n\nRead the report <https://news.example.org/report> or\nhttps://news.example.org/faq.\n\nA sentence"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("faq <https://news.example.org/faq>"),
+        "a URL once: {text}"
+    );
+    let summary = text
+        .split("https://news.example.org/talks\n")
+        .nth(1)
+        .unwrap()
+        .split("\n-- \n")
+        .next()
+        .unwrap();
+    assert!(
+        summary.lines().all(|l| l.chars().count() <= 78),
+        "{summary}"
+    );
+    assert!(
+        text.contains("\n-- \n"),
+        "the signature separator: {text:?}"
+    );
+    let issue = app
+        .dump_table("SELECT CAST(MAX(id) AS TEXT) FROM issues")
+        .await;
+    assert_eq!(
+        mail.header("Archived-At"),
+        Some(format!("<{}/archive/m/{}>", app.base, issue.trim()))
+    );
+    assert_eq!(mail.header("List-Post").as_deref(), Some("NO"));
+    let html = mail.html();
+    let hidden = html
+        .split("mso-hide:all\">")
+        .nth(1)
+        .unwrap()
+        .split("</div>")
+        .next()
+        .unwrap();
+    assert!(
+        hidden.matches("&#847;").count() >= 100 || hidden.matches('\u{34f}').count() >= 100,
+        "filler: {hidden}"
+    );
+}
+both_backends!(the_text_part_reads_as_paragraphs_bullets_and_links);

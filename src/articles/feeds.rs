@@ -3,7 +3,7 @@
 //! and retried at the next poll; it never stops herald and never half-imports.
 
 use super::xmlfacts::{self, EntryFacts, XmlFacts};
-use super::{escape_html, html_to_text, one_line, sanitize_html_with_base};
+use super::{escape_html, html_to_plain, html_to_text, one_line, sanitize_html_with_base};
 use crate::clock::Clock;
 use crate::store::{NewArticle, SectionFeed, Store};
 use std::sync::Arc;
@@ -231,10 +231,18 @@ pub fn parse_feed(bytes: &[u8], document_url: Option<&str>) -> Result<ParsedFeed
             report.summaries_cut += 1;
         }
         let (summary_html, summary_text) = if summary_is_html {
-            (
-                sanitize_html_with_base(&summary, bases.first().copied()),
-                html_to_text(&summary),
-            )
+            // The text part reads what the HTML part shows: links resolved, nothing unsafe.
+            let html = sanitize_html_with_base(&summary, bases.first().copied());
+            let mut text = html_to_plain(&html);
+            // Line breaks and link addresses add to the text: it keeps the same bound.
+            if text.len() > MAX_SUMMARY {
+                let mut cut = MAX_SUMMARY;
+                while !text.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                text.truncate(cut);
+            }
+            (html, text)
         } else {
             let text = summary.split_whitespace().collect::<Vec<_>>().join(" ");
             (escape_html(&text), text)

@@ -3,9 +3,11 @@
 //! (ammonia) for the HTML part and become plain text for the text part.
 
 mod feeds;
+mod plain;
 mod xmlfacts;
 
 pub use feeds::{FeedError, FeedPoller, FeedReport, MAX_SUMMARY, ParsedFeed, parse_feed};
+pub use plain::{TEXT_WIDTH, html_to_plain, html_to_text};
 
 use crate::domain::{SectionSlug, has_control_chars};
 use crate::store::{ArticleWrite, NewArticle, Section, Store, StoreError};
@@ -281,19 +283,6 @@ fn maplit_tags(tags: &[&'static str]) -> std::collections::HashSet<&'static str>
     tags.iter().copied().collect()
 }
 
-/// Plain text for the text part: tags removed, entities decoded, whitespace collapsed.
-pub fn html_to_text(html: &str) -> String {
-    let stripped = ammonia::Builder::empty().clean(html).to_string();
-    let decoded = stripped
-        .replace("&nbsp;", " ")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&amp;", "&");
-    decoded.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 impl ArticleInput {
     pub fn into_new_article(self) -> Result<(String, NewArticle), ArticleError> {
         let title = one_line(&self.title, 500);
@@ -353,8 +342,8 @@ impl ArticleInput {
                     .filter(|g| !g.is_empty())
                     .unwrap_or_else(|| url.clone()),
                 title,
+                summary_text: html_to_plain(&sanitize_html(&summary)),
                 summary_html: sanitize_html(&summary),
-                summary_text: html_to_text(&summary),
                 author: self
                     .author
                     .map(|a| one_line(&a, 200))

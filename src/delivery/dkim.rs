@@ -444,14 +444,15 @@ mod tests {
         // The length of a 2048-bit RSA key's record.
         let record = format!("v=DKIM1; k=rsa; p={}", "A".repeat(392));
         let strings = txt_strings(&record);
-        let parts: Vec<&str> = strings.split(' ').collect();
+        let parts: Vec<&str> = strings
+            .strip_prefix('"')
+            .and_then(|s| s.strip_suffix('"'))
+            .unwrap()
+            .split("\" \"")
+            .collect();
         assert_eq!(parts.len(), 2, "{strings}");
         let mut joined = String::new();
-        for p in &parts {
-            let inner = p
-                .strip_prefix('"')
-                .and_then(|p| p.strip_suffix('"'))
-                .unwrap();
+        for inner in &parts {
             assert!(inner.len() <= 255);
             joined.push_str(inner);
         }

@@ -31,6 +31,8 @@ pub struct ListMail {
     pub archive_url: Option<String>,
     /// `List-Help`: `mail.list_help`.
     pub help_url: Option<String>,
+    /// `Archived-At` (RFC 5064): this issue's own page in the web archive.
+    pub archived_at: Option<String>,
 }
 
 /// Headers that depend on the list and the recipient rather than on the content.
@@ -88,6 +90,8 @@ raw_header!(FeedbackId, "Feedback-ID");
 raw_header!(ListSubscribe, "List-Subscribe");
 raw_header!(ListArchive, "List-Archive");
 raw_header!(ListHelp, "List-Help");
+raw_header!(ListPost, "List-Post");
+raw_header!(ArchivedAt, "Archived-At");
 
 /// `List-Id` (RFC 2919) with its phrase written so any name survives: as it is when it
 /// is plain words, as a quoted string when it has specials (`,` `"` `&` …: an unquoted
@@ -199,6 +203,12 @@ pub fn build_message(mail: &OutgoingMail, h: &MailHeaders) -> Result<Message, Bu
             clean("List-Help", u)?;
             b = b.header(ListHelp(format!("<{u}>")));
         }
+        if let Some(u) = &list.archived_at {
+            clean("Archived-At", u)?;
+            b = b.header(ArchivedAt(format!("<{u}>")));
+        }
+        // RFC 2369: an announcement list; readers cannot post to it.
+        b = b.header(ListPost("NO".into()));
     }
     let mut targets = Vec::new();
     if let Some(url) = &h.unsubscribe_url {
@@ -315,6 +325,7 @@ mod tests {
             subscribe_url: Some("https://h.example/subscribe".into()),
             archive_url: Some("https://h.example/archive/morning".into()),
             help_url: Some("mailto:help@h.example".into()),
+            archived_at: Some("https://h.example/archive/morning/42".into()),
         };
         let mail = OutgoingMail {
             to: "r@example.com".parse().unwrap(),
@@ -330,6 +341,8 @@ mod tests {
             "List-Subscribe: <https://h.example/subscribe>",
             "List-Archive: <https://h.example/archive/morning>",
             "List-Help: <mailto:help@h.example>",
+            "Archived-At: <https://h.example/archive/morning/42>",
+            "List-Post: NO",
         ] {
             assert!(raw.contains(h), "missing {h} in\n{raw}");
         }

@@ -33,6 +33,9 @@ use std::time::Duration;
 use tokio::sync::{Mutex, Notify, watch};
 
 /// What to send for a claimed row, or why not to.
+// One lives per message being sent, on the stack: boxing the mail would cost an
+// allocation per message to save bytes nobody keeps.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Composed {
     Mail {

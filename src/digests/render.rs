@@ -194,6 +194,7 @@ impl DigestComposer {
                 .as_ref()
                 .map(|root| format!("{root}/{}", issue.schedule_name)),
             help_url: self.list_help.clone(),
+            archived_at: archive_url.clone(),
         };
         let data = Arc::new(IssueData {
             look: IssueLook { subject, images },
