@@ -1555,4 +1555,84 @@ mod tests {
         let e = Config::from_sources(Some(("f.toml", "[http\n")), &[]).unwrap_err();
         assert!(e.to_string().contains("f.toml"), "{e}");
     }
+
+    /// Ed25519 keys as the base64 of their seed: no openssl needed in a unit test.
+    fn seed_file(dir: &std::path::Path, name: &str, byte: u8) -> String {
+        use base64::Engine;
+        let p = dir.join(name);
+        std::fs::write(
+            &p,
+            base64::engine::general_purpose::STANDARD.encode([byte; 32]),
+        )
+        .unwrap();
+        p.display().to_string()
+    }
+
+    #[test]
+    fn several_dkim_keys_from_a_file_or_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (seed_file(dir.path(), "a", 1), seed_file(dir.path(), "b", 2));
+        let file = format!(
+            "[mail.dkim]\nkey_file = \"{a}\"\nselector = \"old\"\n\
+             [[mail.dkim.keys]]\nselector = \"new\"\nkey_file = \"{b}\"\ndomain = \"other.example\"\n"
+        );
+        let c = Config::from_sources(Some(("f.toml", &file)), &[]).unwrap();
+        let names: Vec<String> = c
+            .mail
+            .dkim
+            .unwrap()
+            .keys()
+            .iter()
+            .map(|k| k.dns_name())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "old._domainkey.herald.example",
+                "new._domainkey.other.example"
+            ]
+        );
+        let c = Config::defaults_with(&[("mail.dkim.keys", &format!("x:{a},y:{b}"))]).unwrap();
+        assert_eq!(c.mail.dkim.unwrap().keys().len(), 2);
+        // Wrong ones say which key of the list is wrong.
+        let e = err_of(&[("mail.dkim.keys", &format!("x:{a},y:/nonexistent/key"))]);
+        assert!(
+            e.contains("mail.dkim.keys[1]") && e.contains("/nonexistent/key"),
+            "{e}"
+        );
+        let e = err_of(&[("mail.dkim.keys", &format!("x:{a},x:{b}"))]);
+        assert!(e.contains("listed twice"), "{e}");
+        let e = err_of(&[("mail.dkim.keys", "bad selector!:/k")]);
+        assert!(e.contains("mail.dkim.keys[0]"), "{e}");
+        let e = Config::from_sources(
+            Some((
+                "f.toml",
+                "[[mail.dkim.keys]]\nselector = \"s\"\nkeyfile = \"k\"\n",
+            )),
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("mail.dkim"), "{e}");
+    }
+
+    #[test]
+    fn domain_pauses_and_helo_are_checked() {
+        assert!(err_of(&[("delivery.pause_window", "200")]).contains("delivery.pause_window"));
+        assert!(err_of(&[("delivery.pause_after", "0")]).contains("delivery.pause_after"));
+        assert!(
+            err_of(&[("delivery.pause_first", "2h"), ("delivery.pause_max", "1h")])
+                .contains("delivery.pause_max")
+        );
+        let c =
+            Config::defaults_with(&[("http.public_url", "https://news.example.com/newsletter")])
+                .unwrap();
+        assert_eq!(c.mail.helo_name.as_deref(), Some("news.example.com"));
+        let c = Config::defaults_with(&[("http.public_url", "http://192.0.2.7:8080")]).unwrap();
+        assert_eq!(
+            c.mail.helo_name, None,
+            "an address is no name: the machine's"
+        );
+        let c = Config::defaults_with(&[("mail.helo_name", "mx1.news.example.com")]).unwrap();
+        assert_eq!(c.mail.helo_name.as_deref(), Some("mx1.news.example.com"));
+    }
 }

@@ -240,6 +240,10 @@ async fn console_users(backend: Backend) {
     assert!(stderr(&o).contains("--password-stdin"), "{}", stderr(&o));
     let o = cli.run(&["users", "add", "bad name", "--role", "staff"]);
     assert_eq!(o.status.code(), Some(2));
+    // Webhook is a role of API tokens (a relay's), not of people.
+    let o = cli.run(&["users", "add", "relay", "--role", "webhook"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("herald tokens add"), "{}", stderr(&o));
     let list = cli.ok(&["users", "list"]);
     assert!(list.contains("ed") && list.contains("staff"), "{list}");
     assert!(!list.contains("argon2"), "never the hash");
@@ -360,7 +364,7 @@ async fn suppression_and_bounce_commands(backend: Backend) {
     let o = cli.run(&["bounces", "list", "--type", "nonsense"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        stderr(&o).contains("hard, soft, complaint"),
+        stderr(&o).contains("hard, soft, refused, delayed, delivered, complaint"),
         "{}",
         stderr(&o)
     );
@@ -853,6 +857,9 @@ async fn digest_commands(backend: Backend) {
             .code(),
         Some(2)
     );
+    let relay = cli.ok(&["tokens", "add", "relay", "--role", "webhook"]);
+    assert!(relay.trim().starts_with("hrld_"));
+    assert!(cli.ok(&["tokens", "list"]).contains("webhook"));
     assert!(cli.ok(&["tokens", "list"]).contains("cms"));
     cli.ok(&["tokens", "revoke", "cms"]);
     assert_eq!(cli.run(&["tokens", "revoke", "cms"]).status.code(), Some(1));

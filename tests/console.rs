@@ -1497,6 +1497,30 @@ async fn subscribers_bounces_and_suppressions(backend: Backend) {
         .await;
     assert_eq!(r.status(), 422);
     assert!(store.subscriber_by_id(ann.id).await.unwrap().is_some());
+    // Her vacation reply came back, quoting her address: erasure takes that too.
+    {
+        use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+        let listener = app.bounces_addr.unwrap();
+        let smtp: AsyncSmtpTransport<Tokio1Executor> =
+            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(listener.ip().to_string())
+                .port(listener.port())
+                .build();
+        let to = app.verp("ann@example.net");
+        let raw = std::fs::read_to_string(format!(
+            "{}/tests/fixtures/returned/vacation.eml",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+        .replace("bounces+REF@news.herald.example", &to);
+        let raw = format!("X-Original-From: ann@example.net\r\n{raw}");
+        let envelope = lettre::address::Envelope::new(None, vec![to.parse().unwrap()]).unwrap();
+        smtp.send_raw(&envelope, raw.as_bytes()).await.unwrap();
+    }
+    assert!(
+        app.dump_table("SELECT raw FROM returned_messages")
+            .await
+            .contains("ann@example.net")
+    );
     let r = b
         .post(
             &format!("/admin/subscribers/{}/erase", ann.id),
@@ -1505,6 +1529,8 @@ async fn subscribers_bounces_and_suppressions(backend: Backend) {
         .await;
     assert_eq!(r.status(), 303);
     assert!(store.subscriber_by_id(ann.id).await.unwrap().is_none());
+    let kept = app.dump_table("SELECT raw FROM returned_messages").await;
+    assert!(!kept.contains("ann@example.net"), "{kept}");
     assert_eq!(
         b.get(&format!("/admin/subscribers/{}", ann.id))
             .await

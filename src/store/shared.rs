@@ -936,6 +936,21 @@ macro_rules! shared_store_impl {
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
+                // What came back about them names them too (the provider's report quotes
+                // the address): the raw text goes, and the record keeps only what happened.
+                sqlx::query::<$db>(
+                    "UPDATE returned_messages SET raw = '' WHERE id IN \
+                     (SELECT message_ref FROM returned WHERE subscriber_id = $1 AND message_ref IS NOT NULL)",
+                )
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query::<$db>(
+                    "UPDATE returned SET recipient = NULL, diagnostic = NULL, subscriber_id = NULL WHERE subscriber_id = $1",
+                )
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
                 let r = sqlx::query::<$db>("DELETE FROM subscribers WHERE id = $1")
                     .bind(id)
                     .execute(&mut *tx)
