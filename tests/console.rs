@@ -1183,38 +1183,16 @@ async fn issues_and_the_delivery_log_show_what_happened(backend: Backend) {
 }
 both_backends!(issues_and_the_delivery_log_show_what_happened);
 
-/// Send a returned-mail fixture to herald's bounce listener, addressed to `to`.
-async fn return_mail(app: &TestApp, to: &str, fixture: &str) {
-    use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
-    let listener = app.bounces_addr.expect("bounces.listen");
-    let smtp: AsyncSmtpTransport<Tokio1Executor> =
-        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(listener.ip().to_string())
-            .port(listener.port())
-            .build();
-    let raw = std::fs::read_to_string(format!(
-        "{}/tests/fixtures/returned/{fixture}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
-    .replace("bounces+REF@news.herald.example", to);
-    let envelope = lettre::address::Envelope::new(None, vec![to.parse().unwrap()]).unwrap();
-    smtp.send_raw(&envelope, raw.as_bytes()).await.unwrap();
-}
-
 /// Subscribers found by part of their address and by status; one subscriber's page shows
 /// consent, mail and what came back; bounces show why; a suppression is lifted only
 /// deliberately; export and erasure are staff's alone, erasure only with the address typed.
 async fn subscribers_bounces_and_suppressions(backend: Backend) {
-    let app = TestApp::spawn_with(
-        Spawn::new(backend)
-            .set("mail.return_path", "bounces@bounces.herald.example")
-            .set("bounces.listen", "127.0.0.1:0"),
-    )
-    .await;
+    let app = TestApp::spawn_with(Spawn::new(backend).returned_mail()).await;
     with_users(&app).await;
     app.digest_to(&["gone", "stay"]).await;
     app.subscribe_and_confirm("ann@example.net", &["wmd"]).await;
-    return_mail(&app, &app.verp("gone@example.com"), "postfix-hard.eml").await;
+    app.return_fixture(&app.verp("gone@example.com"), "postfix-hard.eml")
+        .await;
     let store = app.services.store.clone();
     let gone = store
         .subscriber_by_email("gone@example.com")
@@ -1498,24 +1476,12 @@ async fn subscribers_bounces_and_suppressions(backend: Backend) {
     assert_eq!(r.status(), 422);
     assert!(store.subscriber_by_id(ann.id).await.unwrap().is_some());
     // Her vacation reply came back, quoting her address: erasure takes that too.
-    {
-        use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
-        let listener = app.bounces_addr.unwrap();
-        let smtp: AsyncSmtpTransport<Tokio1Executor> =
-            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(listener.ip().to_string())
-                .port(listener.port())
-                .build();
-        let to = app.verp("ann@example.net");
-        let raw = std::fs::read_to_string(format!(
-            "{}/tests/fixtures/returned/vacation.eml",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap()
-        .replace("bounces+REF@news.herald.example", &to);
-        let raw = format!("X-Original-From: ann@example.net\r\n{raw}");
-        let envelope = lettre::address::Envelope::new(None, vec![to.parse().unwrap()]).unwrap();
-        smtp.send_raw(&envelope, raw.as_bytes()).await.unwrap();
-    }
+    let to = app.verp("ann@example.net");
+    let raw =
+        common::returned::fixture("vacation.eml").replace("bounces+REF@news.herald.example", &to);
+    app.send_returned(&to, &format!("X-Original-From: ann@example.net\r\n{raw}"))
+        .await
+        .unwrap();
     assert!(
         app.dump_table("SELECT raw FROM returned_messages")
             .await

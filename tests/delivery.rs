@@ -4,6 +4,7 @@
 
 mod common;
 use chrono::Duration;
+use common::returned::fixture;
 use common::{Backend, Behaviour, Hook, Spawn, TestApp};
 use herald::store::{InstanceInfo, LeaseHolder};
 use std::sync::Arc;
@@ -965,13 +966,7 @@ both_backends!(rows_a_stale_worker_did_not_send_return_at_once);
 /// unsubscribed; the next digest goes to the vacationer alone. Mail for any other address,
 /// or with a forged reference, changes nothing.
 async fn returned_mail_is_read_and_acted_on(backend: Backend) {
-    use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
-    let app = TestApp::spawn_with(
-        Spawn::new(backend)
-            .set("mail.return_path", "bounces@bounces.herald.example")
-            .set("bounces.listen", "127.0.0.1:0"),
-    )
-    .await;
+    let app = TestApp::spawn_with(Spawn::new(backend).returned_mail()).await;
     app.digest_to(&["gone", "angry", "away", "leaving"]).await;
     let verp = |r: &str| app.verp(&format!("{r}@example.com"));
     for r in ["gone", "angry", "away", "leaving"] {
@@ -985,23 +980,10 @@ async fn returned_mail_is_read_and_acted_on(backend: Backend) {
     let unsubscribe = app.unsubscribe_address("leaving@example.com");
     assert!(unsubscribe.starts_with("unsubscribe+"), "{unsubscribe}");
 
-    let listener = app.bounces_addr.expect("bounces.listen");
-    let smtp: AsyncSmtpTransport<Tokio1Executor> =
-        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(listener.ip().to_string())
-            .port(listener.port())
-            .build();
-    let send = |to: String, fixture: &str| {
-        let raw = std::fs::read(format!(
-            "{}/tests/fixtures/returned/{fixture}",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap();
-        let raw = String::from_utf8(raw)
-            .unwrap()
-            .replace("bounces+REF@news.herald.example", &to);
-        let envelope = lettre::address::Envelope::new(None, vec![to.parse().unwrap()]).unwrap();
-        let smtp = smtp.clone();
-        async move { smtp.send_raw(&envelope, raw.as_bytes()).await }
+    let send = |to: String, name: &str| {
+        let raw = fixture(name).replace("bounces+REF@news.herald.example", &to);
+        let app = &app;
+        async move { app.send_returned(&to, &raw).await }
     };
     send(verp("gone"), "postfix-hard.eml")
         .await
@@ -1138,32 +1120,13 @@ both_backends!(returned_mail_is_read_and_acted_on);
 /// Message-ID made up from one's own (another reader's id, a guessed random part) names
 /// nobody.
 async fn complaints_to_the_plain_return_path_find_their_reader(backend: Backend) {
-    use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
-    let app = TestApp::spawn_with(
-        Spawn::new(backend)
-            .set("mail.return_path", "bounces@bounces.herald.example")
-            .set("bounces.listen", "127.0.0.1:0"),
-    )
-    .await;
+    let app = TestApp::spawn_with(Spawn::new(backend).returned_mail()).await;
     app.digest_to(&["yahoo", "hotmail", "victim", "attacker"])
         .await;
-    let plain = "bounces@bounces.herald.example";
-    let listener = app.bounces_addr.unwrap();
-    let smtp: AsyncSmtpTransport<Tokio1Executor> =
-        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(listener.ip().to_string())
-            .port(listener.port())
-            .build();
+    let plain = common::returned::RETURN_PATH;
     let send = |raw: String| {
-        let envelope = lettre::address::Envelope::new(None, vec![plain.parse().unwrap()]).unwrap();
-        let smtp = smtp.clone();
-        async move { smtp.send_raw(&envelope, raw.as_bytes()).await.unwrap() }
-    };
-    let fixture = |name: &str| {
-        std::fs::read_to_string(format!(
-            "{}/tests/fixtures/returned/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap()
+        let app = &app;
+        async move { app.send_returned(plain, &raw).await.unwrap() }
     };
     let message_id = |r: &str| {
         app.smtp()
@@ -1210,20 +1173,13 @@ async fn complaints_to_the_plain_return_path_find_their_reader(backend: Backend)
         .replace("YahooComplaintIdentifier@news.herald.example", &forged);
     send(forged_report).await;
 
-    for (reader, status) in [
+    app.assert_statuses(&[
         ("yahoo", "complained"),
         ("hotmail", "complained"),
         ("victim", "active"),
         ("attacker", "active"),
-    ] {
-        assert_eq!(
-            app.subscriber_status(&format!("{reader}@example.com"))
-                .await
-                .as_deref(),
-            Some(status),
-            "{reader}"
-        );
-    }
+    ])
+    .await;
     let log = app
         .dump_table("SELECT kind || ' ' || action FROM returned ORDER BY id")
         .await;
@@ -1245,13 +1201,7 @@ both_backends!(complaints_to_the_plain_return_path_find_their_reader);
 /// are refused at RCPT, so their data (250 kB each in the attack this replays) is never
 /// taken; the database does not grow by a row.
 async fn forged_returned_mail_is_refused_and_stores_nothing(backend: Backend) {
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-    let app = TestApp::spawn_with(
-        Spawn::new(backend)
-            .set("mail.return_path", "bounces@bounces.herald.example")
-            .set("bounces.listen", "127.0.0.1:0"),
-    )
-    .await;
+    let app = TestApp::spawn_with(Spawn::new(backend).returned_mail()).await;
     app.digest_to(&["reader"]).await;
     let real = app.verp("reader@example.com");
     let size = || {
@@ -1264,29 +1214,12 @@ async fn forged_returned_mail_is_refused_and_stores_nothing(backend: Backend) {
         }
     };
     let before = size().await;
-    let stream = tokio::net::TcpStream::connect(app.bounces_addr.unwrap())
-        .await
-        .unwrap();
-    let (r, mut w) = stream.into_split();
-    let mut r = BufReader::new(r);
-    let mut read = async || {
-        let mut reply = String::new();
-        loop {
-            let mut l = String::new();
-            r.read_line(&mut l).await.unwrap();
-            reply.push_str(&l);
-            if l.len() < 4 || l.as_bytes()[3] != b'-' {
-                return reply;
-            }
-        }
-    };
-    assert!(read().await.starts_with("220"));
-    w.write_all(b"EHLO attacker.example\r\n").await.unwrap();
-    assert!(read().await.starts_with("250"));
+    let (mut smtp, greeting) = app.listener_session().await;
+    assert!(greeting.starts_with("220"));
+    assert!(smtp.say("EHLO attacker.example").await.starts_with("250"));
     let (id, _) = real.trim_start_matches("bounces+").split_once('-').unwrap();
     for m in 0..4 {
-        w.write_all(b"MAIL FROM:<>\r\n").await.unwrap();
-        assert!(read().await.starts_with("250"));
+        assert!(smtp.say("MAIL FROM:<>").await.starts_with("250"));
         for n in 0..100 {
             // Forged the ways one would: another send's id with a made-up MAC, no MAC.
             let rcpt = if n % 2 == 0 {
@@ -1298,16 +1231,14 @@ async fn forged_returned_mail_is_refused_and_stores_nothing(backend: Backend) {
             } else {
                 format!("bounces+{n}@bounces.herald.example")
             };
-            w.write_all(format!("RCPT TO:<{rcpt}>\r\n").as_bytes())
-                .await
-                .unwrap();
-            assert!(read().await.starts_with("550"), "{rcpt}");
+            let reply = smtp.say(&format!("RCPT TO:<{rcpt}>")).await;
+            assert!(reply.starts_with("550"), "{rcpt}: {reply}");
         }
-        w.write_all(b"DATA\r\n").await.unwrap();
-        assert!(read().await.starts_with("503"), "no recipient was taken");
-        // A client that sends the data anyway: it is read as commands and refused.
-        w.write_all(b"RSET\r\n").await.unwrap();
-        assert!(read().await.starts_with("250"));
+        assert!(
+            smtp.say("DATA").await.starts_with("503"),
+            "no recipient was taken"
+        );
+        assert!(smtp.say("RSET").await.starts_with("250"));
     }
     assert_eq!(size().await, before, "no row added");
 }
@@ -1315,13 +1246,8 @@ both_backends!(forged_returned_mail_is_refused_and_stores_nothing);
 
 /// A returned-mail fixture as the site's MTA would have put it into a mailbox: addressed to
 /// `to` (in place of the fixture's VERP placeholder) with a `Delivered-To` line on top.
-fn delivered_fixture(fixture: &str, to: &str) -> Vec<u8> {
-    let raw = std::fs::read_to_string(format!(
-        "{}/tests/fixtures/returned/{fixture}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
-    .replace("bounces+REF@news.herald.example", to);
+fn delivered_fixture(name: &str, to: &str) -> Vec<u8> {
+    let raw = fixture(name).replace("bounces+REF@news.herald.example", to);
     format!("Delivered-To: {to}\r\n{raw}").into_bytes()
 }
 
@@ -1477,21 +1403,14 @@ async fn returned_mail_is_read_from_a_mailbox(backend: Backend) {
         (7, 5, 2),
         "{report:?}"
     );
-    for (who, status) in [
+    app.assert_statuses(&[
         ("gone", "bounced"),
         ("angry", "complained"),
         ("away", "active"),
         ("leaving", "unsubscribed"),
         ("full", "active"),
-    ] {
-        assert_eq!(
-            app.subscriber_status(&format!("{who}@example.com"))
-                .await
-                .as_deref(),
-            Some(status),
-            "{who}"
-        );
-    }
+    ])
+    .await;
     let inbox = dovecot.messages(box_, "");
     assert_eq!(inbox.len(), 7, "nothing deleted");
     let seen = |needle: &str| {
@@ -1583,8 +1502,7 @@ async fn a_real_postfix_returns_its_bounce_to_herald(backend: Backend) {
     let pf_port = common::postfix::free_port();
     let app = TestApp::spawn_with(
         Spawn::new(backend)
-            .set("mail.return_path", "bounces@bounces.herald.example")
-            .set("bounces.listen", "127.0.0.1:0")
+            .returned_mail()
             .set("mail.url", &format!("smtp://127.0.0.1:{pf_port}")),
     )
     .await;
@@ -1703,68 +1621,49 @@ both_backends!(a_real_postfix_returns_its_bounce_to_herald);
 /// at RCPT, dot-stuffing undone, an overlong line refused; and no client holds more than
 /// its share of the sessions.
 async fn the_returned_mail_listener_speaks_smtp(backend: Backend) {
-    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-    let app = TestApp::spawn_with(
-        Spawn::new(backend)
-            .set("mail.return_path", "bounces@bounces.herald.example")
-            .set("bounces.listen", "127.0.0.1:0"),
-    )
-    .await;
+    use tokio::io::AsyncReadExt;
+    let app = TestApp::spawn_with(Spawn::new(backend).returned_mail()).await;
     app.digest_to(&["reader"]).await;
     let verp = app.verp("reader@example.com");
-    let stream = tokio::net::TcpStream::connect(app.bounces_addr.unwrap())
-        .await
-        .unwrap();
-    let (r, mut w) = stream.into_split();
-    let mut r = BufReader::new(r);
-    let mut say = async |line: &str| -> String {
-        if !line.is_empty() {
-            w.write_all(format!("{line}\r\n").as_bytes()).await.unwrap();
-        }
-        let mut reply = String::new();
-        loop {
-            let mut l = String::new();
-            r.read_line(&mut l).await.unwrap();
-            reply.push_str(&l);
-            if l.len() < 4 || l.as_bytes()[3] != b'-' {
-                return reply;
-            }
-        }
-    };
-    assert!(say("").await.starts_with("220 "));
-    assert!(say("EHLO mx.example.net").await.starts_with("250-"));
-    assert!(say(&format!("RCPT TO:<{verp}>")).await.starts_with("503"));
+    let (mut smtp, greeting) = app.listener_session().await;
+    assert!(greeting.starts_with("220 "));
+    assert!(smtp.say("EHLO mx.example.net").await.starts_with("250-"));
     assert!(
-        say("MAIL FROM:<>").await.starts_with("250"),
+        smtp.say(&format!("RCPT TO:<{verp}>"))
+            .await
+            .starts_with("503")
+    );
+    assert!(
+        smtp.say("MAIL FROM:<>").await.starts_with("250"),
         "the null sender"
     );
-    assert!(say("DATA").await.starts_with("503"));
+    assert!(smtp.say("DATA").await.starts_with("503"));
     assert!(
-        say("RCPT TO:<postmaster@elsewhere.example>")
+        smtp.say("RCPT TO:<postmaster@elsewhere.example>")
             .await
             .starts_with("550")
     );
     assert!(
-        say("RCPT TO:<bounces+1-0000000000000000@bounces.herald.example>")
+        smtp.say("RCPT TO:<bounces+1-0000000000000000@bounces.herald.example>")
             .await
             .starts_with("550"),
         "a reference whose MAC does not verify"
     );
     assert!(
-        say("RCPT TO:<bounces+1@bounces.herald.example>")
+        smtp.say("RCPT TO:<bounces+1@bounces.herald.example>")
             .await
             .starts_with("550"),
         "a reference without its MAC"
     );
     assert!(
-        say(&format!("RCPT TO:<{}>", verp.to_ascii_uppercase()))
+        smtp.say(&format!("RCPT TO:<{}>", verp.to_ascii_uppercase()))
             .await
             .starts_with("250"),
         "a server that upper-cases the address"
     );
-    assert!(say("DATA").await.starts_with("354"));
+    assert!(smtp.say("DATA").await.starts_with("354"));
     assert!(
-        say("Subject: hello\r\n\r\n..hidden behind a dot\r\n.")
+        smtp.say("Subject: hello\r\n\r\n..hidden behind a dot\r\n.")
             .await
             .starts_with("250")
     );
@@ -1774,7 +1673,7 @@ async fn the_returned_mail_listener_speaks_smtp(backend: Backend) {
         "{raw}"
     );
     assert!(
-        say(&"NOOP".repeat(400)).await.starts_with("500"),
+        smtp.say(&"NOOP".repeat(400)).await.starts_with("500"),
         "an overlong line"
     );
 
@@ -1821,26 +1720,15 @@ both_backends!(the_returned_mail_listener_speaks_smtp);
 /// is such a failure; a DSN that says the mail is delayed, delivered or relayed is
 /// recorded and counts for nothing, however many come.
 async fn repeated_temporary_failures_suppress(backend: Backend) {
-    use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
     let app = TestApp::spawn_with(
         Spawn::new(backend)
-            .set("mail.return_path", "bounces@bounces.herald.example")
-            .set("bounces.listen", "127.0.0.1:0")
+            .returned_mail()
             .set("bounces.soft_limit", "2")
             .set("bounces.soft_window", "7d"),
     )
     .await;
     app.digest_to(&["full", "slow", "waiting"]).await;
-    let listener = app.bounces_addr.unwrap();
-    let smtp: AsyncSmtpTransport<Tokio1Executor> =
-        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(listener.ip().to_string())
-            .port(listener.port())
-            .build();
-    let delayed = std::fs::read_to_string(format!(
-        "{}/tests/fixtures/returned/gmail-soft.eml",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap();
+    let delayed = fixture("gmail-soft.eml");
     // The same report once the provider gave up on the full mailbox, and once it passed
     // the mail on.
     let full = delayed
@@ -1857,9 +1745,8 @@ async fn repeated_temporary_failures_suppress(backend: Backend) {
     let delivered = relayed.replace("Action: relayed", "Action: delivered");
     let report = |reader: &str, raw: &str| {
         let to = app.verp(&format!("{reader}@example.com"));
-        let envelope = lettre::address::Envelope::new(None, vec![to.parse().unwrap()]).unwrap();
-        let (smtp, raw) = (smtp.clone(), raw.to_string());
-        async move { smtp.send_raw(&envelope, raw.as_bytes()).await.unwrap() }
+        let (app, raw) = (&app, raw.to_string());
+        async move { app.send_returned(&to, &raw).await.unwrap() }
     };
     report("slow", &full).await;
     // Older than the window by the time of the next one: it does not count.

@@ -14,6 +14,7 @@ pub mod dovecot;
 pub mod pki;
 pub mod postfix;
 pub mod relays;
+pub mod returned;
 pub mod smtp;
 #[allow(unused_imports)]
 pub use relays::{ScriptedRelay, SmtpSink};
