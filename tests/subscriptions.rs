@@ -145,7 +145,8 @@ async fn the_whole_story(backend: Backend) {
         .subscribe_and_confirm("second@example.com", &["cyber"])
         .await;
     let prefs2 = w2.link_with("/preferences/").unwrap();
-    assert_eq!(app.post(&prefs2, "").await.status(), 200);
+    // What the page's form sends with every box unchecked: its marker alone.
+    assert_eq!(app.post(&prefs2, "choice=sections").await.status(), 200);
     assert_eq!(
         app.subscriber_status("second@example.com").await.as_deref(),
         Some("unsubscribed")
@@ -230,6 +231,203 @@ async fn signup_answers_reveal_nothing(backend: Backend) {
     );
 }
 both_backends!(signup_answers_reveal_nothing);
+
+/// Suppressed means herald sends the address nothing, whoever asks. A reader suppressed by
+/// hand (`suppressions add … --reason legal`) and an erased one get the stranger's signup
+/// the same answer as anyone, and no mail; the erased one gets no new row either. A
+/// confirmation link mailed before the suppression activates nothing (410) and leaves the
+/// suppression in place; only the operator's `suppressions remove` lifts it, after which
+/// the owner may sign up and confirm as anyone.
+async fn a_suppression_is_lifted_only_by_an_operator(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_section("wmd", "WMD").await;
+    app.subscribe_and_confirm("legal@example.com", &["wmd"])
+        .await;
+    app.subscribe_and_confirm("erased@example.com", &["wmd"])
+        .await;
+    app.signup("early@example.com", &["wmd"]).await;
+    app.deliver().await;
+    let early_link = app
+        .smtp()
+        .last_to("early@example.com")
+        .unwrap()
+        .link_with("/confirm/")
+        .unwrap();
+    let store = app.services.store.as_ref();
+    let now = app.clock.now();
+    for e in ["legal@example.com", "early@example.com"] {
+        assert!(store.add_suppression(e, "legal", now).await.unwrap());
+    }
+    assert!(
+        app.services
+            .subs
+            .erase_subscriber("erased@example.com")
+            .await
+            .unwrap()
+    );
+    app.clock.advance(chrono::Duration::hours(1));
+    let before = app.smtp().count();
+    let baseline = app.signup("someone-new@example.com", &["wmd"]).await;
+    let (status, body) = (baseline.status(), baseline.text().await.unwrap());
+    for e in [
+        "legal@example.com",
+        "erased@example.com",
+        "early@example.com",
+    ] {
+        let r = app.signup(e, &["wmd"]).await;
+        assert_eq!(r.status(), status, "{e}");
+        assert_eq!(r.text().await.unwrap(), body, "{e}");
+    }
+    app.deliver().await;
+    let mailed: Vec<String> = app.smtp().all()[before..]
+        .iter()
+        .flat_map(|m| m.to.clone())
+        .collect();
+    assert_eq!(mailed, ["someone-new@example.com"], "only the new address");
+    assert_eq!(
+        app.subscriber_status("erased@example.com").await,
+        None,
+        "no new row for an erased address"
+    );
+    assert_eq!(
+        app.subscriber_status("legal@example.com").await.as_deref(),
+        Some("unsubscribed")
+    );
+    // The link mailed before the suppression: 410, nothing changes.
+    let r = app.post(&early_link, "").await;
+    assert_eq!(r.status(), 410);
+    assert_ne!(
+        app.subscriber_status("early@example.com").await.as_deref(),
+        Some("active")
+    );
+    assert!(
+        store
+            .is_suppressed(&herald::domain::sha256_hex("early@example.com"))
+            .await
+            .unwrap()
+    );
+    // The operator lifts it; then the owner signs up and confirms like anyone.
+    assert!(
+        store
+            .remove_suppression("legal@example.com", app.clock.now())
+            .await
+            .unwrap()
+    );
+    app.clock.advance(chrono::Duration::hours(1));
+    app.subscribe_and_confirm("legal@example.com", &["wmd"])
+        .await;
+    assert_eq!(
+        app.subscriber_status("legal@example.com").await.as_deref(),
+        Some("active")
+    );
+}
+both_backends!(a_suppression_is_lifted_only_by_an_operator);
+
+/// The preferences form as browsers send it, urlencoded or multipart, is read the same; a
+/// body herald does not understand (JSON, XML, an empty or unrelated form) is refused and
+/// unsubscribes nobody. `/subscribe` takes a multipart form too.
+async fn forms_are_read_as_browsers_send_them_or_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_section("wmd", "WMD").await;
+    app.add_section("cyber", "Cyber").await;
+    app.add_section("space", "Space").await;
+    let welcome = app
+        .subscribe_and_confirm("reader@example.com", &["space"])
+        .await;
+    let prefs = welcome.link_with("/preferences/").unwrap();
+    let mine = || async {
+        let sub = app
+            .services
+            .store
+            .subscriber_by_email("reader@example.com")
+            .await
+            .unwrap()
+            .unwrap();
+        let mut v: Vec<String> = app
+            .services
+            .store
+            .subscriber_sections(sub.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.slug)
+            .collect();
+        v.sort();
+        (sub.status.to_string(), v)
+    };
+    let form = reqwest::multipart::Form::new()
+        .text("choice", "sections")
+        .text("sections", "cyber")
+        .text("sections", "wmd");
+    let r = app.http.post(&prefs).multipart(form).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        mine().await,
+        ("active".into(), vec!["cyber".into(), "wmd".into()])
+    );
+    for (ty, body) in [
+        ("application/json", r#"{"sections":["cyber","wmd"]}"#),
+        ("text/xml", "<sections/>"),
+        ("text/plain", "sections=wmd"),
+    ] {
+        let r = app
+            .http
+            .post(&prefs)
+            .header("content-type", ty)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 415, "{ty}");
+        assert_eq!(mine().await.0, "active", "{ty} unsubscribed the reader");
+    }
+    for body in ["", "utm_source=x", "sectionz=wmd"] {
+        let r = app.post(&prefs, body).await;
+        assert_eq!(r.status(), 422, "{body:?}");
+        assert_eq!(
+            mine().await,
+            ("active".into(), vec!["cyber".into(), "wmd".into()]),
+            "{body:?} changed something"
+        );
+    }
+    let r = app
+        .http
+        .post(&prefs)
+        .header("content-type", "multipart/form-data; boundary=x")
+        .body("not multipart at all")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+    assert_eq!(mine().await.0, "active");
+
+    // Signing up with a multipart form (a page that set enctype) works like urlencoded.
+    let form = reqwest::multipart::Form::new()
+        .text("email", "multi@example.com")
+        .text("sections", "wmd");
+    let r = app
+        .http
+        .post(format!("{}/subscribe", app.base))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        app.subscriber_status("multi@example.com").await.as_deref(),
+        Some("pending")
+    );
+    let r = app
+        .http
+        .post(format!("{}/subscribe", app.base))
+        .header("content-type", "application/json")
+        .body(r#"{"email":"json@example.com"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+}
+both_backends!(forms_are_read_as_browsers_send_them_or_refused);
 
 /// Someone who left is never made active again except by their own click: not by a
 /// stranger's signup followed by an operator's import, and not after the purge of stale
@@ -502,7 +700,8 @@ async fn bad_input_gets_a_clear_422_and_writes_nothing(backend: Backend) {
         .unwrap();
     assert!(subs.is_empty(), "nothing written: {subs:?}");
 
-    // A JSON or multipart signup is told what is wrong (415), not "enter your address".
+    // A JSON signup, or a body that claims to be multipart and is not, is told what is
+    // wrong (415), not "enter your address".
     for ct in ["application/json", "multipart/form-data; boundary=x"] {
         let res = app
             .http

@@ -722,14 +722,15 @@ impl DeliveryEngine {
     fn retry_or_fail(&self, job: &SendJob, reply: String) -> SendOutcome {
         match self
             .policy
-            .next_attempt(job.attempts, job.created_at, self.clock.now())
+            // `attempts` counts the earlier ones; this is one more.
+            .next_attempt(job.attempts + 1, job.created_at, self.clock.now())
         {
             Some(next_attempt_at) => SendOutcome::Retry {
                 reply,
                 next_attempt_at,
             },
             None => SendOutcome::Failed {
-                reply: format!("gave up after {} attempts: {reply}", job.attempts),
+                reply: format!("gave up after {} attempts: {reply}", job.attempts + 1),
             },
         }
     }

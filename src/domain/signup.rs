@@ -51,14 +51,15 @@ pub enum SignupAction {
     SendAlreadySubscribed,
     /// Already confirmed and noted within the cooldown: nothing.
     Nothing,
-    /// The address hard-bounced or its owner complained: nothing is written and nothing is
-    /// mailed (a stranger's signup must not reach it; the caller's answer is the same).
+    /// The address is suppressed (it hard-bounced, its owner complained, an operator
+    /// suppressed it, or it was erased): nothing is written and nothing is mailed (a
+    /// stranger's signup must not reach it; the caller's answer is the same).
     Suppressed,
 }
 
 impl SignupAction {
     /// `existing`: the address's status and when it was last sent a signup notice;
-    /// `suppressed`: the address is on the suppression list for a bounce or a complaint.
+    /// `suppressed`: the address is on the suppression list, for whatever reason.
     ///
     /// A former subscriber (unsubscribed) gets a fresh confirmation link but stays
     /// unsubscribed until they click it: an anonymous signup never undoes an unsubscribe.

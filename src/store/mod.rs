@@ -301,10 +301,16 @@ pub struct SignupOutcome {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfirmOutcome {
-    Confirmed { subscriber_id: i64, email: String },
+    Confirmed {
+        subscriber_id: i64,
+        email: String,
+    },
     AlreadyUsed,
     Expired,
     Unknown,
+    /// The address is suppressed (by hand, a bounce, a complaint or erasure): a link
+    /// mailed before that activates nothing.
+    Withdrawn,
 }
 
 /// A send claimed by a delivery worker, with what it needs to render and address it.
@@ -317,6 +323,8 @@ pub struct SendJob {
     pub email: Option<String>,
     pub message_id: String,
     pub sealed_token: Option<String>,
+    /// Attempts recorded before this claim (what reached, or tried to reach, a server);
+    /// a claim, or taking a row back from a dead owner, is not one.
     pub attempts: i32,
     pub created_at: DateTime<Utc>,
     /// The subscriber's status now (NULL when erased).

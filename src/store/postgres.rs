@@ -201,7 +201,7 @@ shared_store_impl!(PostgresStore, Postgres, "postgres", {
                     $status,
                     "', $6, $7) ORDER BY status, next_attempt_at, id LIMIT $5 FOR UPDATE SKIP LOCKED) \
                      UPDATE sends s SET status = 'sending', lease_owner = $1, lease_instance = $2, lease_until = $3, \
-                     next_attempt_at = $3, attempts = s.attempts + 1, updated_at = $4 FROM picked p WHERE s.id = p.id \
+                     next_attempt_at = $3, updated_at = $4 FROM picked p WHERE s.id = p.id \
                      RETURNING s.id, p.next_attempt_at"
                 )
             };

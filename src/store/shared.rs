@@ -171,6 +171,17 @@ macro_rules! shared_store_impl {
                     ConfirmOutcome::Confirmed { subscriber_id, email } => (subscriber_id, email),
                     refused => return Ok(refused),
                 };
+                // A suppression is lifted only by an operator (`suppressions remove`): a
+                // link mailed before it, or to a stranger's signup, activates nothing.
+                let suppressed = sqlx::query_scalar::<$db, i64>("SELECT COUNT(*) FROM suppressions WHERE email_hash = $1")
+                    .bind($crate::domain::sha256_hex(&email))
+                    .fetch_one(&mut *tx)
+                    .await?
+                    > 0;
+                if suppressed {
+                    tx.commit().await?;
+                    return Ok(ConfirmOutcome::Withdrawn);
+                }
                 // Every outstanding link of this address is spent by one confirmation.
                 sqlx::query::<$db>(
                     "UPDATE tokens SET used_at = $2 WHERE subscriber_id = $1 AND purpose = 'confirm' AND used_at IS NULL",
@@ -188,11 +199,6 @@ macro_rules! shared_store_impl {
                 .bind(ip)
                 .execute(&mut *tx)
                 .await?;
-                // Confirming anew lifts an earlier erasure's suppression.
-                sqlx::query::<$db>("DELETE FROM suppressions WHERE email_hash = $1")
-                    .bind($crate::domain::sha256_hex(&email))
-                    .execute(&mut *tx)
-                    .await?;
                 sqlx::query::<$db>(
                     "INSERT INTO sends (kind, subscriber_id, email, message_id, status, attempts, next_attempt_at, \
                      created_at, updated_at) VALUES ('welcome', $1, $2, $3, 'queued', 0, $4, $4, $4)",
@@ -990,7 +996,7 @@ macro_rules! shared_store_impl {
                     let SendOutcome::Bounced { reply, email_hash } = &r.outcome else { continue };
                     let updated = sqlx::query::<$db>(
                         "UPDATE sends SET status = 'bounced', last_reply = $3, lease_owner = NULL, lease_until = NULL, \
-                         lease_instance = NULL, updated_at = $4, sealed_token = NULL \
+                         lease_instance = NULL, updated_at = $4, sealed_token = NULL, attempts = attempts + 1 \
                          WHERE id = $1 AND lease_owner = $2 AND status = 'sending'",
                     )
                     .bind(r.send_id)
@@ -1053,8 +1059,7 @@ macro_rules! shared_store_impl {
                 let _turn = self.write_turn().await;
                 let mut qb = sqlx::QueryBuilder::<$db>::new(
                     "UPDATE sends SET lease_owner = NULL, lease_until = NULL, lease_instance = NULL, \
-                     status = CASE WHEN attempts > 1 THEN 'retrying' ELSE 'queued' END, \
-                     attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, next_attempt_at = ",
+                     status = CASE WHEN attempts > 0 THEN 'retrying' ELSE 'queued' END, next_attempt_at = ",
                 );
                 qb.push_bind(now)
                     .push(" WHERE status = 'sending' AND lease_owner = ")
@@ -2139,17 +2144,17 @@ macro_rules! shared_store_impl {
                         *last,
                     )
                 });
-                // An address that bounced or complained, even with its subscriber row gone,
-                // is mailed nothing. (An erased address may sign up again: its owner's click
-                // on the new link is what lifts the erasure.)
-                let suppressed = existing.is_none()
-                    && sqlx::query_scalar::<$db, i64>(
-                        "SELECT COUNT(*) FROM suppressions WHERE email_hash = $1 AND reason <> 'erased'",
-                    )
-                    .bind($crate::domain::sha256_hex(&req.email))
-                    .fetch_one(&mut *tx)
-                    .await?
-                        > 0;
+                // A suppressed address — by hand, a bounce, a complaint, or an erasure (only
+                // its hash is left) — gets the same answer as any other, and nothing is
+                // written or mailed: a stranger's signup must neither reach it nor bring it
+                // back. Only an operator lifts a suppression (`suppressions remove`).
+                let suppressed = sqlx::query_scalar::<$db, i64>(
+                    "SELECT COUNT(*) FROM suppressions WHERE email_hash = $1",
+                )
+                .bind($crate::domain::sha256_hex(&req.email))
+                .fetch_one(&mut *tx)
+                .await?
+                    > 0;
                 let action = SignupAction::decide(state, suppressed, req.now, req.cooldown);
                 if action == SignupAction::Suppressed {
                     return Ok(SignupOutcome { action, subscriber_id: existing.map_or(0, |e| e.0) });
@@ -2277,6 +2282,7 @@ macro_rules! shared_store_impl {
                      sent_at = COALESCE(v.column5, sends.sent_at), lease_owner = NULL, lease_until = NULL, \
                      lease_instance = NULL, \
                      sealed_token = CASE WHEN v.column2 = 'retrying' THEN sends.sealed_token ELSE NULL END, \
+                     attempts = sends.attempts + CASE WHEN v.column2 = 'suppressed' THEN 0 ELSE 1 END, \
                      updated_at = ",
                 );
                 qb.push_bind(now);

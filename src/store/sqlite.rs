@@ -253,15 +253,18 @@ shared_store_impl!(SqliteStore, Sqlite, "sqlite", {
         // read no further than the batch: a claim costs O(batch) whatever the queue holds.
         // A leased row's next_attempt_at is its lease expiry, so "due" means the same for all.
         // The statuses are literals (not binds) so each statement keeps its own plan.
+        // A claim is not an attempt: `attempts` counts what reached a server, and is
+        // counted when its outcome is recorded (taking a row back from a dead owner must
+        // not stretch its backoff).
         const CLAIMS: [&str; 3] = [
             "UPDATE sends SET status = 'sending', lease_owner = $1, lease_instance = $2, lease_until = $3, \
-             next_attempt_at = $3, attempts = attempts + 1, updated_at = $4 WHERE id IN (SELECT id FROM sends \
+             next_attempt_at = $3, updated_at = $4 WHERE id IN (SELECT id FROM sends \
              WHERE status = 'sending' AND next_attempt_at <= $4 ORDER BY next_attempt_at, id LIMIT $5)",
             "UPDATE sends SET status = 'sending', lease_owner = $1, lease_instance = $2, lease_until = $3, \
-             next_attempt_at = $3, attempts = attempts + 1, updated_at = $4 WHERE id IN (SELECT id FROM sends \
+             next_attempt_at = $3, updated_at = $4 WHERE id IN (SELECT id FROM sends \
              WHERE status = 'retrying' AND next_attempt_at <= $4 ORDER BY next_attempt_at, id LIMIT $5)",
             "UPDATE sends SET status = 'sending', lease_owner = $1, lease_instance = $2, lease_until = $3, \
-             next_attempt_at = $3, attempts = attempts + 1, updated_at = $4 WHERE id IN (SELECT id FROM sends \
+             next_attempt_at = $3, updated_at = $4 WHERE id IN (SELECT id FROM sends \
              WHERE status = 'queued' AND next_attempt_at <= $4 ORDER BY next_attempt_at, id LIMIT $5)",
         ];
         let mut tx = self.begin_write().await?;

@@ -72,6 +72,8 @@ pub enum ConfirmResult {
     AlreadyUsed,
     Expired,
     Unknown,
+    /// The address was suppressed since the link was mailed: only an operator lifts that.
+    Withdrawn,
 }
 
 impl From<ConfirmOutcome> for ConfirmResult {
@@ -85,6 +87,7 @@ impl From<ConfirmOutcome> for ConfirmResult {
             ConfirmOutcome::AlreadyUsed => ConfirmResult::AlreadyUsed,
             ConfirmOutcome::Expired => ConfirmResult::Expired,
             ConfirmOutcome::Unknown => ConfirmResult::Unknown,
+            ConfirmOutcome::Withdrawn => ConfirmResult::Withdrawn,
         }
     }
 }

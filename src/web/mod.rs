@@ -55,6 +55,58 @@ pub(crate) fn form_pairs(body: &[u8]) -> Vec<(String, String)> {
     url::form_urlencoded::parse(body).into_owned().collect()
 }
 
+const MALFORMED_MULTIPART: &str = "what was sent is not a well-formed multipart/form-data body; \
+     an HTML form sends application/x-www-form-urlencoded or multipart/form-data";
+
+/// The fields of a form as browsers send it: `application/x-www-form-urlencoded` (also
+/// when no type is given) or `multipart/form-data`. Any other type is an error naming it,
+/// for a 415: a body herald did not understand must never read as an empty form.
+pub(crate) async fn form_fields(
+    headers: &axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Vec<(String, String)>, String> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/x-www-form-urlencoded");
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    if media.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        return Ok(form_pairs(&body));
+    }
+    if !media.eq_ignore_ascii_case("multipart/form-data") {
+        return Err(format!(
+            "this form is sent as application/x-www-form-urlencoded or multipart/form-data (an HTML form), not {media}"
+        ));
+    }
+    use axum::extract::FromRequest;
+    let req = axum::http::Request::builder()
+        .header(header::CONTENT_TYPE, content_type)
+        .body(axum::body::Body::from(body))
+        .map_err(|e| e.to_string())?;
+    let mut parts = axum::extract::Multipart::from_request(req, &())
+        .await
+        .map_err(|e| format!("{MALFORMED_MULTIPART} ({e})"))?;
+    let mut out = Vec::new();
+    loop {
+        match parts.next_field().await {
+            Ok(Some(field)) => {
+                let name = field.name().unwrap_or("").to_string();
+                // A file field has no place in these forms; its bytes are not text.
+                if field.file_name().is_some() {
+                    continue;
+                }
+                let value = field
+                    .text()
+                    .await
+                    .map_err(|e| format!("a field of the form could not be read: {e}"))?;
+                out.push((name, value));
+            }
+            Ok(None) => return Ok(out),
+            Err(e) => return Err(format!("{MALFORMED_MULTIPART} ({e})")),
+        }
+    }
+}
+
 /// Largest request body we read; a signup form is a few hundred bytes.
 const BODY_LIMIT: usize = 64 * 1024;
 /// A body declared larger than [`BODY_LIMIT`] but no larger than this is read and thrown

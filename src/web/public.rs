@@ -5,7 +5,7 @@
 use super::pages::{
     ConfirmPage, MessagePage, PreferencesPage, SectionChoice, SubscribePage, UnsubscribePage,
 };
-use super::{AppState, client_ip, form_pairs};
+use super::{AppState, client_ip};
 use crate::domain::TokenPurpose;
 use crate::store::Section;
 use crate::subscriptions::{ConfirmResult, SignupError, SignupForm};
@@ -122,30 +122,20 @@ pub async fn subscribe(
         res.headers_mut().insert(header::RETRY_AFTER, wait.into());
         return res;
     }
-    // The form is urlencoded (what every HTML form sends by default). Anything else would
-    // parse as an empty form and earn a misleading "enter your address".
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/x-www-form-urlencoded");
-    let media = content_type.split(';').next().unwrap_or("").trim();
-    if !media.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
-        let mut res = subscribe_form(
-            &st,
-            String::new(),
-            &[],
-            Some(format!(
-                "This form must be sent as application/x-www-form-urlencoded (a plain HTML form), not {media}."
-            )),
-        )
-        .await;
-        if res.status() == StatusCode::OK {
-            *res.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
+    // An HTML form, urlencoded or multipart. Anything else would parse as an empty form
+    // and earn a misleading "enter your address".
+    let fields = match super::form_fields(&headers, body).await {
+        Ok(f) => f,
+        Err(why) => {
+            let mut res = subscribe_form(&st, String::new(), &[], Some(format!("{why}."))).await;
+            if res.status() == StatusCode::OK {
+                *res.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
+            }
+            return res;
         }
-        return res;
-    }
+    };
     let mut form = SignupForm::default();
-    for (k, v) in form_pairs(&body) {
+    for (k, v) in fields {
         match k.as_str() {
             "email" => form.email = v,
             "sections" | "sections[]" | "section" => form.sections.push(v),
@@ -199,6 +189,11 @@ fn token_problem(st: &AppState, result: &ConfirmResult) -> Response {
             StatusCode::GONE,
             "This link has expired",
             "Confirmation links are valid for a limited time. Sign up again to get a new one.",
+        ),
+        ConfirmResult::Withdrawn => (
+            StatusCode::GONE,
+            "This link can no longer be used",
+            "This address is on our list of addresses we send nothing to. If you want our newsletter again, write to us and we will lift it.",
         ),
         _ => (
             StatusCode::NOT_FOUND,
@@ -313,6 +308,7 @@ pub async fn preferences_page(State(st): State<AppState>, Path(token): Path<Stri
 pub async fn save_preferences(
     State(st): State<AppState>,
     Path(token): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let sub = match st
@@ -324,7 +320,40 @@ pub async fn save_preferences(
         Ok(None) => return bad_link(&st),
         Err(e) => return internal_error(&st, e),
     };
-    let slugs: Vec<String> = form_pairs(&body)
+    let fields = match super::form_fields(&headers, body).await {
+        Ok(f) => f,
+        Err(why) => {
+            return (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                message(
+                    &st,
+                    "Your sections were not changed",
+                    &[&format!("{why}.")],
+                    Some((&format!("/preferences/{token}"), "Choose your sections")),
+                ),
+            )
+                .into_response();
+        }
+    };
+    // Unchecked boxes are not sent at all, so "no sections" looks like an empty form: the
+    // page's own form says it is one (`choice`), and a body without it changes nothing
+    // rather than unsubscribing anyone.
+    if !fields
+        .iter()
+        .any(|(k, _)| k == "choice" || k == "sections" || k == "sections[]")
+    {
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            message(
+                &st,
+                "Your sections were not changed",
+                &["Nothing in what was sent chose sections. Use the form on the page."],
+                Some((&format!("/preferences/{token}"), "Choose your sections")),
+            ),
+        )
+            .into_response();
+    }
+    let slugs: Vec<String> = fields
         .into_iter()
         .filter(|(k, _)| k == "sections" || k == "sections[]")
         .map(|(_, v)| v)
