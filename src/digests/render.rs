@@ -34,6 +34,9 @@ struct DigestData<'a> {
     subject: &'a str,
     /// Hidden preview text (the first titles), shown by mail clients beside the subject.
     preheader: String,
+    /// Invisible characters after it (HTML, not escaped), so the inbox preview ends there
+    /// instead of running on into "View in browser · Your sections · Unsubscribe".
+    preheader_filler: &'static str,
     groups: Vec<Group>,
     /// Empty in the web archive, which is nobody's own copy.
     preferences_url: String,
@@ -74,6 +77,24 @@ pub enum SubjectRule {
 }
 
 /// Text cut to `max` characters at a word boundary, with an ellipsis when cut.
+/// A preview pane shows at most this many characters (Outlook's longest; Gmail and Apple
+/// Mail show fewer): the preheader and its filler together fill it.
+const PREVIEW_CHARS: usize = 200;
+
+/// One filler unit: a figure space (a character clients do not collapse) and a combining
+/// grapheme joiner (invisible), written as entities so the HTML part stays 7-bit.
+const FILLER_UNIT: &str = "&#8199;&#847;";
+
+/// Filler for `preheader`: as many units as the preview has room left, sliced from one
+/// static string (no allocation per message, and no more bytes than needed: the first
+/// version's fixed 150 units added 2 kB to every digest and cost ~10% of delivery speed).
+fn preheader_filler(preheader: &str) -> &'static str {
+    static FILLER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let all = FILLER.get_or_init(|| FILLER_UNIT.repeat(PREVIEW_CHARS));
+    let units = PREVIEW_CHARS.saturating_sub(preheader.chars().count());
+    &all[..units * FILLER_UNIT.len()]
+}
+
 fn teaser(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
         return text.to_string();
@@ -330,6 +351,7 @@ impl DigestComposer {
             let d = DigestData {
                 site: &self.site,
                 subject: &subject,
+                preheader_filler: preheader_filler(&preheader),
                 preheader: preheader.clone(),
                 groups,
                 preferences_url: links.preferences_url.clone(),
