@@ -354,6 +354,20 @@ async fn suppression_and_bounce_commands(backend: Backend) {
     cli.ok(&["suppressions", "remove", "ann@example.com"]);
     let o = cli.run(&["suppressions", "remove", "ann@example.com"]);
     assert_eq!(o.status.code(), Some(1), "not suppressed any more");
+    // Lifting is recorded: which (hashed) address, suppressed why, lifted by whom.
+    let lifted = cli.ok(&["suppressions", "list", "--lifted"]);
+    assert!(
+        lifted.contains("legal") && lifted.contains(" by cli:"),
+        "{lifted}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&cli.ok(&["suppressions", "list", "--lifted", "--format", "json"]))
+            .unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 1, "{json}");
+    assert_eq!(
+        json[0]["email_hash"],
+        herald::domain::sha256_hex("ann@example.com")
+    );
     assert_eq!(
         cli.run(&["suppressions", "add", "not-an-address"])
             .status

@@ -1111,7 +1111,7 @@ async fn returned_mail_is_read_and_acted_on(backend: Backend) {
     // Lifting a suppression subscribes nobody: the reader may sign up and confirm anew.
     assert!(
         store
-            .remove_suppression("gone@example.com", app.clock.now())
+            .remove_suppression("gone@example.com", app.clock.now(), "test")
             .await
             .unwrap()
     );
@@ -1121,7 +1121,7 @@ async fn returned_mail_is_read_and_acted_on(backend: Backend) {
     );
     assert!(
         !store
-            .remove_suppression("gone@example.com", app.clock.now())
+            .remove_suppression("gone@example.com", app.clock.now(), "test")
             .await
             .unwrap()
     );
@@ -2138,6 +2138,8 @@ async fn relays_report_returned_mail_by_webhook(backend: Backend) {
     };
     assert_eq!(delete(ops.clone()).await, 403, "operators read only");
     assert_eq!(delete(staff.clone()).await, 200);
+    let lifts = store.suppression_lifts(10).await.unwrap();
+    assert_eq!(lifts[0].lifted_by, "api:desk", "{lifts:?}");
     assert_eq!(delete(staff.clone()).await, 404, "not suppressed any more");
     assert_eq!(
         app.subscriber_status("pm-dead@example.com")

@@ -309,7 +309,7 @@ async fn a_suppression_is_lifted_only_by_an_operator(backend: Backend) {
     // The operator lifts it; then the owner signs up and confirms like anyone.
     assert!(
         store
-            .remove_suppression("legal@example.com", app.clock.now())
+            .remove_suppression("legal@example.com", app.clock.now(), "cli:test")
             .await
             .unwrap()
     );

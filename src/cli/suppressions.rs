@@ -1,6 +1,6 @@
 //! `herald suppressions`: addresses herald sends nothing to, and why.
 
-use super::{CliResult, Failure, Format, address, count, print_json};
+use super::{CliResult, Failure, Format, address, count, print_json, print_list};
 use clap::Subcommand;
 use herald::Services;
 
@@ -8,6 +8,9 @@ use herald::Services;
 pub enum Cmd {
     /// Suppressed addresses, shown as hashes unless a subscriber still has the address.
     List {
+        /// The suppressions lifted instead: when, by whom, and why they had been suppressed.
+        #[arg(long)]
+        lifted: bool,
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
@@ -24,7 +27,28 @@ pub enum Cmd {
 
 pub async fn run(cmd: Cmd, s: Services) -> CliResult {
     match cmd {
-        Cmd::List { format } => {
+        Cmd::List {
+            lifted: true,
+            format,
+        } => {
+            let list = s.store.suppression_lifts(1000).await?;
+            return print_list(
+                &list,
+                format,
+                ("lifted suppression", "lifted suppressions"),
+                |l| {
+                    format!(
+                        "sha256:{}…  {:<11} since {}  lifted {} by {}",
+                        &l.email_hash[..12],
+                        l.reason,
+                        l.suppressed_at.format("%Y-%m-%d %H:%M"),
+                        l.lifted_at.format("%Y-%m-%d %H:%M"),
+                        l.lifted_by
+                    )
+                },
+            );
+        }
+        Cmd::List { format, .. } => {
             let list = s.store.list_suppressions().await?;
             // The address, where a subscriber row still has it (erased ones have only the hash).
             let mut known = std::collections::HashMap::new();
@@ -88,7 +112,17 @@ pub async fn run(cmd: Cmd, s: Services) -> CliResult {
         }
         Cmd::Remove { email } => {
             let email = address("", &email)?;
-            if !s.store.remove_suppression(&email, s.clock.now()).await? {
+            let by = format!(
+                "cli:{}",
+                std::env::var("SUDO_USER")
+                    .or_else(|_| std::env::var("USER"))
+                    .unwrap_or_else(|_| "unknown".into())
+            );
+            if !s
+                .store
+                .remove_suppression(&email, s.clock.now(), &by)
+                .await?
+            {
                 return Err(Failure(1, format!("{email} is not suppressed")));
             }
             println!("{email} no longer suppressed (not subscribed again: they may sign up anew)");

@@ -614,6 +614,16 @@ pub struct Suppression {
     pub created_at: DateTime<Utc>,
 }
 
+/// A suppression an operator lifted, and who.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct SuppressionLift {
+    pub email_hash: String,
+    pub reason: String,
+    pub suppressed_at: DateTime<Utc>,
+    pub lifted_at: DateTime<Utc>,
+    pub lifted_by: String,
+}
+
 /// What storing a batch of articles did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct ArticleWrite {
@@ -943,10 +953,18 @@ pub trait Store: Send + Sync + 'static {
         reason: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<bool>;
-    /// Lift a suppression. Nobody is subscribed again by it: a reader who bounced or
+    /// Lift a suppression, recording who did (`by`: `cli:…`, `api:…`, `console:…`) in the
+    /// same transaction. Nobody is subscribed again by it: a reader who bounced or
     /// complained becomes `unsubscribed`, free to sign up and confirm anew. False if the
     /// address was not suppressed.
-    async fn remove_suppression(&self, email: &str, now: DateTime<Utc>) -> StoreResult<bool>;
+    async fn remove_suppression(
+        &self,
+        email: &str,
+        now: DateTime<Utc>,
+        by: &str,
+    ) -> StoreResult<bool>;
+    /// The suppressions lifted, newest first.
+    async fn suppression_lifts(&self, limit: i64) -> StoreResult<Vec<SuppressionLift>>;
 
     /// Claim up to `limit` due sends for `holder` until `lease_until`: rows whose lease
     /// expired first, then retries, then new rows; each in (due time, id) order. The cost

@@ -597,6 +597,16 @@ macro_rules! shared_store_impl {
                     .rows_affected())
             }
 
+            async fn suppression_lifts(&self, limit: i64) -> StoreResult<Vec<SuppressionLift>> {
+                Ok(sqlx::query_as::<$db, SuppressionLift>(
+                    "SELECT email_hash, reason, suppressed_at, lifted_at, lifted_by FROM suppression_lifts \
+                     ORDER BY id DESC LIMIT $1",
+                )
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
             async fn list_suppressions(&self) -> StoreResult<Vec<Suppression>> {
                 Ok(sqlx::query_as::<$db, Suppression>(
                     "SELECT email_hash, reason, created_at FROM suppressions ORDER BY created_at DESC, email_hash",
@@ -628,13 +638,29 @@ macro_rules! shared_store_impl {
                 Ok(added > 0)
             }
 
-            async fn remove_suppression(&self, email: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+            async fn remove_suppression(&self, email: &str, now: DateTime<Utc>, by: &str) -> StoreResult<bool> {
                 let mut tx = self.begin_write().await?;
-                let removed = sqlx::query::<$db>("DELETE FROM suppressions WHERE email_hash = $1")
-                    .bind($crate::domain::sha256_hex(email))
+                let hash = $crate::domain::sha256_hex(email);
+                let lifted = sqlx::query_as::<$db, (String, DateTime<Utc>)>(
+                    "DELETE FROM suppressions WHERE email_hash = $1 RETURNING reason, created_at",
+                )
+                .bind(&hash)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let removed = u64::from(lifted.is_some());
+                if let Some((reason, since)) = lifted {
+                    sqlx::query::<$db>(
+                        "INSERT INTO suppression_lifts (email_hash, reason, suppressed_at, lifted_at, lifted_by) \
+                         VALUES ($1, $2, $3, $4, $5)",
+                    )
+                    .bind(&hash)
+                    .bind(reason)
+                    .bind(since)
+                    .bind(now)
+                    .bind(by)
                     .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
+                    .await?;
+                }
                 sqlx::query::<$db>(
                     "UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = COALESCE(unsubscribed_at, $2), updated_at = $2 \
                      WHERE email = $1 AND status IN ('bounced', 'complained')",

@@ -427,9 +427,18 @@ async fn add_suppression(
 }
 
 /// Lift a suppression; it subscribes nobody.
-async fn remove_suppression(State(st): State<AppState>, Path(email): Path<String>) -> ApiResult {
+async fn remove_suppression(
+    State(st): State<AppState>,
+    axum::Extension(token): axum::Extension<crate::store::ApiToken>,
+    Path(email): Path<String>,
+) -> ApiResult {
     let email = address("email", &email)?;
-    if !st.store.remove_suppression(&email, st.clock.now()).await? {
+    let by = format!("api:{}", token.name);
+    if !st
+        .store
+        .remove_suppression(&email, st.clock.now(), &by)
+        .await?
+    {
         return Err(ApiError::NotFound("that address is not suppressed".into()));
     }
     Ok(Json(json!({ "suppressed": false })).into_response())

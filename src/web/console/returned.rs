@@ -285,7 +285,11 @@ pub(super) async fn lift(State(st): State<AppState>, v: Viewer, body: Bytes) -> 
         }
         if !st
             .store
-            .remove_suppression(email.as_str(), st.clock.now())
+            .remove_suppression(
+                email.as_str(),
+                st.clock.now(),
+                &format!("console:{}", v.session.name),
+            )
             .await?
         {
             return refuse(
