@@ -135,3 +135,96 @@ async fn killed_mid_send_loses_nothing(backend: Backend) {
     );
 }
 both_backends!(killed_mid_send_loses_nothing);
+
+/// A signup answered 200 is durable: a real `herald serve` is killed with SIGKILL in the
+/// middle of a burst of signups (many at once, so they share group commits, and on
+/// PostgreSQL run both one by one and batched), and every address that got its 200 is
+/// pending afterwards, with its confirmation queued. An answer comes only after the commit,
+/// never before.
+async fn an_acknowledged_signup_survives_a_kill(backend: Backend) {
+    let (db, _keep) = common::fresh_database(backend).await;
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let port = common::postfix::free_port();
+    let cmd = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_herald"));
+        c.current_dir(dir)
+            .env("HERALD_DATABASE__URL", &db)
+            .env(
+                "HERALD_SECRET_KEY",
+                "crash-test-secret-crash-test-secret-01234",
+            )
+            .env("HERALD_MAIL__URL", "maildir:outbox")
+            .env("HERALD_HTTP__LISTEN", format!("127.0.0.1:{port}"))
+            .env("HERALD_SUBSCRIPTIONS__RATE_LIMIT_PER_IP", "100000000")
+            .env("HERALD_LOG", "error")
+            .env_remove("HERALD_CONFIG");
+        c
+    };
+    let mut c = cmd();
+    c.arg("migrate");
+    ok(c);
+    let mut c = cmd();
+    c.args(["sections", "add", "wmd", "--name", "WMD"]);
+    ok(c);
+    let mut c = cmd();
+    c.arg("serve").stdout(Stdio::null()).stderr(Stdio::null());
+    let mut child = c.spawn().unwrap();
+    common::wait_for_port(port, "herald serve");
+
+    let http = reqwest::Client::new();
+    let answered = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let started = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for w in 0..24 {
+        let (http, answered, started) = (http.clone(), answered.clone(), started.clone());
+        tasks.push(tokio::spawn(async move {
+            for n in 0.. {
+                let email = format!("w{w}n{n}@example.com");
+                started.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let r = http
+                    .post(format!("http://127.0.0.1:{port}/subscribe"))
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(format!("email={}&sections=wmd", email.replace('@', "%40")))
+                    .send()
+                    .await;
+                match r {
+                    Ok(r) if r.status() == 200 => answered.lock().unwrap().push(email),
+                    Ok(r) => panic!("{email}: {}", r.status()),
+                    // The server is gone: the burst is over.
+                    Err(_) => return,
+                }
+            }
+        }));
+    }
+    // Kill it in the middle of the burst.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while answered.lock().unwrap().len() < 300 {
+        assert!(Instant::now() < deadline, "signups never got going");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let answered = answered.lock().unwrap().clone();
+    let asked = started.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(asked > answered.len(), "some were in flight at the kill");
+
+    let store = herald::store::connect(&db, 2).await.unwrap();
+    for email in &answered {
+        let sub = store
+            .subscriber_by_email(email)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("{email} was answered 200 and is gone"));
+        assert_eq!(sub.status.as_str(), "pending", "{email}");
+        let sends = store.sends_for_subscriber(sub.id).await.unwrap();
+        assert!(
+            sends.iter().any(|s| s.kind.as_str() == "confirm"),
+            "{email}: its confirmation is queued or sent: {sends:?}"
+        );
+    }
+}
+both_backends!(an_acknowledged_signup_survives_a_kill);
