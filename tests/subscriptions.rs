@@ -401,6 +401,23 @@ async fn forms_are_read_as_browsers_send_them_or_refused(backend: Backend) {
     assert_eq!(r.status(), 415);
     assert_eq!(mine().await.0, "active");
 
+    // The buttons' POSTs take a form (or nothing) too: a JSON body presses no button.
+    let unsubscribe = welcome.link_with("/unsubscribe/").unwrap();
+    let r = app
+        .http
+        .post(&unsubscribe)
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+    assert_eq!(
+        mine().await.0,
+        "active",
+        "a JSON POST unsubscribed the reader"
+    );
+
     // Signing up with a multipart form (a page that set enctype) works like urlencoded.
     let form = reqwest::multipart::Form::new()
         .text("email", "multi@example.com")
@@ -416,6 +433,32 @@ async fn forms_are_read_as_browsers_send_them_or_refused(backend: Backend) {
     assert_eq!(
         app.subscriber_status("multi@example.com").await.as_deref(),
         Some("pending")
+    );
+    app.deliver().await;
+    let link = app
+        .smtp()
+        .last_to("multi@example.com")
+        .unwrap()
+        .link_with("/confirm/")
+        .unwrap();
+    let r = app
+        .http
+        .post(&link)
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+    assert_eq!(
+        app.subscriber_status("multi@example.com").await.as_deref(),
+        Some("pending"),
+        "a JSON POST confirmed nothing"
+    );
+    assert_eq!(
+        app.post(&link, "").await.status(),
+        200,
+        "the button's own POST"
     );
     let r = app
         .http

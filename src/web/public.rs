@@ -227,7 +227,11 @@ pub async fn confirm(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Path(token): Path<String>,
+    body: Bytes,
 ) -> Response {
+    if let Err(refused) = form_only(&st, &headers, body).await {
+        return refused;
+    }
     let ip = client_ip(&st.config, peer, &headers);
     match st.subs.confirm(&token, Some(ip.to_string())).await {
         Ok(ConfirmResult::Confirmed { sections, .. }) => {
@@ -404,7 +408,15 @@ pub async fn unsubscribe_page(State(st): State<AppState>, Path(token): Path<Stri
 /// Both the page's button and RFC 8058 one-click (`List-Unsubscribe=One-Click`, urlencoded
 /// or multipart) land here. The token is the authority, so the body's encoding does not
 /// matter; the answer is always 200 with a page, never a redirect.
-pub async fn unsubscribe(State(st): State<AppState>, Path(token): Path<String>) -> Response {
+pub async fn unsubscribe(
+    State(st): State<AppState>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(refused) = form_only(&st, &headers, body).await {
+        return refused;
+    }
     match st.subs.resolve_link(TokenPurpose::Unsubscribe, &token).await {
         Ok(Some(sub)) => match st.subs.unsubscribe(&sub, "link").await {
             Ok(()) => message(
@@ -418,6 +430,20 @@ pub async fn unsubscribe(State(st): State<AppState>, Path(token): Path<String>) 
         },
         Ok(None) => bad_link(&st),
         Err(e) => internal_error(&st, e),
+    }
+}
+
+/// The buttons' POSTs (confirm, unsubscribe): their token is the authority and their body
+/// says nothing, but a body that is not a form at all (JSON, XML…) is not a button press
+/// herald understood: 415, and nothing changes.
+async fn form_only(st: &AppState, headers: &HeaderMap, body: Bytes) -> Result<(), Response> {
+    match super::form_fields(headers, body).await {
+        Ok(_) => Ok(()),
+        Err(why) => Err((
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            message(st, "Nothing was changed", &[&format!("{why}.")], None),
+        )
+            .into_response()),
     }
 }
 
