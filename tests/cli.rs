@@ -638,6 +638,43 @@ async fn digest_commands(backend: Backend) {
     ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("not a feed"));
+    // The size limit holds for what has no size to look at first: a pipe, a device. (It
+    // was checked on the file's length alone: a pipe imported whole, /dev/zero ran the
+    // machine out of memory.)
+    let small = [("HERALD_FEEDS__MAX_SIZE", "64kB")];
+    let o = cli.run_env(
+        &["articles", "import", "--section", "wmd", "/dev/zero"],
+        &small,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("larger than 64"), "{}", stderr(&o));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["articles", "import", "--section", "wmd", "/dev/stdin"])
+        .current_dir(cli.work.path())
+        .env("HERALD_DATABASE__URL", &cli.db)
+        .env(
+            "HERALD_SECRET_KEY",
+            "cli-test-secret-cli-test-secret-0123456789",
+        )
+        .env("HERALD_FEEDS__MAX_SIZE", "64kB")
+        .env_remove("HERALD_CONFIG")
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        let feed = std::fs::read_to_string(format!("{fixtures}/wmd.rss.xml")).unwrap();
+        // A feed padded past the limit with whitespace between its items; the writer stops
+        // when herald stops reading.
+        let padded = feed.replacen("<item>", &format!("{}<item>", " ".repeat(200_000)), 1);
+        let _ = stdin.write_all(padded.as_bytes());
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("larger than 64"), "{}", stderr(&o));
     cli.ok(&[
         "articles",
         "add",

@@ -110,11 +110,22 @@ pub async fn run(cmd: Cmd, s: Services) -> CliResult {
                     "--base must be an http(s) URL, got {b:?}"
                 )));
             }
+            // Counted while read, one byte past the limit at most: a pipe or a device
+            // (`/dev/stdin`, `/dev/zero`) has no size to look at first, and a file's size
+            // can change between the look and the read.
             let limit = s.config.feeds.max_size;
-            let size = std::fs::metadata(&file)
-                .map_err(|e| Failure(1, format!("cannot read {}: {e}", file.display())))?
-                .len();
-            if size > limit.0 {
+            let cannot =
+                |e: std::io::Error| Failure(1, format!("cannot read {}: {e}", file.display()));
+            let mut bytes = Vec::new();
+            {
+                use std::io::Read;
+                std::fs::File::open(&file)
+                    .map_err(cannot)?
+                    .take(limit.0.saturating_add(1))
+                    .read_to_end(&mut bytes)
+                    .map_err(cannot)?;
+            }
+            if bytes.len() as u64 > limit.0 {
                 return Err(Failure(
                     1,
                     format!(
@@ -123,8 +134,6 @@ pub async fn run(cmd: Cmd, s: Services) -> CliResult {
                     ),
                 ));
             }
-            let bytes = std::fs::read(&file)
-                .map_err(|e| Failure(1, format!("cannot read {}: {e}", file.display())))?;
             let outcome = herald::articles::import_feed(
                 s.store.as_ref(),
                 &section,
