@@ -267,6 +267,10 @@ pub struct SiteConfig {
     /// before images load, or when they never do).
     pub logo_width: u32,
     pub logo_height: u32,
+    /// `url` was left at its default, so it was made from `http.public_url` (the mails'
+    /// masthead and footer would otherwise link to a port on loopback).
+    #[serde(skip)]
+    pub url_derived: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -398,6 +402,13 @@ impl Config {
                     key.selector()
                 ));
             }
+        }
+        if self.site.url_derived {
+            out.push(format!(
+                "site.url is not set: the mails' masthead, footer and \"and N more\" links go to \
+                 {} (from http.public_url); set site.url to the news site's home page",
+                self.site.url
+            ));
         }
         if self.http.public_url_derived {
             out.push(format!(
@@ -746,6 +757,15 @@ impl RawConfig {
             && !self.site.logo_url.starts_with("http://")
         {
             return Err(invalid("site.logo_url", "must be an http(s) URL"));
+        }
+        // Left at its default while the public address is elsewhere: the site's home is
+        // the public address's origin, not herald's default port on loopback.
+        if self.site.url.trim_end_matches('/') == "http://127.0.0.1:8080" {
+            let origin = public.origin().ascii_serialization();
+            if origin != "http://127.0.0.1:8080" {
+                self.site.url = format!("{origin}/");
+                self.site.url_derived = true;
+            }
         }
         let site_ok =
             url::Url::parse(&self.site.url).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
@@ -1412,7 +1432,11 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.http.public_url, "https://news.example.com/newsletter");
-        assert!(!c.warnings().iter().any(|w| w.contains("is not set")));
+        assert!(
+            !c.warnings()
+                .iter()
+                .any(|w| w.contains("http.public_url is not set"))
+        );
         let c = Config::defaults_with(&[]).unwrap();
         assert!(c.warnings().is_empty(), "{:?}", c.warnings());
     }
@@ -1613,6 +1637,36 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("mail.dkim"), "{e}");
+    }
+
+    #[test]
+    fn the_site_url_follows_the_public_address_when_left_alone() {
+        let c =
+            Config::defaults_with(&[("http.public_url", "https://news.example.com/newsletter")])
+                .unwrap();
+        assert_eq!(c.site.url, "https://news.example.com/");
+        assert!(
+            c.warnings()
+                .iter()
+                .any(|w| w.contains("site.url is not set"))
+        );
+        let c = Config::defaults_with(&[("http.listen", "0.0.0.0:9000")]).unwrap();
+        assert_eq!(
+            c.site.url, "http://127.0.0.1:9000/",
+            "public_url followed listen"
+        );
+        let c = Config::defaults_with(&[
+            ("http.public_url", "https://news.example.com/newsletter"),
+            ("site.url", "https://www.example.com/"),
+        ])
+        .unwrap();
+        assert_eq!(c.site.url, "https://www.example.com/");
+        assert!(!c.warnings().iter().any(|w| w.contains("site.url")));
+        let c = Config::defaults_with(&[]).unwrap();
+        assert_eq!(
+            c.site.url, "http://127.0.0.1:8080",
+            "the trial set-up stays as it is"
+        );
     }
 
     #[test]
