@@ -180,6 +180,26 @@ fn bad_config_exits_2_naming_the_key() {
             assert!(out.contains("RFC 8058"), "{out}");
         }
     }
+    // Every URL a mail will carry is named; the site's home follows the public address
+    // when left at its default, and says so.
+    let o = run(
+        &[
+            (
+                "HERALD_HTTP__PUBLIC_URL",
+                "https://news.example.com/newsletter",
+            ),
+            secret,
+        ],
+        &["check-config"],
+    );
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        out.contains("site (masthead, footer, \"and N more\"): https://news.example.com/")
+            && out.contains("https://news.example.com/newsletter/unsubscribe/")
+            && out.contains("warning: site.url is not set"),
+        "{out}"
+    );
+    assert!(!out.contains("127.0.0.1"), "{out}");
 }
 
 /// `herald users`: add (password from standard input; a prompt needs a terminal), list,

@@ -212,6 +212,25 @@ pub async fn run(command: Command, config: Config) -> CliResult {
                 herald::delivery::Transport::from_config(&config.mail).describe()
             );
             println!("public URL: {}", config.http.public_url);
+            // Every address a mail carries, so a wrong one is seen before the first digest.
+            let public = config.http.public_url.trim_end_matches('/');
+            println!("URLs in mails:");
+            println!(
+                "  site (masthead, footer, \"and N more\"): {}",
+                config.site.url
+            );
+            println!(
+                "  confirm, preferences, unsubscribe: {public}/confirm/…, {public}/preferences/…, {public}/unsubscribe/…"
+            );
+            println!("  signup form (List-Subscribe): {public}/subscribe");
+            if config.digests.archive {
+                println!(
+                    "  archive (View in browser, List-Archive, Archived-At): {public}/archive/…"
+                );
+            }
+            if !config.site.logo_url.is_empty() {
+                println!("  logo: {}", config.site.logo_url);
+            }
             for w in config.warnings() {
                 println!("warning: {w}");
             }
