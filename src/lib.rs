@@ -505,7 +505,7 @@ fn spawn_periodic_jobs(
             Ok(())
         },
     );
-    // A poll fetches feeds one after another, each under feeds.timeout.
+    // A poll fetches feeds of different hosts four at once, each under feeds.timeout.
     let feeds = jobs::spawn_job(
         h.clone(),
         "feeds",

@@ -1685,3 +1685,99 @@ async fn the_text_part_reads_as_paragraphs_bullets_and_links(backend: Backend) {
     );
 }
 both_backends!(the_text_part_reads_as_paragraphs_bullets_and_links);
+
+/// A feed that hangs holds up no other: two feeds whose server does not answer, polled before
+/// sixteen others (their sections come first), do not keep those from being fetched in the
+/// same poll. The hanging server answers only once all sixteen have been asked for (or after
+/// 5 s, when the poll would have been one feed after another); every good feed's articles
+/// arrive. Feeds of one host are still asked one at a time.
+async fn a_hanging_feed_holds_up_no_other(backend: Backend) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let good_asked = Arc::new(AtomicUsize::new(0));
+    let all_asked = Arc::new(tokio::sync::Notify::new());
+    let in_time = Arc::new(AtomicBool::new(true));
+    let good = {
+        let (asked, all) = (good_asked.clone(), all_asked.clone());
+        axum::Router::new().route(
+            "/{name}",
+            axum::routing::get(move || {
+                let (asked, all) = (asked.clone(), all.clone());
+                async move {
+                    if asked.fetch_add(1, Ordering::SeqCst) + 1 == 16 {
+                        all.notify_waiters();
+                    }
+                    include_bytes!("fixtures/wmd.rss.xml").to_vec()
+                }
+            }),
+        )
+    };
+    let hanging = {
+        let (asked, all, in_time) = (good_asked.clone(), all_asked.clone(), in_time.clone());
+        axum::Router::new().route(
+            "/feed.xml",
+            axum::routing::get(move || {
+                let (asked, all, in_time) = (asked.clone(), all.clone(), in_time.clone());
+                async move {
+                    let wait = all.notified();
+                    if asked.load(Ordering::SeqCst) < 16
+                        && tokio::time::timeout(std::time::Duration::from_secs(5), wait)
+                            .await
+                            .is_err()
+                    {
+                        in_time.store(false, Ordering::SeqCst);
+                    }
+                    (axum::http::StatusCode::SERVICE_UNAVAILABLE, "busy")
+                }
+            }),
+        )
+    };
+    let serve = |router: axum::Router| async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        addr
+    };
+    let good_addr = serve(good).await;
+    let hanging_a = serve(hanging.clone()).await;
+    let hanging_b = serve(hanging).await;
+
+    let app = TestApp::spawn_with(Spawn::new(backend).set("feeds.timeout", "20s")).await;
+    let store = app.services.store.as_ref();
+    for (slug, url) in [
+        ("aslow", format!("http://{hanging_a}/feed.xml")),
+        ("bslow", format!("http://{hanging_b}/feed.xml")),
+    ] {
+        app.add_section(slug, slug).await;
+        herald::articles::set_feed(store, slug, Some(&url))
+            .await
+            .unwrap();
+    }
+    for i in 0..16 {
+        let slug = format!("good{i:02}");
+        app.add_section(&slug, &slug).await;
+        herald::articles::set_feed(
+            store,
+            &slug,
+            Some(&format!("http://{good_addr}/{slug}.xml")),
+        )
+        .await
+        .unwrap();
+    }
+    let added = app.services.feeds.poll_all().await.unwrap();
+    assert!(
+        in_time.load(Ordering::SeqCst),
+        "the good feeds waited for the hanging ones (asked: {})",
+        good_asked.load(Ordering::SeqCst)
+    );
+    assert_eq!(added, 16 * 2, "every good feed's two articles");
+    let feeds = store.section_feeds().await.unwrap();
+    for f in &feeds {
+        if f.slug.ends_with("slow") {
+            assert!(f.feed_error.is_some(), "{}: {:?}", f.slug, f.feed_error);
+        } else {
+            assert!(f.feed_error.is_none(), "{}: {:?}", f.slug, f.feed_error);
+        }
+    }
+}
+both_backends!(a_hanging_feed_holds_up_no_other);

@@ -526,6 +526,9 @@ fn utf16_to_utf8(bytes: &[u8]) -> Option<String> {
 }
 
 /// Polls every section that has a feed URL.
+/// Feeds (of different hosts) one poll fetches at once.
+const POLL_CONCURRENCY: usize = 4;
+
 pub struct FeedPoller {
     store: Arc<dyn Store>,
     clock: Clock,
@@ -568,24 +571,60 @@ impl FeedPoller {
 
     /// Poll all feeds once; returns how many new articles arrived. A feed that fails is
     /// recorded on its section and counted; only a database error fails the whole poll.
+    ///
+    /// Feeds of different hosts are fetched [`POLL_CONCURRENCY`] at a time, those of one
+    /// host one after another (a site is asked one thing at a time): a feed that hangs
+    /// until `feeds.timeout` holds up only the feeds of its own host, not every later one.
     pub async fn poll_all(&self) -> Result<u64, crate::store::StoreError> {
+        use futures_util::StreamExt;
         let feeds = self.store.section_feeds().await?;
-        let mut added = 0;
+        let mut by_host: std::collections::BTreeMap<String, Vec<SectionFeed>> = Default::default();
         for f in feeds.into_iter().filter(|f| f.feed_url.is_some()) {
-            match self.poll_one(&f).await {
-                Ok(n) => added += n.written.added,
-                Err(e) => {
-                    metrics::counter!("herald_feed_poll_errors_total", "section" => f.slug.clone())
-                        .increment(1);
-                    tracing::warn!(section = %f.slug, error = %e, "feed poll failed; will retry at the next poll");
-                    let _ = self
-                        .store
-                        .record_feed_poll(f.id, self.clock.now(), None, None, Some(&e.to_string()))
-                        .await;
+            let host = f
+                .feed_url
+                .as_deref()
+                .and_then(|u| url::Url::parse(u).ok())
+                .map(|u| {
+                    format!(
+                        "{}:{}",
+                        u.host_str().unwrap_or(""),
+                        u.port_or_known_default().unwrap_or(0)
+                    )
+                })
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            by_host.entry(host).or_default().push(f);
+        }
+        let added = futures_util::stream::iter(by_host.into_values())
+            .map(|group| async move {
+                let mut added = 0;
+                for f in group {
+                    added += self.poll_and_record(&f).await;
                 }
+                added
+            })
+            .buffer_unordered(POLL_CONCURRENCY)
+            .fold(0u64, |sum, n| async move { sum + n })
+            .await;
+        Ok(added)
+    }
+
+    /// Poll one feed; a failure is recorded on its section, counted and logged. Returns
+    /// how many new articles arrived.
+    async fn poll_and_record(&self, f: &SectionFeed) -> u64 {
+        match self.poll_one(f).await {
+            Ok(n) => n.written.added,
+            Err(e) => {
+                metrics::counter!("herald_feed_poll_errors_total", "section" => f.slug.clone())
+                    .increment(1);
+                tracing::warn!(section = %f.slug, error = %e, "feed poll failed; will retry at the next poll");
+                let _ = self
+                    .store
+                    .record_feed_poll(f.id, self.clock.now(), None, None, Some(&e.to_string()))
+                    .await;
+                0
             }
         }
-        Ok(added)
     }
 
     /// What reqwest says, in words an operator can act on: a timeout is named a timeout.
