@@ -904,6 +904,22 @@ async fn digest_commands(backend: Backend) {
         cli.ok(&["digests", "run", "morning"])
             .contains("nothing to send")
     );
+    // One new article: counted in words ("1 article", not "1 articles").
+    cli.ok(&[
+        "articles",
+        "add",
+        "--section",
+        "wmd",
+        "--title",
+        "One more",
+        "--url",
+        "https://news.example.org/wmd/one-more",
+    ]);
+    let queued = cli.ok(&["digests", "run", "morning", "--queue-only"]);
+    assert!(
+        queued.contains(": 1 article, made in") && queued.contains(" queued in "),
+        "{queued}"
+    );
 
     cli.ok(&["schedules", "pause", "morning"]);
     assert!(cli.ok(&["schedules", "list"]).contains("PAUSED"));

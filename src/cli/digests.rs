@@ -59,11 +59,11 @@ async fn run_issue(s: &Services, name: &str, queue_only: bool, wait: bool) -> Cl
     let issue = s.digests.fill(issue).await?;
     if queue_only {
         println!(
-            "issue #{}: {} articles, made in {:.3}s; {} sends queued in {:.2}s",
+            "issue #{}: {}, made in {:.3}s; {} queued in {:.2}s",
             issue.id,
-            issue.article_count,
+            super::count(issue.article_count, "article", "articles"),
             made.as_secs_f64(),
-            issue.send_count,
+            super::count(issue.send_count, "send", "sends"),
             started.elapsed().as_secs_f64()
         );
         return Ok(());
