@@ -44,6 +44,30 @@ impl Cli {
         c.output().unwrap()
     }
 
+    /// Run with `input` on standard input. A command that stops reading early (a limit
+    /// reached) is not an error of the writer's.
+    fn run_stdin(&self, args: &[&str], env: &[(&str, &str)], input: &[u8]) -> Output {
+        use std::io::Write;
+        let mut c = Command::new(env!("CARGO_BIN_EXE_herald"));
+        c.args(args)
+            .current_dir(self.work.path())
+            .env("HERALD_DATABASE__URL", &self.db)
+            .env(
+                "HERALD_SECRET_KEY",
+                "cli-test-secret-cli-test-secret-0123456789",
+            )
+            .env_remove("HERALD_CONFIG")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let mut child = c.spawn().unwrap();
+        let _ = child.stdin.take().unwrap().write_all(input);
+        child.wait_with_output().unwrap()
+    }
+
     fn ok(&self, args: &[&str]) -> String {
         let o = self.run(args);
         assert!(
@@ -206,29 +230,7 @@ fn bad_config_exits_2_naming_the_key() {
 /// passwd, remove; what is refused says why.
 async fn console_users(backend: Backend) {
     let cli = Cli::new(backend).await;
-    let with_stdin = |args: &[&str], input: &str| {
-        use std::io::Write;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
-            .args(args)
-            .current_dir(cli.work.path())
-            .env("HERALD_DATABASE__URL", &cli.db)
-            .env(
-                "HERALD_SECRET_KEY",
-                "cli-test-secret-cli-test-secret-0123456789",
-            )
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    };
+    let with_stdin = |args: &[&str], input: &str| cli.run_stdin(args, &[], input.as_bytes());
     let o = with_stdin(
         &["users", "add", "ed", "--role", "staff", "--password-stdin"],
         "a long enough password\n",
@@ -668,31 +670,15 @@ async fn digest_commands(backend: Backend) {
     );
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("larger than 64"), "{}", stderr(&o));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
-        .args(["articles", "import", "--section", "wmd", "/dev/stdin"])
-        .current_dir(cli.work.path())
-        .env("HERALD_DATABASE__URL", &cli.db)
-        .env(
-            "HERALD_SECRET_KEY",
-            "cli-test-secret-cli-test-secret-0123456789",
-        )
-        .env("HERALD_FEEDS__MAX_SIZE", "64kB")
-        .env_remove("HERALD_CONFIG")
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().unwrap();
-        let feed = std::fs::read_to_string(format!("{fixtures}/wmd.rss.xml")).unwrap();
-        // A feed padded past the limit with whitespace between its items; the writer stops
-        // when herald stops reading.
-        let padded = feed.replacen("<item>", &format!("{}<item>", " ".repeat(200_000)), 1);
-        let _ = stdin.write_all(padded.as_bytes());
-    }
-    let o = child.wait_with_output().unwrap();
+    // A feed padded past the limit with whitespace before its items; herald stops reading
+    // at the limit.
+    let feed = std::fs::read_to_string(format!("{fixtures}/wmd.rss.xml")).unwrap();
+    let padded = feed.replacen("<item>", &format!("{}<item>", " ".repeat(200_000)), 1);
+    let o = cli.run_stdin(
+        &["articles", "import", "--section", "wmd", "/dev/stdin"],
+        &small,
+        padded.as_bytes(),
+    );
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("larger than 64"), "{}", stderr(&o));
     cli.ok(&[

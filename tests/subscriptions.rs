@@ -460,6 +460,19 @@ async fn forms_are_read_as_browsers_send_them_or_refused(backend: Backend) {
         200,
         "the button's own POST"
     );
+
+    // The form's copy of the sections knows one added a moment ago (signups read them from
+    // a copy kept a few seconds), and still refuses one that does not exist.
+    app.add_section("late", "Late").await;
+    assert_eq!(
+        app.signup("late@example.com", &["late"]).await.status(),
+        200
+    );
+    assert_eq!(
+        app.subscriber_status("late@example.com").await.as_deref(),
+        Some("pending")
+    );
+    assert_eq!(app.signup("x@example.com", &["nope"]).await.status(), 422);
     let r = app
         .http
         .post(format!("{}/subscribe", app.base))

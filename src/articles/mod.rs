@@ -129,22 +129,24 @@ pub async fn section_ids(
     store: &dyn Store,
     slugs: &[String],
 ) -> Result<Result<Vec<i64>, String>, StoreError> {
-    let all = store.list_sections().await?;
+    Ok(pick_section_ids(&store.list_sections().await?, slugs))
+}
+
+/// The ids of `slugs` among `all` (each once, in order), or the first slug that is not
+/// there (cleaned, to be shown).
+pub fn pick_section_ids(
+    all: &[crate::store::Section],
+    slugs: &[String],
+) -> Result<Vec<i64>, String> {
     let mut ids = Vec::new();
     for s in slugs {
         match all.iter().find(|x| x.slug == *s) {
             Some(sec) if !ids.contains(&sec.id) => ids.push(sec.id),
             Some(_) => {}
-            None => {
-                return Ok(Err(s
-                    .chars()
-                    .filter(|c| !c.is_control())
-                    .take(40)
-                    .collect()));
-            }
+            None => return Err(s.chars().filter(|c| !c.is_control()).take(40).collect()),
         }
     }
-    Ok(Ok(ids))
+    Ok(ids)
 }
 
 pub async fn set_feed(

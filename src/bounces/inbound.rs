@@ -181,10 +181,9 @@ impl Inbound {
                 let returned = read.get_or_insert_with(|| classify(raw, &self.message_id_domain));
                 match returned {
                     Returned::Bounce(b) => {
-                        record.kind = match b.verdict {
-                            Some(v) => ReturnedKind::of(v),
-                            None => ReturnedKind::Unrecognised,
-                        };
+                        record.kind = b
+                            .verdict
+                            .map_or(ReturnedKind::Unrecognised, ReturnedKind::of);
                         policy = b.verdict.is_some_and(Verdict::is_policy);
                         record.recipient = b.recipient.clone();
                         record.status = b.status.clone();

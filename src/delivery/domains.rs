@@ -26,7 +26,6 @@ const RELOAD: Duration = Duration::from_secs(2);
 #[derive(Debug, Default, Clone, Copy)]
 struct Window {
     bits: u128,
-    len: u32,
 }
 
 impl Window {
@@ -35,7 +34,6 @@ impl Window {
         if size < 128 {
             self.bits &= (1u128 << size) - 1;
         }
-        self.len = (self.len + 1).min(size);
     }
 
     fn refusals(&self) -> u32 {
@@ -66,6 +64,18 @@ struct Cache {
     /// Domain → paused until, as last read or written.
     pauses: HashMap<String, DomainPause>,
     loaded: Option<Instant>,
+}
+
+impl Cache {
+    /// `herald_domains_paused`: the pauses in force at `now`.
+    fn report(&self, now: DateTime<Utc>) {
+        metrics::gauge!("herald_domains_paused").set(
+            self.pauses
+                .values()
+                .filter(|p| p.paused_until > now)
+                .count() as f64,
+        );
+    }
 }
 
 /// Watches outcomes per receiving domain and keeps the pauses; shared by the delivery
@@ -114,9 +124,7 @@ impl DomainWatch {
                 let mut c = self.cache.lock().expect("pause cache");
                 c.pauses = list.into_iter().map(|p| (p.domain.clone(), p)).collect();
                 c.loaded = Some(Instant::now());
-                let now = self.clock.now();
-                metrics::gauge!("herald_domains_paused")
-                    .set(c.pauses.values().filter(|p| p.paused_until > now).count() as f64);
+                c.report(self.clock.now());
             }
             Err(e) => tracing::warn!(error = %e, "could not read the domain pauses"),
         }
@@ -238,8 +246,7 @@ impl DomainWatch {
         }
         let mut c = self.cache.lock().expect("pause cache");
         c.pauses.insert(domain.to_string(), pause);
-        metrics::gauge!("herald_domains_paused")
-            .set(c.pauses.values().filter(|p| p.paused_until > now).count() as f64);
+        c.report(now);
     }
 }
 

@@ -110,10 +110,9 @@ pub struct Subscriptions {
     purge_after: chrono::Duration,
     /// Signups waiting for the group-commit writer (started on first use).
     queue: std::sync::OnceLock<SignupQueue>,
-    /// Section slugs → ids, read again when older than [`SECTIONS_TTL`] or when a slug is
-    /// not in it: every signup needs them, and sections change a few times a year.
-    sections:
-        std::sync::Mutex<Option<(std::time::Instant, std::collections::HashMap<String, i64>)>>,
+    /// The sections, read again when older than [`SECTIONS_TTL`] or when a slug is not in
+    /// them: every signup needs them, and sections change a few times a year.
+    sections: std::sync::Mutex<Option<(std::time::Instant, Vec<crate::store::Section>)>>,
     /// Signups being written one by one (PostgreSQL), to batch past [`DIRECT_SIGNUPS`].
     direct_in_flight: std::sync::atomic::AtomicUsize,
 }
@@ -237,37 +236,22 @@ impl Subscriptions {
 
     /// Resolve chosen slugs to section ids; every slug must exist.
     async fn resolve_sections(&self, slugs: &[String]) -> Result<Vec<i64>, SignupError> {
-        let cached = |slugs: &[String]| -> Option<Vec<i64>> {
-            let guard = self.sections.lock().expect("sections cache");
-            let (at, map) = guard.as_ref()?;
-            if at.elapsed() > SECTIONS_TTL {
-                return None;
-            }
-            let mut ids = Vec::with_capacity(slugs.len());
-            for slug in slugs {
-                let id = *map.get(slug)?;
-                if !ids.contains(&id) {
-                    ids.push(id);
-                }
-            }
-            Some(ids)
-        };
-        if let Some(ids) = cached(slugs) {
+        let cached = self
+            .sections
+            .lock()
+            .expect("sections cache")
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() <= SECTIONS_TTL)
+            .map(|(_, all)| crate::articles::pick_section_ids(all, slugs));
+        // A copy that knows every slug answers; one that is stale or misses a slug (a
+        // section added a moment ago) is read again first.
+        if let Some(Ok(ids)) = cached {
             return Ok(ids);
         }
-        // Missing or stale (a section added a moment ago is found here): read them all.
         let all = self.store.list_sections().await?;
-        *self.sections.lock().expect("sections cache") = Some((
-            std::time::Instant::now(),
-            all.iter().map(|s| (s.slug.clone(), s.id)).collect(),
-        ));
-        if let Some(ids) = cached(slugs) {
-            return Ok(ids);
-        }
-        // An unknown slug (rare): say which.
-        crate::articles::section_ids(self.store.as_ref(), slugs)
-            .await?
-            .map_err(SignupError::UnknownSection)
+        let picked = crate::articles::pick_section_ids(&all, slugs);
+        *self.sections.lock().expect("sections cache") = Some((std::time::Instant::now(), all));
+        picked.map_err(SignupError::UnknownSection)
     }
 
     /// Handle a signup. Whatever state the address is in, the caller shows the same answer;
