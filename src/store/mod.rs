@@ -1121,11 +1121,13 @@ pub trait Store: Send + Sync + 'static {
     /// Note one login attempt under each of `keys` (an account, a client), committed at once
     /// so that concurrent attempts count each other; returns the rows' ids, in `keys` order.
     async fn note_login_attempt(&self, keys: &[&str], at: DateTime<Utc>) -> StoreResult<Vec<i64>>;
-    /// Attempts under `key` after `since`: how many, and when the oldest was.
+    /// Attempts under `key` after `since`, noted no later than attempt `upto` (ids grow as
+    /// attempts are noted): how many, and when the oldest was.
     async fn login_attempts(
         &self,
         key: &str,
         since: DateTime<Utc>,
+        upto: i64,
     ) -> StoreResult<(i64, Option<DateTime<Utc>>)>;
     /// Forget the attempts `ids`, and every attempt under `key` if given.
     async fn forget_login_attempts(&self, ids: &[i64], key: Option<&str>) -> StoreResult<()>;

@@ -1541,12 +1541,13 @@ macro_rules! shared_store_impl {
                 Ok(ids)
             }
 
-            async fn login_attempts(&self, key: &str, since: DateTime<Utc>) -> StoreResult<(i64, Option<DateTime<Utc>>)> {
+            async fn login_attempts(&self, key: &str, since: DateTime<Utc>, upto: i64) -> StoreResult<(i64, Option<DateTime<Utc>>)> {
                 Ok(sqlx::query_as::<$db, (i64, Option<DateTime<Utc>>)>(
-                    "SELECT COUNT(*), MIN(at) FROM login_attempts WHERE key = $1 AND at > $2",
+                    "SELECT COUNT(*), MIN(at) FROM login_attempts WHERE key = $1 AND at > $2 AND id <= $3",
                 )
                 .bind(key)
                 .bind(since)
+                .bind(upto)
                 .fetch_one(&self.pool)
                 .await?)
             }
