@@ -967,6 +967,102 @@ async fn feed_polling_is_conditional_and_survives_errors(backend: Backend) {
 }
 both_backends!(feed_polling_is_conditional_and_survives_errors);
 
+/// Feeds as a feed reader reads them, seen in the mail: a windows-1252 feed without an
+/// XML declaration, named only by its HTTP charset; a feed sent gzip-compressed (herald
+/// asks for gzip); titles with character references and Windows-1252 numeric references.
+async fn feeds_arrive_in_the_mail_as_a_feed_reader_shows_them(backend: Backend) {
+    use axum::http::HeaderMap;
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+    let cp1252_feed = "<rss version=\"2.0\"><channel><title>c</title><link>https://c.example/</link>\
+        <item><title>Caf\u{e9} \u{2014} \u{201c}na\u{ef}ve\u{201d}</title><link>https://c.example/1</link>\
+        <description>Stra\u{df}e &amp;amp; Br\u{fc}cke</description></item></channel></rss>";
+    let (cp1252, _, _) = encoding_rs::WINDOWS_1252.encode(cp1252_feed);
+    let cp1252 = cp1252.into_owned();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(include_bytes!(
+        "fixtures/feeds/windows-1252-references.rss.xml"
+    ))
+    .unwrap();
+    let gzipped = gz.finish().unwrap();
+    let accept: Arc<Mutex<Option<String>>> = Arc::default();
+    let accept2 = accept.clone();
+    let feeds = axum::Router::new()
+        .route(
+            "/cp1252.xml",
+            axum::routing::get(move || {
+                let body = cp1252.clone();
+                async move {
+                    (
+                        [("content-type", "application/rss+xml; charset=windows-1252")],
+                        body,
+                    )
+                }
+            }),
+        )
+        .route(
+            "/gz.xml",
+            axum::routing::get(move |headers: HeaderMap| {
+                let (body, accept) = (gzipped.clone(), accept2.clone());
+                async move {
+                    *accept.lock().unwrap() = headers
+                        .get("accept-encoding")
+                        .map(|v| v.to_str().unwrap().to_string());
+                    (
+                        [
+                            ("content-type", "application/rss+xml"),
+                            ("content-encoding", "gzip"),
+                        ],
+                        body,
+                    )
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let at = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, feeds).await });
+
+    let app = TestApp::spawn(backend).await;
+    app.add_section("cafe", "Cafe").await;
+    app.add_section("quotes", "Quotes").await;
+    let store = app.services.store.as_ref();
+    herald::articles::set_feed(store, "cafe", Some(&format!("http://{at}/cp1252.xml")))
+        .await
+        .unwrap();
+    herald::articles::set_feed(store, "quotes", Some(&format!("http://{at}/gz.xml")))
+        .await
+        .unwrap();
+    assert_eq!(app.services.feeds.poll_all().await.unwrap(), 3);
+    assert!(
+        accept
+            .lock()
+            .unwrap()
+            .as_deref()
+            .is_some_and(|a| a.contains("gzip")),
+        "gzip is asked for: {:?}",
+        accept.lock().unwrap()
+    );
+    app.reader("reader@example.com", &["cafe", "quotes"]).await;
+    app.add_schedule("m", "0 7 * * *", &["cafe", "quotes"])
+        .await;
+    app.set_time(2026, 3, 2, 7, 0, 0);
+    app.tick().await;
+    app.deliver().await;
+    let mail = app.smtp().last_to("reader@example.com").expect("a digest");
+    let (text, html) = (mail.text(), mail.html());
+    for title in [
+        "Café — “naïve”",
+        "don’t “quote” €5",
+        "Café society — a review",
+    ] {
+        assert!(text.contains(title), "{title:?} in the text part:\n{text}");
+        assert!(html.contains(title), "{title:?} in the HTML part");
+    }
+    assert!(text.contains("Straße & Brücke"), "{text}");
+    assert!(!text.contains("&eacute;") && !text.contains("&#"), "{text}");
+}
+both_backends!(feeds_arrive_in_the_mail_as_a_feed_reader_shows_them);
+
 /// An issue fixes its readers at the tick; their `sends` rows are written afterwards in
 /// chunks, each its own transaction. Readers who join after the tick are not in it, readers
 /// who leave before their chunk get nothing, two instances filling at once write one row per

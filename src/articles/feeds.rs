@@ -3,9 +3,13 @@
 //! and retried at the next poll; it never stops herald and never half-imports.
 
 use super::xmlfacts::{self, EntryFacts, XmlFacts};
-use super::{escape_html, html_to_plain, html_to_text, one_line, sanitize_html_with_base};
+use super::{
+    atom03, charset, cp1252_controls, decode_entities, escape_html, html_to_plain, html_to_text,
+    jsonfeed, one_line, sanitize_html_with_base,
+};
 use crate::clock::Clock;
 use crate::store::{NewArticle, SectionFeed, Store};
+use feed_rs::model::FeedType;
 use std::sync::Arc;
 use std::time::Duration;
 use url::Url;
@@ -87,30 +91,48 @@ impl std::fmt::Display for FeedReport {
 /// for a file), the second base for relative links after the item's `xml:base` and before
 /// the channel's own link. Items are keyed by their guid/id, else their link.
 pub fn parse_feed(bytes: &[u8], document_url: Option<&str>) -> Result<ParsedFeed, FeedError> {
-    let utf8;
-    let mut bytes = match utf16_to_utf8(bytes) {
-        Some(text) => {
-            utf8 = text;
-            utf8.as_bytes()
-        }
-        None => bytes,
-    };
+    parse_feed_as(bytes, document_url, None)
+}
+
+/// [`parse_feed`] for a document fetched over HTTP, whose Content-Type said `charset`.
+pub fn parse_feed_as(
+    bytes: &[u8],
+    document_url: Option<&str>,
+    http_charset: Option<&str>,
+) -> Result<ParsedFeed, FeedError> {
+    let utf8 = charset::to_utf8(bytes, http_charset);
+    let mut bytes: &[u8] = &utf8;
     let document_url = document_url.and_then(|u| Url::parse(u).ok());
     let is_json = bytes
         .iter()
         .find(|b| !b.is_ascii_whitespace() && **b != 0xEF && **b != 0xBB && **b != 0xBF)
         == Some(&b'{');
+    let mut json_facts = Vec::new();
+    let mended_json;
+    if is_json {
+        let start = bytes.iter().position(|b| *b == b'{').unwrap_or(0);
+        if let Some((doc, facts)) = jsonfeed::normalise(&bytes[start..]) {
+            mended_json = doc;
+            bytes = &mended_json;
+            json_facts = facts;
+        }
+    }
     let facts = if is_json {
         XmlFacts::default()
     } else {
         xmlfacts::scan(bytes, document_url.as_ref())
     };
-    // Atom 0.3 is Atom 1.0's draft: the same elements in another namespace. Read it as 1.0
-    // (its `issued`/`modified` dates are not read; `summary` and `content` are).
+    // `<rss>` without a version (or one feed-rs does not list) is read as RSS 2.0, as
+    // every feed reader reads it; feed-rs would call it no feed at all.
+    let versioned;
+    if let Some((at, written)) = &facts.rss_unversioned {
+        versioned = with_rss_version(bytes, *at, written.is_some());
+        bytes = &versioned;
+    }
+    // Atom 0.3 is Atom 1.0's draft: read it as 1.0 (src/articles/atom03.rs).
     let atom03;
     if facts.atom03 {
-        atom03 = String::from_utf8_lossy(bytes)
-            .replace(xmlfacts::ATOM03_NS, "http://www.w3.org/2005/Atom");
+        atom03 = atom03::to_atom10(bytes);
         bytes = atom03.as_bytes();
     }
     let parser = feed_rs::parser::Builder::new()
@@ -140,11 +162,14 @@ pub fn parse_feed(bytes: &[u8], document_url: Option<&str>) -> Result<ParsedFeed
         } else {
             vec![EntryFacts::default(); feed.entries.len()]
         };
-    let json_authors = if is_json {
-        json_item_authors(bytes)
-    } else {
-        Vec::new()
-    };
+    // RSS titles and (pre-2.0) descriptions are HTML-ish text: feeds write `&eacute;` or
+    // `&amp;eacute;` in them and readers show "é". JSON Feed titles too, in practice.
+    let html_ish = matches!(
+        feed.feed_type,
+        FeedType::RSS0 | FeedType::RSS1 | FeedType::RSS2 | FeedType::JSON
+    );
+    // RSS 0.9x and 1.0 descriptions carry escaped HTML as 2.0's do (feed-rs calls them text).
+    let html_descriptions = matches!(feed.feed_type, FeedType::RSS0 | FeedType::RSS1);
     let channel_link = feed
         .links
         .iter()
@@ -173,7 +198,7 @@ pub fn parse_feed(bytes: &[u8], document_url: Option<&str>) -> Result<ParsedFeed
         .collect();
         // An Atom entry without an alternate link: its id, when that is a web address
         // (as an RSS guid without isPermaLink is).
-        let atom_id = (feed.feed_type == feed_rs::model::FeedType::Atom)
+        let atom_id = (feed.feed_type == FeedType::Atom)
             .then(|| e.id.trim())
             .filter(|id| id.starts_with("https://") || id.starts_with("http://"))
             .map(str::to_string);
@@ -204,7 +229,11 @@ pub fn parse_feed(bytes: &[u8], document_url: Option<&str>) -> Result<ParsedFeed
             report.duplicate += 1;
             continue;
         }
-        let title = e.title.as_ref().map(text_of).unwrap_or_default();
+        let title = e
+            .title
+            .as_ref()
+            .map(|t| text_of(t, html_ish))
+            .unwrap_or_default();
         let title = one_line(&title, 500);
         let title = if title.is_empty() { url.clone() } else { title };
         // Inside the summary or content, its own xml:base comes first.
@@ -213,15 +242,20 @@ pub fn parse_feed(bytes: &[u8], document_url: Option<&str>) -> Result<ParsedFeed
             .iter()
             .chain(bases.iter().copied())
             .collect();
-        let image_url = image_of(&e, &ef.images, &content_bases);
-        let (mut summary, summary_is_html) = match (&e.summary, &e.content) {
-            (Some(s), _) if !s.content.trim().is_empty() => {
-                (s.content.clone(), is_html(&s.content_type))
-            }
-            (_, Some(c)) => (c.body.clone().unwrap_or_default(), is_html(&c.content_type)),
-            (Some(s), None) => (s.content.clone(), is_html(&s.content_type)),
-            (None, None) => (String::new(), false),
+        let jf = json_facts.get(i).cloned().unwrap_or_default();
+        let declared: Vec<String> = ef.images.iter().chain(&jf.images).cloned().collect();
+        let image_url = image_of(&e, &declared, &content_bases);
+        let (summary, summary_is_html) = match (&e.summary, &e.content) {
+            (Some(s), _) if !s.content.trim().is_empty() => (
+                s.content.as_str(),
+                html_descriptions || is_html(&s.content_type),
+            ),
+            (_, Some(c)) => (c.body.as_deref().unwrap_or(""), is_html(&c.content_type)),
+            (Some(s), None) => (s.content.as_str(), is_html(&s.content_type)),
+            (None, None) => ("", false),
         };
+        // `&#146;` read by the XML reader is U+0092: the ’ its writer meant.
+        let mut summary = cp1252_controls(summary).into_owned();
         if summary.len() > MAX_SUMMARY {
             let mut cut = MAX_SUMMARY;
             while !summary.is_char_boundary(cut) {
@@ -244,14 +278,18 @@ pub fn parse_feed(bytes: &[u8], document_url: Option<&str>) -> Result<ParsedFeed
             }
             (html, text)
         } else {
-            let text = summary.split_whitespace().collect::<Vec<_>>().join(" ");
+            let text = if html_ish {
+                decode_entities(&summary)
+            } else {
+                summary
+            };
+            let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
             (escape_html(&text), text)
         };
-        let author = match json_authors.get(i) {
-            Some(Some(name)) => Some(name.clone()),
-            _ => e.authors.iter().find_map(person_name),
-        }
-        .or_else(|| feed_author.clone());
+        let author = jf
+            .author
+            .or_else(|| e.authors.iter().find_map(person_name))
+            .or_else(|| feed_author.clone());
         out.push(NewArticle {
             guid,
             title,
@@ -270,9 +308,12 @@ pub fn parse_feed(bytes: &[u8], document_url: Option<&str>) -> Result<ParsedFeed
     })
 }
 
-/// The item's picture as an absolute https URL: `media:thumbnail`, else an image in
-/// `media:content` or an enclosure, else the first `<img>` of its summary or content.
-/// (http pictures are left out: mail clients block or warn about them.)
+/// The item's picture as an absolute https URL. What the feed declares comes first
+/// (`media:thumbnail`, an image in `media:content` or an enclosure, item `itunes:image`,
+/// JSON Feed `image`/`banner_image`); then an `<img>` of its summary or content, if it is
+/// not a tracking pixel ([`inline_pictures`]). No candidate from a known tracker is ever
+/// taken ([`is_tracker`]): each open of the digest would report the reader to whoever
+/// counts them. (http pictures are left out: mail clients block or warn about them.)
 fn image_of(e: &feed_rs::model::Entry, declared: &[String], bases: &[&Url]) -> Option<String> {
     let declared = declared.iter().cloned();
     let thumbnails = e
@@ -294,13 +335,15 @@ fn image_of(e: &feed_rs::model::Entry, declared: &[String], bases: &[&Url]) -> O
     ]
     .into_iter()
     .flatten()
-    .filter_map(first_img_src);
+    .flat_map(inline_pictures);
     declared
         .chain(thumbnails)
         .chain(contents)
         .chain(inline)
         .find_map(|c| match resolve_link(&c, bases) {
-            LinkCheck::Ok(u) if u.starts_with("https://") && u.len() <= 2000 => Some(u),
+            LinkCheck::Ok(u) if u.starts_with("https://") && u.len() <= 2000 && !is_tracker(&u) => {
+                Some(u)
+            }
             _ => None,
         })
 }
@@ -312,42 +355,145 @@ fn looks_like_image(path: &str) -> bool {
         .any(|ext| p.ends_with(ext))
 }
 
-/// The `src` of the first `<img>` in an HTML fragment (entities in it decoded).
-fn first_img_src(html: &str) -> Option<String> {
+/// The smallest side, in CSS pixels, of an inline image worth showing as the picture.
+const MIN_PICTURE_SIDE: u32 = 100;
+
+/// The `src` of each `<img>` in an HTML fragment that may be a picture, in order (entities
+/// in it decoded): none whose `width` or `height` (attribute or inline style) is under
+/// [`MIN_PICTURE_SIDE`], so no 1×1 pixel, no icon; an image of unknown size may be one.
+fn inline_pictures(html: &str) -> Vec<String> {
     let lower = html.to_ascii_lowercase();
+    let mut found = Vec::new();
     let mut from = 0;
     while let Some(at) = lower[from..].find("<img") {
         let start = from + at;
         let end = lower[start..].find('>').map_or(lower.len(), |e| start + e);
         let tag = &html[start..end];
         let tag_lower = &lower[start..end];
-        // A 1×1 image is a tracking pixel, not a picture.
-        let pixel = [
-            "width=\"1\"",
-            "height=\"1\"",
-            "width=\"0\"",
-            "height=\"0\"",
-            "width=1 ",
-            "height=1 ",
-        ]
-        .iter()
-        .any(|a| tag_lower.contains(a));
-        if let Some(i) = tag_lower.find("src=").filter(|_| !pixel) {
-            let rest = &tag[i + 4..];
-            let value = match rest.chars().next() {
-                Some(q @ ('"' | '\'')) => rest[1..].split(q).next().unwrap_or(""),
-                _ => rest
-                    .split(|c: char| c.is_whitespace() || c == '/')
-                    .next()
-                    .unwrap_or(""),
-            };
-            if !value.is_empty() {
-                return Some(value.replace("&amp;", "&"));
-            }
-        }
         from = end;
+        let small = ["width", "height"]
+            .iter()
+            .any(|side| size_of(tag_lower, side).is_some_and(|px| px < MIN_PICTURE_SIDE));
+        if small {
+            continue;
+        }
+        if let Some(value) = attribute(tag, tag_lower, "src") {
+            found.push(value.replace("&amp;", "&"));
+        }
+    }
+    found
+}
+
+/// The value of attribute `name` in one tag (`tag_lower` is `tag` lowercased).
+fn attribute<'a>(tag: &'a str, tag_lower: &str, name: &str) -> Option<&'a str> {
+    let mut from = 0;
+    while let Some(i) = tag_lower[from..].find(name) {
+        let i = from + i;
+        from = i + name.len();
+        // A whole attribute name: `src`, not `data-src` or `srcset`.
+        let before = tag_lower[..i].chars().next_back();
+        if !before.is_some_and(char::is_whitespace) {
+            continue;
+        }
+        let rest = tag[from..].trim_start();
+        let Some(rest) = rest.strip_prefix('=') else {
+            continue;
+        };
+        let rest = rest.trim_start();
+        let value = match rest.chars().next() {
+            Some(q @ ('"' | '\'')) => rest[1..].split(q).next().unwrap_or(""),
+            _ => rest
+                .split(|c: char| c.is_whitespace() || c == '>')
+                .next()
+                .unwrap_or("")
+                .trim_end_matches('/'),
+        };
+        return (!value.is_empty()).then_some(value);
     }
     None
+}
+
+/// A side of an `<img>` in pixels, from its attribute or its inline style.
+fn size_of(tag_lower: &str, side: &str) -> Option<u32> {
+    let number = |v: &str| {
+        let digits: String = v.trim().chars().take_while(char::is_ascii_digit).collect();
+        digits.parse::<u32>().ok()
+    };
+    if let Some(v) = attribute(tag_lower, tag_lower, side)
+        && !v.contains('%')
+        && let Some(n) = number(v)
+    {
+        return Some(n);
+    }
+    let style = attribute(tag_lower, tag_lower, "style")?;
+    style.split(';').find_map(|decl| {
+        let (k, v) = decl.split_once(':')?;
+        (k.trim() == side && v.trim().ends_with("px"))
+            .then(|| number(v))
+            .flatten()
+    })
+}
+
+/// A URL of a known counter of opens rather than a picture: analytics and ad hosts,
+/// feed-proxy beacons, and the usual names of pixel images.
+fn is_tracker(url: &str) -> bool {
+    let Ok(u) = Url::parse(url) else {
+        return true;
+    };
+    let host = u.host_str().unwrap_or("").to_ascii_lowercase();
+    let path = u.path().to_ascii_lowercase();
+    let query = u.query().unwrap_or("").to_ascii_lowercase();
+    // Anywhere in the host name.
+    const HOST_WORDS: &[&str] = &[
+        "matomo",
+        "piwik",
+        "doubleclick",
+        "google-analytics",
+        "googletagmanager",
+        "feedsportal",
+        "stats.wordpress.com",
+        "pixel.wp.com",
+        "scorecardresearch",
+        "quantserve",
+        "chartbeat",
+        "mc.yandex",
+    ];
+    // As a whole label of the host name.
+    const HOST_LABELS: &[&str] = &[
+        "analytics",
+        "pixel",
+        "tracking",
+        "track",
+        "beacon",
+        "counter",
+        "stat",
+        "stats",
+    ];
+    const PATHS: &[&str] = &[
+        "matomo.php",
+        "piwik.php",
+        "/~r/",
+        "/~ff/",
+        "/~a/",
+        "1x1",
+        "spacer.gif",
+        "blank.gif",
+        "clear.gif",
+        "transparent.gif",
+        "pixel.gif",
+        "pixel.png",
+        "/pixel",
+        "/beacon",
+        "/track/",
+        "/tracking/",
+        "/open.gif",
+        "/count.gif",
+        "/hit.gif",
+    ];
+    HOST_WORDS.iter().any(|w| host.contains(w))
+        || host.split('.').any(|label| HOST_LABELS.contains(&label))
+        || PATHS.iter().any(|p| path.contains(p))
+        || (query.contains("idsite=") && query.contains("rec="))
 }
 
 /// A link to the item's page: Atom `rel="alternate"` or no rel (never `edit`, `self`,
@@ -395,12 +541,49 @@ fn is_html(t: &impl std::fmt::Display) -> bool {
 
 /// A title or summary as text: HTML only when the feed declares it HTML (an RSS title or an
 /// Atom `type="text"` is text, so `Vector<T>` stays `Vector<T>`).
-fn text_of(t: &feed_rs::model::Text) -> String {
+/// `html_ish`: the feed's format writes character references in text (RSS, JSON Feed).
+fn text_of(t: &feed_rs::model::Text, html_ish: bool) -> String {
     if is_html(&t.content_type) {
-        html_to_text(&t.content)
+        html_to_text(&cp1252_controls(&t.content))
+    } else if html_ish {
+        decode_entities(&t.content)
     } else {
-        t.content.clone()
+        cp1252_controls(&t.content).into_owned()
     }
+}
+
+/// The document with its `<rss>` root (at byte `at`) saying `version="2.0"`: the attribute
+/// added, or its value replaced when `has_version`.
+fn with_rss_version(bytes: &[u8], at: usize, has_version: bool) -> Vec<u8> {
+    let tag_end = bytes[at..]
+        .iter()
+        .position(|b| *b == b'>')
+        .map_or(bytes.len(), |e| at + e);
+    let mut out = Vec::with_capacity(bytes.len() + 16);
+    if has_version
+        && let Some(v) = bytes[at..tag_end]
+            .windows(7)
+            .position(|w| w == b"version")
+            .map(|v| at + v + 7)
+        && let Some(q) = bytes[v..tag_end]
+            .iter()
+            .position(|b| *b == b'"' || *b == b'\'')
+            .map(|q| v + q)
+        && let Some(close) = bytes[q + 1..tag_end]
+            .iter()
+            .position(|b| *b == bytes[q])
+            .map(|c| q + 1 + c)
+    {
+        out.extend_from_slice(&bytes[..q + 1]);
+        out.extend_from_slice(b"2.0");
+        out.extend_from_slice(&bytes[close..]);
+        return out;
+    }
+    let name_end = at + "<rss".len();
+    out.extend_from_slice(&bytes[..name_end]);
+    out.extend_from_slice(b" version=\"2.0\"");
+    out.extend_from_slice(&bytes[name_end..]);
+    out
 }
 
 /// The name to show for a person: `desk@example.com (Jane Doe)` is "Jane Doe"; a bare
@@ -409,7 +592,7 @@ fn person_name(p: &feed_rs::model::Person) -> Option<String> {
     p.name.as_deref().and_then(byline)
 }
 
-fn byline(raw: &str) -> Option<String> {
+pub(super) fn byline(raw: &str) -> Option<String> {
     let mut name = raw.trim();
     // "desk@example.com (Jane Doe)" as RSS writes it, if it reaches us whole.
     if let (Some(open), true) = (name.find('('), name.ends_with(')'))
@@ -420,39 +603,6 @@ fn byline(raw: &str) -> Option<String> {
     let name = name.trim_start_matches('(').trim_end_matches(')').trim();
     let name = one_line(name, 200);
     (!name.is_empty() && !name.contains('@')).then_some(name)
-}
-
-/// JSON Feed 1.1: each item's first author from `authors`, else the deprecated `author`
-/// (feed-rs merges both into one list, in the other order).
-fn json_item_authors(bytes: &[u8]) -> Vec<Option<String>> {
-    #[derive(serde::Deserialize)]
-    struct Person {
-        name: Option<String>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Item {
-        authors: Option<Vec<Person>>,
-        author: Option<Person>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Doc {
-        #[serde(default)]
-        items: Vec<Item>,
-    }
-    let Ok(doc) = serde_json::from_slice::<Doc>(bytes) else {
-        return Vec::new();
-    };
-    doc.items
-        .into_iter()
-        .map(|i| {
-            i.authors
-                .and_then(|a| {
-                    a.into_iter()
-                        .find_map(|p| p.name.as_deref().and_then(byline))
-                })
-                .or_else(|| i.author.and_then(|p| p.name.as_deref().and_then(byline)))
-        })
-        .collect()
 }
 
 /// Run the feed parser so that whatever a document does, the answer is "not a feed", never
@@ -469,60 +619,6 @@ fn parse_guarded<T, E: std::fmt::Display>(
             ))
         })?
         .map_err(|e| FeedError::Parse(e.to_string()))
-}
-
-/// A UTF-16 document (either byte order, with or without a byte-order mark) as UTF-8, with
-/// its XML declaration saying so; None for anything else. The feed parser reads UTF-8 (and
-/// what its XML reader transcodes), and panicked on UTF-16.
-fn utf16_to_utf8(bytes: &[u8]) -> Option<String> {
-    let (big_endian, body) = match bytes {
-        [0xFE, 0xFF, rest @ ..] => (true, rest),
-        [0xFF, 0xFE, rest @ ..] => (false, rest),
-        // No mark: an XML document starts with '<' (or whitespace), one zero byte beside it.
-        [0, b, ..] if *b != 0 => (true, bytes),
-        [b, 0, ..] if *b != 0 => (false, bytes),
-        _ => return None,
-    };
-    let units = body.chunks_exact(2).map(|c| {
-        if big_endian {
-            u16::from_be_bytes([c[0], c[1]])
-        } else {
-            u16::from_le_bytes([c[0], c[1]])
-        }
-    });
-    let text: String = char::decode_utf16(units)
-        .map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER))
-        .collect();
-    // <?xml version="1.0" encoding="UTF-16"?> would now be a lie.
-    if let Some(rest) = text.strip_prefix("<?xml")
-        && let Some(end) = rest.find("?>")
-    {
-        let decl = &rest[..end];
-        let decl = match decl.find("encoding") {
-            Some(i) => {
-                let after = &decl[i..];
-                let quote_at = after.find(['"', '\'']);
-                match quote_at {
-                    Some(q) => {
-                        let quote = after.as_bytes()[q] as char;
-                        let close = after[q + 1..].find(quote).map(|c| q + 1 + c);
-                        match close {
-                            Some(c) => format!(
-                                "{} encoding=\"UTF-8\"{}",
-                                &decl[..i].trim_end(),
-                                &after[c + 1..]
-                            ),
-                            None => decl.to_string(),
-                        }
-                    }
-                    None => decl.to_string(),
-                }
-            }
-            None => decl.to_string(),
-        };
-        return Some(format!("<?xml{decl}{}", &rest[end..]));
-    }
-    Some(text)
 }
 
 /// Polls every section that has a feed URL.
@@ -663,6 +759,9 @@ impl FeedPoller {
         };
         let etag = header(reqwest::header::ETAG);
         let last_modified = header(reqwest::header::LAST_MODIFIED);
+        let http_charset = header(reqwest::header::CONTENT_TYPE)
+            .as_deref()
+            .and_then(charset::charset_of);
         if res.status() == reqwest::StatusCode::NOT_MODIFIED {
             self.store
                 .record_feed_poll(
@@ -697,7 +796,7 @@ impl FeedPoller {
             }
             body.extend_from_slice(&chunk);
         }
-        let parsed = parse_feed(&body, Some(&document_url))?;
+        let parsed = parse_feed_as(&body, Some(&document_url), http_charset.as_deref())?;
         let now = self.clock.now();
         let written = self
             .store
@@ -815,7 +914,8 @@ mod tests {
             feed.articles[0].title,
             "Vector<T> and Option<Box<dyn Error>> in Rust"
         );
-        assert_eq!(feed.articles[1].title, "a<b>c &amp; d");
+        // An RSS title is HTML-ish text: references decode (`&amp;amp;` is "&"), tags stay.
+        assert_eq!(feed.articles[1].title, "a<b>c & d");
         // RSS descriptions are HTML: the escaped type parameter survives as text in it.
         assert_eq!(feed.articles[0].summary_text, "Why Vec<T> owns its items.");
         assert!(
@@ -1054,6 +1154,194 @@ mod tests {
             wmd.articles[0].image_url.as_deref(),
             Some("https://news.example.org/img/lavrov.jpg")
         );
+    }
+
+    #[test]
+    fn pictures_skip_pixels_and_trackers() {
+        let feed = parse_fixture("images.rss.xml", None);
+        let image = |t: &str| by_title(&feed, t).image_url.clone();
+        assert_eq!(
+            image("Episode art").as_deref(),
+            Some("https://cdn.example.org/6-episode.jpg"),
+            "an item's itunes:image"
+        );
+        assert_eq!(
+            image("Pixel before the picture").as_deref(),
+            Some("https://cdn.example.org/7.jpg"),
+            "not the 1×1, the 16 px icon or the feed proxy's counter"
+        );
+        let json = parse_fixture("jsonfeed-lenient.json", None);
+        let image = |t: &str| by_title(&json, t).image_url.clone();
+        assert_eq!(
+            image("Tags as a string"),
+            None,
+            "a Matomo counter is no picture"
+        );
+        assert_eq!(
+            image("Declared image").as_deref(),
+            Some("https://cdn.json.example.org/102.jpg")
+        );
+        assert_eq!(
+            image("Banner only").as_deref(),
+            Some("https://cdn.json.example.org/103-banner.jpg")
+        );
+        assert_eq!(image("Only the pixel"), None);
+        for tracker in [
+            "https://stats.example.org/a.jpg",
+            "https://example.org/piwik.php?idsite=1&rec=1",
+            "https://example.org/x?idsite=2&rec=1",
+            "https://pixel.wp.com/g.gif",
+        ] {
+            assert!(is_tracker(tracker), "{tracker}");
+        }
+        for picture in [
+            "https://cdn.example.org/statistics-chart.jpg",
+            "https://images.example.org/2026/track-and-field.jpg",
+        ] {
+            assert!(!is_tracker(picture), "{picture}");
+        }
+    }
+
+    /// Every named and numeric reference of feedparser's own tests, as an RSS title (in a
+    /// `<rss>` without `version`), reads as feedparser reads it.
+    #[test]
+    fn rss_titles_read_character_references_as_feed_readers_do() {
+        let feed = parse_fixture("feedparser-entities.rss.xml", None);
+        let expected: std::collections::BTreeMap<String, String> = serde_json::from_slice(
+            &std::fs::read(format!(
+                "{}/tests/fixtures/feeds/feedparser-entities.json",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(feed.articles.len(), expected.len(), "{}", feed.report);
+        let wrong: Vec<String> = feed
+            .articles
+            .iter()
+            .filter_map(|a| {
+                let name = a.url.rsplit('/').next().unwrap();
+                // HTML5 (browsers, html5ever) moved these two from U+2329/U+232A.
+                let want = match name {
+                    "lang" => "testing \u{27e8} entity".to_string(),
+                    "rang" => "testing \u{27e9} entity".to_string(),
+                    _ => expected[name]
+                        .split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                };
+                (a.title != want).then(|| format!("{name}: {:?} ≠ {want:?}", a.title))
+            })
+            .collect();
+        assert!(wrong.is_empty(), "{} wrong: {wrong:#?}", wrong.len());
+
+        let cp = parse_fixture("windows-1252-references.rss.xml", None);
+        assert_eq!(cp.articles[0].title, "don’t “quote” €5");
+        assert_eq!(cp.articles[0].summary_text, "don’t");
+        assert_eq!(cp.articles[1].title, "Café society — a review");
+        assert_eq!(cp.articles[1].summary_text, "don’t");
+    }
+
+    #[test]
+    fn rss_1_0_descriptions_are_html() {
+        let golem = parse_fixture("rss1-golem.rdf.xml", None);
+        let a = &golem.articles[0];
+        assert_eq!(
+            a.title,
+            "Digitalministerium: Neue Glasfaserförderung mit Schnellkasse"
+        );
+        assert!(
+            !a.summary_text.contains("<a ") && !a.summary_text.contains("<img"),
+            "{}",
+            a.summary_text
+        );
+        assert!(
+            a.summary_text
+                .contains("Infrastruktur\n<https://www.golem.de/specials/infrastruktur/>"),
+            "{}",
+            a.summary_text
+        );
+        assert!(
+            a.summary_html
+                .contains(r#"<a href="https://www.golem.de/specials/infrastruktur/""#),
+            "{}",
+            a.summary_html
+        );
+        assert_eq!(
+            a.image_url.as_deref(),
+            Some("https://www.golem.de/2301/171451-364223-364219_rc.jpg"),
+            "the 140 px picture, not the 1×1 counter before it"
+        );
+        let debian = parse_fixture("rss1-debian.rdf.xml", None);
+        for a in &debian.articles {
+            assert!(!a.summary_text.contains("<q>"), "{}", a.summary_text);
+        }
+        assert!(debian.articles[0].summary_text.contains("bullseye"));
+    }
+
+    #[test]
+    fn json_feeds_are_read_leniently() {
+        let json = parse_fixture("jsonfeed-lenient.json", None);
+        assert_eq!(json.articles.len(), 5, "{}", json.report);
+        let a = by_title(&json, "Tags as a string");
+        assert_eq!(a.guid, "101");
+        assert_eq!(a.author.as_deref(), Some("Desk Editor"));
+        let link = by_title(&json, "Link post & more");
+        assert_eq!(link.url, "https://elsewhere.example.net/story");
+        assert_eq!(by_title(&json, "Banner only").summary_text, "Plain words.");
+    }
+
+    #[test]
+    fn atom_0_3_modes_and_types_are_read() {
+        let feed = parse_fixture("atom03-modes.xml", None);
+        assert_eq!(feed.articles.len(), 4, "{}", feed.report);
+        let plain = by_title(&feed, "Example Atom");
+        assert_eq!(plain.summary_text, "Plain & simple");
+        for title in ["Base64 content", "Escaped content", "Inline XHTML"] {
+            let a = by_title(&feed, title);
+            assert_eq!(a.summary_text, "Example Atom", "{title}");
+            assert!(
+                a.summary_html.contains("<b>Atom</b>"),
+                "{title}: {}",
+                a.summary_html
+            );
+        }
+        assert_eq!(
+            by_title(&feed, "Inline XHTML")
+                .published_at
+                .map(|d| d.to_rfc3339()),
+            Some("2026-11-27T18:30:02+00:00".into()),
+            "issued is published"
+        );
+    }
+
+    #[test]
+    fn the_http_charset_is_honoured_and_undeclared_bytes_are_windows_1252() {
+        let body = "<rss version=\"2.0\"><channel><title>c</title><link>https://c.example/</link>\
+            <item><title>Caf\u{e9} \u{2014} \u{201c}na\u{ef}ve\u{201d}</title><link>https://c.example/1</link></item>\
+            </channel></rss>";
+        let (cp1252, _, _) = encoding_rs::WINDOWS_1252.encode(body);
+        let with_header = parse_feed_as(&cp1252, None, Some("windows-1252")).unwrap();
+        assert_eq!(with_header.articles[0].title, "Café — “naïve”");
+        let without = parse_feed_as(&cp1252, None, None).unwrap();
+        assert_eq!(without.articles[0].title, "Café — “naïve”");
+        let russian = body.replace("Caf\u{e9}", "Кафе");
+        let (koi8, _, _) = encoding_rs::KOI8_R.encode(&russian);
+        let koi = parse_feed_as(&koi8, None, Some("\"koi8-r\"")).unwrap();
+        assert!(
+            koi.articles[0].title.starts_with("Кафе"),
+            "{}",
+            koi.articles[0].title
+        );
+        // A declaration in the document wins over a header (as it already did).
+        let declared = format!("<?xml version=\"1.0\" encoding=\"utf-8\"?>{body}");
+        let utf8 = parse_feed_as(declared.as_bytes(), None, Some("iso-8859-1")).unwrap();
+        assert_eq!(utf8.articles[0].title, "Café — “naïve”");
+        assert_eq!(
+            charset::charset_of("application/rss+xml; charset=\"UTF-8\""),
+            Some("UTF-8".into())
+        );
+        assert_eq!(charset::charset_of("text/xml"), None);
     }
 
     /// The feed documents feed-rs tests itself with, most of them taken from real feeds

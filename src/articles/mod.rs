@@ -2,12 +2,15 @@
 //! and poll each section's feed URL inside `herald serve`. Summaries keep safe HTML only
 //! (ammonia) for the HTML part and become plain text for the text part.
 
+mod atom03;
+mod charset;
 mod feeds;
+mod jsonfeed;
 mod plain;
 mod xmlfacts;
 
 pub use feeds::{FeedError, FeedPoller, FeedReport, MAX_SUMMARY, ParsedFeed, parse_feed};
-pub use plain::{TEXT_WIDTH, html_to_plain, html_to_text};
+pub use plain::{TEXT_WIDTH, cp1252_controls, decode_entities, html_to_plain, html_to_text};
 
 use crate::domain::{SectionSlug, has_control_chars};
 use crate::store::{ArticleWrite, NewArticle, Section, Store, StoreError};

@@ -215,6 +215,48 @@ pub fn html_to_text(html: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// Text that may hold HTML character references (an RSS title: `Caf&eacute; &mdash;
+/// a&nbsp;review`, or `&amp;eacute;` once the XML is read) with them decoded as a browser
+/// would, tags left as written (`Vector<T>` stays), and C1 controls read as the
+/// Windows-1252 characters their writer meant ([`cp1252_controls`]).
+pub fn decode_entities(text: &str) -> String {
+    let text = cp1252_controls(text);
+    if !text.contains('&') {
+        return text.into_owned();
+    }
+    // html5ever's tokenizer knows every HTML5 name, the legacy ones without `;`, and maps
+    // `&#146;` to ’ as HTML5 asks; escaping `<` keeps it from reading any tag. Its
+    // serialiser then escapes only these five again.
+    ammonia::Builder::empty()
+        .clean(&text.replace('<', "&lt;"))
+        .to_string()
+        .replace("&nbsp;", "\u{a0}")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&amp;", "&")
+}
+
+/// U+0080–U+009F, control characters no text means, as the Windows-1252 characters a feed
+/// that wrote `&#146;` (or those bytes under a Latin-1 label) meant: `don&#146;t` is
+/// "don’t", not "don t". HTML5 reads numeric references this way; XML does not.
+pub fn cp1252_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    const MAP: [char; 32] = [
+        '€', '\u{81}', '‚', 'ƒ', '„', '…', '†', '‡', 'ˆ', '‰', 'Š', '‹', 'Œ', '\u{8D}', 'Ž',
+        '\u{8F}', '\u{90}', '‘', '’', '“', '”', '•', '–', '—', '˜', '™', 'š', '›', 'œ', '\u{9D}',
+        'ž', 'Ÿ',
+    ];
+    if !text.chars().any(|c| ('\u{80}'..='\u{9F}').contains(&c)) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    text.chars()
+        .map(|c| match c {
+            '\u{80}'..='\u{9F}' => MAP[c as usize - 0x80],
+            c => c,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,6 +306,22 @@ mod tests {
         assert!(lines[0].starts_with("* word"), "{text}");
         assert!(lines[1].starts_with("  word"), "{text}");
         assert!(lines.iter().all(|l| l.len() <= TEXT_WIDTH), "{text}");
+    }
+
+    #[test]
+    fn references_decode_as_a_browser_reads_them() {
+        assert_eq!(
+            decode_entities("Caf&eacute; society &mdash; a&nbsp;review"),
+            "Café society — a\u{a0}review"
+        );
+        assert_eq!(
+            decode_entities("don&#146;t &#147;quote&#148; &#128;5"),
+            "don’t “quote” €5"
+        );
+        // What the XML reader leaves of `&#146;`: a C1 control.
+        assert_eq!(decode_entities("don\u{92}t"), "don’t");
+        assert_eq!(decode_entities("Vector<T> & AT&T"), "Vector<T> & AT&T");
+        assert_eq!(decode_entities("a<b>c &amp; d"), "a<b>c & d");
     }
 
     #[test]

@@ -16,6 +16,9 @@ pub struct XmlFacts {
     /// `dc:creator` or `author` directly in an RSS channel.
     pub channel_author: Option<String>,
     pub atom03: bool,
+    /// An `<rss>` root whose `version` feed-rs does not know (none, or "0.90", "2.01" …):
+    /// the byte offset of its `<` and the version written, if any.
+    pub rss_unversioned: Option<(usize, Option<String>)>,
     /// The pass read the whole document.
     pub complete: bool,
 }
@@ -53,6 +56,7 @@ pub fn scan(bytes: &[u8], document_url: Option<&Url>) -> XmlFacts {
     let mut text = String::new();
     let mut buf = Vec::new();
     loop {
+        let at = reader.buffer_position() as usize;
         let event = match reader.read_event_into(&mut buf) {
             Ok(e) => e,
             Err(_) => return facts,
@@ -65,6 +69,7 @@ pub fn scan(bytes: &[u8], document_url: Option<&Url>) -> XmlFacts {
                 let mut base = parent_base.clone();
                 let mut permalink_attr = None;
                 let (mut url_attr, mut type_attr, mut medium_attr) = (None, None, None);
+                let mut version_attr = None;
                 for a in e.attributes().flatten() {
                     let value = a
                         .normalized_value(quick_xml::XmlVersion::Implicit1_0)
@@ -81,7 +86,11 @@ pub fn scan(bytes: &[u8], document_url: Option<&Url>) -> XmlFacts {
                         "isPermaLink" => {
                             permalink_attr = Some(value.trim().eq_ignore_ascii_case("true"))
                         }
-                        "url" => url_attr = Some(value.trim().to_string()),
+                        // `href` for itunes:image.
+                        "url" | "href" => url_attr = Some(value.trim().to_string()),
+                        "version" if stack.is_empty() && local == "rss" => {
+                            version_attr = Some(value.trim().to_string())
+                        }
                         "type" => type_attr = Some(value.trim().to_ascii_lowercase()),
                         "medium" => medium_attr = Some(value.trim().to_ascii_lowercase()),
                         "version" if stack.is_empty() && local == "feed" => {
@@ -92,6 +101,12 @@ pub fn scan(bytes: &[u8], document_url: Option<&Url>) -> XmlFacts {
                         }
                         _ => {}
                     }
+                }
+                if stack.is_empty()
+                    && local == "rss"
+                    && !matches!(version_attr.as_deref(), Some("2.0" | "" | "0.91" | "0.92"))
+                {
+                    facts.rss_unversioned = Some((at, version_attr.clone()));
                 }
                 let parent = stack.last().map(|s| s.0.as_str());
                 let is_entry = matches!(
@@ -105,6 +120,8 @@ pub fn scan(bytes: &[u8], document_url: Option<&Url>) -> XmlFacts {
                     || medium_attr.as_deref() == Some("image");
                 let picture = match qualified.as_str() {
                     "media:thumbnail" => true,
+                    // Item-level only: a channel's itunes:image is the show's cover.
+                    "itunes:image" => matches!(parent, Some("item")),
                     "media:content" | "enclosure" => is_image,
                     _ => false,
                 };
