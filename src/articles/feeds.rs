@@ -289,6 +289,7 @@ pub fn parse_feed_as(
         let author = jf
             .author
             .or_else(|| e.authors.iter().find_map(person_name))
+            .or_else(|| ef.author_name.as_deref().and_then(byline))
             .or_else(|| feed_author.clone());
         out.push(NewArticle {
             guid,
@@ -1046,6 +1047,10 @@ mod tests {
             by_title(&feed, "Bare address").author.as_deref(),
             Some("The Newsroom"),
             "an address is not a name"
+        );
+        assert_eq!(
+            by_title(&feed, "Nested name").author.as_deref(),
+            Some("Ada Lovelace")
         );
 
         let json = parse_fixture("authors.json", None);

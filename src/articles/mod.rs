@@ -247,8 +247,17 @@ pub fn sanitize_html_with_base(html: &str, base: Option<&url::Url>) -> String {
         Some(b) => ammonia::UrlRelative::RewriteWithBase(b.clone()),
         None => ammonia::UrlRelative::Deny,
     };
-    ammonia::Builder::default()
+    let mut builder = ammonia::Builder::default();
+    // A heading inside a summary is a line of the story, not a headline over the digest.
+    for h in ["h1", "h2", "h3", "h4", "h5", "h6"] {
+        builder.set_tag_attribute_value(h, "style", "font-size:1em;margin:0.8em 0 0.4em");
+    }
+    builder.set_tag_attribute_value("pre", "style", "white-space:pre-wrap");
+    builder.set_tag_attribute_value("figure", "style", "margin:0");
+    builder
         .url_relative(relative)
+        // Block elements stay (without attributes): dropping `<div>` glued "members." to
+        // "Now" in both parts. Tables are not kept: a mail column has no room for them.
         .tags(maplit_tags(&[
             "a",
             "b",
@@ -262,10 +271,70 @@ pub fn sanitize_html_with_base(html: &str, base: Option<&url::Url>) -> String {
             "li",
             "blockquote",
             "code",
+            "pre",
+            "div",
+            "h1",
+            "h2",
+            "h3",
+            "h4",
+            "h5",
+            "h6",
+            "hr",
+            "figure",
+            "figcaption",
+            "dl",
+            "dt",
+            "dd",
+            "sub",
+            "sup",
+            "q",
+            "cite",
         ]))
         .url_schemes(maplit_tags(&["http", "https", "mailto"]))
-        .clean(html)
+        .clean(&close_raw_text_elements(html))
         .to_string()
+}
+
+/// `<iframe …/>` (Blogger writes them) as `<iframe …></iframe>`. In HTML the `/` means
+/// nothing for these elements, so everything after one was read as its content: the rest
+/// of the summary vanished, or showed as literal `</p>`.
+fn close_raw_text_elements(html: &str) -> std::borrow::Cow<'_, str> {
+    const NAMES: &[&str] = &[
+        "iframe", "script", "style", "textarea", "title", "noscript", "noembed", "noframes", "xmp",
+        "video", "audio", "object",
+    ];
+    let lower = html.to_ascii_lowercase();
+    if !NAMES.iter().any(|n| lower.contains(&format!("<{n}"))) {
+        return std::borrow::Cow::Borrowed(html);
+    }
+    let mut out = String::with_capacity(html.len() + 32);
+    let mut from = 0;
+    while let Some(at) = lower[from..].find('<') {
+        let start = from + at;
+        let name = NAMES.iter().find(|n| {
+            lower[start + 1..].starts_with(**n)
+                && lower[start + 1 + n.len()..]
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_whitespace() || c == '/' || c == '>')
+        });
+        let end = lower[start..].find('>').map(|e| start + e);
+        match (name, end) {
+            (Some(name), Some(end)) if html[start..end].ends_with('/') => {
+                out.push_str(&html[from..end - 1]);
+                out.push_str("></");
+                out.push_str(name);
+                out.push('>');
+                from = end + 1;
+            }
+            _ => {
+                out.push_str(&html[from..start + 1]);
+                from = start + 1;
+            }
+        }
+    }
+    out.push_str(&html[from..]);
+    std::borrow::Cow::Owned(out)
 }
 
 /// Text as HTML: the five characters that mean something there, escaped.
@@ -437,6 +506,29 @@ mod tests {
             "{safe}"
         );
         assert_eq!(html_to_text(html), "Hello world & bad ok");
+    }
+
+    #[test]
+    fn blocks_stay_apart_and_self_closed_iframes_end() {
+        let html = "<div>Open to members.</div><div>Now for everyone.</div>";
+        assert_eq!(
+            html_to_plain(&sanitize_html(html)),
+            "Open to members.\nNow for everyone."
+        );
+        // Blogger's embed, as its feeds write it.
+        let blogger = r#"<p>One</p><iframe allowfullscreen="" src="https://www.youtube.com/embed/x" width="320"/><p>Two.</p>"#;
+        let clean = sanitize_html(blogger);
+        assert_eq!(clean, "<p>One</p><p>Two.</p>");
+        assert_eq!(html_to_plain(&clean), "One\n\nTwo.");
+        assert_eq!(sanitize_html("a <IFRAME src=x />b"), "a b");
+        assert_eq!(
+            sanitize_html("<p>x <em>y</em> z</p>"),
+            "<p>x <em>y</em> z</p>"
+        );
+        assert_eq!(
+            sanitize_html(r#"<h1 class="big" style="font-size:9em">Inside</h1>"#),
+            r#"<h1 style="font-size:1em;margin:0.8em 0 0.4em">Inside</h1>"#
+        );
     }
 
     #[test]

@@ -36,6 +36,9 @@ pub struct EntryFacts {
     pub images: Vec<String>,
     /// The base in effect on the item's summary or content (an `xml:base` may sit there).
     pub content_base: Option<Url>,
+    /// `<author><name>…</name></author>` in an RSS item, as Google's feeds write it
+    /// (feed-rs reads an RSS author as text only).
+    pub author_name: Option<String>,
 }
 
 /// What text is being collected.
@@ -44,6 +47,7 @@ enum Capture {
     None,
     Guid { permalink: Option<bool> },
     ChannelAuthor,
+    ItemAuthorName,
 }
 
 pub fn scan(bytes: &[u8], document_url: Option<&Url>) -> XmlFacts {
@@ -153,6 +157,14 @@ pub fn scan(bytes: &[u8], document_url: Option<&Url>) -> XmlFacts {
                         permalink: permalink_attr,
                     };
                     text.clear();
+                } else if local == "name"
+                    && !empty
+                    && matches!(parent, Some("author"))
+                    && stack.len() >= 2
+                    && stack[stack.len() - 2].0 == "item"
+                {
+                    capture = Capture::ItemAuthorName;
+                    text.clear();
                 } else if matches!(local.as_str(), "creator" | "author")
                     && matches!(parent, Some("channel"))
                     && facts.channel_author.is_none()
@@ -193,6 +205,15 @@ pub fn scan(bytes: &[u8], document_url: Option<&Url>) -> XmlFacts {
                             entry.permalink = url
                                 .filter(|u| matches!(u.scheme(), "http" | "https"))
                                 .map(|u| u.to_string());
+                        }
+                        capture = Capture::None;
+                    }
+                    Capture::ItemAuthorName if local == "name" => {
+                        let name = text.trim();
+                        if let Some(entry) = facts.entries.last_mut()
+                            && !name.is_empty()
+                        {
+                            entry.author_name = Some(name.to_string());
                         }
                         capture = Capture::None;
                     }
