@@ -14,7 +14,9 @@
 
 mod render;
 
-pub use render::{DigestComposer, HTML_BUDGET, IssueLook, RenderedDigest, SubjectRule};
+pub use render::{
+    ArchiveChrome, DigestComposer, HTML_BUDGET, IssueLook, RenderedDigest, SubjectRule,
+};
 
 use crate::articles::one_line;
 use crate::clock::Clock;
@@ -262,7 +264,16 @@ impl Digests {
         {
             return Ok(None);
         }
-        self.composer.render_archive(&issue).await
+        let schedule_row = self
+            .store
+            .schedule_by_name(schedule)
+            .await?
+            .filter(|s| Some(s.id) == issue.schedule_id);
+        let (prev, next) = self.store.issue_neighbours(&issue).await?;
+        let chrome = self
+            .composer
+            .archive_chrome(&issue, schedule_row.as_ref(), prev, next);
+        self.composer.render_archive(&issue, &chrome).await
     }
 
     /// Show article pictures in a schedule's digests, or not.
@@ -562,6 +573,17 @@ impl Digests {
 pub(crate) fn date_label(s: &Schedule, at: DateTime<Utc>) -> String {
     let tz: chrono_tz::Tz = s.timezone.parse().unwrap_or(chrono_tz::UTC);
     at.with_timezone(&tz).format("%-d %B %Y").to_string()
+}
+
+/// "2 March 2026, 07:00 CET": the date and time in the schedule's zone (UTC without one),
+/// so three issues of one day can be told apart.
+pub(crate) fn time_label(s: Option<&Schedule>, at: DateTime<Utc>) -> String {
+    let tz: chrono_tz::Tz = s
+        .and_then(|s| s.timezone.parse().ok())
+        .unwrap_or(chrono_tz::UTC);
+    at.with_timezone(&tz)
+        .format("%-d %B %Y, %H:%M %Z")
+        .to_string()
 }
 
 /// An issue with its sends counted by status, for `herald issues list` and the API.

@@ -43,6 +43,25 @@ struct DigestData<'a> {
     unsubscribe_url: String,
     /// The issue in the public archive ("view in browser"); empty when there is none.
     archive_url: String,
+    /// Set when this is the issue's page in the public archive.
+    page: Option<&'a ArchiveChrome>,
+}
+
+/// What an issue's page in the public archive shows around the digest: where it stands
+/// among the schedule's issues, when it went out, and the way in for a new reader.
+#[derive(Debug, Clone)]
+pub struct ArchiveChrome {
+    /// The schedule's name, as its archive is titled.
+    pub schedule: String,
+    /// When the issue was scheduled, in the schedule's zone ("2 March 2026, 07:00 CET").
+    pub when: String,
+    /// The same instant as RFC 3339, for `<time datetime>`.
+    pub when_iso: String,
+    pub index_url: String,
+    pub feed_url: String,
+    pub subscribe_url: String,
+    pub prev_url: Option<String>,
+    pub next_url: Option<String>,
 }
 
 /// The HTML part stays under this many bytes. Gmail clips a message whose HTML passes
@@ -176,6 +195,37 @@ impl DigestComposer {
         &self.site
     }
 
+    /// The public archive's root (`{public_url}/archive`), when it is on.
+    pub fn archive_root(&self) -> Option<&str> {
+        self.archive_root.as_deref()
+    }
+
+    /// What the archive page of `issue` shows around it; `prev`/`next` are the ids of the
+    /// schedule's issues before and after it.
+    pub fn archive_chrome(
+        &self,
+        issue: &crate::store::Issue,
+        schedule: Option<&crate::store::Schedule>,
+        prev: Option<i64>,
+        next: Option<i64>,
+    ) -> ArchiveChrome {
+        let root = self
+            .archive_root
+            .clone()
+            .unwrap_or_else(|| format!("{}/archive", self.subs.public_url().trim_end_matches('/')));
+        let index_url = format!("{root}/{}", issue.schedule_name);
+        ArchiveChrome {
+            schedule: issue.schedule_name.clone(),
+            when: super::time_label(schedule, issue.scheduled_for),
+            when_iso: issue.scheduled_for.to_rfc3339(),
+            feed_url: format!("{index_url}/feed.xml"),
+            subscribe_url: format!("{}/subscribe", self.subs.public_url().trim_end_matches('/')),
+            prev_url: prev.map(|id| format!("{index_url}/{id}")),
+            next_url: next.map(|id| format!("{index_url}/{id}")),
+            index_url,
+        }
+    }
+
     async fn issue_data(&self, issue_id: i64) -> Result<Arc<IssueData>, ComposeError> {
         if let Some(d) = self.cache.lock().expect("cache lock").get(&issue_id) {
             return Ok(d.clone());
@@ -245,7 +295,14 @@ impl DigestComposer {
             .await?
             .into_iter()
             .collect();
-        self.render_with(look, articles, Some((subscriber_id, email)), None, &mine)
+        self.render_with(
+            look,
+            articles,
+            Some((subscriber_id, email)),
+            None,
+            &mine,
+            None,
+        )
     }
 
     /// An issue as the public archive shows it: every section, the issue's own subject, no
@@ -253,6 +310,7 @@ impl DigestComposer {
     pub async fn render_archive(
         &self,
         issue: &crate::store::Issue,
+        chrome: &ArchiveChrome,
     ) -> Result<Option<String>, DigestError> {
         let data = self
             .issue_data(issue.id)
@@ -264,7 +322,7 @@ impl DigestComposer {
             images: data.look.images,
         };
         Ok(self
-            .render_with(&look, &data.articles, None, None, &all)?
+            .render_with(&look, &data.articles, None, None, &all, Some(chrome))?
             .map(|r| r.html))
     }
 
@@ -275,6 +333,7 @@ impl DigestComposer {
         reader: Option<(i64, &str)>,
         archive_url: Option<&str>,
         mine: &HashSet<i64>,
+        page: Option<&ArchiveChrome>,
     ) -> Result<Option<RenderedDigest>, DigestError> {
         // The reader's articles by section, newest first within each (the query's order);
         // an article in several sections is shown under the first the reader chose.
@@ -357,6 +416,7 @@ impl DigestComposer {
                 preferences_url: links.preferences_url.clone(),
                 unsubscribe_url: links.unsubscribe_url.clone(),
                 archive_url: archive_url.unwrap_or_default().to_string(),
+                page,
             };
             let html = DigestHtml { d: &d }
                 .render()
@@ -447,6 +507,7 @@ impl Composer for DigestComposer {
                 Some((subscriber_id, email)),
                 data.archive_url.as_deref(),
                 &mine,
+                None,
             )
             .map_err(|e| ComposeError::Render(e.to_string()))?
         {

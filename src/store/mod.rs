@@ -1191,6 +1191,9 @@ pub trait Store: Send + Sync + 'static {
     async fn settle_issue(&self, issue_id: i64) -> StoreResult<Option<DateTime<Utc>>>;
     /// A schedule's issues that carry articles (not skipped), newest first.
     async fn schedule_issues(&self, schedule_name: &str, limit: i64) -> StoreResult<Vec<Issue>>;
+    /// The issues of the same schedule (carrying articles, as [`Store::schedule_issues`]
+    /// lists them) just before and just after `issue`, in the order they were scheduled.
+    async fn issue_neighbours(&self, issue: &Issue) -> StoreResult<(Option<i64>, Option<i64>)>;
     /// Sends of issues `first..=last` counted by (issue, status), in one query.
     async fn issues_status_counts(
         &self,

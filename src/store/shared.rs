@@ -1907,6 +1907,28 @@ macro_rules! shared_store_impl {
                 .await?)
             }
 
+            async fn issue_neighbours(&self, issue: &Issue) -> StoreResult<(Option<i64>, Option<i64>)> {
+                let prev = sqlx::query_scalar::<$db, i64>(
+                    "SELECT id FROM issues WHERE schedule_name = $1 AND status <> 'skipped' AND article_count > 0 \
+                     AND (scheduled_for < $2 OR (scheduled_for = $2 AND id < $3)) ORDER BY scheduled_for DESC, id DESC LIMIT 1",
+                )
+                .bind(&issue.schedule_name)
+                .bind(issue.scheduled_for)
+                .bind(issue.id)
+                .fetch_optional(&self.pool)
+                .await?;
+                let next = sqlx::query_scalar::<$db, i64>(
+                    "SELECT id FROM issues WHERE schedule_name = $1 AND status <> 'skipped' AND article_count > 0 \
+                     AND (scheduled_for > $2 OR (scheduled_for = $2 AND id > $3)) ORDER BY scheduled_for ASC, id ASC LIMIT 1",
+                )
+                .bind(&issue.schedule_name)
+                .bind(issue.scheduled_for)
+                .bind(issue.id)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok((prev, next))
+            }
+
             async fn issues_status_counts(&self, first: i64, last: i64) -> StoreResult<Vec<(i64, String, i64)>> {
                 Ok(sqlx::query_as::<$db, (i64, String, i64)>(
                     "SELECT issue_id, status, COUNT(*) FROM sends WHERE issue_id BETWEEN $1 AND $2 \

@@ -66,7 +66,10 @@ pub struct UnsubscribePage {
 
 pub struct ArchiveEntry {
     pub url: String,
-    pub date: String,
+    /// "2 March 2026, 07:00 CET", in the schedule's zone.
+    pub when: String,
+    pub when_iso: String,
+    /// The subject without what the line already says (site name, date).
     pub subject: String,
 }
 
@@ -78,5 +81,6 @@ pub struct ArchivePage {
     pub site_url: String,
     pub subscribe_url: String,
     pub heading: String,
+    pub feed_url: String,
     pub issues: Vec<ArchiveEntry>,
 }
