@@ -1,11 +1,32 @@
-//! Tells the test suite whether PostgreSQL is there to test against: with
-//! HERALD_TEST_POSTGRES_URL set at build time, `cfg(herald_pg)` is on and every
-//! `…::postgres` test runs; without it they are reported as ignored, not as passed (a
-//! green run must not claim PostgreSQL coverage it did not have).
+//! Tells the test suite what it can test against, so that a test without its outside
+//! party is reported as ignored, never as passed (a green run must not claim coverage it
+//! did not have):
+//! - `cfg(herald_pg)`: HERALD_TEST_POSTGRES_URL was set at build time; every
+//!   `…::postgres` test runs.
+//! - `cfg(herald_browser)`: chromium and node are on the PATH and playwright-core is
+//!   installed in tests/browser (`npm ci --prefix tests/browser`); the browser tests run.
+//!   HERALD_TEST_REQUIRE_TOOLS turns it on regardless, so that CI fails instead of
+//!   ignoring them when a tool is missing.
 fn main() {
     println!("cargo:rustc-check-cfg=cfg(herald_pg)");
+    println!("cargo:rustc-check-cfg=cfg(herald_browser)");
     println!("cargo:rerun-if-env-changed=HERALD_TEST_POSTGRES_URL");
+    println!("cargo:rerun-if-env-changed=HERALD_TEST_REQUIRE_TOOLS");
+    println!("cargo:rerun-if-env-changed=PATH");
+    println!("cargo:rerun-if-changed=tests/browser/package-lock.json");
+    println!("cargo:rerun-if-changed=tests/browser/node_modules");
     if std::env::var("HERALD_TEST_POSTGRES_URL").is_ok_and(|v| !v.is_empty()) {
         println!("cargo:rustc-cfg=herald_pg");
+    }
+    let on_path = |name: &str| {
+        std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(name).is_file()))
+    };
+    let playwright =
+        std::path::Path::new("tests/browser/node_modules/playwright-core/package.json").is_file();
+    if std::env::var_os("HERALD_TEST_REQUIRE_TOOLS").is_some()
+        || (on_path("chromium") && on_path("node") && playwright)
+    {
+        println!("cargo:rustc-cfg=herald_browser");
     }
 }

@@ -32,13 +32,32 @@ use tokio::net::TcpListener;
 pub enum StartError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {source}{}", bind_hint(key, source))]
     Bind {
         addr: SocketAddr,
+        /// The configuration key that names the address.
+        key: &'static str,
         source: std::io::Error,
     },
     #[error("secret key: {0}")]
     Secret(String),
+}
+
+/// What to do about an address herald cannot listen on: which key to change.
+fn bind_hint(key: &str, e: &std::io::Error) -> String {
+    let env = format!("HERALD_{}", key.to_ascii_uppercase().replace('.', "__"));
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => format!(
+            " (another program, or another herald, is listening there: stop it, or set `{key}` / {env} to a free address)"
+        ),
+        std::io::ErrorKind::PermissionDenied => {
+            format!(" (ports below 1024 need privileges: set `{key}` / {env} to a port above 1023)")
+        }
+        std::io::ErrorKind::AddrNotAvailable => {
+            format!(" (no interface of this machine has that address: check `{key}` / {env})")
+        }
+        _ => format!(" (set by `{key}` / {env})"),
+    }
 }
 
 /// How to run: tests turn off the background tasks and use a manual clock.
@@ -309,6 +328,7 @@ impl App {
         let services = Services::open(config, opts.clock).await?;
         let bind_err = |source| StartError::Bind {
             addr: listen,
+            key: "http.listen",
             source,
         };
         let listener = match opts.listener {
@@ -323,7 +343,11 @@ impl App {
             Some(m) => Some(
                 TcpListener::bind(m)
                     .await
-                    .map_err(|source| StartError::Bind { addr: m, source })?,
+                    .map_err(|source| StartError::Bind {
+                        addr: m,
+                        key: "http.metrics_listen",
+                        source,
+                    })?,
             ),
             None => None,
         };
@@ -333,7 +357,11 @@ impl App {
             services.inbound.clone(),
         ) {
             (Some(at), Some(return_path), Some(inbound)) => {
-                let bind = |source| StartError::Bind { addr: at, source };
+                let bind = |source| StartError::Bind {
+                    addr: at,
+                    key: "bounces.listen",
+                    source,
+                };
                 let l = TcpListener::bind(at).await.map_err(bind)?;
                 let bound = l.local_addr().map_err(bind)?;
                 tokio::spawn(bounces::listener::serve(

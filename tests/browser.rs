@@ -247,4 +247,7 @@ async fn a_staff_member_schedules_and_sends_a_digest_in_the_browser(backend: Bac
         let _ = std::fs::remove_dir_all(&shots);
     }
 }
-both_backends!(a_staff_member_schedules_and_sends_a_digest_in_the_browser);
+both_backends!(
+    a_staff_member_schedules_and_sends_a_digest_in_the_browser,
+    browser
+);

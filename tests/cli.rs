@@ -224,6 +224,42 @@ fn bad_config_exits_2_naming_the_key() {
         "{out}"
     );
     assert!(!out.contains("127.0.0.1"), "{out}");
+
+    // The transport in words, not in Rust's.
+    for (url, said) in [
+        ("smtp://127.0.0.1:25", "mail: smtp 127.0.0.1:25 (no TLS)"),
+        (
+            "smtp://u:p@relay.example:587?tls=required",
+            "mail: smtp relay.example:587 (STARTTLS required)",
+        ),
+        (
+            "smtps://relay.example:465",
+            "mail: smtp relay.example:465 (TLS from the first byte)",
+        ),
+    ] {
+        let o = run(&[("HERALD_MAIL__URL", url), secret], &["check-config"]);
+        let out = String::from_utf8_lossy(&o.stdout).to_string();
+        assert!(out.contains(said), "{url}: {out}");
+    }
+
+    // A port another program holds: `serve` stops with exit 1 and names the key to change.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let at = busy.local_addr().unwrap().to_string();
+    let o = run(
+        &[
+            ("HERALD_HTTP__LISTEN", &at),
+            ("HERALD_DATABASE__URL", "sqlite:var/busy.db"),
+            secret,
+        ],
+        &["serve"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("cannot listen on {at}"))
+            && stderr(&o).contains("`http.listen` / HERALD_HTTP__LISTEN"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 /// `herald users`: add (password from standard input; a prompt needs a terminal), list,
@@ -845,6 +881,12 @@ async fn digest_commands(backend: Backend) {
         serde_json::from_str(&cli.ok(&["issues", "list", "--format", "json"])).unwrap();
     assert_eq!(issues[0]["counts"]["sent"], 2);
     assert_eq!(issues[0]["article_count"], 3);
+    assert_eq!(issues[0]["state"], "sent");
+    assert!(
+        issues[0].get("status").is_none(),
+        "no 'queued' beside 'sent': {}",
+        issues[0]
+    );
     let sends = cli.ok(&["sends", "--issue", "1", "--format", "json"]);
     let rows: Vec<serde_json::Value> = sends
         .lines()

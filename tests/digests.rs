@@ -114,6 +114,12 @@ async fn the_digest_story(backend: Backend) {
         }
         assert!(text.contains("1 Example Street") && html.contains("1 Example Street"));
         assert!(text.contains("/unsubscribe/") && text.contains("/preferences/"));
+        // At the top as well as in the footer, in both parts (as the README says).
+        let top: String = text.lines().take(5).collect::<Vec<_>>().join("\n");
+        assert!(
+            top.contains("Unsubscribe: http") && top.contains("Your sections: http"),
+            "{top}"
+        );
         // The subject names the reader's own sections, not every section of the schedule.
         let subject = mail.subject();
         let (has_wmd, has_cyber) = (
@@ -1670,7 +1676,7 @@ async fn mails_fit_a_phone_screen_in_a_real_browser(backend: Backend) {
         );
     }
 }
-both_backends!(mails_fit_a_phone_screen_in_a_real_browser);
+both_backends!(mails_fit_a_phone_screen_in_a_real_browser, browser);
 
 /// The archive reads as a publication: the index is titled with its schedule and lists
 /// one line per issue with its time (three issues of one day told apart, the date said

@@ -147,7 +147,16 @@ impl Transport {
     pub fn describe(&self) -> String {
         match self {
             Transport::Maildir(p) => format!("maildir:{}", p.display()),
-            Transport::Smtp(s) => format!("smtp {}:{} ({:?})", s.host, s.port, s.tls),
+            Transport::Smtp(s) => format!(
+                "smtp {}:{} ({})",
+                s.host,
+                s.port,
+                match s.tls {
+                    crate::config::SmtpTls::None => "no TLS",
+                    crate::config::SmtpTls::StartTls => "STARTTLS required",
+                    crate::config::SmtpTls::Implicit => "TLS from the first byte",
+                }
+            ),
         }
     }
 

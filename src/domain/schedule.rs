@@ -24,6 +24,37 @@ pub enum ScheduleError {
     TimeZone(String),
 }
 
+fn parse_five(expr: &str) -> Result<Cron, croner::errors::CronError> {
+    // Seconds and years disallowed: otherwise croner also takes 6- and 7-field input.
+    CronParser::builder()
+        .seconds(Seconds::Disallowed)
+        .year(Year::Disallowed)
+        .build()
+        .parse(expr)
+}
+
+/// croner's reason ("Number out of bounds") with the field it is about, found by trying
+/// each field alone: `hour "25": Number out of bounds (0-23)`.
+fn explain(expr: &str, reason: &str) -> String {
+    const FIELDS: [(&str, &str); 5] = [
+        ("minute", "0-59"),
+        ("hour", "0-23"),
+        ("day of month", "1-31"),
+        ("month", "1-12 or JAN-DEC"),
+        ("day of week", "0-7 or SUN-SAT, 0 and 7 are Sunday"),
+    ];
+    let fields: Vec<&str> = expr.split_whitespace().collect();
+    for (i, (name, range)) in FIELDS.iter().enumerate() {
+        let mut alone = ["*"; 5];
+        alone[i] = fields[i];
+        if let Err(e) = parse_five(&alone.join(" ")) {
+            let shown: String = fields[i].chars().take(40).collect();
+            return format!("{name} field {shown:?}: {e} (allowed: {range})");
+        }
+    }
+    reason.to_string()
+}
+
 impl CronSchedule {
     pub fn parse(expr: &str, timezone: &str) -> Result<Self, ScheduleError> {
         let tz: Tz = timezone
@@ -40,13 +71,7 @@ impl CronSchedule {
                 expr.split_whitespace().count()
             )));
         }
-        // Seconds and years disallowed: otherwise croner also takes 6- and 7-field input.
-        let cron = CronParser::builder()
-            .seconds(Seconds::Disallowed)
-            .year(Year::Disallowed)
-            .build()
-            .parse(expr)
-            .map_err(|e| bad(e.to_string()))?;
+        let cron = parse_five(expr).map_err(|e| bad(explain(expr, &e.to_string())))?;
         Ok(Self {
             expr: expr.to_string(),
             tz,
@@ -102,6 +127,20 @@ mod tests {
 
     fn utc(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(y, m, d, h, min, 0).unwrap()
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        for (expr, said) in [
+            ("0 25 * * *", "hour field \"25\""),
+            ("61 7 * * *", "minute field \"61\""),
+            ("0 7 32 * *", "day of month field \"32\""),
+            ("0 7 * 13 *", "month field \"13\""),
+            ("0 7 * * MONDAY", "day of week field \"MONDAY\""),
+        ] {
+            let e = CronSchedule::parse(expr, "UTC").unwrap_err().to_string();
+            assert!(e.contains(said), "{expr}: {e}");
+        }
     }
 
     #[test]

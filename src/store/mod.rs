@@ -129,6 +129,9 @@ pub enum IssueStatus {
 }
 
 impl IssueStatus {
+    pub fn is_queued(&self) -> bool {
+        *self == IssueStatus::Queued
+    }
     pub fn as_str(self) -> &'static str {
         match self {
             IssueStatus::Queued => "queued",
@@ -754,6 +757,9 @@ pub struct Issue {
     pub scheduled_for: DateTime<Utc>,
     pub window_start: DateTime<Utc>,
     pub window_end: DateTime<Utc>,
+    /// Written only for a skipped issue: "queued" is how every other issue began, and read
+    /// beside a `state` of "sent" it said the opposite of the truth.
+    #[serde(skip_serializing_if = "IssueStatus::is_queued")]
     pub status: IssueStatus,
     pub subject: String,
     pub article_count: i32,

@@ -30,6 +30,31 @@ pub enum Backend {
 /// Generate one test per backend from one async body `fn(Backend)`.
 #[macro_export]
 macro_rules! both_backends {
+    // Needs chromium, node and playwright-core: ignored (not passed) without them.
+    ($name:ident, browser) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg_attr(
+                not(herald_browser),
+                ignore = "chromium, node or playwright-core (npm ci --prefix tests/browser) was not found when the tests were built"
+            )]
+            async fn sqlite() {
+                super::$name($crate::common::Backend::Sqlite).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg_attr(
+                any(not(herald_pg), not(herald_browser)),
+                ignore = "HERALD_TEST_POSTGRES_URL, chromium, node or playwright-core was missing when the tests were built"
+            )]
+            async fn postgres() {
+                assert!(
+                    $crate::common::postgres_url().is_some(),
+                    "HERALD_TEST_POSTGRES_URL is not set"
+                );
+                super::$name($crate::common::Backend::Postgres).await;
+            }
+        }
+    };
     ($name:ident) => {
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
