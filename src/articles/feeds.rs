@@ -1445,6 +1445,15 @@ mod tests {
                 assert!(
                     a.summary_html.len() <= MAX_SUMMARY * 2 && a.summary_text.len() <= MAX_SUMMARY
                 );
+                // Blocks stay apart in the text: no "members.Now".
+                let t: Vec<char> = a.summary_text.chars().collect();
+                assert!(
+                    !t.windows(3).any(|w| w[0].is_lowercase()
+                        && matches!(w[1], '.' | '!' | '?')
+                        && w[2].is_uppercase()),
+                    "{where_}: {}",
+                    a.summary_text
+                );
             }
         }
         eprintln!("{docs} documents ({refused} refused), {items} items, {stored} stored");
