@@ -2,7 +2,8 @@
 //! install, and operators can open what herald would have sent). `smtp://`/`smtps://` talk
 //! to a relay over connections we open ourselves: lettre's pooled transport never sets
 //! TCP_NODELAY, and Nagle against delayed ACK costs ~40 ms per mail per connection (measured
-//! 182 msg/s on 8 connections vs 10,200 msg/s with NODELAY, DESIGN.md appendix). Each
+//! 182 msg/s on 8 connections vs 10,200 msg/s with NODELAY; the appendix of the design
+//! notes, ../shared/DESIGN.md, outside this repository, has the measurement). Each
 //! worker owns one long-lived connection, reconnects after errors, and every exchange is
 //! wrapped in a timeout (lettre only times out the connect).
 //!

@@ -48,6 +48,20 @@ const nav = (page, name) =>
 // page is no wider than the window (nothing to scroll sideways at a laptop's width or a
 // narrow one). Returns how many controls it checked.
 async function audit(page) {
+  // An issue page still being delivered reloads itself every few seconds: an evaluation
+  // caught by that reload is tried again on the new page.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await auditOnce(page);
+    } catch (e) {
+      const reloaded = /context was destroyed|reading 'scrollWidth'|navigation/i.test(String(e));
+      if (!reloaded || attempt >= 5) throw e;
+      await page.waitForLoadState();
+    }
+  }
+}
+
+async function auditOnce(page) {
   const found = await page.evaluate(() => {
     const unnamed = [];
     const controls = [...document.querySelectorAll("input, select, textarea, button")].filter(
