@@ -360,6 +360,9 @@ pub struct DeliveryConfig {
     pub max_age: HumanDuration,
     pub poll_interval: HumanDuration,
     pub instance_timeout: HumanDuration,
+    /// At SIGTERM, how long a worker may still wait for the server's answer to the message
+    /// it is sending; past it the message is left to be retried and `serve` exits.
+    pub shutdown_grace: HumanDuration,
     /// A receiving domain that refused this many of herald's last `pause_window` sends to
     /// it for policy reasons (5.7.x / 4.7.x: a blocklisting) is paused.
     pub pause_after: u32,
@@ -1139,6 +1142,12 @@ impl RawConfig {
             return Err(invalid(
                 "delivery.pause_max",
                 "delivery.pause_first must be above zero and pause_max at least pause_first",
+            ));
+        }
+        if self.delivery.shutdown_grace.0 > std::time::Duration::from_secs(600) {
+            return Err(invalid(
+                "delivery.shutdown_grace",
+                "must be at most 10m (a stop that waits longer is killed by the service manager)",
             ));
         }
         if self.delivery.instance_timeout.0 < std::time::Duration::from_secs(3) {

@@ -442,7 +442,11 @@ impl App {
             if let Err(e) = s.engine.beat().await {
                 tracing::error!(error = %e, "first heartbeat failed; will retry");
             }
-            workers.extend(s.engine.spawn_workers(s.health.clone(), stop_rx.clone()));
+            let spawned = s.engine.spawn_workers(s.health.clone(), stop_rx.clone());
+            workers.extend(spawned.senders);
+            // The flusher stops with the other tasks, after the workers: it writes what
+            // they record while they finish.
+            tasks.extend(spawned.flusher);
             tasks.push(s.engine.spawn_heartbeat(s.health.clone(), stop_rx.clone()));
             tasks.extend(spawn_periodic_jobs(
                 &s,
@@ -488,14 +492,46 @@ impl App {
             },
         )
         .await;
+        // Workers first, while the heartbeat still says this instance lives: each finishes
+        // the exchange under way and hands the rest of its batch back. A server that has
+        // not answered within `delivery.shutdown_grace` is not waited for.
+        let grace = s.config.delivery.shutdown_grace.0;
+        let stop = s.engine.stop().clone();
+        stop.stopping.cancel();
+        let abandon = stop.abandon.clone();
+        let timer = tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            abandon.cancel();
+        });
+        // The grace, then a moment to write the outcomes of the exchanges given up.
+        let deadline = tokio::time::Instant::now() + grace + std::time::Duration::from_secs(5);
+        await_or_abort(workers, deadline, "delivery worker").await;
+        timer.abort();
         let _ = stop_tx.send(true);
-        for t in workers.into_iter().chain(tasks) {
-            let _ = t.await;
-        }
+        // Jobs end at their next check; one in the middle of a run (a feed fetch, an issue
+        // fill: each step its own transaction) gets the same grace.
+        let deadline = tokio::time::Instant::now() + grace;
+        await_or_abort(tasks, deadline, "background task").await;
         if self.background {
             s.engine.release().await;
         }
         result
+    }
+}
+
+/// Wait for `tasks` until `deadline`; abort (and name) those still running then, so a stop
+/// never waits on a stuck task for ever.
+async fn await_or_abort(
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    deadline: tokio::time::Instant,
+    what: &str,
+) {
+    for mut t in tasks {
+        if tokio::time::timeout_at(deadline, &mut t).await.is_err() {
+            tracing::warn!("a {what} did not stop in time and was cut off");
+            t.abort();
+            let _ = t.await;
+        }
     }
 }
 

@@ -1,7 +1,9 @@
 //! A real `herald serve` process killed with SIGKILL while it delivers an issue, restarted,
 //! killed again: every reader gets the digest, and the duplicates are no more than the
 //! messages that were in flight at the kills. (bench/crash.sh is the long version, with
-//! Postfix's smtp-sink, 20,000 readers and 20 kills; results in RELIABILITY.md.)
+//! Postfix's smtp-sink, 20,000 readers and 20 kills; results in RELIABILITY.md.) And one
+//! stopped with SIGTERM while its relay stalls after DATA: it exits within
+//! `delivery.shutdown_grace`, and nothing is lost or doubled.
 
 mod common;
 use common::{Backend, Behaviour, Hook, SmtpServer};
@@ -228,3 +230,153 @@ async fn an_acknowledged_signup_survives_a_kill(backend: Backend) {
     }
 }
 both_backends!(an_acknowledged_signup_survives_a_kill);
+
+/// SIGTERM while every worker waits for a relay that stalls after DATA (it has the whole
+/// message and never answers): `serve` exits within `delivery.shutdown_grace` (plus the
+/// moment to write the outcomes), the two messages in doubt are left to be retried, the rest
+/// of the batches go back to the queue (none left claimed), and a restart against a relay
+/// that answers delivers each reader's digest exactly once.
+async fn a_stop_never_waits_on_a_stalled_relay(backend: Backend) {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    const READERS: usize = 40;
+    const ANSWERED: usize = 10;
+    let (db, _keep) = common::fresh_database(backend).await;
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    // After ANSWERED messages, each one stalls before the 250 (for far longer than the
+    // test), until `stall` is cleared; a stalled message is never counted as delivered.
+    let stall = Arc::new(AtomicBool::new(true));
+    let seen = Arc::new(AtomicUsize::new(0));
+    let smtp = SmtpServer::start(Behaviour {
+        on_message: Some(Hook(Arc::new({
+            let (stall, seen) = (stall.clone(), seen.clone());
+            move || {
+                if seen.fetch_add(1, Ordering::SeqCst) >= ANSWERED && stall.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_secs(600));
+                }
+            }
+        }))),
+        ..Default::default()
+    });
+    let with_env = |c: &mut Command| {
+        c.env("HERALD_DELIVERY__CONNECTIONS", "2")
+            .env("HERALD_DELIVERY__SHUTDOWN_GRACE", "2s");
+    };
+    let run = |args: &[&str]| {
+        let mut c = herald(&db, smtp.port, dir);
+        with_env(&mut c);
+        c.args(args);
+        ok(c);
+    };
+    run(&["migrate"]);
+    run(&["sections", "add", "wmd", "--name", "WMD"]);
+    let mut csv = String::from("email\n");
+    for i in 0..READERS {
+        csv.push_str(&format!("r{i}@example.com\n"));
+    }
+    std::fs::write(dir.join("list.csv"), csv).unwrap();
+    run(&[
+        "subscribers",
+        "import",
+        "list.csv",
+        "--sections",
+        "wmd",
+        "--preconfirmed",
+    ]);
+    let feed = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/wmd.rss.xml");
+    run(&["articles", "import", "--section", "wmd", feed]);
+    run(&[
+        "schedules",
+        "add",
+        "morning",
+        "--cron",
+        "0 7 * * *",
+        "--sections",
+        "wmd",
+    ]);
+    run(&["digests", "run", "morning", "--queue-only"]);
+
+    let mut c = herald(&db, smtp.port, dir);
+    with_env(&mut c);
+    c.arg("serve").stdout(Stdio::null()).stderr(Stdio::null());
+    let mut child = c.spawn().unwrap();
+    // Both workers stuck, each on a message the relay has whole.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen.load(Ordering::SeqCst) < ANSWERED + 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the workers never reached the stall"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let stopped_at = Instant::now();
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            stopped_at.elapsed() < Duration::from_secs(30),
+            "serve still running 30 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let took = stopped_at.elapsed();
+    assert!(status.success(), "serve exited with {status}");
+    // The grace (2 s) and the moment to write what happened (at most 5 s more).
+    assert!(took < Duration::from_secs(7), "serve took {took:?} to stop");
+
+    let store = herald::store::connect(&db, 2).await.unwrap();
+    let issue = store.list_issues(None, 1).await.unwrap()[0].id;
+    let counts: HashMap<String, i64> = store
+        .issue_status_counts(issue)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(counts.get("sent"), Some(&(ANSWERED as i64)), "{counts:?}");
+    assert_eq!(
+        counts.get("retrying"),
+        Some(&2),
+        "the two in doubt: {counts:?}"
+    );
+    assert_eq!(
+        counts.get("sending"),
+        None,
+        "nothing left claimed: {counts:?}"
+    );
+    assert_eq!(
+        counts.get("queued"),
+        Some(&((READERS - ANSWERED - 2) as i64)),
+        "{counts:?}"
+    );
+    assert_eq!(smtp.count(), ANSWERED);
+
+    // A relay that answers again (the two stalled sessions still hang, never delivering).
+    stall.store(false, Ordering::SeqCst);
+    let mut c = herald(&db, smtp.port, dir);
+    with_env(&mut c);
+    c.arg("serve").stdout(Stdio::null()).stderr(Stdio::null());
+    let mut child = c.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while store.pending_send_count().await.unwrap() > 0 {
+        assert!(Instant::now() < deadline, "the issue never settled");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut copies: HashMap<Vec<String>, usize> = HashMap::new();
+    for m in smtp.all() {
+        *copies.entry(m.to.clone()).or_default() += 1;
+    }
+    assert_eq!(copies.len(), READERS, "every reader got the digest");
+    assert!(
+        copies.values().all(|n| *n == 1),
+        "nothing doubled: {copies:?}"
+    );
+}
+both_backends!(a_stop_never_waits_on_a_stalled_relay);

@@ -17,5 +17,6 @@ pub use mail::{BuildError, ListMail, MailHeaders, OutgoingMail, build_message, n
 pub(crate) use transport::tls_client_config;
 pub use transport::{Gate, MailSender, SendError, Transport};
 pub use worker::{
-    Batch, BatchReport, ComposeError, Composed, Composer, DeliveryEngine, RetryPolicy,
+    Batch, BatchReport, ComposeError, Composed, Composer, DeliveryEngine, RetryPolicy, Stop,
+    Workers,
 };

@@ -235,6 +235,25 @@ enum Prepared {
     Outcome(SendOutcome),
 }
 
+/// The tasks of [`DeliveryEngine::spawn_workers`].
+pub struct Workers {
+    /// One per connection.
+    pub senders: Vec<tokio::task::JoinHandle<()>>,
+    /// Writes journaled outcomes to the ledger (SQLite under `serve`).
+    pub flusher: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// How a stop reaches the workers, in two steps. `stopping` (SIGTERM): finish the exchange
+/// under way, send nothing more, hand the rest of the batch back to the queue at once.
+/// `abandon` (`delivery.shutdown_grace` later): stop waiting for a server that has not
+/// answered; that message is left to be retried (it may have arrived: the one message per
+/// connection a stop, like a crash, can leave in doubt).
+#[derive(Debug, Clone, Default)]
+pub struct Stop {
+    pub stopping: tokio_util::sync::CancellationToken,
+    pub abandon: tokio_util::sync::CancellationToken,
+}
+
 pub struct DeliveryEngine {
     store: Arc<dyn Store>,
     composer: Arc<dyn Composer>,
@@ -275,6 +294,8 @@ pub struct DeliveryEngine {
     journal_prefix: Option<std::path::PathBuf>,
     /// This process's journal, once its workers run.
     journal: std::sync::OnceLock<Arc<super::journal::Journal>>,
+    /// SIGTERM, as the workers hear it (see [`Stop`]).
+    stop: Stop,
     /// Outcomes were journaled: the flusher has ledger writes to do.
     flush_wake: Notify,
     /// Receiving domains paused for policy refusals, and the outcomes that pause them.
@@ -333,6 +354,7 @@ impl DeliveryEngine {
             log: Arc::new(OutcomeLog::new()),
             instance,
             instance_timeout: d.instance_timeout.0,
+            stop: Stop::default(),
             last_heartbeat: std::sync::Mutex::new(None),
             health: std::sync::OnceLock::new(),
             journal_prefix: super::journal::prefix_for(&config.database.url),
@@ -349,6 +371,11 @@ impl DeliveryEngine {
     /// The receiving domains' pauses, shared with the returned-mail intake.
     pub fn domains(&self) -> Arc<DomainWatch> {
         self.domains.clone()
+    }
+
+    /// The signals that stop this engine's workers (see [`Stop`]).
+    pub fn stop(&self) -> &Stop {
+        &self.stop
     }
 
     pub fn transport(&self) -> &Transport {
@@ -434,7 +461,12 @@ impl DeliveryEngine {
         let mut unsent: Vec<i64> = Vec::new();
         // Rows for a paused domain go back to the queue, due when the pause ends.
         let mut held_back: std::collections::BTreeMap<DateTime<Utc>, Vec<i64>> = Default::default();
-        for job in &jobs {
+        for (i, job) in jobs.iter().enumerate() {
+            // Stopping: nothing more is offered; the rest goes back to the queue below.
+            if self.stop.stopping.is_cancelled() {
+                unsent.extend(jobs[i..].iter().map(|j| j.id));
+                break;
+            }
             if let Some(email) = job.email.as_deref()
                 && let Some(until) = self.domains.paused_until(email).await
             {
@@ -459,13 +491,36 @@ impl DeliveryEngine {
             let outcome = match prepared {
                 Prepared::Outcome(o) => Some(o),
                 Prepared::Message(envelope, bytes) => {
+                    let mut stopped = false;
                     if let Some(rate) = &self.rate {
-                        rate.acquire().await;
+                        tokio::select! {
+                            _ = rate.acquire() => {}
+                            _ = self.stop.stopping.cancelled() => stopped = true,
+                        }
                     }
-                    if self.still_held(&mut batch, job.id).await? {
-                        let (outcome, down) = self
-                            .transmit(job, &envelope, &bytes, sender, &mut gate)
-                            .await;
+                    if stopped {
+                        unsent.push(job.id);
+                        None
+                    } else if self.still_held(&mut batch, job.id).await? {
+                        let sent = {
+                            let exchange = self.transmit(job, &envelope, &bytes, sender, &mut gate);
+                            tokio::select! {
+                                sent = exchange => Some(sent),
+                                _ = self.stop.abandon.cancelled() => None,
+                            }
+                        };
+                        let (outcome, down) = sent.unwrap_or_else(|| {
+                            // Mid-exchange: this session cannot be used again.
+                            *sender = self.transport.sender();
+                            tracing::warn!(send = job.id, "stopped waiting for the server's answer (delivery.shutdown_grace); the message is retried");
+                            (
+                                SendOutcome::Retry {
+                                    reply: "herald stopped before the server answered; retried (it may have arrived)".into(),
+                                    next_attempt_at: self.clock.now(),
+                                },
+                                None,
+                            )
+                        });
                         unreachable = down;
                         Some(outcome)
                     } else {
@@ -758,14 +813,16 @@ impl DeliveryEngine {
         Ok(total)
     }
 
-    /// Start `delivery.connections` workers; they stop when `shutdown` turns true. A
+    /// Start `delivery.connections` workers; they stop when `shutdown` turns true or the
+    /// engine's [`Stop::stopping`] is cancelled (the flusher only with `shutdown`: it writes
+    /// the outcomes of the workers still finishing their exchanges). A
     /// worker's error or panic is logged and counted, and the worker goes on. Each claim
     /// and each recorded outcome counts as progress of the "delivery" job in `health`.
     pub fn spawn_workers(
         self: &Arc<Self>,
         health: Arc<JobHealth>,
         shutdown: watch::Receiver<bool>,
-    ) -> Vec<tokio::task::JoinHandle<()>> {
+    ) -> Workers {
         // Progress comes at least once per message: one exchange, a wait for the rate
         // limiter (one slot per worker at most), a poll interval when idle.
         let rate_wait = self
@@ -776,12 +833,13 @@ impl DeliveryEngine {
         health.register(DELIVERY_JOB, stale);
         let _ = self.health.set(health.clone());
         let mut tasks = Vec::new();
+        let mut flusher = None;
         if let Some(prefix) = &self.journal_prefix {
             match super::journal::Journal::open(prefix.clone(), &self.instance.id) {
                 Ok(j) => {
                     let j = Arc::new(j);
                     let _ = self.journal.set(j.clone());
-                    tasks.push(self.spawn_flusher(j, shutdown.clone()));
+                    flusher = Some(self.spawn_flusher(j, shutdown.clone()));
                 }
                 Err(e) => tracing::warn!(
                     error = %e,
@@ -803,7 +861,7 @@ impl DeliveryEngine {
                 let sender = Arc::new(Mutex::new(engine.transport.sender()));
                 // Since when this worker has found nothing to send.
                 let mut idle_since: Option<std::time::Instant> = None;
-                while !*shutdown.borrow() {
+                while !*shutdown.borrow() && !engine.stop.stopping.is_cancelled() {
                     // Each batch runs as its own task, so a panic (a bug in a template,
                     // a driver) ends that batch, not the worker.
                     let run = {
@@ -836,6 +894,7 @@ impl DeliveryEngine {
                             _ = tokio::time::sleep(engine.poll_interval) => {}
                             _ = engine.wake.notified() => {}
                             _ = shutdown.changed() => {}
+                            _ = engine.stop.stopping.cancelled() => {}
                         }
                     } else {
                         idle_since = None;
@@ -844,7 +903,10 @@ impl DeliveryEngine {
                 sender.lock().await.close().await;
             })
         }));
-        tasks
+        Workers {
+            senders: tasks,
+            flusher,
+        }
     }
 
     /// Write journaled outcomes to the ledger as they come, a few milliseconds' worth at a
