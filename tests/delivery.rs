@@ -516,7 +516,7 @@ async fn dkim_signatures_verify_independently(backend: Backend) {
         }
     }
 }
-both_backends!(dkim_signatures_verify_independently);
+both_backends!(dkim_signatures_verify_independently, tools);
 
 /// The public key record of a private key file, as openssl derives it.
 fn dkim_record(key_file: &std::path::Path) -> String {
@@ -774,7 +774,7 @@ async fn dkim_cannot_be_replayed_with_extra_headers(backend: Backend) {
         "{said}"
     );
 }
-both_backends!(dkim_cannot_be_replayed_with_extra_headers);
+both_backends!(dkim_cannot_be_replayed_with_extra_headers, tools);
 
 /// An app whose background jobs and workers run as in `herald serve`, on short intervals.
 async fn with_background_jobs(backend: Backend) -> TestApp {
@@ -1356,7 +1356,7 @@ async fn the_mailbox_is_read_over_tls_with_a_private_ca(backend: Backend) {
     .to_string();
     assert!(err.contains("bounces.imap_tls_ca_file"), "{err}");
 }
-both_backends!(the_mailbox_is_read_over_tls_with_a_private_ca);
+both_backends!(the_mailbox_is_read_over_tls_with_a_private_ca, tools);
 
 /// Returned mail read from a mailbox on a real IMAP server (Debian's Dovecot): each message
 /// for one of herald's addresses is acted on as the listener would, then marked read (or
@@ -1493,7 +1493,7 @@ async fn returned_mail_is_read_from_a_mailbox(backend: Backend) {
     assert!(left[0].contains("Delivered-To: office@"));
     assert_eq!(dovecot.messages("moved", "Processed").len(), 1);
 }
-both_backends!(returned_mail_is_read_from_a_mailbox);
+both_backends!(returned_mail_is_read_from_a_mailbox, tools);
 
 /// The whole loop with a real MTA: herald relays through Postfix, which takes every digest
 /// (250). The next hop for one reader's domain refuses the mailbox (550 5.1.1); another's
@@ -1623,7 +1623,7 @@ async fn a_real_postfix_returns_its_bounce_to_herald(backend: Backend) {
         &raw[..raw.len().min(600)]
     );
 }
-both_backends!(a_real_postfix_returns_its_bounce_to_herald);
+both_backends!(a_real_postfix_returns_its_bounce_to_herald, tools);
 
 /// The returned-mail listener speaks SMTP as an MTA relaying to it expects: the null
 /// sender, commands out of order refused with the right codes, a forged reference refused
@@ -2373,7 +2373,7 @@ async fn ses_reports_by_sns_are_verified_before_they_count(backend: Backend) {
         .unwrap();
     assert_eq!(r.status(), 404);
 }
-both_backends!(ses_reports_by_sns_are_verified_before_they_count);
+both_backends!(ses_reports_by_sns_are_verified_before_they_count, tools);
 
 /// Postfix's smtp-sink as the relay: it offers PIPELINING, so herald sends MAIL, RCPT and
 /// DATA in one write and each message with its final dot in one more. Every reader gets
@@ -2446,7 +2446,7 @@ async fn a_pipelining_relay_gets_every_message_once_and_whole(backend: Backend) 
         panic!("after smtp-sink, dkimpy rejected {e}");
     }
 }
-both_backends!(a_pipelining_relay_gets_every_message_once_and_whole);
+both_backends!(a_pipelining_relay_gets_every_message_once_and_whole, tools);
 
 /// A relay that offers PIPELINING and answers nothing until it has MAIL, RCPT and DATA
 /// (a client that waits for each reply would hang here and time out). Its refusals come
@@ -2549,7 +2549,10 @@ async fn a_relay_that_refuses_a_second_ehlo_still_gets_every_message(backend: Ba
         sends_in(&app, "failed").await
     );
 }
-both_backends!(a_relay_that_refuses_a_second_ehlo_still_gets_every_message);
+both_backends!(
+    a_relay_that_refuses_a_second_ehlo_still_gets_every_message,
+    tools
+);
 
 /// An internal relay with a certificate from a private CA (made by openssl, as operators
 /// do): with `mail.tls_ca_file` naming that CA, mail goes out over STARTTLS
@@ -2604,4 +2607,4 @@ async fn a_private_ca_is_trusted_only_when_named(backend: Backend) {
         }
     }
 }
-both_backends!(a_private_ca_is_trusted_only_when_named);
+both_backends!(a_private_ca_is_trusted_only_when_named, tools);

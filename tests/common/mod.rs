@@ -32,20 +32,25 @@ pub enum Backend {
 macro_rules! both_backends {
     // Needs chromium, node and playwright-core: ignored (not passed) without them.
     ($name:ident, browser) => {
+        both_backends!(@gated $name, herald_browser,
+            "chromium, node or playwright-core (npm ci --prefix tests/browser) was missing when the tests were built");
+    };
+    // Checks against outside programs (dkimpy, OpenDKIM, openssl, Dovecot, Postfix):
+    // ignored (not passed) when one was missing at build time.
+    ($name:ident, tools) => {
+        both_backends!(@gated $name, herald_tools,
+            "an outside program it checks against (dkimpy, OpenDKIM, openssl, Dovecot, Postfix) was missing when the tests were built");
+    };
+    (@gated $name:ident, $cfg:ident, $why:literal) => {
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            #[cfg_attr(
-                not(herald_browser),
-                ignore = "chromium, node or playwright-core (npm ci --prefix tests/browser) was not found when the tests were built"
-            )]
+            #[cfg_attr(not($cfg), ignore = $why)]
             async fn sqlite() {
                 super::$name($crate::common::Backend::Sqlite).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            #[cfg_attr(
-                any(not(herald_pg), not(herald_browser)),
-                ignore = "HERALD_TEST_POSTGRES_URL, chromium, node or playwright-core was missing when the tests were built"
-            )]
+            #[cfg_attr(not(herald_pg), ignore = "HERALD_TEST_POSTGRES_URL was not set when the tests were built")]
+            #[cfg_attr(all(herald_pg, not($cfg)), ignore = $why)]
             async fn postgres() {
                 assert!(
                     $crate::common::postgres_url().is_some(),
