@@ -98,7 +98,7 @@ pub struct ImapConfig {
     pub host: String,
     pub port: u16,
     /// `imaps://`: TLS from the first byte; `?tls=required`: STARTTLS; else plain text.
-    pub tls: SmtpTls,
+    pub tls: Tls,
     pub user: String,
     pub password: Secret,
     pub mailbox: String,
@@ -298,13 +298,13 @@ pub enum MailTransportConfig {
     Smtp {
         host: String,
         port: u16,
-        tls: SmtpTls,
+        tls: Tls,
         credentials: Option<(String, Secret)>,
     },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SmtpTls {
+pub enum Tls {
     /// Plain text, for a relay on the same host or network.
     None,
     /// STARTTLS, required: refuse to send if the server does not offer it.
@@ -908,7 +908,7 @@ impl RawConfig {
                     f => Some(f.to_string()),
                 };
                 c.ca = read_ca("bounces.imap_tls_ca_file", &self.bounces.imap_tls_ca_file)?;
-                if c.ca.is_some() && c.tls == SmtpTls::None {
+                if c.ca.is_some() && c.tls == Tls::None {
                     return Err(invalid(
                         "bounces.imap_tls_ca_file",
                         "is for TLS: use imaps://, or imap://…?tls=required",
@@ -1233,65 +1233,101 @@ fn read_ca(key: &str, path: &str) -> Result<Option<std::sync::Arc<Vec<Vec<u8>>>>
     Ok(Some(std::sync::Arc::new(certs)))
 }
 
-/// `imaps://USER:PASSWORD@HOST[:993]/MAILBOX`, or `imap://…[:143]/MAILBOX[?tls=required]`
-/// (STARTTLS; without it, plain text). User and password percent-encoded; the mailbox
-/// defaults to INBOX.
-fn parse_imap_url(s: &str) -> Result<ImapConfig, ConfigError> {
-    const KEY: &str = "bounces.imap_url";
-    let u = url::Url::parse(s).map_err(|e| invalid(KEY, format!("not a URL: {e}")))?;
+/// A mail server's address as `mail.url` and `bounces.imap_url` both write it:
+/// `SCHEME://[USER[:PASSWORD]@]HOST[:PORT][/PATH][?tls=required|none]`, user and password
+/// percent-encoded. One parser, so the two keys cannot drift apart again (`tls=none` was
+/// once accepted by one only).
+struct ServerUrl {
+    host: String,
+    port: u16,
+    tls: Tls,
+    user: String,
+    password: Secret,
+    path: String,
+}
+
+/// The schemes of one kind of server: plain (STARTTLS with `?tls=required`) and implicit
+/// TLS, each with its default port; `example` is shown in errors.
+struct Schemes {
+    plain: (&'static str, u16),
+    implicit: (&'static str, u16),
+    example: &'static str,
+}
+
+fn parse_server_url(key: &str, s: &str, schemes: &Schemes) -> Result<ServerUrl, ConfigError> {
+    let u = url::Url::parse(s).map_err(|e| invalid(key, format!("{s:?} is not a URL: {e}")))?;
     let (default_port, mut tls) = match u.scheme() {
-        "imap" => (143, SmtpTls::None),
-        "imaps" => (993, SmtpTls::Implicit),
+        p if p == schemes.plain.0 => (schemes.plain.1, Tls::None),
+        i if i == schemes.implicit.0 => (schemes.implicit.1, Tls::Implicit),
         other => {
             return Err(invalid(
-                KEY,
-                format!("unknown scheme {other:?}: use imaps://user:password@host/INBOX"),
+                key,
+                format!("unknown scheme {other:?}: use {}", schemes.example),
             ));
         }
     };
     let host = u
         .host_str()
         .filter(|h| !h.is_empty())
-        .ok_or_else(|| {
-            invalid(
-                KEY,
-                "needs a host, e.g. imaps://user:password@imap.example.com/INBOX",
-            )
-        })?
+        .ok_or_else(|| invalid(key, format!("needs a host, e.g. {}", schemes.example)))?
         .trim_matches(|c| c == '[' || c == ']')
         .to_string();
     for (k, v) in u.query_pairs() {
-        match (k.as_ref(), v.as_ref()) {
-            ("tls", "required") if tls == SmtpTls::None => tls = SmtpTls::StartTls,
-            ("tls", "required") => {}
-            ("tls", other) => {
+        match (k.as_ref(), v.as_ref(), tls) {
+            ("tls", "required", Tls::None) => tls = Tls::StartTls,
+            ("tls", "required", _) => {}
+            ("tls", "none", Tls::None) => {}
+            ("tls", other, _) => {
                 return Err(invalid(
-                    KEY,
+                    key,
                     format!(
-                        "tls={other:?}: use tls=required (STARTTLS) or imaps:// for implicit TLS"
+                        "tls={other:?}: use tls=required (STARTTLS), tls=none on {}://, or {}:// for TLS from the first byte",
+                        schemes.plain.0, schemes.implicit.0
                     ),
                 ));
             }
-            (other, _) => return Err(invalid(KEY, format!("unknown parameter {other:?}"))),
+            (other, _, _) => return Err(invalid(key, format!("unknown parameter {other:?}"))),
         }
     }
-    if u.username().is_empty() {
-        return Err(invalid(
-            KEY,
-            "needs a user and password: imaps://user:password@host/INBOX",
-        ));
-    }
-    let mailbox = url_decode(u.path().trim_start_matches('/'));
-    Ok(ImapConfig {
+    Ok(ServerUrl {
         host,
         port: u.port().unwrap_or(default_port),
         tls,
         user: url_decode(u.username()),
         password: Secret(url_decode(u.password().unwrap_or(""))),
-        mailbox: if mailbox.is_empty() {
+        path: url_decode(u.path().trim_start_matches('/')),
+    })
+}
+
+/// `imaps://USER:PASSWORD@HOST[:993]/MAILBOX`, or `imap://…[:143]/MAILBOX[?tls=required]`
+/// (STARTTLS; without it, plain text). The mailbox defaults to INBOX.
+fn parse_imap_url(s: &str) -> Result<ImapConfig, ConfigError> {
+    const KEY: &str = "bounces.imap_url";
+    let u = parse_server_url(
+        KEY,
+        s,
+        &Schemes {
+            plain: ("imap", 143),
+            implicit: ("imaps", 993),
+            example: "imaps://user:password@imap.example.com/INBOX",
+        },
+    )?;
+    if u.user.is_empty() {
+        return Err(invalid(
+            KEY,
+            "needs a user and password: imaps://user:password@host/INBOX",
+        ));
+    }
+    Ok(ImapConfig {
+        host: u.host,
+        port: u.port,
+        tls: u.tls,
+        user: u.user,
+        password: u.password,
+        mailbox: if u.path.is_empty() {
             "INBOX".into()
         } else {
-            mailbox
+            u.path
         },
         move_to: None,
         interval: std::time::Duration::from_secs(60),
@@ -1310,54 +1346,20 @@ fn parse_mail_url(s: &str) -> Result<MailTransportConfig, ConfigError> {
         }
         return Ok(MailTransportConfig::Maildir(PathBuf::from(path)));
     }
-    let u = url::Url::parse(s).map_err(|e| invalid(KEY, format!("{s:?} is not a URL: {e}")))?;
-    let (default_port, mut tls) = match u.scheme() {
-        "smtp" => (25, SmtpTls::None),
-        "smtps" => (465, SmtpTls::Implicit),
-        other => {
-            return Err(invalid(
-                KEY,
-                format!(
-                    "unknown scheme {other:?}: use maildir:PATH, smtp://host:port or smtps://host:465"
-                ),
-            ));
-        }
-    };
-    let host = u
-        .host_str()
-        .filter(|h| !h.is_empty())
-        .ok_or_else(|| invalid(KEY, "needs a host, e.g. smtp://127.0.0.1:25"))?
-        .trim_matches(|c| c == '[' || c == ']')
-        .to_string();
-    for (k, v) in u.query_pairs() {
-        match (k.as_ref(), v.as_ref()) {
-            ("tls", "required") if tls == SmtpTls::None => tls = SmtpTls::StartTls,
-            ("tls", "required") => {}
-            ("tls", "none") if tls == SmtpTls::None => {}
-            ("tls", other) => {
-                return Err(invalid(
-                    KEY,
-                    format!(
-                        "tls={other:?}: use tls=required (STARTTLS) or smtps:// for implicit TLS"
-                    ),
-                ));
-            }
-            (other, _) => return Err(invalid(KEY, format!("unknown parameter {other:?}"))),
-        }
-    }
-    let credentials = if u.username().is_empty() {
-        None
-    } else {
-        Some((
-            url_decode(u.username()),
-            Secret(url_decode(u.password().unwrap_or(""))),
-        ))
-    };
+    let u = parse_server_url(
+        KEY,
+        s,
+        &Schemes {
+            plain: ("smtp", 25),
+            implicit: ("smtps", 465),
+            example: "maildir:PATH, smtp://host:port or smtps://host:465",
+        },
+    )?;
     Ok(MailTransportConfig::Smtp {
-        host,
-        port: u.port().unwrap_or(default_port),
-        tls,
-        credentials,
+        host: u.host,
+        port: u.port,
+        tls: u.tls,
+        credentials: (!u.user.is_empty()).then_some((u.user, u.password)),
     })
 }
 
@@ -1394,7 +1396,7 @@ mod tests {
             MailTransportConfig::Smtp {
                 host: "relay.example".into(),
                 port: 587,
-                tls: SmtpTls::StartTls,
+                tls: Tls::StartTls,
                 // A `+` is a plus in a URL's user part, not a space (as in a form).
                 credentials: Some(("news+relay".into(), Secret::new("p@ss+w"))),
             }
@@ -1418,6 +1420,51 @@ mod tests {
         assert!(err_of(&[("nosuch.key", "1")]).contains("nosuch.key"));
         assert!(err_of(&[("site.url", "javascript:alert(1)")]).contains("site.url"));
         assert!(err_of(&[("site.accent_color", "red;x")]).contains("site.accent_color"));
+    }
+
+    /// `mail.url` and `bounces.imap_url` read `tls=` the same way (one parser).
+    #[test]
+    fn both_server_urls_read_tls_alike() {
+        for (plain, implicit) in [
+            ("smtp://u:p@h", "smtps://u:p@h"),
+            ("imap://u:p@h", "imaps://u:p@h"),
+        ] {
+            let tls_of = |url: &str| -> Result<Tls, ConfigError> {
+                if url.starts_with("smtp") {
+                    match parse_mail_url(url)? {
+                        MailTransportConfig::Smtp { tls, .. } => Ok(tls),
+                        MailTransportConfig::Maildir(_) => unreachable!(),
+                    }
+                } else {
+                    Ok(parse_imap_url(url)?.tls)
+                }
+            };
+            assert_eq!(tls_of(plain).unwrap(), Tls::None);
+            assert_eq!(tls_of(&format!("{plain}?tls=none")).unwrap(), Tls::None);
+            assert_eq!(
+                tls_of(&format!("{plain}?tls=required")).unwrap(),
+                Tls::StartTls
+            );
+            assert_eq!(tls_of(implicit).unwrap(), Tls::Implicit);
+            assert_eq!(
+                tls_of(&format!("{implicit}?tls=required")).unwrap(),
+                Tls::Implicit
+            );
+            let e = tls_of(&format!("{implicit}?tls=none"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("tls=\"none\""), "{e}");
+            let e = tls_of(&format!("{plain}?tls=maybe"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("tls=required"), "{e}");
+        }
+        let imap = parse_imap_url("imaps://a%40b:p%2Fw@mail.example/Bounces%20In").unwrap();
+        assert_eq!(
+            (imap.user.as_str(), imap.password.0.as_str()),
+            ("a@b", "p/w")
+        );
+        assert_eq!((imap.mailbox.as_str(), imap.port), ("Bounces In", 993));
     }
 
     #[test]
@@ -1474,7 +1521,7 @@ mod tests {
             (
                 "imap.example.com",
                 993,
-                SmtpTls::Implicit,
+                Tls::Implicit,
                 "bounces+news@example.com",
                 "p@ss+1"
             )
@@ -1492,12 +1539,12 @@ mod tests {
             .unwrap();
         assert_eq!(
             (plain.port, plain.tls, plain.mailbox.as_str()),
-            (143, SmtpTls::None, "INBOX")
+            (143, Tls::None, "INBOX")
         );
         let starttls =
             Config::defaults_with(&[rp, ("bounces.imap_url", "imap://u:p@h?tls=required")])
                 .unwrap();
-        assert_eq!(starttls.bounces.imap.unwrap().tls, SmtpTls::StartTls);
+        assert_eq!(starttls.bounces.imap.unwrap().tls, Tls::StartTls);
         for (k, v, why) in [
             ("bounces.imap_url", "pop3://u:p@h", "unknown scheme"),
             ("bounces.imap_url", "imaps://h/INBOX", "needs a user"),

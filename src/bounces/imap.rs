@@ -16,7 +16,7 @@
 //! A crash between acting on a message and saving the last UID reads that one message again.
 
 use super::{Inbound, listener::MAX_MESSAGE};
-use crate::config::{ImapConfig, SmtpTls};
+use crate::config::{ImapConfig, Tls};
 use crate::store::{ReturnedKind, Store, StoreError};
 use futures_util::TryStreamExt;
 use std::sync::Arc;
@@ -103,7 +103,7 @@ impl ImapReader {
             .await
             .map_err(|e| self.err(format!("cannot connect: {e}")))?;
         let stream: Box<dyn Stream> = match c.tls {
-            SmtpTls::Implicit => Box::new(self.tls(tcp).await?),
+            Tls::Implicit => Box::new(self.tls(tcp).await?),
             _ => Box::new(tcp),
         };
         let mut client = async_imap::Client::new(stream);
@@ -112,7 +112,7 @@ impl ImapReader {
             .await
             .map_err(|e| self.err(format!("no greeting: {e}")))?
             .ok_or_else(|| self.err("closed the connection before its greeting"))?;
-        if c.tls == SmtpTls::StartTls {
+        if c.tls == Tls::StartTls {
             client
                 .run_command_and_check_ok("STARTTLS", None)
                 .await

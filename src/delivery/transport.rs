@@ -13,7 +13,7 @@
 //! lettre sends each command and waits for its reply, and writes the message and the dot
 //! separately: five round trips' worth of wake-ups on both ends of every message.
 
-use crate::config::{MailConfig, MailTransportConfig, SmtpTls};
+use crate::config::{MailConfig, MailTransportConfig, Tls};
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
@@ -103,7 +103,7 @@ pub enum SendError {
 pub struct SmtpSettings {
     host: String,
     port: u16,
-    tls: SmtpTls,
+    tls: Tls,
     credentials: Option<(String, crate::config::Secret)>,
     helo: ClientId,
     connect_timeout: Duration,
@@ -153,9 +153,9 @@ impl Transport {
                 s.host,
                 s.port,
                 match s.tls {
-                    crate::config::SmtpTls::None => "no TLS",
-                    crate::config::SmtpTls::StartTls => "STARTTLS required",
-                    crate::config::SmtpTls::Implicit => "TLS from the first byte",
+                    crate::config::Tls::None => "no TLS",
+                    crate::config::Tls::StartTls => "STARTTLS required",
+                    crate::config::Tls::Implicit => "TLS from the first byte",
                 }
             ),
         }
@@ -416,7 +416,7 @@ async fn connect(s: &SmtpSettings) -> Result<Session, SendError> {
             .map_err(|e| SendError::Transient(format!("set TCP_NODELAY: {e}")))?;
         let smtp_err = |e: lettre::transport::smtp::Error| classify(&e);
         let mut conn = match s.tls {
-            SmtpTls::Implicit => {
+            Tls::Implicit => {
                 let tls = implicit_tls(&s.host, tcp, s.ca.as_deref()).await?;
                 AsyncSmtpConnection::connect_with_transport(Box::new(tls), &s.helo)
                     .await
@@ -426,7 +426,7 @@ async fn connect(s: &SmtpSettings) -> Result<Session, SendError> {
                 .await
                 .map_err(smtp_err)?,
         };
-        if s.tls == SmtpTls::StartTls {
+        if s.tls == Tls::StartTls {
             let params = match &s.ca {
                 // A private CA: only its certificates are roots.
                 Some(ca) => {
@@ -691,7 +691,7 @@ mod tests {
         let settings = Arc::new(SmtpSettings {
             host: "127.0.0.1".into(),
             port,
-            tls: SmtpTls::None,
+            tls: Tls::None,
             credentials: None,
             helo: ClientId::Domain("herald.test".into()),
             connect_timeout: Duration::from_secs(5),
