@@ -451,6 +451,118 @@ async fn changes_need_the_staff_role_and_the_sessions_token(backend: Backend) {
 }
 both_backends!(changes_need_the_staff_role_and_the_sessions_token);
 
+/// Every POST route of the console, read from the router's own source (so a route added
+/// tomorrow is in this test without anyone remembering it), refuses a forged token, an
+/// operator and a visitor without a session, and changes nothing for them. Only the login
+/// form is exempt (its double-submit token is tested on its own).
+async fn every_console_post_is_checked_for_token_and_role(backend: Backend) {
+    let source = include_str!("../src/web/console/mod.rs");
+    let router = &source[source.find("pub fn router(").unwrap()..];
+    let router = &router[..router.find("\n}\n").unwrap()];
+    let mut posts = Vec::new();
+    for chunk in router.split(".route(").skip(1) {
+        let path = chunk.split('"').nth(1).unwrap();
+        // The route's own text, up to the next route.
+        if chunk.contains("post(") && path != "/login" {
+            posts.push(path.to_string());
+        }
+    }
+    assert!(posts.len() >= 14, "POST routes found: {posts:?}");
+
+    let app = TestApp::spawn(backend).await;
+    with_users(&app).await;
+    app.add_section("wmd", "WMD").await;
+    app.reader("r@example.com", &["wmd"]).await;
+    app.add_article("wmd", "A", "https://news.example.org/a", "s")
+        .await;
+    app.add_schedule("morning", "0 7 * * *", &["wmd"]).await;
+    let store = app.services.store.as_ref();
+    let snapshot = || async {
+        format!(
+            "{:?} {:?} {:?} {:?} {:?}",
+            store.list_sections().await.unwrap().len(),
+            store
+                .list_schedules()
+                .await
+                .unwrap()
+                .iter()
+                .map(|s| (s.name.clone(), s.enabled, s.cron.clone()))
+                .collect::<Vec<_>>(),
+            store.list_articles(None, 100).await.unwrap().len(),
+            store.list_issues(None, 100).await.unwrap().len(),
+            app.subscriber_status("r@example.com").await,
+        )
+    };
+    let before = snapshot().await;
+
+    let mut staff = Browser::new(&app);
+    assert_eq!(staff.log_in(ED).await.status(), 303);
+    let mut operator = Browser::new(&app);
+    assert_eq!(operator.log_in(OLGA).await.status(), 303);
+    let their_csrf = csrf_of(&operator.get("/admin").await.text().await.unwrap());
+    let mut nobody = Browser::new(&app);
+    // Every field a console form has, so that only the token or the role can be the reason.
+    let fields = |csrf: &str| -> Vec<(&'static str, String)> {
+        [
+            ("csrf", csrf),
+            ("slug", "cyber"),
+            ("name", "Cyber"),
+            ("cron", "0 8 * * *"),
+            ("sections", "wmd"),
+            ("timezone", "UTC"),
+            ("confirm", "morning"),
+            ("really", "yes"),
+            ("email", "r@example.com"),
+            ("title", "B"),
+            ("url", "https://news.example.org/b"),
+            ("section", "wmd"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k, v.to_string()))
+        .collect()
+    };
+    for path in &posts {
+        let path = format!(
+            "/admin{}",
+            path.replace("{slug}", "wmd")
+                .replace("{name}", "morning")
+                .replace("{id}", "1")
+        );
+        let r = staff.post_owned(&path, fields("forged")).await;
+        assert_eq!(r.status(), 403, "{path}: a forged token");
+        assert!(
+            r.text().await.unwrap().contains("This form has expired"),
+            "{path}"
+        );
+        if !path.ends_with("/logout") {
+            let r = operator.post_owned(&path, fields(&their_csrf)).await;
+            assert_eq!(r.status(), 403, "{path}: an operator");
+            assert!(
+                r.text().await.unwrap().contains("may look, not change"),
+                "{path}"
+            );
+        }
+        let r = nobody.post_owned(&path, fields("forged")).await;
+        assert_eq!(r.status(), 303, "{path}: nobody logged in");
+        assert!(
+            r.headers()["location"]
+                .to_str()
+                .unwrap()
+                .ends_with("/admin/login"),
+            "{path}"
+        );
+    }
+    assert_eq!(snapshot().await, before, "nothing changed");
+    // The staff session is still good for a real change.
+    let csrf = csrf_of(&staff.get("/admin").await.text().await.unwrap());
+    let r = staff
+        .post_owned("/admin/schedules/morning/pause", fields(&csrf))
+        .await;
+    assert_eq!(r.status(), 303);
+    assert_ne!(snapshot().await, before);
+}
+both_backends!(every_console_post_is_checked_for_token_and_role);
+
 /// Behind https and a path, the cookie is `__Secure-` and Secure, scoped to the console's
 /// path; at the root of https it is `__Host-`, Path=/.
 async fn cookies_take_the_strongest_prefix_the_address_allows(backend: Backend) {

@@ -138,7 +138,7 @@ pub fn router(state: AppState) -> Router {
         // Only with `http.metrics_token` and that bearer token; otherwise "not found".
         .route("/metrics", get(ops::metrics_with_token))
         .nest("/api/v1", api::router(state.clone()))
-        .nest("/admin", console::router())
+        .nest("/admin", console::router(&state))
         // The console lives at /admin; with a slash, send the browser there.
         .route(
             "/admin/",

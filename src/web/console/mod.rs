@@ -34,7 +34,7 @@ use axum::routing::{get, post};
 const CSP: &str = "default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; \
                    img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-pub fn router() -> Router<AppState> {
+pub fn router(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/", get(dashboard::page))
         .route("/login", get(auth::login_page).post(auth::login))
@@ -74,7 +74,57 @@ pub fn router() -> Router<AppState> {
         .route("/console.css", get(stylesheet))
         .route("/console.js", get(script))
         .route("/icon.svg", get(icon))
+        .layer(middleware::from_fn_with_state(state.clone(), gate))
         .layer(middleware::from_fn(console_headers))
+}
+
+/// Every POST of the console (but the login form, which has a double-submit token of its
+/// own) passes here before its handler: it needs a live session, this session's CSRF token
+/// in the form, and the staff role (logging out needs the token only). A handler added
+/// later cannot forget the check: there is no way around this layer. What it refuses is
+/// answered with the viewer's own navigation bar; what it lets through carries the viewer,
+/// so the handler does not look the session up again.
+async fn gate(
+    axum::extract::State(st): axum::extract::State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if req.method() != axum::http::Method::POST || req.uri().path() == "/login" {
+        return next.run(req).await;
+    }
+    let logout = req.uri().path() == "/logout";
+    let (mut parts, body) = req.into_parts();
+    let viewer = match Viewer::from_request_parts(&mut parts, &st).await {
+        Ok(v) => v,
+        Err(res) => return res,
+    };
+    // The size is bounded by the router's body limit, outside this layer.
+    let bytes = match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(b) => b,
+        Err(_) => return StatusCode::PAYLOAD_TOO_LARGE.into_response(),
+    };
+    let csrf = match super::form_fields(&parts.headers, bytes.clone()).await {
+        Ok(fields) => fields
+            .into_iter()
+            .find(|(k, _)| k == "csrf")
+            .map(|(_, v)| v)
+            .unwrap_or_default(),
+        Err(why) => return (StatusCode::UNSUPPORTED_MEDIA_TYPE, why).into_response(),
+    };
+    let refused = if !crate::access::csrf_ok(&viewer.session, &csrf) {
+        Some(ConsoleError::BadCsrf)
+    } else if !logout && viewer.session.role != ApiRole::Staff {
+        Some(ConsoleError::Forbidden)
+    } else {
+        None
+    };
+    if let Some(e) = refused {
+        let chrome = viewer.chrome(&st, "");
+        return e.respond_in(&st, chrome);
+    }
+    parts.extensions.insert(viewer);
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await
 }
 
 /// The console's own CSP, set before the site-wide headers (which only fill in what is
@@ -225,6 +275,7 @@ pub(crate) fn read_cookie(headers: &axum::http::HeaderMap, name: &str) -> Option
 
 /// Whoever is logged in. A page without a live session sends the browser to the login
 /// page.
+#[derive(Clone)]
 pub(crate) struct Viewer {
     pub session: ConsoleSession,
     pub cookie: String,
@@ -234,6 +285,10 @@ impl FromRequestParts<AppState> for Viewer {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, Response> {
+        // Already looked up by the gate (a POST).
+        if let Some(v) = parts.extensions.get::<Viewer>() {
+            return Ok(v.clone());
+        }
         let spec = cookie_spec(st);
         let Some(cookie) = read_cookie(&parts.headers, spec.name) else {
             return Err(ConsoleError::LogIn.respond(st));
@@ -330,7 +385,8 @@ impl Viewer {
         }
     }
 
-    /// A change: only staff, and only with this session's CSRF token.
+    /// A change: only staff, and only with this session's CSRF token. The gate of every
+    /// console POST already checked both; handlers say it again where they read the form.
     pub fn may_change(&self, csrf: &str) -> Result<(), ConsoleError> {
         if !crate::access::csrf_ok(&self.session, csrf) {
             return Err(ConsoleError::BadCsrf);
