@@ -409,12 +409,21 @@ pub(crate) enum ConsoleError {
     BadCsrf,
     /// No such thing (a schedule, an issue, a subscriber): what, in words.
     NotFound(String),
+    /// The change collides with what is there (a name taken): what, in words.
+    Conflict(String),
     Internal(String),
 }
 
 impl From<crate::store::StoreError> for ConsoleError {
     fn from(e: crate::store::StoreError) -> Self {
-        ConsoleError::Internal(e.to_string())
+        use crate::store::StoreError;
+        // The store's own words for these are meant for people ("section wmd already
+        // exists"); anything else is herald's fault and stays in the log.
+        match e {
+            StoreError::NotFound(what) => ConsoleError::NotFound(what),
+            StoreError::Conflict(what) => ConsoleError::Conflict(what),
+            other => ConsoleError::Internal(other.to_string()),
+        }
     }
 }
 
@@ -463,6 +472,11 @@ impl ConsoleError {
                 "It did not come from this session. Reload the page and try again.".into(),
             ),
             ConsoleError::NotFound(what) => page(StatusCode::NOT_FOUND, "Not found", what),
+            ConsoleError::Conflict(what) => page(
+                StatusCode::CONFLICT,
+                "That clashes with what is there",
+                format!("{what}. Nothing was changed."),
+            ),
             ConsoleError::Internal(cause) => {
                 tracing::error!(error = %cause, "console request failed");
                 page(
@@ -472,5 +486,29 @@ impl ConsoleError {
                 )
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreError;
+
+    /// What the store says a person did wrong is a 404 or 409 page in its own words, not
+    /// "Something went wrong" with a 500.
+    #[test]
+    fn store_refusals_are_not_server_errors() {
+        assert!(matches!(
+            ConsoleError::from(StoreError::NotFound("no issue #7".into())),
+            ConsoleError::NotFound(w) if w == "no issue #7"
+        ));
+        assert!(matches!(
+            ConsoleError::from(StoreError::Conflict("section wmd already exists".into())),
+            ConsoleError::Conflict(w) if w == "section wmd already exists"
+        ));
+        assert!(matches!(
+            ConsoleError::from(StoreError::Open("disk".into())),
+            ConsoleError::Internal(_)
+        ));
     }
 }
