@@ -143,7 +143,11 @@ where
             self.0.abort();
         }
     }
-    let task = tokio::spawn(work);
+    // Whatever the run logs says which job it was.
+    let task = tokio::spawn(tracing::Instrument::instrument(
+        work,
+        tracing::info_span!("job", job = name),
+    ));
     let _abort = AbortOnDrop(task.abort_handle());
     match task.await {
         Ok(Ok(v)) => {

@@ -430,6 +430,7 @@ impl Digests {
 
     /// Write one issue's remaining rows chunk by chunk, until done or past `deadline`.
     /// Returns the rows written and whether the issue is complete.
+    #[tracing::instrument(name = "fill", skip_all, fields(issue = issue))]
     async fn fill_one(
         &self,
         issue: i64,

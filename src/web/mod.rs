@@ -213,7 +213,12 @@ async fn observe(
             // Made into the site's page or the API's JSON just below.
             axum::response::IntoResponse::into_response(axum::http::StatusCode::PAYLOAD_TOO_LARGE)
         }
-        _ => next.run(req).await,
+        // Everything logged while answering carries the route (never the URI: tokens).
+        _ => {
+            use tracing::Instrument;
+            let span = tracing::info_span!("request", %method, %route);
+            next.run(req).instrument(span).await
+        }
     };
     // The body limit answers in plain text (tower-http, or axum when a body outgrows it
     // while read); say it the way the rest of the site or the API says errors.

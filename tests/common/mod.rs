@@ -82,6 +82,17 @@ macro_rules! both_backends {
     };
 }
 
+/// `HERALD_TEST_LOG=herald=debug cargo test NAME` shows herald's logs (with their spans:
+/// request route, job, batch, issue fill) in a failing test's output.
+pub fn test_log() {
+    if let Ok(filter) = std::env::var("HERALD_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    }
+}
+
 pub fn postgres_url() -> Option<String> {
     std::env::var("HERALD_TEST_POSTGRES_URL")
         .ok()
@@ -228,6 +239,7 @@ impl TestApp {
     }
 
     pub async fn spawn_with(spec: Spawn) -> TestApp {
+        test_log();
         let (db_url, db_guard) = match &spec.db_url {
             Some(u) => (u.clone(), DbGuard::Borrowed),
             None => fresh_database(spec.backend).await,
