@@ -111,12 +111,19 @@ async fn a_lost_row_mid_batch_is_not_sent(backend: Backend) {
 both_backends!(a_lost_row_mid_batch_is_not_sent);
 
 /// The reproduction in virtual time: two workers, batches of 10, a relay that takes
-/// 3 s (of a 20 s lease) to answer each message. A batch outlives its lease many times over;
+/// 3 s (of a 30 s lease) to answer each message. A batch outlives its lease many times over;
 /// renewals keep every row with the worker that claimed it.
+///
+/// The margin a worker keeps (one whole exchange, connect + send timeout) is what real time
+/// cannot exceed; here the clock moves by 3 s with every message of *either* worker, so
+/// one exchange can last several messages' worth of virtual time when the machine is
+/// loaded. With a 7 s margin, three messages during one exchange (CI saw it once) let the
+/// lease run out mid-send, which real time cannot do; 12 s needs five.
 async fn a_slow_relay_never_doubles(backend: Backend) {
     let app = TestApp::spawn_with(
         Spawn::new(backend)
-            .set("delivery.lease", "20s")
+            .set("delivery.lease", "30s")
+            .set("mail.send_timeout", "10s")
             .set("delivery.batch_size", "10"),
     )
     .await;
@@ -151,7 +158,7 @@ async fn a_slow_relay_never_doubles(backend: Backend) {
     // that has not run out in virtual time (seen once in CI). With nothing in flight now,
     // let it run out, as real time would, and deliver what is left.
     if app.services.store.pending_send_count().await.unwrap() > 0 {
-        app.clock.advance(Duration::seconds(21));
+        app.clock.advance(Duration::seconds(31));
         app.deliver().await;
     }
     exactly_one_each(&app, 40).await;
