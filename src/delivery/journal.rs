@@ -25,7 +25,8 @@
 //! another's journal; there the outcome is written to the database before the next message
 //! (with `synchronous_commit = off`, see RELIABILITY.md).
 
-use crate::store::{SendResult, Store, StoreResult};
+use super::Ledger;
+use crate::store::{SendResult, StoreResult};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -195,7 +196,7 @@ impl Journal {
     /// taken back at once.
     pub async fn replay_dead(
         &self,
-        store: &dyn Store,
+        store: &dyn Ledger,
         now: chrono::DateTime<chrono::Utc>,
     ) -> StoreResult<Vec<String>> {
         replay_dead(&self.prefix, Some(&self.base), store, now).await
@@ -207,7 +208,7 @@ impl Journal {
 pub async fn replay_dead(
     prefix: &Path,
     own: Option<&Path>,
-    store: &dyn Store,
+    store: &dyn Ledger,
     now: chrono::DateTime<chrono::Utc>,
 ) -> StoreResult<Vec<String>> {
     let mut revived = Vec::new();

@@ -149,7 +149,7 @@ impl OutcomeLog {
     /// sequence number up to which outcomes are written, if anything was pending.
     async fn flush_pending(
         &self,
-        store: &dyn Store,
+        store: &dyn super::Ledger,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<u64>> {
         let last = {
@@ -167,7 +167,7 @@ impl OutcomeLog {
     /// stay pending (the next flush, by any worker, writes them) and the error is returned.
     async fn flush_until(
         &self,
-        store: &dyn Store,
+        store: &dyn super::Ledger,
         seq: u64,
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
@@ -255,7 +255,8 @@ pub struct Stop {
 }
 
 pub struct DeliveryEngine {
-    store: Arc<dyn Store>,
+    /// The store, as much of it as delivery uses (see `ledger.rs`).
+    ledger: Arc<dyn super::Ledger>,
     composer: Arc<dyn Composer>,
     transport: Transport,
     clock: Clock,
@@ -321,7 +322,7 @@ impl DeliveryEngine {
             started_at: clock.now(),
         };
         Self {
-            store: store.clone(),
+            ledger: store.clone(),
             composer,
             transport: Transport::from_config(&config.mail),
             clock: clock.clone(),
@@ -421,7 +422,7 @@ impl DeliveryEngine {
         let jobs = if self.heartbeat_stale() {
             Vec::new()
         } else {
-            self.store
+            self.ledger
                 .claim_sends(holder, now, lease_until, self.batch_size)
                 .await?
         };
@@ -447,6 +448,7 @@ impl DeliveryEngine {
     }
 
     /// Send a claimed batch, message by message, each only while its lease is held.
+    #[tracing::instrument(name = "batch", skip_all, fields(owner = %batch.holder.owner, size = batch.jobs.len()))]
     pub async fn send_batch(
         &self,
         mut batch: Batch,
@@ -561,13 +563,13 @@ impl DeliveryEngine {
         }
         if let Some(seq) = unwritten {
             self.log
-                .flush_until(self.store.as_ref(), seq, self.clock.now())
+                .flush_until(self.ledger.as_ref(), seq, self.clock.now())
                 .await?;
             self.progress();
         }
         for (until, ids) in &held_back {
             match self
-                .store
+                .ledger
                 .release_unsent(&batch.holder.owner, ids, *until)
                 .await
             {
@@ -587,7 +589,7 @@ impl DeliveryEngine {
         // any more and are left alone; if even this write fails, the lease still ends.
         if !unsent.is_empty() {
             match self
-                .store
+                .ledger
                 .release_unsent(&batch.holder.owner, &unsent, self.clock.now())
                 .await
             {
@@ -607,8 +609,8 @@ impl DeliveryEngine {
     /// Write the outcomes up to `seq` in a task of its own, so the worker can go on
     /// composing and addressing the next message meanwhile.
     fn spawn_write(&self, seq: u64) -> tokio::task::JoinHandle<StoreResult<()>> {
-        let (log, store, now) = (self.log.clone(), self.store.clone(), self.clock.now());
-        tokio::spawn(async move { log.flush_until(store.as_ref(), seq, now).await })
+        let (log, ledger, now) = (self.log.clone(), self.ledger.clone(), self.clock.now());
+        tokio::spawn(async move { log.flush_until(ledger.as_ref(), seq, now).await })
     }
 
     /// Whether this worker may send row `id` now: its heartbeat is fresh and the lease has
@@ -628,7 +630,7 @@ impl DeliveryEngine {
         if left < renew_below {
             let until = now + Self::chrono(self.lease);
             let ids = self
-                .store
+                .ledger
                 .renew_leases(&batch.holder.owner, until, now)
                 .await?;
             batch.lease_until = until;
@@ -871,7 +873,7 @@ impl DeliveryEngine {
                             let mut sender = sender.lock().await;
                             engine
                                 .log
-                                .flush_pending(engine.store.as_ref(), engine.clock.now())
+                                .flush_pending(engine.ledger.as_ref(), engine.clock.now())
                                 .await?;
                             engine.run_batch(&holder, &mut sender).await
                         }
@@ -929,7 +931,7 @@ impl DeliveryEngine {
                 tokio::time::sleep(Duration::from_millis(2)).await;
                 match engine
                     .log
-                    .flush_pending(engine.store.as_ref(), engine.clock.now())
+                    .flush_pending(engine.ledger.as_ref(), engine.clock.now())
                     .await
                 {
                     Ok(Some(seq)) => journal.flushed(seq),
@@ -953,11 +955,11 @@ impl DeliveryEngine {
         };
         let now = self.clock.now();
         let revived = match self.journal.get() {
-            Some(own) => own.replay_dead(self.store.as_ref(), now).await?,
-            None => super::journal::replay_dead(prefix, None, self.store.as_ref(), now).await?,
+            Some(own) => own.replay_dead(self.ledger.as_ref(), now).await?,
+            None => super::journal::replay_dead(prefix, None, self.ledger.as_ref(), now).await?,
         };
         for instance in revived {
-            let released = self.store.release_instance(&instance, now).await?;
+            let released = self.ledger.release_instance(&instance, now).await?;
             if released > 0 {
                 tracing::warn!(released, %instance, "took back the sends of a herald that stopped");
                 metrics::counter!("herald_sends_reclaimed_total").increment(released);
@@ -1002,11 +1004,11 @@ impl DeliveryEngine {
     /// One heartbeat and one reaping of dead instances.
     pub async fn beat(&self) -> StoreResult<()> {
         let now = self.clock.now();
-        self.store.heartbeat(&self.instance, now).await?;
+        self.ledger.heartbeat(&self.instance, now).await?;
         self.replay_journals().await?;
         *self.last_heartbeat.lock().expect("heartbeat lock") = Some(std::time::Instant::now());
         let cutoff = now - Self::chrono(self.instance_timeout);
-        let released = self.store.reap_dead_instances(cutoff, now).await?;
+        let released = self.ledger.reap_dead_instances(cutoff, now).await?;
         if released > 0 {
             tracing::warn!(
                 released,
@@ -1022,7 +1024,7 @@ impl DeliveryEngine {
     pub async fn release(&self) {
         match self
             .log
-            .flush_pending(self.store.as_ref(), self.clock.now())
+            .flush_pending(self.ledger.as_ref(), self.clock.now())
             .await
         {
             // Everything is in the ledger: the journal has nothing left to say.
@@ -1036,7 +1038,7 @@ impl DeliveryEngine {
             }
         }
         match self
-            .store
+            .ledger
             .release_instance(&self.instance.id, self.clock.now())
             .await
         {

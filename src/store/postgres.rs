@@ -2,6 +2,7 @@
 //! Work is claimed with `FOR UPDATE SKIP LOCKED`, so instances never wait on or double-claim
 //! each other's rows.
 
+use super::ledger::shared_ledger_impl;
 use super::shared::shared_store_impl;
 use super::*;
 use sqlx::ConnectOptions;
@@ -178,7 +179,9 @@ shared_store_impl!(PostgresStore, Postgres, "postgres", {
             .await?;
         Ok(())
     }
+});
 
+shared_ledger_impl!(PostgresStore, Postgres, {
     async fn claim_sends(
         &self,
         holder: &LeaseHolder,

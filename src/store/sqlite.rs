@@ -3,6 +3,7 @@
 //! "database is locked" (a read-then-write transaction in deferred mode cannot upgrade its
 //! lock when another writer got there first).
 
+use super::ledger::shared_ledger_impl;
 use super::shared::shared_store_impl;
 use super::*;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -240,62 +241,6 @@ shared_store_impl!(SqliteStore, Sqlite, "sqlite", {
             .await?;
         Ok(())
     }
-
-    async fn claim_sends(
-        &self,
-        holder: &LeaseHolder,
-        now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
-        limit: u32,
-    ) -> StoreResult<Vec<SendJob>> {
-        // BEGIN IMMEDIATE holds the write lock, so no other claimer sees these rows as free.
-        // One ordered range of the (status, next_attempt_at, id) index per status, each
-        // read no further than the batch: a claim costs O(batch) whatever the queue holds.
-        // A leased row's next_attempt_at is its lease expiry, so "due" means the same for all.
-        // The statuses are literals (not binds) so each statement keeps its own plan.
-        // A claim is not an attempt: `attempts` counts what reached a server, and is
-        // counted when its outcome is recorded (taking a row back from a dead owner must
-        // not stretch its backoff).
-        const CLAIMS: [&str; 3] = [
-            "UPDATE sends SET status = 'sending', lease_owner = $1, lease_instance = $2, lease_until = $3, \
-             next_attempt_at = $3, updated_at = $4 WHERE id IN (SELECT id FROM sends \
-             WHERE status = 'sending' AND next_attempt_at <= $4 ORDER BY next_attempt_at, id LIMIT $5)",
-            "UPDATE sends SET status = 'sending', lease_owner = $1, lease_instance = $2, lease_until = $3, \
-             next_attempt_at = $3, updated_at = $4 WHERE id IN (SELECT id FROM sends \
-             WHERE status = 'retrying' AND next_attempt_at <= $4 ORDER BY next_attempt_at, id LIMIT $5)",
-            "UPDATE sends SET status = 'sending', lease_owner = $1, lease_instance = $2, lease_until = $3, \
-             next_attempt_at = $3, updated_at = $4 WHERE id IN (SELECT id FROM sends \
-             WHERE status = 'queued' AND next_attempt_at <= $4 ORDER BY next_attempt_at, id LIMIT $5)",
-        ];
-        let mut tx = self.begin_write().await?;
-        let mut remaining = limit as i64;
-        for sql in CLAIMS {
-            if remaining == 0 {
-                break;
-            }
-            remaining -= sqlx::query::<Sqlite>(sql)
-                .bind(&holder.owner)
-                .bind(&holder.instance)
-                .bind(lease_until)
-                .bind(now)
-                .bind(remaining)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected() as i64;
-        }
-        let jobs = sqlx::query_as::<Sqlite, SendJob>(
-            "SELECT s.id, s.kind, s.issue_id, s.subscriber_id, s.email, s.message_id, s.sealed_token, s.attempts, \
-             COALESCE(s.requeued_at, s.created_at) AS created_at, u.status AS subscriber_status, \
-             (SELECT GROUP_CONCAT(x.section_id) FROM subscriptions x WHERE x.subscriber_id = s.subscriber_id) AS subscriber_sections \
-             FROM sends s LEFT JOIN subscribers u ON u.id = s.subscriber_id \
-             WHERE s.status = 'sending' AND s.lease_owner = $1 ORDER BY s.id",
-        )
-        .bind(&holder.owner)
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(jobs)
-    }
 });
 
 #[cfg(test)]
@@ -359,3 +304,61 @@ mod tests {
         }
     }
 }
+
+shared_ledger_impl!(SqliteStore, Sqlite, {
+    async fn claim_sends(
+        &self,
+        holder: &LeaseHolder,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<SendJob>> {
+        // BEGIN IMMEDIATE holds the write lock, so no other claimer sees these rows as free.
+        // One ordered range of the (status, next_attempt_at, id) index per status, each
+        // read no further than the batch: a claim costs O(batch) whatever the queue holds.
+        // A leased row's next_attempt_at is its lease expiry, so "due" means the same for all.
+        // The statuses are literals (not binds) so each statement keeps its own plan.
+        // A claim is not an attempt: `attempts` counts what reached a server, and is
+        // counted when its outcome is recorded (taking a row back from a dead owner must
+        // not stretch its backoff).
+        const CLAIMS: [&str; 3] = [
+            "UPDATE sends SET status = 'sending', lease_owner = $1, lease_instance = $2, lease_until = $3, \
+             next_attempt_at = $3, updated_at = $4 WHERE id IN (SELECT id FROM sends \
+             WHERE status = 'sending' AND next_attempt_at <= $4 ORDER BY next_attempt_at, id LIMIT $5)",
+            "UPDATE sends SET status = 'sending', lease_owner = $1, lease_instance = $2, lease_until = $3, \
+             next_attempt_at = $3, updated_at = $4 WHERE id IN (SELECT id FROM sends \
+             WHERE status = 'retrying' AND next_attempt_at <= $4 ORDER BY next_attempt_at, id LIMIT $5)",
+            "UPDATE sends SET status = 'sending', lease_owner = $1, lease_instance = $2, lease_until = $3, \
+             next_attempt_at = $3, updated_at = $4 WHERE id IN (SELECT id FROM sends \
+             WHERE status = 'queued' AND next_attempt_at <= $4 ORDER BY next_attempt_at, id LIMIT $5)",
+        ];
+        let mut tx = self.begin_write().await?;
+        let mut remaining = limit as i64;
+        for sql in CLAIMS {
+            if remaining == 0 {
+                break;
+            }
+            remaining -= sqlx::query::<Sqlite>(sql)
+                .bind(&holder.owner)
+                .bind(&holder.instance)
+                .bind(lease_until)
+                .bind(now)
+                .bind(remaining)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected() as i64;
+        }
+        let jobs = sqlx::query_as::<Sqlite, SendJob>(
+            "SELECT s.id, s.kind, s.issue_id, s.subscriber_id, s.email, s.message_id, s.sealed_token, s.attempts, \
+             COALESCE(s.requeued_at, s.created_at) AS created_at, u.status AS subscriber_status, \
+             (SELECT GROUP_CONCAT(x.section_id) FROM subscriptions x WHERE x.subscriber_id = s.subscriber_id) AS subscriber_sections \
+             FROM sends s LEFT JOIN subscribers u ON u.id = s.subscriber_id \
+             WHERE s.status = 'sending' AND s.lease_owner = $1 ORDER BY s.id",
+        )
+        .bind(&holder.owner)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(jobs)
+    }
+});
