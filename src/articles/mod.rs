@@ -7,7 +7,9 @@ mod charset;
 mod feeds;
 mod jsonfeed;
 mod plain;
+mod store;
 mod xmlfacts;
+pub use store::ArticleStore;
 
 pub use feeds::{FeedError, FeedPoller, FeedReport, MAX_SUMMARY, ParsedFeed, parse_feed};
 pub use plain::{TEXT_WIDTH, cp1252_controls, decode_entities, html_to_plain, html_to_text};

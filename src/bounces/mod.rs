@@ -8,6 +8,8 @@ mod imap;
 mod inbound;
 pub mod listener;
 pub mod sns;
+mod store;
+pub use store::ReturnedStore;
 
 pub use classify::{Bounce, Complaint, Returned, classify};
 pub use imap::{ImapError, ImapReader, ImapReport};

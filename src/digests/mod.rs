@@ -13,6 +13,8 @@
 //! resumes where it stopped and gives nobody a second row.
 
 mod render;
+mod store;
+pub use store::IssueStore;
 
 pub use render::{
     ArchiveChrome, DigestComposer, HTML_BUDGET, IssueLook, RenderedDigest, SubjectRule,

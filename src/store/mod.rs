@@ -4,10 +4,15 @@
 //! dialects is written once in `shared.rs`; only real differences (claiming work, bulk
 //! loading, types) are written twice.
 
+mod access;
+mod articles;
+mod issues;
 mod ledger;
 mod postgres;
+mod returned;
 mod shared;
 mod sqlite;
+mod subscribers;
 
 use crate::domain::{SignupAction, SubscriberStatus};
 use async_trait::async_trait;
@@ -839,7 +844,17 @@ pub struct LogQuery {
 /// Its slices, each declared by the part of herald that uses it, are its supertraits:
 /// [`crate::delivery::Ledger`] for the delivery workers.
 #[async_trait]
-pub trait Store: crate::delivery::Ledger + Send + Sync + 'static {
+pub trait Store:
+    crate::delivery::Ledger
+    + crate::digests::IssueStore
+    + crate::subscriptions::SubscriberStore
+    + crate::articles::ArticleStore
+    + crate::bounces::ReturnedStore
+    + crate::access::AccessStore
+    + Send
+    + Sync
+    + 'static
+{
     fn backend(&self) -> &'static str;
     async fn migrate(&self) -> StoreResult<()>;
     async fn ping(&self) -> StoreResult<()>;
@@ -850,198 +865,10 @@ pub trait Store: crate::delivery::Ledger + Send + Sync + 'static {
     /// Store a setting, replacing what was there.
     async fn set_setting(&self, key: &str, value: &str) -> StoreResult<()>;
 
-    async fn add_section(
-        &self,
-        slug: &str,
-        name: &str,
-        description: &str,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Section>;
-    async fn list_sections(&self) -> StoreResult<Vec<Section>>;
-
-    async fn signup(&self, req: &NewSignup) -> StoreResult<SignupOutcome>;
-    /// Several signups in one transaction, in order (each sees the ones before it): one
-    /// commit for all. An error fails them all; the caller retries them one by one.
-    async fn signup_batch(&self, reqs: &[NewSignup]) -> StoreResult<Vec<SignupOutcome>>;
-    async fn confirm(
-        &self,
-        token_hash: &str,
-        now: DateTime<Utc>,
-        ip: Option<&str>,
-        welcome_message_id: &str,
-    ) -> StoreResult<ConfirmOutcome>;
-    /// What `confirm` would answer, without changing anything.
-    async fn peek_confirm_token(
-        &self,
-        token_hash: &str,
-        now: DateTime<Utc>,
-    ) -> StoreResult<ConfirmOutcome>;
-    async fn subscriber_by_id(&self, id: i64) -> StoreResult<Option<Subscriber>>;
-    async fn subscriber_by_email(&self, email: &str) -> StoreResult<Option<Subscriber>>;
-    async fn subscriber_sections(&self, id: i64) -> StoreResult<Vec<Section>>;
-    /// Replace the subscriber's sections; an empty list unsubscribes. Only for active ones.
-    async fn set_preferences(
-        &self,
-        id: i64,
-        section_ids: &[i64],
-        now: DateTime<Utc>,
-    ) -> StoreResult<()>;
-    /// Returns whether anything changed (false when already unsubscribed).
-    async fn unsubscribe(&self, id: i64, now: DateTime<Utc>) -> StoreResult<bool>;
-    /// Delete pending subscribers with no confirmation link valid after `cutoff`
-    /// and created before it.
-    async fn purge_pending(&self, cutoff: DateTime<Utc>) -> StoreResult<u64>;
-    async fn import_subscribers(
-        &self,
-        rows: &[ImportRow],
-        section_ids: &[i64],
-        preconfirmed: bool,
-        form: &str,
-        now: DateTime<Utc>,
-        confirm_ttl: Duration,
-    ) -> StoreResult<ImportReport>;
-    async fn list_subscribers(&self, filter: &SubscriberFilter) -> StoreResult<Vec<Subscriber>>;
-    async fn sends_for_subscriber(&self, id: i64) -> StoreResult<Vec<SendRecord>>;
-    async fn subscriber_page(&self, q: &SubscriberQuery) -> StoreResult<Vec<Subscriber>>;
-    /// Subscribers by status.
-    async fn subscriber_status_counts(&self) -> StoreResult<Vec<(SubscriberStatus, i64)>>;
-    /// Active readers per section id.
-    async fn section_reader_counts(&self) -> StoreResult<Vec<(i64, i64)>>;
-    /// Returned mail newest first: of one kind and/or one subscriber, below id `before`.
-    async fn returned_page(
-        &self,
-        kind: Option<ReturnedKind>,
-        subscriber_id: Option<i64>,
-        before: Option<i64>,
-        limit: i64,
-    ) -> StoreResult<Vec<ReturnedRow>>;
-    /// The newest suppressions, and how many there are.
-    async fn recent_suppressions(&self, limit: i64) -> StoreResult<(Vec<Suppression>, i64)>;
-    async fn suppression(&self, email_hash: &str) -> StoreResult<Option<Suppression>>;
-    /// Erase a subscriber's personal data and keep only `email_hash` on the suppression list.
-    async fn erase_subscriber(
-        &self,
-        id: i64,
-        email_hash: &str,
-        now: DateTime<Utc>,
-    ) -> StoreResult<()>;
-    async fn is_suppressed(&self, email_hash: &str) -> StoreResult<bool>;
-    /// Keep a returned message and act on it in one transaction: a hard bounce marks its
-    /// send `bounced` and suppresses the address, a refusal marks it `failed`, a complaint
-    /// unsubscribes and suppresses, mail to an unsubscribe address unsubscribes; delays
-    /// and successes change nothing. Returns what was done.
-    async fn record_returned(&self, r: &NewReturned) -> StoreResult<ReturnedRecorded>;
-    /// The digest send whose Message-ID this is (`<d{issue}.{subscriber}.…@…>`, matched
-    /// whole against the ledger). Only ids with a per-reader random part are matched:
-    /// they cannot be guessed from one's own.
-    async fn send_by_message_id(&self, message_id: &str) -> StoreResult<Option<i64>>;
-    /// Forget webhook message ids seen before `before`; how many.
-    async fn purge_webhook_seen(&self, before: DateTime<Utc>) -> StoreResult<u64>;
-    /// Pause (or keep paused) sending to a domain.
-    async fn pause_domain(&self, p: &DomainPause) -> StoreResult<()>;
-    /// Every domain pause on record (some may have run out).
-    async fn domain_pauses(&self) -> StoreResult<Vec<DomainPause>>;
-    /// Lift a domain's pause: the sends it held back are due at `now`. False if it had none.
-    async fn resume_domain(&self, domain: &str, now: DateTime<Utc>) -> StoreResult<bool>;
-    /// Returned messages, newest first.
-    async fn list_returned(
-        &self,
-        since: Option<DateTime<Utc>>,
-        kind: Option<ReturnedKind>,
-        limit: i64,
-    ) -> StoreResult<Vec<ReturnedRow>>;
-    /// One returned message with its raw text.
-    async fn returned(&self, id: i64) -> StoreResult<Option<(ReturnedRow, String)>>;
-    async fn list_suppressions(&self) -> StoreResult<Vec<Suppression>>;
-    /// Empty the raw text of returned messages received before `cutoff`; how many.
-    async fn drop_returned_raw(&self, cutoff: DateTime<Utc>) -> StoreResult<u64>;
-    /// Suppress an address by hand: no more mail of any kind, and a subscriber with it is
-    /// unsubscribed. False if it was suppressed already.
-    async fn add_suppression(
-        &self,
-        email: &str,
-        reason: &str,
-        now: DateTime<Utc>,
-    ) -> StoreResult<bool>;
-    /// Lift a suppression, recording who did (`by`: `cli:…`, `api:…`, `console:…`) in the
-    /// same transaction. Nobody is subscribed again by it: a reader who bounced or
-    /// complained becomes `unsubscribed`, free to sign up and confirm anew. False if the
-    /// address was not suppressed.
-    async fn remove_suppression(
-        &self,
-        email: &str,
-        now: DateTime<Utc>,
-        by: &str,
-    ) -> StoreResult<bool>;
-    /// The suppressions lifted, newest first.
-    async fn suppression_lifts(&self, limit: i64) -> StoreResult<Vec<SuppressionLift>>;
-
     /// Sends not yet settled (queued, retrying or sending), for `deliver_all_pending` and metrics.
     async fn pending_send_count(&self) -> StoreResult<i64>;
     /// The earliest `next_attempt_at` of a send waiting to be retried or claimed.
     async fn next_due_at(&self) -> StoreResult<Option<DateTime<Utc>>>;
-
-    // --- articles and feeds
-    /// Store articles of one section in one transaction. An article whose guid the section
-    /// already has replaces the stored one when its title, link, summary or byline changed
-    /// and no issue carries it yet (a correction); once mailed, it stays as mailed.
-    async fn insert_articles(
-        &self,
-        section_id: i64,
-        articles: &[NewArticle],
-        now: DateTime<Utc>,
-    ) -> StoreResult<ArticleWrite>;
-    async fn list_articles(&self, section_id: Option<i64>, limit: i64)
-    -> StoreResult<Vec<Article>>;
-    async fn set_section_feed(&self, section_id: i64, url: Option<&str>) -> StoreResult<()>;
-    /// Change a section's name, description and feed in one statement; a changed feed URL
-    /// forgets the old feed's validators and error. False if there is no such section.
-    async fn update_section(
-        &self,
-        section_id: i64,
-        name: &str,
-        description: &str,
-        feed_url: Option<&str>,
-    ) -> StoreResult<bool>;
-    /// Articles newest first (by arrival), of one section or all, whose title contains
-    /// `search` (any case), below `before` (an article id) for the next page.
-    async fn article_page(
-        &self,
-        section_id: Option<i64>,
-        search: Option<&str>,
-        before: Option<i64>,
-        limit: i64,
-    ) -> StoreResult<Vec<Article>>;
-    /// Set (or clear) the section's page; with `only_if_unset`, only where none is set.
-    async fn set_section_page(
-        &self,
-        section_id: i64,
-        url: Option<&str>,
-        only_if_unset: bool,
-    ) -> StoreResult<()>;
-    async fn section_feeds(&self) -> StoreResult<Vec<SectionFeed>>;
-    async fn record_feed_poll(
-        &self,
-        section_id: i64,
-        now: DateTime<Utc>,
-        etag: Option<&str>,
-        last_modified: Option<&str>,
-        error: Option<&str>,
-    ) -> StoreResult<()>;
-    /// Keep what the last successful read of a section's feed found.
-    async fn record_feed_report(&self, section_id: i64, report: &str) -> StoreResult<()>;
-
-    // --- API tokens
-    async fn add_api_token(
-        &self,
-        name: &str,
-        role: ApiRole,
-        token_hash: &str,
-        now: DateTime<Utc>,
-    ) -> StoreResult<ApiToken>;
-    async fn list_api_tokens(&self) -> StoreResult<Vec<ApiToken>>;
-    async fn revoke_api_token(&self, name: &str, now: DateTime<Utc>) -> StoreResult<bool>;
-    async fn api_token_by_hash(&self, token_hash: &str) -> StoreResult<Option<ApiToken>>;
 
     // --- what the console's dashboard shows
     /// Sends by status among those updated since `since`.
@@ -1049,136 +876,7 @@ pub trait Store: crate::delivery::Ledger + Send + Sync + 'static {
     /// Sends that became `sent` per hour since `since`: (the hour's start, count), hours
     /// without any left out.
     async fn sent_per_hour(&self, since: DateTime<Utc>) -> StoreResult<Vec<(DateTime<Utc>, i64)>>;
-    /// Returned mail by kind since `since`.
-    async fn returned_counts_since(
-        &self,
-        since: DateTime<Utc>,
-    ) -> StoreResult<Vec<(ReturnedKind, i64)>>;
 
-    // --- console users and sessions
-    async fn add_user(
-        &self,
-        name: &str,
-        role: ApiRole,
-        password_hash: &str,
-        now: DateTime<Utc>,
-    ) -> StoreResult<ConsoleUser>;
-    async fn list_users(&self) -> StoreResult<Vec<ConsoleUser>>;
-    /// Remove a user and their sessions; false if there is none of that name.
-    async fn remove_user(&self, name: &str) -> StoreResult<bool>;
-    /// A new password ends every session of that user; false if there is none.
-    async fn set_user_password(
-        &self,
-        name: &str,
-        password_hash: &str,
-        now: DateTime<Utc>,
-    ) -> StoreResult<bool>;
-    async fn user_login(&self, name: &str) -> StoreResult<Option<UserLogin>>;
-    async fn create_session(
-        &self,
-        id_hash: &str,
-        user_id: i64,
-        csrf: &str,
-        now: DateTime<Utc>,
-        expires_at: DateTime<Utc>,
-    ) -> StoreResult<()>;
-    async fn session(&self, id_hash: &str) -> StoreResult<Option<ConsoleSession>>;
-    async fn touch_session(&self, id_hash: &str, now: DateTime<Utc>) -> StoreResult<()>;
-    async fn end_session(&self, id_hash: &str) -> StoreResult<()>;
-    /// Note one login attempt under each of `keys` (an account, a client), committed at once
-    /// so that concurrent attempts count each other; returns the rows' ids, in `keys` order.
-    async fn note_login_attempt(&self, keys: &[&str], at: DateTime<Utc>) -> StoreResult<Vec<i64>>;
-    /// Attempts under `key` after `since`, noted no later than attempt `upto` (ids grow as
-    /// attempts are noted): how many, and when the oldest was.
-    async fn login_attempts(
-        &self,
-        key: &str,
-        since: DateTime<Utc>,
-        upto: i64,
-    ) -> StoreResult<(i64, Option<DateTime<Utc>>)>;
-    /// Forget the attempts `ids`, and every attempt under `key` if given.
-    async fn forget_login_attempts(&self, ids: &[i64], key: Option<&str>) -> StoreResult<()>;
-    /// Delete attempts made before `before`.
-    async fn purge_login_attempts(&self, before: DateTime<Utc>) -> StoreResult<u64>;
-    /// Delete sessions past their absolute expiry or idle since `idle_before`.
-    async fn purge_sessions(
-        &self,
-        now: DateTime<Utc>,
-        idle_before: DateTime<Utc>,
-    ) -> StoreResult<u64>;
-
-    // --- schedules and issues
-    async fn add_schedule(&self, s: &NewSchedule) -> StoreResult<Schedule>;
-    /// Replace a schedule's cron, zone, subject and sections in one transaction; the next
-    /// run becomes `n.next_run_at` unless it is paused. None if there is no such schedule.
-    async fn update_schedule(&self, id: i64, n: &NewSchedule) -> StoreResult<Option<Schedule>>;
-    async fn list_schedules(&self) -> StoreResult<Vec<Schedule>>;
-    async fn schedule_by_name(&self, name: &str) -> StoreResult<Option<Schedule>>;
-    async fn schedule_sections(&self, schedule_id: i64) -> StoreResult<Vec<Section>>;
-    /// Pause or resume; resuming sets the next run. Returns false for an unknown name.
-    async fn set_schedule_enabled(
-        &self,
-        name: &str,
-        enabled: bool,
-        next_run_at: Option<DateTime<Utc>>,
-    ) -> StoreResult<bool>;
-    async fn remove_schedule(&self, name: &str) -> StoreResult<bool>;
-    /// Turn article pictures on or off in a schedule's digests; false if no such schedule.
-    async fn set_schedule_images(&self, name: &str, on: bool) -> StoreResult<bool>;
-    async fn due_schedules(&self, now: DateTime<Utc>) -> StoreResult<Vec<Schedule>>;
-    /// Claim the tick and write the issue and its articles in one transaction, fixing its
-    /// readers: the active readers of its sections with a subscriber id up to the highest
-    /// one now. Their `sends` rows follow with `fill_issue`. None when the tick was already
-    /// claimed.
-    async fn create_issue(&self, plan: &IssuePlan) -> StoreResult<Option<Issue>>;
-    /// Issues whose `sends` rows are not all written yet, oldest first.
-    async fn issues_filling(&self) -> StoreResult<Vec<i64>>;
-    /// Write the `sends` rows of the issue's readers among the next `chunk` subscriber ids
-    /// in one transaction. Readers who left before their chunk are skipped.
-    async fn fill_issue(
-        &self,
-        issue_id: i64,
-        chunk: i64,
-        now: DateTime<Utc>,
-    ) -> StoreResult<FillStep>;
-    async fn issue(&self, id: i64) -> StoreResult<Option<Issue>>;
-    async fn issue_articles(&self, issue_id: i64) -> StoreResult<Vec<IssueArticle>>;
-    /// Articles of a schedule's sections that arrived in (start, end] and are in no issue
-    /// of it yet: what the next issue would hold (previews).
-    async fn window_articles(
-        &self,
-        schedule_id: i64,
-        start: DateTime<Utc>,
-        end: DateTime<Utc>,
-    ) -> StoreResult<Vec<IssueArticle>>;
-    /// Issues newest first, those with an id below `before` (the previous page's last).
-    async fn list_issues(&self, before: Option<i64>, limit: i64) -> StoreResult<Vec<Issue>>;
-    /// If nothing of the issue is left in the queue, work out when its last send settled
-    /// (once: it is kept) and return it.
-    async fn settle_issue(&self, issue_id: i64) -> StoreResult<Option<DateTime<Utc>>>;
-    /// A schedule's issues that carry articles (not skipped), newest first.
-    async fn schedule_issues(&self, schedule_name: &str, limit: i64) -> StoreResult<Vec<Issue>>;
-    /// The issues of the same schedule (carrying articles, as [`Store::schedule_issues`]
-    /// lists them) just before and just after `issue`, in the order they were scheduled.
-    async fn issue_neighbours(&self, issue: &Issue) -> StoreResult<(Option<i64>, Option<i64>)>;
-    /// Sends of issues `first..=last` counted by (issue, status), in one query.
-    async fn issues_status_counts(
-        &self,
-        first: i64,
-        last: i64,
-    ) -> StoreResult<Vec<(i64, String, i64)>>;
-    /// Sends of one issue counted by status.
-    async fn issue_status_counts(&self, issue_id: i64) -> StoreResult<Vec<(String, i64)>> {
-        Ok(self
-            .issues_status_counts(issue_id, issue_id)
-            .await?
-            .into_iter()
-            .map(|(_, status, n)| (status, n))
-            .collect())
-    }
-    async fn subscriber_section_ids(&self, subscriber_id: i64) -> StoreResult<Vec<i64>>;
-    /// First active subscriber of any of these sections (preview without --to).
-    async fn first_reader(&self, section_ids: &[i64]) -> StoreResult<Option<Subscriber>>;
     async fn list_sends(&self, filter: &SendFilter) -> StoreResult<Vec<SendRecord>>;
     /// The console's delivery log: newest first, see [`LogQuery`].
     async fn send_log(&self, q: &LogQuery) -> StoreResult<Vec<SendRecord>>;

@@ -2,8 +2,13 @@
 //! Work is claimed with `FOR UPDATE SKIP LOCKED`, so instances never wait on or double-claim
 //! each other's rows.
 
+use super::access::shared_access_impl;
+use super::articles::shared_articles_impl;
+use super::issues::shared_issues_impl;
 use super::ledger::shared_ledger_impl;
+use super::returned::shared_returned_impl;
 use super::shared::shared_store_impl;
+use super::subscribers::shared_subscribers_impl;
 use super::*;
 use sqlx::ConnectOptions;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -270,3 +275,13 @@ shared_ledger_impl!(PostgresStore, Postgres, {
         Ok(jobs)
     }
 });
+
+shared_access_impl!(PostgresStore, Postgres);
+
+shared_returned_impl!(PostgresStore, Postgres);
+
+shared_articles_impl!(PostgresStore, Postgres);
+
+shared_subscribers_impl!(PostgresStore, Postgres);
+
+shared_issues_impl!(PostgresStore, Postgres);

@@ -3,8 +3,13 @@
 //! "database is locked" (a read-then-write transaction in deferred mode cannot upgrade its
 //! lock when another writer got there first).
 
+use super::access::shared_access_impl;
+use super::articles::shared_articles_impl;
+use super::issues::shared_issues_impl;
 use super::ledger::shared_ledger_impl;
+use super::returned::shared_returned_impl;
 use super::shared::shared_store_impl;
+use super::subscribers::shared_subscribers_impl;
 use super::*;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection, Pool, Sqlite, Transaction};
@@ -362,3 +367,13 @@ shared_ledger_impl!(SqliteStore, Sqlite, {
         Ok(jobs)
     }
 });
+
+shared_access_impl!(SqliteStore, Sqlite);
+
+shared_returned_impl!(SqliteStore, Sqlite);
+
+shared_articles_impl!(SqliteStore, Sqlite);
+
+shared_subscribers_impl!(SqliteStore, Sqlite);
+
+shared_issues_impl!(SqliteStore, Sqlite);

@@ -4,6 +4,8 @@
 
 mod admin;
 mod mails;
+mod store;
+pub use store::SubscriberStore;
 
 pub use admin::{ImportError, ImportSummary, SubscriberExport};
 pub use mails::TransactionalComposer;

@@ -2,6 +2,9 @@
 //! API on each request. Only a token's hash is stored; the token is shown once. (In one
 //! place so the CLI, the API and the coming console issue and check them alike.)
 
+mod store;
+pub use store::AccessStore;
+
 use crate::domain::{RandomToken, TokenHash};
 use crate::store::{ApiRole, ApiToken, Store, StoreError, StoreResult};
 
