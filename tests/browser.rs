@@ -10,7 +10,7 @@
 
 mod common;
 use common::{Backend, Spawn, TestApp};
-use herald::store::ApiRole;
+use herald::store::Role;
 
 const READERS: usize = 25;
 
@@ -80,8 +80,8 @@ async fn a_staff_member_schedules_and_sends_a_digest_in_the_browser(backend: Bac
     };
     let store = app.services.store.as_ref();
     for (name, pw, role) in [
-        ("ed", "staff password 1", ApiRole::Staff),
-        ("olga", "operator password 2", ApiRole::Operator),
+        ("ed", "staff password 1", Role::Staff),
+        ("olga", "operator password 2", Role::Operator),
     ] {
         let hash = herald::access::hash_password(pw).unwrap();
         store

@@ -5,14 +5,14 @@
 mod common;
 use chrono::Duration;
 use common::{Backend, Spawn, TestApp};
-use herald::store::ApiRole;
+use herald::store::Role;
 
 const ED: (&str, &str) = ("ed", "staff password 1");
 const OLGA: (&str, &str) = ("olga", "operator password 2");
 
 async fn with_users(app: &TestApp) {
     let store = app.services.store.as_ref();
-    for ((name, pw), role) in [(ED, ApiRole::Staff), (OLGA, ApiRole::Operator)] {
+    for ((name, pw), role) in [(ED, Role::Staff), (OLGA, Role::Operator)] {
         let hash = herald::access::hash_password(pw).unwrap();
         store
             .add_user(name, role, &hash, app.clock.now())

@@ -1847,8 +1847,8 @@ async fn relays_report_returned_mail_by_webhook(backend: Backend) {
                 .unwrap()
         }
     };
-    let relay = token("relay", herald::store::ApiRole::Webhook).await;
-    let ops = token("watcher", herald::store::ApiRole::Operator).await;
+    let relay = token("relay", herald::store::Role::Webhook).await;
+    let ops = token("watcher", herald::store::Role::Operator).await;
     let report = |body: serde_json::Value| {
         let relay = relay.clone();
         let app = &app;
@@ -2082,14 +2082,10 @@ async fn relays_report_returned_mail_by_webhook(backend: Backend) {
     assert_eq!(get("/api/v1/returned?since=soon").await.status(), 422);
     let suppressed: serde_json::Value = get("/api/v1/suppressions").await.json().await.unwrap();
     assert!(suppressed.as_array().unwrap().len() >= 4, "{suppressed}");
-    let staff = herald::access::issue_token(
-        store,
-        "desk",
-        herald::store::ApiRole::Staff,
-        app.clock.now(),
-    )
-    .await
-    .unwrap();
+    let staff =
+        herald::access::issue_token(store, "desk", herald::store::Role::Staff, app.clock.now())
+            .await
+            .unwrap();
     let body = json!({"email": "fine@example.com", "reason": "legal"});
     assert_eq!(
         app.api_post("/api/v1/suppressions", &ops, Some(&body))

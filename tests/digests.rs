@@ -415,7 +415,7 @@ async fn other_5xx_fails_without_suppression(backend: Backend) {
     assert_eq!(
         app.services
             .store
-            .requeue_sends(issue, herald::store::SendStatus::Failed, app.clock.now())
+            .requeue_failed_sends(issue, app.clock.now())
             .await
             .unwrap(),
         1
@@ -686,13 +686,13 @@ async fn api_tokens_and_roles(backend: Backend) {
     app.add_section("wmd", "WMD").await;
     let store = app.services.store.as_ref();
     let staff =
-        herald::access::issue_token(store, "cms", herald::store::ApiRole::Staff, app.clock.now())
+        herald::access::issue_token(store, "cms", herald::store::Role::Staff, app.clock.now())
             .await
             .unwrap();
     let ops = herald::access::issue_token(
         store,
         "grafana",
-        herald::store::ApiRole::Operator,
+        herald::store::Role::Operator,
         app.clock.now(),
     )
     .await

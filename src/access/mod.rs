@@ -1,18 +1,20 @@
-//! Who may use the JSON API: bearer tokens, made by `herald tokens add` and looked up by the
-//! API on each request. Only a token's hash is stored; the token is shown once. (In one
-//! place so the CLI, the API and the coming console issue and check them alike.)
+//! Who may use herald besides its readers: JSON API bearer tokens (made by `herald tokens
+//! add`; only a token's hash is stored, the token is shown once), console users with their
+//! argon2 password hashes, their sessions (a random cookie, its hash stored) and CSRF
+//! tokens, and the login limit every instance shares. In one place so the CLI, the API and
+//! the console issue and check them alike; what it needs of the store is `AccessStore`.
 
 mod store;
 pub use store::AccessStore;
 
 use crate::domain::{RandomToken, TokenHash};
-use crate::store::{ApiRole, ApiToken, Store, StoreError, StoreResult};
+use crate::store::{ApiToken, Role, Store, StoreError, StoreResult};
 
 /// Create a token; returns the only copy of it.
 pub async fn issue_token(
     store: &dyn Store,
     name: &str,
-    role: ApiRole,
+    role: Role,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<String, StoreError> {
     if name.is_empty() || name.len() > 100 || crate::domain::has_control_chars(name) {

@@ -12,7 +12,7 @@ pub trait AccessStore: Send + Sync + 'static {
     async fn add_api_token(
         &self,
         name: &str,
-        role: ApiRole,
+        role: Role,
         token_hash: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<ApiToken>;
@@ -23,7 +23,7 @@ pub trait AccessStore: Send + Sync + 'static {
     async fn add_user(
         &self,
         name: &str,
-        role: ApiRole,
+        role: Role,
         password_hash: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<ConsoleUser>;

@@ -52,7 +52,7 @@ pub async fn run(args: Args, s: Services) -> CliResult {
                 "only failed sends can be retried, not {status}: {why}"
             )));
         }
-        let n = s.store.requeue_sends(issue, status, s.clock.now()).await?;
+        let n = s.store.requeue_failed_sends(issue, s.clock.now()).await?;
         println!(
             "{} of issue #{issue} re-queued; `herald serve` delivers them",
             count(n as i64, "send", "sends")

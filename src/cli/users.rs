@@ -3,7 +3,7 @@
 use super::{CliResult, Failure, Format, print_list};
 use clap::Subcommand;
 use herald::Services;
-use herald::store::ApiRole as Role;
+use herald::store::Role;
 
 #[derive(Subcommand)]
 pub enum Cmd {

@@ -5,7 +5,7 @@ macro_rules! shared_access_impl {
     ($store:ty, $db:ty) => {
         #[async_trait::async_trait]
         impl $crate::access::AccessStore for $store {
-            async fn add_api_token(&self, name: &str, role: ApiRole, token_hash: &str, now: DateTime<Utc>) -> StoreResult<ApiToken> {
+            async fn add_api_token(&self, name: &str, role: Role, token_hash: &str, now: DateTime<Utc>) -> StoreResult<ApiToken> {
                 let r = sqlx::query_as::<$db, ApiToken>(
                     "INSERT INTO api_tokens (name, role, token_hash, created_at) VALUES ($1, $2, $3, $4) \
                      RETURNING id, name, role, created_at, revoked_at",
@@ -18,10 +18,7 @@ macro_rules! shared_access_impl {
                 .await;
                 match r {
                     Ok(t) => Ok(t),
-                    Err(e) if $crate::store::shared::is_unique_violation(&e) => {
-                        Err(StoreError::Conflict(format!("a token named {name:?} already exists")))
-                    }
-                    Err(e) => Err(e.into()),
+                    Err(e) => Err($crate::store::shared::conflict_on_unique(e, || format!("a token named {name:?} already exists"))),
                 }
             }
 
@@ -50,7 +47,7 @@ macro_rules! shared_access_impl {
                 .await?)
             }
 
-            async fn add_user(&self, name: &str, role: ApiRole, password_hash: &str, now: DateTime<Utc>) -> StoreResult<ConsoleUser> {
+            async fn add_user(&self, name: &str, role: Role, password_hash: &str, now: DateTime<Utc>) -> StoreResult<ConsoleUser> {
                 let mut tx = self.begin_write().await?;
                 let r = sqlx::query_as::<$db, ConsoleUser>(
                     "INSERT INTO users (name, role, password_hash, created_at, updated_at) VALUES ($1, $2, $3, $4, $4) \
@@ -67,10 +64,7 @@ macro_rules! shared_access_impl {
                         tx.commit().await?;
                         Ok(u)
                     }
-                    Err(e) if $crate::store::shared::is_unique_violation(&e) => {
-                        Err(StoreError::Conflict(format!("a user named {name:?} already exists")))
-                    }
-                    Err(e) => Err(e.into()),
+                    Err(e) => Err($crate::store::shared::conflict_on_unique(e, || format!("a user named {name:?} already exists"))),
                 }
             }
 

@@ -18,10 +18,7 @@ macro_rules! shared_articles_impl {
                 .await;
                 match r {
                     Ok(s) => Ok(s),
-                    Err(e) if $crate::store::shared::is_unique_violation(&e) => {
-                        Err(StoreError::Conflict(format!("a section with slug {slug:?} already exists")))
-                    }
-                    Err(e) => Err(e.into()),
+                    Err(e) => Err($crate::store::shared::conflict_on_unique(e, || format!("a section with slug {slug:?} already exists"))),
                 }
             }
 

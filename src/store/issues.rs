@@ -24,10 +24,7 @@ macro_rules! shared_issues_impl {
                 .await;
                 let sched = match r {
                     Ok(s) => s,
-                    Err(e) if $crate::store::shared::is_unique_violation(&e) => {
-                        return Err(StoreError::Conflict(format!("a schedule named {:?} already exists", n.name)));
-                    }
-                    Err(e) => return Err(e.into()),
+                    Err(e) => return Err($crate::store::shared::conflict_on_unique(e, || format!("a schedule named {:?} already exists", n.name))),
                 };
                 for section in &n.section_ids {
                     sqlx::query::<$db>("INSERT INTO schedule_sections (schedule_id, section_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")

@@ -94,13 +94,13 @@ text_column!(SubscriberStatus);
 text_column!(SendKind);
 text_column!(SendStatus);
 text_column!(ReturnedKind);
-text_column!(ApiRole);
+text_column!(Role);
 text_column!(IssueStatus);
 
-/// What an API token may do.
+/// What a console user or an API token may do (one name for both: they share the roles).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
-pub enum ApiRole {
+pub enum Role {
     /// Read and write: articles, schedules, suppressions, returned mail.
     Staff,
     /// Read only.
@@ -111,16 +111,16 @@ pub enum ApiRole {
     Webhook,
 }
 
-impl ApiRole {
+impl Role {
     pub fn as_str(self) -> &'static str {
         match self {
-            ApiRole::Staff => "staff",
-            ApiRole::Operator => "operator",
-            ApiRole::Webhook => "webhook",
+            Role::Staff => "staff",
+            Role::Operator => "operator",
+            Role::Webhook => "webhook",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
-        [ApiRole::Staff, ApiRole::Operator, ApiRole::Webhook]
+        [Role::Staff, Role::Operator, Role::Webhook]
             .into_iter()
             .find(|r| r.as_str() == s)
     }
@@ -659,7 +659,7 @@ pub struct SectionFeed {
 pub struct ApiToken {
     pub id: i64,
     pub name: String,
-    pub role: ApiRole,
+    pub role: Role,
     pub created_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
 }
@@ -669,7 +669,7 @@ pub struct ApiToken {
 pub struct ConsoleUser {
     pub id: i64,
     pub name: String,
-    pub role: ApiRole,
+    pub role: Role,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -679,7 +679,7 @@ pub struct ConsoleUser {
 pub struct UserLogin {
     pub id: i64,
     pub name: String,
-    pub role: ApiRole,
+    pub role: Role,
     pub password_hash: String,
 }
 
@@ -698,7 +698,7 @@ impl std::fmt::Debug for UserLogin {
 pub struct ConsoleSession {
     pub user_id: i64,
     pub name: String,
-    pub role: ApiRole,
+    pub role: Role,
     /// What every state-changing form of this session carries.
     pub csrf: String,
     pub created_at: DateTime<Utc>,
@@ -880,14 +880,10 @@ pub trait Store:
     async fn list_sends(&self, filter: &SendFilter) -> StoreResult<Vec<SendRecord>>;
     /// The console's delivery log: newest first, see [`LogQuery`].
     async fn send_log(&self, q: &LogQuery) -> StoreResult<Vec<SendRecord>>;
-    /// Put failed sends of an issue back in the queue (callers check that `status` may be
-    /// retried: never a row that was delivered or is in flight).
-    async fn requeue_sends(
-        &self,
-        issue_id: i64,
-        status: SendStatus,
-        now: DateTime<Utc>,
-    ) -> StoreResult<u64>;
+    /// Put the failed sends of an issue back in the queue, due `now`, and only those: a
+    /// row that was delivered, is in flight, is queued or went to an address that must not
+    /// get mail is never touched (see [`SendStatus::why_not_retried`]).
+    async fn requeue_failed_sends(&self, issue_id: i64, now: DateTime<Utc>) -> StoreResult<u64>;
     async fn unsettled_sends_of_issue(&self, issue_id: i64) -> StoreResult<i64>;
 }
 

@@ -46,6 +46,19 @@ pub(super) fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
 
+/// A unique key's violation as `StoreError::Conflict` in words a person acts on ("a
+/// section with slug \"wmd\" already exists"); any other error as it is.
+pub(super) fn conflict_on_unique(
+    e: sqlx::Error,
+    what: impl FnOnce() -> String,
+) -> super::StoreError {
+    if is_unique_violation(&e) {
+        super::StoreError::Conflict(what())
+    } else {
+        e.into()
+    }
+}
+
 macro_rules! shared_store_impl {
     ($store:ty, $db:ty, $backend:expr, { $($dialect:tt)* }) => {
         #[async_trait::async_trait]
@@ -174,18 +187,17 @@ macro_rules! shared_store_impl {
                 Ok(qb.build_query_as::<SendRecord>().fetch_all(&self.pool).await?)
             }
 
-            async fn requeue_sends(&self, issue_id: i64, status: SendStatus, now: DateTime<Utc>) -> StoreResult<u64> {
+            async fn requeue_failed_sends(&self, issue_id: i64, now: DateTime<Utc>) -> StoreResult<u64> {
                 let mut tx = self.begin_write().await?;
                 sqlx::query::<$db>("UPDATE issues SET finished_at = NULL WHERE id = $1")
                     .bind(issue_id)
                     .execute(&mut *tx)
                     .await?;
                 let n = sqlx::query::<$db>(
-                    "UPDATE sends SET status = 'queued', next_attempt_at = $3, updated_at = $3, requeued_at = $3, \
-                     lease_owner = NULL, lease_until = NULL, lease_instance = NULL WHERE issue_id = $1 AND status = $2",
+                    "UPDATE sends SET status = 'queued', next_attempt_at = $2, updated_at = $2, requeued_at = $2, \
+                     lease_owner = NULL, lease_until = NULL, lease_instance = NULL WHERE issue_id = $1 AND status = 'failed'",
                 )
                 .bind(issue_id)
-                .bind(status)
                 .bind(now)
                 .execute(&mut *tx)
                 .await?

@@ -23,20 +23,20 @@ pub(super) fn error(status: StatusCode, message: impl Into<String>) -> Response 
 /// A valid token, and for anything but reading, a staff one. A webhook token may do none
 /// of this.
 async fn authorise(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
-    use crate::store::ApiRole;
+    use crate::store::Role;
     let found = match token_of(&st, req.headers()).await {
         Ok(found) => found,
         Err(refused) => return refused,
     };
     let writes = !matches!(*req.method(), Method::GET | Method::HEAD);
     match found.role {
-        ApiRole::Webhook => {
+        Role::Webhook => {
             return error(
                 StatusCode::FORBIDDEN,
                 "this token may only post returned mail (role webhook)",
             );
         }
-        ApiRole::Operator if writes => {
+        Role::Operator if writes => {
             return error(
                 StatusCode::FORBIDDEN,
                 "this token is read-only (role operator)",
@@ -51,12 +51,12 @@ async fn authorise(State(st): State<AppState>, mut req: Request, next: Next) -> 
 /// A token that may report returned mail: a webhook or a staff one. Returned mail
 /// unsubscribes and suppresses readers, so a read-only (operator) token may not.
 async fn authorise_webhook(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
-    use crate::store::ApiRole;
+    use crate::store::Role;
     let found = match token_of(&st, req.headers()).await {
         Ok(found) => found,
         Err(refused) => return refused,
     };
-    if found.role == ApiRole::Operator {
+    if found.role == Role::Operator {
         return error(
             StatusCode::FORBIDDEN,
             "an operator token is read-only; give the relay a token of role webhook",

@@ -4,7 +4,7 @@
 
 use super::{Chrome, ConsoleError, FieldErrors, Page, Viewer, html, see_other};
 use crate::articles::{ArticleError, ArticleInput, SectionError};
-use crate::store::{ApiRole, Article};
+use crate::store::{Article, Role};
 use crate::web::{AppState, form_pairs};
 use askama::Template;
 use axum::body::Bytes;
@@ -120,7 +120,7 @@ async fn render(
             sections: all.into_iter().map(|s| (s.slug, s.name)).collect(),
             rows,
             older,
-            staff: v.session.role == ApiRole::Staff,
+            staff: v.session.role == Role::Staff,
             csrf: v.session.csrf.clone(),
             form,
             errors,

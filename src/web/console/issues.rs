@@ -5,7 +5,7 @@
 
 use super::{Chrome, ConsoleError, Page, Viewer, html, see_other};
 use crate::digests::IssueWithCounts;
-use crate::store::{ApiRole, IssueArticle, SendStatus};
+use crate::store::{IssueArticle, Role, SendStatus};
 use crate::web::{AppState, form_pairs};
 use askama::Template;
 use axum::body::Bytes;
@@ -164,7 +164,7 @@ pub(super) async fn show(
                 refresh: view.live.then_some(REFRESH_SECS),
                 v: view,
                 articles,
-                staff: v.session.role == ApiRole::Staff,
+                staff: v.session.role == Role::Staff,
                 csrf: v.session.csrf.clone(),
                 notice: retried.map(|n| match n {
                     0 => "Nothing to retry: no send of this issue has failed.".to_string(),
@@ -197,7 +197,7 @@ pub(super) async fn retry(
         }
         let n = st
             .store
-            .requeue_sends(id, SendStatus::Failed, st.clock.now())
+            .requeue_failed_sends(id, st.clock.now())
             .await?;
         if n > 0 {
             st.engine.wake();

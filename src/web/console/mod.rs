@@ -22,7 +22,7 @@ mod sections;
 mod subscribers;
 
 use super::AppState;
-use crate::store::{ApiRole, ConsoleSession};
+use crate::store::{ConsoleSession, Role};
 use askama::Template;
 use axum::Router;
 use axum::extract::{FromRequestParts, Request};
@@ -113,7 +113,7 @@ async fn gate(
     };
     let refused = if !crate::access::csrf_ok(&viewer.session, &csrf) {
         Some(ConsoleError::BadCsrf)
-    } else if !logout && viewer.session.role != ApiRole::Staff {
+    } else if !logout && viewer.session.role != Role::Staff {
         Some(ConsoleError::Forbidden)
     } else {
         None
@@ -190,7 +190,7 @@ pub(crate) struct Chrome {
 
 pub(crate) struct Who {
     pub name: String,
-    pub role: ApiRole,
+    pub role: Role,
     pub csrf: String,
 }
 
@@ -391,7 +391,7 @@ impl Viewer {
         if !crate::access::csrf_ok(&self.session, csrf) {
             return Err(ConsoleError::BadCsrf);
         }
-        if self.session.role != ApiRole::Staff {
+        if self.session.role != Role::Staff {
             return Err(ConsoleError::Forbidden);
         }
         Ok(())

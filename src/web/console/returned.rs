@@ -5,7 +5,7 @@
 
 use super::{Chrome, ConsoleError, FieldErrors, Page, Viewer, html, see_other};
 use crate::domain::{EmailAddress, sha256_hex};
-use crate::store::{ApiRole, ReturnedKind, ReturnedRow, Suppression, valid_suppression_reason};
+use crate::store::{ReturnedKind, ReturnedRow, Role, Suppression, valid_suppression_reason};
 use crate::web::{AppState, form_pairs};
 use askama::Template;
 use axum::body::Bytes;
@@ -173,7 +173,7 @@ async fn suppressions_page(
             reason: String::new(),
             errors,
             notice,
-            staff: v.session.role == ApiRole::Staff,
+            staff: v.session.role == Role::Staff,
             csrf: v.session.csrf.clone(),
         },
     )

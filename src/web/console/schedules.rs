@@ -8,7 +8,7 @@
 use super::{Chrome, ConsoleError, FieldErrors, Page, Viewer, html, see_other};
 use crate::digests::DigestError;
 use crate::domain::{CronSchedule, ScheduleError};
-use crate::store::ApiRole;
+use crate::store::Role;
 use crate::web::{AppState, form_pairs};
 use askama::Template;
 use axum::body::Bytes;
@@ -216,7 +216,7 @@ async fn list(
         ListPage {
             chrome: v.chrome(st, "schedules"),
             rows,
-            staff: v.session.role == ApiRole::Staff,
+            staff: v.session.role == Role::Staff,
             csrf: v.session.csrf.clone(),
             notice: None,
             f: FormView {
@@ -421,7 +421,7 @@ async fn schedule_page(
             to,
             preview,
             issues,
-            staff: v.session.role == ApiRole::Staff,
+            staff: v.session.role == Role::Staff,
             csrf: v.session.csrf.clone(),
             f: FormView {
                 form,

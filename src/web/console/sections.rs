@@ -2,7 +2,7 @@
 
 use super::{Chrome, ConsoleError, FieldErrors, Page, Viewer, html, see_other};
 use crate::articles::SectionError;
-use crate::store::ApiRole;
+use crate::store::Role;
 use crate::web::AppState;
 use askama::Template;
 use axum::extract::{Form, Path, State};
@@ -93,7 +93,7 @@ async fn render(
         SectionsPage {
             chrome: v.chrome(st, "sections"),
             sections: rows_of(sections, &feeds),
-            staff: v.session.role == ApiRole::Staff,
+            staff: v.session.role == Role::Staff,
             csrf: v.session.csrf.clone(),
             form,
             errors,
@@ -198,7 +198,7 @@ async fn edit_page(
             s: row,
             form,
             errors,
-            staff: v.session.role == ApiRole::Staff,
+            staff: v.session.role == Role::Staff,
             csrf: v.session.csrf.clone(),
         },
     )

@@ -6,7 +6,7 @@
 
 use super::{Chrome, ConsoleError, FieldErrors, Page, Viewer, html, see_other};
 use crate::domain::{SubscriberStatus, sha256_hex};
-use crate::store::{ApiRole, ReturnedRow, SendRecord, Subscriber, SubscriberQuery, Suppression};
+use crate::store::{ReturnedRow, Role, SendRecord, Subscriber, SubscriberQuery, Suppression};
 use crate::web::{AppState, form_pairs};
 use askama::Template;
 use axum::body::Bytes;
@@ -210,7 +210,7 @@ async fn one(
             suppression,
             sends,
             returned,
-            staff: v.session.role == ApiRole::Staff,
+            staff: v.session.role == Role::Staff,
             csrf: v.session.csrf.clone(),
             erase_error,
         },
@@ -226,7 +226,7 @@ pub(super) async fn show(State(st): State<AppState>, v: Viewer, Path(id): Path<i
 /// their personal data).
 pub(super) async fn export(State(st): State<AppState>, v: Viewer, Path(id): Path<i64>) -> Response {
     let page: Page = async {
-        if v.session.role != ApiRole::Staff {
+        if v.session.role != Role::Staff {
             return Err(ConsoleError::Forbidden);
         }
         let Some(s) = st.store.subscriber_by_id(id).await? else {
