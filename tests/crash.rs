@@ -50,26 +50,25 @@ fn serve(db: &str, port: u16, dir: &std::path::Path) -> Child {
     c.spawn().unwrap()
 }
 
-async fn killed_mid_send_loses_nothing(backend: Backend) {
-    let (db, _keep) = common::fresh_database(backend).await;
-    let work = tempfile::tempdir().unwrap();
-    let dir = work.path();
-    // A relay that takes 10 ms per message: the issue takes long enough to be killed in.
-    let smtp = SmtpServer::start(Behaviour {
-        on_message: Some(Hook(Arc::new(|| {
-            std::thread::sleep(Duration::from_millis(10))
-        }))),
-        ..Default::default()
-    });
+/// A database with `readers` confirmed readers of section "wmd", the sample feed's
+/// articles and one issue of schedule "morning" queued (not sent), made by the CLI as an
+/// operator would; `env` is added to each command.
+fn seed_issue(
+    db: &str,
+    smtp_port: u16,
+    dir: &std::path::Path,
+    readers: usize,
+    env: &[(&str, &str)],
+) {
     let run = |args: &[&str]| {
-        let mut c = herald(&db, smtp.port, dir);
-        c.args(args);
+        let mut c = herald(db, smtp_port, dir);
+        c.envs(env.iter().copied()).args(args);
         ok(c);
     };
     run(&["migrate"]);
     run(&["sections", "add", "wmd", "--name", "WMD"]);
     let mut csv = String::from("email\n");
-    for i in 0..READERS {
+    for i in 0..readers {
         csv.push_str(&format!("r{i}@example.com\n"));
     }
     std::fs::write(dir.join("list.csv"), csv).unwrap();
@@ -93,6 +92,20 @@ async fn killed_mid_send_loses_nothing(backend: Backend) {
         "wmd",
     ]);
     run(&["digests", "run", "morning", "--queue-only"]);
+}
+
+async fn killed_mid_send_loses_nothing(backend: Backend) {
+    let (db, _keep) = common::fresh_database(backend).await;
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    // A relay that takes 10 ms per message: the issue takes long enough to be killed in.
+    let smtp = SmtpServer::start(Behaviour {
+        on_message: Some(Hook(Arc::new(|| {
+            std::thread::sleep(Duration::from_millis(10))
+        }))),
+        ..Default::default()
+    });
+    seed_issue(&db, smtp.port, dir, READERS, &[]);
 
     let wait_for = |what: &str, cond: &dyn Fn() -> bool| {
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -258,43 +271,14 @@ async fn a_stop_never_waits_on_a_stalled_relay(backend: Backend) {
         }))),
         ..Default::default()
     });
+    const ENV: &[(&str, &str)] = &[
+        ("HERALD_DELIVERY__CONNECTIONS", "2"),
+        ("HERALD_DELIVERY__SHUTDOWN_GRACE", "2s"),
+    ];
     let with_env = |c: &mut Command| {
-        c.env("HERALD_DELIVERY__CONNECTIONS", "2")
-            .env("HERALD_DELIVERY__SHUTDOWN_GRACE", "2s");
+        c.envs(ENV.iter().copied());
     };
-    let run = |args: &[&str]| {
-        let mut c = herald(&db, smtp.port, dir);
-        with_env(&mut c);
-        c.args(args);
-        ok(c);
-    };
-    run(&["migrate"]);
-    run(&["sections", "add", "wmd", "--name", "WMD"]);
-    let mut csv = String::from("email\n");
-    for i in 0..READERS {
-        csv.push_str(&format!("r{i}@example.com\n"));
-    }
-    std::fs::write(dir.join("list.csv"), csv).unwrap();
-    run(&[
-        "subscribers",
-        "import",
-        "list.csv",
-        "--sections",
-        "wmd",
-        "--preconfirmed",
-    ]);
-    let feed = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/wmd.rss.xml");
-    run(&["articles", "import", "--section", "wmd", feed]);
-    run(&[
-        "schedules",
-        "add",
-        "morning",
-        "--cron",
-        "0 7 * * *",
-        "--sections",
-        "wmd",
-    ]);
-    run(&["digests", "run", "morning", "--queue-only"]);
+    seed_issue(&db, smtp.port, dir, READERS, ENV);
 
     let mut c = herald(&db, smtp.port, dir);
     with_env(&mut c);

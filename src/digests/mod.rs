@@ -245,11 +245,6 @@ impl Digests {
             .ok_or_else(|| DigestError::UnknownSchedule(name.chars().take(100).collect()))
     }
 
-    /// The public archive's issues of one schedule, newest first (at most 500).
-    pub async fn archive_index(&self, schedule: &str) -> Result<Vec<Issue>, DigestError> {
-        Ok(self.store.schedule_issues(schedule, 500).await?)
-    }
-
     /// One issue as the public archive shows it; None if the schedule has no such issue
     /// with articles.
     pub async fn archive_issue(

@@ -25,19 +25,11 @@ pub async fn index(State(st): State<AppState>, Path(schedule): Path<String>) -> 
     if !st.config.digests.archive {
         return super::public::not_found(State(st)).await;
     }
-    let issues = match st.digests.archive_index(&schedule).await {
-        Ok(i) => i,
-        Err(e) => return super::public::internal_error(&st, e),
+    let (issues, known, index_url) = match listed(&st, &schedule, 500).await {
+        Ok(Some(found)) => found,
+        Ok(None) => return super::public::not_found(State(st)).await,
+        Err(res) => return res,
     };
-    let known = match st.store.schedule_by_name(&schedule).await {
-        Ok(s) => s,
-        Err(e) => return super::public::internal_error(&st, e),
-    };
-    if issues.is_empty() && known.is_none() {
-        return super::public::not_found(State(st)).await;
-    }
-    let root = st.config.http.public_url.trim_end_matches('/').to_string();
-    let index_url = format!("{root}/archive/{schedule}");
     let page = ArchivePage {
         site_name: st.config.site.name.clone(),
         lang: st.config.site.language.clone(),
@@ -58,6 +50,37 @@ pub async fn index(State(st): State<AppState>, Path(schedule): Path<String>) -> 
             .collect(),
     };
     cached(page.into_response())
+}
+
+/// A schedule's last `limit` issues, the schedule (gone if it was removed, its issues kept)
+/// and its archive's address; None when there is neither (a 404).
+async fn listed(
+    st: &AppState,
+    schedule: &str,
+    limit: i64,
+) -> Result<
+    Option<(
+        Vec<crate::store::Issue>,
+        Option<crate::store::Schedule>,
+        String,
+    )>,
+    Response,
+> {
+    let issues = st
+        .store
+        .schedule_issues(schedule, limit)
+        .await
+        .map_err(|e| super::public::internal_error(st, e))?;
+    let known = st
+        .store
+        .schedule_by_name(schedule)
+        .await
+        .map_err(|e| super::public::internal_error(st, e))?;
+    if issues.is_empty() && known.is_none() {
+        return Ok(None);
+    }
+    let root = st.config.http.public_url.trim_end_matches('/');
+    Ok(Some((issues, known, format!("{root}/archive/{schedule}"))))
 }
 
 /// An issue's subject for a line that already shows its date: "Herald News: Cafe, Quotes —
@@ -85,20 +108,11 @@ fn subject_line(site: &str, subject: &str) -> String {
 /// The schedule's last issues as an Atom feed (RFC 4287), for readers who follow the
 /// archive in a feed reader instead of by mail.
 async fn feed(st: AppState, schedule: String) -> Response {
-    const ENTRIES: i64 = 20;
-    let issues = match st.store.schedule_issues(&schedule, ENTRIES).await {
-        Ok(i) => i,
-        Err(e) => return super::public::internal_error(&st, e),
+    let (issues, _, index_url) = match listed(&st, &schedule, 20).await {
+        Ok(Some(found)) => found,
+        Ok(None) => return super::public::not_found(State(st)).await,
+        Err(res) => return res,
     };
-    let known = match st.store.schedule_by_name(&schedule).await {
-        Ok(s) => s,
-        Err(e) => return super::public::internal_error(&st, e),
-    };
-    if issues.is_empty() && known.is_none() {
-        return super::public::not_found(State(st)).await;
-    }
-    let root = st.config.http.public_url.trim_end_matches('/').to_string();
-    let index_url = format!("{root}/archive/{schedule}");
     let x = crate::articles::escape_html;
     let updated_of = |i: &crate::store::Issue| i.finished_at.unwrap_or(i.created_at);
     let updated = issues
