@@ -8,11 +8,11 @@ mod store;
 pub use store::AccessStore;
 
 use crate::domain::{RandomToken, TokenHash};
-use crate::store::{ApiToken, Role, Store, StoreError, StoreResult};
+use crate::store::{ApiToken, Role, StoreError, StoreResult};
 
 /// Create a token; returns the only copy of it.
 pub async fn issue_token(
-    store: &dyn Store,
+    store: &dyn AccessStore,
     name: &str,
     role: Role,
     now: chrono::DateTime<chrono::Utc>,
@@ -30,7 +30,10 @@ pub async fn issue_token(
 }
 
 /// The live token a request presents, if it is one (revoked ones are not).
-pub async fn token_by_secret(store: &dyn Store, token: &str) -> StoreResult<Option<ApiToken>> {
+pub async fn token_by_secret(
+    store: &dyn AccessStore,
+    token: &str,
+) -> StoreResult<Option<ApiToken>> {
     store.api_token_by_hash(&TokenHash::of(token).0).await
 }
 
@@ -110,7 +113,7 @@ impl LoginLimiter {
     /// while either has had its `max` attempts in the window (this one is then not kept).
     async fn begin(
         &self,
-        store: &dyn Store,
+        store: &dyn AccessStore,
         account: &str,
         client: &str,
         now: DateTime<Utc>,
@@ -138,7 +141,11 @@ impl LoginLimiter {
     }
 
     /// Forget attempts older than the window (called by the purge job).
-    pub async fn prune(&self, store: &dyn Store, now: DateTime<Utc>) -> Result<u64, StoreError> {
+    pub async fn prune(
+        &self,
+        store: &dyn AccessStore,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
         store.purge_login_attempts(now - self.window).await
     }
 }
@@ -162,7 +169,7 @@ pub struct NewSession {
 
 /// Check a login and open a session. `client` is the client's IP as the web layer sees it.
 pub async fn log_in(
-    store: &dyn Store,
+    store: &dyn AccessStore,
     limiter: &LoginLimiter,
     name: &str,
     password: &str,
@@ -209,7 +216,7 @@ pub async fn log_in(
 /// The live session a cookie names: not past its absolute expiry, not idle too long.
 /// Seeing it keeps it alive (at most once a minute, so browsing is not a write per page).
 pub async fn session(
-    store: &dyn Store,
+    store: &dyn AccessStore,
     cookie: &str,
     now: DateTime<Utc>,
     idle: Duration,
@@ -228,7 +235,7 @@ pub async fn session(
     Ok(Some(s))
 }
 
-pub async fn log_out(store: &dyn Store, cookie: &str) -> StoreResult<()> {
+pub async fn log_out(store: &dyn AccessStore, cookie: &str) -> StoreResult<()> {
     store.end_session(&TokenHash::of(cookie).0).await
 }
 

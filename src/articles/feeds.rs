@@ -8,7 +8,7 @@ use super::{
     jsonfeed, one_line, sanitize_html_with_base,
 };
 use crate::clock::Clock;
-use crate::store::{NewArticle, SectionFeed, Store};
+use crate::store::{NewArticle, SectionFeed};
 use feed_rs::model::FeedType;
 use std::sync::Arc;
 use std::time::Duration;
@@ -627,7 +627,7 @@ fn parse_guarded<T, E: std::fmt::Display>(
 const POLL_CONCURRENCY: usize = 4;
 
 pub struct FeedPoller {
-    store: Arc<dyn Store>,
+    store: Arc<dyn super::ArticleStore>,
     clock: Clock,
     http: reqwest::Client,
     timeout: Duration,
@@ -643,7 +643,7 @@ pub struct PollOutcome {
 
 impl FeedPoller {
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn super::ArticleStore>,
         clock: Clock,
         timeout: Duration,
         max_size: crate::domain::ByteSize,

@@ -15,7 +15,7 @@ pub use feeds::{FeedError, FeedPoller, FeedReport, MAX_SUMMARY, ParsedFeed, pars
 pub use plain::{TEXT_WIDTH, cp1252_controls, decode_entities, html_to_plain, html_to_text};
 
 use crate::domain::{SectionSlug, has_control_chars};
-use crate::store::{ArticleWrite, NewArticle, Section, Store, StoreError};
+use crate::store::{ArticleWrite, NewArticle, Section, StoreError};
 use chrono::{DateTime, Utc};
 
 #[derive(Debug, thiserror::Error)]
@@ -39,7 +39,7 @@ pub enum SectionError {
 /// Add a section, optionally with the feed `herald serve` polls for it. Everything is
 /// checked before anything is written.
 pub async fn add_section(
-    store: &dyn Store,
+    store: &dyn ArticleStore,
     slug: &str,
     name: &str,
     description: &str,
@@ -84,7 +84,7 @@ fn check_name_description<'a>(
 /// Change a section's name, description and feed (None: no feed). Its slug stays: readers'
 /// links and schedules name it. Everything is checked before anything is written.
 pub async fn edit_section(
-    store: &dyn Store,
+    store: &dyn ArticleStore,
     slug: &str,
     name: &str,
     description: &str,
@@ -119,7 +119,10 @@ fn check_feed_url(u: &str) -> Result<(), SectionError> {
     }
 }
 
-pub async fn section_by_slug(store: &dyn Store, slug: &str) -> Result<Section, SectionError> {
+pub async fn section_by_slug(
+    store: &dyn ArticleStore,
+    slug: &str,
+) -> Result<Section, SectionError> {
     store
         .list_sections()
         .await?
@@ -131,7 +134,7 @@ pub async fn section_by_slug(store: &dyn Store, slug: &str) -> Result<Section, S
 /// The ids of the sections named by `slugs`, each once, in the order given.
 /// `Ok(Err(slug))` names the first unknown one (printable, shortened for display).
 pub async fn section_ids(
-    store: &dyn Store,
+    store: &dyn ArticleStore,
     slugs: &[String],
 ) -> Result<Result<Vec<i64>, String>, StoreError> {
     Ok(pick_section_ids(&store.list_sections().await?, slugs))
@@ -155,7 +158,7 @@ pub fn pick_section_ids(
 }
 
 pub async fn set_feed(
-    store: &dyn Store,
+    store: &dyn ArticleStore,
     slug: &str,
     url: Option<&str>,
 ) -> Result<(), SectionError> {
@@ -168,7 +171,7 @@ pub async fn set_feed(
 
 /// Set or clear a section's page on the site.
 pub async fn set_page(
-    store: &dyn Store,
+    store: &dyn ArticleStore,
     slug: &str,
     url: Option<&str>,
 ) -> Result<(), SectionError> {
@@ -435,7 +438,7 @@ impl ArticleInput {
 /// Add one article. The same guid again adds nothing, or corrects the stored article if it
 /// changed and has not been mailed yet.
 pub async fn add_article(
-    store: &dyn Store,
+    store: &dyn ArticleStore,
     input: ArticleInput,
     now: DateTime<Utc>,
 ) -> Result<ArticleWrite, ArticleError> {
@@ -470,7 +473,7 @@ impl std::fmt::Display for ImportOutcome {
 /// imports nothing. `document_url` is where the document came from, if known (the base of
 /// its relative links after any `xml:base`; the channel's own link comes last).
 pub async fn import_feed(
-    store: &dyn Store,
+    store: &dyn ArticleStore,
     slug: &str,
     bytes: &[u8],
     document_url: Option<&str>,

@@ -7,14 +7,14 @@ use super::{Returned, classify};
 use crate::clock::Clock;
 use crate::delivery::DomainWatch;
 use crate::domain::{SecretKey, SendRef, Verdict};
-use crate::store::{NewReturned, RawReturned, ReturnedKind, Store, StoreError};
+use crate::store::{NewReturned, RawReturned, ReturnedKind, StoreError};
 use std::sync::Arc;
 
 /// The raw message kept with each record, at most this much of it.
 const KEEP_RAW: usize = 256 * 1024;
 
 pub struct Inbound {
-    store: Arc<dyn Store>,
+    store: Arc<dyn super::ReturnedStore>,
     key: SecretKey,
     clock: Clock,
     /// `mail.return_path`: bounces come to `{local}+<ref>@{domain}`.
@@ -41,7 +41,7 @@ enum Address {
 
 impl Inbound {
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn super::ReturnedStore>,
         key: SecretKey,
         clock: Clock,
         return_path: &lettre::Address,

@@ -12,8 +12,9 @@
 //! each instance's own (in memory, and only for domains that refused something lately, so
 //! memory follows the trouble, not the list).
 
+use crate::bounces::ReturnedStore;
 use crate::clock::Clock;
-use crate::store::{DomainPause, Store};
+use crate::store::DomainPause;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -81,7 +82,7 @@ impl Cache {
 /// Watches outcomes per receiving domain and keeps the pauses; shared by the delivery
 /// workers and the returned-mail intake of one process.
 pub struct DomainWatch {
-    store: Arc<dyn Store>,
+    store: Arc<dyn ReturnedStore>,
     clock: Clock,
     settings: PauseSettings,
     windows: Mutex<HashMap<String, Window>>,
@@ -97,7 +98,7 @@ fn domain_of(email: &str) -> Option<String> {
 }
 
 impl DomainWatch {
-    pub fn new(store: Arc<dyn Store>, clock: Clock, settings: PauseSettings) -> Self {
+    pub fn new(store: Arc<dyn ReturnedStore>, clock: Clock, settings: PauseSettings) -> Self {
         Self {
             store,
             clock,
