@@ -15,6 +15,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
+/// The tasks of one process that are not jobs or workers, tracked so that a stop can tell
+/// them to end (`stop`) and wait for them (`tracker`).
+#[derive(Debug, Clone, Default)]
+pub struct Tasks {
+    pub tracker: tokio_util::task::TaskTracker,
+    pub stop: tokio_util::sync::CancellationToken,
+}
+
 #[derive(Debug, Clone)]
 struct JobState {
     /// A job that has not succeeded for this long has stalled.

@@ -97,6 +97,9 @@ pub struct Services {
     pub clock: Clock,
     /// What the background jobs report, for `/healthz`.
     pub health: Arc<jobs::JobHealth>,
+    /// Tasks started on the way (the returned-mail listener, an issue filled after "Send
+    /// now"), stopped and awaited (within `delivery.shutdown_grace`) when `serve` stops.
+    pub tasks: jobs::Tasks,
 }
 
 /// Sends each ledger row to the module that knows how to write it.
@@ -212,6 +215,7 @@ impl Services {
             imap,
             clock,
             health: jobs::JobHealth::new(),
+            tasks: jobs::Tasks::default(),
         })
     }
 }
@@ -364,10 +368,12 @@ impl App {
                 };
                 let l = TcpListener::bind(at).await.map_err(bind)?;
                 let bound = l.local_addr().map_err(bind)?;
-                tokio::spawn(bounces::listener::serve(
+                let stop = services.tasks.stop.clone();
+                services.tasks.tracker.spawn(bounces::listener::serve(
                     l,
                     inbound,
                     return_path.domain().to_string(),
+                    stop,
                 ));
                 tracing::info!(addr = %bound, return_path = %return_path, "returned mail listening");
                 Some(bound)
@@ -428,6 +434,7 @@ impl App {
             metrics: telemetry::metrics_handle(),
             clock: s.clock.clone(),
             health: s.health.clone(),
+            tasks: s.tasks.clone(),
             logins: Arc::new(access::LoginLimiter::new(
                 s.config.console.login_limit,
                 s.config.console.login_window.as_chrono(),
@@ -512,6 +519,18 @@ impl App {
         // fill: each step its own transaction) gets the same grace.
         let deadline = tokio::time::Instant::now() + grace;
         await_or_abort(tasks, deadline, "background task").await;
+        // The rest: the returned-mail listener, issues being filled after "Send now".
+        s.tasks.stop.cancel();
+        s.tasks.tracker.close();
+        if tokio::time::timeout(grace, s.tasks.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                left = s.tasks.tracker.len(),
+                "tasks still running at the end of the stop"
+            );
+        }
         if self.background {
             s.engine.release().await;
         }

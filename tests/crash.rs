@@ -274,6 +274,9 @@ async fn a_stop_never_waits_on_a_stalled_relay(backend: Backend) {
     const ENV: &[(&str, &str)] = &[
         ("HERALD_DELIVERY__CONNECTIONS", "2"),
         ("HERALD_DELIVERY__SHUTDOWN_GRACE", "2s"),
+        // With the returned-mail listener running too: the stop ends it as well.
+        ("HERALD_MAIL__RETURN_PATH", "bounces@bounces.example.org"),
+        ("HERALD_BOUNCES__LISTEN", "127.0.0.1:0"),
     ];
     let with_env = |c: &mut Command| {
         c.envs(ENV.iter().copied());

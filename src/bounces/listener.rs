@@ -61,11 +61,21 @@ impl Clients {
 
 /// Serve returned mail on `listener` until the process ends. A client over its share, or
 /// past the total, is told 421 (try later) at once rather than left waiting.
-pub async fn serve(listener: TcpListener, inbound: Arc<Inbound>, name: String) {
+pub async fn serve(
+    listener: TcpListener,
+    inbound: Arc<Inbound>,
+    name: String,
+    stop: tokio_util::sync::CancellationToken,
+) {
     let slots = Arc::new(tokio::sync::Semaphore::new(SESSIONS));
     let clients = Arc::new(Clients::default());
     loop {
-        let (mut stream, peer) = match listener.accept().await {
+        // A stop closes the door; sessions under way end on their own (5 min at most).
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.cancelled() => return,
+        };
+        let (mut stream, peer) = match accepted {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "returned-mail accept failed");

@@ -39,6 +39,8 @@ pub struct AppState {
     pub health: Arc<crate::jobs::JobHealth>,
     /// Failed console logins, per account and per client.
     pub logins: Arc<crate::access::LoginLimiter>,
+    /// Where work that outlives a request is started (see `jobs::Tasks`).
+    pub tasks: crate::jobs::Tasks,
 }
 
 impl AppState {

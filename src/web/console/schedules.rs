@@ -627,13 +627,19 @@ pub(super) async fn send_now(
         };
         tracing::info!(user = %v.session.name, schedule = %name, issue = issue.id, articles = issue.article_count, "issue sent now from the console");
         if issue.filling {
-            let (digests, engine) = (st.digests.clone(), st.engine.clone());
-            tokio::spawn(async move {
-                let r = digests
-                    .fill_pending(std::time::Duration::MAX, |_| engine.wake())
-                    .await;
-                if let Err(e) = r {
-                    tracing::error!(error = %e, "writing the readers of an issue failed; the scheduler job resumes it");
+            let (digests, engine, stop) =
+                (st.digests.clone(), st.engine.clone(), st.tasks.stop.clone());
+            // Tracked, so a stop ends it between chunks (each its own transaction); the
+            // scheduler job's fill resumes whatever is left.
+            st.tasks.tracker.spawn(async move {
+                let fill = digests.fill_pending(std::time::Duration::MAX, |_| engine.wake());
+                tokio::select! {
+                    r = fill => {
+                        if let Err(e) = r {
+                            tracing::error!(error = %e, "writing the readers of an issue failed; the scheduler job resumes it");
+                        }
+                    }
+                    _ = stop.cancelled() => {}
                 }
             });
         }
