@@ -106,7 +106,7 @@ pub fn spawn_job<C, F, Fut>(
 where
     C: Clone + Send + Sync + 'static,
     F: Fn(C) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<(), String>> + Send + 'static,
+    Fut: Future<Output = Result<(), JobError>> + Send + 'static,
 {
     health.register(name, stale_after);
     tokio::spawn(async move {
@@ -126,6 +126,9 @@ where
     })
 }
 
+/// What a job run that failed says: any error, its causes kept for the log.
+pub type JobError = Box<dyn std::error::Error + Send + Sync>;
+
 /// How a guarded run went wrong.
 #[derive(Debug)]
 pub enum RunFailure {
@@ -143,7 +146,7 @@ pub async fn run_guarded<T, E>(
 ) -> Result<T, RunFailure>
 where
     T: Send + 'static,
-    E: std::fmt::Display + Send + 'static,
+    E: Into<JobError> + Send + 'static,
 {
     struct AbortOnDrop(tokio::task::AbortHandle);
     impl Drop for AbortOnDrop {
@@ -163,7 +166,7 @@ where
             Ok(v)
         }
         Ok(Err(e)) => {
-            let e = e.to_string();
+            let e = crate::telemetry::error_chain(e.into().as_ref());
             tracing::error!(job = name, error = %e, "background job failed; it goes on");
             metrics::counter!("herald_job_errors_total", "job" => name).increment(1);
             health.failed(name, e.clone());
@@ -198,6 +201,36 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU32, Ordering};
 
+    /// A failed run's reason keeps its causes (health, log): "poll failed: cannot connect:
+    /// connection refused", not "poll failed".
+    #[tokio::test]
+    async fn a_failure_is_reported_with_its_causes() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("poll failed")]
+        struct Outer(#[source] std::io::Error);
+        let health = JobHealth::new();
+        health.register("feeds", Duration::from_secs(60));
+        let r = run_guarded(&health, "feeds", async {
+            Err::<(), _>(Outer(std::io::Error::new(
+                std::io::ErrorKind::ConnectionRefused,
+                "connection refused",
+            )))
+        })
+        .await;
+        assert!(
+            matches!(r, Err(RunFailure::Error(ref e)) if e == "poll failed: connection refused"),
+            "{r:?}"
+        );
+        assert!(
+            health
+                .problems()
+                .iter()
+                .any(|p| p.contains("poll failed: connection refused")),
+            "{:?}",
+            health.problems()
+        );
+    }
+
     #[tokio::test]
     async fn a_job_survives_its_panics_and_errors_and_health_says_so() {
         let health = JobHealth::new();
@@ -216,7 +249,7 @@ mod tests {
                 async move {
                     match n {
                         0 => panic!("first run explodes"),
-                        1 => Err("second run fails".to_string()),
+                        1 => Err("second run fails".into()),
                         _ => Ok(()),
                     }
                 }

@@ -576,15 +576,12 @@ fn spawn_periodic_jobs(
         stop.clone(),
         s.clone(),
         move |s: Services| async move {
-            s.digests.run_tick().await.map_err(|e| e.to_string())?;
+            s.digests.run_tick().await?;
             // Rows of new issues (and of any a crash left half-written) go out as each chunk
             // commits. A large list takes several runs; a run stays well inside the job's
             // stall limit.
             let budget = tick.min(Duration::from_secs(30));
-            s.digests
-                .fill_pending(budget, |_| s.engine.wake())
-                .await
-                .map_err(|e| e.to_string())?;
+            s.digests.fill_pending(budget, |_| s.engine.wake()).await?;
             Ok(())
         },
     );
@@ -597,11 +594,8 @@ fn spawn_periodic_jobs(
         stop.clone(),
         s.clone(),
         |s: Services| async move {
-            s.feeds
-                .poll_all()
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
+            s.feeds.poll_all().await?;
+            Ok(())
         },
     );
     let purger = jobs::spawn_job(
@@ -618,28 +612,15 @@ fn spawn_periodic_jobs(
         )| async move {
             let now = s.clock.now();
             limiter.prune(now);
-            logins
-                .prune(s.store.as_ref(), now)
-                .await
-                .map_err(|e| e.to_string())?;
+            logins.prune(s.store.as_ref(), now).await?;
             // Console sessions past their lifetime, or idle too long.
             let idle_before = now - s.config.console.session_idle.as_chrono();
-            s.store
-                .purge_sessions(now, idle_before)
-                .await
-                .map_err(|e| e.to_string())?;
-            s.subs
-                .purge_expired_pending()
-                .await
-                .map_err(|e| e.to_string())?;
+            s.store.purge_sessions(now, idle_before).await?;
+            s.subs.purge_expired_pending().await?;
             // Returned mail keeps its raw text (the provider's words, a copy of our mail
             // with the reader's address) only for bounces.keep_raw.
             let cutoff = s.clock.now() - s.config.bounces.keep_raw.as_chrono();
-            let dropped = s
-                .store
-                .drop_returned_raw(cutoff)
-                .await
-                .map_err(|e| e.to_string())?;
+            let dropped = s.store.drop_returned_raw(cutoff).await?;
             if dropped > 0 {
                 tracing::info!(dropped, "raw returned mail past bounces.keep_raw dropped");
             }
@@ -647,8 +628,7 @@ fn spawn_periodic_jobs(
             // hour old are refused anyway, so a day covers every retry.
             s.store
                 .purge_webhook_seen(now - chrono::Duration::days(1))
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             Ok(())
         },
     );
@@ -675,7 +655,7 @@ fn spawn_periodic_jobs(
             stop.clone(),
             reader.clone(),
             |reader: Arc<bounces::ImapReader>| async move {
-                let report = reader.read_once().await.map_err(|e| e.to_string())?;
+                let report = reader.read_once().await?;
                 if report.read > 0 {
                     tracing::info!(
                         read = report.read,

@@ -83,3 +83,19 @@ pub fn init_logging(json: bool) {
         builder.init();
     }
 }
+
+/// An error with its causes ("error sending request: connection refused"), for logs and
+/// health reports: the outermost message alone often names no cause.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}

@@ -732,9 +732,9 @@ impl FeedPoller {
                 self.timeout.as_secs()
             )
         } else if e.is_connect() {
-            format!("cannot connect: {}", error_chain(e))
+            format!("cannot connect: {}", crate::telemetry::error_chain(e))
         } else {
-            error_chain(e)
+            crate::telemetry::error_chain(e)
         }
     }
 
@@ -840,21 +840,6 @@ impl FeedPoller {
             written,
         })
     }
-}
-
-/// An error with its causes ("error sending request: connection refused").
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]
