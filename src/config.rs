@@ -24,7 +24,7 @@ pub enum ConfigError {
     Invalid { key: String, message: String },
 }
 
-fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.to_string(),
         message: message.into(),
@@ -70,8 +70,9 @@ pub struct BouncesConfig {
     /// A mailbox to read returned mail from; None: off.
     pub imap: Option<ImapConfig>,
     /// Amazon SES notifications by SNS: the certificates and topics that are trusted;
-    /// None: `POST /api/v1/webhooks/ses` is off.
-    pub sns: Option<std::sync::Arc<crate::bounces::sns::SnsVerifier>>,
+    /// None: `POST /api/v1/webhooks/ses` is off. (The certificates are read by
+    /// `keys::Keys::load`.)
+    pub sns: Option<SnsSpec>,
     /// This many temporary failures of one address within `soft_window` suppress it.
     pub soft_limit: u32,
     pub soft_window: HumanDuration,
@@ -333,8 +334,27 @@ pub struct MailConfig {
     /// `mail.tls_ca_file`: the relay's certificate must chain to one of these (PEM), and to
     /// nothing else; None: the system's trusted roots.
     pub tls_ca: Option<std::sync::Arc<Vec<Vec<u8>>>>,
-    /// DKIM signing, when configured: the key read and checked once, at load.
-    pub dkim: Option<std::sync::Arc<crate::delivery::DkimSigner>>,
+    /// DKIM keys to sign with, in order (none: no signature). Their files are read and
+    /// checked by `keys::Keys::load`, a step of its own after the settings are parsed.
+    pub dkim_keys: Vec<DkimKeySpec>,
+}
+
+/// One DKIM key as the configuration names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DkimKeySpec {
+    /// The key that names it, for errors: `mail.dkim.key_file` or `mail.dkim.keys[N]`.
+    pub key: String,
+    pub selector: String,
+    pub key_file: String,
+    /// The signing domain (`d=`).
+    pub domain: String,
+}
+
+/// The SNS signing certificates (files) and topic ARNs `bounces.sns_*` name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnsSpec {
+    pub certificates: Vec<String>,
+    pub topics: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -396,16 +416,6 @@ impl Config {
     /// What is allowed but probably wrong: said by `check-config` and at `serve`'s start.
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
-        for key in self.mail.dkim.iter().flat_map(|s| s.keys()) {
-            if let Some(bits) = key.weak_rsa_bits() {
-                out.push(format!(
-                    "mail.dkim: the RSA key of selector {:?} has {bits} bits; RFC 8301 asks for \
-                     2048 and some receivers treat shorter ones as unsigned (make one with \
-                     `openssl genpkey -algorithm rsa -pkeyopt rsa_keygen_bits:2048`)",
-                    key.selector()
-                ));
-            }
-        }
         if self.site.url_derived {
             out.push(format!(
                 "site.url is not set: the mails' masthead, footer and \"and N more\" links go to \
@@ -942,21 +952,10 @@ impl RawConfig {
                     "name the certificate file(s) SNS signs with (its SigningCertURL)",
                 ));
             }
-            (false, false) => {
-                let mut pems = Vec::new();
-                for path in &certs {
-                    pems.push(std::fs::read_to_string(path).map_err(|e| {
-                        invalid(
-                            "bounces.sns_certificates",
-                            format!("cannot read {path:?}: {e}"),
-                        )
-                    })?);
-                }
-                Some(std::sync::Arc::new(
-                    crate::bounces::sns::SnsVerifier::new(&pems, topics)
-                        .map_err(|e| invalid("bounces.sns_certificates", e))?,
-                ))
-            }
+            (false, false) => Some(SnsSpec {
+                certificates: certs,
+                topics,
+            }),
         };
         if self.mail.send_timeout.0.is_zero() {
             return Err(invalid("mail.send_timeout", "must be more than 0s"));
@@ -1050,16 +1049,15 @@ impl RawConfig {
                 }
                 wanted.push((name, selector, key_file, d));
             }
-            let mut keys = Vec::new();
-            for (name, selector, key_file, d) in wanted {
-                let key_pem = std::fs::read_to_string(&key_file)
-                    .map_err(|e| invalid(&name, format!("cannot read {key_file:?}: {e}")))?;
-                keys.push(
-                    crate::delivery::DkimKey::new(&key_pem, &d, &selector)
-                        .map_err(|e| invalid(&name, format!("{key_file}: {e}")))?,
-                );
-            }
-            crate::delivery::DkimSigner::with_keys(keys).map(std::sync::Arc::new)
+            wanted
+                .into_iter()
+                .map(|(key, selector, key_file, domain)| DkimKeySpec {
+                    key,
+                    selector,
+                    key_file,
+                    domain,
+                })
+                .collect::<Vec<_>>()
         };
         for (key, d) in [
             ("digests.tick_interval", self.digests.tick_interval),
@@ -1184,7 +1182,7 @@ impl RawConfig {
                 idle_timeout: self.mail.idle_timeout,
                 helo_name,
                 tls_ca,
-                dkim,
+                dkim_keys: dkim,
             },
             subscriptions: self.subscriptions,
             delivery: self.delivery,
@@ -1405,8 +1403,12 @@ mod tests {
         assert_eq!(c.http.trusted_proxies.len(), 2);
     }
 
+    /// The error of these settings, or of the key files they name (the step after).
     fn err_of(overrides: &[(&str, &str)]) -> String {
-        Config::defaults_with(overrides).unwrap_err().to_string()
+        Config::defaults_with(overrides)
+            .and_then(|c| crate::keys::Keys::load(&c).map(|_| c))
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
@@ -1657,8 +1659,8 @@ mod tests {
              [[mail.dkim.keys]]\nselector = \"new\"\nkey_file = \"{b}\"\ndomain = \"other.example\"\n"
         );
         let c = Config::from_sources(Some(("f.toml", &file)), &[]).unwrap();
-        let names: Vec<String> = c
-            .mail
+        let names: Vec<String> = crate::keys::Keys::load(&c)
+            .unwrap()
             .dkim
             .unwrap()
             .keys()
@@ -1673,7 +1675,8 @@ mod tests {
             ]
         );
         let c = Config::defaults_with(&[("mail.dkim.keys", &format!("x:{a},y:{b}"))]).unwrap();
-        assert_eq!(c.mail.dkim.unwrap().keys().len(), 2);
+        let signer = crate::keys::Keys::load(&c).unwrap().dkim.unwrap();
+        assert_eq!(signer.keys().len(), 2);
         // Wrong ones say which key of the list is wrong.
         let e = err_of(&[("mail.dkim.keys", &format!("x:{a},y:/nonexistent/key"))]);
         assert!(

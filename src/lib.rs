@@ -13,6 +13,7 @@ pub mod delivery;
 pub mod digests;
 pub mod domain;
 pub mod jobs;
+pub mod keys;
 pub mod store;
 pub mod subscriptions;
 pub mod telemetry;
@@ -41,6 +42,9 @@ pub enum StartError {
     },
     #[error("secret key: {0}")]
     Secret(String),
+    /// A key or certificate file the configuration names (see `keys.rs`).
+    #[error("configuration error: {0}")]
+    Keys(#[from] config::ConfigError),
 }
 
 /// What to do about an address herald cannot listen on: which key to change.
@@ -97,6 +101,8 @@ pub struct Services {
     pub clock: Clock,
     /// What the background jobs report, for `/healthz`.
     pub health: Arc<jobs::JobHealth>,
+    /// The DKIM keys and SNS certificates, read at start.
+    pub keys: Arc<keys::Keys>,
     /// Tasks started on the way (the returned-mail listener, an issue filled after "Send
     /// now"), stopped and awaited (within `delivery.shutdown_grace`) when `serve` stops.
     pub tasks: jobs::Tasks,
@@ -135,6 +141,8 @@ impl Services {
     }
 
     async fn open_with(config: Config, clock: Clock, create: bool) -> Result<Self, StartError> {
+        // Before the database: a key file that cannot be read is a configuration error.
+        let keys = Arc::new(keys::Keys::load(&config)?);
         let store = store::open(
             &config.database.url,
             config.database.max_connections,
@@ -170,6 +178,7 @@ impl Services {
             composer,
             clock.clone(),
             key.clone(),
+            keys.dkim.clone(),
         ));
         let digests = Arc::new(digests::Digests::new(
             &config,
@@ -215,6 +224,7 @@ impl Services {
             imap,
             clock,
             health: jobs::JobHealth::new(),
+            keys,
             tasks: jobs::Tasks::default(),
         })
     }
@@ -434,6 +444,7 @@ impl App {
             metrics: telemetry::metrics_handle(),
             clock: s.clock.clone(),
             health: s.health.clone(),
+            sns: s.keys.sns.clone(),
             tasks: s.tasks.clone(),
             logins: Arc::new(access::LoginLimiter::new(
                 s.config.console.login_limit,
@@ -464,7 +475,7 @@ impl App {
             tracing::info!(transport = %s.engine.transport().describe(), workers = s.config.delivery.connections, "delivery started");
         }
         tracing::info!(addr = %self.addr, public_url = %s.config.http.public_url, database = %database_label(&s.config.database.url), "herald listening");
-        for w in s.config.warnings() {
+        for w in s.config.warnings().into_iter().chain(s.keys.warnings()) {
             tracing::warn!("{w}");
         }
         if s.store.list_sections().await.is_ok_and(|l| l.is_empty()) {

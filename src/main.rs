@@ -19,7 +19,11 @@ fn main() -> ExitCode {
         }
     }
     herald::telemetry::init_logging(matches!(args.log_format, cli::LogFormat::Json));
-    let config = match herald::config::Config::load(args.config.as_deref()) {
+    // The settings, then the key and certificate files they name: either one wrong is a
+    // configuration error, for every command.
+    let config = match herald::config::Config::load(args.config.as_deref())
+        .and_then(|c| herald::keys::Keys::load(&c).map(|_| c))
+    {
         Ok(c) => c,
         Err(e) => {
             eprintln!("herald: configuration error: {e}");

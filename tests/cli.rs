@@ -159,6 +159,13 @@ fn bad_config_exits_2_naming_the_key() {
         ),
         ("HERALD_SECRET_KEY", "short", "secret_key"),
         ("HERALD_NO__SUCH", "1", "no.such"),
+        // Read in a step of its own after the settings (keys.rs): still a configuration
+        // error naming the key.
+        (
+            "HERALD_MAIL__DKIM__KEYS",
+            "s1:/nonexistent/dkim.pem",
+            "mail.dkim.keys[0]",
+        ),
     ] {
         let o = run(&[(k, v)], &["check-config"]);
         assert_eq!(o.status.code(), Some(2), "{k}={v}");

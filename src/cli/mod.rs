@@ -205,6 +205,8 @@ pub async fn run(command: Command, config: Config) -> CliResult {
             Ok(())
         }
         Command::CheckConfig => {
+            let keys = herald::keys::Keys::load(&config)
+                .map_err(|e| Failure::usage(format!("configuration error: {e}")))?;
             println!("configuration ok");
             println!("database: {}", herald::database_label(&config.database.url));
             println!(
@@ -231,10 +233,10 @@ pub async fn run(command: Command, config: Config) -> CliResult {
             if !config.site.logo_url.is_empty() {
                 println!("  logo: {}", config.site.logo_url);
             }
-            for w in config.warnings() {
+            for w in config.warnings().into_iter().chain(keys.warnings()) {
                 println!("warning: {w}");
             }
-            if let Some(signer) = &config.mail.dkim {
+            if let Some(signer) = &keys.dkim {
                 let keys = signer.keys();
                 println!(
                     "DKIM: publish {} (each value as written: strings of at most 255 characters, which resolvers join)",

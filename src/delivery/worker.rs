@@ -310,6 +310,7 @@ impl DeliveryEngine {
         composer: Arc<dyn Composer>,
         clock: Clock,
         key: crate::domain::SecretKey,
+        dkim: Option<Arc<super::DkimSigner>>,
     ) -> Self {
         let d = &config.delivery;
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "herald".into());
@@ -351,7 +352,7 @@ impl DeliveryEngine {
                 next: Mutex::new(tokio::time::Instant::now()),
             }),
             wake: Notify::new(),
-            dkim: config.mail.dkim.clone(),
+            dkim,
             log: Arc::new(OutcomeLog::new()),
             instance,
             instance_timeout: d.instance_timeout.0,

@@ -39,6 +39,8 @@ pub struct AppState {
     pub health: Arc<crate::jobs::JobHealth>,
     /// Failed console logins, per account and per client.
     pub logins: Arc<crate::access::LoginLimiter>,
+    /// Checks Amazon SNS signatures (`bounces.sns_*`); None: the SES webhook is off.
+    pub sns: Option<Arc<crate::bounces::sns::SnsVerifier>>,
     /// Where work that outlives a request is started (see `jobs::Tasks`).
     pub tasks: crate::jobs::Tasks,
 }
