@@ -3,12 +3,12 @@
 //! staff, "retry failed". A page of an issue still on its way reloads itself every few
 //! seconds (a meta refresh: no script).
 
+use super::Change;
 use super::{Chrome, ConsoleError, Page, Viewer, html, see_other};
 use crate::digests::IssueWithCounts;
 use crate::store::{IssueArticle, Role, SendStatus};
 use crate::web::{AppState, form_pairs};
 use askama::Template;
-use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -181,17 +181,10 @@ pub(super) async fn show(
 /// `SendStatus::why_not_retried`) and wake the workers.
 pub(super) async fn retry(
     State(st): State<AppState>,
-    v: Viewer,
     Path(id): Path<i64>,
-    body: Bytes,
+    Change { v, .. }: Change,
 ) -> Response {
-    let csrf = form_pairs(&body)
-        .into_iter()
-        .find(|(k, _)| k == "csrf")
-        .map(|(_, v)| v)
-        .unwrap_or_default();
     let page: Page = async {
-        v.may_change(&csrf)?;
         if st.store.issue(id).await?.is_none() {
             return Err(ConsoleError::NotFound(format!("There is no issue #{id}.")));
         }

@@ -302,6 +302,51 @@ impl FromRequestParts<AppState> for Viewer {
     }
 }
 
+/// A console change, as a handler takes it: who asked, and the fields of their form. Made
+/// only with this session's CSRF token and the staff role (the gate checks both before any
+/// handler; this says it again, so a handler taking a `Change` cannot be reached without).
+pub(crate) struct Change {
+    pub v: Viewer,
+    fields: Vec<(String, String)>,
+}
+
+impl Change {
+    /// Every field as sent, in order (a repeated one, such as a checkbox list, repeats).
+    pub fn fields(&self) -> &[(String, String)] {
+        &self.fields
+    }
+
+    /// A field's value, trimmed; empty when the form did not send it.
+    pub fn field(&self, name: &str) -> String {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_default()
+    }
+}
+
+impl axum::extract::FromRequest<AppState> for Change {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, st: &AppState) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let v = Viewer::from_request_parts(&mut parts, st).await?;
+        let bytes = axum::body::to_bytes(body, usize::MAX)
+            .await
+            .map_err(|_| StatusCode::PAYLOAD_TOO_LARGE.into_response())?;
+        let fields = super::form_fields(&parts.headers, bytes)
+            .await
+            .map_err(|why| (StatusCode::UNSUPPORTED_MEDIA_TYPE, why).into_response())?;
+        let change = Change { v, fields };
+        if let Err(e) = change.v.may_change(&change.field("csrf")) {
+            let chrome = change.v.chrome(st, "");
+            return Err(e.respond_in(st, chrome));
+        }
+        Ok(change)
+    }
+}
+
 /// What console handlers return: a page, or the page that says what went wrong.
 pub(crate) type Page = Result<Response, ConsoleError>;
 

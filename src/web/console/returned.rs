@@ -3,12 +3,12 @@
 //! to, checking one, suppressing one by hand and — deliberately, behind a ticked box —
 //! lifting one.
 
+use super::Change;
 use super::{Chrome, ConsoleError, FieldErrors, Page, Viewer, html, see_other};
 use crate::domain::{EmailAddress, sha256_hex};
 use crate::store::{ReturnedKind, ReturnedRow, Role, Suppression, valid_suppression_reason};
 use crate::web::{AppState, form_pairs};
 use askama::Template;
-use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -205,18 +205,17 @@ pub(super) async fn suppressions(
 }
 
 /// Suppress an address by hand, with a one-word reason.
-pub(super) async fn add(State(st): State<AppState>, v: Viewer, body: Bytes) -> Response {
-    let pairs = form_pairs(&body);
+pub(super) async fn add(State(st): State<AppState>, form: Change) -> Response {
+    let v = &form.v;
     let page: Page = async {
-        v.may_change(&field(&pairs, "csrf"))?;
-        let address = field(&pairs, "address");
-        let reason = Some(field(&pairs, "reason"))
+        let address = form.field("address");
+        let reason = Some(form.field("reason"))
             .filter(|r| !r.is_empty())
             .unwrap_or_else(|| "manual".into());
         let refuse = |status, f: &'static str, m: String| {
             suppressions_page(
                 &st,
-                &v,
+                v,
                 status,
                 address.clone(),
                 FieldErrors::one(f, m),
@@ -254,15 +253,14 @@ pub(super) async fn add(State(st): State<AppState>, v: Viewer, body: Bytes) -> R
 }
 
 /// Lift a suppression: only with its box ticked.
-pub(super) async fn lift(State(st): State<AppState>, v: Viewer, body: Bytes) -> Response {
-    let pairs = form_pairs(&body);
+pub(super) async fn lift(State(st): State<AppState>, form: Change) -> Response {
+    let v = &form.v;
     let page: Page = async {
-        v.may_change(&field(&pairs, "csrf"))?;
-        let address = field(&pairs, "address");
+        let address = form.field("address");
         let refuse = |status, f: &'static str, m: String| {
             suppressions_page(
                 &st,
-                &v,
+                v,
                 status,
                 address.clone(),
                 FieldErrors::one(f, m),
@@ -275,7 +273,7 @@ pub(super) async fn lift(State(st): State<AppState>, v: Viewer, body: Bytes) -> 
                 return refuse(StatusCode::UNPROCESSABLE_ENTITY, "address", e.to_string()).await;
             }
         };
-        if field(&pairs, "confirm") != "yes" {
+        if form.field("confirm") != "yes" {
             return refuse(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "lift",

@@ -5,13 +5,13 @@
 //! (text here, the HTML part on a page of its own), editing, pause and resume, and "send
 //! now" behind a confirmation.
 
+use super::Change;
 use super::{Chrome, ConsoleError, FieldErrors, Page, Viewer, html, see_other};
 use crate::digests::DigestError;
 use crate::domain::{CronSchedule, ScheduleError};
 use crate::store::Role;
 use crate::web::{AppState, form_pairs};
 use askama::Template;
-use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -40,8 +40,12 @@ pub(crate) struct ScheduleForm {
 
 impl ScheduleForm {
     fn parse(raw: &[u8]) -> Self {
+        Self::from_fields(form_pairs(raw))
+    }
+
+    fn from_fields(fields: impl IntoIterator<Item = (String, String)>) -> Self {
         let mut f = Self::default();
-        for (k, v) in form_pairs(raw) {
+        for (k, v) in fields {
             match k.as_str() {
                 "name" => f.name = v,
                 "cron" => f.cron = v,
@@ -264,12 +268,12 @@ pub(super) async fn check_fragment(
     v.answer(&st, page)
 }
 
-pub(super) async fn add(State(st): State<AppState>, v: Viewer, body: Bytes) -> Response {
-    let form = ScheduleForm::parse(&body);
+pub(super) async fn add(State(st): State<AppState>, change: Change) -> Response {
+    let v = &change.v;
+    let form = ScheduleForm::from_fields(change.fields().iter().cloned());
     let page = async {
-        v.may_change(&form.csrf)?;
         if form.action == "check" {
-            return list(&st, &v, StatusCode::OK, form, FieldErrors::default()).await;
+            return list(&st, v, StatusCode::OK, form, FieldErrors::default()).await;
         }
         let subject = Some(form.subject.as_str());
         match st
@@ -292,7 +296,7 @@ pub(super) async fn add(State(st): State<AppState>, v: Viewer, body: Bytes) -> R
                 Some((field, message)) => {
                     list(
                         &st,
-                        &v,
+                        v,
                         StatusCode::UNPROCESSABLE_ENTITY,
                         form,
                         FieldErrors::one(field, message),
@@ -472,16 +476,15 @@ impl ScheduleForm {
 
 pub(super) async fn edit(
     State(st): State<AppState>,
-    v: Viewer,
     Path(name): Path<String>,
-    body: Bytes,
+    change: Change,
 ) -> Response {
-    let form = ScheduleForm::parse(&body);
+    let v = &change.v;
+    let form = ScheduleForm::from_fields(change.fields().iter().cloned());
     let page = async {
-        v.may_change(&form.csrf)?;
         if form.action == "check" {
             let edit = Some((form.clone_fields(), FieldErrors::default()));
-            return schedule_page(&st, &v, &name, StatusCode::OK, edit, String::new(), None).await;
+            return schedule_page(&st, v, &name, StatusCode::OK, edit, String::new(), None).await;
         }
         match st
             .digests
@@ -504,7 +507,7 @@ pub(super) async fn edit(
                 Some((field, message)) => {
                     schedule_page(
                         &st,
-                        &v,
+                        v,
                         &name,
                         StatusCode::UNPROCESSABLE_ENTITY,
                         Some((form.clone_fields(), FieldErrors::one(field, message))),
@@ -557,10 +560,9 @@ pub(super) async fn preview_html(
 }
 
 /// Pause or resume (`on`).
-async fn set_enabled(st: AppState, v: Viewer, name: String, body: Bytes, on: bool) -> Response {
-    let form = ScheduleForm::parse(&body);
+async fn set_enabled(st: AppState, change: Change, name: String, on: bool) -> Response {
+    let v = &change.v;
     let page = async {
-        v.may_change(&form.csrf)?;
         let r = if on {
             st.digests.resume(&name).await
         } else {
@@ -579,20 +581,18 @@ async fn set_enabled(st: AppState, v: Viewer, name: String, body: Bytes, on: boo
 
 pub(super) async fn pause(
     State(st): State<AppState>,
-    v: Viewer,
     Path(name): Path<String>,
-    body: Bytes,
+    change: Change,
 ) -> Response {
-    set_enabled(st, v, name, body, false).await
+    set_enabled(st, change, name, false).await
 }
 
 pub(super) async fn resume(
     State(st): State<AppState>,
-    v: Viewer,
     Path(name): Path<String>,
-    body: Bytes,
+    change: Change,
 ) -> Response {
-    set_enabled(st, v, name, body, true).await
+    set_enabled(st, change, name, true).await
 }
 
 /// "Send now": an issue outside the cron times, once the box saying so is ticked. Its
@@ -600,17 +600,16 @@ pub(super) async fn resume(
 /// them up on its next tick), waking the delivery workers after each chunk.
 pub(super) async fn send_now(
     State(st): State<AppState>,
-    v: Viewer,
     Path(name): Path<String>,
-    body: Bytes,
+    change: Change,
 ) -> Response {
-    let form = ScheduleForm::parse(&body);
+    let v = &change.v;
+    let form = ScheduleForm::from_fields(change.fields().iter().cloned());
     let page = async {
-        v.may_change(&form.csrf)?;
         if !form.confirm {
             return schedule_page(
                 &st,
-                &v,
+                v,
                 &name,
                 StatusCode::UNPROCESSABLE_ENTITY,
                 None,
@@ -652,17 +651,16 @@ pub(super) async fn send_now(
 /// log (under the schedule's name); nothing more is sent for it.
 pub(super) async fn remove(
     State(st): State<AppState>,
-    v: Viewer,
     Path(name): Path<String>,
-    body: Bytes,
+    change: Change,
 ) -> Response {
-    let form = ScheduleForm::parse(&body);
+    let v = &change.v;
+    let form = ScheduleForm::from_fields(change.fields().iter().cloned());
     let page = async {
-        v.may_change(&form.csrf)?;
         if form.confirm_name.trim() != name {
             return schedule_page(
                 &st,
-                &v,
+                v,
                 &name,
                 StatusCode::UNPROCESSABLE_ENTITY,
                 None,

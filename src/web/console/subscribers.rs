@@ -4,12 +4,12 @@
 //! them and everything that came back — with, for staff, the JSON export of all of it
 //! (GDPR Art. 15/20) and erasure (Art. 17) behind typing the address.
 
+use super::Change;
 use super::{Chrome, ConsoleError, FieldErrors, Page, Viewer, html, see_other};
 use crate::domain::{SubscriberStatus, sha256_hex};
 use crate::store::{ReturnedRow, Role, SendRecord, Subscriber, SubscriberQuery, Suppression};
 use crate::web::{AppState, form_pairs};
 use askama::Template;
-use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -258,26 +258,19 @@ pub(super) async fn export(State(st): State<AppState>, v: Viewer, Path(id): Path
 /// Erase, once the address is typed again (a slip of the mouse must not erase anyone).
 pub(super) async fn erase(
     State(st): State<AppState>,
-    v: Viewer,
     Path(id): Path<i64>,
-    body: Bytes,
+    form: Change,
 ) -> Response {
-    let form = form_pairs(&body);
-    let field = |name: &str| {
-        form.iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.trim().to_string())
-            .unwrap_or_default()
-    };
+    let v = &form.v;
+    let field = |name: &str| form.field(name);
     let page: Page = async {
-        v.may_change(&field("csrf"))?;
         let Some(s) = st.store.subscriber_by_id(id).await? else {
             return Err(unknown(id));
         };
         if !field("confirm").eq_ignore_ascii_case(&s.email) {
             return one(
                 &st,
-                &v,
+                v,
                 id,
                 StatusCode::UNPROCESSABLE_ENTITY,
                 Some("Type the subscriber's address exactly to erase them."),
