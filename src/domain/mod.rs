@@ -3,6 +3,7 @@
 
 mod duration;
 mod email;
+mod role;
 mod schedule;
 mod signup;
 mod size;
@@ -12,6 +13,7 @@ mod verdict;
 
 pub use duration::{HumanDuration, ParseDurationError};
 pub use email::{EmailAddress, EmailError};
+pub use role::Role;
 pub use schedule::{CronSchedule, ScheduleError};
 pub use signup::{SignupAction, SubscriberStatus};
 pub use size::{ByteSize, ParseSizeError};

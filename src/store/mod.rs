@@ -97,34 +97,8 @@ text_column!(ReturnedKind);
 text_column!(Role);
 text_column!(IssueStatus);
 
-/// What a console user or an API token may do (one name for both: they share the roles).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// Read and write: articles, schedules, suppressions, returned mail.
-    Staff,
-    /// Read only.
-    Operator,
-    /// Only report returned mail (a relay's webhook): it can unsubscribe and suppress
-    /// readers, so no reading token may, and this one may do nothing else. API tokens
-    /// only; console users are staff or operators.
-    Webhook,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Staff => "staff",
-            Role::Operator => "operator",
-            Role::Webhook => "webhook",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Self> {
-        [Role::Staff, Role::Operator, Role::Webhook]
-            .into_iter()
-            .find(|r| r.as_str() == s)
-    }
-}
+/// Roles are a domain rule (`domain::Role`); re-exported here, where rows carry them.
+pub use crate::domain::Role;
 
 /// An issue: made with articles (its sends follow), or skipped (nothing new).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

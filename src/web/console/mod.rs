@@ -113,7 +113,7 @@ async fn gate(
     };
     let refused = if !crate::access::csrf_ok(&viewer.session, &csrf) {
         Some(ConsoleError::BadCsrf)
-    } else if !logout && viewer.session.role != Role::Staff {
+    } else if !logout && !viewer.session.role.may_change() {
         Some(ConsoleError::Forbidden)
     } else {
         None
@@ -436,7 +436,7 @@ impl Viewer {
         if !crate::access::csrf_ok(&self.session, csrf) {
             return Err(ConsoleError::BadCsrf);
         }
-        if self.session.role != Role::Staff {
+        if !self.session.role.may_change() {
             return Err(ConsoleError::Forbidden);
         }
         Ok(())
