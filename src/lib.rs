@@ -432,20 +432,12 @@ impl App {
     ) -> std::io::Result<()> {
         let s = self.services;
         let state = web::AppState {
-            config: s.config.clone(),
-            store: s.store.clone(),
-            subs: s.subs.clone(),
-            digests: s.digests.clone(),
-            engine: s.engine.clone(),
+            services: s.clone(),
             limiter: Arc::new(web::ratelimit::IpLimiter::new(
                 s.config.subscriptions.rate_limit_per_ip,
                 s.config.subscriptions.rate_limit_window.as_chrono(),
             )),
             metrics: telemetry::metrics_handle(),
-            clock: s.clock.clone(),
-            health: s.health.clone(),
-            sns: s.keys.sns.clone(),
-            tasks: s.tasks.clone(),
             logins: Arc::new(access::LoginLimiter::new(
                 s.config.console.login_limit,
                 s.config.console.login_window.as_chrono(),

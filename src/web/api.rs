@@ -576,7 +576,7 @@ async fn record_one(
 /// handled (SNS retries anything else); 403 when the signature or the topic is not trusted.
 async fn report_ses(State(st): State<AppState>, body: axum::body::Bytes) -> Response {
     use crate::bounces::sns::{SnsError, ses_events};
-    let Some(verifier) = st.sns.clone() else {
+    let Some(verifier) = st.keys.sns.clone() else {
         return error(
             StatusCode::NOT_FOUND,
             "SES notifications are off (bounces.sns_certificates and bounces.sns_topics)",

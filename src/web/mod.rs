@@ -12,9 +12,6 @@ pub mod ratelimit;
 pub mod server;
 
 use crate::config::Config;
-use crate::delivery::DeliveryEngine;
-use crate::store::Store;
-use crate::subscriptions::Subscriptions;
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, header};
@@ -25,24 +22,23 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-/// Everything a handler may use.
+/// Everything a handler may use: the services `herald serve` runs with (through `Deref`,
+/// so `st.config`, `st.store`, `st.subs` … are theirs, never copies that could drift), and
+/// what only the web side keeps.
 #[derive(Clone)]
 pub struct AppState {
-    pub config: Arc<Config>,
-    pub store: Arc<dyn Store>,
-    pub subs: Arc<Subscriptions>,
-    pub digests: Arc<crate::digests::Digests>,
-    pub engine: Arc<DeliveryEngine>,
+    pub services: crate::Services,
     pub limiter: Arc<ratelimit::IpLimiter>,
     pub metrics: PrometheusHandle,
-    pub clock: crate::clock::Clock,
-    pub health: Arc<crate::jobs::JobHealth>,
     /// Failed console logins, per account and per client.
     pub logins: Arc<crate::access::LoginLimiter>,
-    /// Checks Amazon SNS signatures (`bounces.sns_*`); None: the SES webhook is off.
-    pub sns: Option<Arc<crate::bounces::sns::SnsVerifier>>,
-    /// Where work that outlives a request is started (see `jobs::Tasks`).
-    pub tasks: crate::jobs::Tasks,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = crate::Services;
+    fn deref(&self) -> &crate::Services {
+        &self.services
+    }
 }
 
 impl AppState {
