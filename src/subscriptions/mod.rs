@@ -174,13 +174,13 @@ async fn write_batch(store: Arc<dyn Store>, batch: Vec<(NewSignup, SignupReply)>
                 let _ = reply.send(Ok(outcome));
             }
         }
-        Err(e) if reqs.len() == 1 => {
-            if let Some(reply) = replies.into_iter().next() {
-                let _ = reply.send(Err(e));
-            }
-        }
+        // Alone, a signup that lost a race for a new address (another writer inserted it
+        // first: a unique violation) is tried again and finds that row; a batch of one
+        // too, which used to answer 500 (PostgreSQL, several signups of one address at once).
         Err(e) => {
-            tracing::warn!(error = %e, signups = reqs.len(), "group commit failed; writing the signups one by one");
+            if reqs.len() > 1 {
+                tracing::warn!(error = %e, signups = reqs.len(), "group commit failed; writing the signups one by one");
+            }
             for (req, reply) in reqs.iter().zip(replies) {
                 let _ = reply.send(store.signup(req).await);
             }
