@@ -185,59 +185,9 @@ impl SendKind {
     }
 }
 
-/// Where a send is in its life. `Sent` only after the server's 250.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-#[value(rename_all = "snake_case")]
-pub enum SendStatus {
-    Queued,
-    Sending,
-    Sent,
-    Retrying,
-    Failed,
-    Bounced,
-    Suppressed,
-}
-
-impl SendStatus {
-    pub const ALL: [SendStatus; 7] = [
-        SendStatus::Queued,
-        SendStatus::Sending,
-        SendStatus::Sent,
-        SendStatus::Retrying,
-        SendStatus::Failed,
-        SendStatus::Bounced,
-        SendStatus::Suppressed,
-    ];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SendStatus::Queued => "queued",
-            SendStatus::Sending => "sending",
-            SendStatus::Sent => "sent",
-            SendStatus::Retrying => "retrying",
-            SendStatus::Failed => "failed",
-            SendStatus::Bounced => "bounced",
-            SendStatus::Suppressed => "suppressed",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-
-    /// Why sends in this state may not be put back in the queue, or None for `failed`,
-    /// the only ones that may (the rule `herald sends retry` and any other caller share).
-    pub fn why_not_retried(self) -> Option<&'static str> {
-        match self {
-            SendStatus::Failed => None,
-            SendStatus::Sent => Some("sent mail would be delivered twice"),
-            SendStatus::Sending => Some("one in flight would be taken from its worker"),
-            SendStatus::Queued | SendStatus::Retrying => Some("it is still in the queue"),
-            SendStatus::Bounced | SendStatus::Suppressed => {
-                Some("a bounced or suppressed address must not get mail")
-            }
-        }
-    }
-}
+/// A send's states and which may be retried are a domain rule (`domain::SendStatus`);
+/// re-exported here, where rows carry them.
+pub use crate::domain::SendStatus;
 
 /// One row of the delivery ledger, as operators see it.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
