@@ -94,6 +94,15 @@ fn seed_issue(
     run(&["digests", "run", "morning", "--queue-only"]);
 }
 
+/// Wait (90 s at most) until no send of the database is left to settle.
+async fn settled(store: &std::sync::Arc<dyn herald::store::Store>) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while store.pending_send_count().await.unwrap() > 0 {
+        assert!(Instant::now() < deadline, "the issue never settled");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn killed_mid_send_loses_nothing(backend: Backend) {
     let (db, _keep) = common::fresh_database(backend).await;
     let work = tempfile::tempdir().unwrap();
@@ -125,11 +134,7 @@ async fn killed_mid_send_loses_nothing(backend: Backend) {
     }
     let store = herald::store::connect(&db, 2).await.unwrap();
     let mut child = serve(&db, smtp.port, dir);
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while store.pending_send_count().await.unwrap() > 0 {
-        assert!(Instant::now() < deadline, "the issue never settled");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    settled(&store).await;
     child.kill().unwrap();
     child.wait().unwrap();
 
@@ -349,11 +354,7 @@ async fn a_stop_never_waits_on_a_stalled_relay(backend: Backend) {
     with_env(&mut c);
     c.arg("serve").stdout(Stdio::null()).stderr(Stdio::null());
     let mut child = c.spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while store.pending_send_count().await.unwrap() > 0 {
-        assert!(Instant::now() < deadline, "the issue never settled");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    settled(&store).await;
     child.kill().unwrap();
     child.wait().unwrap();
     let mut copies: HashMap<Vec<String>, usize> = HashMap::new();

@@ -201,17 +201,7 @@ pub fn html_to_text(html: &str) -> String {
         html2text::render::TrivialDecorator::new(),
         usize::MAX / 4,
     )
-    .unwrap_or_else(|| {
-        ammonia::Builder::empty()
-            .clean(html)
-            .to_string()
-            .replace("&nbsp;", " ")
-            .replace("&lt;", "<")
-            .replace("&gt;", ">")
-            .replace("&quot;", "\"")
-            .replace("&#39;", "'")
-            .replace("&amp;", "&")
-    });
+    .unwrap_or_else(|| text_of_fragment(html).replace('\u{a0}', " "));
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
@@ -227,13 +217,21 @@ pub fn decode_entities(text: &str) -> String {
     // html5ever's tokenizer knows every HTML5 name, the legacy ones without `;`, and maps
     // `&#146;` to ’ as HTML5 asks; escaping `<` keeps it from reading any tag. Its
     // serialiser then escapes only these five again.
+    text_of_fragment(&text.replace('<', "&lt;"))
+}
+
+/// The text of an HTML fragment with every tag dropped and every reference decoded (by
+/// html5ever, through ammonia with nothing allowed), whitespace as written: its serialiser
+/// escapes these few characters again, undone here.
+fn text_of_fragment(html: &str) -> String {
     ammonia::Builder::empty()
-        .clean(&text.replace('<', "&lt;"))
+        .clean(html)
         .to_string()
         .replace("&nbsp;", "\u{a0}")
         .replace("&lt;", "<")
         .replace("&gt;", ">")
         .replace("&quot;", "\"")
+        .replace("&#39;", "'")
         .replace("&amp;", "&")
 }
 

@@ -103,14 +103,11 @@ async fn gate(
         Ok(b) => b,
         Err(_) => return StatusCode::PAYLOAD_TOO_LARGE.into_response(),
     };
-    let csrf = match super::form_fields(&parts.headers, bytes.clone()).await {
-        Ok(fields) => fields
-            .into_iter()
-            .find(|(k, _)| k == "csrf")
-            .map(|(_, v)| v)
-            .unwrap_or_default(),
+    let fields = match super::form_fields(&parts.headers, bytes.clone()).await {
+        Ok(fields) => FormFields(fields),
         Err(why) => return (StatusCode::UNSUPPORTED_MEDIA_TYPE, why).into_response(),
     };
+    let csrf = fields.get("csrf");
     let refused = if !crate::access::csrf_ok(&viewer.session, &csrf) {
         Some(ConsoleError::BadCsrf)
     } else if !logout && !viewer.session.role.may_change() {
@@ -122,7 +119,9 @@ async fn gate(
         let chrome = viewer.chrome(&st, "");
         return e.respond_in(&st, chrome);
     }
+    // The handler gets both as read here: no second session lookup, no second parse.
     parts.extensions.insert(viewer);
+    parts.extensions.insert(fields);
     next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
         .await
 }
@@ -302,27 +301,38 @@ impl FromRequestParts<AppState> for Viewer {
     }
 }
 
+/// A POST's form as the gate read it, handed on to [`Change`].
+#[derive(Clone)]
+struct FormFields(Vec<(String, String)>);
+
+impl FormFields {
+    /// A field's value, trimmed; empty when the form did not send it.
+    fn get(&self, name: &str) -> String {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_default()
+    }
+}
+
 /// A console change, as a handler takes it: who asked, and the fields of their form. Made
 /// only with this session's CSRF token and the staff role (the gate checks both before any
 /// handler; this says it again, so a handler taking a `Change` cannot be reached without).
 pub(crate) struct Change {
     pub v: Viewer,
-    fields: Vec<(String, String)>,
+    fields: FormFields,
 }
 
 impl Change {
     /// Every field as sent, in order (a repeated one, such as a checkbox list, repeats).
     pub fn fields(&self) -> &[(String, String)] {
-        &self.fields
+        &self.fields.0
     }
 
     /// A field's value, trimmed; empty when the form did not send it.
     pub fn field(&self, name: &str) -> String {
-        self.fields
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.trim().to_string())
-            .unwrap_or_default()
+        self.fields.get(name)
     }
 }
 
@@ -332,12 +342,19 @@ impl axum::extract::FromRequest<AppState> for Change {
     async fn from_request(req: Request, st: &AppState) -> Result<Self, Response> {
         let (mut parts, body) = req.into_parts();
         let v = Viewer::from_request_parts(&mut parts, st).await?;
-        let bytes = axum::body::to_bytes(body, usize::MAX)
-            .await
-            .map_err(|_| StatusCode::PAYLOAD_TOO_LARGE.into_response())?;
-        let fields = super::form_fields(&parts.headers, bytes)
-            .await
-            .map_err(|why| (StatusCode::UNSUPPORTED_MEDIA_TYPE, why).into_response())?;
+        let fields = match parts.extensions.remove::<FormFields>() {
+            Some(read) => read,
+            // Not through the gate (it covers every console POST): read it here.
+            None => {
+                let bytes = axum::body::to_bytes(body, usize::MAX)
+                    .await
+                    .map_err(|_| StatusCode::PAYLOAD_TOO_LARGE.into_response())?;
+                let fields = super::form_fields(&parts.headers, bytes)
+                    .await
+                    .map_err(|why| (StatusCode::UNSUPPORTED_MEDIA_TYPE, why).into_response())?;
+                FormFields(fields)
+            }
+        };
         let change = Change { v, fields };
         if let Err(e) = change.v.may_change(&change.field("csrf")) {
             let chrome = change.v.chrome(st, "");
