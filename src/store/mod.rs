@@ -1,18 +1,12 @@
 //! Persistence. [`Store`] is the only way the rest of herald touches the database, and this
 //! folder is the only place with SQL. Two implementations: SQLite (embedded default) and
 //! PostgreSQL (production, several instances on one database). SQL that is the same in both
-//! dialects is written once in `shared.rs`; only real differences (claiming work, bulk
-//! loading, types) are written twice.
+//! dialects is written once in `sql/` (compiled once per backend); only real differences
+//! (claiming work, hourly counts, migrations) are written twice, in `sqlite.rs` and `postgres.rs`.
 
-mod access;
-mod articles;
-mod issues;
-mod ledger;
 mod postgres;
-mod returned;
 mod shared;
 mod sqlite;
-mod subscribers;
 
 use crate::domain::{SignupAction, SubscriberStatus};
 use async_trait::async_trait;

@@ -3,13 +3,6 @@
 //! "database is locked" (a read-then-write transaction in deferred mode cannot upgrade its
 //! lock when another writer got there first).
 
-use super::access::shared_access_impl;
-use super::articles::shared_articles_impl;
-use super::issues::shared_issues_impl;
-use super::ledger::shared_ledger_impl;
-use super::returned::shared_returned_impl;
-use super::shared::shared_store_impl;
-use super::subscribers::shared_subscribers_impl;
 use super::*;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection, Pool, Sqlite, Transaction};
@@ -217,8 +210,14 @@ impl SqliteStore {
     }
 }
 
-shared_store_impl!(SqliteStore, Sqlite, "sqlite", {
-    async fn sent_per_hour(&self, since: DateTime<Utc>) -> StoreResult<Vec<(DateTime<Utc>, i64)>> {
+/// What only this dialect writes its own way; `sql/store.rs` forwards to it.
+impl SqliteStore {
+    const NAME: &str = "sqlite";
+
+    async fn dialect_sent_per_hour(
+        &self,
+        since: DateTime<Utc>,
+    ) -> StoreResult<Vec<(DateTime<Utc>, i64)>> {
         // Timestamps are RFC 3339 text: the first 13 characters name the hour.
         let rows = sqlx::query_as::<Sqlite, (String, i64)>(
             "SELECT substr(updated_at, 1, 13) AS h, COUNT(*) FROM sends \
@@ -240,13 +239,13 @@ shared_store_impl!(SqliteStore, Sqlite, "sqlite", {
             .collect())
     }
 
-    async fn migrate(&self) -> StoreResult<()> {
+    async fn dialect_migrate(&self) -> StoreResult<()> {
         sqlx::migrate!("./migrations/sqlite")
             .run(&self.pool)
             .await?;
         Ok(())
     }
-});
+}
 
 #[cfg(test)]
 mod tests {
@@ -310,8 +309,8 @@ mod tests {
     }
 }
 
-shared_ledger_impl!(SqliteStore, Sqlite, {
-    async fn claim_sends(
+impl SqliteStore {
+    async fn dialect_claim_sends(
         &self,
         holder: &LeaseHolder,
         now: DateTime<Utc>,
@@ -366,14 +365,14 @@ shared_ledger_impl!(SqliteStore, Sqlite, {
         tx.commit().await?;
         Ok(jobs)
     }
-});
+}
 
-shared_access_impl!(SqliteStore, Sqlite);
+/// The backend the shared SQL in `sql/` is compiled for, here.
+type Backend = SqliteStore;
+type Db = Sqlite;
 
-shared_returned_impl!(SqliteStore, Sqlite);
-
-shared_articles_impl!(SqliteStore, Sqlite);
-
-shared_subscribers_impl!(SqliteStore, Sqlite);
-
-shared_issues_impl!(SqliteStore, Sqlite);
+/// The SQL both dialects share, compiled once for each backend (as a macro expanded twice
+/// was before, but as plain Rust that rustfmt and the reader can follow).
+#[allow(clippy::duplicate_mod)]
+#[path = "sql/mod.rs"]
+mod sql;
