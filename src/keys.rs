@@ -1,6 +1,7 @@
 //! The key and certificate files the configuration names, read and checked once at start:
-//! the DKIM signing keys (`mail.dkim.*`) and the certificates Amazon SNS signs with
-//! (`bounces.sns_certificates`). A step of its own after `config.rs` has parsed the settings,
+//! the DKIM signing keys (`mail.dkim.*`), the certificates Amazon SNS signs with
+//! (`bounces.sns_certificates`) and the private CAs of the relay and the IMAP server
+//! (`mail.tls_ca_file`, `bounces.imap_tls_ca_file`). A step of its own after `config/` has parsed the settings,
 //! so the configuration knows nothing of DKIM or SNS; its errors still name the key, and
 //! `herald` treats them as configuration errors (exit 2).
 
@@ -15,6 +16,11 @@ pub struct Keys {
     pub dkim: Option<Arc<DkimSigner>>,
     /// Checks `POST /api/v1/webhooks/ses`, when `bounces.sns_*` are set.
     pub sns: Option<Arc<SnsVerifier>>,
+    /// The relay's certificate must chain to one of these (DER), when `mail.tls_ca_file`
+    /// is set.
+    pub mail_ca: Option<Arc<Vec<Vec<u8>>>>,
+    /// Likewise the IMAP server's, when `bounces.imap_tls_ca_file` is set.
+    pub imap_ca: Option<Arc<Vec<Vec<u8>>>>,
 }
 
 impl Keys {
@@ -46,9 +52,16 @@ impl Keys {
                 ))
             }
         };
+        let imap_ca_file = config
+            .bounces
+            .imap
+            .as_ref()
+            .and_then(|c| c.ca_file.as_deref());
         Ok(Keys {
             dkim: DkimSigner::with_keys(keys).map(Arc::new),
             sns,
+            mail_ca: read_ca("mail.tls_ca_file", config.mail.tls_ca_file.as_deref())?,
+            imap_ca: read_ca("bounces.imap_tls_ca_file", imap_ca_file)?,
         })
     }
 
@@ -69,4 +82,23 @@ impl Keys {
             })
             .collect()
     }
+}
+
+/// A private CA's certificates from the PEM file `path` (config key `key`); None if none.
+fn read_ca(key: &str, path: Option<&str>) -> Result<Option<Arc<Vec<Vec<u8>>>>, ConfigError> {
+    let Some(path) = path else { return Ok(None) };
+    let pem =
+        std::fs::read(path).map_err(|e| invalid(key, format!("cannot read {path:?}: {e}")))?;
+    use rustls_pki_types::pem::PemObject;
+    let certs: Vec<Vec<u8>> = rustls_pki_types::CertificateDer::pem_slice_iter(&pem)
+        .map(|c| c.map(|c| c.to_vec()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| invalid(key, format!("{path:?} is not PEM: {e}")))?;
+    if certs.is_empty() {
+        return Err(invalid(
+            key,
+            format!("{path:?} holds no certificate (BEGIN CERTIFICATE)"),
+        ));
+    }
+    Ok(Some(Arc::new(certs)))
 }

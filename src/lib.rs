@@ -179,6 +179,7 @@ impl Services {
             clock.clone(),
             key.clone(),
             keys.dkim.clone(),
+            keys.mail_ca.clone(),
         ));
         let digests = Arc::new(digests::Digests::new(
             &config,
@@ -208,6 +209,7 @@ impl Services {
         let imap = match (&config.bounces.imap, &inbound) {
             (Some(c), Some(inbound)) => Some(Arc::new(bounces::ImapReader::new(
                 c.clone(),
+                keys.imap_ca.clone(),
                 inbound.clone(),
                 store.clone(),
             ))),

@@ -55,14 +55,22 @@ type Session = async_imap::Session<Box<dyn Stream>>;
 
 pub struct ImapReader {
     config: ImapConfig,
+    /// The private CA the server's certificate must chain to (`keys::Keys::imap_ca`).
+    ca: Option<Arc<Vec<Vec<u8>>>>,
     inbound: Arc<Inbound>,
     store: Arc<dyn Store>,
 }
 
 impl ImapReader {
-    pub fn new(config: ImapConfig, inbound: Arc<Inbound>, store: Arc<dyn Store>) -> Self {
+    pub fn new(
+        config: ImapConfig,
+        ca: Option<Arc<Vec<Vec<u8>>>>,
+        inbound: Arc<Inbound>,
+        store: Arc<dyn Store>,
+    ) -> Self {
         Self {
             config,
+            ca,
             inbound,
             store,
         }
@@ -161,7 +169,7 @@ impl ImapReader {
         ),
         ImapError,
     > {
-        let config = crate::delivery::tls_client_config(self.config.ca.as_deref())
+        let config = crate::delivery::tls_client_config(self.ca.as_deref())
             .map_err(|e| self.err(format!("TLS setup: {e}")))?;
         let name = tokio_rustls::rustls::pki_types::ServerName::try_from(self.config.host.clone())
             .map_err(|e| self.err(format!("bad TLS server name: {e}")))?;

@@ -211,7 +211,7 @@ pub async fn run(command: Command, config: Config) -> CliResult {
             println!("database: {}", herald::database_label(&config.database.url));
             println!(
                 "mail: {}",
-                herald::delivery::Transport::from_config(&config.mail).describe()
+                herald::delivery::Transport::from_config(&config.mail, None).describe()
             );
             println!("public URL: {}", config.http.public_url);
             // Every address a mail carries, so a wrong one is seen before the first digest.

@@ -120,7 +120,8 @@ pub enum Transport {
 }
 
 impl Transport {
-    pub fn from_config(cfg: &MailConfig) -> Self {
+    /// `ca`: the private CA `mail.tls_ca_file` names, read by `keys::Keys::load`.
+    pub fn from_config(cfg: &MailConfig, ca: Option<Arc<Vec<Vec<u8>>>>) -> Self {
         match &cfg.transport {
             MailTransportConfig::Maildir(p) => Transport::Maildir(p.clone()),
             MailTransportConfig::Smtp {
@@ -140,7 +141,7 @@ impl Transport {
                     .unwrap_or_default(),
                 connect_timeout: cfg.connect_timeout.0,
                 send_timeout: cfg.send_timeout.0,
-                ca: cfg.tls_ca.clone(),
+                ca,
             })),
         }
     }

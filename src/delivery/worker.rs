@@ -311,6 +311,7 @@ impl DeliveryEngine {
         clock: Clock,
         key: crate::domain::SecretKey,
         dkim: Option<Arc<super::DkimSigner>>,
+        tls_ca: Option<Arc<Vec<Vec<u8>>>>,
     ) -> Self {
         let d = &config.delivery;
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "herald".into());
@@ -325,7 +326,7 @@ impl DeliveryEngine {
         Self {
             ledger: store.clone(),
             composer,
-            transport: Transport::from_config(&config.mail),
+            transport: Transport::from_config(&config.mail, tls_ca),
             clock: clock.clone(),
             from: config.mail.from.clone(),
             list_name: config.site.name.clone(),

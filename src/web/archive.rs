@@ -32,7 +32,7 @@ pub async fn index(State(st): State<AppState>, Path(schedule): Path<String>) -> 
     };
     let page = ArchivePage {
         site_name: st.config.site.name.clone(),
-        lang: st.config.site.language.clone(),
+        lang: st.config.site.language.to_string(),
         site_url: st.config.site.url.clone(),
         subscribe_url: st.public_url("/subscribe"),
         heading: format!("{}: {schedule} — past issues", st.config.site.name),

@@ -23,7 +23,7 @@ fn message(
 ) -> MessagePage {
     MessagePage {
         site_name: st.config.site.name.clone(),
-        lang: st.config.site.language.clone(),
+        lang: st.config.site.language.to_string(),
         site_url: st.config.site.url.clone(),
         heading: heading.into(),
         paragraphs: paragraphs.iter().map(|p| p.to_string()).collect(),
@@ -83,7 +83,7 @@ async fn subscribe_form(
             }
             SubscribePage {
                 site_name: st.config.site.name.clone(),
-                lang: st.config.site.language.clone(),
+                lang: st.config.site.language.to_string(),
                 site_url: st.config.site.url.clone(),
                 form_action: st.public_url("/subscribe"),
                 sections,
@@ -212,7 +212,7 @@ pub async fn confirm_page(State(st): State<AppState>, Path(token): Path<String>)
     match st.subs.peek_confirm(&token).await {
         Ok(ConfirmResult::Confirmed { email, .. }) => ConfirmPage {
             site_name: st.config.site.name.clone(),
-            lang: st.config.site.language.clone(),
+            lang: st.config.site.language.to_string(),
             site_url: st.config.site.url.clone(),
             email,
         }
@@ -299,7 +299,7 @@ pub async fn preferences_page(State(st): State<AppState>, Path(token): Path<Stri
     let mine: Vec<String> = mine.into_iter().map(|s| s.slug).collect();
     PreferencesPage {
         site_name: st.config.site.name.clone(),
-        lang: st.config.site.language.clone(),
+        lang: st.config.site.language.to_string(),
         site_url: st.config.site.url.clone(),
         unsubscribe_url: st.subs.links(sub.id, &sub.email).unsubscribe_url,
         email: sub.email,
@@ -395,7 +395,7 @@ pub async fn unsubscribe_page(State(st): State<AppState>, Path(token): Path<Stri
     {
         Ok(Some(sub)) => UnsubscribePage {
             site_name: st.config.site.name.clone(),
-            lang: st.config.site.language.clone(),
+            lang: st.config.site.language.to_string(),
             site_url: st.config.site.url.clone(),
             email: sub.email,
         }
