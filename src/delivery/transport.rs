@@ -26,53 +26,12 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-/// What must hold before a server may take a message: the previous message's outcome is in
-/// the ledger. The envelope (MAIL, RCPT, DATA) goes out while that write runs; the message
-/// itself, after which the server is responsible for it, only once the write is done. So a
-/// crash can still double at most the one message per connection that was in flight.
-pub struct Gate {
-    pending: Option<tokio::task::JoinHandle<crate::store::StoreResult<()>>>,
-    error: Option<String>,
-    failure: Option<crate::store::StoreError>,
-}
-
-impl Gate {
-    /// Nothing to wait for.
-    pub fn open() -> Self {
-        Self {
-            pending: None,
-            error: None,
-            failure: None,
-        }
-    }
-
-    /// Open once this write has succeeded.
-    pub fn after(write: tokio::task::JoinHandle<crate::store::StoreResult<()>>) -> Self {
-        Self {
-            pending: Some(write),
-            error: None,
-            failure: None,
-        }
-    }
-
-    /// Wait for the write (once); whether sending may go on.
-    pub async fn wait(&mut self) -> bool {
-        if let Some(write) = self.pending.take() {
-            match write.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => self.failure = Some(e),
-                Err(e) => self.error = Some(format!("the ledger write panicked: {e}")),
-            }
-        }
-        self.failure.is_none() && self.error.is_none()
-    }
-
-    /// After [`Gate::wait`]: why the write failed, if it did.
-    pub fn take_failure(&mut self) -> Option<crate::store::StoreError> {
-        self.failure
-            .take()
-            .or_else(|| self.error.take().map(crate::store::StoreError::Open))
-    }
+/// What must hold before a server may take a message (the worker's [`super::Gate`]: the
+/// previous outcome is in the ledger). The sender asks it after the envelope is accepted and
+/// before the message itself goes out; `false` and the message is not handed over
+/// ([`SendError::Held`]).
+pub trait Handover {
+    fn ready(&mut self) -> impl std::future::Future<Output = bool> + Send;
 }
 
 /// Why a message did not go out.
@@ -197,11 +156,11 @@ impl MailSender {
         envelope: &Envelope,
         message_id: &str,
         bytes: &[u8],
-        gate: &mut Gate,
+        gate: &mut impl Handover,
     ) -> Result<String, SendError> {
         match self {
             MailSender::Maildir(dir) => {
-                if !gate.wait().await {
+                if !gate.ready().await {
                     return Err(SendError::Held);
                 }
                 write_eml(dir, message_id, bytes).await
@@ -268,7 +227,7 @@ async fn smtp_send(
     conn: &mut Option<Box<Session>>,
     envelope: &Envelope,
     bytes: &[u8],
-    gate: &mut Gate,
+    gate: &mut impl Handover,
 ) -> Result<String, SendError> {
     use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
     use lettre::transport::smtp::extension::{Extension, MailBodyParameter, MailParameter};
@@ -353,7 +312,7 @@ async fn smtp_send(
     };
     let result = match tokio::time::timeout(s.send_timeout, envelope_phase).await {
         Ok(Ok(_)) => {
-            if !gate.wait().await {
+            if !gate.ready().await {
                 // Inside DATA: closing the connection without the final dot discards the
                 // message (RFC 5321 §4.1.1.4). Not lettre's `abort`: it first sends QUIT and
                 // waits for an answer, which a server reading message text never gives; on
@@ -705,11 +664,14 @@ mod tests {
             vec!["r@example.com".parse().unwrap()],
         )
         .unwrap();
-        let mut gate = Gate::after(tokio::spawn(async {
-            Err(crate::store::StoreError::Open(
-                "database or disk is full".into(),
-            ))
-        }));
+        // The previous outcome could not be written (say, the disk is full).
+        struct Closed;
+        impl Handover for Closed {
+            async fn ready(&mut self) -> bool {
+                false
+            }
+        }
+        let mut gate = Closed;
         let sent = tokio::time::timeout(
             Duration::from_secs(20),
             sender.send(

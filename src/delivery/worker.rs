@@ -16,209 +16,23 @@
 //! stops sending (the others may already consider it dead). A row becomes `sent` only after
 //! the server's 2xx.
 
-use super::OutgoingMail;
+use super::builder::{Composer, MessageBuilder, NotBuilt};
 use super::domains::{DomainWatch, PauseSettings};
-use super::mail::{MailHeaders, build_message};
-use super::transport::{Gate, MailSender, SendError, Transport};
+use super::lease::{Batch, Leases, chrono};
+use super::outcomes::{Gate, OutcomeLog};
+use super::pacing::{RateLimiter, RetryPolicy};
+use super::transport::{MailSender, SendError, Transport};
 use crate::clock::Clock;
 use crate::jobs::JobHealth;
 use crate::store::{
     InstanceInfo, LeaseHolder, SendJob, SendOutcome, SendResult, Store, StoreResult,
 };
 use chrono::{DateTime, Utc};
-use lettre::message::Mailbox;
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Mutex, Notify, watch};
 
 /// What to send for a claimed row, or why not to.
-// One lives per message being sent, on the stack: boxing the mail would cost an
-// allocation per message to save bytes nobody keeps.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone)]
-pub enum Composed {
-    Mail {
-        mail: OutgoingMail,
-        unsubscribe_url: Option<String>,
-    },
-    /// The recipient left, was erased or is suppressed since the row was queued.
-    Skip(String),
-}
-
-/// Why a row's message could not be made. Each is retried with backoff (the database
-/// may come back, a template fixed), then the send fails with this as its reason.
-#[derive(Debug, thiserror::Error)]
-pub enum ComposeError {
-    #[error("the stored address cannot be used: {0}")]
-    Address(String),
-    #[error("the confirmation link cannot be made: {0}")]
-    Token(&'static str),
-    #[error("{0} is gone")]
-    Missing(String),
-    #[error("a template failed: {0}")]
-    Render(String),
-    #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
-}
-
-/// Turns a ledger row into a message. Implemented where the templates live, so delivery
-/// knows nothing of subscriptions or digests.
-#[async_trait::async_trait]
-pub trait Composer: Send + Sync {
-    async fn compose(&self, job: &SendJob) -> Result<Composed, ComposeError>;
-}
-
-/// Exponential backoff for temporary failures, until `max_age` after the row was queued.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    pub initial: Duration,
-    pub max: Duration,
-    pub max_age: Duration,
-}
-
-impl RetryPolicy {
-    /// When to try again after `attempts` attempts, or None to give up.
-    pub fn next_attempt(
-        &self,
-        attempts: i32,
-        queued_at: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> Option<DateTime<Utc>> {
-        let exp = attempts.clamp(1, 30) as u32 - 1;
-        let delay = self
-            .initial
-            .saturating_mul(2u32.saturating_pow(exp))
-            .min(self.max);
-        let next = now + chrono::Duration::from_std(delay).ok()?;
-        let deadline = queued_at + chrono::Duration::from_std(self.max_age).ok()?;
-        (next <= deadline).then_some(next)
-    }
-}
-
-/// Spaces sends evenly to stay under `rate_per_second` across all workers.
-struct RateLimiter {
-    interval: Duration,
-    next: Mutex<tokio::time::Instant>,
-}
-
-impl RateLimiter {
-    async fn acquire(&self) {
-        let slot = {
-            let mut next = self.next.lock().await;
-            let now = tokio::time::Instant::now();
-            let slot = (*next).max(now);
-            *next = slot + self.interval;
-            slot
-        };
-        tokio::time::sleep_until(slot).await;
-    }
-}
-
-/// Outcomes waiting to be written, in the order the servers answered. `durable` is the
-/// sequence number up to which they are written: whoever holds the flush lock writes every
-/// pending outcome (its own and those that queued while the previous write ran), so the
-/// ledger costs one transaction per group of messages, not one per message.
-struct OutcomeLog {
-    pending: std::sync::Mutex<PendingOutcomes>,
-    durable: Mutex<u64>,
-}
-
-#[derive(Default)]
-struct PendingOutcomes {
-    last_seq: u64,
-    items: Vec<SendResult>,
-}
-
-impl OutcomeLog {
-    fn new() -> Self {
-        Self {
-            pending: std::sync::Mutex::new(PendingOutcomes::default()),
-            durable: Mutex::new(0),
-        }
-    }
-
-    fn push(&self, result: SendResult) -> u64 {
-        let mut p = self.pending.lock().expect("outcome log lock");
-        p.last_seq += 1;
-        p.items.push(result);
-        p.last_seq
-    }
-
-    /// Write whatever is pending (outcomes a failed write left behind). Returns the
-    /// sequence number up to which outcomes are written, if anything was pending.
-    async fn flush_pending(
-        &self,
-        store: &dyn super::Ledger,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Option<u64>> {
-        let last = {
-            let p = self.pending.lock().expect("outcome log lock");
-            if p.items.is_empty() {
-                return Ok(None);
-            }
-            p.last_seq
-        };
-        self.flush_until(store, last, now).await?;
-        Ok(Some(*self.durable.lock().await))
-    }
-
-    /// Return once every outcome up to `seq` is written. On a database error the outcomes
-    /// stay pending (the next flush, by any worker, writes them) and the error is returned.
-    async fn flush_until(
-        &self,
-        store: &dyn super::Ledger,
-        seq: u64,
-        now: DateTime<Utc>,
-    ) -> StoreResult<()> {
-        let mut durable = self.durable.lock().await;
-        if *durable >= seq {
-            return Ok(());
-        }
-        let (batch, upto) = {
-            let mut p = self.pending.lock().expect("outcome log lock");
-            (std::mem::take(&mut p.items), p.last_seq)
-        };
-        match store.complete_sends(&batch, now).await {
-            Ok(written) => {
-                if (written as usize) < batch.len() {
-                    metrics::counter!("herald_lease_lost_total", "at" => "record")
-                        .increment((batch.len() - written as usize) as u64);
-                }
-                *durable = upto;
-                Ok(())
-            }
-            Err(e) => {
-                let mut p = self.pending.lock().expect("outcome log lock");
-                let later = std::mem::replace(&mut p.items, batch);
-                p.items.extend(later);
-                Err(e)
-            }
-        }
-    }
-}
-
-/// A batch of claimed sends and the lease they are held under.
-pub struct Batch {
-    holder: LeaseHolder,
-    lease_until: DateTime<Utc>,
-    jobs: Vec<SendJob>,
-    /// The ids still held after the last renewal (all of them until then).
-    held: HashSet<i64>,
-}
-
-impl Batch {
-    pub fn len(&self) -> usize {
-        self.jobs.len()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.jobs.is_empty()
-    }
-    pub fn ids(&self) -> Vec<i64> {
-        self.jobs.iter().map(|j| j.id).collect()
-    }
-}
-
 /// What one batch came to.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct BatchReport {
@@ -254,25 +68,28 @@ pub struct Stop {
     pub abandon: tokio_util::sync::CancellationToken,
 }
 
+/// The delivery workers and what they share. Each part has one job: the lease keeper
+/// ([`Leases`]: claims, renewals, the heartbeat's word on them), the message builder
+/// ([`MessageBuilder`]), the transport, pacing (rate limit, retry policy) and the outcome
+/// log with its journal. The engine runs the loop that ties them together (`send_batch`).
 pub struct DeliveryEngine {
     /// The store, as much of it as delivery uses (see `ledger.rs`).
     ledger: Arc<dyn super::Ledger>,
-    composer: Arc<dyn Composer>,
+    leases: Leases,
+    builder: MessageBuilder,
     transport: Transport,
     clock: Clock,
-    from: Mailbox,
-    /// `List-Id`: the site's name and `{mail.list_id}.{mail.domain}`.
-    list_name: String,
-    list_label: String,
-    unsubscribe_mailto: Option<String>,
-    /// `mail.return_path` and the key its per-send references are made with.
-    return_path: Option<(lettre::Address, crate::domain::SecretKey)>,
-    policy: RetryPolicy,
-    batch_size: u32,
-    lease: Duration,
-    /// The longest one exchange with the server may take (connect + send timeouts): a
-    /// message is sent only while at least this much of the lease is left.
-    exchange: Duration,
+    retry: RetryPolicy,
+    rate: Option<RateLimiter>,
+    log: Arc<OutcomeLog>,
+    /// `{db}.outcomes.` on SQLite: where outcome journals live (see `journal.rs`).
+    journal_prefix: Option<std::path::PathBuf>,
+    /// This process's journal, once its workers run.
+    journal: std::sync::OnceLock<Arc<super::journal::Journal>>,
+    /// Outcomes were journaled: the flusher has ledger writes to do.
+    flush_wake: Notify,
+    /// Receiving domains paused for policy refusals, and the outcomes that pause them.
+    domains: Arc<DomainWatch>,
     connections: u32,
     poll_interval: Duration,
     /// `mail.idle_timeout`: a worker that has had nothing to send this long says QUIT. An
@@ -280,27 +97,12 @@ pub struct DeliveryEngine {
     /// with a limit below `delivery.connections`, a worker could not connect while the others
     /// sat idle on theirs), and the relay would drop it after its own timeout anyway.
     idle_timeout: Duration,
-    rate: Option<RateLimiter>,
+    /// New work was queued (a signup's mail): idle workers look now.
     wake: Notify,
-    dkim: Option<Arc<super::DkimSigner>>,
-    log: Arc<OutcomeLog>,
-    instance: InstanceInfo,
-    instance_timeout: Duration,
-    /// When our heartbeat was last written; None while no heartbeat runs (tests, CLI),
-    /// whose leases nobody reaps.
-    last_heartbeat: std::sync::Mutex<Option<std::time::Instant>>,
-    /// Where the workers report progress (set when they are started).
-    health: std::sync::OnceLock<Arc<JobHealth>>,
-    /// `{db}.outcomes.` on SQLite: where outcome journals live (see `journal.rs`).
-    journal_prefix: Option<std::path::PathBuf>,
-    /// This process's journal, once its workers run.
-    journal: std::sync::OnceLock<Arc<super::journal::Journal>>,
     /// SIGTERM, as the workers hear it (see [`Stop`]).
     stop: Stop,
-    /// Outcomes were journaled: the flusher has ledger writes to do.
-    flush_wake: Notify,
-    /// Receiving domains paused for policy refusals, and the outcomes that pause them.
-    domains: Arc<DomainWatch>,
+    /// Where the workers report progress (set when they are started).
+    health: std::sync::OnceLock<Arc<JobHealth>>,
 }
 
 impl DeliveryEngine {
@@ -325,41 +127,38 @@ impl DeliveryEngine {
         };
         Self {
             ledger: store.clone(),
-            composer,
+            leases: Leases {
+                ledger: store.clone(),
+                clock: clock.clone(),
+                instance,
+                instance_timeout: d.instance_timeout.0,
+                batch_size: d.batch_size,
+                lease: d.lease.0,
+                exchange: config.mail.connect_timeout.0 + config.mail.send_timeout.0,
+                last_heartbeat: std::sync::Mutex::new(None),
+            },
+            builder: MessageBuilder {
+                composer,
+                from: config.mail.from.clone(),
+                list_name: config.site.name.clone(),
+                list_label: format!("{}.{}", config.mail.list_id, config.mail.domain),
+                unsubscribe_mailto: config
+                    .mail
+                    .unsubscribe_mailto
+                    .as_ref()
+                    .map(|a| a.to_string()),
+                return_path: config.mail.return_path.clone().map(|a| (a, key)),
+                dkim,
+            },
             transport: Transport::from_config(&config.mail, tls_ca),
             clock: clock.clone(),
-            from: config.mail.from.clone(),
-            list_name: config.site.name.clone(),
-            list_label: format!("{}.{}", config.mail.list_id, config.mail.domain),
-            unsubscribe_mailto: config
-                .mail
-                .unsubscribe_mailto
-                .as_ref()
-                .map(|a| a.to_string()),
-            return_path: config.mail.return_path.clone().map(|a| (a, key)),
-            policy: RetryPolicy {
+            retry: RetryPolicy {
                 initial: d.initial_backoff.0,
                 max: d.max_backoff.0,
                 max_age: d.max_age.0,
             },
-            batch_size: d.batch_size,
-            lease: d.lease.0,
-            exchange: config.mail.connect_timeout.0 + config.mail.send_timeout.0,
-            connections: d.connections,
-            poll_interval: d.poll_interval.0,
-            idle_timeout: config.mail.idle_timeout.0,
-            rate: (d.rate_per_second > 0).then(|| RateLimiter {
-                interval: Duration::from_secs_f64(1.0 / d.rate_per_second as f64),
-                next: Mutex::new(tokio::time::Instant::now()),
-            }),
-            wake: Notify::new(),
-            dkim,
+            rate: RateLimiter::per_second(d.rate_per_second),
             log: Arc::new(OutcomeLog::new()),
-            instance,
-            instance_timeout: d.instance_timeout.0,
-            stop: Stop::default(),
-            last_heartbeat: std::sync::Mutex::new(None),
-            health: std::sync::OnceLock::new(),
             journal_prefix: super::journal::prefix_for(&config.database.url),
             journal: std::sync::OnceLock::new(),
             flush_wake: Notify::new(),
@@ -368,6 +167,12 @@ impl DeliveryEngine {
                 clock,
                 PauseSettings::from_config(d),
             )),
+            connections: d.connections,
+            poll_interval: d.poll_interval.0,
+            idle_timeout: config.mail.idle_timeout.0,
+            wake: Notify::new(),
+            stop: Stop::default(),
+            health: std::sync::OnceLock::new(),
         }
     }
 
@@ -387,7 +192,7 @@ impl DeliveryEngine {
 
     /// This process's id in the `instances` table and in the leases it takes.
     pub fn instance_id(&self) -> &str {
-        &self.instance.id
+        &self.leases.instance.id
     }
 
     /// Tell idle workers there is new work (a signup just queued a mail).
@@ -397,43 +202,12 @@ impl DeliveryEngine {
 
     /// A lease holder for worker `name` of this process.
     pub fn holder(&self, name: &str) -> LeaseHolder {
-        LeaseHolder {
-            owner: format!("{}/{name}", self.instance.id),
-            instance: self.instance.id.clone(),
-        }
+        self.leases.holder(name)
     }
 
-    fn chrono(d: Duration) -> chrono::Duration {
-        chrono::Duration::from_std(d).unwrap_or(chrono::Duration::minutes(5))
-    }
-
-    /// Whether this instance's heartbeat is too old to trust its leases: others may already
-    /// have declared it dead and taken its rows. (No heartbeat running: tests, CLI.)
-    fn heartbeat_stale(&self) -> bool {
-        self.last_heartbeat
-            .lock()
-            .expect("heartbeat lock")
-            .is_some_and(|beat| beat.elapsed() > self.instance_timeout / 2)
-    }
-
-    /// Claim up to `delivery.batch_size` due sends for `holder`; nothing while this
-    /// instance's heartbeat is stale (it could not send them, only keep them from others).
+    /// Claim up to `delivery.batch_size` due sends for `holder` (see [`Leases::claim`]).
     pub async fn claim(&self, holder: &LeaseHolder) -> StoreResult<Batch> {
-        let now = self.clock.now();
-        let lease_until = now + Self::chrono(self.lease);
-        let jobs = if self.heartbeat_stale() {
-            Vec::new()
-        } else {
-            self.ledger
-                .claim_sends(holder, now, lease_until, self.batch_size)
-                .await?
-        };
-        Ok(Batch {
-            holder: holder.clone(),
-            lease_until,
-            held: jobs.iter().map(|j| j.id).collect(),
-            jobs,
-        })
+        self.leases.claim(holder).await
     }
 
     /// Claim and process one batch with `sender`. Returns how many rows it settled.
@@ -490,7 +264,18 @@ impl DeliveryEngine {
                 Some(why) => Prepared::Outcome(
                     self.retry_or_fail(job, format!("not attempted, server unreachable: {why}")),
                 ),
-                None => self.prepare(job).await,
+                None => match self.builder.build(job, self.clock.now()).await {
+                    Ok((envelope, bytes)) => Prepared::Message(envelope, bytes),
+                    Err(NotBuilt::Compose(e)) => Prepared::Outcome(
+                        self.retry_or_fail(job, format!("could not compose the message: {e}")),
+                    ),
+                    Err(NotBuilt::Skip(reason)) => {
+                        Prepared::Outcome(SendOutcome::Suppressed { reason })
+                    }
+                    Err(NotBuilt::Build(e)) => Prepared::Outcome(SendOutcome::Failed {
+                        reply: e.to_string(),
+                    }),
+                },
             };
             let outcome = match prepared {
                 Prepared::Outcome(o) => Some(o),
@@ -505,7 +290,7 @@ impl DeliveryEngine {
                     if stopped {
                         unsent.push(job.id);
                         None
-                    } else if self.still_held(&mut batch, job.id).await? {
+                    } else if self.leases.still_held(&mut batch, job.id).await? {
                         let sent = {
                             let exchange = self.transmit(job, &envelope, &bytes, sender, &mut gate);
                             tokio::select! {
@@ -615,101 +400,6 @@ impl DeliveryEngine {
         tokio::spawn(async move { log.flush_until(ledger.as_ref(), seq, now).await })
     }
 
-    /// Whether this worker may send row `id` now: its heartbeat is fresh and the lease has
-    /// room for one whole exchange. Renews the lease at half-time; the renewal says which
-    /// rows are still ours.
-    async fn still_held(&self, batch: &mut Batch, id: i64) -> StoreResult<bool> {
-        if self.heartbeat_stale() {
-            tracing::warn!(
-                send = id,
-                "heartbeat stale: not sending; the row returns when its lease ends"
-            );
-            return Ok(false);
-        }
-        let now = self.clock.now();
-        let left = batch.lease_until - now;
-        let renew_below = Self::chrono((self.lease / 2).max(self.exchange));
-        if left < renew_below {
-            let until = now + Self::chrono(self.lease);
-            let ids = self
-                .ledger
-                .renew_leases(&batch.holder.owner, until, now)
-                .await?;
-            batch.lease_until = until;
-            batch.held = ids.into_iter().collect();
-        }
-        Ok(batch.held.contains(&id)
-            && batch.lease_until - self.clock.now() >= Self::chrono(self.exchange))
-    }
-
-    /// Compose, build and sign the message for a row, or say why it will not be sent.
-    async fn prepare(&self, job: &SendJob) -> Prepared {
-        let composed = match self.composer.compose(job).await {
-            Ok(c) => c,
-            Err(e) => {
-                return Prepared::Outcome(
-                    self.retry_or_fail(job, format!("could not compose the message: {e}")),
-                );
-            }
-        };
-        let (mail, unsubscribe_url) = match composed {
-            Composed::Mail {
-                mail,
-                unsubscribe_url,
-            } => (mail, unsubscribe_url),
-            Composed::Skip(reason) => return Prepared::Outcome(SendOutcome::Suppressed { reason }),
-        };
-        let headers = MailHeaders {
-            from: self.from.clone(),
-            message_id: job.message_id.clone(),
-            list_name: self.list_name.clone(),
-            list_label: self.list_label.clone(),
-            unsubscribe_url,
-            // With a return path each recipient has an unsubscribe address of their own.
-            unsubscribe_mailto: match &self.return_path {
-                Some((rp, key)) => Some(format!(
-                    "unsubscribe+{}@{}",
-                    crate::domain::SendRef::issue(key, crate::domain::SendRef::UNSUBSCRIBE, job.id),
-                    rp.domain()
-                )),
-                None => self.unsubscribe_mailto.clone(),
-            },
-        };
-        let message = match build_message(&mail, &headers) {
-            Ok(m) => m,
-            Err(e) => {
-                return Prepared::Outcome(SendOutcome::Failed {
-                    reply: e.to_string(),
-                });
-            }
-        };
-        let bytes = message.formatted();
-        let bytes = match &self.dkim {
-            Some(dkim) => dkim.sign(&bytes, self.clock.now().timestamp()),
-            None => bytes,
-        };
-        let envelope = match &self.return_path {
-            // VERP: the envelope sender names this send, so what comes back says which.
-            Some((rp, key)) => {
-                let verp = format!(
-                    "{}+{}@{}",
-                    rp.user(),
-                    crate::domain::SendRef::issue(key, crate::domain::SendRef::BOUNCE, job.id),
-                    rp.domain()
-                );
-                match verp.parse::<lettre::Address>().ok().and_then(|from| {
-                    lettre::address::Envelope::new(Some(from), message.envelope().to().to_vec())
-                        .ok()
-                }) {
-                    Some(e) => e,
-                    None => message.envelope().clone(),
-                }
-            }
-            None => message.envelope().clone(),
-        };
-        Prepared::Message(envelope, bytes)
-    }
-
     /// Hand one message to the server; also says whether the server was unreachable.
     async fn transmit(
         &self,
@@ -779,19 +469,7 @@ impl DeliveryEngine {
     }
 
     fn retry_or_fail(&self, job: &SendJob, reply: String) -> SendOutcome {
-        match self
-            .policy
-            // `attempts` counts the earlier ones; this is one more.
-            .next_attempt(job.attempts + 1, job.created_at, self.clock.now())
-        {
-            Some(next_attempt_at) => SendOutcome::Retry {
-                reply,
-                next_attempt_at,
-            },
-            None => SendOutcome::Failed {
-                reply: format!("gave up after {} attempts: {reply}", job.attempts + 1),
-            },
-        }
+        self.retry.after_failure(job, reply, self.clock.now())
     }
 
     /// Deliver everything due now, batch after batch, on one connection (tests, CLI).
@@ -833,13 +511,14 @@ impl DeliveryEngine {
             .rate
             .as_ref()
             .map_or(Duration::ZERO, |r| r.interval * self.connections);
-        let stale = self.exchange * 2 + rate_wait + self.poll_interval + Duration::from_secs(60);
+        let stale =
+            self.leases.exchange * 2 + rate_wait + self.poll_interval + Duration::from_secs(60);
         health.register(DELIVERY_JOB, stale);
         let _ = self.health.set(health.clone());
         let mut tasks = Vec::new();
         let mut flusher = None;
         if let Some(prefix) = &self.journal_prefix {
-            match super::journal::Journal::open(prefix.clone(), &self.instance.id) {
+            match super::journal::Journal::open(prefix.clone(), &self.leases.instance.id) {
                 Ok(j) => {
                     let j = Arc::new(j);
                     let _ = self.journal.set(j.clone());
@@ -981,9 +660,9 @@ impl DeliveryEngine {
     ) -> tokio::task::JoinHandle<()> {
         let engine = self.clone();
         // Past half the timeout without a heartbeat the workers stop sending.
-        health.register("heartbeat", self.instance_timeout / 2);
+        health.register("heartbeat", self.leases.instance_timeout / 2);
         tokio::spawn(async move {
-            let mut every = tokio::time::interval(engine.instance_timeout / 6);
+            let mut every = tokio::time::interval(engine.leases.instance_timeout / 6);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
@@ -1006,10 +685,10 @@ impl DeliveryEngine {
     /// One heartbeat and one reaping of dead instances.
     pub async fn beat(&self) -> StoreResult<()> {
         let now = self.clock.now();
-        self.ledger.heartbeat(&self.instance, now).await?;
+        self.ledger.heartbeat(&self.leases.instance, now).await?;
         self.replay_journals().await?;
-        *self.last_heartbeat.lock().expect("heartbeat lock") = Some(std::time::Instant::now());
-        let cutoff = now - Self::chrono(self.instance_timeout);
+        self.leases.beat();
+        let cutoff = now - chrono(self.leases.instance_timeout);
         let released = self.ledger.reap_dead_instances(cutoff, now).await?;
         if released > 0 {
             tracing::warn!(
@@ -1041,7 +720,7 @@ impl DeliveryEngine {
         }
         match self
             .ledger
-            .release_instance(&self.instance.id, self.clock.now())
+            .release_instance(&self.leases.instance.id, self.clock.now())
             .await
         {
             Ok(n) if n > 0 => tracing::info!(released = n, "handed back unsent claimed sends"),
@@ -1100,33 +779,4 @@ fn record_metrics(job: &SendJob, outcome: &SendOutcome) {
     };
     metrics::counter!("herald_mails_total", "kind" => job.kind.as_str(), "status" => status)
         .increment(1);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_and_gives_up() {
-        let p = RetryPolicy {
-            initial: Duration::from_secs(60),
-            max: Duration::from_secs(3600),
-            max_age: Duration::from_secs(3 * 86_400),
-        };
-        let t0 = Utc::now();
-        assert_eq!(
-            p.next_attempt(1, t0, t0),
-            Some(t0 + chrono::Duration::seconds(60))
-        );
-        assert_eq!(
-            p.next_attempt(2, t0, t0),
-            Some(t0 + chrono::Duration::seconds(120))
-        );
-        assert_eq!(
-            p.next_attempt(10, t0, t0),
-            Some(t0 + chrono::Duration::seconds(3600))
-        );
-        let late = t0 + chrono::Duration::days(3);
-        assert_eq!(p.next_attempt(50, t0, late), None);
-    }
 }
