@@ -563,6 +563,38 @@ async fn every_console_post_is_checked_for_token_and_role(backend: Backend) {
 }
 both_backends!(every_console_post_is_checked_for_token_and_role);
 
+/// What a handler refuses (nothing by that number, a query or form that does not fit) is a
+/// page in the console's frame, with the viewer's name and the way out, and the right
+/// status: the layer renders every handler's error, so none can fall back to a bare 500.
+async fn refusals_are_pages_in_the_viewers_frame(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    with_users(&app).await;
+    let mut b = Browser::new(&app);
+    b.log_in(ED).await;
+    let framed = |page: &str| page.contains("ed (staff)") && page.contains("Log out");
+    let r = b.get("/admin/issues/424242").await;
+    assert_eq!(r.status(), 404);
+    let page = r.text().await.unwrap();
+    assert!(framed(&page) && page.contains("no issue #424242"), "{page}");
+    for path in ["/admin/log?before=yesterday", "/admin/issues?before=x1"] {
+        let r = b.get(path).await;
+        assert_eq!(r.status(), 400, "{path}");
+        let page = r.text().await.unwrap();
+        assert!(
+            framed(&page) && page.contains("could not be read"),
+            "{path}: {page}"
+        );
+    }
+    // Blank and padded values are what they were before: empty means "any", spaces go.
+    let r = b.get("/admin/log?before=&status=%20sent%20&live=").await;
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains(r#"value="sent" selected"#));
+    // Nobody logged in: the login page, not an error page.
+    let r = Browser::new(&app).get("/admin/issues/424242").await;
+    assert_eq!(r.status(), 303);
+}
+both_backends!(refusals_are_pages_in_the_viewers_frame);
+
 /// Behind https and a path, the cookie is `__Secure-` and Secure, scoped to the console's
 /// path; at the root of https it is `__Host-`, Path=/.
 async fn cookies_take_the_strongest_prefix_the_address_allows(backend: Backend) {

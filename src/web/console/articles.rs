@@ -2,19 +2,18 @@
 //! newest first, keyset-paged — and, for staff, a form to add one by hand (what a feed or
 //! the API would add).
 
-use super::{Chrome, ConsoleError, FieldErrors, Page, Viewer, html, see_other};
+use super::{Change, Chrome, ConsoleError, FieldErrors, Page, Query, Viewer, html, see_other};
 use crate::articles::{ArticleError, ArticleInput, SectionError};
 use crate::store::{Article, Role};
-use crate::web::{AppState, form_pairs};
+use crate::web::AppState;
 use askama::Template;
-use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::Response;
 
 const PAGE: i64 = 50;
 
-#[derive(Default)]
+#[derive(Default, serde::Deserialize)]
+#[serde(default)]
 pub(crate) struct Form {
     pub section: String,
     pub title: String,
@@ -22,14 +21,16 @@ pub(crate) struct Form {
     pub summary: String,
     pub author: String,
     pub image: String,
-    csrf: String,
 }
 
-#[derive(Default)]
+#[derive(Default, serde::Deserialize)]
+#[serde(default)]
 pub(crate) struct Filters {
     pub section: String,
     pub q: String,
+    #[serde(deserialize_with = "super::number")]
     pub before: Option<i64>,
+    #[serde(deserialize_with = "super::flag")]
     pub added: bool,
 }
 
@@ -128,19 +129,13 @@ async fn render(
     )
 }
 
-pub(super) async fn list(State(st): State<AppState>, v: Viewer, RawQuery(q): RawQuery) -> Response {
-    let mut f = Filters::default();
-    for (k, val) in form_pairs(q.unwrap_or_default().as_bytes()) {
-        let val = val.trim().to_string();
-        match k.as_str() {
-            "section" => f.section = val,
-            "q" => f.q = val.chars().take(200).collect(),
-            "before" => f.before = val.parse().ok(),
-            "added" => f.added = val == "1",
-            _ => {}
-        }
-    }
-    let page = render(
+pub(super) async fn list(
+    State(st): State<AppState>,
+    v: Viewer,
+    Query(mut f): Query<Filters>,
+) -> Page {
+    f.q = f.q.chars().take(200).collect();
+    render(
         &st,
         &v,
         StatusCode::OK,
@@ -148,63 +143,44 @@ pub(super) async fn list(State(st): State<AppState>, v: Viewer, RawQuery(q): Raw
         Form::default(),
         FieldErrors::default(),
     )
-    .await;
-    v.answer(&st, page)
+    .await
 }
 
-pub(super) async fn add(State(st): State<AppState>, v: Viewer, body: Bytes) -> Response {
-    let mut form = Form::default();
-    for (k, val) in form_pairs(&body) {
-        match k.as_str() {
-            "section" => form.section = val,
-            "title" => form.title = val,
-            "url" => form.url = val,
-            "summary" => form.summary = val,
-            "author" => form.author = val,
-            "image" => form.image = val,
-            "csrf" => form.csrf = val,
-            _ => {}
+pub(super) async fn add(State(st): State<AppState>, Change { v, form }: Change<Form>) -> Page {
+    let opt = |s: &str| Some(s.trim().to_string()).filter(|s| !s.is_empty());
+    let input = ArticleInput {
+        section: form.section.clone(),
+        title: form.title.clone(),
+        url: form.url.clone(),
+        summary: opt(&form.summary),
+        author: opt(&form.author),
+        published: None,
+        guid: None,
+        image: opt(&form.image),
+    };
+    match crate::articles::add_article(st.store.as_ref(), input, st.clock.now()).await {
+        Ok(_) => {
+            tracing::info!(user = %v.session.name, section = %form.section, "article added in the console");
+            see_other(
+                &st,
+                &format!(
+                    "/articles?{}",
+                    super::query_string(&[("added", "1"), ("section", &form.section)])
+                ),
+            )
+        }
+        Err(e) => {
+            let field = match &e {
+                ArticleError::Invalid(field, _) => *field,
+                ArticleError::Section(SectionError::Unknown(_)) => "section",
+                _ => return Err(ConsoleError::internal(e)),
+            };
+            let f = Filters {
+                section: form.section.clone(),
+                ..Default::default()
+            };
+            let errors = FieldErrors::one(field, e.to_string());
+            render(&st, &v, StatusCode::UNPROCESSABLE_ENTITY, f, form, errors).await
         }
     }
-    let page: Page = async {
-        v.may_change(&form.csrf)?;
-        let opt = |s: &str| Some(s.trim().to_string()).filter(|s| !s.is_empty());
-        let input = ArticleInput {
-            section: form.section.clone(),
-            title: form.title.clone(),
-            url: form.url.clone(),
-            summary: opt(&form.summary),
-            author: opt(&form.author),
-            published: None,
-            guid: None,
-            image: opt(&form.image),
-        };
-        match crate::articles::add_article(st.store.as_ref(), input, st.clock.now()).await {
-            Ok(_) => {
-                tracing::info!(user = %v.session.name, section = %form.section, "article added in the console");
-                see_other(
-                    &st,
-                    &format!(
-                        "/articles?{}",
-                        super::query_string(&[("added", "1"), ("section", &form.section)])
-                    ),
-                )
-            }
-            Err(e) => {
-                let field = match &e {
-                    ArticleError::Invalid(field, _) => *field,
-                    ArticleError::Section(SectionError::Unknown(_)) => "section",
-                    _ => return Err(ConsoleError::Internal(e.to_string())),
-                };
-                let f = Filters {
-                    section: form.section.clone(),
-                    ..Default::default()
-                };
-                let errors = FieldErrors::one(field, e.to_string());
-                render(&st, &v, StatusCode::UNPROCESSABLE_ENTITY, f, form, errors).await
-            }
-        }
-    }
-    .await;
-    v.answer(&st, page)
 }

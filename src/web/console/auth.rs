@@ -1,14 +1,12 @@
 //! `/admin/login` and `/admin/logout`.
 
-use super::{
-    Chrome, ConsoleError, Page, Viewer, answer, cookie_spec, read_cookie, root, set_cookie,
-};
+use super::{Chrome, ConsoleError, Page, Viewer, cookie_spec, read_cookie, root, set_cookie};
 use crate::access::LoginRefused;
 use crate::web::{AppState, client_ip};
 use askama::Template;
 use axum::extract::{ConnectInfo, Form, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{Html, IntoResponse};
 use std::net::SocketAddr;
 
 /// The login form's own CSRF token (double submit: a cookie and the same value in the
@@ -35,7 +33,7 @@ fn login_form(st: &AppState, status: StatusCode, name: String, error: Option<Str
         error,
     }
     .render()
-    .map_err(|e| ConsoleError::Internal(e.to_string()))?;
+    .map_err(ConsoleError::internal)?;
     let mut res = (status, Html(body)).into_response();
     res.headers_mut().insert(
         header::SET_COOKIE,
@@ -44,8 +42,8 @@ fn login_form(st: &AppState, status: StatusCode, name: String, error: Option<Str
     Ok(res)
 }
 
-pub(super) async fn login_page(State(st): State<AppState>) -> Response {
-    answer(&st, login_form(&st, StatusCode::OK, String::new(), None))
+pub(super) async fn login_page(State(st): State<AppState>) -> Page {
+    login_form(&st, StatusCode::OK, String::new(), None)
 }
 
 #[derive(serde::Deserialize)]
@@ -63,80 +61,74 @@ pub(super) async fn login(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Form(f): Form<LoginForm>,
-) -> Response {
-    let page = async {
-        let expected = read_cookie(&headers, LOGIN_COOKIE);
-        if expected.is_none_or(|c| c.len() != f.csrf.len() || c != f.csrf) {
-            return Err(ConsoleError::BadCsrf);
+) -> Page {
+    let expected = read_cookie(&headers, LOGIN_COOKIE);
+    if expected.is_none_or(|c| c.len() != f.csrf.len() || c != f.csrf) {
+        return Err(ConsoleError::BadCsrf);
+    }
+    let client = client_ip(&st.config, peer, &headers).to_string();
+    let lifetime = st.config.console.session_lifetime.as_chrono();
+    let name = f.name.trim().to_string();
+    match crate::access::log_in(
+        st.store.as_ref(),
+        &st.logins,
+        &name,
+        &f.password,
+        &client,
+        st.clock.now(),
+        lifetime,
+    )
+    .await?
+    {
+        Ok(session) => {
+            tracing::info!(user = %session.user.name, "console login");
+            let spec = cookie_spec(&st);
+            let mut res = (StatusCode::SEE_OTHER, [(header::LOCATION, root(&st))]).into_response();
+            let h = res.headers_mut();
+            h.append(
+                header::SET_COOKIE,
+                set_cookie(
+                    spec.name,
+                    &session.cookie,
+                    &spec.path,
+                    spec.secure,
+                    Some(lifetime.num_seconds()),
+                ),
+            );
+            h.append(
+                header::SET_COOKIE,
+                set_cookie(LOGIN_COOKIE, "", &spec.path, spec.secure, Some(0)),
+            );
+            Ok(res)
         }
-        let client = client_ip(&st.config, peer, &headers).to_string();
-        let lifetime = st.config.console.session_lifetime.as_chrono();
-        let name = f.name.trim().to_string();
-        match crate::access::log_in(
-            st.store.as_ref(),
-            &st.logins,
-            &name,
-            &f.password,
-            &client,
-            st.clock.now(),
-            lifetime,
-        )
-        .await?
-        {
-            Ok(session) => {
-                tracing::info!(user = %session.user.name, "console login");
-                let spec = cookie_spec(&st);
-                let mut res =
-                    (StatusCode::SEE_OTHER, [(header::LOCATION, root(&st))]).into_response();
-                let h = res.headers_mut();
-                h.append(
-                    header::SET_COOKIE,
-                    set_cookie(
-                        spec.name,
-                        &session.cookie,
-                        &spec.path,
-                        spec.secure,
-                        Some(lifetime.num_seconds()),
-                    ),
-                );
-                h.append(
-                    header::SET_COOKIE,
-                    set_cookie(LOGIN_COOKIE, "", &spec.path, spec.secure, Some(0)),
-                );
-                Ok(res)
-            }
-            // One answer for an unknown name and a wrong password.
-            Err(LoginRefused::Wrong) => {
-                metrics::counter!("herald_console_logins_total", "outcome" => "refused")
-                    .increment(1);
-                login_form(
-                    &st,
-                    StatusCode::UNAUTHORIZED,
-                    name,
-                    Some("The name or the password is wrong.".into()),
-                )
-            }
-            Err(LoginRefused::Limited(wait)) => {
-                metrics::counter!("herald_console_logins_total", "outcome" => "limited")
-                    .increment(1);
-                let mut page = login_form(
-                    &st,
-                    StatusCode::TOO_MANY_REQUESTS,
-                    name,
-                    Some(format!(
-                        "Too many failed logins. Try again in {} minutes.",
-                        (wait + 59) / 60
-                    )),
-                )?;
-                page.headers_mut().insert(
-                    header::RETRY_AFTER,
-                    axum::http::HeaderValue::from(wait as u64),
-                );
-                Ok(page)
-            }
+        // One answer for an unknown name and a wrong password.
+        Err(LoginRefused::Wrong) => {
+            metrics::counter!("herald_console_logins_total", "outcome" => "refused").increment(1);
+            login_form(
+                &st,
+                StatusCode::UNAUTHORIZED,
+                name,
+                Some("The name or the password is wrong.".into()),
+            )
         }
-    };
-    answer(&st, page.await)
+        Err(LoginRefused::Limited(wait)) => {
+            metrics::counter!("herald_console_logins_total", "outcome" => "limited").increment(1);
+            let mut page = login_form(
+                &st,
+                StatusCode::TOO_MANY_REQUESTS,
+                name,
+                Some(format!(
+                    "Too many failed logins. Try again in {} minutes.",
+                    (wait + 59) / 60
+                )),
+            )?;
+            page.headers_mut().insert(
+                header::RETRY_AFTER,
+                axum::http::HeaderValue::from(wait as u64),
+            );
+            Ok(page)
+        }
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -145,27 +137,20 @@ pub(super) struct CsrfForm {
     csrf: String,
 }
 
-pub(super) async fn logout(
-    State(st): State<AppState>,
-    v: Viewer,
-    Form(f): Form<CsrfForm>,
-) -> Response {
-    let page = async {
-        if !crate::access::csrf_ok(&v.session, &f.csrf) {
-            return Err(ConsoleError::BadCsrf);
-        }
-        crate::access::log_out(st.store.as_ref(), &v.cookie).await?;
-        let spec = cookie_spec(&st);
-        let mut res = (
-            StatusCode::SEE_OTHER,
-            [(header::LOCATION, format!("{}/login", root(&st)))],
-        )
-            .into_response();
-        res.headers_mut().insert(
-            header::SET_COOKIE,
-            set_cookie(spec.name, "", &spec.path, spec.secure, Some(0)),
-        );
-        Ok(res)
-    };
-    answer(&st, page.await)
+pub(super) async fn logout(State(st): State<AppState>, v: Viewer, Form(f): Form<CsrfForm>) -> Page {
+    if !crate::access::csrf_ok(&v.session, &f.csrf) {
+        return Err(ConsoleError::BadCsrf);
+    }
+    crate::access::log_out(st.store.as_ref(), &v.cookie).await?;
+    let spec = cookie_spec(&st);
+    let mut res = (
+        StatusCode::SEE_OTHER,
+        [(header::LOCATION, format!("{}/login", root(&st)))],
+    )
+        .into_response();
+    res.headers_mut().insert(
+        header::SET_COOKIE,
+        set_cookie(spec.name, "", &spec.path, spec.secure, Some(0)),
+    );
+    Ok(res)
 }

@@ -7,7 +7,7 @@ use crate::store::{ReturnedKind, SendStatus};
 use crate::web::AppState;
 use askama::Template;
 use axum::extract::State;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{Html, IntoResponse};
 use chrono::{Duration, DurationRound};
 
 pub(crate) struct Bar {
@@ -123,7 +123,7 @@ async fn build(st: &AppState) -> Result<Dashboard, ConsoleError> {
         .digests
         .list_schedules()
         .await
-        .map_err(|e| ConsoleError::Internal(e.to_string()))?
+        .map_err(ConsoleError::internal)?
         .into_iter()
         .filter(|v| v.schedule.enabled)
         .filter_map(|v| {
@@ -153,16 +153,12 @@ async fn build(st: &AppState) -> Result<Dashboard, ConsoleError> {
     })
 }
 
-pub(super) async fn page(State(st): State<AppState>, v: Viewer) -> Response {
-    let page: Page = async {
-        let body = DashboardPage {
-            chrome: v.chrome(&st, "dashboard"),
-            d: build(&st).await?,
-        }
-        .render()
-        .map_err(|e| ConsoleError::Internal(e.to_string()))?;
-        Ok(Html(body).into_response())
+pub(super) async fn page(State(st): State<AppState>, v: Viewer) -> Page {
+    let body = DashboardPage {
+        chrome: v.chrome(&st, "dashboard"),
+        d: build(&st).await?,
     }
-    .await;
-    v.answer(&st, page)
+    .render()
+    .map_err(ConsoleError::internal)?;
+    Ok(Html(body).into_response())
 }

@@ -3,15 +3,14 @@
 //! staff, "retry failed". A page of an issue still on its way reloads itself every few
 //! seconds (a meta refresh: no script).
 
-use super::Change;
+use super::{Change, Query};
 use super::{Chrome, ConsoleError, Page, Viewer, html, see_other};
 use crate::digests::IssueWithCounts;
 use crate::store::{IssueArticle, Role, SendStatus};
-use crate::web::{AppState, form_pairs};
+use crate::web::AppState;
 use askama::Template;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::Response;
 
 const PAGE: i64 = 25;
 /// Seconds between reloads of a page whose issue is still being delivered.
@@ -100,33 +99,46 @@ struct ListPage {
     refresh: Option<u32>,
 }
 
-pub(super) async fn list(State(st): State<AppState>, v: Viewer, RawQuery(q): RawQuery) -> Response {
-    let before = form_pairs(q.unwrap_or_default().as_bytes())
+/// `?before=ID`: the page of issues older than that one.
+#[derive(Default, serde::Deserialize)]
+#[serde(default)]
+pub(super) struct Older {
+    #[serde(deserialize_with = "super::number")]
+    before: Option<i64>,
+}
+
+/// `?retried=N`: how many failed sends a retry queued again.
+#[derive(Default, serde::Deserialize)]
+#[serde(default)]
+pub(super) struct Retried {
+    #[serde(deserialize_with = "super::number")]
+    retried: Option<i64>,
+}
+
+pub(super) async fn list(
+    State(st): State<AppState>,
+    v: Viewer,
+    Query(Older { before }): Query<Older>,
+) -> Page {
+    let issues: Vec<View> = crate::digests::issues_with_counts(st.store.as_ref(), before, PAGE)
+        .await?
         .into_iter()
-        .find(|(k, _)| k == "before")
-        .and_then(|(_, v)| v.parse::<i64>().ok());
-    let page = async {
-        let issues: Vec<View> = crate::digests::issues_with_counts(st.store.as_ref(), before, PAGE)
-            .await?
-            .into_iter()
-            .map(view)
-            .collect();
-        let older = (issues.len() as i64 == PAGE)
-            .then(|| issues.last().map(|v| v.i.issue.id))
-            .flatten();
-        let refresh = (before.is_none() && issues.iter().any(|i| i.live)).then_some(REFRESH_SECS);
-        html(
-            StatusCode::OK,
-            ListPage {
-                chrome: v.chrome(&st, "issues"),
-                issues,
-                older,
-                newest: before.is_none(),
-                refresh,
-            },
-        )
-    };
-    v.answer(&st, page.await)
+        .map(view)
+        .collect();
+    let older = (issues.len() as i64 == PAGE)
+        .then(|| issues.last().map(|v| v.i.issue.id))
+        .flatten();
+    let refresh = (before.is_none() && issues.iter().any(|i| i.live)).then_some(REFRESH_SECS);
+    html(
+        StatusCode::OK,
+        ListPage {
+            chrome: v.chrome(&st, "issues"),
+            issues,
+            older,
+            newest: before.is_none(),
+            refresh,
+        },
+    )
 }
 
 #[derive(Template)]
@@ -145,36 +157,29 @@ pub(super) async fn show(
     State(st): State<AppState>,
     v: Viewer,
     Path(id): Path<i64>,
-    RawQuery(q): RawQuery,
-) -> Response {
-    let retried = form_pairs(q.unwrap_or_default().as_bytes())
-        .into_iter()
-        .find(|(k, _)| k == "retried")
-        .and_then(|(_, v)| v.parse::<i64>().ok());
-    let page = async {
-        let Some(i) = crate::digests::issue_with_counts(st.store.as_ref(), id).await? else {
-            return Err(ConsoleError::NotFound(format!("There is no issue #{id}.")));
-        };
-        let articles = st.store.issue_articles(id).await?;
-        let view = view(i);
-        html(
-            StatusCode::OK,
-            IssuePage {
-                chrome: v.chrome(&st, "issues"),
-                refresh: view.live.then_some(REFRESH_SECS),
-                v: view,
-                articles,
-                staff: v.session.role == Role::Staff,
-                csrf: v.session.csrf.clone(),
-                notice: retried.map(|n| match n {
-                    0 => "Nothing to retry: no send of this issue has failed.".to_string(),
-                    1 => "1 failed send is queued again.".to_string(),
-                    n => format!("{n} failed sends are queued again."),
-                }),
-            },
-        )
+    Query(Retried { retried }): Query<Retried>,
+) -> Page {
+    let Some(i) = crate::digests::issue_with_counts(st.store.as_ref(), id).await? else {
+        return Err(ConsoleError::NotFound(format!("There is no issue #{id}.")));
     };
-    v.answer(&st, page.await)
+    let articles = st.store.issue_articles(id).await?;
+    let view = view(i);
+    html(
+        StatusCode::OK,
+        IssuePage {
+            chrome: v.chrome(&st, "issues"),
+            refresh: view.live.then_some(REFRESH_SECS),
+            v: view,
+            articles,
+            staff: v.session.role == Role::Staff,
+            csrf: v.session.csrf.clone(),
+            notice: retried.map(|n| match n {
+                0 => "Nothing to retry: no send of this issue has failed.".to_string(),
+                1 => "1 failed send is queued again.".to_string(),
+                n => format!("{n} failed sends are queued again."),
+            }),
+        },
+    )
 }
 
 /// Put the issue's failed sends back in the queue (only `failed`: see
@@ -183,21 +188,14 @@ pub(super) async fn retry(
     State(st): State<AppState>,
     Path(id): Path<i64>,
     Change { v, .. }: Change,
-) -> Response {
-    let page: Page = async {
-        if st.store.issue(id).await?.is_none() {
-            return Err(ConsoleError::NotFound(format!("There is no issue #{id}.")));
-        }
-        let n = st
-            .store
-            .requeue_failed_sends(id, st.clock.now())
-            .await?;
-        if n > 0 {
-            st.engine.wake();
-        }
-        tracing::info!(user = %v.session.name, issue = id, requeued = n, "failed sends retried from the console");
-        see_other(&st, &format!("/issues/{id}?retried={n}"))
+) -> Page {
+    if st.store.issue(id).await?.is_none() {
+        return Err(ConsoleError::NotFound(format!("There is no issue #{id}.")));
     }
-    .await;
-    v.answer(&st, page)
+    let n = st.store.requeue_failed_sends(id, st.clock.now()).await?;
+    if n > 0 {
+        st.engine.wake();
+    }
+    tracing::info!(user = %v.session.name, issue = id, requeued = n, "failed sends retried from the console");
+    see_other(&st, &format!("/issues/{id}?retried={n}"))
 }

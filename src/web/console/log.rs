@@ -4,49 +4,33 @@
 //! page of a million-row ledger costs what the first does. With "follow live" the first
 //! page reloads itself every few seconds (a meta refresh: no script).
 
-use super::{Chrome, FieldErrors, Viewer, html};
+use super::{Chrome, FieldErrors, Page, Query, Viewer, html};
 use crate::domain::EmailAddress;
 use crate::store::{LogQuery, SendRecord, SendStatus};
-use crate::web::{AppState, form_pairs};
+use crate::web::AppState;
 use askama::Template;
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::Response;
 use chrono::{DateTime, NaiveDateTime, Utc};
 
 const PAGE: i64 = 50;
 
 /// The filter form, as typed.
-#[derive(Default)]
+#[derive(Default, serde::Deserialize)]
+#[serde(default)]
 pub(crate) struct Filters {
     pub status: String,
     pub address: String,
     pub issue: String,
     pub since: String,
     pub until: String,
+    #[serde(deserialize_with = "super::flag")]
     pub live: bool,
+    #[serde(deserialize_with = "super::number")]
     pub before: Option<i64>,
 }
 
 impl Filters {
-    fn parse(q: &str) -> Self {
-        let mut f = Self::default();
-        for (k, v) in form_pairs(q.as_bytes()) {
-            let v = v.trim().to_string();
-            match k.as_str() {
-                "status" => f.status = v,
-                "address" => f.address = v,
-                "issue" => f.issue = v.trim_start_matches('#').to_string(),
-                "since" => f.since = v,
-                "until" => f.until = v,
-                "live" => f.live = v == "1",
-                "before" => f.before = v.parse().ok(),
-                _ => {}
-            }
-        }
-        f
-    }
-
     /// The query string of these filters (for the pager's links), `before` left out.
     pub fn query(&self) -> String {
         super::query_string(&[
@@ -93,85 +77,86 @@ struct LogPage {
     refresh: Option<u32>,
 }
 
-pub(super) async fn page(State(st): State<AppState>, v: Viewer, RawQuery(q): RawQuery) -> Response {
-    let f = Filters::parse(&q.unwrap_or_default());
-    let page = async {
-        let mut errors = Vec::new();
-        let mut query = LogQuery {
-            before: f.before,
-            limit: PAGE,
-            ..Default::default()
-        };
-        if !f.status.is_empty() {
-            match SendStatus::parse(&f.status) {
-                Some(s) => query.status = Some(s),
-                None => errors.push(("status", "Pick a status from the list.".to_string())),
-            }
-        }
-        if !f.issue.is_empty() {
-            match f.issue.parse::<i64>() {
-                Ok(i) => query.issue_id = Some(i),
-                Err(_) => errors.push(("issue", "An issue number, like 12.".to_string())),
-            }
-        }
-        for (field, text, slot) in [
-            ("since", &f.since, &mut query.since),
-            ("until", &f.until, &mut query.until),
-        ] {
-            if !text.is_empty() {
-                match parse_time(text) {
-                    Some(t) => *slot = Some(t),
-                    None => errors.push((
-                        field,
-                        "A date and time, like 2026-03-02 07:00 (UTC).".to_string(),
-                    )),
-                }
-            }
-        }
-        let mut nobody = None;
-        if !f.address.is_empty() {
-            match EmailAddress::parse(&f.address) {
-                Err(e) => errors.push(("address", e.to_string())),
-                Ok(a) => match st.store.subscriber_by_email(a.as_str()).await? {
-                    Some(s) => query.subscriber_id = Some(s.id),
-                    None => {
-                        nobody = Some(format!(
-                            "No subscriber has the address {}: nothing was ever sent to it, or its subscriber was erased (an erased address keeps no log under its name).",
-                            a.as_str()
-                        ))
-                    }
-                },
-            }
-        }
-        let errors = FieldErrors::from(errors);
-        let rows = if errors.is_empty() && nobody.is_none() {
-            st.store.send_log(&query).await?
-        } else {
-            Vec::new()
-        };
-        let older = (rows.len() as i64 == PAGE)
-            .then(|| rows.last().map(|r| r.id))
-            .flatten();
-        let status = if errors.is_empty() {
-            StatusCode::OK
-        } else {
-            StatusCode::BAD_REQUEST
-        };
-        let refresh = (f.live && f.before.is_none()).then_some(super::issues::REFRESH_SECS);
-        html(
-            status,
-            LogPage {
-                chrome: v.chrome(&st, "log"),
-                f,
-                errors,
-                statuses: &SendStatus::ALL,
-                rows,
-                older,
-                nobody,
-                refresh,
-            },
-        )
+pub(super) async fn page(
+    State(st): State<AppState>,
+    v: Viewer,
+    Query(mut f): Query<Filters>,
+) -> Page {
+    // "#12" as the issue page names it.
+    f.issue = f.issue.trim_start_matches('#').to_string();
+    let mut errors = Vec::new();
+    let mut query = LogQuery {
+        before: f.before,
+        limit: PAGE,
+        ..Default::default()
     };
-    let page: super::Page = page.await;
-    v.answer(&st, page)
+    if !f.status.is_empty() {
+        match SendStatus::parse(&f.status) {
+            Some(s) => query.status = Some(s),
+            None => errors.push(("status", "Pick a status from the list.".to_string())),
+        }
+    }
+    if !f.issue.is_empty() {
+        match f.issue.parse::<i64>() {
+            Ok(i) => query.issue_id = Some(i),
+            Err(_) => errors.push(("issue", "An issue number, like 12.".to_string())),
+        }
+    }
+    for (field, text, slot) in [
+        ("since", &f.since, &mut query.since),
+        ("until", &f.until, &mut query.until),
+    ] {
+        if !text.is_empty() {
+            match parse_time(text) {
+                Some(t) => *slot = Some(t),
+                None => errors.push((
+                    field,
+                    "A date and time, like 2026-03-02 07:00 (UTC).".to_string(),
+                )),
+            }
+        }
+    }
+    let mut nobody = None;
+    if !f.address.is_empty() {
+        match EmailAddress::parse(&f.address) {
+            Err(e) => errors.push(("address", e.to_string())),
+            Ok(a) => match st.store.subscriber_by_email(a.as_str()).await? {
+                Some(s) => query.subscriber_id = Some(s.id),
+                None => {
+                    nobody = Some(format!(
+                        "No subscriber has the address {}: nothing was ever sent to it, or its subscriber was erased (an erased address keeps no log under its name).",
+                        a.as_str()
+                    ))
+                }
+            },
+        }
+    }
+    let errors = FieldErrors::from(errors);
+    let rows = if errors.is_empty() && nobody.is_none() {
+        st.store.send_log(&query).await?
+    } else {
+        Vec::new()
+    };
+    let older = (rows.len() as i64 == PAGE)
+        .then(|| rows.last().map(|r| r.id))
+        .flatten();
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    let refresh = (f.live && f.before.is_none()).then_some(super::issues::REFRESH_SECS);
+    html(
+        status,
+        LogPage {
+            chrome: v.chrome(&st, "log"),
+            f,
+            errors,
+            statuses: &SendStatus::ALL,
+            rows,
+            older,
+            nobody,
+            refresh,
+        },
+    )
 }

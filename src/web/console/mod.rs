@@ -74,6 +74,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/console.css", get(stylesheet))
         .route("/console.js", get(script))
         .route("/icon.svg", get(icon))
+        .layer(middleware::from_fn_with_state(state.clone(), failures))
         .layer(middleware::from_fn_with_state(state.clone(), gate))
         .layer(middleware::from_fn(console_headers))
 }
@@ -296,7 +297,7 @@ impl FromRequestParts<AppState> for Viewer {
         match crate::access::session(st.store.as_ref(), &cookie, st.clock.now(), idle).await {
             Ok(Some(session)) => Ok(Viewer { session, cookie }),
             Ok(None) => Err(ConsoleError::LogIn.respond(st)),
-            Err(e) => Err(ConsoleError::Internal(e.to_string()).respond(st)),
+            Err(e) => Err(ConsoleError::from(e).respond(st)),
         }
     }
 }
@@ -316,27 +317,21 @@ impl FormFields {
     }
 }
 
-/// A console change, as a handler takes it: who asked, and the fields of their form. Made
-/// only with this session's CSRF token and the staff role (the gate checks both before any
-/// handler; this says it again, so a handler taking a `Change` cannot be reached without).
-pub(crate) struct Change {
+/// A console change, as a handler takes it: who asked, and their form as the handler
+/// declares it (`T`, a `Deserialize` struct; a repeated field, such as a checkbox list, into
+/// a `Vec`). Made only with this session's CSRF token and the staff role (the gate checks
+/// both before any handler; this says it again, so a handler taking a `Change` cannot be
+/// reached without). A form that does not fit `T` is a 400 page.
+pub(crate) struct Change<T = NoFields> {
     pub v: Viewer,
-    fields: FormFields,
+    pub form: T,
 }
 
-impl Change {
-    /// Every field as sent, in order (a repeated one, such as a checkbox list, repeats).
-    pub fn fields(&self) -> &[(String, String)] {
-        &self.fields.0
-    }
+/// For a change that is only a button: no fields but the CSRF token.
+#[derive(Debug, Default, serde::Deserialize)]
+pub(crate) struct NoFields {}
 
-    /// A field's value, trimmed; empty when the form did not send it.
-    pub fn field(&self, name: &str) -> String {
-        self.fields.get(name)
-    }
-}
-
-impl axum::extract::FromRequest<AppState> for Change {
+impl<T: serde::de::DeserializeOwned + Send> axum::extract::FromRequest<AppState> for Change<T> {
     type Rejection = Response;
 
     async fn from_request(req: Request, st: &AppState) -> Result<Self, Response> {
@@ -355,13 +350,58 @@ impl axum::extract::FromRequest<AppState> for Change {
                 FormFields(fields)
             }
         };
-        let change = Change { v, fields };
-        if let Err(e) = change.v.may_change(&change.field("csrf")) {
-            let chrome = change.v.chrome(st, "");
+        if let Err(e) = v.may_change(&fields.get("csrf")) {
+            let chrome = v.chrome(st, "");
             return Err(e.respond_in(st, chrome));
         }
-        Ok(change)
+        let mut encoded = url::form_urlencoded::Serializer::new(String::new());
+        for (k, val) in &fields.0 {
+            encoded.append_pair(k, val.trim());
+        }
+        let form =
+            decode(&encoded.finish(), "form").map_err(|e| e.respond_in(st, v.chrome(st, "")))?;
+        Ok(Change { v, form })
     }
+}
+
+/// A page's query string as the handler declares it (`T`, a `Deserialize` struct, values
+/// trimmed); one that does not fit is a 400 page.
+pub(crate) struct Query<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned> FromRequestParts<AppState> for Query<T> {
+    type Rejection = ConsoleError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ConsoleError> {
+        let raw = parts.uri.query().unwrap_or("");
+        let trimmed: String = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(
+                url::form_urlencoded::parse(raw.as_bytes()).map(|(k, v)| (k, v.trim().to_string())),
+            )
+            .finish();
+        decode(&trimmed, "address").map(Query)
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(encoded: &str, what: &str) -> Result<T, ConsoleError> {
+    serde_html_form::from_str(encoded)
+        .map_err(|e| ConsoleError::BadRequest(format!("The {what} could not be read ({e})")))
+}
+
+/// A checkbox or a `1` in a link: on when sent with any value but `0`.
+pub(crate) fn flag<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    let v = <String as serde::Deserialize>::deserialize(d)?;
+    Ok(!v.is_empty() && v != "0")
+}
+
+/// A number in a link that may be left empty.
+pub(crate) fn number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    let v = <String as serde::Deserialize>::deserialize(d)?;
+    if v.is_empty() {
+        return Ok(None);
+    }
+    v.parse()
+        .map(Some)
+        .map_err(|_| serde::de::Error::custom(format!("{v:?} is not a number")))
 }
 
 /// What console handlers return: a page, or the page that says what went wrong.
@@ -369,9 +409,7 @@ pub(crate) type Page = Result<Response, ConsoleError>;
 
 /// A page as the answer, with `status`.
 pub(crate) fn html(status: StatusCode, page: impl Template) -> Page {
-    let body = page
-        .render()
-        .map_err(|e| ConsoleError::Internal(e.to_string()))?;
+    let body = page.render().map_err(ConsoleError::internal)?;
     Ok((status, axum::response::Html(body)).into_response())
 }
 
@@ -423,17 +461,7 @@ impl From<Vec<(&'static str, String)>> for FieldErrors {
     }
 }
 
-/// Turn a handler's outcome into the answer.
-pub(crate) fn answer(st: &AppState, page: Page) -> Response {
-    page.unwrap_or_else(|e| e.respond(st))
-}
-
 impl Viewer {
-    /// The page, or the error page with this viewer's navigation bar.
-    pub fn answer(&self, st: &AppState, page: Page) -> Response {
-        page.unwrap_or_else(|e| e.respond_in(st, self.chrome(st, "")))
-    }
-
     pub fn chrome(&self, st: &AppState, here: &'static str) -> Chrome {
         Chrome {
             site_name: st.config.site.name.clone(),
@@ -473,7 +501,16 @@ pub(crate) enum ConsoleError {
     NotFound(String),
     /// The change collides with what is there (a name taken): what, in words.
     Conflict(String),
-    Internal(String),
+    /// The request's form or query could not be read: why, in words.
+    BadRequest(String),
+    /// herald's fault: logged with its causes, the page says only that it went wrong.
+    Internal(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl ConsoleError {
+    pub fn internal(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        ConsoleError::Internal(Box::new(e))
+    }
 }
 
 impl From<crate::store::StoreError> for ConsoleError {
@@ -484,9 +521,52 @@ impl From<crate::store::StoreError> for ConsoleError {
         match e {
             StoreError::NotFound(what) => ConsoleError::NotFound(what),
             StoreError::Conflict(what) => ConsoleError::Conflict(what),
-            other => ConsoleError::Internal(other.to_string()),
+            other => ConsoleError::internal(other),
         }
     }
+}
+
+/// A handler's error on its way out: [`failures`] renders it with the viewer's chrome.
+#[derive(Clone)]
+struct Unrendered(std::sync::Arc<std::sync::Mutex<Option<ConsoleError>>>);
+
+impl IntoResponse for ConsoleError {
+    /// A placeholder that carries the error: the page needs the viewer, which the
+    /// [`failures`] layer around every console handler looks up.
+    fn into_response(self) -> Response {
+        let mut res = StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        res.extensions_mut()
+            .insert(Unrendered(std::sync::Arc::new(std::sync::Mutex::new(
+                Some(self),
+            ))));
+        res
+    }
+}
+
+/// Around every console handler: an error a handler returned becomes its page, with the
+/// viewer's navigation bar when someone is logged in (their session is looked up again
+/// only then, on the way out of a failed request).
+async fn failures(
+    axum::extract::State(st): axum::extract::State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let headers = req.headers().clone();
+    let res = next.run(req).await;
+    let Some(failure) = res.extensions().get::<Unrendered>() else {
+        return res;
+    };
+    let Some(e) = failure.0.lock().expect("failure lock").take() else {
+        return res;
+    };
+    let mut viewer_req = Request::new(axum::body::Body::empty());
+    *viewer_req.headers_mut() = headers;
+    let (mut parts, _) = viewer_req.into_parts();
+    let chrome = match Viewer::from_request_parts(&mut parts, &st).await {
+        Ok(v) => v.chrome(&st, ""),
+        Err(_) => Chrome::anonymous(&st),
+    };
+    e.respond_in(&st, chrome)
 }
 
 #[derive(Template)]
@@ -539,8 +619,14 @@ impl ConsoleError {
                 "That clashes with what is there",
                 format!("{what}. Nothing was changed."),
             ),
+            ConsoleError::BadRequest(why) => page(
+                StatusCode::BAD_REQUEST,
+                "This request could not be read",
+                format!("{why}. Go back, reload the page and try again."),
+            ),
             ConsoleError::Internal(cause) => {
-                tracing::error!(error = %cause, "console request failed");
+                let error = crate::telemetry::error_chain(cause.as_ref());
+                tracing::error!(%error, "console request failed");
                 page(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "Something went wrong",

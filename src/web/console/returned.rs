@@ -3,24 +3,43 @@
 //! to, checking one, suppressing one by hand and — deliberately, behind a ticked box —
 //! lifting one.
 
-use super::Change;
+use super::{Change, Query};
 use super::{Chrome, ConsoleError, FieldErrors, Page, Viewer, html, see_other};
 use crate::domain::{EmailAddress, sha256_hex};
 use crate::store::{ReturnedKind, ReturnedRow, Role, Suppression, valid_suppression_reason};
-use crate::web::{AppState, form_pairs};
+use crate::web::AppState;
 use askama::Template;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::Response;
 
 const PAGE: i64 = 50;
 
-fn field(pairs: &[(String, String)], name: &str) -> String {
-    pairs
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.trim().to_string())
-        .unwrap_or_default()
+/// `/bounces`' filter: the kind of returned mail, and the page.
+#[derive(Default, serde::Deserialize)]
+#[serde(default)]
+pub(super) struct ListQuery {
+    kind: String,
+    #[serde(deserialize_with = "super::number")]
+    before: Option<i64>,
+}
+
+/// `/suppressions`: what was just done, and the address it was done to.
+#[derive(Default, serde::Deserialize)]
+#[serde(default)]
+pub(super) struct SuppressionsQuery {
+    done: String,
+    address: String,
+}
+
+/// The forms of `/suppressions`: suppress an address (with a reason), or lift one (with
+/// the box ticked).
+#[derive(Default, serde::Deserialize)]
+#[serde(default)]
+pub(super) struct SuppressionForm {
+    address: String,
+    reason: String,
+    #[serde(deserialize_with = "super::flag")]
+    confirm: bool,
 }
 
 #[derive(Template)]
@@ -35,45 +54,42 @@ struct BouncesPage {
     error: Option<String>,
 }
 
-pub(super) async fn list(State(st): State<AppState>, v: Viewer, RawQuery(q): RawQuery) -> Response {
-    let pairs = form_pairs(q.unwrap_or_default().as_bytes());
-    let kind = field(&pairs, "kind");
-    let before = field(&pairs, "before").parse::<i64>().ok();
-    let page: Page = async {
-        let (parsed, error) = match kind.as_str() {
-            "" => (None, None),
-            k => match ReturnedKind::parse(k) {
-                Some(k) => (Some(k), None),
-                None => (None, Some("Pick a kind from the list.".to_string())),
-            },
-        };
-        let rows = if error.is_none() {
-            st.store.returned_page(parsed, None, before, PAGE).await?
+pub(super) async fn list(
+    State(st): State<AppState>,
+    v: Viewer,
+    Query(ListQuery { kind, before }): Query<ListQuery>,
+) -> Page {
+    let (parsed, error) = match kind.as_str() {
+        "" => (None, None),
+        k => match ReturnedKind::parse(k) {
+            Some(k) => (Some(k), None),
+            None => (None, Some("Pick a kind from the list.".to_string())),
+        },
+    };
+    let rows = if error.is_none() {
+        st.store.returned_page(parsed, None, before, PAGE).await?
+    } else {
+        Vec::new()
+    };
+    let older = (rows.len() as i64 == PAGE)
+        .then(|| rows.last().map(|r| r.id))
+        .flatten();
+    html(
+        if error.is_some() {
+            StatusCode::BAD_REQUEST
         } else {
-            Vec::new()
-        };
-        let older = (rows.len() as i64 == PAGE)
-            .then(|| rows.last().map(|r| r.id))
-            .flatten();
-        html(
-            if error.is_some() {
-                StatusCode::BAD_REQUEST
-            } else {
-                StatusCode::OK
-            },
-            BouncesPage {
-                chrome: v.chrome(&st, "bounces"),
-                kind,
-                kinds: &ReturnedKind::ALL,
-                rows,
-                older,
-                paged: before.is_some(),
-                error,
-            },
-        )
-    }
-    .await;
-    v.answer(&st, page)
+            StatusCode::OK
+        },
+        BouncesPage {
+            chrome: v.chrome(&st, "bounces"),
+            kind,
+            kinds: &ReturnedKind::ALL,
+            rows,
+            older,
+            paged: before.is_some(),
+            error,
+        },
+    )
 }
 
 #[derive(Template)]
@@ -84,24 +100,20 @@ struct BouncePage {
     raw: String,
 }
 
-pub(super) async fn show(State(st): State<AppState>, v: Viewer, Path(id): Path<i64>) -> Response {
-    let page: Page = async {
-        let Some((r, raw)) = st.store.returned(id).await? else {
-            return Err(ConsoleError::NotFound(format!(
-                "There is no returned message #{id}."
-            )));
-        };
-        html(
-            StatusCode::OK,
-            BouncePage {
-                chrome: v.chrome(&st, "bounces"),
-                r,
-                raw,
-            },
-        )
-    }
-    .await;
-    v.answer(&st, page)
+pub(super) async fn show(State(st): State<AppState>, v: Viewer, Path(id): Path<i64>) -> Page {
+    let Some((r, raw)) = st.store.returned(id).await? else {
+        return Err(ConsoleError::NotFound(format!(
+            "There is no returned message #{id}."
+        )));
+    };
+    html(
+        StatusCode::OK,
+        BouncePage {
+            chrome: v.chrome(&st, "bounces"),
+            r,
+            raw,
+        },
+    )
 }
 
 /// What looking an address up found.
@@ -182,130 +194,120 @@ async fn suppressions_page(
 pub(super) async fn suppressions(
     State(st): State<AppState>,
     v: Viewer,
-    RawQuery(q): RawQuery,
-) -> Response {
-    let pairs = form_pairs(q.unwrap_or_default().as_bytes());
-    let notice = match field(&pairs, "done").as_str() {
+    Query(q): Query<SuppressionsQuery>,
+) -> Page {
+    let notice = match q.done.as_str() {
         "lifted" => Some(
             "Lifted. Nobody is subscribed by it: a reader who bounced or complained is now unsubscribed, free to sign up again.".to_string(),
         ),
         "added" => Some("Suppressed: no mail of any kind goes to this address, and its subscriber is unsubscribed.".to_string()),
         _ => None,
     };
-    let page = suppressions_page(
+    suppressions_page(
         &st,
         &v,
         StatusCode::OK,
-        field(&pairs, "address"),
+        q.address,
         FieldErrors::default(),
         notice,
     )
-    .await;
-    v.answer(&st, page)
+    .await
 }
 
 /// Suppress an address by hand, with a one-word reason.
-pub(super) async fn add(State(st): State<AppState>, form: Change) -> Response {
-    let v = &form.v;
-    let page: Page = async {
-        let address = form.field("address");
-        let reason = Some(form.field("reason"))
-            .filter(|r| !r.is_empty())
-            .unwrap_or_else(|| "manual".into());
-        let refuse = |status, f: &'static str, m: String| {
-            suppressions_page(
-                &st,
-                v,
-                status,
-                address.clone(),
-                FieldErrors::one(f, m),
-                None,
-            )
-        };
-        let email = match EmailAddress::parse(&address) {
-            Ok(e) => e,
-            Err(e) => {
-                return refuse(StatusCode::UNPROCESSABLE_ENTITY, "address", e.to_string()).await;
-            }
-        };
-        if !valid_suppression_reason(&reason) {
-            return refuse(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "reason",
-                "One word: letters, digits, dashes or underscores, e.g. legal.".into(),
-            )
-            .await;
-        }
-        st.store
-            .add_suppression(email.as_str(), &reason, st.clock.now())
-            .await?;
-        tracing::info!(user = %v.session.name, %reason, "address suppressed from the console");
-        see_other(
+pub(super) async fn add(State(st): State<AppState>, change: Change<SuppressionForm>) -> Page {
+    let v = &change.v;
+    let address = change.form.address.clone();
+    let reason = Some(change.form.reason.clone())
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| "manual".into());
+    let refuse = |status, f: &'static str, m: String| {
+        suppressions_page(
             &st,
-            &format!(
-                "/suppressions?{}",
-                super::query_string(&[("done", "added"), ("address", email.as_str())])
-            ),
+            v,
+            status,
+            address.clone(),
+            FieldErrors::one(f, m),
+            None,
         )
+    };
+    let email = match EmailAddress::parse(&address) {
+        Ok(e) => e,
+        Err(e) => {
+            return refuse(StatusCode::UNPROCESSABLE_ENTITY, "address", e.to_string()).await;
+        }
+    };
+    if !valid_suppression_reason(&reason) {
+        return refuse(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "reason",
+            "One word: letters, digits, dashes or underscores, e.g. legal.".into(),
+        )
+        .await;
     }
-    .await;
-    v.answer(&st, page)
+    st.store
+        .add_suppression(email.as_str(), &reason, st.clock.now())
+        .await?;
+    tracing::info!(user = %v.session.name, %reason, "address suppressed from the console");
+    see_other(
+        &st,
+        &format!(
+            "/suppressions?{}",
+            super::query_string(&[("done", "added"), ("address", email.as_str())])
+        ),
+    )
 }
 
 /// Lift a suppression: only with its box ticked.
-pub(super) async fn lift(State(st): State<AppState>, form: Change) -> Response {
-    let v = &form.v;
-    let page: Page = async {
-        let address = form.field("address");
-        let refuse = |status, f: &'static str, m: String| {
-            suppressions_page(
-                &st,
-                v,
-                status,
-                address.clone(),
-                FieldErrors::one(f, m),
-                None,
-            )
-        };
-        let email = match EmailAddress::parse(&address) {
-            Ok(e) => e,
-            Err(e) => {
-                return refuse(StatusCode::UNPROCESSABLE_ENTITY, "address", e.to_string()).await;
-            }
-        };
-        if form.field("confirm") != "yes" {
-            return refuse(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "lift",
-                "Tick the box to say you mean it.".into(),
-            )
-            .await;
-        }
-        if !st
-            .store
-            .remove_suppression(
-                email.as_str(),
-                st.clock.now(),
-                &format!("console:{}", v.session.name),
-            )
-            .await?
-        {
-            return refuse(
-                StatusCode::NOT_FOUND,
-                "lift",
-                "This address is not suppressed.".into(),
-            )
-            .await;
-        }
-        tracing::info!(user = %v.session.name, "suppression lifted from the console");
-        see_other(
+pub(super) async fn lift(State(st): State<AppState>, change: Change<SuppressionForm>) -> Page {
+    let v = &change.v;
+    let address = change.form.address.clone();
+    let refuse = |status, f: &'static str, m: String| {
+        suppressions_page(
             &st,
-            &format!(
-                "/suppressions?{}",
-                super::query_string(&[("done", "lifted"), ("address", email.as_str())])
-            ),
+            v,
+            status,
+            address.clone(),
+            FieldErrors::one(f, m),
+            None,
         )
+    };
+    let email = match EmailAddress::parse(&address) {
+        Ok(e) => e,
+        Err(e) => {
+            return refuse(StatusCode::UNPROCESSABLE_ENTITY, "address", e.to_string()).await;
+        }
+    };
+    if !change.form.confirm {
+        return refuse(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "lift",
+            "Tick the box to say you mean it.".into(),
+        )
+        .await;
     }
-    .await;
-    v.answer(&st, page)
+    if !st
+        .store
+        .remove_suppression(
+            email.as_str(),
+            st.clock.now(),
+            &format!("console:{}", v.session.name),
+        )
+        .await?
+    {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            "lift",
+            "This address is not suppressed.".into(),
+        )
+        .await;
+    }
+    tracing::info!(user = %v.session.name, "suppression lifted from the console");
+    see_other(
+        &st,
+        &format!(
+            "/suppressions?{}",
+            super::query_string(&[("done", "lifted"), ("address", email.as_str())])
+        ),
+    )
 }

@@ -5,65 +5,45 @@
 //! (text here, the HTML part on a page of its own), editing, pause and resume, and "send
 //! now" behind a confirmation.
 
-use super::Change;
+use super::{Change, Query};
 use super::{Chrome, ConsoleError, FieldErrors, Page, Viewer, html, see_other};
 use crate::digests::DigestError;
 use crate::domain::{CronSchedule, ScheduleError};
 use crate::store::Role;
-use crate::web::{AppState, form_pairs};
+use crate::web::AppState;
 use askama::Template;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 
 /// How many runs the form and the schedule's page show.
 const NEXT_RUNS: usize = 5;
 
-/// The schedule form's fields, as typed (kept to show them again next to an error).
-#[derive(Default, Debug)]
+/// The schedule form's fields, as typed (kept to show them again next to an error); also
+/// the query of the preview (`to`) and of the live cron check.
+#[derive(Default, Debug, serde::Deserialize)]
+#[serde(default)]
 pub(crate) struct ScheduleForm {
     pub name: String,
     pub cron: String,
     pub timezone: String,
     pub subject: String,
+    /// The sections' checkboxes: one `sections=SLUG` each.
     pub sections: Vec<String>,
-    csrf: String,
+    #[serde(deserialize_with = "super::flag")]
     confirm: bool,
     /// Article pictures in the digests (a checkbox: absent is off).
+    #[serde(deserialize_with = "super::flag")]
     pub images: bool,
     /// The schedule's name typed again, to remove it.
     confirm_name: String,
     to: String,
     /// "check": show the times, save nothing (the form's "Check the times" button).
+    #[serde(rename = "do")]
     action: String,
 }
 
 impl ScheduleForm {
-    fn parse(raw: &[u8]) -> Self {
-        Self::from_fields(form_pairs(raw))
-    }
-
-    fn from_fields(fields: impl IntoIterator<Item = (String, String)>) -> Self {
-        let mut f = Self::default();
-        for (k, v) in fields {
-            match k.as_str() {
-                "name" => f.name = v,
-                "cron" => f.cron = v,
-                "timezone" => f.timezone = v,
-                "subject" => f.subject = v,
-                "sections" => f.sections.push(v),
-                "csrf" => f.csrf = v,
-                "confirm" => f.confirm = v == "yes",
-                "confirm_name" => f.confirm_name = v,
-                "images" => f.images = v == "on",
-                "to" => f.to = v,
-                "do" => f.action = v,
-                _ => {}
-            }
-        }
-        f
-    }
-
     fn zone(&self) -> &str {
         Some(self.timezone.trim())
             .filter(|z| !z.is_empty())
@@ -196,7 +176,7 @@ async fn list(
         .digests
         .list_schedules()
         .await
-        .map_err(|e| ConsoleError::Internal(e.to_string()))?;
+        .map_err(ConsoleError::internal)?;
     let rows = views
         .into_iter()
         .map(|v| Row {
@@ -238,76 +218,71 @@ async fn list(
 }
 
 /// The list, and the new-schedule form.
-pub(super) async fn page(State(st): State<AppState>, v: Viewer) -> Response {
+pub(super) async fn page(State(st): State<AppState>, v: Viewer) -> Page {
     let form = ScheduleForm {
         cron: "0 7 * * 1-5".into(),
         images: true,
         ..Default::default()
     };
-    v.answer(
-        &st,
-        list(&st, &v, StatusCode::OK, form, FieldErrors::default()).await,
-    )
+    list(&st, &v, StatusCode::OK, form, FieldErrors::default()).await
 }
 
 /// The times of a cron expression, as the form's fragment (for `console.js`).
 pub(super) async fn check_fragment(
     State(st): State<AppState>,
-    v: Viewer,
-    RawQuery(q): RawQuery,
-) -> Response {
-    let form = ScheduleForm::parse(q.unwrap_or_default().as_bytes());
+    // Only for someone logged in.
+    _v: Viewer,
+    Query(form): Query<ScheduleForm>,
+) -> Page {
     let check =
         (!form.cron.trim().is_empty()).then(|| check(&form.cron, form.zone(), st.clock.now()));
-    let page = html(
+    html(
         StatusCode::OK,
         CheckFragment {
             f: CheckOnly { check },
         },
-    );
-    v.answer(&st, page)
+    )
 }
 
-pub(super) async fn add(State(st): State<AppState>, change: Change) -> Response {
-    let v = &change.v;
-    let form = ScheduleForm::from_fields(change.fields().iter().cloned());
-    let page = async {
-        if form.action == "check" {
-            return list(&st, v, StatusCode::OK, form, FieldErrors::default()).await;
+pub(super) async fn add(
+    State(st): State<AppState>,
+    Change { v, form }: Change<ScheduleForm>,
+) -> Page {
+    let v = &v;
+    if form.action == "check" {
+        return list(&st, v, StatusCode::OK, form, FieldErrors::default()).await;
+    }
+    let subject = Some(form.subject.as_str());
+    match st
+        .digests
+        .add_schedule(
+            &form.name,
+            &form.cron,
+            &form.sections,
+            Some(form.zone()),
+            subject,
+            Some(form.images),
+        )
+        .await
+    {
+        Ok(s) => {
+            tracing::info!(user = %v.session.name, schedule = %s.name, "schedule added in the console");
+            see_other(&st, &format!("/schedules/{}", s.name))
         }
-        let subject = Some(form.subject.as_str());
-        match st
-            .digests
-            .add_schedule(
-                &form.name,
-                &form.cron,
-                &form.sections,
-                Some(form.zone()),
-                subject,
-                Some(form.images),
-            )
-            .await
-        {
-            Ok(s) => {
-                tracing::info!(user = %v.session.name, schedule = %s.name, "schedule added in the console");
-                see_other(&st, &format!("/schedules/{}", s.name))
+        Err(e) => match field_error(&e) {
+            Some((field, message)) => {
+                list(
+                    &st,
+                    v,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    form,
+                    FieldErrors::one(field, message),
+                )
+                .await
             }
-            Err(e) => match field_error(&e) {
-                Some((field, message)) => {
-                    list(
-                        &st,
-                        v,
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        form,
-                        FieldErrors::one(field, message),
-                    )
-                    .await
-                }
-                None => Err(ConsoleError::Internal(e.to_string())),
-            },
-        }
-    };
-    v.answer(&st, page.await)
+            None => Err(ConsoleError::internal(e)),
+        },
+    }
 }
 
 #[derive(Template)]
@@ -349,7 +324,7 @@ fn unknown(name: &str) -> ConsoleError {
 fn failed(name: &str, e: DigestError) -> ConsoleError {
     match e {
         DigestError::UnknownSchedule(_) => unknown(name),
-        e => ConsoleError::Internal(e.to_string()),
+        e => ConsoleError::internal(e),
     }
 }
 
@@ -387,7 +362,7 @@ async fn schedule_page(
             | DigestError::Invalid(_)
             | DigestError::Field(..)),
         ) => Err(e.to_string()),
-        Err(e) => return Err(ConsoleError::Internal(e.to_string())),
+        Err(e) => return Err(ConsoleError::internal(e)),
     };
     let issues = crate::digests::issues_of_schedule(st.store.as_ref(), &s.name, 10).await?;
     let (form, errors) = edit.unwrap_or_else(|| {
@@ -453,11 +428,9 @@ pub(super) async fn show(
     State(st): State<AppState>,
     v: Viewer,
     Path(name): Path<String>,
-    RawQuery(q): RawQuery,
-) -> Response {
-    let q = ScheduleForm::parse(q.unwrap_or_default().as_bytes());
-    let page = schedule_page(&st, &v, &name, StatusCode::OK, None, q.to, None).await;
-    v.answer(&st, page)
+    Query(q): Query<ScheduleForm>,
+) -> Page {
+    schedule_page(&st, &v, &name, StatusCode::OK, None, q.to, None).await
 }
 
 impl ScheduleForm {
@@ -477,50 +450,46 @@ impl ScheduleForm {
 pub(super) async fn edit(
     State(st): State<AppState>,
     Path(name): Path<String>,
-    change: Change,
-) -> Response {
-    let v = &change.v;
-    let form = ScheduleForm::from_fields(change.fields().iter().cloned());
-    let page = async {
-        if form.action == "check" {
-            let edit = Some((form.clone_fields(), FieldErrors::default()));
-            return schedule_page(&st, v, &name, StatusCode::OK, edit, String::new(), None).await;
+    Change { v, form }: Change<ScheduleForm>,
+) -> Page {
+    let v = &v;
+    if form.action == "check" {
+        let edit = Some((form.clone_fields(), FieldErrors::default()));
+        return schedule_page(&st, v, &name, StatusCode::OK, edit, String::new(), None).await;
+    }
+    match st
+        .digests
+        .edit_schedule(
+            &name,
+            &form.cron,
+            &form.sections,
+            Some(form.zone()),
+            Some(form.subject.as_str()),
+            Some(form.images),
+        )
+        .await
+    {
+        Ok(s) => {
+            tracing::info!(user = %v.session.name, schedule = %s.name, cron = %s.cron, timezone = %s.timezone, "schedule changed in the console");
+            see_other(&st, &format!("/schedules/{}", s.name))
         }
-        match st
-            .digests
-            .edit_schedule(
-                &name,
-                &form.cron,
-                &form.sections,
-                Some(form.zone()),
-                Some(form.subject.as_str()),
-                Some(form.images),
-            )
-            .await
-        {
-            Ok(s) => {
-                tracing::info!(user = %v.session.name, schedule = %s.name, cron = %s.cron, timezone = %s.timezone, "schedule changed in the console");
-                see_other(&st, &format!("/schedules/{}", s.name))
+        Err(DigestError::UnknownSchedule(_)) => Err(unknown(&name)),
+        Err(e) => match field_error(&e) {
+            Some((field, message)) => {
+                schedule_page(
+                    &st,
+                    v,
+                    &name,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    Some((form.clone_fields(), FieldErrors::one(field, message))),
+                    String::new(),
+                    None,
+                )
+                .await
             }
-            Err(DigestError::UnknownSchedule(_)) => Err(unknown(&name)),
-            Err(e) => match field_error(&e) {
-                Some((field, message)) => {
-                    schedule_page(
-                        &st,
-                        v,
-                        &name,
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        Some((form.clone_fields(), FieldErrors::one(field, message))),
-                        String::new(),
-                        None,
-                    )
-                    .await
-                }
-                None => Err(ConsoleError::Internal(e.to_string())),
-            },
-        }
-    };
-    v.answer(&st, page.await)
+            None => Err(ConsoleError::internal(e)),
+        },
+    }
 }
 
 /// The HTML part of the next digest, alone on its page as a mail client would show it.
@@ -528,62 +497,56 @@ pub(super) async fn edit(
 /// sandbox (a digest is built from feed content).
 pub(super) async fn preview_html(
     State(st): State<AppState>,
-    v: Viewer,
+    // Only for someone logged in.
+    _v: Viewer,
     Path(name): Path<String>,
-    RawQuery(q): RawQuery,
-) -> Response {
-    let q = ScheduleForm::parse(q.unwrap_or_default().as_bytes());
+    Query(q): Query<ScheduleForm>,
+) -> Page {
     let to = Some(q.to.trim()).filter(|t| !t.is_empty());
-    let page = async {
-        match st.digests.preview(&name, to).await {
-            Ok(p) => {
-                let mut res = axum::response::Html(p.html).into_response();
-                res.headers_mut().insert(
-                    header::CONTENT_SECURITY_POLICY,
-                    HeaderValue::from_static(
-                        "default-src 'none'; style-src 'unsafe-inline'; img-src https: http: data:; \
-                         frame-ancestors 'none'; base-uri 'none'; form-action 'none'; sandbox allow-popups allow-popups-to-escape-sandbox",
-                    ),
-                );
-                Ok(res)
-            }
-            Err(DigestError::UnknownSchedule(_)) => Err(unknown(&name)),
-            Err(
-                e @ (DigestError::NothingToPreview(_)
-                | DigestError::Invalid(_)
-                | DigestError::Field(..)),
-            ) => Err(ConsoleError::NotFound(e.to_string())),
-            Err(e) => Err(ConsoleError::Internal(e.to_string())),
+    match st.digests.preview(&name, to).await {
+        Ok(p) => {
+            let mut res = axum::response::Html(p.html).into_response();
+            res.headers_mut().insert(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(
+                    "default-src 'none'; style-src 'unsafe-inline'; img-src https: http: data:; \
+                     frame-ancestors 'none'; base-uri 'none'; form-action 'none'; sandbox allow-popups allow-popups-to-escape-sandbox",
+                ),
+            );
+            Ok(res)
         }
-    };
-    v.answer(&st, page.await)
+        Err(DigestError::UnknownSchedule(_)) => Err(unknown(&name)),
+        Err(
+            e @ (DigestError::NothingToPreview(_)
+            | DigestError::Invalid(_)
+            | DigestError::Field(..)),
+        ) => Err(ConsoleError::NotFound(e.to_string())),
+        Err(e) => Err(ConsoleError::internal(e)),
+    }
 }
 
 /// Pause or resume (`on`).
-async fn set_enabled(st: AppState, change: Change, name: String, on: bool) -> Response {
+async fn set_enabled(st: AppState, change: Change, name: String, on: bool) -> Page {
     let v = &change.v;
-    let page = async {
-        let r = if on {
-            st.digests.resume(&name).await
-        } else {
-            st.digests.pause(&name).await
-        };
-        match r {
-            Ok(()) => {
-                tracing::info!(user = %v.session.name, schedule = %name, resumed = on, "schedule paused or resumed in the console");
-                see_other(&st, "/schedules")
-            }
-            Err(e) => Err(failed(&name, e)),
-        }
+    let r = if on {
+        st.digests.resume(&name).await
+    } else {
+        st.digests.pause(&name).await
     };
-    v.answer(&st, page.await)
+    match r {
+        Ok(()) => {
+            tracing::info!(user = %v.session.name, schedule = %name, resumed = on, "schedule paused or resumed in the console");
+            see_other(&st, "/schedules")
+        }
+        Err(e) => Err(failed(&name, e)),
+    }
 }
 
 pub(super) async fn pause(
     State(st): State<AppState>,
     Path(name): Path<String>,
     change: Change,
-) -> Response {
+) -> Page {
     set_enabled(st, change, name, false).await
 }
 
@@ -591,7 +554,7 @@ pub(super) async fn resume(
     State(st): State<AppState>,
     Path(name): Path<String>,
     change: Change,
-) -> Response {
+) -> Page {
     set_enabled(st, change, name, true).await
 }
 
@@ -601,50 +564,46 @@ pub(super) async fn resume(
 pub(super) async fn send_now(
     State(st): State<AppState>,
     Path(name): Path<String>,
-    change: Change,
-) -> Response {
-    let v = &change.v;
-    let form = ScheduleForm::from_fields(change.fields().iter().cloned());
-    let page = async {
-        if !form.confirm {
-            return schedule_page(
-                &st,
-                v,
-                &name,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                None,
-                String::new(),
-                Some(Refused::Send(
-                    "Tick the box to say you mean it: this sends mail to every reader.",
-                )),
-            )
-            .await;
-        }
-        let issue = match st.digests.run_now(&name).await {
-            Ok(i) => i,
-            Err(e) => return Err(failed(&name, e)),
-        };
-        tracing::info!(user = %v.session.name, schedule = %name, issue = issue.id, articles = issue.article_count, "issue sent now from the console");
-        if issue.filling {
-            let (digests, engine, stop) =
-                (st.digests.clone(), st.engine.clone(), st.tasks.stop.clone());
-            // Tracked, so a stop ends it between chunks (each its own transaction); the
-            // scheduler job's fill resumes whatever is left.
-            st.tasks.tracker.spawn(async move {
-                let fill = digests.fill_pending(std::time::Duration::MAX, |_| engine.wake());
-                tokio::select! {
-                    r = fill => {
-                        if let Err(e) = r {
-                            tracing::error!(error = %e, "writing the readers of an issue failed; the scheduler job resumes it");
-                        }
-                    }
-                    _ = stop.cancelled() => {}
-                }
-            });
-        }
-        see_other(&st, &format!("/issues/{}", issue.id))
+    Change { v, form }: Change<ScheduleForm>,
+) -> Page {
+    let v = &v;
+    if !form.confirm {
+        return schedule_page(
+            &st,
+            v,
+            &name,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            None,
+            String::new(),
+            Some(Refused::Send(
+                "Tick the box to say you mean it: this sends mail to every reader.",
+            )),
+        )
+        .await;
+    }
+    let issue = match st.digests.run_now(&name).await {
+        Ok(i) => i,
+        Err(e) => return Err(failed(&name, e)),
     };
-    v.answer(&st, page.await)
+    tracing::info!(user = %v.session.name, schedule = %name, issue = issue.id, articles = issue.article_count, "issue sent now from the console");
+    if issue.filling {
+        let (digests, engine, stop) =
+            (st.digests.clone(), st.engine.clone(), st.tasks.stop.clone());
+        // Tracked, so a stop ends it between chunks (each its own transaction); the
+        // scheduler job's fill resumes whatever is left.
+        st.tasks.tracker.spawn(async move {
+            let fill = digests.fill_pending(std::time::Duration::MAX, |_| engine.wake());
+            tokio::select! {
+                r = fill => {
+                    if let Err(e) = r {
+                        tracing::error!(error = %e, "writing the readers of an issue failed; the scheduler job resumes it");
+                    }
+                }
+                _ = stop.cancelled() => {}
+            }
+        });
+    }
+    see_other(&st, &format!("/issues/{}", issue.id))
 }
 
 /// Remove a schedule, once its name is typed again. Its issues and their sends stay in the
@@ -652,32 +611,28 @@ pub(super) async fn send_now(
 pub(super) async fn remove(
     State(st): State<AppState>,
     Path(name): Path<String>,
-    change: Change,
-) -> Response {
-    let v = &change.v;
-    let form = ScheduleForm::from_fields(change.fields().iter().cloned());
-    let page = async {
-        if form.confirm_name.trim() != name {
-            return schedule_page(
-                &st,
-                v,
-                &name,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                None,
-                String::new(),
-                Some(Refused::Remove(
-                    "Type the schedule's name exactly to remove it.",
-                )),
-            )
-            .await;
+    Change { v, form }: Change<ScheduleForm>,
+) -> Page {
+    let v = &v;
+    if form.confirm_name.trim() != name {
+        return schedule_page(
+            &st,
+            v,
+            &name,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            None,
+            String::new(),
+            Some(Refused::Remove(
+                "Type the schedule's name exactly to remove it.",
+            )),
+        )
+        .await;
+    }
+    match st.digests.remove(&name).await {
+        Ok(()) => {
+            tracing::info!(user = %v.session.name, schedule = %name, "schedule removed in the console");
+            see_other(&st, "/schedules")
         }
-        match st.digests.remove(&name).await {
-            Ok(()) => {
-                tracing::info!(user = %v.session.name, schedule = %name, "schedule removed in the console");
-                see_other(&st, "/schedules")
-            }
-            Err(e) => Err(failed(&name, e)),
-        }
-    };
-    v.answer(&st, page.await)
+        Err(e) => Err(failed(&name, e)),
+    }
 }

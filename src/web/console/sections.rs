@@ -1,13 +1,12 @@
 //! `/admin/sections`: what readers can subscribe to, with each feed's state; staff add.
 
-use super::{Chrome, ConsoleError, FieldErrors, Page, Viewer, html, see_other};
+use super::{Change, Chrome, ConsoleError, FieldErrors, Page, Viewer, html, see_other};
 use crate::articles::SectionError;
 use crate::store::Role;
 use crate::web::AppState;
 use askama::Template;
-use axum::extract::{Form, Path, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::Response;
 
 pub(crate) struct Row {
     pub slug: String,
@@ -19,16 +18,11 @@ pub(crate) struct Row {
 }
 
 #[derive(Default, serde::Deserialize)]
+#[serde(default)]
 pub(super) struct AddForm {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     slug: String,
-    #[serde(default)]
     name: String,
-    #[serde(default)]
     description: String,
-    #[serde(default)]
     feed: String,
 }
 
@@ -101,46 +95,44 @@ async fn render(
     )
 }
 
-pub(super) async fn page(State(st): State<AppState>, v: Viewer) -> Response {
-    let page = render(
+pub(super) async fn page(State(st): State<AppState>, v: Viewer) -> Page {
+    render(
         &st,
         &v,
         StatusCode::OK,
         AddForm::default(),
         FieldErrors::default(),
     )
-    .await;
-    v.answer(&st, page)
+    .await
 }
 
-pub(super) async fn add(State(st): State<AppState>, v: Viewer, Form(f): Form<AddForm>) -> Response {
-    let page = async {
-        v.may_change(&f.csrf)?;
-        let feed = Some(f.feed.trim()).filter(|u| !u.is_empty());
-        match crate::articles::add_section(
-            st.store.as_ref(),
-            f.slug.trim(),
-            &f.name,
-            &f.description,
-            feed,
-            st.clock.now(),
-        )
-        .await
-        {
-            Ok(s) => {
-                tracing::info!(user = %v.session.name, section = %s.slug, "section added in the console");
-                see_other(&st, "/sections")
-            }
-            Err(e) => match field_of(&e) {
-                Some(field) => {
-                    let errors = FieldErrors::one(field, e.to_string());
-                    render(&st, &v, StatusCode::UNPROCESSABLE_ENTITY, f, errors).await
-                }
-                None => Err(ConsoleError::Internal(e.to_string())),
-            },
+pub(super) async fn add(
+    State(st): State<AppState>,
+    Change { v, form: f }: Change<AddForm>,
+) -> Page {
+    let feed = Some(f.feed.trim()).filter(|u| !u.is_empty());
+    match crate::articles::add_section(
+        st.store.as_ref(),
+        f.slug.trim(),
+        &f.name,
+        &f.description,
+        feed,
+        st.clock.now(),
+    )
+    .await
+    {
+        Ok(s) => {
+            tracing::info!(user = %v.session.name, section = %s.slug, "section added in the console");
+            see_other(&st, "/sections")
         }
-    };
-    v.answer(&st, page.await)
+        Err(e) => match field_of(&e) {
+            Some(field) => {
+                let errors = FieldErrors::one(field, e.to_string());
+                render(&st, &v, StatusCode::UNPROCESSABLE_ENTITY, f, errors).await
+            }
+            None => Err(ConsoleError::internal(e)),
+        },
+    }
 }
 
 /// Which field a refusal is about.
@@ -189,7 +181,6 @@ async fn edit_page(
         name: row.name.clone(),
         description: row.description.clone(),
         feed: row.feed_url.clone().unwrap_or_default(),
-        ..Default::default()
     });
     html(
         status,
@@ -204,50 +195,40 @@ async fn edit_page(
     )
 }
 
-pub(super) async fn show(
-    State(st): State<AppState>,
-    v: Viewer,
-    Path(slug): Path<String>,
-) -> Response {
-    let page = edit_page(&st, &v, &slug, StatusCode::OK, None, FieldErrors::default()).await;
-    v.answer(&st, page)
+pub(super) async fn show(State(st): State<AppState>, v: Viewer, Path(slug): Path<String>) -> Page {
+    edit_page(&st, &v, &slug, StatusCode::OK, None, FieldErrors::default()).await
 }
 
 pub(super) async fn edit(
     State(st): State<AppState>,
-    v: Viewer,
     Path(slug): Path<String>,
-    Form(f): Form<AddForm>,
-) -> Response {
-    let page = async {
-        v.may_change(&f.csrf)?;
-        let feed = Some(f.feed.trim()).filter(|u| !u.is_empty());
-        match crate::articles::edit_section(st.store.as_ref(), &slug, &f.name, &f.description, feed)
-            .await
-        {
-            Ok(s) => {
-                tracing::info!(user = %v.session.name, section = %s.slug, "section changed in the console");
-                see_other(&st, &format!("/sections/{}", s.slug))
-            }
-            Err(SectionError::Unknown(_)) => Err(ConsoleError::NotFound(format!(
-                "There is no section {slug:?}."
-            ))),
-            Err(e) => match field_of(&e) {
-                Some(field) => {
-                    let errors = FieldErrors::one(field, e.to_string());
-                    edit_page(
-                        &st,
-                        &v,
-                        &slug,
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        Some(f),
-                        errors,
-                    )
-                    .await
-                }
-                None => Err(ConsoleError::Internal(e.to_string())),
-            },
+    Change { v, form: f }: Change<AddForm>,
+) -> Page {
+    let feed = Some(f.feed.trim()).filter(|u| !u.is_empty());
+    match crate::articles::edit_section(st.store.as_ref(), &slug, &f.name, &f.description, feed)
+        .await
+    {
+        Ok(s) => {
+            tracing::info!(user = %v.session.name, section = %s.slug, "section changed in the console");
+            see_other(&st, &format!("/sections/{}", s.slug))
         }
-    };
-    v.answer(&st, page.await)
+        Err(SectionError::Unknown(_)) => Err(ConsoleError::NotFound(format!(
+            "There is no section {slug:?}."
+        ))),
+        Err(e) => match field_of(&e) {
+            Some(field) => {
+                let errors = FieldErrors::one(field, e.to_string());
+                edit_page(
+                    &st,
+                    &v,
+                    &slug,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    Some(f),
+                    errors,
+                )
+                .await
+            }
+            None => Err(ConsoleError::internal(e)),
+        },
+    }
 }

@@ -4,46 +4,36 @@
 //! them and everything that came back — with, for staff, the JSON export of all of it
 //! (GDPR Art. 15/20) and erasure (Art. 17) behind typing the address.
 
-use super::Change;
+use super::{Change, Query};
 use super::{Chrome, ConsoleError, FieldErrors, Page, Viewer, html, see_other};
 use crate::domain::{SubscriberStatus, sha256_hex};
 use crate::store::{ReturnedRow, Role, SendRecord, Subscriber, SubscriberQuery, Suppression};
-use crate::web::{AppState, form_pairs};
+use crate::web::AppState;
 use askama::Template;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 
 const PAGE: i64 = 50;
 
-#[derive(Default)]
+#[derive(Default, serde::Deserialize)]
+#[serde(default)]
 pub(crate) struct Filters {
     pub q: String,
     pub status: String,
     pub section: String,
+    #[serde(deserialize_with = "super::flag")]
+    erased: bool,
+    #[serde(deserialize_with = "super::number")]
     pub before: Option<i64>,
-    pub notice: Option<String>,
 }
 
 impl Filters {
-    fn parse(q: &str) -> Self {
-        let mut f = Self::default();
-        for (k, v) in form_pairs(q.as_bytes()) {
-            let v = v.trim().to_string();
-            match k.as_str() {
-                "q" => f.q = v,
-                "status" => f.status = v,
-                "section" => f.section = v,
-                "before" => f.before = v.parse().ok(),
-                "erased" if v == "1" => {
-                    f.notice = Some(
-                        "Erased: their record, sections and links are gone, the log keeps no address, and a hash of it stays suppressed.".into(),
-                    )
-                }
-                _ => {}
-            }
-        }
-        f
+    /// What the page says above the list: that someone was just erased.
+    pub fn notice(&self) -> Option<&'static str> {
+        self.erased.then_some(
+            "Erased: their record, sections and links are gone, the log keeps no address, and a hash of it stays suppressed.",
+        )
     }
 
     pub fn query(&self) -> String {
@@ -78,85 +68,80 @@ struct ListPage {
     older: Option<i64>,
 }
 
-pub(super) async fn list(State(st): State<AppState>, v: Viewer, RawQuery(q): RawQuery) -> Response {
-    let f = Filters::parse(&q.unwrap_or_default());
-    let page = async {
-        let all_sections = st.store.list_sections().await?;
-        let mut errors = Vec::new();
-        let mut query = SubscriberQuery {
-            before: f.before,
-            limit: PAGE,
-            ..Default::default()
-        };
-        if !f.q.is_empty() {
-            if f.q.len() > 320 {
-                errors.push(("q", "At most 320 characters.".to_string()));
-            } else {
-                query.search = Some(f.q.clone());
-            }
-        }
-        if !f.status.is_empty() {
-            match SubscriberStatus::parse(&f.status) {
-                Some(s) => query.status = Some(s),
-                None => errors.push(("status", "Pick a status from the list.".to_string())),
-            }
-        }
-        if !f.section.is_empty() {
-            match all_sections.iter().find(|s| s.slug == f.section) {
-                Some(s) => query.section_id = Some(s.id),
-                None => errors.push(("section", "Pick a section from the list.".to_string())),
-            }
-        }
-        let errors = FieldErrors::from(errors);
-        let rows = if errors.is_empty() {
-            st.store.subscriber_page(&query).await?
-        } else {
-            Vec::new()
-        };
-        let older = (rows.len() as i64 == PAGE)
-            .then(|| rows.last().map(|r| r.id))
-            .flatten();
-        let counts = st.store.subscriber_status_counts().await?;
-        let by_status = SubscriberStatus::ALL
-            .iter()
-            .map(|s| {
-                let n = counts.iter().find(|(k, _)| k == s).map_or(0, |(_, n)| *n);
-                (s.as_str(), n)
-            })
-            .collect();
-        let per_section = st.store.section_reader_counts().await?;
-        let sections = all_sections
-            .into_iter()
-            .map(|s| SectionCount {
-                active: per_section
-                    .iter()
-                    .find(|(id, _)| *id == s.id)
-                    .map_or(0, |(_, n)| *n),
-                slug: s.slug,
-                name: s.name,
-            })
-            .collect();
-        let status = if errors.is_empty() {
-            StatusCode::OK
-        } else {
-            StatusCode::BAD_REQUEST
-        };
-        html(
-            status,
-            ListPage {
-                chrome: v.chrome(&st, "subscribers"),
-                f,
-                errors,
-                statuses: &SubscriberStatus::ALL,
-                by_status,
-                sections,
-                rows,
-                older,
-            },
-        )
+pub(super) async fn list(State(st): State<AppState>, v: Viewer, Query(f): Query<Filters>) -> Page {
+    let all_sections = st.store.list_sections().await?;
+    let mut errors = Vec::new();
+    let mut query = SubscriberQuery {
+        before: f.before,
+        limit: PAGE,
+        ..Default::default()
     };
-    let page: Page = page.await;
-    v.answer(&st, page)
+    if !f.q.is_empty() {
+        if f.q.len() > 320 {
+            errors.push(("q", "At most 320 characters.".to_string()));
+        } else {
+            query.search = Some(f.q.clone());
+        }
+    }
+    if !f.status.is_empty() {
+        match SubscriberStatus::parse(&f.status) {
+            Some(s) => query.status = Some(s),
+            None => errors.push(("status", "Pick a status from the list.".to_string())),
+        }
+    }
+    if !f.section.is_empty() {
+        match all_sections.iter().find(|s| s.slug == f.section) {
+            Some(s) => query.section_id = Some(s.id),
+            None => errors.push(("section", "Pick a section from the list.".to_string())),
+        }
+    }
+    let errors = FieldErrors::from(errors);
+    let rows = if errors.is_empty() {
+        st.store.subscriber_page(&query).await?
+    } else {
+        Vec::new()
+    };
+    let older = (rows.len() as i64 == PAGE)
+        .then(|| rows.last().map(|r| r.id))
+        .flatten();
+    let counts = st.store.subscriber_status_counts().await?;
+    let by_status = SubscriberStatus::ALL
+        .iter()
+        .map(|s| {
+            let n = counts.iter().find(|(k, _)| k == s).map_or(0, |(_, n)| *n);
+            (s.as_str(), n)
+        })
+        .collect();
+    let per_section = st.store.section_reader_counts().await?;
+    let sections = all_sections
+        .into_iter()
+        .map(|s| SectionCount {
+            active: per_section
+                .iter()
+                .find(|(id, _)| *id == s.id)
+                .map_or(0, |(_, n)| *n),
+            slug: s.slug,
+            name: s.name,
+        })
+        .collect();
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    html(
+        status,
+        ListPage {
+            chrome: v.chrome(&st, "subscribers"),
+            f,
+            errors,
+            statuses: &SubscriberStatus::ALL,
+            by_status,
+            sections,
+            rows,
+            older,
+        },
+    )
 }
 
 #[derive(Template)]
@@ -217,70 +202,66 @@ async fn one(
     )
 }
 
-pub(super) async fn show(State(st): State<AppState>, v: Viewer, Path(id): Path<i64>) -> Response {
-    let page = one(&st, &v, id, StatusCode::OK, None).await;
-    v.answer(&st, page)
+pub(super) async fn show(State(st): State<AppState>, v: Viewer, Path(id): Path<i64>) -> Page {
+    one(&st, &v, id, StatusCode::OK, None).await
 }
 
 /// Everything herald keeps about the subscriber, as a JSON download (staff only: it is
 /// their personal data).
-pub(super) async fn export(State(st): State<AppState>, v: Viewer, Path(id): Path<i64>) -> Response {
-    let page: Page = async {
-        if v.session.role != Role::Staff {
-            return Err(ConsoleError::Forbidden);
-        }
-        let Some(s) = st.store.subscriber_by_id(id).await? else {
-            return Err(unknown(id));
-        };
-        let Some(record) = st.subs.export_subscriber(&s.email).await? else {
-            return Err(unknown(id));
-        };
-        let body = serde_json::to_vec_pretty(&record)
-            .map_err(|e| ConsoleError::Internal(e.to_string()))?;
-        tracing::info!(user = %v.session.name, subscriber = id, "subscriber exported from the console");
-        Ok((
-            [
-                (header::CONTENT_TYPE, "application/json".to_string()),
-                (
-                    header::CONTENT_DISPOSITION,
-                    format!("attachment; filename=\"subscriber-{id}.json\""),
-                ),
-                (header::CACHE_CONTROL, "no-store".to_string()),
-            ],
-            body,
-        )
-            .into_response())
+pub(super) async fn export(State(st): State<AppState>, v: Viewer, Path(id): Path<i64>) -> Page {
+    if v.session.role != Role::Staff {
+        return Err(ConsoleError::Forbidden);
     }
-    .await;
-    v.answer(&st, page)
+    let Some(s) = st.store.subscriber_by_id(id).await? else {
+        return Err(unknown(id));
+    };
+    let Some(record) = st.subs.export_subscriber(&s.email).await? else {
+        return Err(unknown(id));
+    };
+    let body = serde_json::to_vec_pretty(&record).map_err(ConsoleError::internal)?;
+    tracing::info!(user = %v.session.name, subscriber = id, "subscriber exported from the console");
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/json".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"subscriber-{id}.json\""),
+            ),
+            (header::CACHE_CONTROL, "no-store".to_string()),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// The erase form: the subscriber's address, typed again.
+#[derive(Default, serde::Deserialize)]
+#[serde(default)]
+pub(super) struct EraseForm {
+    confirm: String,
 }
 
 /// Erase, once the address is typed again (a slip of the mouse must not erase anyone).
 pub(super) async fn erase(
     State(st): State<AppState>,
     Path(id): Path<i64>,
-    form: Change,
-) -> Response {
-    let v = &form.v;
-    let field = |name: &str| form.field(name);
-    let page: Page = async {
-        let Some(s) = st.store.subscriber_by_id(id).await? else {
-            return Err(unknown(id));
-        };
-        if !field("confirm").eq_ignore_ascii_case(&s.email) {
-            return one(
-                &st,
-                v,
-                id,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                Some("Type the subscriber's address exactly to erase them."),
-            )
-            .await;
-        }
-        st.subs.erase_subscriber(&s.email).await?;
-        tracing::info!(user = %v.session.name, subscriber = id, "subscriber erased from the console");
-        see_other(&st, "/subscribers?erased=1")
+    Change { v, form }: Change<EraseForm>,
+) -> Page {
+    let v = &v;
+    let Some(s) = st.store.subscriber_by_id(id).await? else {
+        return Err(unknown(id));
+    };
+    if !form.confirm.eq_ignore_ascii_case(&s.email) {
+        return one(
+            &st,
+            v,
+            id,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("Type the subscriber's address exactly to erase them."),
+        )
+        .await;
     }
-    .await;
-    v.answer(&st, page)
+    st.subs.erase_subscriber(&s.email).await?;
+    tracing::info!(user = %v.session.name, subscriber = id, "subscriber erased from the console");
+    see_other(&st, "/subscribers?erased=1")
 }
