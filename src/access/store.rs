@@ -1,6 +1,6 @@
 //! What access control needs of the store, declared here by it: API tokens, console
 //! users, their sessions and the shared count of login attempts. `store::Store` has it as a
-//! supertrait; the SQL is in `store/access.rs`, written once for both dialects.
+//! supertrait; the SQL is in `store/sql/access.rs`, written once for both dialects.
 
 #[allow(unused_imports)]
 use crate::store::*;

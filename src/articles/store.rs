@@ -1,5 +1,5 @@
 //! What sections, articles and feeds need of the store, declared here. `store::Store` has
-//! it as a supertrait; the SQL is in `store/articles.rs`, written once for both dialects.
+//! it as a supertrait; the SQL is in `store/sql/articles.rs`, written once for both dialects.
 
 #[allow(unused_imports)]
 use crate::store::*;

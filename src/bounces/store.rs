@@ -1,6 +1,6 @@
 //! What returned mail needs of the store, declared here: the returned messages and what
 //! herald did about them, the suppression list (and its lifts), and paused domains.
-//! `store::Store` has it as a supertrait; the SQL is in `store/returned.rs`.
+//! `store::Store` has it as a supertrait; the SQL is in `store/sql/returned.rs`.
 
 #[allow(unused_imports)]
 use crate::store::*;

@@ -2,7 +2,7 @@
 //! declares its store, as listmonk's managers do): claim due sends under a lease, keep and
 //! give back leases, record outcomes fenced by the lease, and the instance heartbeats that
 //! let a dead instance's rows be taken back. `store::Store` has it as a supertrait; the SQL
-//! is in `store/ledger.rs`, written once for both dialects (but the claim, which is not).
+//! is in `store/sql/ledger.rs`, written once for both dialects (but the claim, which is not).
 
 use crate::store::{InstanceInfo, LeaseHolder, SendJob, SendResult, StoreResult};
 use async_trait::async_trait;

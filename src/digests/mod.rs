@@ -14,7 +14,7 @@
 
 mod render;
 mod store;
-pub use store::IssueStore;
+pub use store::{DigestStore, IssueStore};
 
 pub use render::{
     ArchiveChrome, DigestComposer, HTML_BUDGET, IssueLook, RenderedDigest, SubjectRule,
@@ -24,7 +24,7 @@ use crate::articles::one_line;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::domain::{CronSchedule, ScheduleError, has_control_chars};
-use crate::store::{Issue, IssuePlan, NewSchedule, Schedule, Store, StoreError};
+use crate::store::{Issue, IssuePlan, NewSchedule, Schedule, StoreError};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
@@ -73,7 +73,7 @@ pub struct ScheduleView {
 }
 
 pub struct Digests {
-    store: Arc<dyn Store>,
+    store: Arc<dyn DigestStore>,
     clock: Clock,
     max_lateness: chrono::Duration,
     first_lookback: chrono::Duration,
@@ -84,7 +84,7 @@ pub struct Digests {
 impl Digests {
     pub fn new(
         config: &Config,
-        store: Arc<dyn Store>,
+        store: Arc<dyn DigestStore>,
         clock: Clock,
         composer: Arc<DigestComposer>,
     ) -> Self {
@@ -631,7 +631,7 @@ impl IssueWithCounts {
 
 /// Issues newest first (below `before`, an issue id), with their counts.
 pub async fn issues_with_counts(
-    store: &dyn Store,
+    store: &dyn DigestStore,
     before: Option<i64>,
     limit: i64,
 ) -> Result<Vec<IssueWithCounts>, StoreError> {
@@ -641,7 +641,7 @@ pub async fn issues_with_counts(
 
 /// A schedule's issues that carry articles, newest first, with their counts.
 pub async fn issues_of_schedule(
-    store: &dyn Store,
+    store: &dyn DigestStore,
     schedule: &str,
     limit: i64,
 ) -> Result<Vec<IssueWithCounts>, StoreError> {
@@ -651,7 +651,7 @@ pub async fn issues_of_schedule(
 
 /// One issue with its counts.
 pub async fn issue_with_counts(
-    store: &dyn Store,
+    store: &dyn DigestStore,
     id: i64,
 ) -> Result<Option<IssueWithCounts>, StoreError> {
     let Some(issue) = store.issue(id).await? else {
@@ -662,7 +662,7 @@ pub async fn issue_with_counts(
 
 /// Count the sends of `issues` (newest first) by status, in one query.
 async fn with_counts(
-    store: &dyn Store,
+    store: &dyn DigestStore,
     issues: Vec<Issue>,
 ) -> Result<Vec<IssueWithCounts>, StoreError> {
     let ids = issues.iter().map(|i| i.id);

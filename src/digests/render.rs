@@ -4,7 +4,7 @@
 use super::DigestError;
 use crate::config::SiteConfig;
 use crate::delivery::{ComposeError, Composed, Composer, OutgoingMail};
-use crate::store::{IssueArticle, SendJob, Store};
+use crate::store::{IssueArticle, SendJob};
 use crate::subscriptions::Subscriptions;
 use askama::Template;
 use std::collections::{HashMap, HashSet};
@@ -159,7 +159,7 @@ struct IssueData {
 }
 
 pub struct DigestComposer {
-    store: Arc<dyn Store>,
+    store: Arc<dyn super::DigestStore>,
     subs: Arc<Subscriptions>,
     /// The site's look (`[site]` in config), so it changes without a rebuild.
     site: SiteConfig,
@@ -173,7 +173,7 @@ pub struct DigestComposer {
 
 impl DigestComposer {
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn super::DigestStore>,
         subs: Arc<Subscriptions>,
         site: SiteConfig,
         max_articles: u32,

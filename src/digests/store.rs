@@ -1,6 +1,6 @@
 //! What digests need of the store, declared here: schedules, the issues made of them, and
 //! filling an issue's sends. `store::Store` has it as a supertrait; the SQL is in
-//! `store/issues.rs`, written once for both dialects.
+//! `store/sql/issues.rs`, written once for both dialects.
 
 #[allow(unused_imports)]
 use crate::store::*;
@@ -79,4 +79,17 @@ pub trait IssueStore: Send + Sync + 'static {
     }
     /// First active subscriber of any of these sections (preview without --to).
     async fn first_reader(&self, section_ids: &[i64]) -> StoreResult<Option<Subscriber>>;
+}
+
+/// What the digests service holds: its own slice, the sections and articles an issue is
+/// made of, and the readers a preview is shown as. A supertrait of `store::Store`, so the
+/// whole store is one; the ledger, access and returned mail are not in it.
+pub trait DigestStore:
+    IssueStore + crate::articles::ArticleStore + crate::subscriptions::SubscriberStore
+{
+}
+
+impl<T> DigestStore for T where
+    T: IssueStore + crate::articles::ArticleStore + crate::subscriptions::SubscriberStore + ?Sized
+{
 }

@@ -100,6 +100,7 @@ pub use rows::*;
 pub trait Store:
     crate::delivery::Ledger
     + crate::digests::IssueStore
+    + crate::digests::DigestStore
     + crate::subscriptions::SubscriberStore
     + crate::articles::ArticleStore
     + crate::bounces::ReturnedStore

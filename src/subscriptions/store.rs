@@ -1,6 +1,6 @@
 //! What the reader's side needs of the store, declared here: signups, confirmation,
 //! preferences, unsubscribes, imports and the operator's subscriber tools. `store::Store`
-//! has it as a supertrait; the SQL is in `store/subscribers.rs`.
+//! has it as a supertrait; the SQL is in `store/sql/subscribers.rs`.
 
 #[allow(unused_imports)]
 use crate::domain::{SignupAction, SubscriberStatus};
