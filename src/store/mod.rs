@@ -102,6 +102,7 @@ pub trait Store:
     + crate::digests::IssueStore
     + crate::digests::DigestStore
     + crate::subscriptions::SubscriberStore
+    + crate::subscriptions::SubscriptionStore
     + crate::articles::ArticleStore
     + crate::bounces::ReturnedStore
     + crate::access::AccessStore

@@ -5,7 +5,7 @@
 mod admin;
 mod mails;
 mod store;
-pub use store::SubscriberStore;
+pub use store::{SubscriberStore, SubscriptionStore};
 
 pub use admin::{ImportError, ImportSummary, SubscriberExport};
 pub use mails::TransactionalComposer;
@@ -102,7 +102,10 @@ pub struct ManageLinks {
 }
 
 pub struct Subscriptions {
-    store: Arc<dyn Store>,
+    /// The store, as much of it as subscriptions use (see `store.rs`).
+    store: Arc<dyn SubscriptionStore>,
+    /// "sqlite" or "postgres": how signups are written (see `signup`).
+    backend: &'static str,
     key: SecretKey,
     clock: Clock,
     public_url: String,
@@ -136,7 +139,11 @@ const SIGNUP_BATCH: usize = 64;
 /// them in one transaction, so under load the signups share one commit and one turn at the
 /// database instead of queueing for a transaction each. If the batch fails, each signup is
 /// tried alone, so one bad request fails only itself.
-fn spawn_signup_writer(store: Arc<dyn Store>, writers: usize, most: usize) -> SignupQueue {
+fn spawn_signup_writer(
+    store: Arc<dyn SubscriptionStore>,
+    writers: usize,
+    most: usize,
+) -> SignupQueue {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<(NewSignup, SignupReply)>(1024);
     tokio::spawn(async move {
         let slots = Arc::new(tokio::sync::Semaphore::new(writers));
@@ -166,7 +173,7 @@ fn spawn_signup_writer(store: Arc<dyn Store>, writers: usize, most: usize) -> Si
     tx
 }
 
-async fn write_batch(store: Arc<dyn Store>, batch: Vec<(NewSignup, SignupReply)>) {
+async fn write_batch(store: Arc<dyn SubscriptionStore>, batch: Vec<(NewSignup, SignupReply)>) {
     let (reqs, replies): (Vec<NewSignup>, Vec<SignupReply>) = batch.into_iter().unzip();
     match store.signup_batch(&reqs).await {
         Ok(outcomes) => {
@@ -191,6 +198,7 @@ async fn write_batch(store: Arc<dyn Store>, batch: Vec<(NewSignup, SignupReply)>
 impl Subscriptions {
     pub fn new(config: &Config, store: Arc<dyn Store>, key: SecretKey, clock: Clock) -> Self {
         Self {
+            backend: store.backend(),
             store,
             key,
             clock,
@@ -203,10 +211,6 @@ impl Subscriptions {
             sections: std::sync::Mutex::new(None),
             direct_in_flight: std::sync::atomic::AtomicUsize::new(0),
         }
-    }
-
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
     }
 
     pub fn key(&self) -> &SecretKey {
@@ -329,7 +333,7 @@ impl Subscriptions {
         // few are in flight (lowest latency: p99 13-16 ms at 1,000/s against 26-27 ms
         // batched), and past that hands them to batch writers, four at once, so a spike
         // shares commits (2,316 against 1,787 signups/s at saturation; bench/signup.sh).
-        if self.store.backend() != "sqlite" {
+        if self.backend != "sqlite" {
             struct InFlight<'a>(&'a std::sync::atomic::AtomicUsize);
             impl Drop for InFlight<'_> {
                 fn drop(&mut self) {
@@ -345,7 +349,7 @@ impl Subscriptions {
             }
             drop(guard);
         }
-        let (writers, most) = if self.store.backend() == "sqlite" {
+        let (writers, most) = if self.backend == "sqlite" {
             (1, SIGNUP_BATCH)
         } else {
             (4, 16)

@@ -67,3 +67,9 @@ pub trait SubscriberStore: Send + Sync + 'static {
     ) -> StoreResult<()>;
     async fn subscriber_section_ids(&self, subscriber_id: i64) -> StoreResult<Vec<i64>>;
 }
+
+/// What the subscriptions service holds: its own slice, and the sections readers choose
+/// from. A supertrait of `store::Store`, so the whole store is one.
+pub trait SubscriptionStore: SubscriberStore + crate::articles::ArticleStore {}
+
+impl<T: SubscriberStore + crate::articles::ArticleStore + ?Sized> SubscriptionStore for T {}
