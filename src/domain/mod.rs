@@ -3,6 +3,7 @@
 
 mod duration;
 mod email;
+mod returned;
 mod role;
 mod schedule;
 mod send_status;
@@ -14,6 +15,7 @@ mod verdict;
 
 pub use duration::{HumanDuration, ParseDurationError};
 pub use email::{EmailAddress, EmailError};
+pub use returned::{ReturnedEffect, ReturnedKind, soft_limit_reached};
 pub use role::Role;
 pub use schedule::{CronSchedule, ScheduleError};
 pub use send_status::SendStatus;

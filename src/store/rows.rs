@@ -3,7 +3,7 @@
 
 use crate::domain::{SignupAction, SubscriberStatus};
 use chrono::{DateTime, Duration, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// Roles are a domain rule (`domain::Role`); re-exported here, where rows carry them.
 pub use crate::domain::Role;
@@ -292,78 +292,9 @@ pub struct NewArticle {
     pub image_url: Option<String>,
 }
 
-/// What a returned message is, as herald acts on it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-#[value(rename_all = "snake_case")]
-pub enum ReturnedKind {
-    /// The address failed (5.1.x, 5.2.1): the address is suppressed.
-    Hard,
-    /// A temporary failure or a full mailbox (4.x.x, 5.2.2): counted.
-    Soft,
-    /// The message was refused, not the address (policy, content, size, routing): that
-    /// send failed, nobody is suppressed.
-    Refused,
-    /// A DSN saying the provider is still trying: recorded, never counted.
-    Delayed,
-    /// A DSN saying the mail was delivered, relayed or expanded: recorded, changes nothing.
-    Delivered,
-    /// An abuse report: unsubscribed and suppressed.
-    Complaint,
-    /// Mail to the reader's own List-Unsubscribe address.
-    Unsubscribe,
-    AutoReply,
-    Unrecognised,
-}
-
-impl ReturnedKind {
-    pub const ALL: [ReturnedKind; 9] = [
-        ReturnedKind::Hard,
-        ReturnedKind::Soft,
-        ReturnedKind::Refused,
-        ReturnedKind::Delayed,
-        ReturnedKind::Delivered,
-        ReturnedKind::Complaint,
-        ReturnedKind::Unsubscribe,
-        ReturnedKind::AutoReply,
-        ReturnedKind::Unrecognised,
-    ];
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-
-    /// "hard, soft, …" for messages that list the choices.
-    pub fn names() -> String {
-        Self::ALL.map(Self::as_str).join(", ")
-    }
-
-    /// What a verdict on a returned message records it as.
-    pub fn of(verdict: crate::domain::Verdict) -> Self {
-        use crate::domain::Verdict as V;
-        match verdict {
-            V::Delivered => ReturnedKind::Delivered,
-            V::Delayed => ReturnedKind::Delayed,
-            V::AddressFailure => ReturnedKind::Hard,
-            V::MailboxTemporary => ReturnedKind::Soft,
-            V::Refused | V::PolicyRefused => ReturnedKind::Refused,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReturnedKind::Hard => "hard",
-            ReturnedKind::Soft => "soft",
-            ReturnedKind::Refused => "refused",
-            ReturnedKind::Delayed => "delayed",
-            ReturnedKind::Delivered => "delivered",
-            ReturnedKind::Complaint => "complaint",
-            ReturnedKind::Unsubscribe => "unsubscribe",
-            ReturnedKind::AutoReply => "auto_reply",
-            ReturnedKind::Unrecognised => "unrecognised",
-        }
-    }
-}
+/// What kind of mail came back: a domain rule (`domain::ReturnedKind`), re-exported here,
+/// where rows carry it.
+pub use crate::domain::ReturnedKind;
 
 /// One returned message, with the send its address names (verified) if any.
 #[derive(Debug, Clone)]

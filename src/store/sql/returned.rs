@@ -5,7 +5,6 @@ use super::prelude::*;
 #[async_trait::async_trait]
 impl crate::bounces::ReturnedStore for Backend {
     async fn record_returned(&self, r: &NewReturned) -> StoreResult<ReturnedRecorded> {
-        use crate::store::ReturnedKind as K;
         let mut tx = self.begin_write().await?;
         // A webhook's message seen before: recorded as a repeat, acting on nobody.
         if let Some((source, id)) = &r.dedup {
@@ -57,13 +56,12 @@ impl crate::bounces::ReturnedStore for Backend {
             .flatten()
             .collect::<Vec<_>>()
             .join(" ");
-        let action: &str = match (r.kind, subscriber_id, &email) {
-            (K::AutoReply, _, _) => "ignored: an automatic reply",
-            (K::Unrecognised, _, _) => "kept: not understood",
-            (K::Delivered, _, _) => "recorded: delivered (changes nothing)",
-            (K::Delayed, _, _) => "recorded: delayed, still being tried (never counted)",
-            (_, None, _) | (_, _, None) => "kept: names no send of a known reader",
-            (K::Refused, Some(_), Some(_)) => {
+        use crate::domain::ReturnedEffect as E;
+        let reader = subscriber_id.zip(email.as_deref());
+        let action: &str = match (r.kind.effect(reader.is_some()), reader) {
+            (E::Nothing(why), _) => why,
+            (_, None) => unreachable!("only a known reader's message acts"),
+            (E::SendFailed, Some(_)) => {
                 // The provider refused the message after our relay took it: that send
                 // failed; the reader stays.
                 sqlx::query::<Db>(
@@ -77,7 +75,7 @@ impl crate::bounces::ReturnedStore for Backend {
                 .await?;
                 "failed: the message was refused, not the address (nobody suppressed)"
             }
-            (K::Soft, Some(sub), Some(email)) => {
+            (E::CountSoft, Some((sub, email))) => {
                 // This one and the earlier ones of this reader in the window.
                 let earlier = sqlx::query_scalar::<Db, i64>(
                     "SELECT COUNT(*) FROM returned WHERE subscriber_id = $1 AND kind = 'soft' AND received_at >= $2",
@@ -86,7 +84,7 @@ impl crate::bounces::ReturnedStore for Backend {
                 .bind(r.soft_since)
                 .fetch_one(&mut *tx)
                 .await?;
-                if earlier + 1 >= i64::from(r.soft_limit) {
+                if crate::domain::soft_limit_reached(earlier + 1, r.soft_limit) {
                     let reply = format!("returned: {reply} (temporary failures: {})", earlier + 1);
                     Self::suppress_bounced(&mut tx, r, sub, email, &reply).await?;
                     "suppressed: too many temporary failures"
@@ -94,12 +92,12 @@ impl crate::bounces::ReturnedStore for Backend {
                     "counted: a temporary failure"
                 }
             }
-            (K::Hard, Some(sub), Some(email)) => {
+            (E::Suppress, Some((sub, email))) => {
                 Self::suppress_bounced(&mut tx, r, sub, email, &format!("returned: {reply}"))
                     .await?;
                 "suppressed: the address failed"
             }
-            (K::Complaint, Some(sub), Some(email)) => {
+            (E::Complaint, Some((sub, email))) => {
                 sqlx::query::<Db>(
                     "UPDATE sends SET last_reply = $2, updated_at = $3 WHERE id = $1",
                 )
@@ -126,7 +124,7 @@ impl crate::bounces::ReturnedStore for Backend {
                 .await?;
                 "unsubscribed and suppressed: a complaint"
             }
-            (K::Unsubscribe, Some(sub), Some(_)) => {
+            (E::Unsubscribe, Some((sub, _))) => {
                 sqlx::query::<Db>(
                     "UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = $2, last_notice_at = NULL, \
                      updated_at = $2 WHERE id = $1 AND status IN ('active', 'pending')",
