@@ -5,9 +5,9 @@
 //! so the configuration knows nothing of DKIM or SNS; its errors still name the key, and
 //! `herald` treats them as configuration errors (exit 2).
 
-use crate::bounces::sns::SnsVerifier;
 use crate::config::{Config, ConfigError, invalid};
 use crate::delivery::{DkimKey, DkimSigner};
+use crate::returned::sns::SnsVerifier;
 use std::sync::Arc;
 
 #[derive(Debug, Clone, Default)]

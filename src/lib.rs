@@ -6,7 +6,6 @@
 
 pub mod access;
 pub mod articles;
-pub mod bounces;
 pub mod clock;
 pub mod config;
 pub mod delivery;
@@ -14,6 +13,7 @@ pub mod digests;
 pub mod domain;
 pub mod jobs;
 pub mod keys;
+pub mod returned;
 pub mod store;
 pub mod subscriptions;
 pub mod telemetry;
@@ -95,9 +95,9 @@ pub struct Services {
     pub engine: Arc<DeliveryEngine>,
     pub feeds: Arc<articles::FeedPoller>,
     /// What handles returned mail, when `mail.return_path` is set.
-    pub inbound: Option<Arc<bounces::Inbound>>,
+    pub inbound: Option<Arc<returned::Inbound>>,
     /// The mailbox returned mail is read from (`bounces.imap_url`), if any.
-    pub imap: Option<Arc<bounces::ImapReader>>,
+    pub imap: Option<Arc<returned::ImapReader>>,
     pub clock: Clock,
     /// What the background jobs report, for `/healthz`.
     pub health: Arc<jobs::JobHealth>,
@@ -195,7 +195,7 @@ impl Services {
         ));
         let inbound = config.mail.return_path.as_ref().map(|return_path| {
             Arc::new(
-                bounces::Inbound::new(
+                returned::Inbound::new(
                     store.clone(),
                     key.clone(),
                     clock.clone(),
@@ -207,7 +207,7 @@ impl Services {
             )
         });
         let imap = match (&config.bounces.imap, &inbound) {
-            (Some(c), Some(inbound)) => Some(Arc::new(bounces::ImapReader::new(
+            (Some(c), Some(inbound)) => Some(Arc::new(returned::ImapReader::new(
                 c.clone(),
                 keys.imap_ca.clone(),
                 inbound.clone(),
@@ -381,7 +381,7 @@ impl App {
                 let l = TcpListener::bind(at).await.map_err(bind)?;
                 let bound = l.local_addr().map_err(bind)?;
                 let stop = services.tasks.stop.clone();
-                services.tasks.tracker.spawn(bounces::listener::serve(
+                services.tasks.tracker.spawn(returned::listener::serve(
                     l,
                     inbound,
                     return_path.domain().to_string(),
@@ -659,7 +659,7 @@ fn spawn_periodic_jobs(
             every * 3 + Duration::from_secs(120),
             stop.clone(),
             reader.clone(),
-            |reader: Arc<bounces::ImapReader>| async move {
+            |reader: Arc<returned::ImapReader>| async move {
                 let report = reader.read_once().await?;
                 if report.read > 0 {
                     tracing::info!(

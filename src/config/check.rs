@@ -212,7 +212,7 @@ impl RawConfig {
             delivery: self.delivery,
             digests: self.digests,
             feeds: self.feeds,
-            bounces: BouncesConfig {
+            bounces: ReturnedConfig {
                 listen: self.bounces.listen,
                 imap,
                 sns,

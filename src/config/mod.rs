@@ -76,9 +76,9 @@ struct RawBounces {
     keep_raw: HumanDuration,
 }
 
-/// Returned mail: where herald listens for it and what it does (see `src/bounces/`).
+/// Returned mail: where herald listens for it and what it does (see `src/returned/`).
 #[derive(Debug, Clone)]
-pub struct BouncesConfig {
+pub struct ReturnedConfig {
     /// An SMTP listener for mail to `mail.return_path`'s domain; None: off.
     pub listen: Option<SocketAddr>,
     /// A mailbox to read returned mail from; None: off.
@@ -466,7 +466,7 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     pub digests: DigestsConfig,
     pub feeds: FeedsConfig,
-    pub bounces: BouncesConfig,
+    pub bounces: ReturnedConfig,
     pub console: ConsoleConfig,
 }
 

@@ -12,8 +12,8 @@
 //! each instance's own (in memory, and only for domains that refused something lately, so
 //! memory follows the trouble, not the list).
 
-use crate::bounces::ReturnedStore;
 use crate::clock::Clock;
+use crate::returned::ReturnedStore;
 use crate::store::DomainPause;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;

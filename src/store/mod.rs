@@ -104,7 +104,7 @@ pub trait Store:
     + crate::subscriptions::SubscriberStore
     + crate::subscriptions::SubscriptionStore
     + crate::articles::ArticleStore
-    + crate::bounces::ReturnedStore
+    + crate::returned::ReturnedStore
     + crate::access::AccessStore
     + Send
     + Sync

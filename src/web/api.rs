@@ -126,7 +126,7 @@ pub fn router(state: AppState) -> Router<AppState> {
                 .layer(middleware::from_fn_with_state(state, authorise_webhook)),
         )
         // SNS cannot send a token: its messages are authenticated by their signature and
-        // topic (see `bounces::sns`).
+        // topic (see `returned::sns`).
         .route("/webhooks/ses", post(report_ses))
 }
 
@@ -575,7 +575,7 @@ async fn record_one(
 /// Amazon SES bounce and complaint notifications, as SNS delivers them. Answered 200 once
 /// handled (SNS retries anything else); 403 when the signature or the topic is not trusted.
 async fn report_ses(State(st): State<AppState>, body: axum::body::Bytes) -> Response {
-    use crate::bounces::sns::{SnsError, ses_events};
+    use crate::returned::sns::{SnsError, ses_events};
     let Some(verifier) = st.keys.sns.clone() else {
         return error(
             StatusCode::NOT_FOUND,

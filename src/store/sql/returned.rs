@@ -1,9 +1,9 @@
-//! The SQL of [`crate::bounces::ReturnedStore`], written once for both dialects (see `mod.rs`).
+//! The SQL of [`crate::returned::ReturnedStore`], written once for both dialects (see `mod.rs`).
 
 use super::prelude::*;
 
 #[async_trait::async_trait]
-impl crate::bounces::ReturnedStore for Backend {
+impl crate::returned::ReturnedStore for Backend {
     async fn record_returned(&self, r: &NewReturned) -> StoreResult<ReturnedRecorded> {
         let mut tx = self.begin_write().await?;
         // A webhook's message seen before: recorded as a repeat, acting on nobody.

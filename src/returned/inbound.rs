@@ -46,7 +46,7 @@ impl Inbound {
         clock: Clock,
         return_path: &lettre::Address,
         message_id_domain: &str,
-        config: &crate::config::BouncesConfig,
+        config: &crate::config::ReturnedConfig,
     ) -> Self {
         Self {
             store,
