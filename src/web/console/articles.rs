@@ -4,7 +4,7 @@
 
 use super::{Change, Chrome, ConsoleError, FieldErrors, Page, Query, Viewer, html, see_other};
 use crate::articles::{ArticleError, ArticleInput, SectionError};
-use crate::store::{Article, Role};
+use crate::store::Article;
 use crate::web::AppState;
 use askama::Template;
 use axum::extract::State;
@@ -57,8 +57,6 @@ struct ArticlesPage {
     sections: Vec<(String, String)>,
     rows: Vec<Row>,
     older: Option<i64>,
-    staff: bool,
-    csrf: String,
     form: Form,
     errors: FieldErrors,
 }
@@ -121,8 +119,6 @@ async fn render(
             sections: all.into_iter().map(|s| (s.slug, s.name)).collect(),
             rows,
             older,
-            staff: v.session.role == Role::Staff,
-            csrf: v.session.csrf.clone(),
             form,
             errors,
         },

@@ -6,7 +6,7 @@
 use super::{Change, Query};
 use super::{Chrome, ConsoleError, Page, Viewer, html, see_other};
 use crate::digests::IssueWithCounts;
-use crate::store::{IssueArticle, Role, SendStatus};
+use crate::store::{IssueArticle, SendStatus};
 use crate::web::AppState;
 use askama::Template;
 use axum::extract::{Path, State};
@@ -147,8 +147,6 @@ struct IssuePage {
     chrome: Chrome,
     v: View,
     articles: Vec<IssueArticle>,
-    staff: bool,
-    csrf: String,
     notice: Option<String>,
     refresh: Option<u32>,
 }
@@ -171,8 +169,6 @@ pub(super) async fn show(
             refresh: view.live.then_some(REFRESH_SECS),
             v: view,
             articles,
-            staff: v.session.role == Role::Staff,
-            csrf: v.session.csrf.clone(),
             notice: retried.map(|n| match n {
                 0 => "Nothing to retry: no send of this issue has failed.".to_string(),
                 1 => "1 failed send is queued again.".to_string(),

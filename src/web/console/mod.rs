@@ -195,6 +195,16 @@ pub(crate) struct Who {
 }
 
 impl Chrome {
+    /// Whether the viewer may change things (their forms are shown): staff.
+    pub fn staff(&self) -> bool {
+        self.user.as_ref().is_some_and(|w| w.role.may_change())
+    }
+
+    /// The viewer's CSRF token, for the forms of the page (empty for nobody).
+    pub fn csrf(&self) -> &str {
+        self.user.as_ref().map_or("", |w| w.csrf.as_str())
+    }
+
     /// For a page shown to nobody logged in (the login page, an error).
     pub fn anonymous(st: &AppState) -> Self {
         Self {

@@ -6,7 +6,7 @@
 use super::{Change, Query};
 use super::{Chrome, ConsoleError, FieldErrors, Page, Viewer, html, see_other};
 use crate::domain::{EmailAddress, sha256_hex};
-use crate::store::{ReturnedKind, ReturnedRow, Role, Suppression, valid_suppression_reason};
+use crate::store::{ReturnedKind, ReturnedRow, Suppression, valid_suppression_reason};
 use crate::web::AppState;
 use askama::Template;
 use axum::extract::{Path, State};
@@ -134,8 +134,6 @@ struct SuppressionsPage {
     reason: String,
     errors: FieldErrors,
     notice: Option<String>,
-    staff: bool,
-    csrf: String,
 }
 
 async fn suppressions_page(
@@ -185,8 +183,6 @@ async fn suppressions_page(
             reason: String::new(),
             errors,
             notice,
-            staff: v.session.role == Role::Staff,
-            csrf: v.session.csrf.clone(),
         },
     )
 }

@@ -9,7 +9,6 @@ use super::{Change, Query};
 use super::{Chrome, ConsoleError, FieldErrors, Page, Viewer, html, see_other};
 use crate::digests::DigestError;
 use crate::domain::{CronSchedule, ScheduleError};
-use crate::store::Role;
 use crate::web::AppState;
 use askama::Template;
 use axum::extract::{Path, State};
@@ -136,8 +135,6 @@ pub(crate) struct FormView {
 struct ListPage {
     chrome: Chrome,
     rows: Vec<Row>,
-    staff: bool,
-    csrf: String,
     notice: Option<String>,
     f: FormView,
 }
@@ -200,8 +197,6 @@ async fn list(
         ListPage {
             chrome: v.chrome(st, "schedules"),
             rows,
-            staff: v.session.role == Role::Staff,
-            csrf: v.session.csrf.clone(),
             notice: None,
             f: FormView {
                 form,
@@ -300,8 +295,6 @@ struct SchedulePage {
     to: String,
     preview: Result<crate::digests::RenderedDigest, String>,
     issues: Vec<crate::digests::IssueWithCounts>,
-    staff: bool,
-    csrf: String,
     f: FormView,
     /// "Send now" was posted without its confirmation.
     send_error: Option<&'static str>,
@@ -400,8 +393,6 @@ async fn schedule_page(
             to,
             preview,
             issues,
-            staff: v.session.role == Role::Staff,
-            csrf: v.session.csrf.clone(),
             f: FormView {
                 form,
                 errors,

@@ -2,7 +2,6 @@
 
 use super::{Change, Chrome, ConsoleError, FieldErrors, Page, Viewer, html, see_other};
 use crate::articles::SectionError;
-use crate::store::Role;
 use crate::web::AppState;
 use askama::Template;
 use axum::extract::{Path, State};
@@ -31,8 +30,6 @@ pub(super) struct AddForm {
 struct SectionsPage {
     chrome: Chrome,
     sections: Vec<Row>,
-    staff: bool,
-    csrf: String,
     form: AddForm,
     errors: FieldErrors,
 }
@@ -87,8 +84,6 @@ async fn render(
         SectionsPage {
             chrome: v.chrome(st, "sections"),
             sections: rows_of(sections, &feeds),
-            staff: v.session.role == Role::Staff,
-            csrf: v.session.csrf.clone(),
             form,
             errors,
         },
@@ -154,8 +149,6 @@ struct EditPage {
     s: Row,
     form: AddForm,
     errors: FieldErrors,
-    staff: bool,
-    csrf: String,
 }
 
 async fn edit_page(
@@ -189,8 +182,6 @@ async fn edit_page(
             s: row,
             form,
             errors,
-            staff: v.session.role == Role::Staff,
-            csrf: v.session.csrf.clone(),
         },
     )
 }

@@ -153,8 +153,6 @@ struct OnePage {
     suppression: Option<Suppression>,
     sends: Vec<SendRecord>,
     returned: Vec<ReturnedRow>,
-    staff: bool,
-    csrf: String,
     erase_error: Option<&'static str>,
 }
 
@@ -195,8 +193,6 @@ async fn one(
             suppression,
             sends,
             returned,
-            staff: v.session.role == Role::Staff,
-            csrf: v.session.csrf.clone(),
             erase_error,
         },
     )
