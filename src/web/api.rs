@@ -138,8 +138,8 @@ pub(super) enum ApiError {
     Invalid(String),
     NotFound(String),
     Conflict(String),
-    /// 500: logged with its cause; the client is told only that it failed.
-    Internal(String),
+    /// 500: logged with its causes; the client is told only that it failed.
+    Internal(Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl IntoResponse for ApiError {
@@ -149,7 +149,8 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(m) => error(StatusCode::NOT_FOUND, m),
             ApiError::Conflict(m) => error(StatusCode::CONFLICT, m),
             ApiError::Internal(cause) => {
-                tracing::error!(error = %cause, "API request failed");
+                let chain = crate::telemetry::error_chain(cause.as_ref());
+                tracing::error!(error = %chain, "API request failed");
                 error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
             }
         }
@@ -161,7 +162,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Conflict(m) => ApiError::Conflict(m),
             StoreError::NotFound(m) => ApiError::NotFound(m),
-            other => ApiError::Internal(other.to_string()),
+            other => ApiError::Internal(Box::new(other)),
         }
     }
 }
@@ -182,7 +183,7 @@ impl From<DigestError> for ApiError {
         match e {
             DigestError::UnknownSchedule(_) => ApiError::NotFound(e.to_string()),
             DigestError::Store(s) => s.into(),
-            DigestError::Render(r) => ApiError::Internal(r),
+            DigestError::Render(r) => ApiError::Internal(r.into()),
             other => ApiError::Invalid(other.to_string()),
         }
     }
