@@ -134,9 +134,11 @@ impl Failure {
     }
 }
 
-impl<E: std::fmt::Display> From<E> for Failure {
+/// A failed operation (exit 1), said with its causes ("database error: … : disk full"),
+/// not only the outermost message.
+impl<E: std::error::Error> From<E> for Failure {
     fn from(e: E) -> Self {
-        Failure(1, e.to_string())
+        Failure(1, herald::telemetry::error_chain(&e))
     }
 }
 
