@@ -99,3 +99,35 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::error_chain;
+
+    #[derive(Debug, thiserror::Error)]
+    enum Outer {
+        #[error("cannot write the outcome")]
+        Write(#[source] Middle),
+        #[error("the ledger: {0}")]
+        Says(#[source] Middle),
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("database error")]
+    struct Middle(#[source] std::io::Error);
+
+    /// Every cause is said once, outermost first; one an outer message already quotes is
+    /// not said again.
+    #[test]
+    fn causes_are_said_once_each() {
+        let disk = || Middle(std::io::Error::other("disk full"));
+        assert_eq!(
+            error_chain(&Outer::Write(disk())),
+            "cannot write the outcome: database error: disk full"
+        );
+        assert_eq!(
+            error_chain(&Outer::Says(disk())),
+            "the ledger: database error: disk full"
+        );
+    }
+}
