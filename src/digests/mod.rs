@@ -14,7 +14,7 @@
 
 mod render;
 mod store;
-pub use store::{DigestStore, IssueStore};
+pub use store::{DigestStore, IssueStore, ScheduleStore};
 
 pub use render::{
     ArchiveChrome, DigestComposer, HTML_BUDGET, IssueLook, RenderedDigest, SubjectRule,

@@ -1,14 +1,15 @@
-//! What digests need of the store, declared here: schedules, the issues made of them, and
-//! filling an issue's sends. `store::Store` has it as a supertrait; the SQL is in
-//! `store/sql/issues.rs`, written once for both dialects.
+//! What digests need of the store, declared here: schedules ([`ScheduleStore`]), the issues
+//! made of them and filling an issue's sends ([`IssueStore`]). `store::Store` has both as
+//! supertraits; the SQL is in `store/sql/schedules.rs` and `store/sql/issues.rs`, written
+//! once for both dialects.
 
 #[allow(unused_imports)]
 use crate::store::*;
 use chrono::{DateTime, Utc};
 
+/// Schedules: their cron, zone, sections and state.
 #[async_trait::async_trait]
-pub trait IssueStore: Send + Sync + 'static {
-    // --- schedules and issues
+pub trait ScheduleStore: Send + Sync + 'static {
     async fn add_schedule(&self, s: &NewSchedule) -> StoreResult<Schedule>;
     /// Replace a schedule's cron, zone, subject and sections in one transaction; the next
     /// run becomes `n.next_run_at` unless it is paused. None if there is no such schedule.
@@ -27,6 +28,11 @@ pub trait IssueStore: Send + Sync + 'static {
     /// Turn article pictures on or off in a schedule's digests; false if no such schedule.
     async fn set_schedule_images(&self, name: &str, on: bool) -> StoreResult<bool>;
     async fn due_schedules(&self, now: DateTime<Utc>) -> StoreResult<Vec<Schedule>>;
+}
+
+/// Issues: made at a schedule's tick, filled with their readers' sends, settled.
+#[async_trait::async_trait]
+pub trait IssueStore: Send + Sync + 'static {
     /// Claim the tick and write the issue and its articles in one transaction, fixing its
     /// readers: the active readers of its sections with a subscriber id up to the highest
     /// one now. Their `sends` rows follow with `fill_issue`. None when the tick was already
@@ -85,11 +91,15 @@ pub trait IssueStore: Send + Sync + 'static {
 /// made of, and the readers a preview is shown as. A supertrait of `store::Store`, so the
 /// whole store is one; the ledger, access and returned mail are not in it.
 pub trait DigestStore:
-    IssueStore + crate::articles::ArticleStore + crate::subscriptions::SubscriberStore
+    ScheduleStore + IssueStore + crate::articles::ArticleStore + crate::subscriptions::SubscriberStore
 {
 }
 
 impl<T> DigestStore for T where
-    T: IssueStore + crate::articles::ArticleStore + crate::subscriptions::SubscriberStore + ?Sized
+    T: ScheduleStore
+        + IssueStore
+        + crate::articles::ArticleStore
+        + crate::subscriptions::SubscriberStore
+        + ?Sized
 {
 }

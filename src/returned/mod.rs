@@ -9,7 +9,7 @@ mod inbound;
 pub mod listener;
 pub mod sns;
 mod store;
-pub use store::ReturnedStore;
+pub use store::{ReturnedStore, SuppressionStore};
 
 pub use classify::{Bounce, Complaint, Returned, classify};
 pub use imap::{ImapError, ImapReader, ImapReport};

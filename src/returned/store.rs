@@ -1,6 +1,7 @@
 //! What returned mail needs of the store, declared here: the returned messages and what
-//! herald did about them, the suppression list (and its lifts), and paused domains.
-//! `store::Store` has it as a supertrait; the SQL is in `store/sql/returned.rs`.
+//! herald did about them, and paused domains ([`ReturnedStore`]); the suppression list and
+//! its lifts ([`SuppressionStore`]). `store::Store` has both as supertraits; the SQL is in
+//! `store/sql/returned.rs` and `store/sql/suppressions.rs`.
 
 #[allow(unused_imports)]
 use crate::store::*;
@@ -34,9 +35,28 @@ pub trait ReturnedStore: Send + Sync + 'static {
     ) -> StoreResult<Vec<ReturnedRow>>;
     /// One returned message with its raw text.
     async fn returned(&self, id: i64) -> StoreResult<Option<(ReturnedRow, String)>>;
-    async fn list_suppressions(&self) -> StoreResult<Vec<Suppression>>;
     /// Empty the raw text of returned messages received before `cutoff`; how many.
     async fn drop_returned_raw(&self, cutoff: DateTime<Utc>) -> StoreResult<u64>;
+    /// Returned mail newest first: of one kind and/or one subscriber, below id `before`.
+    async fn returned_page(
+        &self,
+        kind: Option<ReturnedKind>,
+        subscriber_id: Option<i64>,
+        before: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Vec<ReturnedRow>>;
+    /// Returned mail by kind since `since`.
+    async fn returned_counts_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> StoreResult<Vec<(ReturnedKind, i64)>>;
+}
+
+/// Suppressed addresses: added by returned mail, by hand or by import; lifted only by hand,
+/// with a record of who lifted what.
+#[async_trait::async_trait]
+pub trait SuppressionStore: Send + Sync + 'static {
+    async fn list_suppressions(&self) -> StoreResult<Vec<Suppression>>;
     /// Suppress an address by hand: no more mail of any kind, and a subscriber with it is
     /// unsubscribed. False if it was suppressed already.
     async fn add_suppression(
@@ -61,17 +81,4 @@ pub trait ReturnedStore: Send + Sync + 'static {
     async fn recent_suppressions(&self, limit: i64) -> StoreResult<(Vec<Suppression>, i64)>;
     async fn suppression(&self, email_hash: &str) -> StoreResult<Option<Suppression>>;
     async fn is_suppressed(&self, email_hash: &str) -> StoreResult<bool>;
-    /// Returned mail newest first: of one kind and/or one subscriber, below id `before`.
-    async fn returned_page(
-        &self,
-        kind: Option<ReturnedKind>,
-        subscriber_id: Option<i64>,
-        before: Option<i64>,
-        limit: i64,
-    ) -> StoreResult<Vec<ReturnedRow>>;
-    /// Returned mail by kind since `since`.
-    async fn returned_counts_since(
-        &self,
-        since: DateTime<Utc>,
-    ) -> StoreResult<Vec<(ReturnedKind, i64)>>;
 }

@@ -99,12 +99,15 @@ pub use rows::*;
 #[async_trait]
 pub trait Store:
     crate::delivery::Ledger
+    + crate::digests::ScheduleStore
     + crate::digests::IssueStore
     + crate::digests::DigestStore
     + crate::subscriptions::SubscriberStore
+    + crate::subscriptions::SubscriberAdminStore
     + crate::subscriptions::SubscriptionStore
     + crate::articles::ArticleStore
     + crate::returned::ReturnedStore
+    + crate::returned::SuppressionStore
     + crate::access::AccessStore
     + Send
     + Sync

@@ -5,7 +5,7 @@
 mod admin;
 mod mails;
 mod store;
-pub use store::{SubscriberStore, SubscriptionStore};
+pub use store::{SubscriberAdminStore, SubscriberStore, SubscriptionStore};
 
 pub use admin::{ImportError, ImportSummary, SubscriberExport};
 pub use mails::TransactionalComposer;

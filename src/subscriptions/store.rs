@@ -1,6 +1,7 @@
 //! What the reader's side needs of the store, declared here: signups, confirmation,
-//! preferences, unsubscribes, imports and the operator's subscriber tools. `store::Store`
-//! has it as a supertrait; the SQL is in `store/sql/subscribers.rs`.
+//! preferences and unsubscribes ([`SubscriberStore`]); imports and the operator's subscriber
+//! tools ([`SubscriberAdminStore`]). `store::Store` has both as supertraits; the SQL is in
+//! `store/sql/subscribers.rs` and `store/sql/subscriber_admin.rs`.
 
 #[allow(unused_imports)]
 use crate::domain::{SignupAction, SubscriberStatus};
@@ -42,6 +43,25 @@ pub trait SubscriberStore: Send + Sync + 'static {
     /// Delete pending subscribers with no confirmation link valid after `cutoff`
     /// and created before it.
     async fn purge_pending(&self, cutoff: DateTime<Utc>) -> StoreResult<u64>;
+    async fn subscriber_section_ids(&self, subscriber_id: i64) -> StoreResult<Vec<i64>>;
+}
+
+/// What the subscriptions service holds: its own slices (readers one by one, and as a list
+/// for staff), and the sections readers choose from. A supertrait of `store::Store`, so the
+/// whole store is one.
+pub trait SubscriptionStore:
+    SubscriberStore + SubscriberAdminStore + crate::articles::ArticleStore
+{
+}
+
+impl<T> SubscriptionStore for T where
+    T: SubscriberStore + SubscriberAdminStore + crate::articles::ArticleStore + ?Sized
+{
+}
+
+/// What staff and operators do with readers as a list: import, browse, count, export, erase.
+#[async_trait::async_trait]
+pub trait SubscriberAdminStore: Send + Sync + 'static {
     async fn import_subscribers(
         &self,
         rows: &[ImportRow],
@@ -65,11 +85,4 @@ pub trait SubscriberStore: Send + Sync + 'static {
         email_hash: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<()>;
-    async fn subscriber_section_ids(&self, subscriber_id: i64) -> StoreResult<Vec<i64>>;
 }
-
-/// What the subscriptions service holds: its own slice, and the sections readers choose
-/// from. A supertrait of `store::Store`, so the whole store is one.
-pub trait SubscriptionStore: SubscriberStore + crate::articles::ArticleStore {}
-
-impl<T: SubscriberStore + crate::articles::ArticleStore + ?Sized> SubscriptionStore for T {}

@@ -12,8 +12,11 @@ mod articles;
 mod issues;
 mod ledger;
 mod returned;
+mod schedules;
 mod store;
+mod subscriber_admin;
 mod subscribers;
+mod suppressions;
 
 /// What every file here names without a path.
 mod prelude {
