@@ -210,39 +210,43 @@ pub(super) async fn suppressions(
     .await
 }
 
+/// Why a suppressions form was refused: the status, the field, what to say beside it.
+type Refusal = (StatusCode, &'static str, String);
+
+/// The suppressions page again, with the refusal beside its field and the address as typed.
+async fn refused(st: &AppState, v: &Viewer, form: &SuppressionForm, r: Refusal) -> Page {
+    let (status, field, message) = r;
+    let errors = FieldErrors::one(field, message);
+    suppressions_page(st, v, status, form.address.clone(), errors, None).await
+}
+
+fn unprocessable(field: &'static str, message: impl Into<String>) -> Refusal {
+    (StatusCode::UNPROCESSABLE_ENTITY, field, message.into())
+}
+
+/// The form's address, or why it is not one.
+fn address_of(form: &SuppressionForm) -> Result<EmailAddress, Refusal> {
+    EmailAddress::parse(&form.address).map_err(|e| unprocessable("address", e.to_string()))
+}
+
 /// Suppress an address by hand, with a one-word reason.
-pub(super) async fn add(State(st): State<AppState>, change: Change<SuppressionForm>) -> Page {
-    let v = &change.v;
-    let address = change.form.address.clone();
-    let reason = Some(change.form.reason.clone())
+pub(super) async fn add(
+    State(st): State<AppState>,
+    Change { v, form }: Change<SuppressionForm>,
+) -> Page {
+    let reason = Some(form.reason.as_str())
         .filter(|r| !r.is_empty())
-        .unwrap_or_else(|| "manual".into());
-    let refuse = |status, f: &'static str, m: String| {
-        suppressions_page(
-            &st,
-            v,
-            status,
-            address.clone(),
-            FieldErrors::one(f, m),
-            None,
-        )
-    };
-    let email = match EmailAddress::parse(&address) {
-        Ok(e) => e,
-        Err(e) => {
-            return refuse(StatusCode::UNPROCESSABLE_ENTITY, "address", e.to_string()).await;
+        .unwrap_or("manual");
+    let email = match address_of(&form) {
+        Ok(_) if !valid_suppression_reason(reason) => {
+            let why = "One word: letters, digits, dashes or underscores, e.g. legal.";
+            return refused(&st, &v, &form, unprocessable("reason", why)).await;
         }
+        Ok(email) => email,
+        Err(r) => return refused(&st, &v, &form, r).await,
     };
-    if !valid_suppression_reason(&reason) {
-        return refuse(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "reason",
-            "One word: letters, digits, dashes or underscores, e.g. legal.".into(),
-        )
-        .await;
-    }
     st.store
-        .add_suppression(email.as_str(), &reason, st.clock.now())
+        .add_suppression(email.as_str(), reason, st.clock.now())
         .await?;
     tracing::info!(user = %v.session.name, %reason, "address suppressed from the console");
     see_other(
@@ -255,48 +259,30 @@ pub(super) async fn add(State(st): State<AppState>, change: Change<SuppressionFo
 }
 
 /// Lift a suppression: only with its box ticked.
-pub(super) async fn lift(State(st): State<AppState>, change: Change<SuppressionForm>) -> Page {
-    let v = &change.v;
-    let address = change.form.address.clone();
-    let refuse = |status, f: &'static str, m: String| {
-        suppressions_page(
-            &st,
-            v,
-            status,
-            address.clone(),
-            FieldErrors::one(f, m),
-            None,
-        )
-    };
-    let email = match EmailAddress::parse(&address) {
-        Ok(e) => e,
-        Err(e) => {
-            return refuse(StatusCode::UNPROCESSABLE_ENTITY, "address", e.to_string()).await;
+pub(super) async fn lift(
+    State(st): State<AppState>,
+    Change { v, form }: Change<SuppressionForm>,
+) -> Page {
+    let email = match address_of(&form) {
+        Ok(_) if !form.confirm => {
+            let why = "Tick the box to say you mean it.";
+            return refused(&st, &v, &form, unprocessable("lift", why)).await;
         }
+        Ok(email) => email,
+        Err(r) => return refused(&st, &v, &form, r).await,
     };
-    if !change.form.confirm {
-        return refuse(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "lift",
-            "Tick the box to say you mean it.".into(),
-        )
-        .await;
-    }
+    let by = format!("console:{}", v.session.name);
     if !st
         .store
-        .remove_suppression(
-            email.as_str(),
-            st.clock.now(),
-            &format!("console:{}", v.session.name),
-        )
+        .remove_suppression(email.as_str(), st.clock.now(), &by)
         .await?
     {
-        return refuse(
+        let r = (
             StatusCode::NOT_FOUND,
             "lift",
             "This address is not suppressed.".into(),
-        )
-        .await;
+        );
+        return refused(&st, &v, &form, r).await;
     }
     tracing::info!(user = %v.session.name, "suppression lifted from the console");
     see_other(
