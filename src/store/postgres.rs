@@ -206,10 +206,10 @@ impl PostgresStore {
                     $status,
                     "' AND next_attempt_at <= $4 AND (status, next_attempt_at, id) > ('",
                     $status,
-                    "', $6, $7) ORDER BY status, next_attempt_at, id LIMIT $5 FOR UPDATE SKIP LOCKED) \
-                     UPDATE sends s SET status = 'sending', lease_owner = $1, lease_instance = $2, lease_until = $3, \
-                     next_attempt_at = $3, updated_at = $4 FROM picked p WHERE s.id = p.id \
-                     RETURNING s.id, p.next_attempt_at"
+                    "', $6, $7) ORDER BY status, next_attempt_at, id LIMIT $5 FOR UPDATE SKIP \
+                     LOCKED) UPDATE sends s SET status = 'sending', lease_owner = $1, \
+                     lease_instance = $2, lease_until = $3, next_attempt_at = $3, updated_at = $4 \
+                     FROM picked p WHERE s.id = p.id RETURNING s.id, p.next_attempt_at"
                 )
             };
         }
@@ -261,11 +261,12 @@ impl PostgresStore {
         // Read back by id: the `sending` range holds a dead index entry for every row that
         // has passed through it, until vacuum.
         let jobs = sqlx::query_as::<Postgres, SendJob>(
-            "SELECT s.id, s.kind, s.issue_id, s.subscriber_id, s.email, s.message_id, s.sealed_token, s.attempts, \
-             COALESCE(s.requeued_at, s.created_at) AS created_at, u.status AS subscriber_status, \
-             (SELECT string_agg(x.section_id::text, ',') FROM subscriptions x WHERE x.subscriber_id = s.subscriber_id) AS subscriber_sections \
-             FROM sends s LEFT JOIN subscribers u ON u.id = s.subscriber_id \
-             WHERE s.id = ANY($1) ORDER BY s.id",
+            "SELECT s.id, s.kind, s.issue_id, s.subscriber_id, s.email, s.message_id, \
+             s.sealed_token, s.attempts, COALESCE(s.requeued_at, s.created_at) AS created_at, \
+             u.status AS subscriber_status, (SELECT string_agg(x.section_id::text, ',') FROM \
+             subscriptions x WHERE x.subscriber_id = s.subscriber_id) AS subscriber_sections FROM \
+             sends s LEFT JOIN subscribers u ON u.id = s.subscriber_id WHERE s.id = ANY($1) ORDER \
+             BY s.id",
         )
         .bind(&ids)
         .fetch_all(&mut *tx)

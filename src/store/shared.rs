@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 macro_rules! select_subscriber {
     ($tail:literal) => {
         concat!(
-            "SELECT id, email, status, created_at, updated_at, signup_ip, signup_form, confirmed_at, \
-             consent_at, consent_ip, consent_form, unsubscribed_at, last_notice_at ",
+            "SELECT id, email, status, created_at, updated_at, signup_ip, signup_form, \
+             confirmed_at, consent_at, consent_ip, consent_form, unsubscribed_at, last_notice_at ",
             $tail
         )
     };
@@ -26,8 +26,9 @@ pub(super) struct ConfirmRow {
     email: String,
 }
 
-pub(super) const CONFIRM_TOKEN_SQL: &str = "SELECT t.subscriber_id, t.expires_at, t.used_at, s.email FROM tokens t \
-     JOIN subscribers s ON s.id = t.subscriber_id WHERE t.token_hash = $1 AND t.purpose = 'confirm'";
+pub(super) const CONFIRM_TOKEN_SQL: &str = "SELECT t.subscriber_id, t.expires_at, t.used_at, \
+     s.email FROM tokens t JOIN subscribers s ON s.id = t.subscriber_id \
+     WHERE t.token_hash = $1 AND t.purpose = 'confirm'";
 
 /// What a confirmation token is worth at `now`; `Confirmed` means usable (confirm() then uses it).
 pub(super) fn confirm_outcome(row: Option<ConfirmRow>, now: DateTime<Utc>) -> ConfirmOutcome {

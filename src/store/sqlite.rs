@@ -326,15 +326,18 @@ impl SqliteStore {
         // counted when its outcome is recorded (taking a row back from a dead owner must
         // not stretch its backoff).
         const CLAIMS: [&str; 3] = [
-            "UPDATE sends SET status = 'sending', lease_owner = $1, lease_instance = $2, lease_until = $3, \
-             next_attempt_at = $3, updated_at = $4 WHERE id IN (SELECT id FROM sends \
-             WHERE status = 'sending' AND next_attempt_at <= $4 ORDER BY next_attempt_at, id LIMIT $5)",
-            "UPDATE sends SET status = 'sending', lease_owner = $1, lease_instance = $2, lease_until = $3, \
-             next_attempt_at = $3, updated_at = $4 WHERE id IN (SELECT id FROM sends \
-             WHERE status = 'retrying' AND next_attempt_at <= $4 ORDER BY next_attempt_at, id LIMIT $5)",
-            "UPDATE sends SET status = 'sending', lease_owner = $1, lease_instance = $2, lease_until = $3, \
-             next_attempt_at = $3, updated_at = $4 WHERE id IN (SELECT id FROM sends \
-             WHERE status = 'queued' AND next_attempt_at <= $4 ORDER BY next_attempt_at, id LIMIT $5)",
+            "UPDATE sends SET status = 'sending', lease_owner = $1, lease_instance = $2, \
+             lease_until = $3, next_attempt_at = $3, updated_at = $4 WHERE id IN (SELECT id FROM \
+             sends WHERE status = 'sending' AND next_attempt_at <= $4 ORDER BY next_attempt_at, id \
+             LIMIT $5)",
+            "UPDATE sends SET status = 'sending', lease_owner = $1, lease_instance = $2, \
+             lease_until = $3, next_attempt_at = $3, updated_at = $4 WHERE id IN (SELECT id FROM \
+             sends WHERE status = 'retrying' AND next_attempt_at <= $4 ORDER BY next_attempt_at, \
+             id LIMIT $5)",
+            "UPDATE sends SET status = 'sending', lease_owner = $1, lease_instance = $2, \
+             lease_until = $3, next_attempt_at = $3, updated_at = $4 WHERE id IN (SELECT id FROM \
+             sends WHERE status = 'queued' AND next_attempt_at <= $4 ORDER BY next_attempt_at, id \
+             LIMIT $5)",
         ];
         let mut tx = self.begin_write().await?;
         let mut remaining = limit as i64;
@@ -353,11 +356,12 @@ impl SqliteStore {
                 .rows_affected() as i64;
         }
         let jobs = sqlx::query_as::<Sqlite, SendJob>(
-            "SELECT s.id, s.kind, s.issue_id, s.subscriber_id, s.email, s.message_id, s.sealed_token, s.attempts, \
-             COALESCE(s.requeued_at, s.created_at) AS created_at, u.status AS subscriber_status, \
-             (SELECT GROUP_CONCAT(x.section_id) FROM subscriptions x WHERE x.subscriber_id = s.subscriber_id) AS subscriber_sections \
-             FROM sends s LEFT JOIN subscribers u ON u.id = s.subscriber_id \
-             WHERE s.status = 'sending' AND s.lease_owner = $1 ORDER BY s.id",
+            "SELECT s.id, s.kind, s.issue_id, s.subscriber_id, s.email, s.message_id, \
+             s.sealed_token, s.attempts, COALESCE(s.requeued_at, s.created_at) AS created_at, \
+             u.status AS subscriber_status, (SELECT GROUP_CONCAT(x.section_id) FROM subscriptions \
+             x WHERE x.subscriber_id = s.subscriber_id) AS subscriber_sections FROM sends s LEFT \
+             JOIN subscribers u ON u.id = s.subscriber_id WHERE s.status = 'sending' AND \
+             s.lease_owner = $1 ORDER BY s.id",
         )
         .bind(&holder.owner)
         .fetch_all(&mut *tx)

@@ -51,7 +51,8 @@ impl crate::access::AccessStore for Backend {
 
     async fn api_token_by_hash(&self, token_hash: &str) -> StoreResult<Option<ApiToken>> {
         Ok(sqlx::query_as::<Db, ApiToken>(
-            "SELECT id, name, role, created_at, revoked_at FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
+            "SELECT id, name, role, created_at, revoked_at FROM api_tokens WHERE token_hash = $1 \
+             AND revoked_at IS NULL",
         )
         .bind(token_hash)
         .fetch_optional(&self.pool)
@@ -67,8 +68,8 @@ impl crate::access::AccessStore for Backend {
     ) -> StoreResult<ConsoleUser> {
         let mut tx = self.begin_write().await?;
         let r = sqlx::query_as::<Db, ConsoleUser>(
-            "INSERT INTO users (name, role, password_hash, created_at, updated_at) VALUES ($1, $2, $3, $4, $4) \
-             RETURNING id, name, role, created_at, updated_at",
+            "INSERT INTO users (name, role, password_hash, created_at, updated_at) VALUES ($1, $2, \
+             $3, $4, $4) RETURNING id, name, role, created_at, updated_at",
         )
         .bind(name)
         .bind(role)
@@ -157,7 +158,8 @@ impl crate::access::AccessStore for Backend {
     ) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
         sqlx::query::<Db>(
-            "INSERT INTO sessions (id_hash, user_id, csrf, created_at, last_seen_at, expires_at) VALUES ($1, $2, $3, $4, $4, $5)",
+            "INSERT INTO sessions (id_hash, user_id, csrf, created_at, last_seen_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $4, $5)",
         )
         .bind(id_hash)
         .bind(user_id)

@@ -32,7 +32,8 @@ impl crate::articles::ArticleStore for Backend {
 
     async fn list_sections(&self) -> StoreResult<Vec<Section>> {
         Ok(sqlx::query_as::<Db, Section>(
-            "SELECT id, slug, name, description, feed_url, page_url, created_at FROM sections ORDER BY name, slug",
+            "SELECT id, slug, name, description, feed_url, page_url, created_at FROM sections \
+             ORDER BY name, slug",
         )
         .fetch_all(&self.pool)
         .await?)
@@ -48,9 +49,9 @@ impl crate::articles::ArticleStore for Backend {
         let mut out = ArticleWrite::default();
         for a in articles {
             let stored = sqlx::query_as::<Db, StoredArticle>(
-                "SELECT a.id, a.title, a.url, a.summary_html, a.summary_text, a.author, a.image_url, \
-                 EXISTS (SELECT 1 FROM issue_articles ia WHERE ia.article_id = a.id) AS mailed \
-                 FROM articles a WHERE a.section_id = $1 AND a.guid = $2",
+                "SELECT a.id, a.title, a.url, a.summary_html, a.summary_text, a.author, \
+                 a.image_url, EXISTS (SELECT 1 FROM issue_articles ia WHERE ia.article_id = a.id) \
+                 AS mailed FROM articles a WHERE a.section_id = $1 AND a.guid = $2",
             )
             .bind(section_id)
             .bind(&a.guid)
@@ -59,8 +60,10 @@ impl crate::articles::ArticleStore for Backend {
             match stored {
                 None => {
                     out.added += sqlx::query::<Db>(
-                        "INSERT INTO articles (section_id, guid, title, url, summary_html, summary_text, author, published_at, created_at, image_url) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (section_id, guid) DO NOTHING",
+                        "INSERT INTO articles (section_id, guid, title, url, summary_html, \
+                         summary_text, author, published_at, created_at, image_url) VALUES ($1, \
+                         $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (section_id, guid) DO \
+                         NOTHING",
                     )
                     .bind(section_id)
                     .bind(&a.guid)
@@ -86,8 +89,9 @@ impl crate::articles::ArticleStore for Backend {
                     if changed && !s.mailed {
                         // Its arrival time stays: it is the same story, corrected.
                         out.updated += sqlx::query::<Db>(
-                            "UPDATE articles SET title = $2, url = $3, summary_html = $4, summary_text = $5, \
-                             author = $6, published_at = COALESCE($7, published_at), image_url = $8 WHERE id = $1",
+                            "UPDATE articles SET title = $2, url = $3, summary_html = $4, \
+                             summary_text = $5, author = $6, published_at = COALESCE($7, \
+                             published_at), image_url = $8 WHERE id = $1",
                         )
                         .bind(s.id)
                         .bind(&a.title)
@@ -114,8 +118,9 @@ impl crate::articles::ArticleStore for Backend {
         limit: i64,
     ) -> StoreResult<Vec<Article>> {
         Ok(sqlx::query_as::<Db, Article>(
-            "SELECT id, section_id, guid, title, url, summary_html, summary_text, author, published_at, created_at, image_url \
-             FROM articles WHERE ($1 IS NULL OR section_id = $1) ORDER BY created_at DESC, id DESC LIMIT $2",
+            "SELECT id, section_id, guid, title, url, summary_html, summary_text, author, \
+             published_at, created_at, image_url FROM articles WHERE ($1 IS NULL OR section_id = \
+             $1) ORDER BY created_at DESC, id DESC LIMIT $2",
         )
         .bind(section_id)
         .bind(limit)
@@ -125,7 +130,8 @@ impl crate::articles::ArticleStore for Backend {
 
     async fn set_section_feed(&self, section_id: i64, url: Option<&str>) -> StoreResult<()> {
         sqlx::query::<Db>(
-            "UPDATE sections SET feed_url = $2, feed_etag = NULL, feed_last_modified = NULL, feed_error = NULL WHERE id = $1",
+            "UPDATE sections SET feed_url = $2, feed_etag = NULL, feed_last_modified = NULL, \
+             feed_error = NULL WHERE id = $1",
         )
         .bind(section_id)
         .bind(url)
@@ -143,11 +149,10 @@ impl crate::articles::ArticleStore for Backend {
     ) -> StoreResult<bool> {
         let _turn = self.write_turn().await;
         Ok(sqlx::query::<Db>(
-            "UPDATE sections SET name = $2, description = $3, \
-             feed_etag = CASE WHEN feed_url IS NOT DISTINCT FROM $4 THEN feed_etag END, \
-             feed_last_modified = CASE WHEN feed_url IS NOT DISTINCT FROM $4 THEN feed_last_modified END, \
-             feed_error = CASE WHEN feed_url IS NOT DISTINCT FROM $4 THEN feed_error END, \
-             feed_url = $4 WHERE id = $1",
+            "UPDATE sections SET name = $2, description = $3, feed_etag = CASE WHEN feed_url IS \
+             NOT DISTINCT FROM $4 THEN feed_etag END, feed_last_modified = CASE WHEN feed_url IS \
+             NOT DISTINCT FROM $4 THEN feed_last_modified END, feed_error = CASE WHEN feed_url IS \
+             NOT DISTINCT FROM $4 THEN feed_error END, feed_url = $4 WHERE id = $1",
         )
         .bind(section_id)
         .bind(name)
@@ -167,8 +172,8 @@ impl crate::articles::ArticleStore for Backend {
         limit: i64,
     ) -> StoreResult<Vec<Article>> {
         let mut qb = sqlx::QueryBuilder::<Db>::new(
-            "SELECT id, section_id, guid, title, url, summary_html, summary_text, author, published_at, created_at, image_url \
-             FROM articles WHERE 1 = 1",
+            "SELECT id, section_id, guid, title, url, summary_html, summary_text, author, \
+             published_at, created_at, image_url FROM articles WHERE 1 = 1",
         );
         if let Some(id) = section_id {
             qb.push(" AND section_id = ").push_bind(id);
@@ -211,7 +216,8 @@ impl crate::articles::ArticleStore for Backend {
 
     async fn section_feeds(&self) -> StoreResult<Vec<SectionFeed>> {
         Ok(sqlx::query_as::<Db, SectionFeed>(
-            "SELECT id, slug, feed_url, feed_etag, feed_last_modified, feed_checked_at, feed_error, feed_report FROM sections ORDER BY slug",
+            "SELECT id, slug, feed_url, feed_etag, feed_last_modified, feed_checked_at, \
+             feed_error, feed_report FROM sections ORDER BY slug",
         )
         .fetch_all(&self.pool)
         .await?)
@@ -227,9 +233,9 @@ impl crate::articles::ArticleStore for Backend {
     ) -> StoreResult<()> {
         // On error keep the validators of the last good fetch.
         sqlx::query::<Db>(
-            "UPDATE sections SET feed_checked_at = $2, feed_error = $5, \
-             feed_etag = CASE WHEN $5 IS NULL THEN $3 ELSE feed_etag END, \
-             feed_last_modified = CASE WHEN $5 IS NULL THEN $4 ELSE feed_last_modified END WHERE id = $1",
+            "UPDATE sections SET feed_checked_at = $2, feed_error = $5, feed_etag = CASE WHEN $5 \
+             IS NULL THEN $3 ELSE feed_etag END, feed_last_modified = CASE WHEN $5 IS NULL THEN $4 \
+             ELSE feed_last_modified END WHERE id = $1",
         )
         .bind(section_id)
         .bind(now)

@@ -10,7 +10,8 @@ impl crate::digests::IssueStore for Backend {
         // (SQLite), so the window read below cannot race another run of this schedule.
         let claimed = match p.claim {
             Some((expected, new)) => sqlx::query::<Db>(
-                "UPDATE schedules SET next_run_at = $3 WHERE id = $1 AND next_run_at = $2 AND enabled = $4",
+                "UPDATE schedules SET next_run_at = $3 WHERE id = $1 AND next_run_at = $2 AND \
+                 enabled = $4",
             )
             .bind(p.schedule_id)
             .bind(expected)
@@ -19,11 +20,13 @@ impl crate::digests::IssueStore for Backend {
             .execute(&mut *tx)
             .await?
             .rows_affected(),
-            None => sqlx::query::<Db>("UPDATE schedules SET next_run_at = next_run_at WHERE id = $1")
-                .bind(p.schedule_id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected(),
+            None => {
+                sqlx::query::<Db>("UPDATE schedules SET next_run_at = next_run_at WHERE id = $1")
+                    .bind(p.schedule_id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+            }
         };
         if claimed == 0 {
             return Ok(None);
@@ -42,9 +45,10 @@ impl crate::digests::IssueStore for Backend {
             p.window_end.max(window_start)
         };
         let inserted = sqlx::query_scalar::<Db, i64>(
-            "INSERT INTO issues (schedule_id, schedule_name, scheduled_for, window_start, window_end, status, subject, \
-             article_count, send_count, created_at) VALUES ($1, $2, $3, $4, $5, 'skipped', $6, 0, 0, $7) \
-             ON CONFLICT (schedule_id, scheduled_for) DO NOTHING RETURNING id",
+            "INSERT INTO issues (schedule_id, schedule_name, scheduled_for, window_start, \
+             window_end, status, subject, article_count, send_count, created_at) VALUES ($1, $2, \
+             $3, $4, $5, 'skipped', $6, 0, 0, $7) ON CONFLICT (schedule_id, scheduled_for) DO \
+             NOTHING RETURNING id",
         )
         .bind(p.schedule_id)
         .bind(&p.schedule_name)
@@ -65,11 +69,11 @@ impl crate::digests::IssueStore for Backend {
             // an article whose transaction commits just after the previous issue
             // read the table, with a timestamp before it, would otherwise never go out.
             let articles = sqlx::query::<Db>(
-                "INSERT INTO issue_articles (issue_id, article_id) \
-                 SELECT DISTINCT $1, a.id FROM articles a JOIN schedule_sections x ON x.section_id = a.section_id \
-                 WHERE x.schedule_id = $2 AND a.created_at > $3 AND a.created_at <= $4 \
-                 AND NOT EXISTS (SELECT 1 FROM issue_articles done JOIN issues i ON i.id = done.issue_id \
-                                 WHERE i.schedule_id = $2 AND done.article_id = a.id)",
+                "INSERT INTO issue_articles (issue_id, article_id) SELECT DISTINCT $1, a.id FROM \
+                 articles a JOIN schedule_sections x ON x.section_id = a.section_id WHERE \
+                 x.schedule_id = $2 AND a.created_at > $3 AND a.created_at <= $4 AND NOT EXISTS \
+                 (SELECT 1 FROM issue_articles done JOIN issues i ON i.id = done.issue_id WHERE \
+                 i.schedule_id = $2 AND done.article_id = a.id)",
             )
             .bind(issue_id)
             .bind(p.schedule_id)
@@ -96,8 +100,9 @@ impl crate::digests::IssueStore for Backend {
             }
         }
         let issue = sqlx::query_as::<Db, Issue>(
-            "SELECT id, schedule_id, schedule_name, scheduled_for, window_start, window_end, status, subject, \
-             article_count, send_count, created_at, finished_at, (fill_after IS NOT NULL) AS filling FROM issues WHERE id = $1",
+            "SELECT id, schedule_id, schedule_name, scheduled_for, window_start, window_end, \
+             status, subject, article_count, send_count, created_at, finished_at, (fill_after IS \
+             NOT NULL) AS filling FROM issues WHERE id = $1",
         )
         .bind(issue_id)
         .fetch_one(&mut *tx)
@@ -137,7 +142,8 @@ impl crate::digests::IssueStore for Backend {
             });
         }
         let (after, through, nonce, domain) = sqlx::query_as::<Db, (i64, i64, String, String)>(
-            "SELECT fill_after, fill_through, message_id_nonce, message_id_domain FROM issues WHERE id = $1",
+            "SELECT fill_after, fill_through, message_id_nonce, message_id_domain FROM issues \
+             WHERE id = $1",
         )
         .bind(issue_id)
         .fetch_one(&mut *tx)
@@ -146,8 +152,8 @@ impl crate::digests::IssueStore for Backend {
         // PostgreSQL hashed all of `subscriptions` for every chunk (0.86 s per chunk
         // of 5,000 at 1M readers, against 16 ms for an index probe per reader).
         let sections = sqlx::query_scalar::<Db, i64>(
-            "SELECT DISTINCT a.section_id FROM issue_articles ia JOIN articles a ON a.id = ia.article_id \
-             WHERE ia.issue_id = $1",
+            "SELECT DISTINCT a.section_id FROM issue_articles ia JOIN articles a ON a.id = \
+             ia.article_id WHERE ia.issue_id = $1",
         )
         .bind(issue_id)
         .fetch_all(&mut *tx)
@@ -159,8 +165,8 @@ impl crate::digests::IssueStore for Backend {
         let mut written = 0;
         if !sections.is_empty() && upto > after {
             let mut qb = sqlx::QueryBuilder::<Db>::new(
-                "INSERT INTO sends (issue_id, kind, subscriber_id, email, message_id, status, attempts, \
-                 next_attempt_at, created_at, updated_at) SELECT ",
+                "INSERT INTO sends (issue_id, kind, subscriber_id, email, message_id, status, \
+                 attempts, next_attempt_at, created_at, updated_at) SELECT ",
             );
             qb.push_bind(issue_id)
                 .push(", 'digest', s.id, s.email, '<d' || ")
@@ -173,7 +179,8 @@ impl crate::digests::IssueStore for Backend {
                 .push(if self.backend() == "sqlite" {
                     " || '.' || lower(hex(randomblob(6))) || '@' || "
                 } else {
-                    " || '.' || substr(md5(random()::text || clock_timestamp()::text), 1, 12) || '@' || "
+                    " || '.' || substr(md5(random()::text || clock_timestamp()::text), 1, 12) || \
+                     '@' || "
                 })
                 .push_bind(domain)
                 .push(" || '>', 'queued', 0, ")
@@ -186,8 +193,10 @@ impl crate::digests::IssueStore for Backend {
                 .push_bind(after)
                 .push(" AND s.id <= ")
                 .push_bind(upto)
-                .push(" AND s.status = 'active' AND EXISTS (SELECT 1 FROM subscriptions x \
-                       WHERE x.subscriber_id = s.id AND x.section_id IN (");
+                .push(
+                    " AND s.status = 'active' AND EXISTS (SELECT 1 FROM subscriptions x \
+                       WHERE x.subscriber_id = s.id AND x.section_id IN (",
+                );
             let mut ids = qb.separated(", ");
             for id in &sections {
                 ids.push_bind(*id);
@@ -212,8 +221,9 @@ impl crate::digests::IssueStore for Backend {
 
     async fn issue(&self, id: i64) -> StoreResult<Option<Issue>> {
         Ok(sqlx::query_as::<Db, Issue>(
-            "SELECT id, schedule_id, schedule_name, scheduled_for, window_start, window_end, status, subject, \
-             article_count, send_count, created_at, finished_at, (fill_after IS NOT NULL) AS filling FROM issues WHERE id = $1",
+            "SELECT id, schedule_id, schedule_name, scheduled_for, window_start, window_end, \
+             status, subject, article_count, send_count, created_at, finished_at, (fill_after IS \
+             NOT NULL) AS filling FROM issues WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -222,10 +232,11 @@ impl crate::digests::IssueStore for Backend {
 
     async fn issue_articles(&self, issue_id: i64) -> StoreResult<Vec<IssueArticle>> {
         Ok(sqlx::query_as::<Db, IssueArticle>(
-            "SELECT a.section_id, s.slug AS section_slug, s.name AS section_name, s.page_url AS section_page_url, a.title, a.url, a.summary_html, \
-             a.summary_text, a.author, a.published_at, a.created_at, a.image_url FROM issue_articles ia \
-             JOIN articles a ON a.id = ia.article_id JOIN sections s ON s.id = a.section_id \
-             WHERE ia.issue_id = $1 ORDER BY s.name, s.slug, COALESCE(a.published_at, a.created_at) DESC, a.id",
+            "SELECT a.section_id, s.slug AS section_slug, s.name AS section_name, s.page_url AS \
+             section_page_url, a.title, a.url, a.summary_html, a.summary_text, a.author, \
+             a.published_at, a.created_at, a.image_url FROM issue_articles ia JOIN articles a ON \
+             a.id = ia.article_id JOIN sections s ON s.id = a.section_id WHERE ia.issue_id = $1 \
+             ORDER BY s.name, s.slug, COALESCE(a.published_at, a.created_at) DESC, a.id",
         )
         .bind(issue_id)
         .fetch_all(&self.pool)
@@ -239,13 +250,14 @@ impl crate::digests::IssueStore for Backend {
         end: DateTime<Utc>,
     ) -> StoreResult<Vec<IssueArticle>> {
         Ok(sqlx::query_as::<Db, IssueArticle>(
-            "SELECT a.section_id, s.slug AS section_slug, s.name AS section_name, s.page_url AS section_page_url, a.title, a.url, a.summary_html, \
-             a.summary_text, a.author, a.published_at, a.created_at, a.image_url FROM articles a \
-             JOIN sections s ON s.id = a.section_id JOIN schedule_sections x ON x.section_id = a.section_id \
-             WHERE x.schedule_id = $1 AND a.created_at > $2 AND a.created_at <= $3 \
-             AND NOT EXISTS (SELECT 1 FROM issue_articles done JOIN issues i ON i.id = done.issue_id \
-                             WHERE i.schedule_id = $1 AND done.article_id = a.id) \
-             ORDER BY s.name, s.slug, COALESCE(a.published_at, a.created_at) DESC, a.id",
+            "SELECT a.section_id, s.slug AS section_slug, s.name AS section_name, s.page_url AS \
+             section_page_url, a.title, a.url, a.summary_html, a.summary_text, a.author, \
+             a.published_at, a.created_at, a.image_url FROM articles a JOIN sections s ON s.id = \
+             a.section_id JOIN schedule_sections x ON x.section_id = a.section_id WHERE \
+             x.schedule_id = $1 AND a.created_at > $2 AND a.created_at <= $3 AND NOT EXISTS \
+             (SELECT 1 FROM issue_articles done JOIN issues i ON i.id = done.issue_id WHERE \
+             i.schedule_id = $1 AND done.article_id = a.id) ORDER BY s.name, s.slug, \
+             COALESCE(a.published_at, a.created_at) DESC, a.id",
         )
         .bind(schedule_id)
         .bind(start)
@@ -256,9 +268,9 @@ impl crate::digests::IssueStore for Backend {
 
     async fn list_issues(&self, before: Option<i64>, limit: i64) -> StoreResult<Vec<Issue>> {
         Ok(sqlx::query_as::<Db, Issue>(
-            "SELECT id, schedule_id, schedule_name, scheduled_for, window_start, window_end, status, subject, \
-             article_count, send_count, created_at, finished_at, (fill_after IS NOT NULL) AS filling FROM issues \
-             WHERE id < $2 ORDER BY id DESC LIMIT $1",
+            "SELECT id, schedule_id, schedule_name, scheduled_for, window_start, window_end, \
+             status, subject, article_count, send_count, created_at, finished_at, (fill_after IS \
+             NOT NULL) AS filling FROM issues WHERE id < $2 ORDER BY id DESC LIMIT $1",
         )
         .bind(limit)
         .bind(before.unwrap_or(i64::MAX))
@@ -271,9 +283,10 @@ impl crate::digests::IssueStore for Backend {
         // since the caller counted.
         let _turn = self.write_turn().await;
         sqlx::query::<Db>(
-            "UPDATE issues SET finished_at = (SELECT MAX(updated_at) FROM sends WHERE issue_id = $1) \
-             WHERE id = $1 AND finished_at IS NULL AND fill_after IS NULL \
-             AND NOT EXISTS (SELECT 1 FROM sends WHERE issue_id = $1 AND status IN ('queued', 'sending', 'retrying'))",
+            "UPDATE issues SET finished_at = (SELECT MAX(updated_at) FROM sends WHERE issue_id = \
+             $1) WHERE id = $1 AND finished_at IS NULL AND fill_after IS NULL AND NOT EXISTS \
+             (SELECT 1 FROM sends WHERE issue_id = $1 AND status IN ('queued', 'sending', \
+             'retrying'))",
         )
         .bind(issue_id)
         .execute(&self.pool)
@@ -289,9 +302,10 @@ impl crate::digests::IssueStore for Backend {
 
     async fn schedule_issues(&self, schedule_name: &str, limit: i64) -> StoreResult<Vec<Issue>> {
         Ok(sqlx::query_as::<Db, Issue>(
-            "SELECT id, schedule_id, schedule_name, scheduled_for, window_start, window_end, status, subject, \
-             article_count, send_count, created_at, finished_at, (fill_after IS NOT NULL) AS filling FROM issues \
-             WHERE schedule_name = $1 AND status <> 'skipped' AND article_count > 0 ORDER BY scheduled_for DESC, id DESC LIMIT $2",
+            "SELECT id, schedule_id, schedule_name, scheduled_for, window_start, window_end, \
+             status, subject, article_count, send_count, created_at, finished_at, (fill_after IS \
+             NOT NULL) AS filling FROM issues WHERE schedule_name = $1 AND status <> 'skipped' AND \
+             article_count > 0 ORDER BY scheduled_for DESC, id DESC LIMIT $2",
         )
         .bind(schedule_name)
         .bind(limit)
@@ -301,8 +315,9 @@ impl crate::digests::IssueStore for Backend {
 
     async fn issue_neighbours(&self, issue: &Issue) -> StoreResult<(Option<i64>, Option<i64>)> {
         let prev = sqlx::query_scalar::<Db, i64>(
-            "SELECT id FROM issues WHERE schedule_name = $1 AND status <> 'skipped' AND article_count > 0 \
-             AND (scheduled_for < $2 OR (scheduled_for = $2 AND id < $3)) ORDER BY scheduled_for DESC, id DESC LIMIT 1",
+            "SELECT id FROM issues WHERE schedule_name = $1 AND status <> 'skipped' AND \
+             article_count > 0 AND (scheduled_for < $2 OR (scheduled_for = $2 AND id < $3)) ORDER \
+             BY scheduled_for DESC, id DESC LIMIT 1",
         )
         .bind(&issue.schedule_name)
         .bind(issue.scheduled_for)
@@ -310,8 +325,9 @@ impl crate::digests::IssueStore for Backend {
         .fetch_optional(&self.pool)
         .await?;
         let next = sqlx::query_scalar::<Db, i64>(
-            "SELECT id FROM issues WHERE schedule_name = $1 AND status <> 'skipped' AND article_count > 0 \
-             AND (scheduled_for > $2 OR (scheduled_for = $2 AND id > $3)) ORDER BY scheduled_for ASC, id ASC LIMIT 1",
+            "SELECT id FROM issues WHERE schedule_name = $1 AND status <> 'skipped' AND \
+             article_count > 0 AND (scheduled_for > $2 OR (scheduled_for = $2 AND id > $3)) ORDER \
+             BY scheduled_for ASC, id ASC LIMIT 1",
         )
         .bind(&issue.schedule_name)
         .bind(issue.scheduled_for)

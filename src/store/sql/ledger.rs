@@ -39,9 +39,9 @@ impl crate::delivery::Ledger for Backend {
                 continue;
             };
             let updated = sqlx::query::<Db>(
-                "UPDATE sends SET status = 'bounced', last_reply = $3, lease_owner = NULL, lease_until = NULL, \
-                 lease_instance = NULL, updated_at = $4, sealed_token = NULL, attempts = attempts + 1 \
-                 WHERE id = $1 AND lease_owner = $2 AND status = 'sending'",
+                "UPDATE sends SET status = 'bounced', last_reply = $3, lease_owner = NULL, \
+                 lease_until = NULL, lease_instance = NULL, updated_at = $4, sealed_token = NULL, \
+                 attempts = attempts + 1 WHERE id = $1 AND lease_owner = $2 AND status = 'sending'",
             )
             .bind(r.send_id)
             .bind(&r.lease_owner)
@@ -53,8 +53,8 @@ impl crate::delivery::Ledger for Backend {
             written += updated;
             if updated == 1 {
                 sqlx::query::<Db>(
-                    "INSERT INTO suppressions (email_hash, reason, created_at) VALUES ($1, 'bounced', $2) \
-                     ON CONFLICT (email_hash) DO NOTHING",
+                    "INSERT INTO suppressions (email_hash, reason, created_at) VALUES ($1, \
+                     'bounced', $2) ON CONFLICT (email_hash) DO NOTHING",
                 )
                 .bind(email_hash)
                 .bind(now)
@@ -135,8 +135,8 @@ impl crate::delivery::Ledger for Backend {
 
     async fn heartbeat(&self, i: &InstanceInfo, now: DateTime<Utc>) -> StoreResult<()> {
         sqlx::query::<Db>(
-            "INSERT INTO instances (id, host, pid, started_at, heartbeat_at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+            "INSERT INTO instances (id, host, pid, started_at, heartbeat_at) VALUES ($1, $2, $3, \
+             $4, $5) ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
         )
         .bind(&i.id)
         .bind(&i.host)
@@ -174,7 +174,8 @@ impl crate::delivery::Ledger for Backend {
     async fn release_instance(&self, instance: &str, now: DateTime<Utc>) -> StoreResult<u64> {
         let mut tx = self.begin_write().await?;
         let released = sqlx::query::<Db>(
-            "UPDATE sends SET lease_until = $2, next_attempt_at = $2 WHERE status = 'sending' AND lease_instance = $1",
+            "UPDATE sends SET lease_until = $2, next_attempt_at = $2 WHERE status = 'sending' AND \
+             lease_instance = $1",
         )
         .bind(instance)
         .bind(now)

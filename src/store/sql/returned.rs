@@ -78,7 +78,8 @@ impl crate::returned::ReturnedStore for Backend {
             (E::CountSoft, Some((sub, email))) => {
                 // This one and the earlier ones of this reader in the window.
                 let earlier = sqlx::query_scalar::<Db, i64>(
-                    "SELECT COUNT(*) FROM returned WHERE subscriber_id = $1 AND kind = 'soft' AND received_at >= $2",
+                    "SELECT COUNT(*) FROM returned WHERE subscriber_id = $1 AND kind = 'soft' AND \
+                     received_at >= $2",
                 )
                 .bind(sub)
                 .bind(r.soft_since)
@@ -107,16 +108,17 @@ impl crate::returned::ReturnedStore for Backend {
                 .execute(&mut *tx)
                 .await?;
                 sqlx::query::<Db>(
-                    "INSERT INTO suppressions (email_hash, reason, created_at) VALUES ($1, 'complained', $2) \
-                     ON CONFLICT (email_hash) DO UPDATE SET reason = 'complained'",
+                    "INSERT INTO suppressions (email_hash, reason, created_at) VALUES ($1, \
+                     'complained', $2) ON CONFLICT (email_hash) DO UPDATE SET reason = \
+                     'complained'",
                 )
                 .bind(crate::domain::sha256_hex(email))
                 .bind(r.now)
                 .execute(&mut *tx)
                 .await?;
                 sqlx::query::<Db>(
-                    "UPDATE subscribers SET status = 'complained', unsubscribed_at = COALESCE(unsubscribed_at, $2), \
-                     updated_at = $2 WHERE id = $1",
+                    "UPDATE subscribers SET status = 'complained', unsubscribed_at = \
+                     COALESCE(unsubscribed_at, $2), updated_at = $2 WHERE id = $1",
                 )
                 .bind(sub)
                 .bind(r.now)
@@ -126,8 +128,9 @@ impl crate::returned::ReturnedStore for Backend {
             }
             (E::Unsubscribe, Some((sub, _))) => {
                 sqlx::query::<Db>(
-                    "UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = $2, last_notice_at = NULL, \
-                     updated_at = $2 WHERE id = $1 AND status IN ('active', 'pending')",
+                    "UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = $2, \
+                     last_notice_at = NULL, updated_at = $2 WHERE id = $1 AND status IN ('active', \
+                     'pending')",
                 )
                 .bind(sub)
                 .bind(r.now)
@@ -152,8 +155,8 @@ impl crate::returned::ReturnedStore for Backend {
             _ => None,
         };
         sqlx::query::<Db>(
-            "INSERT INTO returned (received_at, kind, send_id, subscriber_id, recipient, status, diagnostic, action, message_ref) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO returned (received_at, kind, send_id, subscriber_id, recipient, status, \
+             diagnostic, action, message_ref) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(r.now)
         .bind(r.kind.as_str())
@@ -218,9 +221,9 @@ impl crate::returned::ReturnedStore for Backend {
     async fn pause_domain(&self, p: &DomainPause) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
         sqlx::query::<Db>(
-            "INSERT INTO domain_pauses (domain, paused_at, paused_until, backoff_secs, refusals, reason) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (domain) DO UPDATE SET paused_at = $2, \
-             paused_until = $3, backoff_secs = $4, refusals = $5, reason = $6",
+            "INSERT INTO domain_pauses (domain, paused_at, paused_until, backoff_secs, refusals, \
+             reason) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (domain) DO UPDATE SET paused_at \
+             = $2, paused_until = $3, backoff_secs = $4, refusals = $5, reason = $6",
         )
         .bind(&p.domain)
         .bind(p.paused_at)
@@ -236,7 +239,8 @@ impl crate::returned::ReturnedStore for Backend {
 
     async fn domain_pauses(&self) -> StoreResult<Vec<DomainPause>> {
         Ok(sqlx::query_as::<Db, DomainPause>(
-            "SELECT domain, paused_at, paused_until, backoff_secs, refusals, reason FROM domain_pauses ORDER BY domain",
+            "SELECT domain, paused_at, paused_until, backoff_secs, refusals, reason FROM \
+             domain_pauses ORDER BY domain",
         )
         .fetch_all(&self.pool)
         .await?)
@@ -275,9 +279,10 @@ impl crate::returned::ReturnedStore for Backend {
         limit: i64,
     ) -> StoreResult<Vec<ReturnedRow>> {
         Ok(sqlx::query_as::<Db, ReturnedRow>(
-            "SELECT r.id, r.received_at, r.kind, r.send_id, r.subscriber_id, u.email, r.recipient, r.status, \
-             r.diagnostic, r.action FROM returned r LEFT JOIN subscribers u ON u.id = r.subscriber_id \
-             WHERE ($1 IS NULL OR r.received_at >= $1) AND ($2 IS NULL OR r.kind = $2) ORDER BY r.id DESC LIMIT $3",
+            "SELECT r.id, r.received_at, r.kind, r.send_id, r.subscriber_id, u.email, r.recipient, \
+             r.status, r.diagnostic, r.action FROM returned r LEFT JOIN subscribers u ON u.id = \
+             r.subscriber_id WHERE ($1 IS NULL OR r.received_at >= $1) AND ($2 IS NULL OR r.kind = \
+             $2) ORDER BY r.id DESC LIMIT $3",
         )
         .bind(since)
         .bind(kind.map(crate::store::ReturnedKind::as_str))
@@ -288,15 +293,17 @@ impl crate::returned::ReturnedStore for Backend {
 
     async fn returned(&self, id: i64) -> StoreResult<Option<(ReturnedRow, String)>> {
         let row = sqlx::query_as::<Db, ReturnedRow>(
-            "SELECT r.id, r.received_at, r.kind, r.send_id, r.subscriber_id, u.email, r.recipient, r.status, \
-             r.diagnostic, r.action FROM returned r LEFT JOIN subscribers u ON u.id = r.subscriber_id WHERE r.id = $1",
+            "SELECT r.id, r.received_at, r.kind, r.send_id, r.subscriber_id, u.email, r.recipient, \
+             r.status, r.diagnostic, r.action FROM returned r LEFT JOIN subscribers u ON u.id = \
+             r.subscriber_id WHERE r.id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else { return Ok(None) };
         let raw = sqlx::query_scalar::<Db, String>(
-            "SELECT m.raw FROM returned r JOIN returned_messages m ON m.id = r.message_ref WHERE r.id = $1",
+            "SELECT m.raw FROM returned r JOIN returned_messages m ON m.id = r.message_ref WHERE \
+             r.id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -323,8 +330,9 @@ impl crate::returned::ReturnedStore for Backend {
         limit: i64,
     ) -> StoreResult<Vec<ReturnedRow>> {
         let mut qb = sqlx::QueryBuilder::<Db>::new(
-            "SELECT r.id, r.received_at, r.kind, r.send_id, r.subscriber_id, u.email, r.recipient, r.status, \
-             r.diagnostic, r.action FROM returned r LEFT JOIN subscribers u ON u.id = r.subscriber_id WHERE 1 = 1",
+            "SELECT r.id, r.received_at, r.kind, r.send_id, r.subscriber_id, u.email, r.recipient, \
+             r.status, r.diagnostic, r.action FROM returned r LEFT JOIN subscribers u ON u.id = \
+             r.subscriber_id WHERE 1 = 1",
         );
         if let Some(k) = kind {
             qb.push(" AND r.kind = ").push_bind(k);

@@ -52,7 +52,8 @@ impl crate::store::Store for Backend {
     async fn set_setting(&self, key: &str, value: &str) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
         sqlx::query::<Db>(
-            "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET \
+             value = excluded.value",
         )
         .bind(key)
         .bind(value)
@@ -93,8 +94,8 @@ impl crate::store::Store for Backend {
 
     async fn list_sends(&self, f: &SendFilter) -> StoreResult<Vec<SendRecord>> {
         let mut qb = sqlx::QueryBuilder::<Db>::new(
-            "SELECT id, issue_id, subscriber_id, kind, email, message_id, status, attempts, last_reply, created_at, updated_at, sent_at \
-             FROM sends WHERE 1 = 1",
+            "SELECT id, issue_id, subscriber_id, kind, email, message_id, status, attempts, \
+             last_reply, created_at, updated_at, sent_at FROM sends WHERE 1 = 1",
         );
         if let Some(i) = f.issue_id {
             qb.push(" AND issue_id = ").push_bind(i);
@@ -120,8 +121,8 @@ impl crate::store::Store for Backend {
 
     async fn send_log(&self, q: &LogQuery) -> StoreResult<Vec<SendRecord>> {
         let mut qb = sqlx::QueryBuilder::<Db>::new(
-            "SELECT id, issue_id, subscriber_id, kind, email, message_id, status, attempts, last_reply, created_at, updated_at, sent_at \
-             FROM sends WHERE 1 = 1",
+            "SELECT id, issue_id, subscriber_id, kind, email, message_id, status, attempts, \
+             last_reply, created_at, updated_at, sent_at FROM sends WHERE 1 = 1",
         );
         if let Some(i) = q.issue_id {
             qb.push(" AND issue_id = ").push_bind(i);
@@ -155,8 +156,9 @@ impl crate::store::Store for Backend {
             .execute(&mut *tx)
             .await?;
         let n = sqlx::query::<Db>(
-            "UPDATE sends SET status = 'queued', next_attempt_at = $2, updated_at = $2, requeued_at = $2, \
-             lease_owner = NULL, lease_until = NULL, lease_instance = NULL WHERE issue_id = $1 AND status = 'failed'",
+            "UPDATE sends SET status = 'queued', next_attempt_at = $2, updated_at = $2, \
+             requeued_at = $2, lease_owner = NULL, lease_until = NULL, lease_instance = NULL WHERE \
+             issue_id = $1 AND status = 'failed'",
         )
         .bind(issue_id)
         .bind(now)
@@ -170,8 +172,9 @@ impl crate::store::Store for Backend {
     async fn unsettled_sends_of_issue(&self, issue_id: i64) -> StoreResult<i64> {
         // An issue whose rows are still being written counts one more: it is not done.
         Ok(sqlx::query_scalar::<Db, i64>(
-            "SELECT (SELECT COUNT(*) FROM sends WHERE issue_id = $1 AND status IN ('queued', 'retrying', 'sending')) \
-             + (SELECT COUNT(*) FROM issues WHERE id = $1 AND fill_after IS NOT NULL)",
+            "SELECT (SELECT COUNT(*) FROM sends WHERE issue_id = $1 AND status IN ('queued', \
+             'retrying', 'sending')) + (SELECT COUNT(*) FROM issues WHERE id = $1 AND fill_after \
+             IS NOT NULL)",
         )
         .bind(issue_id)
         .fetch_one(&self.pool)
@@ -207,7 +210,8 @@ impl Backend {
         .execute(&mut *tx)
         .await?;
         sqlx::query::<Db>(
-            "UPDATE subscribers SET status = 'bounced', updated_at = $2 WHERE id = $1 AND status IN ('active', 'pending')",
+            "UPDATE subscribers SET status = 'bounced', updated_at = $2 WHERE id = $1 AND status \
+             IN ('active', 'pending')",
         )
         .bind(subscriber_id)
         .bind(r.now)
@@ -258,7 +262,10 @@ impl Backend {
             SignupAction::SendConfirmation | SignupAction::SendAlreadySubscribed
         );
         let subscriber_id = match (action, &existing) {
-            (SignupAction::SendConfirmation | SignupAction::PendingWithinCooldown, Some((id, _, last))) => {
+            (
+                SignupAction::SendConfirmation | SignupAction::PendingWithinCooldown,
+                Some((id, _, last)),
+            ) => {
                 let last_notice = if notice { Some(req.now) } else { *last };
                 // The status stays as it is: pending stays pending, and someone who
                 // unsubscribed stays unsubscribed until they click the new link.
@@ -277,8 +284,9 @@ impl Backend {
             }
             (SignupAction::SendConfirmation | SignupAction::PendingWithinCooldown, None) => {
                 sqlx::query_scalar::<Db, i64>(
-                    "INSERT INTO subscribers (email, status, created_at, updated_at, signup_ip, signup_form, last_notice_at) \
-                     VALUES ($1, 'pending', $2, $2, $3, $4, $2) RETURNING id",
+                    "INSERT INTO subscribers (email, status, created_at, updated_at, signup_ip, \
+                     signup_form, last_notice_at) VALUES ($1, 'pending', $2, $2, $3, $4, $2) \
+                     RETURNING id",
                 )
                 .bind(&req.email)
                 .bind(req.now)
@@ -309,8 +317,8 @@ impl Backend {
                 .await?;
             for section in &req.section_ids {
                 sqlx::query::<Db>(
-                    "INSERT INTO subscriptions (subscriber_id, section_id, created_at) VALUES ($1, $2, $3) \
-                     ON CONFLICT DO NOTHING",
+                    "INSERT INTO subscriptions (subscriber_id, section_id, created_at) VALUES ($1, \
+                     $2, $3) ON CONFLICT DO NOTHING",
                 )
                 .bind(subscriber_id)
                 .bind(section)
@@ -338,8 +346,9 @@ impl Backend {
                 ("already_subscribed", None)
             };
             sqlx::query::<Db>(
-                "INSERT INTO sends (kind, subscriber_id, email, message_id, sealed_token, status, attempts, \
-                 next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'queued', 0, $6, $6, $6)",
+                "INSERT INTO sends (kind, subscriber_id, email, message_id, sealed_token, status, \
+                 attempts, next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, \
+                 'queued', 0, $6, $6, $6)",
             )
             .bind(kind)
             .bind(subscriber_id)
@@ -383,13 +392,12 @@ impl Backend {
         now: DateTime<Utc>,
     ) -> sqlx::QueryBuilder<Db> {
         let mut qb = sqlx::QueryBuilder::<Db>::new(
-            "UPDATE sends SET status = v.column2, last_reply = v.column3, \
-             next_attempt_at = COALESCE(v.column4, sends.next_attempt_at), \
-             sent_at = COALESCE(v.column5, sends.sent_at), lease_owner = NULL, lease_until = NULL, \
-             lease_instance = NULL, \
-             sealed_token = CASE WHEN v.column2 = 'retrying' THEN sends.sealed_token ELSE NULL END, \
-             attempts = sends.attempts + CASE WHEN v.column2 = 'suppressed' THEN 0 ELSE 1 END, \
-             updated_at = ",
+            "UPDATE sends SET status = v.column2, last_reply = v.column3, next_attempt_at = \
+             COALESCE(v.column4, sends.next_attempt_at), sent_at = COALESCE(v.column5, \
+             sends.sent_at), lease_owner = NULL, lease_until = NULL, lease_instance = NULL, \
+             sealed_token = CASE WHEN v.column2 = 'retrying' THEN sends.sealed_token ELSE NULL \
+             END, attempts = sends.attempts + CASE WHEN v.column2 = 'suppressed' THEN 0 ELSE 1 \
+             END, updated_at = ",
         );
         qb.push_bind(now);
         qb.push(" FROM (");
@@ -416,7 +424,10 @@ impl Backend {
                 .push_bind(sent_at)
                 .push_bind(r.lease_owner.clone());
         });
-        qb.push(") AS v WHERE sends.id = v.column1 AND sends.status = 'sending' AND sends.lease_owner = v.column6");
+        qb.push(
+            ") AS v WHERE sends.id = v.column1 AND sends.status = 'sending' \
+             AND sends.lease_owner = v.column6",
+        );
         qb
     }
 }

@@ -1,4 +1,5 @@
-//! The SQL of [`crate::subscriptions::SubscriberStore`], written once for both dialects (see `mod.rs`).
+//! The SQL of [`crate::subscriptions::SubscriberStore`], written once for both dialects
+//! (see `mod.rs`).
 
 use super::prelude::*;
 
@@ -73,15 +74,17 @@ impl crate::subscriptions::SubscriberStore for Backend {
         }
         // Every outstanding link of this address is spent by one confirmation.
         sqlx::query::<Db>(
-            "UPDATE tokens SET used_at = $2 WHERE subscriber_id = $1 AND purpose = 'confirm' AND used_at IS NULL",
+            "UPDATE tokens SET used_at = $2 WHERE subscriber_id = $1 AND purpose = 'confirm' AND \
+             used_at IS NULL",
         )
         .bind(subscriber_id)
         .bind(now)
         .execute(&mut *tx)
         .await?;
         sqlx::query::<Db>(
-            "UPDATE subscribers SET status = 'active', confirmed_at = $2, consent_at = $2, consent_ip = $3, \
-             consent_form = signup_form, unsubscribed_at = NULL, last_notice_at = NULL, updated_at = $2 WHERE id = $1",
+            "UPDATE subscribers SET status = 'active', confirmed_at = $2, consent_at = $2, \
+             consent_ip = $3, consent_form = signup_form, unsubscribed_at = NULL, last_notice_at = \
+             NULL, updated_at = $2 WHERE id = $1",
         )
         .bind(subscriber_id)
         .bind(now)
@@ -89,8 +92,9 @@ impl crate::subscriptions::SubscriberStore for Backend {
         .execute(&mut *tx)
         .await?;
         sqlx::query::<Db>(
-            "INSERT INTO sends (kind, subscriber_id, email, message_id, status, attempts, next_attempt_at, \
-             created_at, updated_at) VALUES ('welcome', $1, $2, $3, 'queued', 0, $4, $4, $4)",
+            "INSERT INTO sends (kind, subscriber_id, email, message_id, status, attempts, \
+             next_attempt_at, created_at, updated_at) VALUES ('welcome', $1, $2, $3, 'queued', 0, \
+             $4, $4, $4)",
         )
         .bind(subscriber_id)
         .bind(&email)
@@ -143,8 +147,9 @@ impl crate::subscriptions::SubscriberStore for Backend {
 
     async fn subscriber_sections(&self, id: i64) -> StoreResult<Vec<Section>> {
         Ok(sqlx::query_as::<Db, Section>(
-            "SELECT s.id, s.slug, s.name, s.description, s.feed_url, s.page_url, s.created_at FROM sections s \
-             JOIN subscriptions x ON x.section_id = s.id WHERE x.subscriber_id = $1 ORDER BY s.name, s.slug",
+            "SELECT s.id, s.slug, s.name, s.description, s.feed_url, s.page_url, s.created_at FROM \
+             sections s JOIN subscriptions x ON x.section_id = s.id WHERE x.subscriber_id = $1 \
+             ORDER BY s.name, s.slug",
         )
         .bind(id)
         .fetch_all(&self.pool)
@@ -178,7 +183,8 @@ impl crate::subscriptions::SubscriberStore for Backend {
             .await?;
         for section in section_ids {
             sqlx::query::<Db>(
-                "INSERT INTO subscriptions (subscriber_id, section_id, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                "INSERT INTO subscriptions (subscriber_id, section_id, created_at) VALUES ($1, $2, \
+                 $3) ON CONFLICT DO NOTHING",
             )
             .bind(id)
             .bind(section)
@@ -188,7 +194,8 @@ impl crate::subscriptions::SubscriberStore for Backend {
         }
         if section_ids.is_empty() {
             sqlx::query::<Db>(
-                "UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = $2, last_notice_at = NULL, updated_at = $2 WHERE id = $1",
+                "UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = $2, \
+                 last_notice_at = NULL, updated_at = $2 WHERE id = $1",
             )
             .bind(id)
             .bind(now)
@@ -207,8 +214,8 @@ impl crate::subscriptions::SubscriberStore for Backend {
 
     async fn unsubscribe(&self, id: i64, now: DateTime<Utc>) -> StoreResult<bool> {
         let r = sqlx::query::<Db>(
-            "UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = $2, last_notice_at = NULL, \
-             updated_at = $2 WHERE id = $1 AND status IN ('active', 'pending')",
+            "UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = $2, last_notice_at \
+             = NULL, updated_at = $2 WHERE id = $1 AND status IN ('active', 'pending')",
         )
         .bind(id)
         .bind(now)
@@ -221,16 +228,18 @@ impl crate::subscriptions::SubscriberStore for Backend {
         let mut tx = self.begin_write().await?;
         // Sends keep their ledger row but lose the address with the person.
         sqlx::query::<Db>(
-            "UPDATE sends SET email = NULL, sealed_token = NULL, subscriber_id = NULL WHERE subscriber_id IN ( \
-               SELECT id FROM subscribers s WHERE s.status = 'pending' AND s.unsubscribed_at IS NULL AND s.created_at < $1 \
-               AND NOT EXISTS (SELECT 1 FROM tokens t WHERE t.subscriber_id = s.id AND t.expires_at > $1))",
+            "UPDATE sends SET email = NULL, sealed_token = NULL, subscriber_id = NULL WHERE \
+             subscriber_id IN ( SELECT id FROM subscribers s WHERE s.status = 'pending' AND \
+             s.unsubscribed_at IS NULL AND s.created_at < $1 AND NOT EXISTS (SELECT 1 FROM tokens \
+             t WHERE t.subscriber_id = s.id AND t.expires_at > $1))",
         )
         .bind(cutoff)
         .execute(&mut *tx)
         .await?;
         let r = sqlx::query::<Db>(
-            "DELETE FROM subscribers WHERE status = 'pending' AND unsubscribed_at IS NULL AND created_at < $1 \
-             AND NOT EXISTS (SELECT 1 FROM tokens t WHERE t.subscriber_id = subscribers.id AND t.expires_at > $1)",
+            "DELETE FROM subscribers WHERE status = 'pending' AND unsubscribed_at IS NULL AND \
+             created_at < $1 AND NOT EXISTS (SELECT 1 FROM tokens t WHERE t.subscriber_id = \
+             subscribers.id AND t.expires_at > $1)",
         )
         .bind(cutoff)
         .execute(&mut *tx)

@@ -6,7 +6,8 @@ use super::prelude::*;
 impl crate::returned::SuppressionStore for Backend {
     async fn list_suppressions(&self) -> StoreResult<Vec<Suppression>> {
         Ok(sqlx::query_as::<Db, Suppression>(
-            "SELECT email_hash, reason, created_at FROM suppressions ORDER BY created_at DESC, email_hash",
+            "SELECT email_hash, reason, created_at FROM suppressions ORDER BY created_at DESC, \
+             email_hash",
         )
         .fetch_all(&self.pool)
         .await?)
@@ -20,7 +21,8 @@ impl crate::returned::SuppressionStore for Backend {
     ) -> StoreResult<bool> {
         let mut tx = self.begin_write().await?;
         let added = sqlx::query::<Db>(
-            "INSERT INTO suppressions (email_hash, reason, created_at) VALUES ($1, $2, $3) ON CONFLICT (email_hash) DO NOTHING",
+            "INSERT INTO suppressions (email_hash, reason, created_at) VALUES ($1, $2, $3) ON \
+             CONFLICT (email_hash) DO NOTHING",
         )
         .bind(crate::domain::sha256_hex(email))
         .bind(reason)
@@ -29,8 +31,9 @@ impl crate::returned::SuppressionStore for Backend {
         .await?
         .rows_affected();
         sqlx::query::<Db>(
-            "UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = COALESCE(unsubscribed_at, $2), updated_at = $2 \
-             WHERE email = $1 AND status IN ('active', 'pending')",
+            "UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = \
+             COALESCE(unsubscribed_at, $2), updated_at = $2 WHERE email = $1 AND status IN \
+             ('active', 'pending')",
         )
         .bind(email)
         .bind(now)
@@ -57,8 +60,8 @@ impl crate::returned::SuppressionStore for Backend {
         let removed = u64::from(lifted.is_some());
         if let Some((reason, since)) = lifted {
             sqlx::query::<Db>(
-                "INSERT INTO suppression_lifts (email_hash, reason, suppressed_at, lifted_at, lifted_by) \
-                 VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO suppression_lifts (email_hash, reason, suppressed_at, lifted_at, \
+                 lifted_by) VALUES ($1, $2, $3, $4, $5)",
             )
             .bind(&hash)
             .bind(reason)
@@ -69,8 +72,9 @@ impl crate::returned::SuppressionStore for Backend {
             .await?;
         }
         sqlx::query::<Db>(
-            "UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = COALESCE(unsubscribed_at, $2), updated_at = $2 \
-             WHERE email = $1 AND status IN ('bounced', 'complained')",
+            "UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = \
+             COALESCE(unsubscribed_at, $2), updated_at = $2 WHERE email = $1 AND status IN \
+             ('bounced', 'complained')",
         )
         .bind(email)
         .bind(now)
@@ -92,7 +96,8 @@ impl crate::returned::SuppressionStore for Backend {
 
     async fn recent_suppressions(&self, limit: i64) -> StoreResult<(Vec<Suppression>, i64)> {
         let rows = sqlx::query_as::<Db, Suppression>(
-            "SELECT email_hash, reason, created_at FROM suppressions ORDER BY created_at DESC, email_hash LIMIT $1",
+            "SELECT email_hash, reason, created_at FROM suppressions ORDER BY created_at DESC, \
+             email_hash LIMIT $1",
         )
         .bind(limit)
         .fetch_all(&self.pool)
