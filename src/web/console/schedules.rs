@@ -549,6 +549,12 @@ pub(super) async fn resume(
     set_enabled(st, change, name, true).await
 }
 
+/// The schedule's page again, saying why the button did nothing.
+async fn refused(st: &AppState, v: &Viewer, name: &str, why: Refused) -> Page {
+    let status = StatusCode::UNPROCESSABLE_ENTITY;
+    schedule_page(st, v, name, status, None, String::new(), Some(why)).await
+}
+
 /// "Send now": an issue outside the cron times, once the box saying so is ticked. Its
 /// readers' rows are written here in the background (the scheduler job would also pick
 /// them up on its next tick), waking the delivery workers after each chunk.
@@ -559,16 +565,11 @@ pub(super) async fn send_now(
 ) -> Page {
     let v = &v;
     if !form.confirm {
-        return schedule_page(
+        return refused(
             &st,
             v,
             &name,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            None,
-            String::new(),
-            Some(Refused::Send(
-                "Tick the box to say you mean it: this sends mail to every reader.",
-            )),
+            Refused::Send("Tick the box to say you mean it: this sends mail to every reader."),
         )
         .await;
     }
@@ -606,16 +607,11 @@ pub(super) async fn remove(
 ) -> Page {
     let v = &v;
     if form.confirm_name.trim() != name {
-        return schedule_page(
+        return refused(
             &st,
             v,
             &name,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            None,
-            String::new(),
-            Some(Refused::Remove(
-                "Type the schedule's name exactly to remove it.",
-            )),
+            Refused::Remove("Type the schedule's name exactly to remove it."),
         )
         .await;
     }
