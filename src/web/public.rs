@@ -276,15 +276,19 @@ fn bad_link(st: &AppState) -> Response {
         .into_response()
 }
 
+/// The reader a preferences link names, or the page that says the link is no good.
+async fn reader_of_link(st: &AppState, token: &str) -> Result<crate::store::Subscriber, Response> {
+    match st.subs.resolve_link(TokenPurpose::Preferences, token).await {
+        Ok(Some(s)) => Ok(s),
+        Ok(None) => Err(bad_link(st)),
+        Err(e) => Err(internal_error(st, e)),
+    }
+}
+
 pub async fn preferences_page(State(st): State<AppState>, Path(token): Path<String>) -> Response {
-    let sub = match st
-        .subs
-        .resolve_link(TokenPurpose::Preferences, &token)
-        .await
-    {
-        Ok(Some(s)) => s,
-        Ok(None) => return bad_link(&st),
-        Err(e) => return internal_error(&st, e),
+    let sub = match reader_of_link(&st, &token).await {
+        Ok(s) => s,
+        Err(page) => return page,
     };
     if sub.status != crate::domain::SubscriberStatus::Active {
         return not_subscribed(&st);
@@ -315,14 +319,9 @@ pub async fn save_preferences(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let sub = match st
-        .subs
-        .resolve_link(TokenPurpose::Preferences, &token)
-        .await
-    {
-        Ok(Some(s)) => s,
-        Ok(None) => return bad_link(&st),
-        Err(e) => return internal_error(&st, e),
+    let sub = match reader_of_link(&st, &token).await {
+        Ok(s) => s,
+        Err(page) => return page,
     };
     let fields = match super::form_fields(&headers, body).await {
         Ok(f) => f,
