@@ -595,6 +595,60 @@ async fn refusals_are_pages_in_the_viewers_frame(backend: Backend) {
 }
 both_backends!(refusals_are_pages_in_the_viewers_frame);
 
+/// `site.timezone`: the console shows every time in the newsroom's zone with the zone named
+/// and UTC on hover, and reads the times typed into its filters in that zone.
+async fn times_are_the_newsrooms(backend: Backend) {
+    let app = TestApp::spawn_with(Spawn::new(backend).set("site.timezone", "Europe/Berlin")).await;
+    with_users(&app).await;
+    app.add_section("wmd", "WMD").await;
+    // 07:00:05 UTC on 2 March is 08:00:05 in Berlin (CET, UTC+1).
+    app.set_time(2026, 3, 2, 7, 0, 5);
+    app.subscribe_and_confirm("r@example.com", &["wmd"]).await;
+    let mut b = Browser::new(&app);
+    b.log_in(ED).await;
+    let id = app
+        .services
+        .store
+        .subscriber_by_email("r@example.com")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let page = b
+        .get(&format!("/admin/subscribers/{id}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(
+            r#"<time datetime="2026-03-02T07:00:05Z" title="2026-03-02 07:00:05 UTC">2026-03-02 08:00:05 CET</time>"#
+        ),
+        "{page}"
+    );
+    assert!(
+        !page.contains("07:00:05 UTC</dd>"),
+        "no bare UTC times left"
+    );
+    // The log's filter in Berlin time: from 08:00 Berlin finds the confirmation mail (sent
+    // at 07:00:05 UTC); from 08:01 Berlin does not, though 07:01 UTC would have been before.
+    let from_eight = b.get("/admin/log?since=2026-03-02T08%3A00").await;
+    assert!(!from_eight.text().await.unwrap().contains("No send matches"));
+    let none = b.get("/admin/log?since=2026-03-02T08%3A01").await;
+    let none = none.text().await.unwrap();
+    assert!(none.contains("No send matches these filters"), "{none}");
+    assert!(none.contains("Changed from (Europe/Berlin time)"));
+    // Summer time: the same wall-clock hour is UTC+2 (CEST).
+    app.set_time(2026, 7, 1, 6, 30, 0);
+    app.subscribe_and_confirm("s@example.com", &["wmd"]).await;
+    // (Months later: the session has ended.)
+    b.log_in(ED).await;
+    let list = b.get("/admin/subscribers").await.text().await.unwrap();
+    assert!(list.contains("2026-07-01 08:30 CEST"), "{list}");
+    assert!(list.contains("2026-03-02 08:00 CET"), "{list}");
+}
+both_backends!(times_are_the_newsrooms);
+
 /// Behind https and a path, the cookie is `__Secure-` and Secure, scoped to the console's
 /// path; at the root of https it is `__Host-`, Path=/.
 async fn cookies_take_the_strongest_prefix_the_address_allows(backend: Backend) {

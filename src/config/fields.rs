@@ -444,6 +444,16 @@ pub(super) fn parse_mail_url(s: &str) -> Result<MailTransportConfig, String> {
     })
 }
 
+/// An IANA time zone name (`Europe/Berlin`, `UTC`).
+pub(super) fn timezone<'de, D: Deserializer<'de>>(d: D) -> Result<chrono_tz::Tz, D::Error> {
+    let s = String::deserialize(d)?;
+    s.trim().parse().map_err(|_| {
+        D::Error::custom(format!(
+            "{s:?} is not a time zone: use an IANA name such as Europe/Berlin or UTC"
+        ))
+    })
+}
+
 /// `feeds.max_size`: at least 1 kB (no feed is smaller).
 pub(super) fn feed_size<'de, D: Deserializer<'de>>(
     d: D,

@@ -305,6 +305,9 @@ pub struct SiteConfig {
     pub logo_width: u32,
     #[serde(deserialize_with = "fields::between::<_, 1, 2000>")]
     pub logo_height: u32,
+    /// The newsroom's time zone: the console shows every time in it.
+    #[serde(deserialize_with = "fields::timezone")]
+    pub timezone: chrono_tz::Tz,
     /// `url` was left at its default, so it was made from `http.public_url` (the mails'
     /// masthead and footer would otherwise link to a port on loopback).
     #[serde(skip)]

@@ -407,6 +407,7 @@ fn each_value_is_checked_where_it_is_read() {
         ("site.accent_color", "#12345g", "colour"),
         ("site.language", "en_GB", "language tag"),
         ("site.logo_width", "0", "1 to 2000"),
+        ("site.timezone", "Berlin", "not a time zone"),
         ("mail.url", "ftp://x", "unknown scheme"),
         ("mail.from", "nobody", "mailbox"),
         ("mail.domain", "exa mple.com", "domain name"),

@@ -56,6 +56,7 @@ struct DashboardPage {
 fn chart(
     now: chrono::DateTime<chrono::Utc>,
     per_hour: &[(chrono::DateTime<chrono::Utc>, i64)],
+    zone: chrono_tz::Tz,
 ) -> Chart {
     const HOURS: i64 = 7 * 24;
     let (bar_width, height) = (4u32, 100u32);
@@ -82,8 +83,10 @@ fn chart(
                 y: height - h,
                 h,
                 n,
+                // Hours in the newsroom's zone (a zone off by half an hour shows :30).
                 label: (start + Duration::hours(i as i64))
-                    .format("%a %d %b %H:00 UTC")
+                    .with_timezone(&zone)
+                    .format("%a %d %b %H:%M %Z")
                     .to_string(),
             }
         })
@@ -146,7 +149,7 @@ async fn build(st: &AppState) -> Result<Dashboard, ConsoleError> {
         last_day,
         bounces: of(ReturnedKind::Hard) + of(ReturnedKind::Soft),
         complaints: of(ReturnedKind::Complaint),
-        chart: chart(now, &per_hour),
+        chart: chart(now, &per_hour, st.config.site.timezone),
         next,
         failing_feeds,
         paused_domains: st.engine.domains().paused_now().await,

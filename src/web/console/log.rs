@@ -11,7 +11,6 @@ use crate::web::AppState;
 use askama::Template;
 use axum::extract::State;
 use axum::http::StatusCode;
-use chrono::{DateTime, NaiveDateTime, Utc};
 
 const PAGE: i64 = 50;
 
@@ -46,21 +45,6 @@ impl Filters {
     pub fn any(&self) -> bool {
         !self.query().is_empty()
     }
-}
-
-/// A time typed in the form: `datetime-local` sends `2026-03-02T07:00`; a date alone, or a
-/// space for the `T`, is taken too. UTC.
-fn parse_time(s: &str) -> Option<DateTime<Utc>> {
-    let s = s.trim().replace(' ', "T");
-    for fmt in ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"] {
-        if let Ok(t) = NaiveDateTime::parse_from_str(&s, fmt) {
-            return Some(t.and_utc());
-        }
-    }
-    chrono::NaiveDate::parse_from_str(&s, "%Y-%m-%d")
-        .ok()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|t| t.and_utc())
 }
 
 #[derive(Template)]
@@ -102,16 +86,18 @@ pub(super) async fn page(
             Err(_) => errors.push(("issue", "An issue number, like 12.".to_string())),
         }
     }
+    // Typed in the newsroom's time, as every time on the page is shown.
+    let chrome = v.chrome(&st, "log");
     for (field, text, slot) in [
         ("since", &f.since, &mut query.since),
         ("until", &f.until, &mut query.until),
     ] {
         if !text.is_empty() {
-            match parse_time(text) {
+            match chrome.read_time(text) {
                 Some(t) => *slot = Some(t),
                 None => errors.push((
                     field,
-                    "A date and time, like 2026-03-02 07:00 (UTC).".to_string(),
+                    format!("A date and time, like 2026-03-02 07:00 ({}).", chrome.zone),
                 )),
             }
         }
@@ -149,7 +135,7 @@ pub(super) async fn page(
     html(
         status,
         LogPage {
-            chrome: v.chrome(&st, "log"),
+            chrome,
             f,
             errors,
             statuses: &SendStatus::ALL,

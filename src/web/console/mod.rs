@@ -174,6 +174,30 @@ async fn icon() -> Response {
         .into_response()
 }
 
+/// A point in time as templates hold it: a `DateTime<Utc>`, or a reference to one (however
+/// many `if let` and `for` bindings deep).
+pub(crate) trait Moment {
+    fn utc(&self) -> chrono::DateTime<chrono::Utc>;
+}
+
+impl Moment for chrono::DateTime<chrono::Utc> {
+    fn utc(&self) -> chrono::DateTime<chrono::Utc> {
+        *self
+    }
+}
+
+impl<T: Moment + ?Sized> Moment for &T {
+    fn utc(&self) -> chrono::DateTime<chrono::Utc> {
+        (**self).utc()
+    }
+}
+
+/// The zone's abbreviation at `t` ("CET", "CEST"), or its UTC offset where the zone has
+/// no letters for it ("+03"); "UTC" for UTC.
+pub(crate) fn zone_name(zone: &chrono_tz::Tz, t: chrono::DateTime<chrono::Utc>) -> String {
+    t.with_timezone(zone).format("%Z").to_string()
+}
+
 /// `{public_url}/admin`.
 pub(crate) fn root(st: &AppState) -> String {
     st.public_url("/admin")
@@ -186,6 +210,8 @@ pub(crate) struct Chrome {
     pub user: Option<Who>,
     /// Which navigation entry is this page.
     pub here: &'static str,
+    /// The newsroom's time zone (`site.timezone`): every time on the page is shown in it.
+    pub zone: chrono_tz::Tz,
 }
 
 pub(crate) struct Who {
@@ -195,6 +221,54 @@ pub(crate) struct Who {
 }
 
 impl Chrome {
+    /// A time as the console shows it: in the newsroom's zone, the zone named, to the
+    /// minute, with the UTC time on hover and in `datetime`. Only digits, letters of the
+    /// zone's abbreviation and punctuation: safe to put in the page as it is (`|safe`).
+    pub fn at(&self, t: impl Moment) -> String {
+        self.time(t.utc(), "%Y-%m-%d %H:%M")
+    }
+
+    /// [`Chrome::at`], to the second.
+    pub fn at_s(&self, t: impl Moment) -> String {
+        self.time(t.utc(), "%Y-%m-%d %H:%M:%S")
+    }
+
+    fn time(&self, t: chrono::DateTime<chrono::Utc>, format: &str) -> String {
+        format!(
+            r#"<time datetime="{}" title="{} UTC">{} {}</time>"#,
+            t.format("%Y-%m-%dT%H:%M:%SZ"),
+            t.format("%Y-%m-%d %H:%M:%S"),
+            t.with_timezone(&self.zone).format(format),
+            zone_name(&self.zone, t),
+        )
+    }
+
+    /// A time typed into a filter (`datetime-local` sends `2026-03-02T07:00`; a date alone, or
+    /// a space for the `T`, is taken too), read in the newsroom's zone.
+    pub fn read_time(&self, s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+        use chrono::TimeZone;
+        let s = s.trim().replace(' ', "T");
+        let naive = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]
+            .iter()
+            .find_map(|f| chrono::NaiveDateTime::parse_from_str(&s, f).ok())
+            .or_else(|| {
+                chrono::NaiveDate::parse_from_str(&s, "%Y-%m-%d")
+                    .ok()
+                    .and_then(|d| d.and_hms_opt(0, 0, 0))
+            })?;
+        // A time the clocks skip (spring forward) does not exist: the moment after the gap;
+        // one they pass twice (autumn), the first.
+        let local = self.zone.from_local_datetime(&naive);
+        local
+            .earliest()
+            .or_else(|| {
+                self.zone
+                    .from_local_datetime(&(naive + chrono::Duration::hours(1)))
+                    .earliest()
+            })
+            .map(|t| t.with_timezone(&chrono::Utc))
+    }
+
     /// Whether the viewer may change things (their forms are shown): staff.
     pub fn staff(&self) -> bool {
         self.user.as_ref().is_some_and(|w| w.role.may_change())
@@ -212,6 +286,7 @@ impl Chrome {
             root: root(st),
             user: None,
             here: "",
+            zone: st.config.site.timezone,
         }
     }
 }
@@ -482,6 +557,7 @@ impl Viewer {
                 csrf: self.session.csrf.clone(),
             }),
             here,
+            zone: st.config.site.timezone,
         }
     }
 
@@ -651,6 +727,47 @@ impl ConsoleError {
 mod tests {
     use super::*;
     use crate::store::StoreError;
+
+    fn berlin() -> Chrome {
+        Chrome {
+            site_name: "x".into(),
+            root: "/admin".into(),
+            user: None,
+            here: "",
+            zone: chrono_tz::Europe::Berlin,
+        }
+    }
+
+    /// Typed times are the newsroom's wall clock, across both changes of the clocks.
+    #[test]
+    fn typed_times_are_read_in_the_newsrooms_zone() {
+        let c = berlin();
+        let utc = |s: &str| s.parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+        assert_eq!(
+            c.read_time("2026-03-02 08:00"),
+            Some(utc("2026-03-02T07:00:00Z"))
+        );
+        assert_eq!(
+            c.read_time("2026-07-01T08:30"),
+            Some(utc("2026-07-01T06:30:00Z"))
+        );
+        assert_eq!(c.read_time("2026-07-01"), Some(utc("2026-06-30T22:00:00Z")));
+        // 02:30 on 29 March never happens in Berlin: the moment after the gap.
+        assert_eq!(
+            c.read_time("2026-03-29 02:30"),
+            Some(utc("2026-03-29T01:30:00Z"))
+        );
+        // 02:30 on 25 October happens twice: the first.
+        assert_eq!(
+            c.read_time("2026-10-25 02:30"),
+            Some(utc("2026-10-25T00:30:00Z"))
+        );
+        assert_eq!(c.read_time("yesterday"), None);
+        assert_eq!(
+            c.at(utc("2026-10-25T01:30:00Z")),
+            r#"<time datetime="2026-10-25T01:30:00Z" title="2026-10-25 01:30:00 UTC">2026-10-25 02:30 CET</time>"#
+        );
+    }
 
     /// What the store says a person did wrong is a 404 or 409 page in its own words, not
     /// "Something went wrong" with a 500.

@@ -35,7 +35,11 @@ struct SectionsPage {
 }
 
 /// The sections as the console lists them, each with its feed's state in words.
-fn rows_of(sections: Vec<crate::store::Section>, feeds: &[crate::store::SectionFeed]) -> Vec<Row> {
+fn rows_of(
+    sections: Vec<crate::store::Section>,
+    feeds: &[crate::store::SectionFeed],
+    zone: chrono_tz::Tz,
+) -> Vec<Row> {
     sections
         .into_iter()
         .map(|s| {
@@ -46,7 +50,7 @@ fn rows_of(sections: Vec<crate::store::Section>, feeds: &[crate::store::SectionF
                     (None, Some(t)) => (
                         format!(
                             "ok, read {}{}",
-                            t.format("%Y-%m-%d %H:%M UTC"),
+                            t.with_timezone(&zone).format("%Y-%m-%d %H:%M %Z"),
                             f.feed_report
                                 .as_deref()
                                 .map(|r| format!(": {r}"))
@@ -83,7 +87,7 @@ async fn render(
         status,
         SectionsPage {
             chrome: v.chrome(st, "sections"),
-            sections: rows_of(sections, &feeds),
+            sections: rows_of(sections, &feeds, st.config.site.timezone),
             form,
             errors,
         },
@@ -166,7 +170,7 @@ async fn edit_page(
         )));
     };
     let feeds = st.store.section_feeds().await?;
-    let row = rows_of(vec![section.clone()], &feeds)
+    let row = rows_of(vec![section.clone()], &feeds, st.config.site.timezone)
         .pop()
         .expect("one section");
     let form = form.unwrap_or_else(|| AddForm {
