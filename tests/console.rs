@@ -1337,6 +1337,36 @@ async fn issues_and_the_delivery_log_show_what_happened(backend: Backend) {
     // Follow live: the first page reloads itself.
     let live = b.get("/admin/log?live=1").await.text().await.unwrap();
     assert!(live.contains("http-equiv=\"refresh\""));
+    // The dashboard's tiles: red only for a problem that happened, each a link to what it
+    // counts (the failed send, in the log, since 24 hours before).
+    let dash = b.get("/admin").await.text().await.unwrap();
+    let tile = |status: &str| {
+        let at = dash
+            .find(&format!("/log?status={status}&amp;since="))
+            .unwrap_or_else(|| panic!("no {status} tile in {dash}"));
+        dash[..at].rsplit("<a ").next().unwrap().to_string()
+    };
+    assert!(tile("failed").contains(r#"class="tile problem""#), "{dash}");
+    assert!(tile("sent").contains(r#"class="tile""#), "{dash}");
+    // No complaint came: zero, not red.
+    let complaints = dash
+        .split("<a ")
+        .find(|a| a.contains("complaints in 24 h"))
+        .unwrap();
+    assert!(complaints.starts_with(r#"class="tile" "#), "{complaints}");
+    assert!(
+        complaints.contains(r#"<span class="n">0</span>"#),
+        "{complaints}"
+    );
+    let href = dash
+        .split("href=\"")
+        .map(|h| h.split('"').next().unwrap())
+        .find(|h| h.contains("/log?status=failed"))
+        .unwrap()
+        .replace("&amp;", "&");
+    let path = href.trim_start_matches(&app.base);
+    let failed = b.get(path).await.text().await.unwrap();
+    assert_eq!(ids(&failed).len(), 1, "{href}: {failed}");
 
     // An operator sees the issue but cannot retry.
     let mut o = Browser::new(&app);

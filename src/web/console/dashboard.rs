@@ -34,6 +34,9 @@ pub(crate) struct NextDigest {
 }
 
 pub(crate) struct Dashboard {
+    /// 24 hours ago as the log's "changed from" filter takes it (the newsroom's time), for
+    /// the tiles' links.
+    pub since: String,
     pub queue: i64,
     pub last_day: Vec<(&'static str, i64)>,
     pub bounces: i64,
@@ -145,6 +148,10 @@ async fn build(st: &AppState) -> Result<Dashboard, ConsoleError> {
         .filter_map(|f| Some((f.slug, f.feed_error?)))
         .collect();
     Ok(Dashboard {
+        since: day
+            .with_timezone(&st.config.site.timezone)
+            .format("%Y-%m-%dT%H:%M")
+            .to_string(),
         queue: st.store.pending_send_count().await?,
         last_day,
         bounces: of(ReturnedKind::Hard) + of(ReturnedKind::Soft),

@@ -192,6 +192,23 @@ impl<T: Moment + ?Sized> Moment for &T {
     }
 }
 
+/// A count as templates hold it: a number, or a reference to one.
+pub(crate) trait Count {
+    fn get(&self) -> i64;
+}
+
+impl Count for i64 {
+    fn get(&self) -> i64 {
+        *self
+    }
+}
+
+impl<T: Count + ?Sized> Count for &T {
+    fn get(&self) -> i64 {
+        (**self).get()
+    }
+}
+
 /// The zone's abbreviation at `t` ("CET", "CEST"), or its UTC offset where the zone has
 /// no letters for it ("+03"); "UTC" for UTC.
 pub(crate) fn zone_name(zone: &chrono_tz::Tz, t: chrono::DateTime<chrono::Utc>) -> String {
@@ -267,6 +284,23 @@ impl Chrome {
                     .earliest()
             })
             .map(|t| t.with_timezone(&chrono::Utc))
+    }
+
+    /// A count with thousands separators ("12,345"): the console is in English.
+    pub fn n(&self, n: impl Count) -> String {
+        let n = n.get();
+        let digits = n.unsigned_abs().to_string();
+        let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
+        if n < 0 {
+            out.push('-');
+        }
+        for (i, d) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i).is_multiple_of(3) {
+                out.push(',');
+            }
+            out.push(d);
+        }
+        out
     }
 
     /// Whether the viewer may change things (their forms are shown): staff.
@@ -735,6 +769,20 @@ mod tests {
             user: None,
             here: "",
             zone: chrono_tz::Europe::Berlin,
+        }
+    }
+
+    #[test]
+    fn counts_have_thousands_separators() {
+        let c = berlin();
+        for (n, shown) in [
+            (0, "0"),
+            (999, "999"),
+            (1000, "1,000"),
+            (1234567, "1,234,567"),
+            (-1234, "-1,234"),
+        ] {
+            assert_eq!(c.n(n), shown);
         }
     }
 
