@@ -197,11 +197,16 @@ pub(crate) trait Count {
     fn get(&self) -> i64;
 }
 
-impl Count for i64 {
-    fn get(&self) -> i64 {
-        *self
-    }
+macro_rules! count {
+    ($($t:ty),*) => {$(
+        impl Count for $t {
+            fn get(&self) -> i64 {
+                i64::try_from(*self).unwrap_or(i64::MAX)
+            }
+        }
+    )*};
 }
+count!(i64, i32, u32, u64, usize);
 
 impl<T: Count + ?Sized> Count for &T {
     fn get(&self) -> i64 {
