@@ -649,6 +649,40 @@ async fn times_are_the_newsrooms(backend: Backend) {
 }
 both_backends!(times_are_the_newsrooms);
 
+/// Text from feeds and forms is isolated (`<bdi>`): a right-to-left override in a section
+/// name, or an Arabic title, cannot reorder the console's own words around it.
+async fn user_text_cannot_reorder_the_page(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    with_users(&app).await;
+    app.add_section("wmd", "WMD \u{202E}sdrawkcab").await;
+    app.add_article(
+        "wmd",
+        "\u{627}\u{644}\u{623}\u{633}\u{644}\u{62D}\u{629} WMD",
+        "https://news.example.com/ar",
+        "Nothing.",
+    )
+    .await;
+    let mut b = Browser::new(&app);
+    b.log_in(ED).await;
+    let sections = b.get("/admin/sections").await.text().await.unwrap();
+    assert!(
+        sections.contains("<bdi>WMD \u{202E}sdrawkcab</bdi>"),
+        "{sections}"
+    );
+    let name = "WMD \u{202E}sdrawkcab";
+    assert_eq!(
+        sections.matches(name).count(),
+        sections.matches(&format!("<bdi>{name}</bdi>")).count(),
+        "never bare: {sections}"
+    );
+    let articles = b.get("/admin/articles").await.text().await.unwrap();
+    assert!(
+        articles.contains("<bdi>\u{627}\u{644}\u{623}\u{633}\u{644}\u{62D}\u{629} WMD</bdi>"),
+        "{articles}"
+    );
+}
+both_backends!(user_text_cannot_reorder_the_page);
+
 /// Behind https and a path, the cookie is `__Secure-` and Secure, scoped to the console's
 /// path; at the root of https it is `__Host-`, Path=/.
 async fn cookies_take_the_strongest_prefix_the_address_allows(backend: Backend) {
@@ -814,7 +848,7 @@ async fn staff_schedule_preview_and_send_a_digest(backend: Backend) {
     );
     let list = b.get("/admin/schedules").await.text().await.unwrap();
     assert!(
-        list.contains("/admin/schedules/morning\">morning</a>"),
+        list.contains("/admin/schedules/morning\"><bdi>morning</bdi></a>"),
         "{list}"
     );
     assert!(
@@ -843,7 +877,7 @@ async fn staff_schedule_preview_and_send_a_digest(backend: Backend) {
         .await
         .unwrap();
     assert!(
-        page.contains("To <strong>ann@example.com</strong>"),
+        page.contains("To <strong><bdi>ann@example.com</bdi></strong>"),
         "{page}"
     );
     assert!(
@@ -858,7 +892,7 @@ async fn staff_schedule_preview_and_send_a_digest(backend: Backend) {
         .text()
         .await
         .unwrap();
-    assert!(page.contains("To <strong>bob@example.com</strong>"));
+    assert!(page.contains("To <strong><bdi>bob@example.com</bdi></strong>"));
     let page = b
         .get("/admin/schedules/morning?to=nobody%40example.com")
         .await
