@@ -1176,6 +1176,18 @@ async fn schedules_are_paused_resumed_and_changed_by_staff_only(backend: Backend
                 after(&page, r#"id="confirm_name""#).contains("name exactly to remove it"),
                 "the reason beside the field"
             );
+            // The form is at the foot of a long page: the browser goes to the field.
+            let field = after(&page, r#"id="confirm_name""#)
+                .split('>')
+                .next()
+                .unwrap();
+            assert!(field.contains("autofocus"), "{field}");
+            // Keyboard users can skip the navigation, first thing on the page.
+            let body = &after(&page, "<body>")["<body>".len()..];
+            assert!(
+                body.trim_start()
+                    .starts_with(r##"<a class="skip" href="#main">"##)
+            );
         }
         assert_eq!(store.list_schedules().await.unwrap().len(), 1);
     }
