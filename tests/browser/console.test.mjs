@@ -254,9 +254,9 @@ try {
   step("an operator found one address's mail, by keyboard");
   await ops.close();
 
-  // Every page of the console, at a laptop's width and at a narrow one: labels on every
-  // control, nothing wider than the window.
-  for (const width of [1280, 760]) {
+  // Every page of the console, at a laptop's width, a narrow window and a phone's (390 px):
+  // labels on every control, nothing wider than the window.
+  for (const width of [1280, 760, 390]) {
     const ctx = await browser.newContext({ viewport: { width, height: 860 } });
     page = await logIn(ctx, env("HERALD_STAFF"), env("HERALD_STAFF_PASSWORD"));
     await audit(page);
@@ -279,7 +279,7 @@ try {
     assert.ok(controls > 30, `checked ${controls} controls`);
     await ctx.close();
   }
-  step("every control is labelled, and every page fits a laptop and a narrow window");
+  step("every control is labelled, and every page fits a laptop, a narrow window and a phone");
 
   // Without JavaScript, the times are checked by the server.
   const plain = await browser.newContext({ javaScriptEnabled: false });
