@@ -1394,6 +1394,12 @@ async fn issues_and_the_delivery_log_show_what_happened(backend: Backend) {
     };
     assert!(tile("failed").contains(r#"class="tile problem""#), "{dash}");
     assert!(tile("sent").contains(r#"class="tile""#), "{dash}");
+    // The chart's numbers, as a table a screen reader can read: the 60 mails of 2 March.
+    let days = after(&dash, "The numbers, day by day");
+    assert!(
+        days.contains(r#"<th scope="row">Mon 2 Mar</th><td>59</td>"#),
+        "{days}"
+    );
     // No complaint came: zero, not red.
     let complaints = dash
         .split("<a ")

@@ -25,6 +25,9 @@ pub(crate) struct Chart {
     pub bars: Vec<Bar>,
     pub max: i64,
     pub total: i64,
+    /// The days the bars cover, in the newsroom's zone, with what was sent on each (the
+    /// axis under the chart, and its numbers as a table).
+    pub days: Vec<(String, i64)>,
 }
 
 pub(crate) struct NextDigest {
@@ -94,7 +97,19 @@ fn chart(
             }
         })
         .collect();
+    let mut days: Vec<(String, i64)> = Vec::new();
+    for (i, n) in counts.iter().enumerate() {
+        let day = (start + Duration::hours(i as i64))
+            .with_timezone(&zone)
+            .format("%a %-d %b")
+            .to_string();
+        match days.last_mut() {
+            Some((d, total)) if *d == day => *total += n,
+            _ => days.push((day, *n)),
+        }
+    }
     Chart {
+        days,
         width: HOURS as u32 * (bar_width + 1),
         height,
         bar_width,
