@@ -847,6 +847,12 @@ async fn staff_schedule_preview_and_send_a_digest(backend: Backend) {
         ("0 7 * * 1-5", "Europe/Berlin")
     );
     let list = b.get("/admin/schedules").await.text().await.unwrap();
+    // The times a cron gives are shown beside the cron and zone fields, not below the form.
+    let (check, sections) = (
+        list.find(r#"id="cron-check""#).unwrap(),
+        list.find("<legend>Sections</legend>").unwrap(),
+    );
+    assert!(check < sections, "the cron check comes before the sections");
     assert!(
         list.contains("/admin/schedules/morning\"><bdi>morning</bdi></a>"),
         "{list}"
