@@ -949,20 +949,32 @@ async fn staff_schedule_preview_and_send_a_digest(backend: Backend) {
             .unwrap()
             .is_empty()
     );
-    // Ticked: an issue, to its page; every reader of wmd gets it, nobody else.
-    let r = b
-        .post(
-            "/admin/schedules/morning/send",
-            &[("csrf", &csrf), ("confirm", "yes")],
-        )
-        .await;
+    // Ticked: an issue, to its page; every reader of wmd gets it, nobody else. The form
+    // carries a one-time token: a double click (the same form posted twice) makes one issue,
+    // and the second post lands on the same page.
+    let once = after(&page, r#"name="once" value=""#)["name=\"once\" value=\"".len()..]
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(once.len() >= 20, "{once:?}");
+    let send = [
+        ("csrf", csrf.as_str()),
+        ("confirm", "yes"),
+        ("once", once.as_str()),
+    ];
+    let r = b.post("/admin/schedules/morning/send", &send).await;
     assert_eq!(r.status(), 303);
+    let again = b.post("/admin/schedules/morning/send", &send).await;
+    assert_eq!(again.status(), 303);
     let issues = app.services.store.list_issues(None, 10).await.unwrap();
-    assert_eq!(issues.len(), 1);
-    assert_eq!(
-        r.headers()["location"].to_str().unwrap(),
-        format!("{}/admin/issues/{}", app.base, issues[0].id)
-    );
+    assert_eq!(issues.len(), 1, "{issues:?}");
+    for r in [&r, &again] {
+        assert_eq!(
+            r.headers()["location"].to_str().unwrap(),
+            format!("{}/admin/issues/{}", app.base, issues[0].id)
+        );
+    }
     // Its readers' rows are written in the background.
     for _ in 0..100 {
         if !app

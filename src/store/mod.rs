@@ -143,6 +143,10 @@ pub trait Store:
     /// get mail is never touched (see [`SendStatus::why_not_retried`]).
     async fn requeue_failed_sends(&self, issue_id: i64, now: DateTime<Utc>) -> StoreResult<u64>;
     async fn unsettled_sends_of_issue(&self, issue_id: i64) -> StoreResult<i64>;
+    /// The first use of a one-time form token (`kind` says which form): true the first time,
+    /// false for a repeat (a double click, a reload that posts again). Kept a day, with the
+    /// webhooks' message ids (the same table and pruning).
+    async fn first_use(&self, kind: &str, token: &str, now: DateTime<Utc>) -> StoreResult<bool>;
 }
 
 /// Open the store named by a database URL (`sqlite:PATH` or `postgres://…`), making the

@@ -17,6 +17,21 @@ impl crate::store::Store for Backend {
         Backend::NAME
     }
 
+    async fn first_use(&self, kind: &str, token: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+        let _turn = self.write_turn().await;
+        let fresh = sqlx::query::<Db>(
+            "INSERT INTO webhook_seen (source, message_id, received_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (source, message_id) DO NOTHING",
+        )
+        .bind(format!("form:{kind}"))
+        .bind(token)
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(fresh == 1)
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query::<Db>("SELECT 1").execute(&self.pool).await?;
         Ok(())

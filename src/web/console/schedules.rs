@@ -40,6 +40,8 @@ pub(crate) struct ScheduleForm {
     /// "check": show the times, save nothing (the form's "Check the times" button).
     #[serde(rename = "do")]
     action: String,
+    /// "Send now"'s one-time token: a second post of the same form makes no second issue.
+    once: String,
 }
 
 impl ScheduleForm {
@@ -300,6 +302,8 @@ struct SchedulePage {
     send_error: Option<&'static str>,
     /// "Remove" was posted without the name typed again.
     remove_error: Option<&'static str>,
+    /// The one-time token of this page's "Send now" form.
+    once: String,
 }
 
 /// Which form on a schedule's page was refused, and why.
@@ -378,6 +382,7 @@ async fn schedule_page(
         status,
         SchedulePage {
             chrome: v.chrome(st, "schedules"),
+            once: crate::domain::RandomToken::generate().as_str().to_string(),
             name: s.name.clone(),
             words,
             cron: s.cron.clone(),
@@ -572,6 +577,20 @@ pub(super) async fn send_now(
             Refused::Send("Tick the box to say you mean it: this sends mail to every reader."),
         )
         .await;
+    }
+    // A double click, or a reload that posts again: the issue the first one made, not a
+    // second (which would find nothing new and be "skipped").
+    if !form.once.is_empty()
+        && !st
+            .store
+            .first_use("send-now", &form.once, st.clock.now())
+            .await?
+    {
+        let made = crate::digests::issues_of_schedule(st.store.as_ref(), &name, 1).await?;
+        return match made.first() {
+            Some(i) => see_other(&st, &format!("/issues/{}", i.issue.id)),
+            None => see_other(&st, &format!("/schedules/{name}")),
+        };
     }
     let issue = match st.digests.run_now(&name).await {
         Ok(i) => i,
