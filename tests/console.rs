@@ -906,6 +906,26 @@ async fn staff_schedule_preview_and_send_a_digest(backend: Backend) {
         .await
         .unwrap();
     assert!(page.contains("no subscriber"), "{page}");
+    // A reader who gets nothing is not shown a digest: why, instead.
+    app.reader("dee@example.com", &["wmd"]).await;
+    let store = &app.services.store;
+    let dee = store
+        .subscriber_by_email("dee@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    store.unsubscribe(dee.id, app.clock.now()).await.unwrap();
+    let page = b
+        .get("/admin/schedules/morning?to=dee%40example.com")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("dee@example.com receives no digest: the reader has unsubscribed"),
+        "{page}"
+    );
+    assert!(!page.contains("To <strong><bdi>dee@example.com"));
     // The HTML part on its own page, under a CSP that runs no script and sends no form.
     let r = b
         .get("/admin/schedules/morning/preview.html?to=ann%40example.com")

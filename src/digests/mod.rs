@@ -554,6 +554,21 @@ impl Digests {
                 DigestError::NothingToPreview("no active subscriber of these sections".into())
             })?,
         };
+        // A preview "as this reader gets it" must not show a digest to someone who gets none.
+        use crate::domain::SubscriberStatus as S;
+        let why = match reader.status {
+            S::Active => None,
+            S::Pending => Some("has not confirmed their subscription yet"),
+            S::Unsubscribed => Some("has unsubscribed"),
+            S::Bounced => Some("is suppressed: their address bounced"),
+            S::Complained => Some("is suppressed: they reported our mail as spam"),
+        };
+        if let Some(why) = why {
+            return Err(DigestError::NothingToPreview(format!(
+                "{} receives no digest: the reader {why}",
+                reader.email
+            )));
+        }
         let look = self.look(&s, now);
         self.composer
             .render_for(&look, &articles, reader.id, &reader.email)
