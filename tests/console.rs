@@ -1031,11 +1031,21 @@ async fn schedules_are_paused_resumed_and_changed_by_staff_only(backend: Backend
     b.log_in(ED).await;
     let page = b.get("/admin/schedules").await.text().await.unwrap();
     let csrf = csrf_of(&page);
-    assert_eq!(
-        b.post("/admin/schedules/morning/pause", &[("csrf", &csrf)])
-            .await
-            .status(),
-        303
+    let r = b
+        .post("/admin/schedules/morning/pause", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(r.status(), 303);
+    // Said plainly: a pause makes no new issue, and stops none already on its way.
+    let to = r.headers()["location"].to_str().unwrap().to_string();
+    let said = b
+        .get(to.trim_start_matches(&app.base))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        said.contains("An issue already on its way is not stopped"),
+        "{said}"
     );
     assert!(
         !store

@@ -170,6 +170,7 @@ async fn list(
     status: StatusCode,
     form: ScheduleForm,
     errors: FieldErrors,
+    notice: Option<String>,
 ) -> Page {
     let views = st
         .digests
@@ -199,7 +200,7 @@ async fn list(
         ListPage {
             chrome: v.chrome(st, "schedules"),
             rows,
-            notice: None,
+            notice,
             f: FormView {
                 form,
                 errors,
@@ -215,13 +216,39 @@ async fn list(
 }
 
 /// The list, and the new-schedule form.
-pub(super) async fn page(State(st): State<AppState>, v: Viewer) -> Page {
+/// `?paused=NAME` / `?resumed=NAME`: what was just done, said on the list.
+#[derive(Default, serde::Deserialize)]
+#[serde(default)]
+pub(super) struct Done {
+    paused: String,
+    resumed: String,
+}
+
+pub(super) async fn page(State(st): State<AppState>, v: Viewer, Query(done): Query<Done>) -> Page {
     let form = ScheduleForm {
         cron: "0 7 * * 1-5".into(),
         images: true,
         ..Default::default()
     };
-    list(&st, &v, StatusCode::OK, form, FieldErrors::default()).await
+    let notice = match (done.paused.as_str(), done.resumed.as_str()) {
+        ("", "") => None,
+        (name, "") => Some(format!(
+            "Paused {name}: it makes no new issue until you resume it. An issue already on its \
+             way is not stopped: its mail keeps going out."
+        )),
+        (_, name) => Some(format!(
+            "Resumed {name}: its next issue is at its next time."
+        )),
+    };
+    list(
+        &st,
+        &v,
+        StatusCode::OK,
+        form,
+        FieldErrors::default(),
+        notice,
+    )
+    .await
 }
 
 /// The times of a cron expression, as the form's fragment (for `console.js`).
@@ -247,7 +274,7 @@ pub(super) async fn add(
 ) -> Page {
     let v = &v;
     if form.action == "check" {
-        return list(&st, v, StatusCode::OK, form, FieldErrors::default()).await;
+        return list(&st, v, StatusCode::OK, form, FieldErrors::default(), None).await;
     }
     let subject = Some(form.subject.as_str());
     match st
@@ -274,6 +301,7 @@ pub(super) async fn add(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     form,
                     FieldErrors::one(field, message),
+                    None,
                 )
                 .await
             }
@@ -532,7 +560,11 @@ async fn set_enabled(st: AppState, change: Change, name: String, on: bool) -> Pa
     match r {
         Ok(()) => {
             tracing::info!(user = %v.session.name, schedule = %name, resumed = on, "schedule paused or resumed in the console");
-            see_other(&st, "/schedules")
+            let done = if on { "resumed" } else { "paused" };
+            see_other(
+                &st,
+                &format!("/schedules?{}", super::query_string(&[(done, &name)])),
+            )
         }
         Err(e) => Err(failed(&name, e)),
     }
