@@ -49,6 +49,8 @@ fn csrf_of(page: &str) -> String {
 struct Browser<'a> {
     app: &'a TestApp,
     cookies: Vec<(String, String)>,
+    /// The client's address as a trusted proxy says it (`X-Forwarded-For`), if any.
+    from: Option<&'static str>,
 }
 
 impl<'a> Browser<'a> {
@@ -56,6 +58,22 @@ impl<'a> Browser<'a> {
         Self {
             app,
             cookies: Vec::new(),
+            from: None,
+        }
+    }
+
+    /// Behind a trusted proxy that says the client is at `address`.
+    fn from(app: &'a TestApp, address: &'static str) -> Self {
+        Self {
+            from: Some(address),
+            ..Self::new(app)
+        }
+    }
+
+    fn forwarded(&self, r: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match self.from {
+            Some(a) => r.header("x-forwarded-for", a),
+            None => r,
         }
     }
 
@@ -81,9 +99,7 @@ impl<'a> Browser<'a> {
 
     async fn get(&mut self, path: &str) -> reqwest::Response {
         let r = self
-            .app
-            .http
-            .get(format!("{}{path}", self.app.base))
+            .forwarded(self.app.http.get(format!("{}{path}", self.app.base)))
             .header("cookie", self.cookie_header())
             .send()
             .await
@@ -99,9 +115,7 @@ impl<'a> Browser<'a> {
             .collect::<Vec<_>>()
             .join("&");
         let r = self
-            .app
-            .http
-            .post(format!("{}{path}", self.app.base))
+            .forwarded(self.app.http.post(format!("{}{path}", self.app.base)))
             .header("cookie", self.cookie_header())
             .header("content-type", "application/x-www-form-urlencoded")
             .body(body)
@@ -278,6 +292,33 @@ async fn failed_logins_are_limited_per_account_and_per_client(backend: Backend) 
     assert_eq!(b.log_in(ED).await.status(), 303);
 }
 both_backends!(failed_logins_are_limited_per_account_and_per_client);
+
+/// Guessing at an account from one address throttles that address, never the account's
+/// owner elsewhere; `herald users unlock` (and a new password) lets them in at once, from
+/// the guessed-at address too.
+async fn guesses_from_one_address_lock_nobody_out(backend: Backend) {
+    let app =
+        TestApp::spawn_with(Spawn::new(backend).set("http.trusted_proxies", "127.0.0.1")).await;
+    with_users(&app).await;
+    let mut attacker = Browser::from(&app, "198.51.100.7");
+    for i in 0..20 {
+        let s = attacker.log_in((ED.0, "guessing wrong")).await.status();
+        assert_eq!(s, if i < 5 { 401 } else { 429 }, "guess {i}");
+    }
+    assert_eq!(attacker.log_in(ED).await.status(), 429);
+    // The owner, from the office: in.
+    let mut owner = Browser::from(&app, "203.0.113.9");
+    assert_eq!(owner.log_in(ED).await.status(), 303);
+    // A colleague at the guessed-at address is throttled with it, until an unlock.
+    let mut colleague = Browser::from(&app, "198.51.100.7");
+    assert_eq!(colleague.log_in(OLGA).await.status(), 429);
+    let out = herald_cli(&app, &["users", "unlock", ED.0]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("failed logins forgotten"));
+    assert_eq!(colleague.log_in(OLGA).await.status(), 303);
+    assert_eq!(attacker.log_in(ED).await.status(), 303);
+}
+both_backends!(guesses_from_one_address_lock_nobody_out);
 
 /// Guesses sent all at once count against each other (each is noted before its password is
 /// checked), a second instance on the same database counts the same attempts, and logging
@@ -1853,8 +1894,12 @@ both_backends!(subscribers_bounces_and_suppressions);
 
 /// `herald domains …` against the test's database, as an operator would run it.
 fn domains_cli(app: &TestApp, args: &[&str]) -> std::process::Output {
+    herald_cli(app, &[&["domains"], args].concat())
+}
+
+/// `herald …` against the test's database.
+fn herald_cli(app: &TestApp, args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
-        .arg("domains")
         .args(args)
         .env("HERALD_DATABASE__URL", &app.db_url)
         .env(

@@ -95,10 +95,12 @@ pub struct LoginLimiter {
     window: Duration,
 }
 
-/// An attempt allowed to go on: the row noted for it under the client (a success forgets
-/// it; the account's rows all go then).
+/// An attempt allowed to go on: the row noted for it under the address (a success forgets
+/// it; the rows of the account from this address all go then), and how many attempts at
+/// this account from this address the window holds, this one included.
 pub struct Attempt {
     client: i64,
+    count: i64,
 }
 
 impl LoginLimiter {
@@ -121,11 +123,15 @@ impl LoginLimiter {
         let ids = store.note_login_attempt(&[account, client], now).await?;
         let since = now - self.window;
         let mut wait = None;
+        let mut count = 0;
         for (key, id) in [account, client].into_iter().zip(ids.iter().copied()) {
             // Only the attempts noted before this one (and this one) count against it: a
             // burst noted all at once otherwise saw itself over the limit and refused every
             // guess, the first five included (CI saw 20 of 20 refused on PostgreSQL).
             let (n, oldest) = store.login_attempts(key, since, id).await?;
+            if key == account {
+                count = n;
+            }
             // `n` counts this attempt too.
             if n > self.max {
                 let first = oldest.unwrap_or(now);
@@ -137,7 +143,10 @@ impl LoginLimiter {
             store.forget_login_attempts(&ids, None).await?;
             return Ok(Err(w));
         }
-        Ok(Ok(Attempt { client: ids[1] }))
+        Ok(Ok(Attempt {
+            client: ids[1],
+            count,
+        }))
     }
 
     /// Forget attempts older than the window (called by the purge job).
@@ -167,6 +176,24 @@ pub struct NewSession {
     pub user: UserLogin,
 }
 
+/// The key an account's attempts from one address are counted under.
+fn account_key(name: &str, client: &str) -> String {
+    format!("{}{client}", account_prefix(name))
+}
+
+/// What every key of an account's attempts starts with, whatever the address.
+fn account_prefix(name: &str) -> String {
+    format!("user:{name}|ip:")
+}
+
+/// Forget the failed logins of account `name` from every address (`herald users unlock`, and
+/// a new password): its owner may log in again at once. How many were forgotten.
+pub async fn unlock(store: &dyn AccessStore, name: &str) -> StoreResult<u64> {
+    store
+        .forget_login_attempts_under(&account_prefix(name))
+        .await
+}
+
 /// Check a login and open a session. `client` is the client's IP as the web layer sees it.
 pub async fn log_in(
     store: &dyn AccessStore,
@@ -177,10 +204,17 @@ pub async fn log_in(
     now: DateTime<Utc>,
     lifetime: Duration,
 ) -> Result<Result<NewSession, LoginRefused>, StoreError> {
-    let (account, ip) = (format!("user:{name}"), format!("ip:{client}"));
+    // Counted per account *from this address*, and per address: guesses from one place
+    // are throttled there, and the right password from another address still works (a
+    // limit per account alone let anyone lock its owner out from anywhere).
+    let (account, ip) = (account_key(name, client), format!("ip:{client}"));
     let attempt = match limiter.begin(store, &account, &ip, now).await? {
         Ok(a) => a,
-        Err(wait) => return Ok(Err(LoginRefused::Limited(wait))),
+        Err(wait) => {
+            tracing::warn!(account = %name, address = %client, wait_secs = wait, "console login throttled");
+            metrics::counter!("herald_console_logins_total", "outcome" => "throttled").increment(1);
+            return Ok(Err(LoginRefused::Limited(wait)));
+        }
     };
     let user = store.user_login(name).await?;
     // The same work for an unknown name as for a known one.
@@ -194,8 +228,11 @@ pub async fn log_in(
         .unwrap_or(false);
     let Some(user) = user.filter(|_| ok) else {
         // The attempt's rows stay: they are the failures that count.
+        tracing::warn!(account = %name, address = %client, failures = attempt.count, "console login failed");
+        metrics::counter!("herald_console_logins_total", "outcome" => "failed").increment(1);
         return Ok(Err(LoginRefused::Wrong));
     };
+    metrics::counter!("herald_console_logins_total", "outcome" => "ok").increment(1);
     store
         .forget_login_attempts(&[attempt.client], Some(&account))
         .await?;

@@ -64,6 +64,10 @@ pub trait AccessStore: Send + Sync + 'static {
     async fn forget_login_attempts(&self, ids: &[i64], key: Option<&str>) -> StoreResult<()>;
     /// Delete attempts made before `before`.
     async fn purge_login_attempts(&self, before: DateTime<Utc>) -> StoreResult<u64>;
+    /// Forget every attempt counted under a key that starts with `prefix` (an account's,
+    /// from every address: `herald users unlock`, a new password), and the counts of the
+    /// addresses those came from. How many rows went.
+    async fn forget_login_attempts_under(&self, prefix: &str) -> StoreResult<u64>;
     /// Delete sessions past their absolute expiry or idle since `idle_before`.
     async fn purge_sessions(
         &self,

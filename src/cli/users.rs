@@ -26,7 +26,11 @@ pub enum Cmd {
     },
     /// Remove a user; their sessions end at once.
     Remove { name: String },
-    /// Set a new password; every session of that user ends.
+    /// Let a user whose failed logins are being throttled log in again at once (from every
+    /// address).
+    Unlock { name: String },
+    /// Set a new password; every session of that user ends, and their failed logins are
+    /// forgotten.
     Passwd {
         name: String,
         /// Read the password from standard input (its first line) instead of a prompt.
@@ -92,7 +96,18 @@ pub async fn run(cmd: Cmd, s: Services) -> CliResult {
             s.store
                 .set_user_password(&name, &hash, s.clock.now())
                 .await?;
+            herald::access::unlock(s.store.as_ref(), &name).await?;
             println!("{name}: password changed; their sessions have ended");
+        }
+        Cmd::Unlock { name } => {
+            if s.store.user_login(&name).await?.is_none() {
+                return Err(Failure(1, format!("no user named {name:?}")));
+            }
+            let n = herald::access::unlock(s.store.as_ref(), &name).await?;
+            println!(
+                "{name}: {} forgotten; they may log in again",
+                super::count(n as i64, "failed login", "failed logins")
+            );
         }
     }
     Ok(())

@@ -254,6 +254,22 @@ impl crate::access::AccessStore for Backend {
         Ok(())
     }
 
+    async fn forget_login_attempts_under(&self, prefix: &str) -> StoreResult<u64> {
+        let _turn = self.write_turn().await;
+        // substr, not LIKE: a name may hold `_` or `%`. The addresses the account was tried
+        // from are let go too (an office's shared address is where its owner logs in from).
+        Ok(sqlx::query::<Db>(
+            "DELETE FROM login_attempts WHERE substr(key, 1, CAST($2 AS INTEGER)) = $1 \
+             OR key IN (SELECT 'ip:' || substr(key, CAST($2 AS INTEGER) + 1) FROM login_attempts \
+             WHERE substr(key, 1, CAST($2 AS INTEGER)) = $1)",
+        )
+        .bind(prefix)
+        .bind(prefix.chars().count() as i64)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
     async fn purge_login_attempts(&self, before: DateTime<Utc>) -> StoreResult<u64> {
         let _turn = self.write_turn().await;
         Ok(
