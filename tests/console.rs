@@ -320,6 +320,84 @@ async fn guesses_from_one_address_lock_nobody_out(backend: Backend) {
 }
 both_backends!(guesses_from_one_address_lock_nobody_out);
 
+/// A new login in a browser ends the session it had (someone else's, on a shared computer),
+/// and a short `session_idle` (1 minute, the least allowed) never ends a session in use.
+async fn sessions_follow_their_browser_and_their_use(backend: Backend) {
+    let app = TestApp::spawn_with(Spawn::new(backend).set("console.session_idle", "1m")).await;
+    with_users(&app).await;
+    let mut b = Browser::new(&app);
+    assert_eq!(b.log_in(ED).await.status(), 303);
+    let eds = b.cookies.clone();
+    assert_eq!(b.log_in(OLGA).await.status(), 303);
+    let mut stolen = Browser::new(&app);
+    stolen.cookies = eds;
+    assert_eq!(
+        stolen.get("/admin").await.status(),
+        303,
+        "ed's session ended"
+    );
+    assert_eq!(b.get("/admin").await.status(), 200, "olga's goes on");
+    // In use every 40 seconds for three minutes: never idle for a minute.
+    for _ in 0..5 {
+        app.clock.advance(Duration::seconds(40));
+        assert_eq!(b.get("/admin").await.status(), 200);
+    }
+    app.clock.advance(Duration::seconds(61));
+    assert_eq!(
+        b.get("/admin").await.status(),
+        303,
+        "idle for a minute: ended"
+    );
+}
+both_backends!(sessions_follow_their_browser_and_their_use);
+
+/// Logging in goes back to the console page that was asked for, and only ever to one of the
+/// console's pages.
+async fn a_login_returns_to_the_page_asked_for(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    with_users(&app).await;
+    let mut b = Browser::new(&app);
+    let r = b.get("/admin/log?status=failed").await;
+    assert_eq!(r.status(), 303);
+    let to = r.headers()["location"].to_str().unwrap().to_string();
+    assert_eq!(
+        to,
+        format!("{}/admin/login?next=%2Flog%3Fstatus%3Dfailed", app.base)
+    );
+    for (next, lands) in [
+        ("/log?status=failed", "/admin/log?status=failed"),
+        ("//evil.example/x", "/admin"),
+        ("/\\evil.example", "/admin"),
+    ] {
+        let mut b = Browser::new(&app);
+        let page = b
+            .get(&format!("/admin/login?next={}", common::urlencode(next)))
+            .await
+            .text()
+            .await
+            .unwrap();
+        let csrf = csrf_of(&page);
+        let r = b
+            .post(
+                "/admin/login",
+                &[
+                    ("name", ED.0),
+                    ("password", ED.1),
+                    ("csrf", &csrf),
+                    ("next", next),
+                ],
+            )
+            .await;
+        assert_eq!(r.status(), 303, "{next}");
+        assert_eq!(
+            r.headers()["location"].to_str().unwrap(),
+            format!("{}{lands}", app.base),
+            "{next}"
+        );
+    }
+}
+both_backends!(a_login_returns_to_the_page_asked_for);
+
 /// Guesses sent all at once count against each other (each is noted before its password is
 /// checked), a second instance on the same database counts the same attempts, and logging
 /// in successfully over and over is never limited.

@@ -212,7 +212,6 @@ pub async fn log_in(
         Ok(a) => a,
         Err(wait) => {
             tracing::warn!(account = %name, address = %client, wait_secs = wait, "console login throttled");
-            metrics::counter!("herald_console_logins_total", "outcome" => "throttled").increment(1);
             return Ok(Err(LoginRefused::Limited(wait)));
         }
     };
@@ -229,10 +228,8 @@ pub async fn log_in(
     let Some(user) = user.filter(|_| ok) else {
         // The attempt's rows stay: they are the failures that count.
         tracing::warn!(account = %name, address = %client, failures = attempt.count, "console login failed");
-        metrics::counter!("herald_console_logins_total", "outcome" => "failed").increment(1);
         return Ok(Err(LoginRefused::Wrong));
     };
-    metrics::counter!("herald_console_logins_total", "outcome" => "ok").increment(1);
     store
         .forget_login_attempts(&[attempt.client], Some(&account))
         .await?;
@@ -266,7 +263,9 @@ pub async fn session(
         store.end_session(&id).await?;
         return Ok(None);
     }
-    if now - s.last_seen_at >= Duration::minutes(1) {
+    // Kept alive at most once a minute (browsing is not a write per page), and at least
+    // twice per `session_idle`, so a short idle limit never ends a session in use.
+    if now - s.last_seen_at >= Duration::minutes(1).min(idle / 2) {
         store.touch_session(&id, now).await?;
     }
     Ok(Some(s))

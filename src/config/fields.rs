@@ -465,6 +465,16 @@ pub(super) fn feed_size<'de, D: Deserializer<'de>>(
     Ok(v)
 }
 
+/// `console.session_idle`: at least a minute (a session in use is kept alive at most once
+/// a minute, and a shorter limit would end sessions mid-work).
+pub(super) fn session_idle<'de, D: Deserializer<'de>>(d: D) -> Result<HumanDuration, D::Error> {
+    let v = HumanDuration::deserialize(d)?;
+    if v.0 < std::time::Duration::from_secs(60) {
+        return Err(D::Error::custom("must be at least 1m"));
+    }
+    Ok(v)
+}
+
 /// `delivery.instance_timeout`: at least 3s (heartbeats go every sixth of it).
 pub(super) fn instance_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<HumanDuration, D::Error> {
     let v = HumanDuration::deserialize(d)?;

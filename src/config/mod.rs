@@ -99,7 +99,7 @@ pub struct ReturnedConfig {
 #[serde(deny_unknown_fields)]
 pub struct ConsoleConfig {
     /// A session unused this long ends.
-    #[serde(deserialize_with = "fields::nonzero")]
+    #[serde(deserialize_with = "fields::session_idle")]
     pub session_idle: HumanDuration,
     /// A session ends this long after its login, however used.
     #[serde(deserialize_with = "fields::nonzero")]

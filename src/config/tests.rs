@@ -420,7 +420,7 @@ fn each_value_is_checked_where_it_is_read() {
         ("bounces.imap_url", "imaps://host/INBOX", "needs a user"),
         ("bounces.soft_limit", "0", "at least 1"),
         ("console.login_limit", "0", "at least 1"),
-        ("console.session_idle", "0s", "more than 0s"),
+        ("console.session_idle", "30s", "at least 1m"),
         ("digests.max_articles", "1001", "1 to 1000"),
         ("feeds.max_size", "10B", "at least 1kB"),
         ("subscriptions.rate_limit_per_ip", "0", "at least 1"),

@@ -20,10 +20,18 @@ struct LoginPage {
     name: String,
     csrf: String,
     error: Option<String>,
+    /// The console page to go to after logging in (checked again when the form comes back).
+    next: String,
 }
 
 /// The form, with a fresh login token in a cookie and in the form.
-fn login_form(st: &AppState, status: StatusCode, name: String, error: Option<String>) -> Page {
+fn login_form(
+    st: &AppState,
+    status: StatusCode,
+    name: String,
+    error: Option<String>,
+    next: String,
+) -> Page {
     let csrf = crate::domain::RandomToken::generate().as_str().to_string();
     let spec = cookie_spec(st);
     let body = LoginPage {
@@ -31,6 +39,7 @@ fn login_form(st: &AppState, status: StatusCode, name: String, error: Option<Str
         name,
         csrf: csrf.clone(),
         error,
+        next,
     }
     .render()
     .map_err(ConsoleError::internal)?;
@@ -42,8 +51,23 @@ fn login_form(st: &AppState, status: StatusCode, name: String, error: Option<Str
     Ok(res)
 }
 
-pub(super) async fn login_page(State(st): State<AppState>) -> Page {
-    login_form(&st, StatusCode::OK, String::new(), None)
+/// `?next=`: the console page the browser asked for before it was sent here.
+#[derive(Default, serde::Deserialize)]
+#[serde(default)]
+pub(super) struct Next {
+    next: String,
+}
+
+pub(super) async fn login_page(
+    State(st): State<AppState>,
+    super::Query(Next { next }): super::Query<Next>,
+) -> Page {
+    let next = if super::safe_next(&next) {
+        next
+    } else {
+        String::new()
+    };
+    login_form(&st, StatusCode::OK, String::new(), None, next)
 }
 
 #[derive(serde::Deserialize)]
@@ -54,6 +78,8 @@ pub(super) struct LoginForm {
     password: String,
     #[serde(default)]
     csrf: String,
+    #[serde(default)]
+    next: String,
 }
 
 pub(super) async fn login(
@@ -82,8 +108,20 @@ pub(super) async fn login(
     {
         Ok(session) => {
             tracing::info!(user = %session.user.name, "console login");
+            metrics::counter!("herald_console_logins_total", "outcome" => "ok").increment(1);
             let spec = cookie_spec(&st);
-            let mut res = (StatusCode::SEE_OTHER, [(header::LOCATION, root(&st))]).into_response();
+            // A new login in this browser ends the session it had (someone else's, perhaps,
+            // on a shared computer), not only replaces its cookie.
+            if let Some(old) = read_cookie(&headers, spec.name) {
+                crate::access::log_out(st.store.as_ref(), &old).await?;
+            }
+            // Back to the page asked for, if it is one of the console's; else the dashboard.
+            let to = if super::safe_next(&f.next) {
+                format!("{}{}", root(&st), f.next)
+            } else {
+                root(&st)
+            };
+            let mut res = (StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response();
             let h = res.headers_mut();
             h.append(
                 header::SET_COOKIE,
@@ -109,6 +147,7 @@ pub(super) async fn login(
                 StatusCode::UNAUTHORIZED,
                 name,
                 Some("The name or the password is wrong.".into()),
+                f.next,
             )
         }
         Err(LoginRefused::Limited(wait)) => {
@@ -121,6 +160,7 @@ pub(super) async fn login(
                     "Too many failed logins. Try again in {} minutes.",
                     (wait + 59) / 60
                 )),
+                f.next,
             )?;
             page.headers_mut().insert(
                 header::RETRY_AFTER,

@@ -220,6 +220,17 @@ pub(crate) fn zone_name(zone: &chrono_tz::Tz, t: chrono::DateTime<chrono::Utc>) 
     t.with_timezone(zone).format("%Z").to_string()
 }
 
+/// Whether `next` may be where a login sends the browser: a path under the console (it is
+/// put after the console's own address), never another site (`//host`, `\\host`), at most
+/// 500 characters, no control characters.
+pub(crate) fn safe_next(next: &str) -> bool {
+    next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.contains('\\')
+        && next.len() <= 500
+        && !crate::domain::has_control_chars(next)
+}
+
 /// `{public_url}/admin`.
 pub(crate) fn root(st: &AppState) -> String {
     st.public_url("/admin")
@@ -414,13 +425,19 @@ impl FromRequestParts<AppState> for Viewer {
             return Ok(v.clone());
         }
         let spec = cookie_spec(st);
+        // Where to come back to: a page asked for, not a form posted (nor the dashboard,
+        // where a login goes anyway).
+        let back = (parts.method == axum::http::Method::GET)
+            .then(|| parts.uri.path_and_query().map(|p| p.as_str().to_string()))
+            .flatten()
+            .filter(|p| p != "/" && safe_next(p));
         let Some(cookie) = read_cookie(&parts.headers, spec.name) else {
-            return Err(ConsoleError::LogIn.respond(st));
+            return Err(ConsoleError::LogIn(back).respond(st));
         };
         let idle = st.config.console.session_idle.as_chrono();
         match crate::access::session(st.store.as_ref(), &cookie, st.clock.now(), idle).await {
             Ok(Some(session)) => Ok(Viewer { session, cookie }),
-            Ok(None) => Err(ConsoleError::LogIn.respond(st)),
+            Ok(None) => Err(ConsoleError::LogIn(back).respond(st)),
             Err(e) => Err(ConsoleError::from(e).respond(st)),
         }
     }
@@ -616,8 +633,9 @@ impl Viewer {
 /// Every way a console request fails, as the page that says so.
 #[derive(Debug)]
 pub(crate) enum ConsoleError {
-    /// Not logged in (or the session ended): to the login page.
-    LogIn,
+    /// Not logged in (or the session ended): to the login page, and back to this page
+    /// (its path under the console) after it.
+    LogIn(Option<String>),
     /// Logged in, but the role may not do this.
     Forbidden,
     /// The form's CSRF token is missing or not this session's.
@@ -722,11 +740,15 @@ impl ConsoleError {
             (status, axum::response::Html(body)).into_response()
         };
         match self {
-            ConsoleError::LogIn => (
-                StatusCode::SEE_OTHER,
-                [(header::LOCATION, format!("{}/login", root(st)))],
-            )
-                .into_response(),
+            ConsoleError::LogIn(back) => {
+                let to = match back {
+                    Some(next) => {
+                        format!("{}/login?{}", root(st), query_string(&[("next", &next)]))
+                    }
+                    None => format!("{}/login", root(st)),
+                };
+                (StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response()
+            }
             ConsoleError::Forbidden => page(
                 StatusCode::FORBIDDEN,
                 "Not allowed",
