@@ -819,6 +819,14 @@ async fn cookies_take_the_strongest_prefix_the_address_allows(backend: Backend) 
     ] {
         let app = TestApp::spawn_with(Spawn::new(backend).set("http.public_url", public)).await;
         with_users(&app).await;
+        // The login form's own token cookie takes the same prefix: no sibling subdomain or
+        // port can set it for us.
+        let login_name = name.replace("session", "login");
+        let form = Browser::new(&app).get("/admin/login").await;
+        assert!(
+            set_cookie(&form, &login_name).is_some(),
+            "{login_name} for {public}"
+        );
         let mut b = Browser::new(&app);
         let r = b.log_in(ED).await;
         assert_eq!(r.status(), 303, "{public}");
@@ -830,6 +838,45 @@ async fn cookies_take_the_strongest_prefix_the_address_allows(backend: Backend) 
     }
 }
 both_backends!(cookies_take_the_strongest_prefix_the_address_allows);
+
+/// A login form posted from another origin (a sibling subdomain or port that tossed its own
+/// token cookie in) is refused, whatever token it carries.
+async fn a_login_from_another_origin_is_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    with_users(&app).await;
+    for (origin, fetch_site, status) in [
+        ("http://evil.example", "cross-site", 403),
+        ("http://127.0.0.1:1", "same-site", 403),
+        // With no referrer (herald's policy) a browser may say "null": the fetch metadata
+        // still tells a sibling from us.
+        ("null", "same-site", 403),
+        ("null", "same-origin", 303),
+        (app.base.as_str(), "same-origin", 303),
+    ] {
+        let mut b = Browser::new(&app);
+        let page = b.get("/admin/login").await.text().await.unwrap();
+        let csrf = csrf_of(&page);
+        let body = format!(
+            "name={}&password={}&csrf={}",
+            ED.0,
+            common::urlencode(ED.1),
+            common::urlencode(&csrf)
+        );
+        let r = app
+            .http
+            .post(format!("{}/admin/login", app.base))
+            .header("cookie", b.cookie_header())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("origin", origin)
+            .header("sec-fetch-site", fetch_site)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "{origin} {fetch_site}");
+    }
+}
+both_backends!(a_login_from_another_origin_is_refused);
 
 /// What a page says between `start` and the end of that element's line: for assertions
 /// about one part of a page.

@@ -10,8 +10,36 @@ use axum::response::{Html, IntoResponse};
 use std::net::SocketAddr;
 
 /// The login form's own CSRF token (double submit: a cookie and the same value in the
-/// form), so nobody can log a browser in to an account of theirs from another site.
-const LOGIN_COOKIE: &str = "herald_login";
+/// form), so nobody can log a browser in to an account of theirs from another site. Its name
+/// takes the strongest prefix the address allows, as the session's does: a `__Host-` cookie
+/// cannot be set by another subdomain or port of the site ("cookie tossing").
+fn login_cookie(spec: &super::CookieSpec) -> &'static str {
+    match spec.name {
+        "__Host-herald_session" => "__Host-herald_login",
+        "__Secure-herald_session" => "__Secure-herald_login",
+        _ => "herald_login",
+    }
+}
+
+/// Whether the form was posted from herald's own pages. Browsers say where a request comes
+/// from in `Sec-Fetch-Site` (anything but `same-origin` is refused: a sibling subdomain or
+/// port is `same-site`) and in `Origin` (refused if another origin; herald's pages send no
+/// referrer, so browsers may send `null` there, which says nothing). A request with neither
+/// (not a browser's) is left to the token.
+fn same_origin(st: &AppState, headers: &HeaderMap) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site")
+        && site.as_bytes() != b"same-origin"
+    {
+        return false;
+    }
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let ours = url::Url::parse(&st.config.http.public_url)
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_default();
+    origin.to_str().is_ok_and(|o| o == "null" || o == ours)
+}
 
 #[derive(Template)]
 #[template(path = "console/login.html")]
@@ -46,7 +74,13 @@ fn login_form(
     let mut res = (status, Html(body)).into_response();
     res.headers_mut().insert(
         header::SET_COOKIE,
-        set_cookie(LOGIN_COOKIE, &csrf, &spec.path, spec.secure, Some(3600)),
+        set_cookie(
+            login_cookie(&spec),
+            &csrf,
+            &spec.path,
+            spec.secure,
+            Some(3600),
+        ),
     );
     Ok(res)
 }
@@ -88,8 +122,10 @@ pub(super) async fn login(
     headers: HeaderMap,
     Form(f): Form<LoginForm>,
 ) -> Page {
-    let expected = read_cookie(&headers, LOGIN_COOKIE);
-    if expected.is_none_or(|c| c.len() != f.csrf.len() || c != f.csrf) {
+    let expected = read_cookie(&headers, login_cookie(&cookie_spec(&st)));
+    if expected.is_none_or(|c| c.len() != f.csrf.len() || c != f.csrf)
+        || !same_origin(&st, &headers)
+    {
         return Err(ConsoleError::BadCsrf);
     }
     let client = client_ip(&st.config, peer, &headers).to_string();
@@ -135,7 +171,7 @@ pub(super) async fn login(
             );
             h.append(
                 header::SET_COOKIE,
-                set_cookie(LOGIN_COOKIE, "", &spec.path, spec.secure, Some(0)),
+                set_cookie(login_cookie(&spec), "", &spec.path, spec.secure, Some(0)),
             );
             Ok(res)
         }
