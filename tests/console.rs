@@ -317,6 +317,35 @@ async fn guesses_from_one_address_lock_nobody_out(backend: Backend) {
     assert!(String::from_utf8_lossy(&out.stdout).contains("failed logins forgotten"));
     assert_eq!(colleague.log_in(OLGA).await.status(), 303);
     assert_eq!(attacker.log_in(ED).await.status(), 303);
+    // A new password forgets the failures too.
+    let mut shared = Browser::from(&app, "192.0.2.44");
+    for _ in 0..6 {
+        shared.log_in((OLGA.0, "guessing wrong")).await;
+    }
+    assert_eq!(shared.log_in(OLGA).await.status(), 429);
+    let mut passwd = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["users", "passwd", OLGA.0, "--password-stdin"])
+        .env("HERALD_DATABASE__URL", &app.db_url)
+        .env(
+            "HERALD_SECRET_KEY",
+            "domains-test-secret-domains-test-secret-01",
+        )
+        .env("HERALD_MAIL__URL", "maildir:outbox")
+        .env_remove("HERALD_CONFIG")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    passwd
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"a brand new password 3\n")
+        .unwrap();
+    assert!(passwd.wait().unwrap().success());
+    let r = shared.log_in((OLGA.0, "a brand new password 3")).await;
+    assert_eq!(r.status(), 303);
 }
 both_backends!(guesses_from_one_address_lock_nobody_out);
 
