@@ -323,15 +323,7 @@ async fn guesses_from_one_address_lock_nobody_out(backend: Backend) {
         shared.log_in((OLGA.0, "guessing wrong")).await;
     }
     assert_eq!(shared.log_in(OLGA).await.status(), 429);
-    let mut passwd = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
-        .args(["users", "passwd", OLGA.0, "--password-stdin"])
-        .env("HERALD_DATABASE__URL", &app.db_url)
-        .env(
-            "HERALD_SECRET_KEY",
-            "domains-test-secret-domains-test-secret-01",
-        )
-        .env("HERALD_MAIL__URL", "maildir:outbox")
-        .env_remove("HERALD_CONFIG")
+    let mut passwd = herald_command(&app, &["users", "passwd", OLGA.0, "--password-stdin"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -2053,17 +2045,21 @@ fn domains_cli(app: &TestApp, args: &[&str]) -> std::process::Output {
 
 /// `herald …` against the test's database.
 fn herald_cli(app: &TestApp, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
-        .args(args)
+    herald_command(app, args).output().unwrap()
+}
+
+/// The command [`herald_cli`] runs, for a caller that needs more of it (standard input).
+fn herald_command(app: &TestApp, args: &[&str]) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_herald"));
+    c.args(args)
         .env("HERALD_DATABASE__URL", &app.db_url)
         .env(
             "HERALD_SECRET_KEY",
             "domains-test-secret-domains-test-secret-01",
         )
         .env("HERALD_MAIL__URL", "maildir:outbox")
-        .env_remove("HERALD_CONFIG")
-        .output()
-        .unwrap()
+        .env_remove("HERALD_CONFIG");
+    c
 }
 
 /// A blocklisting pauses its domain; it never purges its readers. 30 readers at one domain

@@ -17,6 +17,18 @@ macro_rules! select_subscriber {
 }
 pub(crate) use select_subscriber;
 
+/// `SELECT <the columns of SendRecord> FROM sends <tail>`, likewise.
+macro_rules! select_send {
+    ($tail:literal) => {
+        concat!(
+            "SELECT id, issue_id, subscriber_id, kind, email, message_id, status, attempts, \
+             last_reply, created_at, updated_at, sent_at FROM sends ",
+            $tail
+        )
+    };
+}
+pub(crate) use select_send;
+
 /// A confirmation token's row, with the address it confirms.
 #[derive(sqlx::FromRow)]
 pub(super) struct ConfirmRow {

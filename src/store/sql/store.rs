@@ -108,10 +108,8 @@ impl crate::store::Store for Backend {
     }
 
     async fn list_sends(&self, f: &SendFilter) -> StoreResult<Vec<SendRecord>> {
-        let mut qb = sqlx::QueryBuilder::<Db>::new(
-            "SELECT id, issue_id, subscriber_id, kind, email, message_id, status, attempts, \
-             last_reply, created_at, updated_at, sent_at FROM sends WHERE 1 = 1",
-        );
+        let mut qb =
+            sqlx::QueryBuilder::<Db>::new(crate::store::shared::select_send!("WHERE 1 = 1"));
         if let Some(i) = f.issue_id {
             qb.push(" AND issue_id = ").push_bind(i);
         }
@@ -135,10 +133,8 @@ impl crate::store::Store for Backend {
     }
 
     async fn send_log(&self, q: &LogQuery) -> StoreResult<Vec<SendRecord>> {
-        let mut qb = sqlx::QueryBuilder::<Db>::new(
-            "SELECT id, issue_id, subscriber_id, kind, email, message_id, status, attempts, \
-             last_reply, created_at, updated_at, sent_at FROM sends WHERE 1 = 1",
-        );
+        let mut qb =
+            sqlx::QueryBuilder::<Db>::new(crate::store::shared::select_send!("WHERE 1 = 1"));
         if let Some(i) = q.issue_id {
             qb.push(" AND issue_id = ").push_bind(i);
         }

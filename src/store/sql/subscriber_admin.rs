@@ -146,14 +146,14 @@ impl crate::subscriptions::SubscriberAdminStore for Backend {
     }
 
     async fn sends_for_subscriber(&self, id: i64) -> StoreResult<Vec<SendRecord>> {
-        Ok(sqlx::query_as::<Db, SendRecord>(
-            "SELECT id, issue_id, subscriber_id, kind, email, message_id, status, attempts, \
-             last_reply, created_at, updated_at, sent_at FROM sends WHERE subscriber_id = $1 ORDER \
-             BY id",
+        Ok(
+            sqlx::query_as::<Db, SendRecord>(crate::store::shared::select_send!(
+                "WHERE subscriber_id = $1 ORDER BY id"
+            ))
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?,
         )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?)
     }
 
     async fn subscriber_page(&self, q: &SubscriberQuery) -> StoreResult<Vec<Subscriber>> {
