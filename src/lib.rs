@@ -186,6 +186,7 @@ impl Services {
             store.clone(),
             clock.clone(),
             digest_composer,
+            engine.issue_stops(),
         ));
         let feeds = Arc::new(articles::FeedPoller::new(
             store.clone(),

@@ -2611,3 +2611,278 @@ async fn a_private_ca_is_trusted_only_when_named(backend: Backend) {
     }
 }
 both_backends!(a_private_ca_is_trusted_only_when_named, tools);
+
+/// A relay that takes `ms` to answer each message, and an app delivering as `herald serve`
+/// does (4 connections) an issue of `n` readers to it; returns once the relay has `at_least`.
+async fn mid_send(backend: Backend, n: usize, ms: u64, at_least: usize) -> (TestApp, i64) {
+    let mut spec = Spawn::new(backend)
+        .set("delivery.poll_interval", "1s")
+        .set("delivery.connections", "4")
+        .set("delivery.batch_size", "50");
+    spec.background = true;
+    let app = TestApp::spawn_with(spec).await;
+    app.smtp().set_behaviour(Behaviour {
+        on_message: Some(Hook(Arc::new(move || {
+            std::thread::sleep(std::time::Duration::from_millis(ms))
+        }))),
+        ..Default::default()
+    });
+    issue_for(&app, n).await;
+    let id = app.services.store.list_issues(None, 1).await.unwrap()[0].id;
+    app.services.engine.wake();
+    for _ in 0..600 {
+        if app.smtp().count() >= at_least {
+            return (app, id);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the relay got {} of {n}", app.smtp().count());
+}
+
+/// What the ledger says of an issue's sends, by status.
+async fn issue_counts(app: &TestApp, id: i64) -> std::collections::BTreeMap<String, i64> {
+    app.services
+        .store
+        .issue_status_counts(id)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+/// Once the relay has received nothing for a second, its count.
+async fn relay_settled(app: &TestApp) -> usize {
+    let mut last = app.smtp().count();
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+        let now = app.smtp().count();
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+}
+
+/// Stopping an issue mid-send (the API, in the process that delivers): the relay receives
+/// at most the one message per connection already handed to it, nothing after; the ledger
+/// says `sent` for exactly what the relay received and `cancelled` for every other reader;
+/// the issue is `stopped`, and neither a second stop nor a retry sends anything more.
+async fn a_stopped_issue_sends_nothing_more(backend: Backend) {
+    let (app, id) = mid_send(backend, 400, 30, 20).await;
+    let store = app.services.store.as_ref();
+    let token =
+        herald::access::issue_token(store, "desk", herald::store::Role::Staff, app.clock.now())
+            .await
+            .unwrap();
+    let r = app
+        .api_post(&format!("/api/v1/issues/{id}/stop"), &token, None)
+        .await;
+    let at_stop = app.smtp().count();
+    assert_eq!(r.status(), 200);
+    let said: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(said["already"], false, "{said}");
+    assert_eq!(said["stopped_by"], "token desk", "{said}");
+    let received = relay_settled(&app).await;
+    assert!(
+        received <= at_stop + 4,
+        "{at_stop} at the stop, {received} in the end: more than the 4 in flight"
+    );
+    assert!(
+        received < 200,
+        "the stop came too late to prove anything: {received}"
+    );
+    let counts = issue_counts(&app, id).await;
+    assert_eq!(
+        counts.get("sent").copied().unwrap_or(0),
+        received as i64,
+        "{counts:?}"
+    );
+    assert_eq!(
+        counts.get("cancelled").copied().unwrap_or(0),
+        400 - received as i64,
+        "{counts:?}"
+    );
+    assert_eq!(counts.len(), 2, "only sent and cancelled: {counts:?}");
+    // Every reader who got it got it once.
+    let mut to: Vec<String> = app.smtp().all().iter().flat_map(|c| c.to.clone()).collect();
+    to.sort();
+    to.dedup();
+    assert_eq!(to.len(), received);
+
+    // The issue says so, to the API and in the console's terms.
+    let issue = herald::digests::issue_with_counts(store, id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(issue.state, "stopped");
+    assert_eq!(issue.issue.stopped_by.as_deref(), Some("token desk"));
+    // Again: nothing changes, and it says when it was stopped.
+    let again: serde_json::Value = app
+        .api_post(&format!("/api/v1/issues/{id}/stop"), &token, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (again["already"].clone(), again["cancelled"].clone()),
+        (true.into(), 0.into())
+    );
+    // A retry of a stopped issue puts nothing back in the queue.
+    assert_eq!(
+        store
+            .requeue_failed_sends(id, app.clock.now())
+            .await
+            .unwrap(),
+        0
+    );
+    // No such issue: 404.
+    let r = app.api_post("/api/v1/issues/999/stop", &token, None).await;
+    assert_eq!(r.status(), 404);
+    // A read-only token may not stop anything.
+    let ops =
+        herald::access::issue_token(store, "ops", herald::store::Role::Operator, app.clock.now())
+            .await
+            .unwrap();
+    let r = app
+        .api_post(&format!("/api/v1/issues/{id}/stop"), &ops, None)
+        .await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(relay_settled(&app).await, received);
+}
+both_backends!(a_stopped_issue_sends_nothing_more);
+
+/// A stop made by another process (`herald issues stop`, another instance) reaches the
+/// workers through the ledger within a quarter second. Whatever the relay took meanwhile
+/// is recorded as `sent` — the ledger never says `cancelled` for mail that went out.
+async fn a_stop_from_another_process_reaches_the_workers(backend: Backend) {
+    let (app, id) = mid_send(backend, 400, 30, 20).await;
+    // The store directly: this process's workers are not told, as with the CLI.
+    let r = app
+        .services
+        .store
+        .stop_issue(id, "cli (someone)", app.clock.now())
+        .await
+        .unwrap()
+        .unwrap();
+    let at_stop = app.smtp().count();
+    assert!(r.cancelled > 0 && !r.already);
+    let received = relay_settled(&app).await;
+    // 4 connections at ~30 ms a message for at most 250 ms, and the 4 in flight.
+    assert!(
+        received <= at_stop + 4 * 10 + 4,
+        "{at_stop} at the stop, {received} in the end"
+    );
+    let counts = issue_counts(&app, id).await;
+    assert_eq!(
+        counts.get("sent").copied().unwrap_or(0),
+        received as i64,
+        "{counts:?}"
+    );
+    assert_eq!(
+        counts.get("cancelled").copied().unwrap_or(0),
+        400 - received as i64,
+        "{counts:?}"
+    );
+}
+both_backends!(a_stop_from_another_process_reaches_the_workers);
+
+/// The outcome fence and a stop: a row cancelled while its worker held it takes `sent` from
+/// that worker (the mail went out) but no other outcome, and nothing from anyone else; a
+/// stop during filling ends the filling, and the rows written are cancelled.
+async fn a_stop_is_fenced_like_any_outcome(backend: Backend) {
+    use herald::store::{SendOutcome, SendResult};
+    let app = TestApp::spawn(backend).await;
+    issue_for(&app, 3).await;
+    let store = app.services.store.as_ref();
+    let id = store.list_issues(None, 1).await.unwrap()[0].id;
+    let holder = LeaseHolder {
+        owner: "i1/w0".into(),
+        instance: "i1".into(),
+    };
+    let now = app.clock.now();
+    let jobs = store
+        .claim_sends(&holder, now, now + Duration::minutes(5), 10)
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 3);
+    let r = store.stop_issue(id, "ann", now).await.unwrap().unwrap();
+    assert_eq!((r.cancelled, r.sent, r.already), (3, 0, false));
+    // Claimed rows are no longer held: a renewal returns none of them.
+    assert!(
+        store
+            .renew_leases(&holder.owner, now + Duration::minutes(5), now)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let result = |i: usize, owner: &str, outcome: SendOutcome| SendResult {
+        send_id: jobs[i].id,
+        lease_owner: owner.into(),
+        outcome,
+    };
+    let written = store
+        .complete_sends(
+            &[
+                result(
+                    0,
+                    "i1/w0",
+                    SendOutcome::Sent {
+                        reply: "250 ok".into(),
+                    },
+                ),
+                result(
+                    1,
+                    "i1/w0",
+                    SendOutcome::Failed {
+                        reply: "550 no".into(),
+                    },
+                ),
+                result(
+                    2,
+                    "i2/w9",
+                    SendOutcome::Sent {
+                        reply: "250 ok".into(),
+                    },
+                ),
+            ],
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(written, 1);
+    let counts = issue_counts(&app, id).await;
+    assert_eq!(counts.get("sent"), Some(&1), "{counts:?}");
+    assert_eq!(counts.get("cancelled"), Some(&2), "{counts:?}");
+    // Nothing of it is claimed again.
+    assert!(
+        store
+            .claim_sends(&holder, now, now + Duration::minutes(5), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.issue_stops().await.unwrap() >= 1);
+
+    // An issue still being filled: the stop ends the filling.
+    app.add_article("wmd", "B", "https://news.example.org/b", "")
+        .await;
+    app.set_time(2026, 3, 3, 7, 0, 0);
+    let made = app.services.digests.run_tick().await.unwrap();
+    let second = made[0].issue.id;
+    assert!(store.issue(second).await.unwrap().unwrap().filling);
+    let step = store.fill_issue(second, 1, app.clock.now()).await.unwrap();
+    assert!(!step.done);
+    let r = store
+        .stop_issue(second, "ann", app.clock.now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.cancelled, 1);
+    let issue = store.issue(second).await.unwrap().unwrap();
+    assert!(!issue.filling && issue.stopped_at.is_some());
+    let step = store.fill_issue(second, 10, app.clock.now()).await.unwrap();
+    assert_eq!((step.written, step.done), (0, true));
+    assert_eq!(issue_counts(&app, second).await.get("cancelled"), Some(&1));
+    assert!(store.stop_issue(9999, "ann", now).await.unwrap().is_none());
+}
+both_backends!(a_stop_is_fenced_like_any_outcome);

@@ -85,14 +85,33 @@ fn dummy_hash() -> &'static str {
     })
 }
 
-/// Login attempts within a window, per key (an account, a client IP), kept in the
-/// database: every instance counts the same attempts. An attempt is noted before its
-/// password is checked, so guesses sent all at once count against each other instead of
-/// all passing a check that none of them has failed yet; a successful login forgets the
-/// account's attempts and its own.
+/// Login attempts per key (an account from one address, an address), kept in the
+/// database: every instance counts the same attempts. Of the attempts of the last
+/// [`MEMORY`] windows, the first `max` go through; after that each must wait longer after
+/// the one before — 1 s, 2 s, 4 s, … up to a whole window — so a mistyped password costs
+/// its owner seconds while a guesser gets about a dozen tries an hour (with the defaults,
+/// against twenty under the 15-minute lockout this replaced). Remembering only one window
+/// would let the count fall back to zero under a patient guesser (three times as many
+/// tries). An attempt is noted before its password is
+/// checked, so guesses sent all at once count against each other instead of all passing a
+/// check that none of them has failed yet; one refused is not kept (it checked nothing); a
+/// successful login forgets the account's attempts and its own.
 pub struct LoginLimiter {
     max: i64,
     window: Duration,
+}
+
+/// How many windows of attempts a limiter remembers.
+const MEMORY: i32 = 4;
+
+/// The wait after the attempt before, for the `n`th attempt in the window when `max` are
+/// free: none up to `max`, then one second doubling with each, at most `window`.
+fn login_delay(n: i64, max: i64, window: Duration) -> Duration {
+    if n <= max {
+        return Duration::zero();
+    }
+    let doublings = u32::try_from(n - max - 1).unwrap_or(u32::MAX).min(30);
+    Duration::seconds(1_i64 << doublings).min(window)
 }
 
 /// An attempt allowed to go on: the row noted for it under the address (a success forgets
@@ -112,36 +131,40 @@ impl LoginLimiter {
     }
 
     /// Note an attempt under `account` and `client`; Err(seconds until a try is allowed)
-    /// while either has had its `max` attempts in the window (this one is then not kept).
+    /// while either had its `max` attempts in the window and the one before this came
+    /// less than [`login_delay`] ago (this one is then not kept).
     async fn begin(
         &self,
         store: &dyn AccessStore,
         account: &str,
         client: &str,
         now: DateTime<Utc>,
-    ) -> Result<Result<Attempt, i64>, StoreError> {
+    ) -> Result<Result<Attempt, (i64, i64)>, StoreError> {
         let ids = store.note_login_attempt(&[account, client], now).await?;
-        let since = now - self.window;
+        let since = now - self.window * MEMORY;
         let mut wait = None;
         let mut count = 0;
         for (key, id) in [account, client].into_iter().zip(ids.iter().copied()) {
             // Only the attempts noted before this one (and this one) count against it: a
             // burst noted all at once otherwise saw itself over the limit and refused every
             // guess, the first five included (CI saw 20 of 20 refused on PostgreSQL).
-            let (n, oldest) = store.login_attempts(key, since, id).await?;
+            let (n, before) = store.login_attempts(key, since, id).await?;
             if key == account {
                 count = n;
             }
             // `n` counts this attempt too.
-            if n > self.max {
-                let first = oldest.unwrap_or(now);
-                let w = ((first + self.window) - now).num_seconds().max(1);
+            let due = before.unwrap_or(now) + login_delay(n, self.max, self.window);
+            if due > now {
+                // Whole seconds, rounded up: a client told 0 would come back at once.
+                let w = (due - now + Duration::milliseconds(999))
+                    .num_seconds()
+                    .max(1);
                 wait = Some(wait.map_or(w, |v: i64| v.max(w)));
             }
         }
         if let Some(w) = wait {
             store.forget_login_attempts(&ids, None).await?;
-            return Ok(Err(w));
+            return Ok(Err((w, count)));
         }
         Ok(Ok(Attempt {
             client: ids[1],
@@ -149,13 +172,13 @@ impl LoginLimiter {
         }))
     }
 
-    /// Forget attempts older than the window (called by the purge job).
+    /// Forget attempts older than the limiter remembers (called by the purge job).
     pub async fn prune(
         &self,
         store: &dyn AccessStore,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        store.purge_login_attempts(now - self.window).await
+        store.purge_login_attempts(now - self.window * MEMORY).await
     }
 }
 
@@ -210,8 +233,8 @@ pub async fn log_in(
     let (account, ip) = (account_key(name, client), format!("ip:{client}"));
     let attempt = match limiter.begin(store, &account, &ip, now).await? {
         Ok(a) => a,
-        Err(wait) => {
-            tracing::warn!(account = %name, address = %client, wait_secs = wait, "console login throttled");
+        Err((wait, count)) => {
+            tracing::warn!(account = %name, address = %client, attempts = count, wait_secs = wait, "console login throttled");
             return Ok(Err(LoginRefused::Limited(wait)));
         }
     };
@@ -294,5 +317,21 @@ mod tests {
         assert!(!verify("anything", "not a hash"));
         assert!(hash_password("short").is_err());
         assert_ne!(h, hash_password("correct horse battery").unwrap(), "salted");
+    }
+
+    /// Five free, then 1 s, 2 s, 4 s … doubling, never more than the window.
+    #[test]
+    fn login_delays_grow_to_the_window() {
+        let window = Duration::minutes(15);
+        let waits: Vec<i64> = (1..=18)
+            .map(|n| login_delay(n, 5, window).num_seconds())
+            .collect();
+        assert_eq!(
+            waits,
+            [
+                0, 0, 0, 0, 0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 900, 900, 900
+            ]
+        );
+        assert_eq!(login_delay(i64::MAX, 5, window), window);
     }
 }

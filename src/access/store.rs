@@ -53,7 +53,7 @@ pub trait AccessStore: Send + Sync + 'static {
     /// so that concurrent attempts count each other; returns the rows' ids, in `keys` order.
     async fn note_login_attempt(&self, keys: &[&str], at: DateTime<Utc>) -> StoreResult<Vec<i64>>;
     /// Attempts under `key` after `since`, noted no later than attempt `upto` (ids grow as
-    /// attempts are noted): how many, and when the oldest was.
+    /// attempts are noted): how many, and when the one before `upto` was.
     async fn login_attempts(
         &self,
         key: &str,

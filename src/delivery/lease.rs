@@ -9,7 +9,33 @@ use crate::store::{InstanceInfo, LeaseHolder, SendJob, StoreResult};
 use chrono::{DateTime, Utc};
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// How often a worker sending reads the ledger's count of issue stops, for a stop made by
+/// another process (the CLI, another instance): one small read per worker four times a
+/// second, against thousands of messages.
+const STOP_POLL: Duration = Duration::from_millis(250);
+
+/// Issue stops as this process hears of them. A stop made here (console, API) is told at
+/// once with [`IssueStops::stopped`]; one made elsewhere shows in the ledger's count
+/// ([`super::Ledger::issue_stops`]), read every [`STOP_POLL`]. Either way a worker
+/// renews its leases before its next message, and the rows the stop cancelled are no
+/// longer among those it holds.
+#[derive(Debug, Default)]
+pub struct IssueStops {
+    here: AtomicU64,
+}
+
+impl IssueStops {
+    /// An issue was stopped by this process.
+    pub fn stopped(&self) {
+        self.here.fetch_add(1, Ordering::AcqRel);
+    }
+    fn here(&self) -> u64 {
+        self.here.load(Ordering::Acquire)
+    }
+}
 
 /// A batch of claimed sends and the lease they are held under.
 pub struct Batch {
@@ -18,6 +44,11 @@ pub struct Batch {
     pub(super) jobs: Vec<SendJob>,
     /// The ids still held after the last renewal (all of them until then).
     held: HashSet<i64>,
+    /// The stops this batch has heard of: this process's count, the ledger's count and
+    /// when it was read.
+    stops_here: u64,
+    stops_ledger: i64,
+    stops_read: Instant,
 }
 
 impl Batch {
@@ -45,6 +76,7 @@ pub(super) struct Leases {
     /// When our heartbeat was last written; None while no heartbeat runs (tests, CLI),
     /// whose leases nobody reaps.
     pub(super) last_heartbeat: std::sync::Mutex<Option<std::time::Instant>>,
+    pub(super) stops: Arc<IssueStops>,
 }
 
 pub(super) fn chrono(d: Duration) -> chrono::Duration {
@@ -77,6 +109,10 @@ impl Leases {
     /// Claim up to `delivery.batch_size` due sends for `holder`; nothing while this
     /// instance's heartbeat is stale (it could not send them, only keep them from others).
     pub(super) async fn claim(&self, holder: &LeaseHolder) -> StoreResult<Batch> {
+        // Where the batch starts hearing of stops, read before the claim: a stop after
+        // this read is noticed, one before it cancelled its rows before the claim.
+        let stops_here = self.stops.here();
+        let stops_ledger = self.ledger.issue_stops().await?;
         let now = self.clock.now();
         let lease_until = now + chrono(self.lease);
         let jobs = if self.heartbeat_stale() {
@@ -91,6 +127,9 @@ impl Leases {
             lease_until,
             held: jobs.iter().map(|j| j.id).collect(),
             jobs,
+            stops_here,
+            stops_ledger,
+            stops_read: Instant::now(),
         })
     }
 
@@ -108,7 +147,7 @@ impl Leases {
         let now = self.clock.now();
         let left = batch.lease_until - now;
         let renew_below = chrono((self.lease / 2).max(self.exchange));
-        if left < renew_below {
+        if left < renew_below || self.issue_stopped(batch).await? {
             let until = now + chrono(self.lease);
             let ids = self
                 .ledger
@@ -119,5 +158,21 @@ impl Leases {
         }
         Ok(batch.held.contains(&id)
             && batch.lease_until - self.clock.now() >= chrono(self.exchange))
+    }
+
+    /// Whether an issue was stopped since the batch last looked: told by this process, or
+    /// counted in the ledger (read at most every [`STOP_POLL`]).
+    async fn issue_stopped(&self, batch: &mut Batch) -> StoreResult<bool> {
+        let here = self.stops.here();
+        if here != batch.stops_here {
+            batch.stops_here = here;
+            return Ok(true);
+        }
+        if batch.stops_read.elapsed() < STOP_POLL {
+            return Ok(false);
+        }
+        let count = self.ledger.issue_stops().await?;
+        batch.stops_read = Instant::now();
+        Ok(std::mem::replace(&mut batch.stops_ledger, count) != count)
     }
 }

@@ -39,7 +39,9 @@ pub trait Ledger: Send + Sync + 'static {
     ) -> StoreResult<u64>;
     /// Record outcomes (of one or several workers) in one transaction. A row is touched
     /// only while its `lease_owner` still holds it (a worker whose lease passed must not
-    /// overwrite the outcome of the one that took over). Returns how many rows were written.
+    /// overwrite the outcome of the one that took over), with one exception: a row its
+    /// issue's stop made `cancelled` while the holder's message was with the server takes
+    /// `sent` (the truth), and no other outcome. Returns how many rows were written.
     async fn complete_sends(&self, results: &[SendResult], now: DateTime<Utc>) -> StoreResult<u64>;
     /// Say that `instance` is alive at `now` (insert or refresh its row).
     async fn heartbeat(&self, instance: &InstanceInfo, now: DateTime<Utc>) -> StoreResult<()>;
@@ -53,4 +55,8 @@ pub trait Ledger: Send + Sync + 'static {
     ) -> StoreResult<u64>;
     /// A clean stop: end this instance's leases at `now` and remove its row.
     async fn release_instance(&self, instance: &str, now: DateTime<Utc>) -> StoreResult<u64>;
+    /// How many issues were ever stopped (`IssueStore::stop_issue` counts them): a worker
+    /// that sees it change renews its leases at once, and so drops the rows a stop
+    /// cancelled — also when the stop came from another process.
+    async fn issue_stops(&self) -> StoreResult<i64>;
 }

@@ -23,7 +23,7 @@ mod worker;
 pub use builder::{ComposeError, Composed, Composer};
 pub use dkim::{DkimKey, DkimKeyError, DkimSigner};
 pub use domains::{DomainWatch, PauseSettings};
-pub use lease::Batch;
+pub use lease::{Batch, IssueStops};
 pub use ledger::Ledger;
 pub use mail::{BuildError, ListMail, MailHeaders, OutgoingMail, build_message, new_message_id};
 pub use outcomes::Gate;

@@ -136,6 +136,7 @@ impl DeliveryEngine {
                 lease: d.lease.0,
                 exchange: config.mail.connect_timeout.0 + config.mail.send_timeout.0,
                 last_heartbeat: std::sync::Mutex::new(None),
+                stops: Arc::default(),
             },
             builder: MessageBuilder {
                 composer,
@@ -193,6 +194,12 @@ impl DeliveryEngine {
     /// This process's id in the `instances` table and in the leases it takes.
     pub fn instance_id(&self) -> &str {
         &self.leases.instance.id
+    }
+
+    /// Where this process tells its workers that an issue was stopped (the digests
+    /// service holds it too).
+    pub fn issue_stops(&self) -> Arc<super::IssueStops> {
+        self.leases.stops.clone()
     }
 
     /// Tell idle workers there is new work (a signup just queued a mail).

@@ -24,7 +24,7 @@ use crate::articles::one_line;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::domain::{CronSchedule, ScheduleError, has_control_chars};
-use crate::store::{Issue, IssuePlan, NewSchedule, Schedule, StoreError};
+use crate::store::{Issue, IssuePlan, NewSchedule, Schedule, StopReport, StoreError};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
@@ -34,6 +34,10 @@ pub enum DigestError {
     Schedule(#[from] ScheduleError),
     #[error("unknown schedule {0:?} (see `herald schedules list`)")]
     UnknownSchedule(String),
+    #[error("there is no issue #{0} (see `herald issues list`)")]
+    UnknownIssue(i64),
+    #[error("issue #{0} has nothing left to send: there is nothing to stop")]
+    NothingToStop(i64),
     #[error("unknown section {0:?} (see `herald sections list`)")]
     UnknownSection(String),
     #[error("{0}")]
@@ -79,6 +83,8 @@ pub struct Digests {
     first_lookback: chrono::Duration,
     domain: String,
     composer: Arc<DigestComposer>,
+    /// Where a stop made here is told to this process's delivery workers.
+    stops: Arc<crate::delivery::IssueStops>,
 }
 
 impl Digests {
@@ -87,6 +93,7 @@ impl Digests {
         store: Arc<dyn DigestStore>,
         clock: Clock,
         composer: Arc<DigestComposer>,
+        stops: Arc<crate::delivery::IssueStops>,
     ) -> Self {
         Self {
             store,
@@ -95,6 +102,7 @@ impl Digests {
             first_lookback: config.digests.first_lookback.as_chrono(),
             domain: config.mail.domain.clone(),
             composer,
+            stops,
         }
     }
 
@@ -296,6 +304,30 @@ impl Digests {
         let next = CronSchedule::parse(&s.cron, &s.timezone)?.next_after(self.clock.now());
         self.store.set_schedule_enabled(name, true, next).await?;
         Ok(())
+    }
+
+    /// Stop an issue (see [`IssueStore::stop_issue`]) on behalf of `by` (a console user, an
+    /// API token's name, "cli"), and tell this process's workers at once.
+    pub async fn stop_issue(&self, id: i64, by: &str) -> Result<StopReport, DigestError> {
+        let report = self
+            .store
+            .stop_issue(id, by, self.clock.now())
+            .await?
+            .ok_or(DigestError::UnknownIssue(id))?;
+        if report.stopped_at.is_none() {
+            return Err(DigestError::NothingToStop(id));
+        }
+        if !report.already {
+            self.stops.stopped();
+            tracing::warn!(
+                issue = id,
+                by,
+                cancelled = report.cancelled,
+                sent = report.sent,
+                "issue stopped"
+            );
+        }
+        Ok(report)
     }
 
     pub async fn remove(&self, name: &str) -> Result<(), DigestError> {
@@ -605,9 +637,10 @@ pub struct IssueWithCounts {
     #[serde(flatten)]
     pub issue: Issue,
     pub counts: std::collections::BTreeMap<String, i64>,
-    /// Where delivery of the issue stands: `skipped` (nothing new), `queueing` (its sends are
-    /// still being written), `delivering` (some not settled yet), `sent` (every one sent) or
-    /// `settled` (every one settled, not all sent: see the counts).
+    /// Where delivery of the issue stands: `skipped` (nothing new), `stopped` (by hand:
+    /// what was not sent then is `cancelled`), `queueing` (its sends are still being
+    /// written), `delivering` (some not settled yet), `sent` (every one sent) or `settled`
+    /// (every one settled, not all sent: see the counts).
     pub state: &'static str,
 }
 
@@ -620,6 +653,8 @@ impl IssueWithCounts {
         let total: i64 = counts.values().sum();
         let state = if issue.status == crate::store::IssueStatus::Skipped {
             "skipped"
+        } else if issue.stopped_at.is_some() {
+            "stopped"
         } else if issue.filling {
             "queueing"
         } else if total == 0 {

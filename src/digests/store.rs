@@ -63,6 +63,20 @@ pub trait IssueStore: Send + Sync + 'static {
     /// If nothing of the issue is left in the queue, work out when its last send settled
     /// (once: it is kept) and return it.
     async fn settle_issue(&self, issue_id: i64) -> StoreResult<Option<DateTime<Utc>>>;
+    /// Stop the issue: in one transaction, no more of its rows are written (filling ends)
+    /// and every row not yet settled — queued, retrying, or claimed by a worker — becomes
+    /// `cancelled`, and the stop is counted where every worker looks
+    /// ([`crate::delivery::Ledger::issue_stops`]). A claimed row keeps its lease holder, so
+    /// the one message a worker had already handed to the server is still recorded as
+    /// `sent` when the server takes it (see the outcome fence). Stopping a stopped issue
+    /// changes nothing and says when it was stopped; an issue with nothing left to send is
+    /// left as it is (`stopped_at` None). None: no such issue.
+    async fn stop_issue(
+        &self,
+        issue_id: i64,
+        by: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<StopReport>>;
     /// A schedule's issues that carry articles (not skipped), newest first.
     async fn schedule_issues(&self, schedule_name: &str, limit: i64) -> StoreResult<Vec<Issue>>;
     /// The issues of the same schedule (carrying articles, as [`Store::schedule_issues`]

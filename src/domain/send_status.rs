@@ -15,10 +15,12 @@ pub enum SendStatus {
     Failed,
     Bounced,
     Suppressed,
+    /// Its issue was stopped before it went out: final, never sent, never retried.
+    Cancelled,
 }
 
 impl SendStatus {
-    pub const ALL: [SendStatus; 7] = [
+    pub const ALL: [SendStatus; 8] = [
         SendStatus::Queued,
         SendStatus::Sending,
         SendStatus::Sent,
@@ -26,6 +28,7 @@ impl SendStatus {
         SendStatus::Failed,
         SendStatus::Bounced,
         SendStatus::Suppressed,
+        SendStatus::Cancelled,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -36,6 +39,7 @@ impl SendStatus {
             SendStatus::Failed => "failed",
             SendStatus::Bounced => "bounced",
             SendStatus::Suppressed => "suppressed",
+            SendStatus::Cancelled => "cancelled",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -53,6 +57,7 @@ impl SendStatus {
             SendStatus::Bounced | SendStatus::Suppressed => {
                 Some("a bounced or suppressed address must not get mail")
             }
+            SendStatus::Cancelled => Some("its issue was stopped"),
         }
     }
 }

@@ -140,7 +140,8 @@ pub trait Store:
     async fn send_log(&self, q: &LogQuery) -> StoreResult<Vec<SendRecord>>;
     /// Put the failed sends of an issue back in the queue, due `now`, and only those: a
     /// row that was delivered, is in flight, is queued or went to an address that must not
-    /// get mail is never touched (see [`SendStatus::why_not_retried`]).
+    /// get mail is never touched (see [`SendStatus::why_not_retried`]); nothing of a
+    /// stopped issue is.
     async fn requeue_failed_sends(&self, issue_id: i64, now: DateTime<Utc>) -> StoreResult<u64>;
     async fn unsettled_sends_of_issue(&self, issue_id: i64) -> StoreResult<i64>;
     /// The first use of a one-time form token (`kind` says which form): true the first time,

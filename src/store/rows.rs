@@ -539,6 +539,27 @@ pub struct Issue {
     pub finished_at: Option<DateTime<Utc>>,
     /// Its `sends` rows are still being written (see `Store::fill_issue`).
     pub filling: bool,
+    /// When it was stopped (`IssueStore::stop_issue`) and by whom.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped_by: Option<String>,
+}
+
+/// What stopping an issue did (`IssueStore::stop_issue`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StopReport {
+    pub issue: i64,
+    /// Rows this stop made `cancelled` (0 when it was stopped before).
+    pub cancelled: u64,
+    /// Its mail the relay had taken when it stopped.
+    pub sent: i64,
+    /// When and by whom it was stopped; None when there was nothing left to stop (every
+    /// send settled), and it was left as it was.
+    pub stopped_at: Option<DateTime<Utc>>,
+    pub stopped_by: Option<String>,
+    /// It had been stopped before: this call changed nothing.
+    pub already: bool,
 }
 
 /// What one `Store::fill_issue` call did.

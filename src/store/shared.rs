@@ -29,6 +29,23 @@ macro_rules! select_send {
 }
 pub(crate) use select_send;
 
+/// `SELECT <the columns of Issue> FROM issues <tail>`, likewise.
+macro_rules! select_issue {
+    ($tail:literal) => {
+        concat!(
+            "SELECT id, schedule_id, schedule_name, scheduled_for, window_start, window_end, \
+             status, subject, article_count, send_count, created_at, finished_at, (fill_after IS \
+             NOT NULL) AS filling, stopped_at, stopped_by FROM issues ",
+            $tail
+        )
+    };
+}
+pub(crate) use select_issue;
+
+/// The `settings` key counting issue stops: workers compare it with what they last saw
+/// (`Ledger::issue_stops`), so a stop made by another process reaches them.
+pub(crate) const ISSUE_STOPS: &str = "ledger.issue_stops";
+
 /// A confirmation token's row, with the address it confirms.
 #[derive(sqlx::FromRow)]
 pub(super) struct ConfirmRow {

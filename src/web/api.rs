@@ -106,6 +106,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/schedules/{name}/pause", post(pause_schedule))
         .route("/schedules/{name}/resume", post(resume_schedule))
         .route("/issues", get(list_issues))
+        .route("/issues/{id}/stop", post(stop_issue))
         .route("/sends", get(list_sends))
         .route("/returned", get(list_returned))
         .route(
@@ -181,7 +182,10 @@ impl From<ArticleError> for ApiError {
 impl From<DigestError> for ApiError {
     fn from(e: DigestError) -> Self {
         match e {
-            DigestError::UnknownSchedule(_) => ApiError::NotFound(e.to_string()),
+            DigestError::UnknownSchedule(_) | DigestError::UnknownIssue(_) => {
+                ApiError::NotFound(e.to_string())
+            }
+            DigestError::NothingToStop(_) => ApiError::Conflict(e.to_string()),
             DigestError::Store(s) => s.into(),
             DigestError::Render(r) => ApiError::Internal(r.into()),
             other => ApiError::Invalid(other.to_string()),
@@ -318,6 +322,18 @@ async fn resume_schedule(State(st): State<AppState>, Path(name): Path<String>) -
 async fn remove_schedule(State(st): State<AppState>, Path(name): Path<String>) -> ApiResult {
     st.digests.remove(&name).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Stop an issue: its unsent mail is cancelled at once. 200 with what it did (`already`:
+/// it had been stopped before, nothing changed); 404 for no such issue, 409 for one with
+/// nothing left to send.
+async fn stop_issue(
+    State(st): State<AppState>,
+    Path(id): Path<i64>,
+    axum::Extension(token): axum::Extension<crate::store::ApiToken>,
+) -> ApiResult {
+    let by = format!("token {}", token.name);
+    Ok(Json(st.digests.stop_issue(id, &by).await?).into_response())
 }
 
 #[derive(Deserialize)]

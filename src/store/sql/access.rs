@@ -228,8 +228,10 @@ impl crate::access::AccessStore for Backend {
         since: DateTime<Utc>,
         upto: i64,
     ) -> StoreResult<(i64, Option<DateTime<Utc>>)> {
+        // The newest of them but `upto` itself: when the attempt before this one was.
         Ok(sqlx::query_as::<Db, (i64, Option<DateTime<Utc>>)>(
-            "SELECT COUNT(*), MIN(at) FROM login_attempts WHERE key = $1 AND at > $2 AND id <= $3",
+            "SELECT COUNT(*), MAX(CASE WHEN id < $3 THEN at END) FROM login_attempts WHERE key = \
+             $1 AND at > $2 AND id <= $3",
         )
         .bind(key)
         .bind(since)

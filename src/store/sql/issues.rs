@@ -99,14 +99,11 @@ impl crate::digests::IssueStore for Backend {
                 .await?;
             }
         }
-        let issue = sqlx::query_as::<Db, Issue>(
-            "SELECT id, schedule_id, schedule_name, scheduled_for, window_start, window_end, \
-             status, subject, article_count, send_count, created_at, finished_at, (fill_after IS \
-             NOT NULL) AS filling FROM issues WHERE id = $1",
-        )
-        .bind(issue_id)
-        .fetch_one(&mut *tx)
-        .await?;
+        let issue =
+            sqlx::query_as::<Db, Issue>(crate::store::shared::select_issue!("WHERE id = $1"))
+                .bind(issue_id)
+                .fetch_one(&mut *tx)
+                .await?;
         tx.commit().await?;
         Ok(Some(issue))
     }
@@ -220,14 +217,12 @@ impl crate::digests::IssueStore for Backend {
     }
 
     async fn issue(&self, id: i64) -> StoreResult<Option<Issue>> {
-        Ok(sqlx::query_as::<Db, Issue>(
-            "SELECT id, schedule_id, schedule_name, scheduled_for, window_start, window_end, \
-             status, subject, article_count, send_count, created_at, finished_at, (fill_after IS \
-             NOT NULL) AS filling FROM issues WHERE id = $1",
+        Ok(
+            sqlx::query_as::<Db, Issue>(crate::store::shared::select_issue!("WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?,
         )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?)
     }
 
     async fn issue_articles(&self, issue_id: i64) -> StoreResult<Vec<IssueArticle>> {
@@ -267,15 +262,15 @@ impl crate::digests::IssueStore for Backend {
     }
 
     async fn list_issues(&self, before: Option<i64>, limit: i64) -> StoreResult<Vec<Issue>> {
-        Ok(sqlx::query_as::<Db, Issue>(
-            "SELECT id, schedule_id, schedule_name, scheduled_for, window_start, window_end, \
-             status, subject, article_count, send_count, created_at, finished_at, (fill_after IS \
-             NOT NULL) AS filling FROM issues WHERE id < $2 ORDER BY id DESC LIMIT $1",
+        Ok(
+            sqlx::query_as::<Db, Issue>(crate::store::shared::select_issue!(
+                "WHERE id < $2 ORDER BY id DESC LIMIT $1"
+            ))
+            .bind(limit)
+            .bind(before.unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await?,
         )
-        .bind(limit)
-        .bind(before.unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await?)
     }
 
     async fn settle_issue(&self, issue_id: i64) -> StoreResult<Option<DateTime<Utc>>> {
@@ -300,17 +295,90 @@ impl crate::digests::IssueStore for Backend {
         .flatten())
     }
 
-    async fn schedule_issues(&self, schedule_name: &str, limit: i64) -> StoreResult<Vec<Issue>> {
-        Ok(sqlx::query_as::<Db, Issue>(
-            "SELECT id, schedule_id, schedule_name, scheduled_for, window_start, window_end, \
-             status, subject, article_count, send_count, created_at, finished_at, (fill_after IS \
-             NOT NULL) AS filling FROM issues WHERE schedule_name = $1 AND status <> 'skipped' AND \
-             article_count > 0 ORDER BY scheduled_for DESC, id DESC LIMIT $2",
+    async fn stop_issue(
+        &self,
+        issue_id: i64,
+        by: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<StopReport>> {
+        let mut tx = self.begin_write().await?;
+        // Takes the issue's row lock first (PostgreSQL), as a fill chunk does: a chunk being
+        // written finishes before the stop, and its rows are cancelled with the rest.
+        // Only an issue with something left to send: a finished one stays as it finished.
+        let first = sqlx::query::<Db>(
+            "UPDATE issues SET stopped_at = $2, stopped_by = $3, fill_after = NULL, \
+             fill_through = NULL WHERE id = $1 AND stopped_at IS NULL AND (fill_after IS NOT \
+             NULL OR EXISTS (SELECT 1 FROM sends WHERE issue_id = $1 AND status IN ('queued', \
+             'retrying', 'sending')))",
         )
-        .bind(schedule_name)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?)
+        .bind(issue_id)
+        .bind(now)
+        .bind(by)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        let Some((stopped_at, stopped_by)) =
+            sqlx::query_as::<Db, (Option<DateTime<Utc>>, Option<String>)>(
+                "SELECT stopped_at, stopped_by FROM issues WHERE id = $1",
+            )
+            .bind(issue_id)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mut cancelled = 0;
+        if first {
+            // Claimed rows keep lease_owner: the outcome fence lets their holder record
+            // `sent` for the one message already with the server, and nothing else.
+            cancelled = sqlx::query::<Db>(
+                "UPDATE sends SET status = 'cancelled', last_reply = $2, sealed_token = NULL, \
+                 lease_until = NULL, updated_at = $3 WHERE issue_id = $1 AND status IN \
+                 ('queued', 'retrying', 'sending')",
+            )
+            .bind(issue_id)
+            .bind(format!("stopped by {by}"))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            sqlx::query::<Db>(
+                "INSERT INTO settings (key, value) VALUES ($1, '1') ON CONFLICT (key) DO UPDATE \
+                 SET value = CAST(CAST(settings.value AS INTEGER) + 1 AS TEXT)",
+            )
+            .bind(crate::store::shared::ISSUE_STOPS)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let sent = sqlx::query_scalar::<Db, i64>(
+            "SELECT COUNT(*) FROM sends WHERE issue_id = $1 AND status = 'sent'",
+        )
+        .bind(issue_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(StopReport {
+            issue: issue_id,
+            cancelled,
+            sent,
+            already: !first && stopped_at.is_some(),
+            stopped_at,
+            stopped_by,
+        }))
+    }
+
+    async fn schedule_issues(&self, schedule_name: &str, limit: i64) -> StoreResult<Vec<Issue>> {
+        Ok(
+            sqlx::query_as::<Db, Issue>(crate::store::shared::select_issue!(
+                "WHERE schedule_name = $1 AND status <> 'skipped' AND article_count > 0 \
+                 ORDER BY scheduled_for DESC, id DESC LIMIT $2"
+            ))
+            .bind(schedule_name)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?,
+        )
     }
 
     async fn issue_neighbours(&self, issue: &Issue) -> StoreResult<(Option<i64>, Option<i64>)> {

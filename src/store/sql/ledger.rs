@@ -171,6 +171,14 @@ impl crate::delivery::Ledger for Backend {
         Ok(released)
     }
 
+    async fn issue_stops(&self) -> StoreResult<i64> {
+        let n = sqlx::query_scalar::<Db, String>("SELECT value FROM settings WHERE key = $1")
+            .bind(crate::store::shared::ISSUE_STOPS)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(n.and_then(|n| n.parse().ok()).unwrap_or(0))
+    }
+
     async fn release_instance(&self, instance: &str, now: DateTime<Utc>) -> StoreResult<u64> {
         let mut tx = self.begin_write().await?;
         let released = sqlx::query::<Db>(

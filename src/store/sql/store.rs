@@ -162,10 +162,17 @@ impl crate::store::Store for Backend {
 
     async fn requeue_failed_sends(&self, issue_id: i64, now: DateTime<Utc>) -> StoreResult<u64> {
         let mut tx = self.begin_write().await?;
-        sqlx::query::<Db>("UPDATE issues SET finished_at = NULL WHERE id = $1")
-            .bind(issue_id)
-            .execute(&mut *tx)
-            .await?;
+        // A stopped issue stays stopped: nothing of it goes back in the queue.
+        let open = sqlx::query::<Db>(
+            "UPDATE issues SET finished_at = NULL WHERE id = $1 AND stopped_at IS NULL",
+        )
+        .bind(issue_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if open == 0 {
+            return Ok(0);
+        }
         let n = sqlx::query::<Db>(
             "UPDATE sends SET status = 'queued', next_attempt_at = $2, updated_at = $2, \
              requeued_at = $2, lease_owner = NULL, lease_until = NULL, lease_instance = NULL WHERE \
@@ -436,8 +443,8 @@ impl Backend {
                 .push_bind(r.lease_owner.clone());
         });
         qb.push(
-            ") AS v WHERE sends.id = v.column1 AND sends.status = 'sending' \
-             AND sends.lease_owner = v.column6",
+            ") AS v WHERE sends.id = v.column1 AND sends.lease_owner = v.column6 AND \
+             (sends.status = 'sending' OR (sends.status = 'cancelled' AND v.column2 = 'sent'))",
         );
         qb
     }

@@ -193,8 +193,12 @@ pub(super) async fn login(
                 StatusCode::TOO_MANY_REQUESTS,
                 name,
                 Some(format!(
-                    "Too many failed logins. Try again in {} minutes.",
-                    (wait + 59) / 60
+                    "Too many failed logins. Try again in {}.",
+                    match wait {
+                        1 => "a second".to_string(),
+                        2..60 => format!("{wait} seconds"),
+                        _ => format!("{} minutes", (wait + 59) / 60),
+                    }
                 )),
                 f.next,
             )?;

@@ -1,6 +1,6 @@
 //! `/admin/issues`: each digest run with where its delivery stands — counts by status and a
 //! bar drawn on the server, when it was made and when its last send settled — and, for
-//! staff, "retry failed". A page of an issue still on its way reloads itself every few
+//! staff, "retry failed" and "stop this issue". A page of an issue still on its way reloads itself every few
 //! seconds (a meta refresh: no script).
 
 use super::{Change, Query};
@@ -31,20 +31,23 @@ pub(crate) struct View {
     /// Every status in a fixed order, with its count (zeros included).
     pub counts: Vec<(&'static str, i64)>,
     pub bar: Vec<Segment>,
-    /// Of its readers, how many are settled (sent, bounced, suppressed, failed).
+    /// Of its readers, how many are settled (sent, bounced, suppressed, failed, cancelled).
     pub done: i64,
     pub total: i64,
     pub percent: i64,
     pub failed: i64,
+    pub sent: i64,
+    pub cancelled: i64,
     pub live: bool,
 }
 
 /// The order of the bar: settled first, then what is still moving.
-const ORDER: [SendStatus; 7] = [
+const ORDER: [SendStatus; 8] = [
     SendStatus::Sent,
     SendStatus::Bounced,
     SendStatus::Suppressed,
     SendStatus::Failed,
+    SendStatus::Cancelled,
     SendStatus::Retrying,
     SendStatus::Sending,
     SendStatus::Queued,
@@ -71,11 +74,14 @@ pub(crate) fn view(i: IssueWithCounts) -> View {
         SendStatus::Bounced,
         SendStatus::Suppressed,
         SendStatus::Failed,
+        SendStatus::Cancelled,
     ]
     .iter()
     .map(|s| of(*s))
     .sum();
     let failed = of(SendStatus::Failed);
+    let sent = of(SendStatus::Sent);
+    let cancelled = of(SendStatus::Cancelled);
     let live = matches!(i.state, "queueing" | "delivering");
     View {
         percent: if total > 0 { done * 100 / total } else { 100 },
@@ -85,6 +91,8 @@ pub(crate) fn view(i: IssueWithCounts) -> View {
         done,
         total,
         failed,
+        sent,
+        cancelled,
         live,
     }
 }
@@ -107,12 +115,22 @@ pub(super) struct Older {
     before: Option<i64>,
 }
 
-/// `?retried=N`: how many failed sends a retry queued again.
+/// `?retried=N`: how many failed sends a retry queued again; `?still=1`: do not reload the
+/// page (for a browser without script; with it, the page never reloads).
 #[derive(Default, serde::Deserialize)]
 #[serde(default)]
-pub(super) struct Retried {
+pub(super) struct IssueQuery {
     #[serde(deserialize_with = "super::number")]
     retried: Option<i64>,
+    #[serde(deserialize_with = "super::flag")]
+    still: bool,
+}
+
+/// The stop form: the issue's number typed again.
+#[derive(Default, serde::Deserialize)]
+#[serde(default)]
+pub(super) struct StopForm {
+    confirm_id: String,
 }
 
 pub(super) async fn list(
@@ -149,13 +167,63 @@ struct IssuePage {
     articles: Vec<IssueArticle>,
     notice: Option<String>,
     refresh: Option<u32>,
+    /// Why the stop form was refused, shown beside it.
+    stop_error: Option<&'static str>,
 }
 
 pub(super) async fn show(
     State(st): State<AppState>,
     v: Viewer,
     Path(id): Path<i64>,
-    Query(Retried { retried }): Query<Retried>,
+    Query(IssueQuery { retried, still }): Query<IssueQuery>,
+) -> Page {
+    let notice = retried.map(|n| match n {
+        0 => "Nothing was queued again: no send of this issue has failed, or it was stopped."
+            .to_string(),
+        1 => "1 failed send is queued again.".to_string(),
+        n => format!("{n} failed sends are queued again."),
+    });
+    let shown = if still { Shown::Still } else { Shown::Live };
+    page(&st, &v, id, StatusCode::OK, notice, shown).await
+}
+
+/// How the issue's page is shown: reloading itself (without script) while the issue is
+/// on its way, not reloading (asked, or under a refused form), or with the stop form's error.
+enum Shown {
+    Live,
+    Still,
+    StopRefused(&'static str),
+}
+
+#[derive(Template)]
+#[template(path = "console/issue_progress.html")]
+struct ProgressFragment {
+    chrome: Chrome,
+    v: View,
+}
+
+/// Where the issue's delivery stands, as the part of its page `console.js` replaces.
+pub(super) async fn progress(State(st): State<AppState>, v: Viewer, Path(id): Path<i64>) -> Page {
+    let Some(i) = crate::digests::issue_with_counts(st.store.as_ref(), id).await? else {
+        return Err(ConsoleError::NotFound(format!("There is no issue #{id}.")));
+    };
+    html(
+        StatusCode::OK,
+        ProgressFragment {
+            chrome: v.chrome(&st, "issues"),
+            v: view(i),
+        },
+    )
+}
+
+/// The issue's page, with a notice or the stop form's error.
+async fn page(
+    st: &AppState,
+    v: &Viewer,
+    id: i64,
+    status: StatusCode,
+    notice: Option<String>,
+    shown: Shown,
 ) -> Page {
     let Some(i) = crate::digests::issue_with_counts(st.store.as_ref(), id).await? else {
         return Err(ConsoleError::NotFound(format!("There is no issue #{id}.")));
@@ -163,19 +231,63 @@ pub(super) async fn show(
     let articles = st.store.issue_articles(id).await?;
     let view = view(i);
     html(
-        StatusCode::OK,
+        status,
         IssuePage {
-            chrome: v.chrome(&st, "issues"),
-            refresh: view.live.then_some(REFRESH_SECS),
+            chrome: v.chrome(st, "issues"),
+            // No reloading under a form the user is typing into.
+            refresh: (view.live && matches!(shown, Shown::Live)).then_some(REFRESH_SECS),
             v: view,
             articles,
-            notice: retried.map(|n| match n {
-                0 => "Nothing to retry: no send of this issue has failed.".to_string(),
-                1 => "1 failed send is queued again.".to_string(),
-                n => format!("{n} failed sends are queued again."),
-            }),
+            notice,
+            stop_error: match shown {
+                Shown::StopRefused(why) => Some(why),
+                _ => None,
+            },
         },
     )
+}
+
+/// Stop the issue once its number is typed again: what has not gone out is cancelled at
+/// once (see `IssueStore::stop_issue`).
+pub(super) async fn stop(
+    State(st): State<AppState>,
+    Path(id): Path<i64>,
+    Change { v, form }: Change<StopForm>,
+) -> Page {
+    if form.confirm_id.trim().trim_start_matches('#') != id.to_string() {
+        let why = "Type the issue's number exactly to stop it.";
+        return page(
+            &st,
+            &v,
+            id,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            None,
+            Shown::StopRefused(why),
+        )
+        .await;
+    }
+    match st.digests.stop_issue(id, &v.session.name).await {
+        Ok(r) => {
+            tracing::info!(user = %v.session.name, issue = id, cancelled = r.cancelled, "issue stopped in the console");
+            see_other(&st, &format!("/issues/{id}#stopped"))
+        }
+        Err(crate::digests::DigestError::UnknownIssue(_)) => {
+            Err(ConsoleError::NotFound(format!("There is no issue #{id}.")))
+        }
+        Err(crate::digests::DigestError::NothingToStop(_)) => {
+            let said = "Nothing to stop: every send of this issue had already settled.";
+            page(
+                &st,
+                &v,
+                id,
+                StatusCode::CONFLICT,
+                Some(said.into()),
+                Shown::Still,
+            )
+            .await
+        }
+        Err(e) => Err(ConsoleError::internal(e)),
+    }
 }
 
 /// Put the issue's failed sends back in the queue (only `failed`: see

@@ -59,6 +59,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/issues", get(issues::list))
         .route("/issues/{id}", get(issues::show))
         .route("/issues/{id}/retry", post(issues::retry))
+        .route("/issues/{id}/stop", post(issues::stop))
+        .route("/issues/{id}/progress", get(issues::progress))
         .route("/log", get(log::page))
         .route("/subscribers", get(subscribers::list))
         .route("/subscribers/{id}", get(subscribers::show))

@@ -137,8 +137,15 @@ pub(crate) struct FormView {
 struct ListPage {
     chrome: Chrome,
     rows: Vec<Row>,
-    notice: Option<String>,
+    notice: Option<Notice>,
     f: FormView,
+}
+
+/// What was just done, said on the list; after a pause, the schedule's issues still on
+/// their way, each linked to its page (where it can be stopped).
+struct Notice {
+    text: String,
+    on_way: Vec<i64>,
 }
 
 #[derive(Template)]
@@ -170,7 +177,7 @@ async fn list(
     status: StatusCode,
     form: ScheduleForm,
     errors: FieldErrors,
-    notice: Option<String>,
+    notice: Option<Notice>,
 ) -> Page {
     let views = st
         .digests
@@ -232,13 +239,25 @@ pub(super) async fn page(State(st): State<AppState>, v: Viewer, Query(done): Que
     };
     let notice = match (done.paused.as_str(), done.resumed.as_str()) {
         ("", "") => None,
-        (name, "") => Some(format!(
-            "Paused {name}: it makes no new issue until you resume it. An issue already on its \
-             way is not stopped: its mail keeps going out."
-        )),
-        (_, name) => Some(format!(
-            "Resumed {name}: its next issue is at its next time."
-        )),
+        (name, "") => {
+            let on_way = crate::digests::issues_of_schedule(st.store.as_ref(), name, 5)
+                .await?
+                .into_iter()
+                .filter(|i| matches!(i.state, "queueing" | "delivering"))
+                .map(|i| i.issue.id)
+                .collect();
+            Some(Notice {
+                text: format!(
+                    "Paused {name}: it makes no new issue until you resume it. An issue \
+                     already on its way is not stopped by this: its mail keeps going out."
+                ),
+                on_way,
+            })
+        }
+        (_, name) => Some(Notice {
+            text: format!("Resumed {name}: its next issue is at its next time."),
+            on_way: Vec::new(),
+        }),
     };
     list(
         &st,
