@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod articles;
+pub mod audit;
 pub mod clock;
 pub mod config;
 pub mod delivery;

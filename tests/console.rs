@@ -1160,13 +1160,20 @@ async fn staff_schedule_preview_and_send_a_digest(backend: Backend) {
         "an unknown schedule"
     );
 
-    // Send now: not without the box ticked.
+    // Send now: it says whom it would reach (active readers of its sections only: not
+    // dee, who has not confirmed, nor cy, who reads another section) …
     let page = b
         .get("/admin/schedules/morning")
         .await
         .text()
         .await
         .unwrap();
+    assert!(
+        page.contains(r#"<strong id="send-readers">2 readers</strong>"#)
+            && page.contains("Yes, send this issue to its 2 readers now"),
+        "{page}"
+    );
+    // … and does nothing without the box ticked.
     let csrf = csrf_of(&page);
     let r = b
         .post("/admin/schedules/morning/send", &[("csrf", &csrf)])
@@ -1921,6 +1928,15 @@ async fn subscribers_bounces_and_suppressions(backend: Backend) {
             && raw.contains("5.1.1 &#60;gone@example.org&#62;"),
         "{raw}"
     );
+    // From the returned message to the mail it answers, its reader and its line in the log.
+    let answers = after(&raw, "<dt>Mail it answers</dt>");
+    let answers = &answers[..answers.find("</dd>").unwrap()];
+    assert!(
+        answers.contains("now bounced")
+            && answers.contains("address=gone%40example.com\">in the delivery log</a>"),
+        "{answers}"
+    );
+    assert!(raw.contains(&format!("/admin/subscribers/{}", gone.id)));
     assert_eq!(b.get("/admin/bounces?kind=bogus").await.status(), 400);
     assert!(
         b.get("/admin/bounces?kind=complaint")
@@ -2610,3 +2626,200 @@ async fn an_issue_is_stopped_from_its_page_or_the_shell(backend: Backend) {
     assert_eq!(third.state, "sent");
 }
 both_backends!(an_issue_is_stopped_from_its_page_or_the_shell);
+
+/// Who did what, when and from where: a login and a refused one, changes in the console
+/// (and a change the role refused), through the API and with the CLI, an export of a
+/// reader's data — each one line of the audit log, readable at /admin/audit, filtered,
+/// as CSV, and with `herald audit`; reads are not in it, and no line holds an address.
+async fn every_change_is_in_the_audit_log(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    with_users(&app).await;
+    app.add_section("wmd", "WMD").await;
+    app.add_schedule("morning", "0 7 * * *", &["wmd"]).await;
+    app.reader("ann@example.com", &["wmd"]).await;
+    let store = app.services.store.clone();
+    let mut b = Browser::new(&app);
+    assert_eq!(b.log_in((ED.0, "not it")).await.status(), 401);
+    assert_eq!(b.log_in(ED).await.status(), 303);
+    let csrf = csrf_of(&b.get("/admin/schedules").await.text().await.unwrap());
+    let r = b
+        .post("/admin/schedules/morning/pause", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(r.status(), 303);
+    let r = b
+        .post(
+            "/admin/suppressions",
+            &[
+                ("csrf", &csrf),
+                ("address", "bob@example.com"),
+                ("reason", "manual"),
+            ],
+        )
+        .await;
+    assert!(r.status().is_redirection(), "{}", r.status());
+    let ann = store
+        .subscriber_by_email("ann@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    let r = b
+        .get(&format!("/admin/subscribers/{}/export.json", ann.id))
+        .await;
+    assert_eq!(r.status(), 200);
+    // A form refused for what was typed changed nothing: not in the log.
+    let r = b
+        .post(
+            "/admin/schedules/morning/remove",
+            &[("csrf", &csrf), ("confirm_name", "no")],
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+    // An operator trying a change: refused, and in the log.
+    let mut o = Browser::new(&app);
+    o.log_in(OLGA).await;
+    let theirs = csrf_of(&o.get("/admin/schedules").await.text().await.unwrap());
+    let r = o
+        .post("/admin/schedules/morning/resume", &[("csrf", &theirs)])
+        .await;
+    assert_eq!(r.status(), 403);
+    // The API and the CLI.
+    let token = herald::access::issue_token(
+        store.as_ref(),
+        "cms",
+        herald::store::Role::Staff,
+        app.clock.now(),
+    )
+    .await
+    .unwrap();
+    let r = app
+        .api_post("/api/v1/schedules/morning/resume", &token, None)
+        .await;
+    assert_eq!(r.status(), 200);
+    let out = herald_cli(&app, &["schedules", "pause", "morning"]);
+    assert!(out.status.success(), "{out:?}");
+    let out = herald_cli(&app, &["schedules", "list"]);
+    assert!(out.status.success(), "{out:?}");
+    let out = herald_cli(&app, &["suppressions", "add", "carl@example.com"]);
+    assert!(out.status.success(), "{out:?}");
+
+    let all = store
+        .audit_log(&herald::audit::AuditQuery {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let lines: Vec<(String, String, String, String, String)> = all
+        .iter()
+        .rev()
+        .map(|e| {
+            (
+                e.actor.clone(),
+                e.via.to_string(),
+                e.action.clone(),
+                e.subject.clone(),
+                e.outcome.clone(),
+            )
+        })
+        .collect();
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown user".into());
+    let cli = format!("cli ({user})");
+    let l = |a: &str, v: &str, act: &str, s: &str, o: &str| {
+        (
+            a.to_string(),
+            v.to_string(),
+            act.to_string(),
+            s.to_string(),
+            o.to_string(),
+        )
+    };
+    assert_eq!(
+        lines,
+        vec![
+            l(
+                "ed",
+                "console",
+                "console login",
+                "",
+                "refused: wrong name or password"
+            ),
+            l("ed", "console", "console login", "", "ok"),
+            l(
+                "ed",
+                "console",
+                "schedules pause",
+                "morning",
+                "ok, then /admin/schedules?paused=morning"
+            ),
+            l(
+                "ed",
+                "console",
+                "suppressions add",
+                "",
+                "ok, then /admin/suppressions?done=added"
+            ),
+            l(
+                "ed",
+                "console",
+                "subscribers export",
+                &ann.id.to_string(),
+                "ok"
+            ),
+            l("olga", "console", "console login", "", "ok"),
+            l(
+                "olga",
+                "console",
+                "schedules resume",
+                "morning",
+                "refused: not staff"
+            ),
+            l(
+                "token cms",
+                "api",
+                "schedules resume",
+                "morning",
+                "ok (200)"
+            ),
+            l(&cli, "cli", "schedules pause", "morning", "ok"),
+            l(&cli, "cli", "suppressions add", "<address>", "ok"),
+        ]
+    );
+    assert!(
+        all.iter()
+            .all(|e| e.address.as_deref().is_none_or(|a| a == "127.0.0.1"))
+    );
+    assert!(
+        all.iter()
+            .filter(|e| e.via != herald::audit::Via::Cli)
+            .all(|e| e.address.is_some())
+    );
+    let text = format!("{all:?}");
+    assert!(!text.contains('@'), "an address in the audit log: {text}");
+
+    // The console's page, filtered; and as CSV.
+    let page = b
+        .get("/admin/audit?action=schedules&who=ed")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let table = after(&page, "<table class=\"log\">");
+    assert_eq!(table.matches("<tr>").count(), 2, "{table}");
+    assert!(table.contains("schedules pause") && !table.contains("suppressions"));
+    let r = b.get("/admin/audit.csv?who=olga").await;
+    assert_eq!(r.headers()["content-type"], "text/csv; charset=utf-8");
+    let csv = r.text().await.unwrap();
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    assert!(csv.starts_with("id,at,actor,via,address,action,subject,outcome\n"));
+    assert!(csv.contains(",olga,console,127.0.0.1,schedules resume,morning,refused: not staff"));
+    // `herald audit`, as JSON and filtered.
+    let out = herald_cli(
+        &app,
+        &["audit", "--action", "console login", "--format", "json"],
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 3, "{json}");
+    let bad = herald_cli(&app, &["audit", "--format", "xml"]);
+    assert_eq!(bad.status.code(), Some(2));
+}
+both_backends!(every_change_is_in_the_audit_log);

@@ -46,7 +46,7 @@ pub async fn run(cmd: Cmd, s: Services) -> CliResult {
 }
 
 async fn stop(s: &Services, id: i64, format: Format) -> CliResult {
-    let by = format!("cli ({})", whoami());
+    let by = format!("cli ({})", super::login_name());
     let r = s.digests.stop_issue(id, &by).await?;
     if format == Format::Json {
         return super::print_json(&r);
@@ -68,11 +68,4 @@ async fn stop(s: &Services, id: i64, format: Format) -> CliResult {
         );
     }
     Ok(())
-}
-
-/// Who ran the command, for the issue's record: the login name if the environment says.
-fn whoami() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown user".into())
 }

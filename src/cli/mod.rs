@@ -7,6 +7,7 @@
 //! error), 2 usage or configuration error.
 
 mod articles;
+mod audit;
 mod bounces;
 mod digests;
 mod domains;
@@ -122,6 +123,8 @@ pub enum Command {
     /// People who log in to the web console at /admin.
     #[command(subcommand)]
     Users(users::Cmd),
+    /// Who did what, when and from where (console, API, CLI), newest first.
+    Audit(audit::Args),
 }
 
 /// A failure with its exit code.
@@ -265,19 +268,81 @@ pub async fn run(command: Command, config: Config) -> CliResult {
             println!("migrations applied to {label}");
             Ok(())
         }
-        Command::Sections(cmd) => sections::run(cmd, open(config).await?).await,
-        Command::Subscribers(cmd) => subscribers::run(cmd, open(config).await?).await,
-        Command::Articles(cmd) => articles::run(cmd, open(config).await?).await,
-        Command::Schedules(cmd) => schedules::run(cmd, open(config).await?).await,
-        Command::Digests(cmd) => digests::run(cmd, open(config).await?).await,
-        Command::Issues(cmd) => issues::run(cmd, open(config).await?).await,
-        Command::Sends(args) => sends::run(args, open(config).await?).await,
-        Command::Tokens(cmd) => tokens::run(cmd, open(config).await?).await,
-        Command::Bounces(cmd) => bounces::run(cmd, open(config).await?).await,
-        Command::Suppressions(cmd) => suppressions::run(cmd, open(config).await?).await,
-        Command::Domains(cmd) => domains::run(cmd, open(config).await?).await,
-        Command::Users(cmd) => users::run(cmd, open(config).await?).await,
+        Command::Sections(cmd) => audited(config, "sections", |s| sections::run(cmd, s)).await,
+        Command::Subscribers(cmd) => {
+            audited(config, "subscribers", |s| subscribers::run(cmd, s)).await
+        }
+        Command::Articles(cmd) => audited(config, "articles", |s| articles::run(cmd, s)).await,
+        Command::Schedules(cmd) => audited(config, "schedules", |s| schedules::run(cmd, s)).await,
+        Command::Digests(cmd) => audited(config, "digests", |s| digests::run(cmd, s)).await,
+        Command::Issues(cmd) => audited(config, "issues", |s| issues::run(cmd, s)).await,
+        Command::Sends(args) => audited(config, "sends", |s| sends::run(args, s)).await,
+        Command::Tokens(cmd) => audited(config, "tokens", |s| tokens::run(cmd, s)).await,
+        Command::Bounces(cmd) => audited(config, "bounces", |s| bounces::run(cmd, s)).await,
+        Command::Suppressions(cmd) => {
+            audited(config, "suppressions", |s| suppressions::run(cmd, s)).await
+        }
+        Command::Domains(cmd) => audited(config, "domains", |s| domains::run(cmd, s)).await,
+        Command::Users(cmd) => audited(config, "users", |s| users::run(cmd, s)).await,
+        Command::Audit(args) => audit::run(args, open(config).await?).await,
     }
+}
+
+/// Run a command of `group` against the database; if it changed something (any verb but
+/// list, show, preview and help, so a new command is audited unless it only reads) and
+/// succeeded, write it to the audit log: who ran it (the login name), the words typed after
+/// the verb (any holding an address written as "<address>").
+async fn audited<F, Fut>(config: Config, group: &str, run: F) -> CliResult
+where
+    F: FnOnce(Services) -> Fut,
+    Fut: std::future::Future<Output = CliResult>,
+{
+    let s = open(config).await?;
+    let (store, clock) = (s.store.clone(), s.clock.clone());
+    let result = run(s).await;
+    if result.is_ok()
+        && let Some((action, subject)) = cli_action(group, std::env::args().skip(1))
+    {
+        let entry = herald::audit::NewAudit {
+            at: clock.now(),
+            actor: format!("cli ({})", login_name()),
+            via: herald::audit::Via::Cli,
+            address: None,
+            action,
+            subject,
+            outcome: "ok".into(),
+        };
+        herald::audit::record(store.as_ref(), entry).await;
+    }
+    result
+}
+
+/// The action ("schedules pause") and subject (the rest, "morning") of a command line, or
+/// None for one that only reads.
+fn cli_action(group: &str, args: impl Iterator<Item = String>) -> Option<(String, String)> {
+    let mut args = args.skip_while(|a| a != group).skip(1);
+    let verb = args.next().filter(|v| !v.starts_with('-'))?;
+    if matches!(verb.as_str(), "list" | "show" | "preview" | "help") {
+        return None;
+    }
+    let rest: Vec<String> = args
+        .map(|a| {
+            if a.contains('@') {
+                "<address>".into()
+            } else {
+                a
+            }
+        })
+        .collect();
+    let subject: String = rest.join(" ").chars().take(200).collect();
+    Some((format!("{group} {verb}"), subject))
+}
+
+/// Who runs the command, as the environment says.
+pub fn login_name() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown user".into())
 }
 
 async fn shutdown_signal() {

@@ -99,6 +99,9 @@ pub trait IssueStore: Send + Sync + 'static {
     }
     /// First active subscriber of any of these sections (preview without --to).
     async fn first_reader(&self, section_ids: &[i64]) -> StoreResult<Option<Subscriber>>;
+    /// How many active subscribers have any of these sections: the readers an issue made
+    /// now would reach (before "Send now").
+    async fn readers_of(&self, section_ids: &[i64]) -> StoreResult<i64>;
 }
 
 /// What the digests service holds: its own slice, the sections and articles an issue is

@@ -88,6 +88,7 @@ text_column!(SendKind);
 text_column!(SendStatus);
 text_column!(ReturnedKind);
 text_column!(Role);
+text_column!(crate::audit::Via);
 text_column!(IssueStatus);
 
 mod rows;
@@ -109,6 +110,7 @@ pub trait Store:
     + crate::returned::ReturnedStore
     + crate::returned::SuppressionStore
     + crate::access::AccessStore
+    + crate::audit::AuditStore
     + Send
     + Sync
     + 'static

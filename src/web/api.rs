@@ -44,8 +44,34 @@ async fn authorise(State(st): State<AppState>, mut req: Request, next: Next) -> 
         }
         _ => {}
     }
+    if !writes {
+        req.extensions_mut().insert(found);
+        return next.run(req).await;
+    }
+    // A change: in the audit log once it went through.
+    let method = req.method().to_string();
+    let path = req.uri().path().to_string();
+    let address = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| super::client_ip(&st.config, c.0, req.headers()).to_string());
+    let actor = format!("token {}", found.name);
     req.extensions_mut().insert(found);
-    next.run(req).await
+    let res = next.run(req).await;
+    if res.status().is_success() {
+        let (action, subject) = crate::audit::action_of(&method, &path);
+        let entry = crate::audit::NewAudit {
+            at: st.clock.now(),
+            actor,
+            via: crate::audit::Via::Api,
+            address,
+            action,
+            subject,
+            outcome: format!("ok ({})", res.status().as_u16()),
+        };
+        crate::audit::record(st.store.as_ref(), entry).await;
+    }
+    res
 }
 
 /// A token that may report returned mail: a webhook or a staff one. Returned mail

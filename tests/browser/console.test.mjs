@@ -94,7 +94,8 @@ try {
   const sendNow = page.getByRole("button", { name: "Send now" });
   await sendNow.click();
   assert.match(page.url(), /\/admin\/schedules\/morning$/, "not sent without the box");
-  await page.getByLabel("Yes, send this issue to its readers now").check();
+  // It says how many readers it would reach, before it is sent.
+  await page.getByLabel(`Yes, send this issue to its ${readers} readers now`).check();
   await sendNow.click();
   await page.getByRole("heading", { name: /^Issue #\d+ of morning$/ }).waitFor();
   step("sent now");

@@ -438,4 +438,20 @@ impl crate::digests::IssueStore for Backend {
             .fetch_optional(&self.pool)
             .await?)
     }
+
+    async fn readers_of(&self, section_ids: &[i64]) -> StoreResult<i64> {
+        if section_ids.is_empty() {
+            return Ok(0);
+        }
+        let mut qb = sqlx::QueryBuilder::<Db>::new(
+            "SELECT COUNT(*) FROM subscribers WHERE status = 'active' AND id IN (SELECT \
+             subscriber_id FROM subscriptions WHERE section_id IN (",
+        );
+        let mut ids = qb.separated(", ");
+        for id in section_ids {
+            ids.push_bind(*id);
+        }
+        qb.push("))");
+        Ok(qb.build_query_scalar::<i64>().fetch_one(&self.pool).await?)
+    }
 }

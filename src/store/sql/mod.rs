@@ -9,6 +9,7 @@
 
 mod access;
 mod articles;
+mod audit;
 mod issues;
 mod ledger;
 mod returned;

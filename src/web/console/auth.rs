@@ -144,6 +144,7 @@ pub(super) async fn login(
     {
         Ok(session) => {
             tracing::info!(user = %session.user.name, "console login");
+            login_audit(&st, &session.user.name, &client, "ok").await;
             metrics::counter!("herald_console_logins_total", "outcome" => "ok").increment(1);
             let spec = cookie_spec(&st);
             // A new login in this browser ends the session it had (someone else's, perhaps,
@@ -178,6 +179,7 @@ pub(super) async fn login(
         // One answer for an unknown name and a wrong password.
         Err(LoginRefused::Wrong) => {
             metrics::counter!("herald_console_logins_total", "outcome" => "refused").increment(1);
+            login_audit(&st, &name, &client, "refused: wrong name or password").await;
             login_form(
                 &st,
                 StatusCode::UNAUTHORIZED,
@@ -209,6 +211,21 @@ pub(super) async fn login(
             Ok(page)
         }
     }
+}
+
+/// A login, or a refused one, in the audit log (under the name typed, cut to 64
+/// characters). Throttled tries are not: they checked nothing (they are WARN lines).
+async fn login_audit(st: &AppState, name: &str, client: &str, outcome: &str) {
+    let entry = crate::audit::NewAudit {
+        at: st.clock.now(),
+        actor: name.chars().take(64).collect(),
+        via: crate::audit::Via::Console,
+        address: Some(client.to_string()),
+        action: "console login".into(),
+        subject: String::new(),
+        outcome: outcome.into(),
+    };
+    crate::audit::record(st.store.as_ref(), entry).await;
 }
 
 #[derive(serde::Deserialize)]

@@ -12,6 +12,7 @@
 //! script at all (its stylesheet is `/admin/console.css`), forms only to itself, no framing.
 
 mod articles;
+mod audit;
 mod auth;
 mod dashboard;
 mod issues;
@@ -73,6 +74,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
             get(returned::suppressions).post(returned::add),
         )
         .route("/suppressions/lift", post(returned::lift))
+        .route("/audit", get(audit::page))
+        .route("/audit.csv", get(audit::csv))
         .route("/console.css", get(stylesheet))
         .route("/console.js", get(script))
         .route("/icon.svg", get(icon))
@@ -118,15 +121,50 @@ async fn gate(
     } else {
         None
     };
+    let peer = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0);
+    let address = peer.map(|p| super::client_ip(&st.config, p, &parts.headers).to_string());
+    let (action, subject) = crate::audit::action_of("POST", parts.uri.path());
+    let entry = |outcome: String| crate::audit::NewAudit {
+        at: st.clock.now(),
+        actor: viewer.session.name.clone(),
+        via: crate::audit::Via::Console,
+        address: address.clone(),
+        action: action.clone(),
+        subject: subject.clone(),
+        outcome,
+    };
     if let Some(e) = refused {
+        // A change the role does not allow is worth knowing about; a stale or forged token
+        // is not this user's doing.
+        if matches!(e, ConsoleError::Forbidden) {
+            crate::audit::record(st.store.as_ref(), entry("refused: not staff".into())).await;
+        }
         let chrome = viewer.chrome(&st, "");
         return e.respond_in(&st, chrome);
     }
     // The handler gets both as read here: no second session lookup, no second parse.
-    parts.extensions.insert(viewer);
+    parts.extensions.insert(viewer.clone());
     parts.extensions.insert(fields);
-    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
-        .await
+    let res = next
+        .run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await;
+    // What was done: a change that went through (its page, or where it sent the browser).
+    // A refused form (4xx) changed nothing.
+    let status = res.status();
+    if status.is_success() || status.is_redirection() {
+        let outcome = match res.headers().get(header::LOCATION) {
+            Some(to) => format!(
+                "ok, then {}",
+                crate::audit::page_of(to.to_str().unwrap_or("?"))
+            ),
+            None => "ok".to_string(),
+        };
+        crate::audit::record(st.store.as_ref(), entry(outcome)).await;
+    }
+    res
 }
 
 /// The console's own CSP, set before the site-wide headers (which only fill in what is

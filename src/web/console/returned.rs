@@ -98,6 +98,8 @@ struct BouncePage {
     chrome: Chrome,
     r: ReturnedRow,
     raw: String,
+    /// The send it answers, when herald knows it.
+    send: Option<crate::store::SendRecord>,
 }
 
 pub(super) async fn show(State(st): State<AppState>, v: Viewer, Path(id): Path<i64>) -> Page {
@@ -106,12 +108,27 @@ pub(super) async fn show(State(st): State<AppState>, v: Viewer, Path(id): Path<i
             "There is no returned message #{id}."
         )));
     };
+    // The send it answers, for its issue and its line in the log (a keyset page of one).
+    let send = match r.send_id {
+        Some(sid) => st
+            .store
+            .send_log(&crate::store::LogQuery {
+                before: Some(sid.saturating_add(1)),
+                limit: 1,
+                ..Default::default()
+            })
+            .await?
+            .into_iter()
+            .find(|s| s.id == sid),
+        None => None,
+    };
     html(
         StatusCode::OK,
         BouncePage {
             chrome: v.chrome(&st, "bounces"),
             r,
             raw,
+            send,
         },
     )
 }

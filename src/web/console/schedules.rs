@@ -351,6 +351,8 @@ struct SchedulePage {
     remove_error: Option<&'static str>,
     /// The one-time token of this page's "Send now" form.
     once: String,
+    /// Active readers of its sections: whom "Send now" would mail.
+    readers: i64,
 }
 
 /// Which form on a schedule's page was refused, and why.
@@ -409,6 +411,13 @@ async fn schedule_page(
         Err(e) => return Err(ConsoleError::internal(e)),
     };
     let issues = crate::digests::issues_of_schedule(st.store.as_ref(), &s.name, 10).await?;
+    // Only staff see "Send now", where the number is said.
+    let readers = if v.session.role.may_change() {
+        let ids: Vec<i64> = section_list.iter().map(|x| x.id).collect();
+        st.store.readers_of(&ids).await?
+    } else {
+        0
+    };
     let (form, errors) = edit.unwrap_or_else(|| {
         (
             ScheduleForm {
@@ -445,6 +454,7 @@ async fn schedule_page(
             to,
             preview,
             issues,
+            readers,
             f: FormView {
                 form,
                 errors,

@@ -204,7 +204,13 @@ pub(super) async fn show(State(st): State<AppState>, v: Viewer, Path(id): Path<i
 
 /// Everything herald keeps about the subscriber, as a JSON download (staff only: it is
 /// their personal data).
-pub(super) async fn export(State(st): State<AppState>, v: Viewer, Path(id): Path<i64>) -> Page {
+pub(super) async fn export(
+    State(st): State<AppState>,
+    v: Viewer,
+    Path(id): Path<i64>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    headers: axum::http::HeaderMap,
+) -> Page {
     if v.session.role != Role::Staff {
         return Err(ConsoleError::Forbidden);
     }
@@ -216,6 +222,17 @@ pub(super) async fn export(State(st): State<AppState>, v: Viewer, Path(id): Path
     };
     let body = serde_json::to_vec_pretty(&record).map_err(ConsoleError::internal)?;
     tracing::info!(user = %v.session.name, subscriber = id, "subscriber exported from the console");
+    // Taking a reader's data out is a change of who holds it: audited like one.
+    let entry = crate::audit::NewAudit {
+        at: st.clock.now(),
+        actor: v.session.name.clone(),
+        via: crate::audit::Via::Console,
+        address: Some(crate::web::client_ip(&st.config, peer, &headers).to_string()),
+        action: "subscribers export".into(),
+        subject: id.to_string(),
+        outcome: "ok".into(),
+    };
+    crate::audit::record(st.store.as_ref(), entry).await;
     Ok((
         [
             (header::CONTENT_TYPE, "application/json".to_string()),
