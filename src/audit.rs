@@ -135,15 +135,20 @@ pub fn action_of(method: &str, path: &str) -> (String, String) {
             }
         })
         .collect();
+    // A last part that is a verb names the action; what stands between it and the group
+    // is the subject.
+    const VERBS: [&str; 13] = [
+        "pause", "resume", "send", "remove", "stop", "retry", "lift", "erase", "images", "edit",
+        "hold", "withdraw", "restore",
+    ];
     let (action, subject) = match (method, parts.as_slice()) {
         ("POST", [one]) if one == "logout" => ("console logout".to_string(), String::new()),
-        ("POST", [group]) => (format!("{group} add"), String::new()),
-        ("POST", [group, verb]) if group == "suppressions" && verb == "lift" => {
-            ("suppressions lift".to_string(), String::new())
+        (_, [group, middle @ .., verb]) if VERBS.contains(&verb.as_str()) => {
+            (format!("{group} {verb}"), middle.join("/"))
         }
+        ("POST", [group]) => (format!("{group} add"), String::new()),
         ("POST", [group, item]) => (format!("{group} edit"), item.clone()),
         ("DELETE", [group, item]) => (format!("{group} remove"), item.clone()),
-        (_, [group, item, verb, ..]) => (format!("{group} {verb}"), item.clone()),
         _ => (format!("{method} {path}"), String::new()),
     };
     (action, subject)
@@ -219,7 +224,8 @@ mod tests {
             a("DELETE", "/suppressions/ann%40example.com"),
             s("suppressions remove", "<address>")
         );
-        assert_eq!(a("POST", "/a/b/c/d"), s("a c", "b"));
+        assert_eq!(a("POST", "/sends/retry"), s("sends retry", ""));
+        assert_eq!(a("POST", "/a/b/c/d"), s("POST /a/b/c/d", ""));
         assert_eq!(
             page_of("https://news.example/admin/suppressions?done=added&address=ann%40x.org"),
             "/admin/suppressions?done=added"

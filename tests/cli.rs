@@ -925,7 +925,7 @@ async fn digest_commands(backend: Backend) {
     );
     assert!(
         cli.ok(&["sends", "retry", "--issue", "1"])
-            .contains("0 sends")
+            .contains("0 failed sends of issue #1 re-queued")
     );
     // Delivered or in-flight mail is never re-queued: that would send it twice.
     for status in ["sent", "sending", "queued", "bounced"] {

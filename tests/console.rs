@@ -2221,6 +2221,17 @@ async fn a_blocklisting_pauses_its_domain_and_purges_nobody(backend: Backend) {
         after(&dashboard, "Paused domains").contains("blocked.example"),
         "{dashboard}"
     );
+    // An operator may not retry its failed mail; staff see the button for it.
+    assert!(!dashboard.contains("Retry its failed digests"));
+    let mut s = Browser::new(&app);
+    s.log_in(ED).await;
+    let dashboard = s.get("/admin").await.text().await.unwrap();
+    assert!(
+        after(&dashboard, "Paused domains").contains(
+            r#"<input type="hidden" name="domain" value="blocked.example"><button type="submit" class="secondary">Retry its failed digests</button>"#
+        ),
+        "{dashboard}"
+    );
     let listed = domains_cli(&app, &["list"]);
     let out = String::from_utf8_lossy(&listed.stdout);
     assert!(
@@ -2823,3 +2834,349 @@ async fn every_change_is_in_the_audit_log(backend: Backend) {
     assert_eq!(bad.status.code(), Some(2));
 }
 both_backends!(every_change_is_in_the_audit_log);
+
+/// One address's or one domain's failed digests, across issues, back in the queue: from
+/// the log (an address), the dashboard or `herald sends retry --domain` — never a stopped
+/// issue's, never mail that was sent; the relay then gets exactly what failed.
+async fn failed_digests_are_retried_by_address_or_domain(backend: Backend) {
+    use common::smtp::Behaviour;
+    let app = TestApp::spawn(backend).await;
+    with_users(&app).await;
+    app.add_section("wmd", "WMD").await;
+    for r in ["a@blocked.example", "b@blocked.example", "c@fine.example"] {
+        app.reader(r, &["wmd"]).await;
+    }
+    app.add_schedule("morning", "0 7 * * *", &["wmd"]).await;
+    app.smtp().set_behaviour(Behaviour {
+        reject_rcpt: Some(("@blocked.example".into(), 554, "5.7.1 blocked".into())),
+        ..Default::default()
+    });
+    // Issue 1: a and b fail, c is sent.
+    app.add_article("wmd", "A", "https://news.example.org/a", "")
+        .await;
+    let first = app.services.digests.run_now("morning").await.unwrap();
+    app.services.digests.fill(first.clone()).await.unwrap();
+    assert_eq!(app.deliver().await, 3);
+    // Issue 2: a fails, then the issue is stopped (b and c cancelled).
+    app.add_article("wmd", "B", "https://news.example.org/b", "")
+        .await;
+    app.clock.advance(chrono::Duration::minutes(1));
+    let second = app.services.digests.run_now("morning").await.unwrap();
+    app.services.digests.fill(second.clone()).await.unwrap();
+    let store = app.services.store.clone();
+    let holder = herald::store::LeaseHolder {
+        owner: "i/w".into(),
+        instance: "i".into(),
+    };
+    let now = app.clock.now();
+    let one = store
+        .claim_sends(&holder, now, now + chrono::Duration::minutes(5), 1)
+        .await
+        .unwrap();
+    assert_eq!(one[0].email.as_deref(), Some("a@blocked.example"));
+    let failed = herald::store::SendResult {
+        send_id: one[0].id,
+        lease_owner: holder.owner.clone(),
+        outcome: herald::store::SendOutcome::Failed {
+            reply: "554 5.7.1 blocked".into(),
+        },
+    };
+    store.complete_sends(&[failed], now).await.unwrap();
+    app.services
+        .digests
+        .stop_issue(second.id, "ed")
+        .await
+        .unwrap();
+
+    // The log of a's mail offers the retry; it takes issue 1's row only.
+    let mut b = Browser::new(&app);
+    b.log_in(ED).await;
+    let page = b
+        .get("/admin/log?address=a%40blocked.example")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("Retry the failed digests to <bdi>a@blocked.example</bdi>"),
+        "{page}"
+    );
+    let csrf = csrf_of(&page);
+    app.smtp().set_behaviour(Behaviour::default());
+    let r = b
+        .post(
+            "/admin/sends/retry",
+            &[("csrf", &csrf), ("address", "A@Blocked.Example")],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    let to = r.headers()["location"].to_str().unwrap().to_string();
+    let said = b
+        .get(to.trim_start_matches(&app.base))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        said.contains("1 failed digest to a@blocked.example is queued again."),
+        "{said}"
+    );
+    // The rest of the domain from the shell: b's row of issue 1.
+    let out = herald_cli(&app, &["sends", "retry", "--domain", "Blocked.Example"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1 failed send to blocked.example re-queued"),
+        "{out:?}"
+    );
+    // Nothing left to retry; nothing of fine.example ever failed.
+    let r = b
+        .post(
+            "/admin/sends/retry",
+            &[("csrf", &csrf), ("domain", "fine.example")],
+        )
+        .await;
+    let to = r.headers()["location"].to_str().unwrap().to_string();
+    let said = b
+        .get(to.trim_start_matches(&app.base))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        said.contains("Nothing to retry: no digest to addresses at fine.example"),
+        "{said}"
+    );
+    // Neither a domain nor an address: refused, and so is a bare command.
+    let r = b
+        .post(
+            "/admin/sends/retry",
+            &[("csrf", &csrf), ("domain", "not a domain")],
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(herald_cli(&app, &["sends", "retry"]).status.code(), Some(2));
+    // The relay gets issue 1 for a and b, and nothing of the stopped issue 2.
+    let before = app.smtp().count();
+    // The CLI queued b's row at its own (the wall clock's) time: deliver from then on.
+    app.clock.set(chrono::Utc::now() + Duration::seconds(1));
+    let delivered = app.deliver().await;
+    let log = store
+        .send_log(&herald::store::LogQuery {
+            limit: 20,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let log: Vec<String> = log
+        .iter()
+        .map(|r| {
+            format!(
+                "{:?} {:?} {:?} {:?}",
+                r.issue_id, r.email, r.status, r.last_reply
+            )
+        })
+        .collect();
+    assert_eq!(delivered, 2, "{log:#?}");
+    let got: Vec<String> = app.smtp().all()[before..]
+        .iter()
+        .map(|c| format!("{} {}", c.to[0], c.subject()))
+        .collect();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(
+        got.iter().all(|g| g.contains("@blocked.example")),
+        "{got:?}"
+    );
+    let counts: std::collections::BTreeMap<String, i64> = store
+        .issue_status_counts(second.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(counts.get("failed"), Some(&1), "{counts:?}");
+    assert_eq!(counts.get("cancelled"), Some(&2), "{counts:?}");
+    let first_counts: std::collections::BTreeMap<String, i64> = store
+        .issue_status_counts(first.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(first_counts.get("sent"), Some(&3), "{first_counts:?}");
+}
+both_backends!(failed_digests_are_retried_by_address_or_domain);
+
+/// Staff correct an article before it is mailed, hold one back until a time, withdraw one:
+/// the digest that goes carries the correction and neither of the others; the held one
+/// goes in the first digest after its time, the withdrawn one never (until put back). A
+/// mailed article stays as it was mailed.
+async fn articles_are_corrected_held_and_withdrawn(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    with_users(&app).await;
+    app.add_section("wmd", "WMD").await;
+    app.reader("ann@example.com", &["wmd"]).await;
+    app.add_schedule("morning", "0 7 * * *", &["wmd"]).await;
+    app.set_time(2026, 3, 2, 6, 0, 0);
+    for (title, url) in [
+        ("Tpyo in the title", "https://news.example.org/1"),
+        ("Embargoed until Tuesday", "https://news.example.org/2"),
+        ("Pulled by legal", "https://news.example.org/3"),
+    ] {
+        app.add_article("wmd", title, url, "").await;
+    }
+    let store = app.services.store.clone();
+    let id_of =
+        |rows: &[herald::store::Article], t: &str| rows.iter().find(|a| a.title == t).unwrap().id;
+    let rows = store.list_articles(None, 10).await.unwrap();
+    let (typo, embargo, pulled) = (
+        id_of(&rows, "Tpyo in the title"),
+        id_of(&rows, "Embargoed until Tuesday"),
+        id_of(&rows, "Pulled by legal"),
+    );
+    let mut b = Browser::new(&app);
+    b.log_in(ED).await;
+    let page = b
+        .get(&format!("/admin/articles/{typo}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let csrf = csrf_of(&page);
+    // A correction, checked as a new article is.
+    let r = b
+        .post(
+            &format!("/admin/articles/{typo}"),
+            &[
+                ("csrf", &csrf),
+                ("title", "Typo in the title"),
+                ("summary", "<b>Fixed</b><script>x</script>"),
+                ("image", "http://insecure.example/p.jpg"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+    assert!(after(&r.text().await.unwrap(), r#"id="image""#).contains("must be an https URL"));
+    let r = b
+        .post(
+            &format!("/admin/articles/{typo}"),
+            &[
+                ("csrf", &csrf),
+                ("title", "Typo in the title"),
+                ("summary", "<b>Fixed</b><script>x</script>"),
+                ("image", ""),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    // Held until Tuesday 07:30 (the newsroom's zone, UTC here).
+    let r = b
+        .post(
+            &format!("/admin/articles/{embargo}/hold"),
+            &[("csrf", &csrf), ("until", "2026-03-03T07:30")],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    let r = b
+        .post(
+            &format!("/admin/articles/{embargo}/hold"),
+            &[("csrf", &csrf), ("until", "Tuesday")],
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+    let r = b
+        .post(
+            &format!("/admin/articles/{pulled}/withdraw"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    let list = b.get("/admin/articles").await.text().await.unwrap();
+    assert!(
+        list.contains("<strong class=\"problem\">withdrawn</strong>")
+            && list.contains("held until"),
+        "{list}"
+    );
+
+    // Monday 07:00: only the correction goes.
+    app.set_time(2026, 3, 2, 7, 0, 0);
+    app.tick().await;
+    app.deliver().await;
+    let mail = app.smtp().last_to("ann@example.com").unwrap();
+    let text = mail.text();
+    assert!(
+        text.contains("Typo in the title") && text.contains("Fixed"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("script") && !text.contains("Embargoed") && !text.contains("Pulled"),
+        "{text}"
+    );
+    // Mailed: it stays as it was mailed.
+    let r = b
+        .post(
+            &format!("/admin/articles/{typo}"),
+            &[
+                ("csrf", &csrf),
+                ("title", "Something else"),
+                ("summary", ""),
+                ("image", ""),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 409);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("it stays as it was mailed")
+    );
+    assert_eq!(
+        store.article(typo).await.unwrap().unwrap().title,
+        "Typo in the title"
+    );
+    // Tuesday 07:00, before the hold ends: nothing new to send.
+    app.set_time(2026, 3, 3, 7, 0, 0);
+    let made = app.tick().await;
+    assert_eq!(made[0].issue.article_count, 0, "held until 07:30");
+    // Wednesday: the embargoed story goes; the withdrawn one does not, until put back.
+    app.set_time(2026, 3, 4, 7, 0, 0);
+    app.tick().await;
+    app.deliver().await;
+    let text = app.smtp().last_to("ann@example.com").unwrap().text();
+    assert!(
+        text.contains("Embargoed until Tuesday") && !text.contains("Pulled"),
+        "{text}"
+    );
+    // Days have passed: a new session.
+    let mut b = Browser::new(&app);
+    b.log_in(ED).await;
+    let csrf = csrf_of(&b.get("/admin/articles").await.text().await.unwrap());
+    let r = b
+        .post(
+            &format!("/admin/articles/{pulled}/restore"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    assert!(
+        r.headers()["location"]
+            .to_str()
+            .unwrap()
+            .ends_with("?done=restored")
+    );
+    app.set_time(2026, 3, 5, 7, 0, 0);
+    app.tick().await;
+    app.deliver().await;
+    let text = app.smtp().last_to("ann@example.com").unwrap().text();
+    assert!(text.contains("Pulled by legal"), "{text}");
+    // Operators see where an article stands, and no form.
+    let mut o = Browser::new(&app);
+    o.log_in(OLGA).await;
+    let page = o
+        .get(&format!("/admin/articles/{pulled}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!page.contains("Withdraw it") && !page.contains("Hold until then"));
+    assert_eq!(o.get("/admin/articles/999").await.status(), 404);
+}
+both_backends!(articles_are_corrected_held_and_withdrawn);

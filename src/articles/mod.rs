@@ -451,6 +451,66 @@ pub async fn add_article(
     Ok(written)
 }
 
+/// A stored article corrected by hand: its title, summary and picture, checked as a new
+/// one is. Refused (a store `Conflict`) once an issue carries it: it stays as it was mailed.
+/// The summary is the HTML as typed (sanitised like any other).
+pub async fn edit_article(
+    store: &dyn ArticleStore,
+    id: i64,
+    title: &str,
+    summary: &str,
+    image: &str,
+) -> Result<crate::store::Article, ArticleError> {
+    let mailed = || {
+        ArticleError::Store(StoreError::Conflict(
+            "This article went out in an issue: it stays as it was mailed.".into(),
+        ))
+    };
+    let a = store
+        .article(id)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("There is no article #{id}.")))?;
+    if a.mailed {
+        return Err(mailed());
+    }
+    let section = store
+        .list_sections()
+        .await?
+        .into_iter()
+        .find(|s| s.id == a.section_id)
+        .ok_or_else(|| StoreError::NotFound(format!("There is no article #{id}.")))?;
+    // The same article (section, guid, link, byline, date), with what was changed: the
+    // store's correction path, which looks at `mailed` again inside its transaction.
+    let input = ArticleInput {
+        section: section.slug,
+        title: title.to_string(),
+        url: a.url.clone(),
+        summary: Some(summary.to_string()),
+        author: a.author.clone(),
+        published: a.published_at,
+        guid: Some(a.guid.clone()),
+        image: Some(image.to_string()),
+    };
+    let (_, article) = input.into_new_article()?;
+    let unchanged = article.title == a.title
+        && article.summary_html == a.summary_html
+        && article.image_url == a.image_url;
+    if !unchanged
+        && store
+            .insert_articles(a.section_id, &[article], a.created_at)
+            .await?
+            .updated
+            == 0
+    {
+        // An issue took it meanwhile.
+        return Err(mailed());
+    }
+    Ok(store
+        .article(id)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("There is no article #{id}.")))?)
+}
+
 /// What importing one feed document did.
 #[derive(Debug)]
 pub struct ImportOutcome {

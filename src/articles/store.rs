@@ -46,6 +46,16 @@ pub trait ArticleStore: Send + Sync + 'static {
         before: Option<i64>,
         limit: i64,
     ) -> StoreResult<Vec<Article>>;
+    async fn article(&self, id: i64) -> StoreResult<Option<Article>>;
+    /// Hold the article back until a time, withdraw it, or neither (None, None): issues
+    /// made from now on follow it; one that already carries it keeps it. False if there is
+    /// no such article.
+    async fn set_article_release(
+        &self,
+        id: i64,
+        hold_until: Option<DateTime<Utc>>,
+        withdrawn_at: Option<DateTime<Utc>>,
+    ) -> StoreResult<bool>;
     /// Set (or clear) the section's page; with `only_if_unset`, only where none is set.
     async fn set_section_page(
         &self,

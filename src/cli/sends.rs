@@ -3,7 +3,8 @@
 use super::{CliResult, Failure, Format, address, count, since};
 use clap::Subcommand;
 use herald::Services;
-use herald::store::SendStatus;
+use herald::domain::mail_domain;
+use herald::store::{RetryScope, SendStatus};
 
 #[derive(clap::Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -37,25 +38,57 @@ pub enum Cmd {
     /// Re-queue the failed sends of an issue. Only `failed` can be retried: a sent mail
     /// would be delivered twice, one in flight taken from its worker, a queued or retrying
     /// one is already in the queue, and a bounced or suppressed address must not get mail.
+    /// With --address or --domain: that address's (or every address at that domain's)
+    /// failed digests across issues, e.g. once a blocklisting is lifted.
+    #[command(group(clap::ArgGroup::new("scope").required(true).args(["issue", "address", "domain"])))]
     Retry {
         #[arg(long)]
-        issue: i64,
+        issue: Option<i64>,
+        #[arg(long)]
+        address: Option<String>,
+        #[arg(long)]
+        domain: Option<String>,
         #[arg(long, value_enum, default_value = "failed")]
         status: SendStatus,
     },
 }
 
 pub async fn run(args: Args, s: Services) -> CliResult {
-    if let Some(Cmd::Retry { issue, status }) = args.retry {
+    if let Some(Cmd::Retry {
+        issue,
+        address: to,
+        domain,
+        status,
+    }) = args.retry
+    {
         if let Some(why) = status.why_not_retried() {
             return Err(Failure::usage(format!(
                 "only failed sends can be retried, not {status}: {why}"
             )));
         }
-        let n = s.store.requeue_failed_sends(issue, s.clock.now()).await?;
+        let now = s.clock.now();
+        let (n, whose) = if let Some(issue) = issue {
+            let n = s.store.requeue_failed_sends(issue, now).await?;
+            (n, format!("of issue #{issue}"))
+        } else if let Some(to) = to {
+            let to = address("--address ", &to)?;
+            let n = s
+                .store
+                .requeue_failed_sends_to(&RetryScope::Address(to.clone()), now)
+                .await?;
+            (n, format!("to {to}"))
+        } else {
+            let d = mail_domain(domain.as_deref().unwrap_or_default())
+                .ok_or_else(|| Failure::usage("--domain: name a domain, e.g. example.com"))?;
+            let n = s
+                .store
+                .requeue_failed_sends_to(&RetryScope::Domain(d.clone()), now)
+                .await?;
+            (n, format!("to {d}"))
+        };
         println!(
-            "{} of issue #{issue} re-queued; `herald serve` delivers them",
-            count(n as i64, "send", "sends")
+            "{} {whose} re-queued; `herald serve` delivers them",
+            count(n as i64, "failed send", "failed sends")
         );
         return Ok(());
     }

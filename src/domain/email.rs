@@ -94,6 +94,17 @@ impl AsRef<str> for EmailAddress {
     }
 }
 
+/// A receiving domain as typed ("Example.COM", "@example.com", "bücher.example"), as herald
+/// writes it in addresses: lower case, its ASCII (IDNA) form; None if it is not one.
+pub fn mail_domain(typed: &str) -> Option<String> {
+    let d = typed.trim().trim_start_matches('@');
+    if d.is_empty() || d.contains(char::is_whitespace) || d.contains('@') {
+        return None;
+    }
+    let d = idna::domain_to_ascii(d).ok()?;
+    (d.contains('.') && !d.starts_with('.') && !d.ends_with('.')).then_some(d)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,5 +145,27 @@ mod tests {
         }
         let long = format!("{}@example.com", "a".repeat(250));
         assert_eq!(EmailAddress::parse(&long), Err(EmailError::TooLong));
+    }
+
+    #[test]
+    fn a_mail_domain_is_written_as_addresses_write_it() {
+        assert_eq!(
+            mail_domain(" @Example.COM ").as_deref(),
+            Some("example.com")
+        );
+        assert_eq!(
+            mail_domain("bücher.example").as_deref(),
+            Some("xn--bcher-kva.example")
+        );
+        for bad in [
+            "",
+            "localhost",
+            "a b.example",
+            "x@example.com",
+            ".example.com",
+            "example.",
+        ] {
+            assert_eq!(mail_domain(bad), None, "{bad:?}");
+        }
     }
 }

@@ -14,7 +14,7 @@ mod token;
 mod verdict;
 
 pub use duration::{HumanDuration, ParseDurationError};
-pub use email::{EmailAddress, EmailError};
+pub use email::{EmailAddress, EmailError, mail_domain};
 pub use returned::{ReturnedEffect, ReturnedKind, soft_limit_reached};
 pub use role::Role;
 pub use schedule::{CronSchedule, ScheduleError};

@@ -145,6 +145,15 @@ pub trait Store:
     /// get mail is never touched (see [`SendStatus::why_not_retried`]); nothing of a
     /// stopped issue is.
     async fn requeue_failed_sends(&self, issue_id: i64, now: DateTime<Utc>) -> StoreResult<u64>;
+    /// Put the failed digests of one address, or of every address at one domain, back in
+    /// the queue, due `now`, whatever their issue (after a blocklisting is lifted, say):
+    /// the same rule as [`Store::requeue_failed_sends`], nothing of a stopped issue, and
+    /// confirmation and welcome mails never (a late one carries a stale link).
+    async fn requeue_failed_sends_to(
+        &self,
+        scope: &RetryScope,
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64>;
     async fn unsettled_sends_of_issue(&self, issue_id: i64) -> StoreResult<i64>;
     /// The first use of a one-time form token (`kind` says which form): true the first time,
     /// false for a repeat (a double click, a reload that posts again). Kept a day, with the

@@ -276,6 +276,12 @@ pub struct Article {
     pub published_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub image_url: Option<String>,
+    /// Held back: no issue made before this time carries it.
+    pub hold_until: Option<DateTime<Utc>>,
+    /// Withdrawn: no issue carries it.
+    pub withdrawn_at: Option<DateTime<Utc>>,
+    /// An issue carries it: it stays as it was mailed.
+    pub mailed: bool,
 }
 
 /// An article to store; `guid` is unique per section, so storing it twice adds nothing.
@@ -544,6 +550,16 @@ pub struct Issue {
     pub stopped_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stopped_by: Option<String>,
+}
+
+/// Whose failed digests to put back in the queue, across issues
+/// (`Store::requeue_failed_sends_to`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RetryScope {
+    /// One address, as `EmailAddress` writes it.
+    Address(String),
+    /// Every address at one domain (lower case, its ASCII form, no "@").
+    Domain(String),
 }
 
 /// What stopping an issue did (`IssueStore::stop_issue`).

@@ -29,6 +29,19 @@ macro_rules! select_send {
 }
 pub(crate) use select_send;
 
+/// `SELECT <the columns of Article> FROM articles <tail>`, likewise.
+macro_rules! select_article {
+    ($tail:literal) => {
+        concat!(
+            "SELECT id, section_id, guid, title, url, summary_html, summary_text, author, \
+             published_at, created_at, image_url, hold_until, withdrawn_at, EXISTS (SELECT 1 \
+             FROM issue_articles ia WHERE ia.article_id = articles.id) AS mailed FROM articles ",
+            $tail
+        )
+    };
+}
+pub(crate) use select_article;
+
 /// `SELECT <the columns of Issue> FROM issues <tail>`, likewise.
 macro_rules! select_issue {
     ($tail:literal) => {

@@ -81,6 +81,13 @@ try {
   await shot(page, "issue-stopped");
   step("stopped with the keyboard alone");
 
+  // The stop is in the audit log: who, from where, which issue.
+  await page.goto(`${base}/admin/audit?action=issues+stop`);
+  const line = page.locator("table.log tbody tr").first();
+  assert.match(await line.textContent(), new RegExp(`ed\\s*console\\s*127\\.0\\.0\\.1\\s*issues stop\\s*${issue}\\s*ok, then /admin/issues/${issue}`));
+  await audit(page);
+  step("the stop is in the audit log");
+
   assert.deepEqual(problems, [], "no console errors (CSP violations, script errors)");
   console.log("browser: all good");
 } finally {

@@ -117,15 +117,15 @@ impl crate::articles::ArticleStore for Backend {
         section_id: Option<i64>,
         limit: i64,
     ) -> StoreResult<Vec<Article>> {
-        Ok(sqlx::query_as::<Db, Article>(
-            "SELECT id, section_id, guid, title, url, summary_html, summary_text, author, \
-             published_at, created_at, image_url FROM articles WHERE ($1 IS NULL OR section_id = \
-             $1) ORDER BY created_at DESC, id DESC LIMIT $2",
+        Ok(
+            sqlx::query_as::<Db, Article>(crate::store::shared::select_article!(
+                "WHERE ($1 IS NULL OR section_id = $1) ORDER BY created_at DESC, id DESC LIMIT $2"
+            ))
+            .bind(section_id)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?,
         )
-        .bind(section_id)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?)
     }
 
     async fn set_section_feed(&self, section_id: i64, url: Option<&str>) -> StoreResult<()> {
@@ -171,10 +171,8 @@ impl crate::articles::ArticleStore for Backend {
         before: Option<i64>,
         limit: i64,
     ) -> StoreResult<Vec<Article>> {
-        let mut qb = sqlx::QueryBuilder::<Db>::new(
-            "SELECT id, section_id, guid, title, url, summary_html, summary_text, author, \
-             published_at, created_at, image_url FROM articles WHERE 1 = 1",
-        );
+        let mut qb =
+            sqlx::QueryBuilder::<Db>::new(crate::store::shared::select_article!("WHERE 1 = 1"));
         if let Some(id) = section_id {
             qb.push(" AND section_id = ").push_bind(id);
         }
@@ -195,6 +193,34 @@ impl crate::articles::ArticleStore for Backend {
         // is one id.
         qb.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
         Ok(qb.build_query_as::<Article>().fetch_all(&self.pool).await?)
+    }
+
+    async fn article(&self, id: i64) -> StoreResult<Option<Article>> {
+        Ok(
+            sqlx::query_as::<Db, Article>(crate::store::shared::select_article!("WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn set_article_release(
+        &self,
+        id: i64,
+        hold_until: Option<DateTime<Utc>>,
+        withdrawn_at: Option<DateTime<Utc>>,
+    ) -> StoreResult<bool> {
+        let _turn = self.write_turn().await;
+        Ok(sqlx::query::<Db>(
+            "UPDATE articles SET hold_until = $2, withdrawn_at = $3 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(hold_until)
+        .bind(withdrawn_at)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            > 0)
     }
 
     async fn set_section_page(

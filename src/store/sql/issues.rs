@@ -71,9 +71,10 @@ impl crate::digests::IssueStore for Backend {
             let articles = sqlx::query::<Db>(
                 "INSERT INTO issue_articles (issue_id, article_id) SELECT DISTINCT $1, a.id FROM \
                  articles a JOIN schedule_sections x ON x.section_id = a.section_id WHERE \
-                 x.schedule_id = $2 AND a.created_at > $3 AND a.created_at <= $4 AND NOT EXISTS \
-                 (SELECT 1 FROM issue_articles done JOIN issues i ON i.id = done.issue_id WHERE \
-                 i.schedule_id = $2 AND done.article_id = a.id)",
+                 x.schedule_id = $2 AND a.created_at > $3 AND a.created_at <= $4 AND \
+                 a.withdrawn_at IS NULL AND (a.hold_until IS NULL OR a.hold_until <= $4) AND NOT \
+                 EXISTS (SELECT 1 FROM issue_articles done JOIN issues i ON i.id = done.issue_id \
+                 WHERE i.schedule_id = $2 AND done.article_id = a.id)",
             )
             .bind(issue_id)
             .bind(p.schedule_id)
@@ -249,9 +250,10 @@ impl crate::digests::IssueStore for Backend {
              section_page_url, a.title, a.url, a.summary_html, a.summary_text, a.author, \
              a.published_at, a.created_at, a.image_url FROM articles a JOIN sections s ON s.id = \
              a.section_id JOIN schedule_sections x ON x.section_id = a.section_id WHERE \
-             x.schedule_id = $1 AND a.created_at > $2 AND a.created_at <= $3 AND NOT EXISTS \
-             (SELECT 1 FROM issue_articles done JOIN issues i ON i.id = done.issue_id WHERE \
-             i.schedule_id = $1 AND done.article_id = a.id) ORDER BY s.name, s.slug, \
+             x.schedule_id = $1 AND a.created_at > $2 AND a.created_at <= $3 AND \
+             a.withdrawn_at IS NULL AND (a.hold_until IS NULL OR a.hold_until <= $3) AND NOT \
+             EXISTS (SELECT 1 FROM issue_articles done JOIN issues i ON i.id = done.issue_id \
+             WHERE i.schedule_id = $1 AND done.article_id = a.id) ORDER BY s.name, s.slug, \
              COALESCE(a.published_at, a.created_at) DESC, a.id",
         )
         .bind(schedule_id)

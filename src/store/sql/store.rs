@@ -187,6 +187,47 @@ impl crate::store::Store for Backend {
         Ok(n)
     }
 
+    async fn requeue_failed_sends_to(
+        &self,
+        scope: &RetryScope,
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64> {
+        // The rows: failed digests to the address ($2 = 0), or to an address ending in
+        // "@domain" ($2 = 1); one statement for both, so the SQL stays a literal.
+        let (value, by_domain) = match scope {
+            RetryScope::Address(a) => (a.clone(), 0_i32),
+            RetryScope::Domain(d) => (format!("@{d}"), 1_i32),
+        };
+        let mut tx = self.begin_write().await?;
+        // Their issues are not finished any more.
+        sqlx::query::<Db>(
+            "UPDATE issues SET finished_at = NULL WHERE stopped_at IS NULL AND id IN (SELECT \
+             issue_id FROM sends WHERE status = 'failed' AND kind = 'digest' AND CASE WHEN $2 = \
+             1 THEN length(email) > length($1) AND substr(email, length(email) - length($1) + \
+             1) = $1 ELSE email = $1 END)",
+        )
+        .bind(&value)
+        .bind(by_domain)
+        .execute(&mut *tx)
+        .await?;
+        let n = sqlx::query::<Db>(
+            "UPDATE sends SET status = 'queued', next_attempt_at = $3, updated_at = $3, \
+             requeued_at = $3, lease_owner = NULL, lease_until = NULL, lease_instance = NULL \
+             WHERE status = 'failed' AND kind = 'digest' AND CASE WHEN $2 = 1 THEN \
+             length(email) > length($1) AND substr(email, length(email) - length($1) + 1) = $1 \
+             ELSE email = $1 END AND issue_id NOT IN (SELECT id FROM issues WHERE stopped_at IS \
+             NOT NULL)",
+        )
+        .bind(&value)
+        .bind(by_domain)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(n)
+    }
+
     async fn unsettled_sends_of_issue(&self, issue_id: i64) -> StoreResult<i64> {
         // An issue whose rows are still being written counts one more: it is not done.
         Ok(sqlx::query_scalar::<Db, i64>(

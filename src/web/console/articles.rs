@@ -180,3 +180,215 @@ pub(super) async fn add(State(st): State<AppState>, Change { v, form }: Change<F
         }
     }
 }
+
+/// One article: where it stands (held, withdrawn, mailed) and, for staff, its correction
+/// (title, summary, picture: until an issue carries it), holding it back until a time,
+/// withdrawing it and putting it back.
+#[derive(Template)]
+#[template(path = "console/article.html")]
+struct ArticlePage {
+    chrome: Chrome,
+    a: Article,
+    section: String,
+    /// The correction form, as stored or as typed.
+    edit: EditForm,
+    errors: FieldErrors,
+    /// The hold's time as the field shows it (the newsroom's zone).
+    until: String,
+    notice: Option<String>,
+}
+
+/// The correction form.
+#[derive(Default, serde::Deserialize)]
+#[serde(default)]
+pub(super) struct EditForm {
+    title: String,
+    summary: String,
+    image: String,
+}
+
+/// The hold form: a time in the newsroom's zone, or nothing to release it.
+#[derive(Default, serde::Deserialize)]
+#[serde(default)]
+pub(super) struct HoldForm {
+    until: String,
+}
+
+/// `?done=…`: what was just done, said on the page.
+#[derive(Default, serde::Deserialize)]
+#[serde(default)]
+pub(super) struct Done {
+    done: String,
+}
+
+fn unknown(id: i64) -> ConsoleError {
+    ConsoleError::NotFound(format!("There is no article #{id}."))
+}
+
+async fn article_page(
+    st: &AppState,
+    v: &Viewer,
+    id: i64,
+    status: StatusCode,
+    edit: Option<(EditForm, FieldErrors)>,
+    notice: Option<String>,
+) -> Page {
+    let Some(a) = st.store.article(id).await? else {
+        return Err(unknown(id));
+    };
+    let section = st
+        .store
+        .list_sections()
+        .await?
+        .into_iter()
+        .find(|s| s.id == a.section_id)
+        .map(|s| s.name)
+        .unwrap_or_default();
+    let chrome = v.chrome(st, "articles");
+    let until = a
+        .hold_until
+        .map(|t| {
+            t.with_timezone(&chrome.zone)
+                .format("%Y-%m-%dT%H:%M")
+                .to_string()
+        })
+        .unwrap_or_default();
+    let (edit, errors) = edit.unwrap_or_else(|| {
+        (
+            EditForm {
+                title: a.title.clone(),
+                summary: a.summary_html.clone(),
+                image: a.image_url.clone().unwrap_or_default(),
+            },
+            FieldErrors::default(),
+        )
+    });
+    html(
+        status,
+        ArticlePage {
+            chrome,
+            a,
+            section,
+            edit,
+            errors,
+            until,
+            notice,
+        },
+    )
+}
+
+pub(super) async fn show(
+    State(st): State<AppState>,
+    v: Viewer,
+    axum::extract::Path(id): axum::extract::Path<i64>,
+    Query(Done { done }): Query<Done>,
+) -> Page {
+    let notice = match done.as_str() {
+        "edited" => Some("Corrected: the next digest carries it as it reads now."),
+        "held" => Some("Held back: no issue made before that time carries it."),
+        "released" => Some("No longer held: the next digest carries it."),
+        "withdrawn" => Some("Withdrawn: no digest will carry it."),
+        "restored" => Some("Put back: the next digest carries it."),
+        _ => None,
+    };
+    article_page(&st, &v, id, StatusCode::OK, None, notice.map(Into::into)).await
+}
+
+/// Correct the title, summary or picture of an article no issue carries yet.
+pub(super) async fn edit(
+    State(st): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<i64>,
+    Change { v, form }: Change<EditForm>,
+) -> Page {
+    match crate::articles::edit_article(
+        st.store.as_ref(),
+        id,
+        &form.title,
+        &form.summary,
+        &form.image,
+    )
+    .await
+    {
+        Ok(_) => {
+            tracing::info!(user = %v.session.name, article = id, "article corrected in the console");
+            see_other(&st, &format!("/articles/{id}?done=edited"))
+        }
+        Err(ArticleError::Invalid(field, why)) => {
+            let errors = FieldErrors::one(field, why);
+            let status = StatusCode::UNPROCESSABLE_ENTITY;
+            article_page(&st, &v, id, status, Some((form, errors)), None).await
+        }
+        Err(ArticleError::Store(crate::store::StoreError::Conflict(why))) => {
+            article_page(&st, &v, id, StatusCode::CONFLICT, None, Some(why)).await
+        }
+        Err(ArticleError::Store(crate::store::StoreError::NotFound(_))) => Err(unknown(id)),
+        Err(e) => Err(ConsoleError::internal(e)),
+    }
+}
+
+/// Hold the article back until a time (the newsroom's), or release it (no time).
+pub(super) async fn hold(
+    State(st): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<i64>,
+    Change { v, form }: Change<HoldForm>,
+) -> Page {
+    let chrome = v.chrome(&st, "articles");
+    let until = match form.until.trim() {
+        "" => None,
+        t => match chrome.read_time(t) {
+            Some(t) => Some(t),
+            None => {
+                let why = format!("A date and time, like 2026-03-02 07:00 ({}).", chrome.zone);
+                let errors = FieldErrors::one("until", why);
+                let status = StatusCode::UNPROCESSABLE_ENTITY;
+                let edit = st.store.article(id).await?.map(|a| EditForm {
+                    title: a.title,
+                    summary: a.summary_html,
+                    image: a.image_url.unwrap_or_default(),
+                });
+                return article_page(&st, &v, id, status, edit.map(|e| (e, errors)), None).await;
+            }
+        },
+    };
+    release(
+        &st,
+        &v,
+        id,
+        until,
+        None,
+        if until.is_some() { "held" } else { "released" },
+    )
+    .await
+}
+
+pub(super) async fn withdraw(
+    State(st): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<i64>,
+    Change { v, .. }: Change,
+) -> Page {
+    let now = st.clock.now();
+    release(&st, &v, id, None, Some(now), "withdrawn").await
+}
+
+pub(super) async fn restore(
+    State(st): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<i64>,
+    Change { v, .. }: Change,
+) -> Page {
+    release(&st, &v, id, None, None, "restored").await
+}
+
+async fn release(
+    st: &AppState,
+    v: &Viewer,
+    id: i64,
+    until: Option<chrono::DateTime<chrono::Utc>>,
+    withdrawn: Option<chrono::DateTime<chrono::Utc>>,
+    done: &str,
+) -> Page {
+    if !st.store.set_article_release(id, until, withdrawn).await? {
+        return Err(unknown(id));
+    }
+    tracing::info!(user = %v.session.name, article = id, done, "article release changed in the console");
+    see_other(st, &format!("/articles/{id}?done={done}"))
+}

@@ -27,6 +27,11 @@ pub(crate) struct Filters {
     pub live: bool,
     #[serde(deserialize_with = "super::number")]
     pub before: Option<i64>,
+    /// After "retry": how many failed digests went back in the queue, and to which domain
+    /// (for an address, the address filter says).
+    #[serde(deserialize_with = "super::number")]
+    pub retried: Option<i64>,
+    pub domain: String,
 }
 
 impl Filters {
@@ -59,6 +64,8 @@ struct LogPage {
     /// Said instead of rows when the filter matched nobody (an address we have no reader for).
     nobody: Option<String>,
     refresh: Option<u32>,
+    /// What a retry did.
+    notice: Option<String>,
 }
 
 pub(super) async fn page(
@@ -132,6 +139,20 @@ pub(super) async fn page(
         StatusCode::BAD_REQUEST
     };
     let refresh = (f.live && f.before.is_none()).then_some(super::issues::REFRESH_SECS);
+    let notice = f.retried.map(|n| {
+        let to = if f.domain.is_empty() {
+            f.address.clone()
+        } else {
+            format!("addresses at {}", f.domain)
+        };
+        match n {
+            0 => format!(
+                "Nothing to retry: no digest to {to} has failed (or its issue was stopped)."
+            ),
+            1 => format!("1 failed digest to {to} is queued again."),
+            n => format!("{n} failed digests to {to} are queued again."),
+        }
+    });
     html(
         status,
         LogPage {
@@ -143,6 +164,45 @@ pub(super) async fn page(
             older,
             nobody,
             refresh,
+            notice,
         },
     )
+}
+
+/// The retry form: one address, or one domain.
+#[derive(Default, serde::Deserialize)]
+#[serde(default)]
+pub(super) struct RetryForm {
+    address: String,
+    domain: String,
+}
+
+/// Put one address's, or one domain's, failed digests back in the queue, whatever their
+/// issue (see `Store::requeue_failed_sends_to`), and wake the workers.
+pub(super) async fn retry(
+    State(st): State<AppState>,
+    super::Change { v, form }: super::Change<RetryForm>,
+) -> Page {
+    use crate::store::RetryScope;
+    let (scope, back) = if !form.address.trim().is_empty() {
+        let a = EmailAddress::parse(&form.address)
+            .map_err(|e| super::ConsoleError::BadRequest(e.to_string()))?;
+        let back = ("address", a.as_str().to_string());
+        (RetryScope::Address(a.as_str().to_string()), back)
+    } else {
+        let d = crate::domain::mail_domain(&form.domain).ok_or_else(|| {
+            super::ConsoleError::BadRequest("Name an address or a domain to retry.".into())
+        })?;
+        (RetryScope::Domain(d.clone()), ("domain", d))
+    };
+    let n = st
+        .store
+        .requeue_failed_sends_to(&scope, st.clock.now())
+        .await?;
+    if n > 0 {
+        st.engine.wake();
+    }
+    tracing::info!(user = %v.session.name, ?scope, requeued = n, "failed digests retried from the console");
+    let query = super::query_string(&[(back.0, &back.1), ("retried", &n.to_string())]);
+    super::see_other(&st, &format!("/log?{query}"))
 }

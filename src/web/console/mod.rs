@@ -43,6 +43,10 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/sections", get(sections::page).post(sections::add))
         .route("/sections/{slug}", get(sections::show).post(sections::edit))
         .route("/articles", get(articles::list).post(articles::add))
+        .route("/articles/{id}", get(articles::show).post(articles::edit))
+        .route("/articles/{id}/hold", post(articles::hold))
+        .route("/articles/{id}/withdraw", post(articles::withdraw))
+        .route("/articles/{id}/restore", post(articles::restore))
         .route("/schedules", get(schedules::page).post(schedules::add))
         .route("/schedules/check", get(schedules::check_fragment))
         .route(
@@ -63,6 +67,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/issues/{id}/stop", post(issues::stop))
         .route("/issues/{id}/progress", get(issues::progress))
         .route("/log", get(log::page))
+        .route("/sends/retry", post(log::retry))
         .route("/subscribers", get(subscribers::list))
         .route("/subscribers/{id}", get(subscribers::show))
         .route("/subscribers/{id}/export.json", get(subscribers::export))

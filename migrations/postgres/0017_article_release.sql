@@ -1,0 +1,4 @@
+-- Staff may hold an article back until a time (the first issue made after it carries it)
+-- or withdraw it (no issue ever carries it). PostgreSQL dialect.
+ALTER TABLE articles ADD COLUMN hold_until TIMESTAMPTZ;
+ALTER TABLE articles ADD COLUMN withdrawn_at TIMESTAMPTZ;
