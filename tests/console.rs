@@ -926,6 +926,29 @@ both_backends!(a_login_from_another_origin_is_refused);
 
 /// What a page says between `start` and the end of that element's line: for assertions
 /// about one part of a page.
+/// Claim the next due send and record `outcome` for it, as a worker would: one send
+/// settled without a relay. Returns it.
+async fn settle_next(app: &TestApp, outcome: herald::store::SendOutcome) -> herald::store::SendJob {
+    let store = &app.services.store;
+    let holder = herald::store::LeaseHolder {
+        owner: "i/w".into(),
+        instance: "i".into(),
+    };
+    let now = app.clock.now();
+    let mut one = store
+        .claim_sends(&holder, now, now + Duration::minutes(5), 1)
+        .await
+        .unwrap();
+    let job = one.pop().expect("a send due");
+    let result = herald::store::SendResult {
+        send_id: job.id,
+        lease_owner: holder.owner,
+        outcome,
+    };
+    assert_eq!(store.complete_sends(&[result], now).await.unwrap(), 1);
+    job
+}
+
 fn after<'p>(page: &'p str, start: &str) -> &'p str {
     let i = page
         .find(start)
@@ -2536,23 +2559,13 @@ async fn an_issue_is_stopped_from_its_page_or_the_shell(backend: Backend) {
         "delivering"
     );
     // One of the five went out before the stop (as a worker records it).
-    let holder = herald::store::LeaseHolder {
-        owner: "i/w".into(),
-        instance: "i".into(),
-    };
-    let now = app.clock.now();
-    let one = store
-        .claim_sends(&holder, now, now + chrono::Duration::minutes(5), 1)
-        .await
-        .unwrap();
-    let sent = herald::store::SendResult {
-        send_id: one[0].id,
-        lease_owner: holder.owner.clone(),
-        outcome: herald::store::SendOutcome::Sent {
+    settle_next(
+        &app,
+        herald::store::SendOutcome::Sent {
             reply: "250 ok".into(),
         },
-    };
-    assert_eq!(store.complete_sends(&[sent], now).await.unwrap(), 1);
+    )
+    .await;
     let r = b
         .post(
             &stop,
@@ -2864,24 +2877,14 @@ async fn failed_digests_are_retried_by_address_or_domain(backend: Backend) {
     let second = app.services.digests.run_now("morning").await.unwrap();
     app.services.digests.fill(second.clone()).await.unwrap();
     let store = app.services.store.clone();
-    let holder = herald::store::LeaseHolder {
-        owner: "i/w".into(),
-        instance: "i".into(),
-    };
-    let now = app.clock.now();
-    let one = store
-        .claim_sends(&holder, now, now + chrono::Duration::minutes(5), 1)
-        .await
-        .unwrap();
-    assert_eq!(one[0].email.as_deref(), Some("a@blocked.example"));
-    let failed = herald::store::SendResult {
-        send_id: one[0].id,
-        lease_owner: holder.owner.clone(),
-        outcome: herald::store::SendOutcome::Failed {
+    let one = settle_next(
+        &app,
+        herald::store::SendOutcome::Failed {
             reply: "554 5.7.1 blocked".into(),
         },
-    };
-    store.complete_sends(&[failed], now).await.unwrap();
+    )
+    .await;
+    assert_eq!(one.email.as_deref(), Some("a@blocked.example"));
     app.services
         .digests
         .stop_issue(second.id, "ed")

@@ -2650,6 +2650,16 @@ async fn issue_counts(app: &TestApp, id: i64) -> std::collections::BTreeMap<Stri
         .collect()
 }
 
+/// The ledger of a stopped issue of `readers`: `sent` for exactly what the relay received,
+/// `cancelled` for everyone else, nothing in any other state.
+async fn the_ledger_says_what_the_relay_got(app: &TestApp, id: i64, readers: i64, received: usize) {
+    let counts = issue_counts(app, id).await;
+    let of = |s: &str| counts.get(s).copied().unwrap_or(0);
+    assert_eq!(of("sent"), received as i64, "{counts:?}");
+    assert_eq!(of("cancelled"), readers - received as i64, "{counts:?}");
+    assert_eq!(counts.len(), 2, "only sent and cancelled: {counts:?}");
+}
+
 /// Once the relay has received nothing for a second, its count.
 async fn relay_settled(app: &TestApp) -> usize {
     let mut last = app.smtp().count();
@@ -2691,18 +2701,7 @@ async fn a_stopped_issue_sends_nothing_more(backend: Backend) {
         received < 200,
         "the stop came too late to prove anything: {received}"
     );
-    let counts = issue_counts(&app, id).await;
-    assert_eq!(
-        counts.get("sent").copied().unwrap_or(0),
-        received as i64,
-        "{counts:?}"
-    );
-    assert_eq!(
-        counts.get("cancelled").copied().unwrap_or(0),
-        400 - received as i64,
-        "{counts:?}"
-    );
-    assert_eq!(counts.len(), 2, "only sent and cancelled: {counts:?}");
+    the_ledger_says_what_the_relay_got(&app, id, 400, received).await;
     // Every reader who got it got it once.
     let mut to: Vec<String> = app.smtp().all().iter().flat_map(|c| c.to.clone()).collect();
     to.sort();
@@ -2772,17 +2771,7 @@ async fn a_stop_from_another_process_reaches_the_workers(backend: Backend) {
         received <= at_stop + 4 * 10 + 4,
         "{at_stop} at the stop, {received} in the end"
     );
-    let counts = issue_counts(&app, id).await;
-    assert_eq!(
-        counts.get("sent").copied().unwrap_or(0),
-        received as i64,
-        "{counts:?}"
-    );
-    assert_eq!(
-        counts.get("cancelled").copied().unwrap_or(0),
-        400 - received as i64,
-        "{counts:?}"
-    );
+    the_ledger_says_what_the_relay_got(&app, id, 400, received).await;
 }
 both_backends!(a_stop_from_another_process_reaches_the_workers);
 
