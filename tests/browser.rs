@@ -80,19 +80,8 @@ async fn a_staff_member_schedules_and_sends_a_digest_in_the_browser(backend: Bac
     // The screenshots go where HERALD_SCREENSHOTS says, or to a folder of this run's own
     // (one per backend: both run at once) that is removed when the test passes.
     // A relative folder is the crate's (node runs in tests/browser: give it the whole path).
-    let kept = std::env::var("HERALD_SCREENSHOTS").ok().map(|d| {
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join(d)
-            .to_string_lossy()
-            .into_owned()
-    });
+    let (shots, kept) = screenshots("herald-shots", backend);
     let started = std::time::SystemTime::now();
-    let shots = kept.clone().unwrap_or_else(|| {
-        std::env::temp_dir()
-            .join(format!("herald-shots-{}-{backend:?}", std::process::id()))
-            .to_string_lossy()
-            .into_owned()
-    });
     let out = node(
         "console.test.mjs",
         &[
@@ -156,7 +145,7 @@ async fn a_staff_member_schedules_and_sends_a_digest_in_the_browser(backend: Bac
             "screenshot {name} in {shots}: {made:?}"
         );
     }
-    if kept.is_none() {
+    if !kept {
         let _ = std::fs::remove_dir_all(&shots);
     }
 }
@@ -243,13 +232,7 @@ async fn a_staff_member_stops_an_issue_mid_send_by_keyboard(backend: Backend) {
     app.services.digests.fill(issue.clone()).await.unwrap();
     app.services.engine.wake();
 
-    let shots = std::env::temp_dir()
-        .join(format!(
-            "herald-stop-shots-{}-{backend:?}",
-            std::process::id()
-        ))
-        .to_string_lossy()
-        .into_owned();
+    let (shots, kept) = screenshots("herald-stop-shots", backend);
     let out = node(
         "stop.test.mjs",
         &[
@@ -304,7 +287,9 @@ async fn a_staff_member_stops_an_issue_mid_send_by_keyboard(backend: Backend) {
         Some((STOP_READERS - received) as i64),
         "{counts:?}"
     );
-    let _ = std::fs::remove_dir_all(&shots);
+    if !kept {
+        let _ = std::fs::remove_dir_all(&shots);
+    }
 }
 both_backends!(a_staff_member_stops_an_issue_mid_send_by_keyboard, browser);
 
@@ -321,6 +306,28 @@ fn wall_clock(app: &TestApp) -> tokio::task::JoinHandle<()> {
             last = now;
         }
     })
+}
+
+/// Where a script puts its screenshots: HERALD_SCREENSHOTS (kept; relative to the crate,
+/// since node runs in tests/browser), or a folder of this run's own (one per backend: both
+/// run at once) that the test removes when it passes. Whether they are kept.
+fn screenshots(name: &str, backend: Backend) -> (String, bool) {
+    match std::env::var("HERALD_SCREENSHOTS") {
+        Ok(d) => (
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join(d)
+                .to_string_lossy()
+                .into_owned(),
+            true,
+        ),
+        Err(_) => (
+            std::env::temp_dir()
+                .join(format!("{name}-{}-{backend:?}", std::process::id()))
+                .to_string_lossy()
+                .into_owned(),
+            false,
+        ),
+    }
 }
 
 /// The console users the scripts log in as: ed (staff) and olga (operator).

@@ -86,6 +86,7 @@ try {
   const line = page.locator("table.log tbody tr").first();
   assert.match(await line.textContent(), new RegExp(`ed\\s*console\\s*127\\.0\\.0\\.1\\s*issues stop\\s*${issue}\\s*ok, then /admin/issues/${issue}`));
   await audit(page);
+  await shot(page, "audit");
   step("the stop is in the audit log");
 
   assert.deepEqual(problems, [], "no console errors (CSP violations, script errors)");
