@@ -163,13 +163,13 @@ try {
     let controls = 0;
     for (const name of [
       "Dashboard", "Sections", "Articles", "Schedules", "Issues", "Delivery log",
-      "Subscribers", "Bounces", "Suppressions",
+      "Subscribers", "Bounces", "Suppressions", "Audit",
     ]) {
       await nav(page, name).click();
       await page.waitForLoadState();
       controls += await audit(page);
     }
-    for (const path of ["/schedules/morning", "/issues/1", "/sections/wmd", `/log?address=${env("HERALD_FIND")}`]) {
+    for (const path of ["/schedules/morning", "/issues/1", "/sections/wmd", "/articles/1", `/log?address=${env("HERALD_FIND")}`]) {
       await page.goto(`${base}/admin${path}`);
       controls += await audit(page);
     }
