@@ -1565,6 +1565,16 @@ async fn issues_and_the_delivery_log_show_what_happened(backend: Backend) {
         .await
         .unwrap();
     assert!(!still.contains("http-equiv=\"refresh\""));
+    // The list likewise: its table is kept up to date by script, reloaded without it.
+    let list = b.get("/admin/issues").await.text().await.unwrap();
+    assert!(
+        list.contains(r#"<noscript><meta http-equiv="refresh""#)
+            && list.contains(r#"<div id="issues-list" data-live-page>"#)
+            && list.contains(r#"id="live-toggle""#),
+        "{list}"
+    );
+    let list = b.get("/admin/issues?still=1").await.text().await.unwrap();
+    assert!(!list.contains("http-equiv=\"refresh\"") && list.contains("data-live-page"));
     let fragment = b.get(&progress).await;
     assert_eq!(fragment.status(), 200);
     let fragment = fragment.text().await.unwrap();
@@ -1596,6 +1606,8 @@ async fn issues_and_the_delivery_log_show_what_happened(backend: Backend) {
         !page.contains("http-equiv=\"refresh\""),
         "settled: no reload"
     );
+    let list = b.get("/admin/issues").await.text().await.unwrap();
+    assert!(!list.contains("data-live-page") && !list.contains("live-toggle"));
     assert!(page.contains("<strong>settled</strong>"), "{page}");
     assert!(page.contains("60 of 60 settled"), "{page}");
     // The fragment says it is settled: the script stops asking.

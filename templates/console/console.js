@@ -26,30 +26,24 @@ for (const form of document.querySelectorAll("form[data-check]")) {
   });
 }
 
-// An issue on its way: its progress is asked for again every few seconds and replaced in
-// place (the page itself never reloads, so a form being typed into is left alone). The
-// summary line is said to screen readers when it changes; "Pause updates" stops it all
-// (WCAG 2.2.2). Once the issue has settled, the updates end by themselves.
-for (const region of document.querySelectorAll("[data-live]")) {
+// What is on its way is asked for again every few seconds and replaced in place: the page
+// itself never reloads, so a form being typed into is left alone (WCAG 2.2.1). "Pause
+// updates" stops it (WCAG 2.2.2); once nothing is on its way, the updates end by
+// themselves. `update()` replaces the region and says whether it is still live.
+const keepUpdated = (region, update) => {
   const toggle = document.getElementById("live-toggle");
-  const said = document.getElementById("progress-said");
   let paused = false;
+  let live = true;
   let timer = 0;
-  const summary = () => region.querySelector("#progress-summary");
-  const settled = () => summary() !== null && summary().hasAttribute("data-settled");
   const next = () => {
     clearTimeout(timer);
-    if (!paused && !settled()) timer = setTimeout(ask, 3000);
+    if (!paused && live) timer = setTimeout(ask, 3000);
   };
   const ask = () => {
-    fetch(region.dataset.live, { credentials: "same-origin" })
-      .then((r) => (r.ok ? r.text() : Promise.reject(r.status)))
-      .then((html) => {
-        const before = summary() ? summary().textContent : "";
-        region.innerHTML = html;
-        const now = summary() ? summary().textContent : "";
-        if (said && now !== before) said.textContent = now;
-        if (settled() && toggle) toggle.hidden = true;
+    update()
+      .then((still) => {
+        live = still;
+        if (!live && toggle) toggle.hidden = true;
       })
       .catch(() => {})
       .finally(next);
@@ -64,4 +58,39 @@ for (const region of document.querySelectorAll("[data-live]")) {
     });
   }
   next();
+};
+
+const text = (r) => (r.ok ? r.text() : Promise.reject(r.status));
+
+// An issue's page: its progress fragment; the summary line is said to screen readers when
+// it changes.
+for (const region of document.querySelectorAll("[data-live]")) {
+  const said = document.getElementById("progress-said");
+  const summary = () => region.querySelector("#progress-summary");
+  keepUpdated(region, () =>
+    fetch(region.dataset.live, { credentials: "same-origin" })
+      .then(text)
+      .then((html) => {
+        const before = summary() ? summary().textContent : "";
+        region.innerHTML = html;
+        const now = summary() ? summary().textContent : "";
+        if (said && now !== before) said.textContent = now;
+        return !(summary() && summary().hasAttribute("data-settled"));
+      }),
+  );
+}
+
+// A list with something on its way (the issues): the same page asked for again, and this
+// region taken from it; live while the new page still marks it so.
+for (const region of document.querySelectorAll("[data-live-page]")) {
+  keepUpdated(region, () =>
+    fetch(location.href, { credentials: "same-origin" })
+      .then(text)
+      .then((html) => {
+        const fresh = new DOMParser().parseFromString(html, "text/html").getElementById(region.id);
+        if (!fresh) return false;
+        region.innerHTML = fresh.innerHTML;
+        return fresh.hasAttribute("data-live-page");
+      }),
+  );
 }

@@ -18,8 +18,17 @@ try {
   page.on("framenavigated", (f) => {
     if (f === page.mainFrame()) loads += 1;
   });
+  // The list of issues, with one on its way: its table is asked for again in place.
+  await page.goto(`${base}/admin/issues`);
+  await page.waitForRequest((r) => r.url() === `${base}/admin/issues` && r.resourceType() === "fetch", { timeout: 10000 });
+  await page.waitForTimeout(500);
+  assert.equal(loads, 1, "the list reloaded itself");
+  assert.equal(await page.locator("#issues-list td", { hasText: "delivering" }).count(), 1);
+  step("the list of issues updates in place");
+
   await page.goto(`${base}/admin/issues/${issue}`);
   await page.getByText("delivering").first().waitFor();
+  loads = 1;
   step("the issue is on its way");
 
   // A right-to-left title, with an override in it, is shut in its own box: what follows

@@ -105,14 +105,19 @@ struct ListPage {
     older: Option<i64>,
     newest: bool,
     refresh: Option<u32>,
+    /// An issue on the first page is on its way: the table is kept up to date.
+    live: bool,
 }
 
-/// `?before=ID`: the page of issues older than that one.
+/// `?before=ID`: the page of issues older than that one; `?still=1`: no reloading (for a
+/// browser without script).
 #[derive(Default, serde::Deserialize)]
 #[serde(default)]
 pub(super) struct Older {
     #[serde(deserialize_with = "super::number")]
     before: Option<i64>,
+    #[serde(deserialize_with = "super::flag")]
+    still: bool,
 }
 
 /// `?retried=N`: how many failed sends a retry queued again; `?still=1`: do not reload the
@@ -136,7 +141,7 @@ pub(super) struct StopForm {
 pub(super) async fn list(
     State(st): State<AppState>,
     v: Viewer,
-    Query(Older { before }): Query<Older>,
+    Query(Older { before, still }): Query<Older>,
 ) -> Page {
     let issues: Vec<View> = crate::digests::issues_with_counts(st.store.as_ref(), before, PAGE)
         .await?
@@ -146,7 +151,8 @@ pub(super) async fn list(
     let older = (issues.len() as i64 == PAGE)
         .then(|| issues.last().map(|v| v.i.issue.id))
         .flatten();
-    let refresh = (before.is_none() && issues.iter().any(|i| i.live)).then_some(REFRESH_SECS);
+    let live = before.is_none() && issues.iter().any(|i| i.live);
+    let refresh = (live && !still).then_some(REFRESH_SECS);
     html(
         StatusCode::OK,
         ListPage {
@@ -155,6 +161,7 @@ pub(super) async fn list(
             older,
             newest: before.is_none(),
             refresh,
+            live,
         },
     )
 }
