@@ -2875,3 +2875,86 @@ async fn a_stop_is_fenced_like_any_outcome(backend: Backend) {
     assert!(store.stop_issue(9999, "ann", now).await.unwrap().is_none());
 }
 both_backends!(a_stop_is_fenced_like_any_outcome);
+
+/// A ledger written before `cancelled` existed (migrations up to 0014, rows in every state)
+/// is upgraded in place by `herald migrate`: every row kept, `cancelled` now allowed, a state
+/// herald does not know still refused; on SQLite the database stays whole. This is the path
+/// the schema-text edit of migration 0015 takes on every existing SQLite install.
+async fn an_older_ledger_learns_cancelled_in_place(backend: Backend) {
+    use sqlx::migrate::Migrator;
+    let (url, _guard) = common::fresh_database(backend).await;
+    let dialect = if url.starts_with("sqlite:") {
+        "sqlite"
+    } else {
+        "postgres"
+    };
+    let dir = format!("{}/migrations/{dialect}", env!("CARGO_MANIFEST_DIR"));
+    let mut old = Migrator::new(std::path::Path::new(&dir)).await.unwrap();
+    old.migrations.to_mut().retain(|m| m.version <= 14);
+    const ROWS: &str = "INSERT INTO sends (kind, message_id, status, attempts, next_attempt_at, \
+        created_at, updated_at) SELECT 'welcome', '<m' || s || '@x>', s, 0, CURRENT_TIMESTAMP, \
+        CURRENT_TIMESTAMP, CURRENT_TIMESTAMP FROM (SELECT 'queued' AS s UNION ALL SELECT \
+        'sending' UNION ALL SELECT 'sent' UNION ALL SELECT 'retrying' UNION ALL SELECT 'failed' \
+        UNION ALL SELECT 'bounced' UNION ALL SELECT 'suppressed') AS states";
+    // How many rows, whether `cancelled` may be written, whether a made-up state may.
+    macro_rules! check {
+        ($pool:expr) => {{
+            let rows: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM sends")
+                .fetch_one($pool)
+                .await
+                .unwrap();
+            let cancelled =
+                sqlx::query("UPDATE sends SET status = 'cancelled' WHERE status = 'queued'")
+                    .execute($pool)
+                    .await
+                    .is_ok();
+            let bogus = sqlx::query("UPDATE sends SET status = 'bogus' WHERE status = 'sent'")
+                .execute($pool)
+                .await
+                .is_ok();
+            (rows.0, cancelled, bogus)
+        }};
+    }
+    let migrate = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+            .arg("migrate")
+            .env("HERALD_DATABASE__URL", &url)
+            .env(
+                "HERALD_SECRET_KEY",
+                "migrate-test-secret-migrate-test-secret-01",
+            )
+            .env_remove("HERALD_CONFIG")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    };
+    if dialect == "sqlite" {
+        let made = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(&url)
+            .unwrap()
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(made).await.unwrap();
+        old.run(&pool).await.unwrap();
+        sqlx::query(ROWS).execute(&pool).await.unwrap();
+        // Before: `cancelled` is refused.
+        assert_eq!(check!(&pool), (7, false, false));
+        pool.close().await;
+        migrate();
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        assert_eq!(check!(&pool), (7, true, false));
+        let whole: (String,) = sqlx::query_as("PRAGMA integrity_check")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(whole.0, "ok");
+    } else {
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        old.run(&pool).await.unwrap();
+        sqlx::query(ROWS).execute(&pool).await.unwrap();
+        assert_eq!(check!(&pool), (7, false, false));
+        pool.close().await;
+        migrate();
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        assert_eq!(check!(&pool), (7, true, false));
+    }
+}
+both_backends!(an_older_ledger_learns_cancelled_in_place);
