@@ -334,4 +334,34 @@ mod tests {
         );
         assert_eq!(login_delay(i64::MAX, 5, window), window);
     }
+
+    /// What the README promises: a guesser who tries as soon as each wait ends gets about a
+    /// dozen tries an hour once past the first burst (the rule of `LoginLimiter::begin`:
+    /// the attempts of the last four windows count).
+    #[test]
+    fn a_patient_guesser_gets_about_a_dozen_tries_an_hour() {
+        let (max, window) = (5, Duration::minutes(15));
+        let t0 = chrono::DateTime::from_timestamp(0, 0).unwrap();
+        let mut tried: Vec<DateTime<Utc>> = Vec::new();
+        let mut now = t0;
+        while now < t0 + Duration::hours(24) {
+            let recent = tried.iter().filter(|t| **t > now - window * MEMORY).count() as i64;
+            let due = tried
+                .last()
+                .map_or(now, |last| *last + login_delay(recent + 1, max, window));
+            now = now.max(due);
+            tried.push(now);
+        }
+        let last_hours = tried
+            .iter()
+            .filter(|t| **t >= t0 + Duration::hours(4))
+            .count();
+        let per_hour = last_hours as f64 / 20.0;
+        assert!(
+            (10.0..=14.0).contains(&per_hour),
+            "{per_hour} tries an hour"
+        );
+        // Against twenty under the old rule (five per 15 minutes).
+        assert!(per_hour < 20.0);
+    }
 }
