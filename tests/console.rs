@@ -1718,9 +1718,17 @@ async fn issues_and_the_delivery_log_show_what_happened(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(ids(&window).len(), 1);
-    // Follow live: the first page reloads itself.
+    // Follow live: the first page's rows are replaced in place by script, with a pause
+    // control; without script it reloads itself.
     let live = b.get("/admin/log?live=1").await.text().await.unwrap();
-    assert!(live.contains("http-equiv=\"refresh\""));
+    assert!(
+        live.contains(r#"<noscript><meta http-equiv="refresh""#)
+            && live.contains(r#"<div id="log-rows" data-live-page>"#)
+            && live.contains(r#"id="live-toggle""#),
+        "{live}"
+    );
+    let still = b.get("/admin/log").await.text().await.unwrap();
+    assert!(!still.contains("data-live-page") && !still.contains("http-equiv=\"refresh\""));
     // The dashboard's tiles: red only for a problem that happened, each a link to what it
     // counts (the failed send, in the log, since 24 hours before).
     let dash = b.get("/admin").await.text().await.unwrap();

@@ -80,8 +80,9 @@ for (const region of document.querySelectorAll("[data-live]")) {
   );
 }
 
-// A list with something on its way (the issues): the same page asked for again, and this
-// region taken from it; live while the new page still marks it so.
+// A list with something on its way (the issues) or followed live (the delivery log): the
+// same page asked for again, and this region taken from it; live while the new page still
+// marks it so.
 for (const region of document.querySelectorAll("[data-live-page]")) {
   keepUpdated(region, () =>
     fetch(location.href, { credentials: "same-origin" })

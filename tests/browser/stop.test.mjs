@@ -90,6 +90,14 @@ try {
   await shot(page, "issue-stopped");
   step("stopped with the keyboard alone");
 
+  // The log, followed live: its rows are asked for again in place.
+  await page.goto(`${base}/admin/log?issue=${issue}&live=1`);
+  const followed = loads;
+  await page.waitForRequest((r) => r.url().includes("/admin/log?") && r.resourceType() === "fetch", { timeout: 10000 });
+  await page.waitForTimeout(500);
+  assert.equal(loads, followed, "the log reloaded itself");
+  step("the log follows live in place");
+
   // The stop is in the audit log: who, from where, which issue.
   await page.goto(`${base}/admin/audit?action=issues+stop`);
   const line = page.locator("table.log tbody tr").first();
