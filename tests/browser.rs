@@ -50,18 +50,15 @@ async fn a_staff_member_schedules_and_sends_a_digest_in_the_browser(backend: Bac
     }
     let log_path = herald_log();
     let app = TestApp::spawn_with(
-        Spawn {
-            background: true,
-            ..Spawn::new(backend)
-        }
-        .set("site.name", "The Herald")
-        // A shared, loaded machine may time out an exchange now and then: the retry comes
-        // seconds later (not the default minute), and a stale-heartbeat hand-back in a
-        // minute at most. Generous timeouts make such retries rare.
-        .set("delivery.initial_backoff", "2s")
-        .set("mail.connect_timeout", "10s")
-        .set("mail.send_timeout", "20s")
-        .set("delivery.lease", "60s"),
+        serving(backend)
+            .set("site.name", "The Herald")
+            // A shared, loaded machine may time out an exchange now and then: the retry comes
+            // seconds later (not the default minute), and a stale-heartbeat hand-back in a
+            // minute at most. Generous timeouts make such retries rare.
+            .set("delivery.initial_backoff", "2s")
+            .set("mail.connect_timeout", "10s")
+            .set("mail.send_timeout", "20s")
+            .set("delivery.lease", "60s"),
     )
     .await;
     let ticker = wall_clock(&app);
@@ -175,15 +172,12 @@ async fn a_staff_member_stops_an_issue_mid_send_by_keyboard(backend: Backend) {
     }
     let log_path = herald_log();
     let app = TestApp::spawn_with(
-        Spawn {
-            background: true,
-            ..Spawn::new(backend)
-        }
-        .set("delivery.connections", &STOP_CONNECTIONS.to_string())
-        .set("delivery.batch_size", "20")
-        // The relay holds messages for as long as the script runs: no timeout meanwhile.
-        .set("mail.send_timeout", "120s")
-        .set("delivery.lease", "300s"),
+        serving(backend)
+            .set("delivery.connections", &STOP_CONNECTIONS.to_string())
+            .set("delivery.batch_size", "20")
+            // The relay holds messages for as long as the script runs: no timeout meanwhile.
+            .set("mail.send_timeout", "120s")
+            .set("delivery.lease", "300s"),
     )
     .await;
     let ticker = wall_clock(&app);
@@ -292,6 +286,14 @@ async fn a_staff_member_stops_an_issue_mid_send_by_keyboard(backend: Backend) {
     }
 }
 both_backends!(a_staff_member_stops_an_issue_mid_send_by_keyboard, browser);
+
+/// herald as `herald serve` runs it: background jobs and delivery workers.
+fn serving(backend: Backend) -> Spawn {
+    Spawn {
+        background: true,
+        ..Spawn::new(backend)
+    }
+}
 
 /// herald's clock runs as the wall clock does, from the tests' usual start, so that retries
 /// and leases come due as in `herald serve`. Abort the task to stop it.

@@ -3,6 +3,20 @@
 
 use super::prelude::*;
 
+/// `UPDATE sends SET <back in the queue, due $1> WHERE status = 'failed' AND <which>`: the
+/// one way a failed send is queued again, whoever asks (an issue's retry, an address's or a
+/// domain's).
+macro_rules! requeue_failed {
+    ($which:literal) => {
+        concat!(
+            "UPDATE sends SET status = 'queued', next_attempt_at = $1, updated_at = $1, \
+             requeued_at = $1, lease_owner = NULL, lease_until = NULL, lease_instance = NULL \
+             WHERE status = 'failed' AND ",
+            $which
+        )
+    };
+}
+
 #[async_trait::async_trait]
 impl crate::store::Store for Backend {
     async fn sent_per_hour(&self, since: DateTime<Utc>) -> StoreResult<Vec<(DateTime<Utc>, i64)>> {
@@ -173,16 +187,12 @@ impl crate::store::Store for Backend {
         if open == 0 {
             return Ok(0);
         }
-        let n = sqlx::query::<Db>(
-            "UPDATE sends SET status = 'queued', next_attempt_at = $2, updated_at = $2, \
-             requeued_at = $2, lease_owner = NULL, lease_until = NULL, lease_instance = NULL WHERE \
-             issue_id = $1 AND status = 'failed'",
-        )
-        .bind(issue_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let n = sqlx::query::<Db>(requeue_failed!("issue_id = $2"))
+            .bind(now)
+            .bind(issue_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         tx.commit().await?;
         Ok(n)
     }
@@ -210,17 +220,14 @@ impl crate::store::Store for Backend {
         .bind(by_domain)
         .execute(&mut *tx)
         .await?;
-        let n = sqlx::query::<Db>(
-            "UPDATE sends SET status = 'queued', next_attempt_at = $3, updated_at = $3, \
-             requeued_at = $3, lease_owner = NULL, lease_until = NULL, lease_instance = NULL \
-             WHERE status = 'failed' AND kind = 'digest' AND CASE WHEN $2 = 1 THEN \
-             length(email) > length($1) AND substr(email, length(email) - length($1) + 1) = $1 \
-             ELSE email = $1 END AND issue_id NOT IN (SELECT id FROM issues WHERE stopped_at IS \
-             NOT NULL)",
-        )
+        let n = sqlx::query::<Db>(requeue_failed!(
+            "kind = 'digest' AND CASE WHEN $3 = 1 THEN length(email) > length($2) AND \
+             substr(email, length(email) - length($2) + 1) = $2 ELSE email = $2 END AND \
+             issue_id NOT IN (SELECT id FROM issues WHERE stopped_at IS NOT NULL)"
+        ))
+        .bind(now)
         .bind(&value)
         .bind(by_domain)
-        .bind(now)
         .execute(&mut *tx)
         .await?
         .rows_affected();

@@ -104,9 +104,7 @@ async fn render(
             })
             .collect()
     };
-    let older = (rows.len() as i64 == PAGE)
-        .then(|| rows.last().map(|r| r.a.id))
-        .flatten();
+    let older = super::next_page(&rows, PAGE, |r| r.a.id);
     let mut form = form;
     if form.section.is_empty() {
         form.section = f.section.clone();
@@ -207,6 +205,17 @@ pub(super) struct EditForm {
     image: String,
 }
 
+impl From<Article> for EditForm {
+    /// The form as the article reads now.
+    fn from(a: Article) -> Self {
+        Self {
+            title: a.title,
+            summary: a.summary_html,
+            image: a.image_url.unwrap_or_default(),
+        }
+    }
+}
+
 /// The hold form: a time in the newsroom's zone, or nothing to release it.
 #[derive(Default, serde::Deserialize)]
 #[serde(default)]
@@ -253,16 +262,8 @@ async fn article_page(
                 .to_string()
         })
         .unwrap_or_default();
-    let (edit, errors) = edit.unwrap_or_else(|| {
-        (
-            EditForm {
-                title: a.title.clone(),
-                summary: a.summary_html.clone(),
-                image: a.image_url.clone().unwrap_or_default(),
-            },
-            FieldErrors::default(),
-        )
-    });
+    let (edit, errors) =
+        edit.unwrap_or_else(|| (EditForm::from(a.clone()), FieldErrors::default()));
     html(
         status,
         ArticlePage {
@@ -332,24 +333,16 @@ pub(super) async fn hold(
     axum::extract::Path(id): axum::extract::Path<i64>,
     Change { v, form }: Change<HoldForm>,
 ) -> Page {
-    let chrome = v.chrome(&st, "articles");
-    let until = match form.until.trim() {
-        "" => None,
-        t => match chrome.read_time(t) {
-            Some(t) => Some(t),
-            None => {
-                let why = format!("A date and time, like 2026-03-02 07:00 ({}).", chrome.zone);
-                let errors = FieldErrors::one("until", why);
-                let status = StatusCode::UNPROCESSABLE_ENTITY;
-                let edit = st.store.article(id).await?.map(|a| EditForm {
-                    title: a.title,
-                    summary: a.summary_html,
-                    image: a.image_url.unwrap_or_default(),
-                });
-                return article_page(&st, &v, id, status, edit.map(|e| (e, errors)), None).await;
-            }
-        },
-    };
+    let mut errors = Vec::new();
+    let until = v
+        .chrome(&st, "articles")
+        .read_time_field("until", &form.until, &mut errors);
+    if !errors.is_empty() {
+        let status = StatusCode::UNPROCESSABLE_ENTITY;
+        let edit = st.store.article(id).await?.map(EditForm::from);
+        let errors = FieldErrors::from(errors);
+        return article_page(&st, &v, id, status, edit.map(|e| (e, errors)), None).await;
+    }
     release(
         &st,
         &v,

@@ -7,7 +7,7 @@ use crate::audit::{AuditEntry, AuditQuery};
 use crate::web::AppState;
 use askama::Template;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::IntoResponse;
 
 const PAGE: i64 = 50;
@@ -43,28 +43,15 @@ impl Filters {
 
     /// The store's query, or what is wrong with the form.
     fn read(&self, chrome: &Chrome, limit: i64) -> Result<AuditQuery, FieldErrors> {
-        let mut q = AuditQuery {
+        let mut errors = Vec::new();
+        let q = AuditQuery {
             actor: Some(self.who.trim().to_string()).filter(|s| !s.is_empty()),
             action: Some(self.action.trim().to_string()).filter(|s| !s.is_empty()),
+            since: chrome.read_time_field("since", &self.since, &mut errors),
+            until: chrome.read_time_field("until", &self.until, &mut errors),
             before: self.before,
             limit,
-            ..Default::default()
         };
-        let mut errors = Vec::new();
-        for (field, text, slot) in [
-            ("since", &self.since, &mut q.since),
-            ("until", &self.until, &mut q.until),
-        ] {
-            if !text.is_empty() {
-                match chrome.read_time(text) {
-                    Some(t) => *slot = Some(t),
-                    None => errors.push((
-                        field,
-                        format!("A date and time, like 2026-03-02 07:00 ({}).", chrome.zone),
-                    )),
-                }
-            }
-        }
         if errors.is_empty() {
             Ok(q)
         } else {
@@ -89,14 +76,8 @@ pub(super) async fn page(State(st): State<AppState>, v: Viewer, Query(f): Query<
         Ok(q) => (st.store.audit_log(&q).await?, FieldErrors::default()),
         Err(errors) => (Vec::new(), errors),
     };
-    let older = (rows.len() as i64 == PAGE)
-        .then(|| rows.last().map(|r| r.id))
-        .flatten();
-    let status = if errors.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::BAD_REQUEST
-    };
+    let older = super::next_page(&rows, PAGE, |r| r.id);
+    let status = errors.status();
     html(
         status,
         AuditPage {

@@ -148,9 +148,7 @@ pub(super) async fn list(
         .into_iter()
         .map(view)
         .collect();
-    let older = (issues.len() as i64 == PAGE)
-        .then(|| issues.last().map(|v| v.i.issue.id))
-        .flatten();
+    let older = super::next_page(&issues, PAGE, |v| v.i.issue.id);
     let live = before.is_none() && issues.iter().any(|i| i.live);
     let refresh = (live && !still).then_some(REFRESH_SECS);
     html(

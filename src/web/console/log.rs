@@ -10,7 +10,6 @@ use crate::store::{LogQuery, SendRecord, SendStatus};
 use crate::web::AppState;
 use askama::Template;
 use axum::extract::State;
-use axum::http::StatusCode;
 
 const PAGE: i64 = 50;
 
@@ -95,20 +94,8 @@ pub(super) async fn page(
     }
     // Typed in the newsroom's time, as every time on the page is shown.
     let chrome = v.chrome(&st, "log");
-    for (field, text, slot) in [
-        ("since", &f.since, &mut query.since),
-        ("until", &f.until, &mut query.until),
-    ] {
-        if !text.is_empty() {
-            match chrome.read_time(text) {
-                Some(t) => *slot = Some(t),
-                None => errors.push((
-                    field,
-                    format!("A date and time, like 2026-03-02 07:00 ({}).", chrome.zone),
-                )),
-            }
-        }
-    }
+    query.since = chrome.read_time_field("since", &f.since, &mut errors);
+    query.until = chrome.read_time_field("until", &f.until, &mut errors);
     let mut nobody = None;
     if !f.address.is_empty() {
         match EmailAddress::parse(&f.address) {
@@ -130,14 +117,8 @@ pub(super) async fn page(
     } else {
         Vec::new()
     };
-    let older = (rows.len() as i64 == PAGE)
-        .then(|| rows.last().map(|r| r.id))
-        .flatten();
-    let status = if errors.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::BAD_REQUEST
-    };
+    let older = super::next_page(&rows, PAGE, |r| r.id);
+    let status = errors.status();
     let refresh = (f.live && f.before.is_none()).then_some(super::issues::REFRESH_SECS);
     let notice = f.retried.map(|n| {
         let to = if f.domain.is_empty() {

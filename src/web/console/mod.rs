@@ -321,6 +321,27 @@ impl Chrome {
         )
     }
 
+    /// A time typed in field `field` of a form (empty: none), or the reason it is not one
+    /// pushed onto `errors` — said the same way on every form.
+    pub fn read_time_field(
+        &self,
+        field: &'static str,
+        text: &str,
+        errors: &mut Vec<(&'static str, String)>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        if text.trim().is_empty() {
+            return None;
+        }
+        let t = self.read_time(text);
+        if t.is_none() {
+            errors.push((
+                field,
+                format!("A date and time, like 2026-03-02 07:00 ({}).", self.zone),
+            ));
+        }
+        t
+    }
+
     /// A time typed into a filter (`datetime-local` sends `2026-03-02T07:00`; a date alone, or
     /// a space for the `T`, is taken too), read in the newsroom's zone.
     pub fn read_time(&self, s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
@@ -470,22 +491,32 @@ impl FromRequestParts<AppState> for Viewer {
             return Ok(v.clone());
         }
         let spec = cookie_spec(st);
-        // Where to come back to: a page asked for, not a form posted (nor the dashboard,
-        // where a login goes anyway).
-        let back = (parts.method == axum::http::Method::GET)
-            .then(|| parts.uri.path_and_query().map(|p| p.as_str().to_string()))
-            .flatten()
-            .filter(|p| p != "/" && safe_next(p));
+        // Where to come back to, worked out only when the login page is the answer: a page
+        // asked for, not a form posted (nor the dashboard, where a login goes anyway).
+        let back = || {
+            (parts.method == axum::http::Method::GET)
+                .then(|| parts.uri.path_and_query().map(|p| p.as_str().to_string()))
+                .flatten()
+                .filter(|p| p != "/" && safe_next(p))
+        };
         let Some(cookie) = read_cookie(&parts.headers, spec.name) else {
-            return Err(ConsoleError::LogIn(back).respond(st));
+            return Err(ConsoleError::LogIn(back()).respond(st));
         };
         let idle = st.config.console.session_idle.as_chrono();
         match crate::access::session(st.store.as_ref(), &cookie, st.clock.now(), idle).await {
             Ok(Some(session)) => Ok(Viewer { session, cookie }),
-            Ok(None) => Err(ConsoleError::LogIn(back).respond(st)),
+            Ok(None) => Err(ConsoleError::LogIn(back()).respond(st)),
             Err(e) => Err(ConsoleError::from(e).respond(st)),
         }
     }
+}
+
+/// The `before` of the next (older) page of a keyset-paged list: the last id shown, when
+/// the page was full.
+pub(crate) fn next_page<T>(rows: &[T], page: i64, id: impl Fn(&T) -> i64) -> Option<i64> {
+    (rows.len() as i64 == page)
+        .then(|| rows.last().map(id))
+        .flatten()
 }
 
 /// A POST's form as the gate read it, handed on to [`Change`].
@@ -629,6 +660,15 @@ impl FieldErrors {
         Self(vec![(field, message.into())])
     }
 
+    /// The answer to a filter form: 400 when a field could not be read, else 200.
+    pub fn status(&self) -> StatusCode {
+        if self.is_empty() {
+            StatusCode::OK
+        } else {
+            StatusCode::BAD_REQUEST
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -739,7 +779,14 @@ async fn failures(
     req: Request,
     next: Next,
 ) -> Response {
-    let headers = req.headers().clone();
+    // All the viewer's look-up reads, kept for the rare error page (not every header of
+    // every request).
+    let cookies: Vec<HeaderValue> = req
+        .headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .cloned()
+        .collect();
     let res = next.run(req).await;
     let Some(failure) = res.extensions().get::<Unrendered>() else {
         return res;
@@ -748,7 +795,9 @@ async fn failures(
         return res;
     };
     let mut viewer_req = Request::new(axum::body::Body::empty());
-    *viewer_req.headers_mut() = headers;
+    for c in cookies {
+        viewer_req.headers_mut().append(header::COOKIE, c);
+    }
     let (mut parts, _) = viewer_req.into_parts();
     let chrome = match Viewer::from_request_parts(&mut parts, &st).await {
         Ok(v) => v.chrome(&st, ""),

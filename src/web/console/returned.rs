@@ -71,9 +71,7 @@ pub(super) async fn list(
     } else {
         Vec::new()
     };
-    let older = (rows.len() as i64 == PAGE)
-        .then(|| rows.last().map(|r| r.id))
-        .flatten();
+    let older = super::next_page(&rows, PAGE, |r| r.id);
     html(
         if error.is_some() {
             StatusCode::BAD_REQUEST

@@ -101,9 +101,7 @@ pub(super) async fn list(State(st): State<AppState>, v: Viewer, Query(f): Query<
     } else {
         Vec::new()
     };
-    let older = (rows.len() as i64 == PAGE)
-        .then(|| rows.last().map(|r| r.id))
-        .flatten();
+    let older = super::next_page(&rows, PAGE, |r| r.id);
     let counts = st.store.subscriber_status_counts().await?;
     let by_status = SubscriberStatus::ALL
         .iter()
@@ -124,11 +122,7 @@ pub(super) async fn list(State(st): State<AppState>, v: Viewer, Query(f): Query<
             name: s.name,
         })
         .collect();
-    let status = if errors.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::BAD_REQUEST
-    };
+    let status = errors.status();
     html(
         status,
         ListPage {
