@@ -1,7 +1,9 @@
 //! `/admin/issues`: each digest run with where its delivery stands — counts by status and a
 //! bar drawn on the server, when it was made and when its last send settled — and, for
-//! staff, "retry failed" and "stop this issue". A page of an issue still on its way reloads itself every few
-//! seconds (a meta refresh: no script).
+//! staff, "retry failed" and "stop this issue". While an issue is on its way, `console.js`
+//! asks for its progress again (`/issues/{id}/progress`; the list, the list itself) and
+//! replaces it in place, with a pause control; without script the page reloads itself (a
+//! meta refresh inside `<noscript>`, `?still=1` to stop).
 
 use super::{Change, Query};
 use super::{Chrome, ConsoleError, Page, Viewer, html, see_other};

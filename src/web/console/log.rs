@@ -1,8 +1,9 @@
 //! `/admin/log`: the delivery log, newest send first, filtered by status, address, issue
 //! and the time of the last change; each row with its Message-ID, attempts and the last
 //! SMTP reply. Pages are keyset-paginated (`before` = the last id shown), so the thousandth
-//! page of a million-row ledger costs what the first does. With "follow live" the first
-//! page reloads itself every few seconds (a meta refresh: no script).
+//! page of a million-row ledger costs what the first does. With "follow live" `console.js`
+//! replaces the first page's rows every few seconds (with a pause control); without script
+//! the page reloads itself.
 
 use super::{Chrome, FieldErrors, Page, Query, Viewer, html};
 use crate::domain::EmailAddress;
